@@ -1,0 +1,56 @@
+# magpipe: `make run` sets everything up and runs the study; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON ?= python3
+TORCH_VERSION := 2.13.0
+# libtorch_cpu.so needs these two CUDA runtime libraries even on a CPU-only machine.
+TORCH_EXTRAS := nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
+STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+
+# Where the SolARED data is: $SOLARED_DIR, else data/solared, else ../shared/solared.
+SOLARED_DIR ?= $(if $(wildcard data/solared),data/solared,$(if $(wildcard ../shared/solared),../shared/solared,data/solared))
+export SOLARED_DIR
+
+CARGO_FLAGS := --release --workspace --locked
+
+.PHONY: all setup build run test lint bench clean check-env
+
+all: build
+
+check-env:
+	@if [ -n "$${LIBTORCH_USE_PYTORCH:-}" ]; then \
+	  echo "error: LIBTORCH_USE_PYTORCH is set in your shell, so the build would use the torch of whatever python3 is on PATH. Run: unset LIBTORCH LIBTORCH_USE_PYTORCH" >&2; exit 2; fi
+	@if [ -n "$${LIBTORCH:-}" ] && [ "$$(realpath -m "$$LIBTORCH")" != "$$(realpath -m $(VENV)/libtorch)" ]; then \
+	  echo "error: LIBTORCH=$$LIBTORCH is exported in your shell, but magpipe builds against its pinned torch $(TORCH_VERSION) in $(VENV)/libtorch. Run: unset LIBTORCH LIBTORCH_USE_PYTORCH" >&2; exit 2; fi
+
+# The slim install: torch without its dependency set (1.2 GB instead of 4.7 GB); see README.
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+	    torch==$(TORCH_VERSION) $(TORCH_EXTRAS)
+	ln -sfn "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch" $(VENV)/libtorch
+	test "$$($(VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("torch").split("+")[0])')" = $(TORCH_VERSION)
+	touch $@
+
+setup: check-env $(STAMP)
+
+build: setup
+	cargo build $(CARGO_FLAGS)
+
+run: build
+	./target/release/magpipe run
+
+test: setup
+	cargo fmt --all -- --check
+	cargo test $(CARGO_FLAGS)
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .bench-venv

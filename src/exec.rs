@@ -1,0 +1,391 @@
+//! Runs a plan: keys, cache lookups, independent stages concurrently on a rayon pool, outputs
+//! committed to the store, events to a sink.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use magpipe_stages::kind::{Context, Events, Report};
+
+use crate::error::{RunError, StoreError};
+use crate::events::{Event, Sink};
+use crate::key::{FORMAT, PreImage, SourceRef};
+use crate::plan::Plan;
+use crate::store::{Record, Store};
+
+/// The key pre-image of stage `i`, given the records of its upstream stages.
+pub fn preimage(plan: &Plan, store: &Store, i: usize, done: &BTreeMap<usize, Record>) -> Result<PreImage, RunError> {
+    let s = &plan.stages[i];
+    let mut inputs = BTreeMap::new();
+    for w in &s.inputs {
+        let r = done
+            .get(&w.from)
+            .expect("upstream stages are resolved before their dependents");
+        let o = r.outputs.get(w.output).ok_or_else(|| StoreError::Record {
+            path: store.record_path(&r.key),
+            msg: format!("has no output `{}`", w.output),
+        })?;
+        inputs.insert(w.slot.clone(), o.hash.clone());
+    }
+    let stage_err = |source| RunError::Stage {
+        stage: s.name.clone(),
+        source,
+    };
+    let mut sources = Vec::new();
+    for src in s.kind.sources(&s.params).map_err(stage_err)? {
+        let (hash, size) = store.source_hash(&src.path).map_err(|e| match e {
+            StoreError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                stage_err(magpipe_stages::kind::StageError::Io { path, source })
+            }
+            other => other.into(),
+        })?;
+        sources.push(SourceRef {
+            name: src.name,
+            size,
+            hash,
+        });
+    }
+    Ok(PreImage {
+        format: FORMAT,
+        kind: s.kind.name().to_string(),
+        kind_version: s.kind.version(),
+        params: s.kind.key_params(&s.params),
+        inputs,
+        sources,
+        runtime: serde_json::Value::Null,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub targets: Vec<String>,
+    pub force: Vec<String>,
+    pub jobs: usize,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Ran(Record, Report),
+    Cached(Record),
+    Failed(String),
+    Skipped(String),
+}
+
+pub struct RunResult {
+    /// Per selected stage, in plan order.
+    pub outcomes: Vec<(usize, Outcome)>,
+}
+
+impl RunResult {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count()
+    }
+}
+
+struct StageEvents<'a> {
+    sink: &'a dyn Sink,
+    stage: &'a str,
+}
+
+impl Events for StageEvents<'_> {
+    fn progress(&self, done: u64, total: u64, unit: &str) {
+        self.sink.emit(Event::StageProgress {
+            stage: self.stage.to_string(),
+            done,
+            total,
+            unit: unit.to_string(),
+        });
+    }
+    fn log(&self, msg: &str) {
+        self.sink.emit(Event::StageLog {
+            stage: self.stage.to_string(),
+            msg: msg.to_string(),
+        });
+    }
+}
+
+/// Test hook: `MAGPIPE_FAULT=pause-before-record:<stage>` stops that stage after its objects are
+/// committed and before its record is written, so a test can kill the process at the one moment
+/// where a half-finished stage could otherwise look done.
+fn fault_pause(stage: &str, sink: &dyn Sink) {
+    if let Ok(f) = std::env::var("MAGPIPE_FAULT")
+        && f.strip_prefix("pause-before-record:") == Some(stage)
+    {
+        sink.emit(Event::StageLog {
+            stage: stage.to_string(),
+            msg: "paused before record (MAGPIPE_FAULT)".into(),
+        });
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
+
+fn execute(
+    plan: &Plan,
+    store: &Store,
+    i: usize,
+    done: &BTreeMap<usize, Record>,
+    force: bool,
+    threads: usize,
+    sink: &dyn Sink,
+) -> Result<Outcome, RunError> {
+    let s = &plan.stages[i];
+    let pre = preimage(plan, store, i, done)?;
+    let key = pre.key();
+    if !force && let Some(r) = store.complete_record(&key)? {
+        sink.emit(Event::StageCached { stage: s.name.clone(), key });
+        return Ok(Outcome::Cached(r));
+    }
+    let _lock = store.lock(&key)?;
+    // Another process may have finished this key while we waited for the lock.
+    if !force && let Some(r) = store.complete_record(&key)? {
+        sink.emit(Event::StageCached { stage: s.name.clone(), key });
+        return Ok(Outcome::Cached(r));
+    }
+    sink.emit(Event::StageStarted {
+        stage: s.name.clone(),
+        key: key.clone(),
+    });
+    let scratch = store.scratch(&key)?;
+    let inputs: BTreeMap<String, PathBuf> = s
+        .inputs
+        .iter()
+        .map(|w| {
+            let o = &done[&w.from].outputs[w.output];
+            (w.slot.clone(), store.object_path(o))
+        })
+        .collect();
+    let events = StageEvents { sink, stage: &s.name };
+    let ctx = Context {
+        stage: &s.name,
+        inputs,
+        out_dir: &scratch,
+        threads,
+        events: &events,
+    };
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let t0 = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.kind.run(&s.params, &ctx)));
+    let report = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(source)) => {
+            store.remove_scratch(&scratch);
+            return Err(RunError::Stage {
+                stage: s.name.clone(),
+                source,
+            });
+        }
+        Err(panic) => {
+            store.remove_scratch(&scratch);
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(RunError::Stage {
+                stage: s.name.clone(),
+                source: magpipe_stages::kind::StageError::Invalid(format!("internal error (panic): {msg}")),
+            });
+        }
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut outputs = BTreeMap::new();
+    for o in s.kind.outputs() {
+        let p = scratch.join(o.file);
+        if !p.is_file() {
+            store.remove_scratch(&scratch);
+            return Err(StoreError::MissingOutput {
+                stage: s.name.clone(),
+                file: o.file.to_string(),
+            }
+            .into());
+        }
+        outputs.insert(o.name.to_string(), store.commit_object(&p, o.file)?);
+    }
+    fault_pause(&s.name, sink);
+    let record = Record {
+        key: key.clone(),
+        stage: s.name.clone(),
+        preimage: pre,
+        outputs,
+        started_unix,
+        seconds,
+        magpipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        summary: report.summary.clone(),
+        facts: report.facts.clone(),
+    };
+    store.write_record(&record)?;
+    store.remove_scratch(&scratch);
+    sink.emit(Event::StageFinished {
+        stage: s.name.clone(),
+        key,
+        seconds,
+        summary: report.summary.clone(),
+    });
+    Ok(Outcome::Ran(record, report))
+}
+
+pub fn run(plan: &Plan, store: &Store, opts: &RunOptions, sink: &dyn Sink) -> Result<RunResult, RunError> {
+    let selected = plan.select(&opts.targets).map_err(RunError::Usage)?;
+    for f in &opts.force {
+        if plan.index(f).is_none() {
+            return Err(RunError::Usage(format!("--force {f}: no such stage")));
+        }
+    }
+    let jobs = opts.jobs.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .thread_name(|i| format!("magpipe-{i}"))
+        .build()
+        .map_err(|e| RunError::Usage(format!("cannot start {jobs} worker threads: {e}")))?;
+    let t0 = Instant::now();
+    sink.emit(Event::RunStarted {
+        stages: selected.len(),
+        variant: plan.variant.clone(),
+    });
+
+    let mut done: BTreeMap<usize, Record> = BTreeMap::new();
+    let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
+    let mut started = std::collections::BTreeSet::new();
+    let mut running = 0usize;
+    let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, RunError>)>();
+    pool.in_place_scope(|scope| {
+        loop {
+            // Start every stage whose inputs are all done.
+            for &i in &selected {
+                if outcomes.contains_key(&i) || started.contains(&i) {
+                    continue;
+                }
+                let deps = plan.deps(i);
+                if let Some(bad) = deps.iter().find(|d| {
+                    matches!(outcomes.get(d), Some(Outcome::Failed(_) | Outcome::Skipped(_)))
+                }) {
+                    let because = format!("upstream `{}` did not finish", plan.stages[*bad].name);
+                    sink.emit(Event::StageSkipped {
+                        stage: plan.stages[i].name.clone(),
+                        because: because.clone(),
+                    });
+                    outcomes.insert(i, Outcome::Skipped(because));
+                    continue;
+                }
+                if !deps.iter().all(|d| done.contains_key(d)) {
+                    continue;
+                }
+                started.insert(i);
+                running += 1;
+                let ups: BTreeMap<usize, Record> = deps.iter().map(|d| (*d, done[d].clone())).collect();
+                let force = opts.force.contains(&plan.stages[i].name);
+                let tx = tx.clone();
+                scope.spawn(move |_| {
+                    let r = execute(plan, store, i, &ups, force, jobs, sink);
+                    let _ = tx.send((i, r));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, r) = rx.recv().expect("a running stage reports back");
+            running -= 1;
+            let o = match r {
+                Ok(o) => {
+                    match &o {
+                        Outcome::Ran(rec, _) | Outcome::Cached(rec) => {
+                            done.insert(i, rec.clone());
+                        }
+                        _ => {}
+                    }
+                    o
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    sink.emit(Event::StageFailed {
+                        stage: plan.stages[i].name.clone(),
+                        error: msg.clone(),
+                    });
+                    Outcome::Failed(msg)
+                }
+            };
+            outcomes.insert(i, o);
+        }
+    });
+
+    let result = RunResult {
+        outcomes: selected
+            .iter()
+            .map(|i| (*i, outcomes.remove(i).expect("every selected stage has an outcome")))
+            .collect(),
+    };
+    let count = |f: fn(&Outcome) -> bool| result.outcomes.iter().filter(|(_, o)| f(o)).count();
+    sink.emit(Event::RunFinished {
+        ran: count(|o| matches!(o, Outcome::Ran(..))),
+        cached: count(|o| matches!(o, Outcome::Cached(_))),
+        failed: count(|o| matches!(o, Outcome::Failed(_))),
+        skipped: count(|o| matches!(o, Outcome::Skipped(_))),
+        seconds: t0.elapsed().as_secs_f64(),
+    });
+    for (i, o) in &result.outcomes {
+        if let Outcome::Ran(r, _) | Outcome::Cached(r) = o {
+            store.write_ref(plan.variant.as_deref(), &plan.stages[*i].name, &r.key)?;
+        }
+    }
+    if result.failed() == 0 {
+        store.save_source_cache()?;
+    }
+    Ok(result)
+}
+
+/// Freshness of one stage, as `magpipe status` reports it.
+pub enum Freshness {
+    Fresh(Record),
+    Stale { key: Option<String>, why: Vec<String> },
+}
+
+/// Resolves every selected stage's key without running anything.
+pub fn status(plan: &Plan, store: &Store, selected: &[usize]) -> Result<Vec<(usize, Freshness)>, RunError> {
+    let mut done: BTreeMap<usize, Record> = BTreeMap::new();
+    let mut out = Vec::new();
+    for &i in selected {
+        let s = &plan.stages[i];
+        if let Some(d) = plan.deps(i).into_iter().find(|d| !done.contains_key(d)) {
+            out.push((
+                i,
+                Freshness::Stale {
+                    key: None,
+                    why: vec![format!("upstream `{}` is stale", plan.stages[d].name)],
+                },
+            ));
+            continue;
+        }
+        let pre = preimage(plan, store, i, &done)?;
+        let key = pre.key();
+        if let Some(r) = store.complete_record(&key)? {
+            done.insert(i, r.clone());
+            out.push((i, Freshness::Fresh(r)));
+            continue;
+        }
+        let mut why = Vec::new();
+        if store.record(&key)?.is_some() {
+            why.push("an output object of its record is missing".to_string());
+        }
+        match store
+            .read_ref(plan.variant.as_deref(), &s.name)
+            .map(|k| store.record(&k))
+            .transpose()?
+            .flatten()
+        {
+            Some(old) => {
+                let d = pre.diff(&old.preimage);
+                if d.is_empty() && why.is_empty() {
+                    why.push("its last record is gone".into());
+                }
+                why.extend(d);
+            }
+            None => why.push("never run".into()),
+        }
+        out.push((i, Freshness::Stale { key: Some(key), why }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,408 @@
+//! [`RawSpec`] → [`Plan`]: kinds looked up, params typed and defaulted, inputs wired, variants
+//! and `--set` overrides applied, the DAG built and checked for cycles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use magpipe_stages::kind::{Kind, ParamError};
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::Value as Json;
+use serde_yaml::{Mapping, Value};
+
+use crate::error::SpecError;
+use crate::spec::{Locator, RawSpec};
+
+/// The stage kinds of this build.
+pub fn kinds() -> &'static [Box<dyn Kind>] {
+    static KINDS: OnceLock<Vec<Box<dyn Kind>>> = OnceLock::new();
+    KINDS.get_or_init(magpipe_stages::registry)
+}
+
+pub fn kind(name: &str) -> Option<&'static dyn Kind> {
+    kinds().iter().find(|k| k.name() == name).map(|k| k.as_ref())
+}
+
+/// One input wire: `slot` reads output `output` of stage `from`.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    pub slot: String,
+    pub from: usize,
+    pub output: &'static str,
+    pub file: &'static str,
+}
+
+pub struct Stage {
+    pub name: String,
+    pub kind: &'static dyn Kind,
+    /// Resolved params: every param, defaults filled in.
+    pub params: Json,
+    pub inputs: Vec<Wire>,
+    pub doc: Option<String>,
+}
+
+pub struct Plan {
+    pub stages: Vec<Stage>,
+    pub graph: DiGraph<usize, ()>,
+    /// Stage indices in a dependency order (YAML order where free).
+    pub order: Vec<usize>,
+    pub variant: Option<String>,
+    pub variants: Vec<(String, Option<String>)>,
+}
+
+/// A `--set stage.param=value` override.
+#[derive(Debug, Clone)]
+pub struct SetOverride {
+    pub stage: String,
+    pub param: String,
+    pub value: Value,
+    pub text: String,
+}
+
+impl SetOverride {
+    pub fn parse(s: &str) -> Result<SetOverride, String> {
+        let (lhs, rhs) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--set {s}: expected stage.param=value"))?;
+        let (stage, param) = lhs
+            .split_once('.')
+            .ok_or_else(|| format!("--set {s}: expected stage.param=value"))?;
+        let value: Value =
+            serde_yaml::from_str(rhs).map_err(|e| format!("--set {s}: value is not YAML: {e}"))?;
+        Ok(SetOverride {
+            stage: stage.to_string(),
+            param: param.to_string(),
+            value,
+            text: s.to_string(),
+        })
+    }
+}
+
+fn yaml_to_json(v: &Value) -> Result<Json, String> {
+    Ok(match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Json::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Json::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Json::Number)
+                    .ok_or_else(|| format!("{f} is not a finite number"))?
+            }
+        }
+        Value::String(s) => Json::String(s.clone()),
+        Value::Sequence(items) => Json::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Value::Mapping(m) => {
+            let mut o = serde_json::Map::new();
+            for (k, v) in m {
+                let k = k.as_str().ok_or("mapping keys must be strings")?;
+                o.insert(k.to_string(), yaml_to_json(v)?);
+            }
+            Json::Object(o)
+        }
+        Value::Tagged(t) => return Err(format!("YAML tags ({}) are not supported", t.tag)),
+    })
+}
+
+/// Where a param value came from, for error messages.
+#[derive(Clone)]
+enum Origin {
+    Yaml(Vec<String>),
+    Set(String),
+}
+
+impl Plan {
+    /// Builds the plan of `spec`, with a variant's and `--set` overrides applied.
+    pub fn build(spec: &RawSpec, variant: Option<&str>, sets: &[SetOverride]) -> Result<Plan, SpecError> {
+        let loc = spec.locator();
+        let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+        let mut stages = Vec::with_capacity(spec.stages.len());
+
+        // Every variant is checked, whichever one runs, so a typo never waits for its day.
+        for v in &spec.variants {
+            for (stage, ov) in &v.overrides {
+                let Some(raw) = spec.stages.iter().find(|s| &s.name == stage) else {
+                    return Err(loc.err(
+                        &["variants", &v.name, stage],
+                        &format!("no stage `{stage}` (stages: {})", names.join(", ")),
+                    ));
+                };
+                let Some(k) = kind(&raw.kind) else { continue };
+                let mut merged = raw.params.clone();
+                let mut origins = BTreeMap::new();
+                for (pk, pv) in ov {
+                    let pk = pk.as_str().unwrap_or_default().to_string();
+                    origins.insert(pk.clone(), Origin::Yaml(vec!["variants".into(), v.name.clone(), stage.clone(), pk.clone()]));
+                    merged.insert(Value::String(pk), pv.clone());
+                }
+                resolve(k, &merged, &loc, &raw.name, &origins)?;
+            }
+        }
+        let chosen = match variant {
+            None => None,
+            Some(name) => Some(spec.variants.iter().find(|v| v.name == name).ok_or_else(|| SpecError {
+                file: spec.file.clone(),
+                line: None,
+                path: String::new(),
+                msg: format!(
+                    "no variant `{name}` (variants: {})",
+                    spec.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            })?),
+        };
+        for s in sets {
+            if !names.contains(&s.stage.as_str()) {
+                return Err(SpecError {
+                    file: spec.file.clone(),
+                    line: None,
+                    path: String::new(),
+                    msg: format!("--set {}: no stage `{}` (stages: {})", s.text, s.stage, names.join(", ")),
+                });
+            }
+        }
+
+        for raw in &spec.stages {
+            let at = ["stages", raw.name.as_str()];
+            let k = kind(&raw.kind).ok_or_else(|| {
+                loc.err(
+                    &[at[0], at[1], "kind"],
+                    &format!(
+                        "unknown kind `{}` (known: {})",
+                        raw.kind,
+                        kinds().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            let mut params = raw.params.clone();
+            let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
+            for (pk, _) in &raw.params {
+                let pk = pk.as_str().unwrap_or_default().to_string();
+                origins.insert(pk.clone(), Origin::Yaml(vec![at[0].into(), at[1].into(), "params".into(), pk]));
+            }
+            if let Some(v) = chosen {
+                for (stage, ov) in &v.overrides {
+                    if stage == &raw.name {
+                        for (pk, pv) in ov {
+                            let pk = pk.as_str().unwrap_or_default().to_string();
+                            origins.insert(pk.clone(), Origin::Yaml(vec!["variants".into(), v.name.clone(), stage.clone(), pk.clone()]));
+                            params.insert(Value::String(pk), pv.clone());
+                        }
+                    }
+                }
+            }
+            for s in sets.iter().filter(|s| s.stage == raw.name) {
+                origins.insert(s.param.clone(), Origin::Set(s.text.clone()));
+                params.insert(Value::String(s.param.clone()), s.value.clone());
+            }
+            let resolved = resolve(k, &params, &loc, &raw.name, &origins)?;
+
+            let mut inputs = Vec::new();
+            for (slot, src) in &raw.inputs {
+                let here = [at[0], at[1], "inputs", slot.as_str()];
+                if !k.inputs().iter().any(|s| s.name == slot) {
+                    return Err(loc.err(
+                        &here,
+                        &format!(
+                            "kind `{}` has no input `{slot}` (inputs: {})",
+                            k.name(),
+                            k.inputs().iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                let (from_name, out_name) = match src.split_once('.') {
+                    Some((a, b)) => (a, Some(b)),
+                    None => (src.as_str(), None),
+                };
+                let from = names.iter().position(|n| *n == from_name).ok_or_else(|| {
+                    loc.err(&here, &format!("no stage `{from_name}` (stages: {})", names.join(", ")))
+                })?;
+                let from_kind = kind(&spec.stages[from].kind);
+                let Some(from_kind) = from_kind else {
+                    return Err(loc.err(
+                        &["stages", from_name, "kind"],
+                        &format!("unknown kind `{}`", spec.stages[from].kind),
+                    ));
+                };
+                let outs = from_kind.outputs();
+                let out = match out_name {
+                    Some(o) => outs.iter().find(|s| s.name == o),
+                    None if outs.len() == 1 => outs.first(),
+                    None => None,
+                }
+                .ok_or_else(|| {
+                    loc.err(
+                        &here,
+                        &format!(
+                            "`{src}`: stage `{from_name}` has outputs {}; name one as `{from_name}.<output>`",
+                            outs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?;
+                inputs.push(Wire {
+                    slot: slot.clone(),
+                    from,
+                    output: out.name,
+                    file: out.file,
+                });
+            }
+            for slot in k.inputs() {
+                if !inputs.iter().any(|w| w.slot == slot.name) {
+                    return Err(loc.err(
+                        &at,
+                        &format!("missing input `{}` ({}) for kind `{}`", slot.name, slot.doc, k.name()),
+                    ));
+                }
+            }
+            stages.push(Stage {
+                name: raw.name.clone(),
+                kind: k,
+                params: resolved,
+                inputs,
+                doc: raw.doc.clone(),
+            });
+        }
+
+        let mut graph = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
+        for (i, s) in stages.iter().enumerate() {
+            for w in &s.inputs {
+                graph.update_edge(nodes[w.from], nodes[i], ());
+            }
+        }
+        let order = order_or_cycle(&stages, &graph, &loc)?;
+        Ok(Plan {
+            stages,
+            graph,
+            order,
+            variant: variant.map(str::to_string),
+            variants: spec.variants.iter().map(|v| (v.name.clone(), v.doc.clone())).collect(),
+        })
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// Direct upstream stages of `i`.
+    pub fn deps(&self, i: usize) -> BTreeSet<usize> {
+        self.stages[i].inputs.iter().map(|w| w.from).collect()
+    }
+
+    /// The targets and everything they need, in plan order; all stages when `targets` is empty.
+    pub fn select(&self, targets: &[String]) -> Result<Vec<usize>, String> {
+        if targets.is_empty() {
+            return Ok(self.order.clone());
+        }
+        let mut want = BTreeSet::new();
+        let mut todo = Vec::new();
+        for t in targets {
+            let i = self.index(t).ok_or_else(|| {
+                format!(
+                    "no stage `{t}` (stages: {})",
+                    self.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            todo.push(i);
+        }
+        while let Some(i) = todo.pop() {
+            if want.insert(i) {
+                todo.extend(self.deps(i));
+            }
+        }
+        Ok(self.order.iter().copied().filter(|i| want.contains(i)).collect())
+    }
+}
+
+fn resolve(
+    k: &dyn Kind,
+    params: &Mapping,
+    loc: &Locator,
+    stage: &str,
+    origins: &BTreeMap<String, Origin>,
+) -> Result<Json, SpecError> {
+    let where_ = |param: Option<&str>| -> (Option<Vec<String>>, Option<String>) {
+        match param.and_then(|p| origins.get(p)) {
+            Some(Origin::Yaml(p)) => (Some(p.clone()), None),
+            Some(Origin::Set(t)) => (None, Some(t.clone())),
+            None => (Some(vec!["stages".into(), stage.into(), "params".into()]), None),
+        }
+    };
+    let fail = |param: Option<&str>, msg: String| -> SpecError {
+        match where_(param) {
+            (_, Some(set)) => SpecError {
+                file: loc.file.clone(),
+                line: None,
+                path: String::new(),
+                msg: format!("--set {set}: {msg}"),
+            },
+            (Some(p), None) => {
+                let p: Vec<&str> = p.iter().map(String::as_str).collect();
+                loc.err(&p, &msg)
+            }
+            (None, None) => loc.err(&[], &msg),
+        }
+    };
+    let mut user = serde_json::Map::new();
+    for (pk, pv) in params {
+        let name = pk.as_str().unwrap_or_default();
+        let v = yaml_to_json(pv).map_err(|m| fail(Some(name), m))?;
+        user.insert(name.to_string(), v);
+    }
+    k.resolve(&user).map_err(|e: ParamError| {
+        let msg = match &e {
+            ParamError::Unknown { .. } => format!("{e} for kind `{}`", k.name()),
+            _ => e.to_string(),
+        };
+        fail(e.param(), msg)
+    })
+}
+
+fn order_or_cycle(stages: &[Stage], g: &DiGraph<usize, ()>, loc: &Locator) -> Result<Vec<usize>, SpecError> {
+    // Kahn's algorithm, always taking the earliest ready stage in YAML order, so the order is
+    // the one a reader of the file expects.
+    let n = stages.len();
+    let mut indeg: Vec<usize> = (0..n)
+        .map(|i| g.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count())
+        .collect();
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for j in g.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing) {
+            indeg[j.index()] -= 1;
+            if indeg[j.index()] == 0 {
+                ready.insert(j.index());
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Name one cycle: walk back along unresolved inputs until a stage repeats.
+    let stuck: BTreeSet<usize> = (0..n).filter(|i| !order.contains(i)).collect();
+    let start = *stuck.first().expect("a stuck stage");
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = stages[cur]
+            .inputs
+            .iter()
+            .map(|w| w.from)
+            .find(|f| stuck.contains(f))
+            .expect("a stuck stage has a stuck input");
+        if let Some(p) = path.iter().position(|&x| x == next) {
+            let mut cyc: Vec<&str> = path[p..].iter().rev().map(|&i| stages[i].name.as_str()).collect();
+            cyc.push(stages[next].name.as_str());
+            let first = stages[next].name.as_str();
+            return Err(loc.err(
+                &["stages", first, "inputs"],
+                &format!("dependency cycle: {}", cyc.join(" → ")),
+            ));
+        }
+        path.push(next);
+        cur = next;
+    }
+}

@@ -1,0 +1,355 @@
+//! `pipeline.yaml` → [`RawSpec`]: syntax, the allowed keys, `${VAR:-default}` interpolation, and
+//! a locator that maps a YAML path back to its line and column for error messages.
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::{Mapping, Value};
+
+use crate::error::SpecError;
+
+/// A stage as written in the YAML, before any checking against its kind.
+#[derive(Debug, Clone)]
+pub struct RawStage {
+    pub name: String,
+    pub kind: String,
+    pub params: Mapping,
+    /// slot → `stage` or `stage.output`, in YAML order.
+    pub inputs: Vec<(String, String)>,
+    pub doc: Option<String>,
+}
+
+/// A named set of overrides: stage → param → value.
+#[derive(Debug, Clone)]
+pub struct RawVariant {
+    pub name: String,
+    pub doc: Option<String>,
+    pub overrides: Vec<(String, Mapping)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawSpec {
+    pub file: PathBuf,
+    pub text: String,
+    pub stages: Vec<RawStage>,
+    pub variants: Vec<RawVariant>,
+}
+
+impl RawSpec {
+    pub fn load(file: &Path) -> Result<RawSpec, SpecError> {
+        let text = std::fs::read_to_string(file).map_err(|e| SpecError {
+            file: file.to_path_buf(),
+            line: None,
+            path: String::new(),
+            msg: format!("cannot read the pipeline file: {e}"),
+        })?;
+        RawSpec::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<RawSpec, SpecError> {
+        let loc = Locator {
+            file: file.to_path_buf(),
+            text: text.to_string(),
+        };
+        let doc: Value = serde_yaml::from_str(text).map_err(|e| SpecError {
+            file: file.to_path_buf(),
+            line: e.location().map(|l| (l.line(), l.column())),
+            path: String::new(),
+            msg: format!("invalid YAML: {}", strip_location(&e.to_string())),
+        })?;
+        let top = doc
+            .as_mapping()
+            .ok_or_else(|| loc.err(&[], "the pipeline must be a mapping with `stages:`"))?;
+        for k in top.keys() {
+            let k = key_str(k, &loc, &[])?;
+            if !["version", "stages", "variants"].contains(&k) {
+                return Err(loc.err(&[k], &format!(
+                    "unknown top-level key `{k}` (expected stages, variants, version)"
+                )));
+            }
+        }
+        if let Some(v) = top.get("version")
+            && v.as_u64() != Some(1)
+        {
+            return Err(loc.err(&["version"], "only pipeline format version 1 exists"));
+        }
+        let stages_map = top
+            .get("stages")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| loc.err(&["stages"], "`stages:` must be a mapping of stage name → stage"))?;
+        let mut stages = Vec::new();
+        for (name, body) in stages_map {
+            let name = key_str(name, &loc, &["stages"])?.to_string();
+            let at = ["stages", name.as_str()];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(loc.err(&at, "stage names use letters, digits, `_` and `-` only"));
+            }
+            let body = body
+                .as_mapping()
+                .ok_or_else(|| loc.err(&at, "a stage must be a mapping with `kind:`"))?;
+            for k in body.keys() {
+                let k = key_str(k, &loc, &at)?;
+                if !["kind", "params", "inputs", "doc"].contains(&k) {
+                    return Err(loc.err(
+                        &[at[0], at[1], k],
+                        &format!("unknown stage key `{k}` (expected kind, params, inputs, doc)"),
+                    ));
+                }
+            }
+            let kind = body
+                .get("kind")
+                .and_then(Value::as_str)
+                .ok_or_else(|| loc.err(&at, "stage has no `kind:`"))?
+                .to_string();
+            let params = match body.get("params") {
+                None | Some(Value::Null) => Mapping::new(),
+                Some(Value::Mapping(m)) => {
+                    let mut m = m.clone();
+                    for (k, v) in m.iter_mut() {
+                        let k = key_str(k, &loc, &[at[0], at[1], "params"])?.to_string();
+                        interpolate(v, &loc, &[at[0], at[1], "params", &k])?;
+                    }
+                    m
+                }
+                Some(_) => return Err(loc.err(&[at[0], at[1], "params"], "`params:` must be a mapping")),
+            };
+            let inputs = match body.get("inputs") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Mapping(m)) => m
+                    .iter()
+                    .map(|(k, v)| {
+                        let k = key_str(k, &loc, &[at[0], at[1], "inputs"])?.to_string();
+                        let v = v
+                            .as_str()
+                            .ok_or_else(|| {
+                                loc.err(&[at[0], at[1], "inputs", &k], "an input is `stage` or `stage.output`")
+                            })?
+                            .to_string();
+                        Ok((k, v))
+                    })
+                    .collect::<Result<_, SpecError>>()?,
+                Some(_) => {
+                    return Err(loc.err(&[at[0], at[1], "inputs"], "`inputs:` must map slot → `stage.output`"));
+                }
+            };
+            let doc = body.get("doc").and_then(Value::as_str).map(str::to_string);
+            stages.push(RawStage {
+                name,
+                kind,
+                params,
+                inputs,
+                doc,
+            });
+        }
+        let mut variants = Vec::new();
+        match top.get("variants") {
+            None | Some(Value::Null) => {}
+            Some(Value::Mapping(vm)) => {
+                for (name, body) in vm {
+                    let name = key_str(name, &loc, &["variants"])?.to_string();
+                    let at = ["variants", name.as_str()];
+                    let body = body
+                        .as_mapping()
+                        .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
+                    let mut doc = None;
+                    let mut overrides = Vec::new();
+                    for (stage, ov) in body {
+                        let stage = key_str(stage, &loc, &at)?.to_string();
+                        if stage == "doc" {
+                            doc = ov.as_str().map(str::to_string);
+                            continue;
+                        }
+                        let mut m = ov
+                            .as_mapping()
+                            .ok_or_else(|| loc.err(&[at[0], at[1], &stage], "overrides must be a mapping param → value"))?
+                            .clone();
+                        for (k, v) in m.iter_mut() {
+                            let k = key_str(k, &loc, &[at[0], at[1], &stage])?.to_string();
+                            interpolate(v, &loc, &[at[0], at[1], &stage, &k])?;
+                        }
+                        overrides.push((stage, m));
+                    }
+                    variants.push(RawVariant {
+                        name,
+                        doc,
+                        overrides,
+                    });
+                }
+            }
+            Some(_) => return Err(loc.err(&["variants"], "`variants:` must be a mapping")),
+        }
+        Ok(RawSpec {
+            file: file.to_path_buf(),
+            text: text.to_string(),
+            stages,
+            variants,
+        })
+    }
+
+    pub fn locator(&self) -> Locator {
+        Locator {
+            file: self.file.clone(),
+            text: self.text.clone(),
+        }
+    }
+}
+
+fn strip_location(msg: &str) -> String {
+    // serde_yaml appends " at line L column C"; the location is printed in front instead.
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn key_str<'a>(k: &'a Value, loc: &Locator, at: &[&str]) -> Result<&'a str, SpecError> {
+    k.as_str()
+        .ok_or_else(|| loc.err(at, &format!("keys must be strings, found {k:?}")))
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in every string below `v`; `$$` is a literal `$`.
+fn interpolate(v: &mut Value, loc: &Locator, at: &[&str]) -> Result<(), SpecError> {
+    match v {
+        Value::String(s) => {
+            *s = expand(s, &|name| std::env::var(name).ok()).map_err(|m| loc.err(at, &m))?;
+        }
+        Value::Sequence(items) => {
+            for i in items {
+                interpolate(i, loc, at)?;
+            }
+        }
+        Value::Mapping(m) => {
+            for (_, i) in m.iter_mut() {
+                interpolate(i, loc, at)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("${") {
+            let end = r
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            let inner = &r[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("bad variable name {name:?} in {s:?}"));
+            }
+            match (env(name).filter(|v| !v.is_empty()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!("environment variable {name} is not set (write ${{{name}:-default}} for a default)"));
+                }
+            }
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Finds where a YAML path (mapping keys from the top) is written, for error messages. It reads
+/// block-style mappings; inside flow style (`{a: 1}`) it falls back to the nearest enclosing key.
+#[derive(Debug, Clone)]
+pub struct Locator {
+    pub file: PathBuf,
+    pub text: String,
+}
+
+impl Locator {
+    pub fn find(&self, path: &[&str]) -> Option<(usize, usize)> {
+        (1..=path.len()).rev().find_map(|n| self.find_exact(&path[..n]))
+    }
+
+    fn find_exact(&self, path: &[&str]) -> Option<(usize, usize)> {
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        for (ln, line) in self.text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            let Some(colon) = key_end(trimmed) else { continue };
+            let key = trimmed[..colon].trim().trim_matches(|c| c == '"' || c == '\'');
+            while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                stack.pop();
+            }
+            stack.push((indent, key.to_string()));
+            if stack.len() == path.len() && stack.iter().zip(path).all(|((_, k), p)| k == p) {
+                return Some((ln + 1, indent + 1));
+            }
+        }
+        None
+    }
+
+    pub fn err(&self, path: &[&str], msg: &str) -> SpecError {
+        SpecError {
+            file: self.file.clone(),
+            line: self.find(path),
+            path: path.join("."),
+            msg: msg.to_string(),
+        }
+    }
+}
+
+/// The byte index of the `:` ending a block-mapping key on this line, if it starts with one.
+fn key_end(s: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if i == 0 => quote = Some(c),
+            (None, '#') => return None,
+            (None, ':') if s[i + 1..].is_empty() || s[i + 1..].starts_with([' ', '\t']) => return Some(i),
+            (None, '{' | '[') if i == 0 => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_variables_with_defaults_and_escapes() {
+        let env = |n: &str| (n == "SET").then(|| "/data".to_string());
+        assert_eq!(expand("${SET:-x}/a", &env).unwrap(), "/data/a");
+        assert_eq!(expand("${UNSET:-data/solared}", &env).unwrap(), "data/solared");
+        assert_eq!(expand("cost $$5", &env).unwrap(), "cost $5");
+        assert!(expand("${UNSET}", &env).unwrap_err().contains("UNSET is not set"));
+        assert!(expand("${OPEN", &env).is_err());
+    }
+
+    #[test]
+    fn locator_finds_nested_block_keys() {
+        let text = "stages:\n  ingest:\n    kind: ingest_solared\n  window:\n    # note\n    kind: window\n    params:\n      input: 110\n      inputs: {a: b}\n";
+        let loc = Locator {
+            file: "p.yaml".into(),
+            text: text.into(),
+        };
+        assert_eq!(loc.find(&["stages", "window", "params", "input"]), Some((8, 7)));
+        assert_eq!(loc.find(&["stages", "ingest", "kind"]), Some((3, 5)));
+        // Inside flow style: the nearest enclosing key.
+        assert_eq!(loc.find(&["stages", "window", "params", "inputs", "a"]), Some((9, 7)));
+    }
+}

@@ -1,0 +1,295 @@
+//! The artifact store, under `artifacts/` by default:
+//!
+//! ```text
+//! objects/<b3>/<file>    outputs by content hash (read-only files)
+//! records/<key>.json     key → outputs, with the key's pre-image; written last
+//! refs/<variant>/<stage> the key a stage last had, for `status --explain`
+//! tmp/                   stage outputs under construction
+//! locks/<key>.lock       one writer per key across processes
+//! cache/sources.json     stat → hash cache of raw files
+//! ```
+//!
+//! Writes are tmp → fsync → rename, the record after its objects, so a crash at any point leaves
+//! at worst junk in `tmp/`, never a record that points at a missing or partial object.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::key::PreImage;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub file: String,
+    pub hash: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub key: String,
+    /// The stage name that produced it (informational: names are not part of the key).
+    pub stage: String,
+    pub preimage: PreImage,
+    pub outputs: BTreeMap<String, OutputRecord>,
+    pub started_unix: f64,
+    pub seconds: f64,
+    pub magpipe_version: String,
+    pub summary: String,
+    pub facts: serde_json::Value,
+}
+
+pub struct Store {
+    pub root: PathBuf,
+    sources: Mutex<SourceCache>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct SourceCache {
+    entries: HashMap<PathBuf, StatHash>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+struct StatHash {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+    hash: String,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::io(path, e)
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+/// Hashes a file's bytes with blake3.
+pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+    let mut h = blake3::Hasher::new();
+    let f = File::open(path).map_err(io(path))?;
+    h.update_reader(f).map_err(io(path))?;
+    let size = fs::metadata(path).map_err(io(path))?.len();
+    Ok((h.finalize().to_hex().to_string(), size))
+}
+
+impl Store {
+    /// Opens a store without creating anything: read-only commands never touch the disk.
+    pub fn open(root: &Path) -> Store {
+        let cache_path = root.join("cache").join("sources.json");
+        let entries = fs::read(&cache_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<SourceCache>(&b).ok())
+            .unwrap_or_default();
+        Store {
+            root: root.to_path_buf(),
+            sources: Mutex::new(entries),
+        }
+    }
+
+    fn dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let d = self.root.join(name);
+        fs::create_dir_all(&d).map_err(io(&d))?;
+        Ok(d)
+    }
+
+    pub fn object_path(&self, o: &OutputRecord) -> PathBuf {
+        self.root.join("objects").join(&o.hash).join(&o.file)
+    }
+
+    pub fn record_path(&self, key: &str) -> PathBuf {
+        self.root.join("records").join(format!("{key}.json"))
+    }
+
+    pub fn record(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let p = self.record_path(key);
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Record { path: p, msg: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(p, e)),
+        }
+    }
+
+    /// A record whose objects are all present (a cache hit), if any.
+    pub fn complete_record(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .record(key)?
+            .filter(|r| r.outputs.values().all(|o| self.object_path(o).is_file())))
+    }
+
+    /// A fresh folder for a stage to write its outputs into.
+    pub fn scratch(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let tmp = self.dir("tmp")?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let d = tmp.join(format!("{}-{}-{nanos}", &key[..16], std::process::id()));
+        fs::create_dir_all(&d).map_err(io(&d))?;
+        Ok(d)
+    }
+
+    /// Moves one finished output into `objects/`, returning its record.
+    pub fn commit_object(&self, scratch_file: &Path, file: &str) -> Result<OutputRecord, StoreError> {
+        File::open(scratch_file)
+            .and_then(|f| f.sync_all())
+            .map_err(io(scratch_file))?;
+        let (hash, size) = hash_file(scratch_file)?;
+        let objects = self.dir("objects")?;
+        let dir = objects.join(&hash);
+        let dest = dir.join(file);
+        if !dest.is_file() {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let mut perm = fs::metadata(scratch_file).map_err(io(scratch_file))?.permissions();
+            // Objects are shared by every record that has these bytes: keep users' tools from
+            // editing them in place through a path printed by `magpipe artifact`.
+            perm.set_readonly(true);
+            fs::set_permissions(scratch_file, perm).map_err(io(scratch_file))?;
+            fs::rename(scratch_file, &dest).map_err(io(&dest))?;
+            fsync_dir(&dir)?;
+            fsync_dir(&objects)?;
+        }
+        Ok(OutputRecord {
+            file: file.to_string(),
+            hash,
+            size,
+        })
+    }
+
+    /// Writes a record atomically; it is what makes a stage's outputs count as done.
+    pub fn write_record(&self, r: &Record) -> Result<(), StoreError> {
+        let dir = self.dir("records")?;
+        let dest = self.record_path(&r.key);
+        let bytes = serde_json::to_vec_pretty(r).expect("record serialises");
+        write_atomic(&dir, &dest, &bytes)
+    }
+
+    pub fn ref_path(&self, variant: Option<&str>, stage: &str) -> PathBuf {
+        self.root.join("refs").join(variant.unwrap_or("default")).join(stage)
+    }
+
+    pub fn read_ref(&self, variant: Option<&str>, stage: &str) -> Option<String> {
+        fs::read_to_string(self.ref_path(variant, stage))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    pub fn write_ref(&self, variant: Option<&str>, stage: &str, key: &str) -> Result<(), StoreError> {
+        if self.read_ref(variant, stage).as_deref() == Some(key) {
+            return Ok(());
+        }
+        let p = self.ref_path(variant, stage);
+        let dir = p.parent().expect("ref has a folder").to_path_buf();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        write_atomic(&dir, &p, format!("{key}\n").as_bytes())
+    }
+
+    /// Takes the per-key lock, waiting while another process holds it.
+    pub fn lock(&self, key: &str) -> Result<KeyLock, StoreError> {
+        let dir = self.dir("locks")?;
+        let path = dir.join(format!("{key}.lock"));
+        loop {
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.lock().map_err(io(&path))?;
+            // The holder before us may have removed the file after we opened it; a lock on an
+            // unlinked file excludes nobody, so retry on the file that is there now.
+            let ours = f.metadata().map_err(io(&path))?.ino();
+            match fs::metadata(&path) {
+                Ok(m) if m.ino() == ours => {
+                    let mut f = f;
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(KeyLock { path, _file: f });
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// The blake3 of a raw file, from the stat cache when size, times and inode are unchanged.
+    pub fn source_hash(&self, path: &Path) -> Result<(String, u64), StoreError> {
+        let abs = fs::canonicalize(path).map_err(io(path))?;
+        let m = fs::metadata(&abs).map_err(io(path))?;
+        let stat = |hash: String| StatHash {
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            ino: m.ino(),
+            hash,
+        };
+        {
+            let cache = self.sources.lock().expect("source cache lock");
+            if let Some(e) = cache.entries.get(&abs)
+                && *e == stat(e.hash.clone())
+            {
+                return Ok((e.hash.clone(), e.size));
+            }
+        }
+        let (hash, size) = hash_file(&abs)?;
+        let mut cache = self.sources.lock().expect("source cache lock");
+        cache.entries.insert(abs, stat(hash.clone()));
+        cache.dirty = true;
+        Ok((hash, size))
+    }
+
+    /// Persists the stat cache (only after a successful run, so a failed one leaves no trace).
+    pub fn save_source_cache(&self) -> Result<(), StoreError> {
+        let mut cache = self.sources.lock().expect("source cache lock");
+        if !cache.dirty {
+            return Ok(());
+        }
+        let dir = self.dir("cache")?;
+        let bytes = serde_json::to_vec(&*cache).expect("cache serialises");
+        write_atomic(&dir, &dir.join("sources.json"), &bytes)?;
+        cache.dirty = false;
+        Ok(())
+    }
+
+    /// Removes `tmp/` leftovers of runs that died (no live process holds them).
+    pub fn remove_scratch(&self, dir: &Path) {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
+
+fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, dest).map_err(io(dest))?;
+    fsync_dir(dir)
+}
+
+/// Held while a stage with this key runs; removed on drop.
+pub struct KeyLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, so a waiter notices (inode check) and retries.
+        let _ = fs::remove_file(&self.path);
+    }
+}

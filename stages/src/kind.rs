@@ -1,0 +1,251 @@
+//! What a stage kind is, as the engine sees it. Stages know nothing of hashing, DAGs or the store:
+//! they get typed params, the paths of their inputs, an output folder and an event sink.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A named input slot of a kind.
+#[derive(Debug, Clone, Copy)]
+pub struct InputSlot {
+    pub name: &'static str,
+    pub doc: &'static str,
+}
+
+/// A named output of a kind: one file with a fixed name.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputSlot {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub doc: &'static str,
+}
+
+/// A file outside the store that a stage reads (raw data); its content hash enters the stage key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    /// Stable name used in the key (relative to the data folder), so moving the data keeps keys.
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Progress and log events a running stage reports.
+pub trait Events: Sync {
+    /// `done` of `total` units of `unit` (e.g. "ARs", "epochs").
+    fn progress(&self, done: u64, total: u64, unit: &str);
+    /// A line for the log (stderr), not a result.
+    fn log(&self, msg: &str);
+}
+
+/// Discards events; for library use and tests of a kind on its own.
+pub struct NoEvents;
+
+impl Events for NoEvents {
+    fn progress(&self, _: u64, _: u64, _: &str) {}
+    fn log(&self, _: &str) {}
+}
+
+/// Everything a stage run sees.
+pub struct Context<'a> {
+    pub stage: &'a str,
+    pub inputs: BTreeMap<String, PathBuf>,
+    pub out_dir: &'a Path,
+    pub threads: usize,
+    pub events: &'a dyn Events,
+}
+
+impl Context<'_> {
+    pub fn input(&self, slot: &str) -> Result<&Path, StageError> {
+        self.inputs
+            .get(slot)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| StageError::Invalid(format!("input `{slot}` is not connected")))
+    }
+
+    pub fn output(&self, file: &str) -> PathBuf {
+        self.out_dir.join(file)
+    }
+}
+
+/// What a finished stage tells the user.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// One line for the run summary.
+    pub summary: String,
+    /// A result (e.g. a Markdown table) printed on stdout when the stage ran.
+    pub stdout: Option<String>,
+    /// Small machine-readable facts kept in the record (counts, fitted constants…).
+    pub facts: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Solared(#[from] crate::solared::SolaredError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Table { path: PathBuf, msg: String },
+}
+
+impl StageError {
+    pub fn io(path: &Path, source: std::io::Error) -> StageError {
+        StageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    pub fn table(path: &Path, e: impl std::fmt::Display) -> StageError {
+        StageError::Table {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        }
+    }
+}
+
+/// A param problem, located by the name of the param.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ParamError {
+    #[error("unknown param `{name}` (known: {known})")]
+    Unknown { name: String, known: String },
+    #[error("param `{name}`: {msg}")]
+    Invalid { name: String, msg: String },
+    #[error("{0}")]
+    Whole(String),
+}
+
+impl ParamError {
+    /// The param the error is about, if it is about one.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            ParamError::Unknown { name, .. } | ParamError::Invalid { name, .. } => Some(name),
+            ParamError::Whole(_) => None,
+        }
+    }
+}
+
+/// The object-safe face of a kind that the engine works with.
+pub trait Kind: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Bumped whenever the kind's outputs change for the same params and inputs; part of every key.
+    fn version(&self) -> u32;
+    fn doc(&self) -> &'static str;
+    fn inputs(&self) -> &'static [InputSlot];
+    fn outputs(&self) -> &'static [OutputSlot];
+    /// Every param with its default, as JSON.
+    fn defaults(&self) -> Value;
+    /// Fills defaults into user params and type-checks them, naming the offending param.
+    fn resolve(&self, user: &serde_json::Map<String, Value>) -> Result<Value, ParamError>;
+    /// The params that enter the key (a location such as a data folder does not; its files do).
+    fn key_params(&self, params: &Value) -> Value;
+    /// External files read by the stage, for the key.
+    fn sources(&self, params: &Value) -> Result<Vec<Source>, StageError>;
+    fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError>;
+}
+
+/// The typed side of a kind: implement this, and [`Kind`] comes for free.
+pub trait TypedKind: Send + Sync {
+    type Params: Serialize + DeserializeOwned + Default;
+    const NAME: &'static str;
+    const VERSION: u32;
+    const DOC: &'static str;
+    const INPUTS: &'static [InputSlot];
+    const OUTPUTS: &'static [OutputSlot];
+
+    /// Checks across params (or of values serde cannot check), after typing.
+    fn check(_p: &Self::Params) -> Result<(), ParamError> {
+        Ok(())
+    }
+    fn key_params(p: &Self::Params) -> Value {
+        serde_json::to_value(p).expect("params serialise")
+    }
+    fn sources(_p: &Self::Params) -> Result<Vec<Source>, StageError> {
+        Ok(Vec::new())
+    }
+    fn run(p: &Self::Params, ctx: &Context<'_>) -> Result<Report, StageError>;
+}
+
+/// Wraps a [`TypedKind`] as a [`Kind`].
+pub struct Typed<K>(pub std::marker::PhantomData<K>);
+
+impl<K> Default for Typed<K> {
+    fn default() -> Self {
+        Typed(std::marker::PhantomData)
+    }
+}
+
+fn typed<P: DeserializeOwned>(v: &Value) -> Result<P, ParamError> {
+    serde_json::from_value(v.clone()).map_err(|e| ParamError::Whole(e.to_string()))
+}
+
+impl<K: TypedKind> Kind for Typed<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn version(&self) -> u32 {
+        K::VERSION
+    }
+    fn doc(&self) -> &'static str {
+        K::DOC
+    }
+    fn inputs(&self) -> &'static [InputSlot] {
+        K::INPUTS
+    }
+    fn outputs(&self) -> &'static [OutputSlot] {
+        K::OUTPUTS
+    }
+    fn defaults(&self) -> Value {
+        serde_json::to_value(K::Params::default()).expect("default params serialise")
+    }
+
+    fn resolve(&self, user: &serde_json::Map<String, Value>) -> Result<Value, ParamError> {
+        let defaults = self.defaults();
+        let Value::Object(base) = &defaults else {
+            unreachable!("params are a struct")
+        };
+        // Type-check one param at a time against the defaults, so an error names its param.
+        for (name, value) in user {
+            if !base.contains_key(name) {
+                return Err(ParamError::Unknown {
+                    name: name.clone(),
+                    known: base.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+            let mut one = base.clone();
+            one.insert(name.clone(), value.clone());
+            typed::<K::Params>(&Value::Object(one)).map_err(|e| ParamError::Invalid {
+                name: name.clone(),
+                msg: match e {
+                    ParamError::Whole(m) => m,
+                    other => other.to_string(),
+                },
+            })?;
+        }
+        let mut merged = base.clone();
+        merged.extend(user.clone());
+        let p: K::Params = typed(&Value::Object(merged))?;
+        K::check(&p)?;
+        // Re-serialising gives the canonical form: every field present, defaults filled in.
+        Ok(serde_json::to_value(&p).expect("params serialise"))
+    }
+
+    fn key_params(&self, params: &Value) -> Value {
+        K::key_params(&typed(params).expect("resolved params"))
+    }
+
+    fn sources(&self, params: &Value) -> Result<Vec<Source>, StageError> {
+        K::sources(&typed(params).map_err(|e| StageError::Invalid(e.to_string()))?)
+    }
+
+    fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError> {
+        K::run(&typed(params).map_err(|e| StageError::Invalid(e.to_string()))?, ctx)
+    }
+}

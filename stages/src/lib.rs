@@ -1,0 +1,22 @@
+//! magpipe's stage kinds and the domain code they use: the SolARED reader, AR splits, min-max
+//! scaling and windowing. Nothing here knows about keys, DAGs or the artifact store.
+
+pub mod ingest;
+pub mod kind;
+pub mod scale;
+pub mod solared;
+pub mod split;
+pub mod table;
+pub mod window;
+
+use kind::{Kind, Typed};
+
+/// Every stage kind this build knows, by name.
+pub fn registry() -> Vec<Box<dyn Kind>> {
+    vec![
+        Box::new(Typed::<ingest::Ingest>::default()),
+        Box::new(Typed::<split::SplitArs>::default()),
+        Box::new(Typed::<scale::MinMaxScale>::default()),
+        Box::new(Typed::<window::Window>::default()),
+    ]
+}

@@ -1,0 +1,301 @@
+//! The SolARED dataset on disk: one folder `AR{n}/` per active region with three `.npz` files.
+//! See SEMANTICS.md §1 for the layout this module reads and validates.
+
+pub mod npy;
+pub mod pickle;
+pub mod time;
+pub mod zip;
+
+use std::path::{Path, PathBuf};
+
+/// Tiles per AR: a 9×9 grid flattened row-major (`k = 9r + c`).
+pub const TILES: usize = 81;
+/// The 9×9 grid side.
+pub const GRID: usize = 9;
+
+/// Errors inside one `.npz` file (the file itself is named by [`SolaredError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NpzError {
+    #[error("{0}")]
+    Container(String),
+    #[error("{0}")]
+    Npy(String),
+    #[error("shape {got:?}, expected {want:?}")]
+    Shape { got: Vec<usize>, want: Vec<usize> },
+    #[error("member {0} is missing")]
+    MissingMember(String),
+    #[error("{member}: {source}")]
+    Pickle {
+        member: String,
+        #[source]
+        source: pickle::PickleError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolaredError {
+    #[error(
+        "SolARED data folder {dir} {problem}. Point SOLARED_DIR at the folder that holds the AR* \
+         folders, or put the data at data/solared. Get the data from the SolARED portal \
+         (https://sun.njit.edu/sarportal/) or the public GitHub copy in \
+         jonastirona/SAR_EMERGENCE_RESEARCH (folder data/)"
+    )]
+    DataDir { dir: PathBuf, problem: String },
+    #[error("{path}: {what}")]
+    Missing { path: PathBuf, what: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: NpzError,
+    },
+    #[error("AR{ar}: {msg}")]
+    Inconsistent { ar: u32, msg: String },
+}
+
+/// The raw arrays of one AR, row-major `(81, T)` each: sample (k, t) is at `k·T + t`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArSeries {
+    pub ar: u32,
+    /// Timestamps, µs since 1970-01-01 (naive).
+    pub times: Vec<i64>,
+    pub ic: Vec<f64>,
+    pub flux: Vec<f64>,
+    /// Acoustic power, bands 2–3, 3–4, 4–5, 5–6 mHz.
+    pub power: [Vec<f64>; 4],
+}
+
+impl ArSeries {
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+/// The three files of an AR, in the order int, mag, pmdop.
+pub fn ar_files(dir: &Path, ar: u32) -> [PathBuf; 3] {
+    let d = dir.join(format!("AR{ar}"));
+    [
+        d.join(format!("mean_int{ar}_flat.npz")),
+        d.join(format!("mean_mag{ar}_flat.npz")),
+        d.join(format!("mean_pmdop{ar}_flat.npz")),
+    ]
+}
+
+/// The AR numbers found in the data folder (folders named `AR<digits>`), ascending.
+pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SolaredError::DataDir {
+        dir: dir.to_path_buf(),
+        problem: if e.kind() == std::io::ErrorKind::NotFound {
+            "does not exist".into()
+        } else {
+            format!("cannot be read ({e})")
+        },
+    })?;
+    let mut ars: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("AR")?.parse().ok())
+        .collect();
+    ars.sort_unstable();
+    if ars.is_empty() {
+        return Err(SolaredError::DataDir {
+            dir: dir.to_path_buf(),
+            problem: "holds no AR<number> folders".into(),
+        });
+    }
+    Ok(ars)
+}
+
+struct Npz {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    entries: Vec<zip::Entry>,
+}
+
+impl Npz {
+    fn open(path: &Path) -> Result<Npz, SolaredError> {
+        let bytes = std::fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                SolaredError::Missing {
+                    path: path.to_path_buf(),
+                    what: "file is missing".into(),
+                }
+            } else {
+                SolaredError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        let entries = zip::entries(&bytes).map_err(|source| SolaredError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Npz {
+            path: path.to_path_buf(),
+            bytes,
+            entries,
+        })
+    }
+
+    fn err(&self, source: NpzError) -> SolaredError {
+        SolaredError::File {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn member(&self, name: &str) -> Result<std::borrow::Cow<'_, [u8]>, SolaredError> {
+        let file = format!("{name}.npy");
+        let e = self
+            .entries
+            .iter()
+            .find(|e| e.name == file)
+            .ok_or_else(|| self.err(NpzError::MissingMember(file.clone())))?;
+        zip::read_entry(&self.bytes, e).map_err(|e| self.err(e))
+    }
+
+    fn f64_array(&self, name: &str, t: Option<usize>) -> Result<(usize, Vec<f64>), SolaredError> {
+        let m = self.member(name)?;
+        let head = npy::parse_header(&m).map_err(|e| self.err(e))?;
+        let expect = [TILES, t.unwrap_or(*head.shape.get(1).unwrap_or(&0))];
+        let (shape, v) = npy::read_f64(&m, Some(&expect))
+            .map_err(|e| self.err(prefix(name, e)))?;
+        Ok((shape[1], v))
+    }
+
+    fn timestamps(&self, name: &str) -> Result<Vec<i64>, SolaredError> {
+        let m = self.member(name)?;
+        let head = npy::parse_header(&m).map_err(|e| self.err(prefix(name, e)))?;
+        if head.descr != "|O" || head.shape.len() != 1 {
+            return Err(self.err(NpzError::Npy(format!(
+                "{name}: expected a 1-D object array of timestamps, found dtype {:?} shape {:?}",
+                head.descr, head.shape
+            ))));
+        }
+        let times = pickle::decode_datetime_array(&m[head.data_offset..]).map_err(|source| {
+            self.err(NpzError::Pickle {
+                member: format!("{name}.npy"),
+                source,
+            })
+        })?;
+        if times.len() != head.shape[0] {
+            return Err(self.err(NpzError::Npy(format!(
+                "{name}: header shape {:?} but {} timestamps",
+                head.shape,
+                times.len()
+            ))));
+        }
+        Ok(times)
+    }
+}
+
+fn prefix(member: &str, e: NpzError) -> NpzError {
+    match e {
+        NpzError::Shape { got, want } => NpzError::Npy(format!(
+            "{member}: shape {got:?}, expected {want:?}"
+        )),
+        NpzError::Npy(m) => NpzError::Npy(format!("{member}: {m}")),
+        other => other,
+    }
+}
+
+/// Reads and cross-checks the three files of one AR.
+pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
+    let [f_int, f_mag, f_pmdop] = ar_files(dir, ar);
+    let int = Npz::open(&f_int)?;
+    let times = int.timestamps("arr_1")?;
+    let t = times.len();
+    let (_, ic) = int.f64_array("arr_0", Some(t))?;
+    let mag = Npz::open(&f_mag)?;
+    let (_, flux) = mag.f64_array("arr_0", Some(t))?;
+    let mag_times = mag.timestamps("arr_1")?;
+    let pm = Npz::open(&f_pmdop)?;
+    let mut power: [Vec<f64>; 4] = Default::default();
+    for (i, p) in power.iter_mut().enumerate() {
+        *p = pm.f64_array(&format!("arr_{i}"), Some(t))?.1;
+    }
+    let pm_times = pm.timestamps("arr_4")?;
+    for (what, other) in [("mean_mag", &mag_times), ("mean_pmdop", &pm_times)] {
+        if let Some(i) = (0..t.max(other.len())).find(|&i| times.get(i) != other.get(i)) {
+            return Err(SolaredError::Inconsistent {
+                ar,
+                msg: format!(
+                    "timestamps of {what}{ar}_flat.npz differ from mean_int{ar}_flat.npz at index {i} ({} vs {})",
+                    other.get(i).map_or("none".into(), |&u| time::format_micros(u)),
+                    times.get(i).map_or("none".into(), |&u| time::format_micros(u)),
+                ),
+            });
+        }
+    }
+    if let Some(i) = times.windows(2).position(|w| w[1] <= w[0]) {
+        return Err(SolaredError::Inconsistent {
+            ar,
+            msg: format!("timestamps are not increasing at index {}", i + 1),
+        });
+    }
+    for (name, v) in [("Ic", &ic), ("|B|", &flux)]
+        .into_iter()
+        .chain(power.iter().enumerate().map(|(i, p)| (["P2-3", "P3-4", "P4-5", "P5-6"][i], p)))
+    {
+        if let Some(i) = v.iter().position(|x| x.is_infinite()) {
+            return Err(SolaredError::Inconsistent {
+                ar,
+                msg: format!("{name} holds an infinite value at tile {} hour {}", i / t, i % t),
+            });
+        }
+    }
+    Ok(ArSeries {
+        ar,
+        times,
+        ic,
+        flux,
+        power,
+    })
+}
+
+/// Writes an AR's three files in the exact SolARED npz layout (used to build test fixtures and
+/// to export subsets).
+pub fn write_ar(dir: &Path, s: &ArSeries) -> std::io::Result<()> {
+    let t = s.len();
+    let [f_int, f_mag, f_pmdop] = ar_files(dir, s.ar);
+    std::fs::create_dir_all(f_int.parent().expect("AR folder"))?;
+    let stamps = || {
+        let mut m = npy::header_bytes("|O", &[t]);
+        m.extend_from_slice(&pickle::encode_datetime_array(&s.times));
+        m
+    };
+    let shape = [TILES, t];
+    std::fs::write(
+        f_int,
+        zip::write_stored(&[
+            ("arr_0.npy".into(), npy::write_f64(&shape, &s.ic)),
+            ("arr_1.npy".into(), stamps()),
+        ]),
+    )?;
+    std::fs::write(
+        f_mag,
+        zip::write_stored(&[
+            ("arr_0.npy".into(), npy::write_f64(&shape, &s.flux)),
+            ("arr_1.npy".into(), stamps()),
+        ]),
+    )?;
+    let mut members: Vec<(String, Vec<u8>)> = s
+        .power
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("arr_{i}.npy"), npy::write_f64(&shape, p)))
+        .collect();
+    members.push(("arr_4.npy".into(), stamps()));
+    std::fs::write(f_pmdop, zip::write_stored(&members))
+}

@@ -1,0 +1,452 @@
+//! A strict decoder (and, for fixtures, encoder) of the pickled numpy object arrays of
+//! `datetime.datetime` that hold the SolARED timestamps.
+//!
+//! This is not a general unpickler: it runs only the opcodes numpy's protocol-3 pickle of such an
+//! array uses and resolves only the five globals it names, so a hostile or foreign pickle is
+//! rejected, never executed. The opcode sequence is documented in SEMANTICS.md §1.2.
+
+use std::collections::HashMap;
+
+use super::time::{Civil, days_in_month};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PickleError {
+    #[error("pickle truncated at byte {0}")]
+    Truncated(usize),
+    #[error("pickle opcode 0x{op:02x} at byte {at} is not allowed in a timestamp array")]
+    Opcode { op: u8, at: usize },
+    #[error("pickle refers to global {0:?}, which a timestamp array never uses")]
+    Global(String),
+    #[error("pickle is malformed at byte {at}: {msg}")]
+    Malformed { at: usize, msg: String },
+    #[error("pickle does not hold a numpy object array of datetimes: {0}")]
+    Structure(String),
+    #[error("timestamp {index} is not a valid date/time: {msg}")]
+    BadDatetime { index: usize, msg: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Mark,
+    Global(&'static str),
+    Int(i64),
+    Str(String),
+    Bytes(Vec<u8>),
+    None,
+    Bool(bool),
+    Tuple(Vec<Val>),
+    List(Vec<Val>),
+    Reduce(Box<Val>, Box<Val>),
+    Build(Box<Val>, Box<Val>),
+}
+
+const ALLOWED_GLOBALS: [(&str, &str, &str); 5] = [
+    ("numpy.core.multiarray", "_reconstruct", "reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct", "reconstruct"),
+    ("numpy", "ndarray", "ndarray"),
+    ("numpy", "dtype", "dtype"),
+    ("datetime", "datetime", "datetime"),
+];
+
+struct Vm<'a> {
+    b: &'a [u8],
+    at: usize,
+    stack: Vec<Val>,
+    memo: HashMap<u32, Val>,
+}
+
+impl<'a> Vm<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
+        let s = self
+            .b
+            .get(self.at..self.at + n)
+            .ok_or(PickleError::Truncated(self.b.len()))?;
+        self.at += n;
+        Ok(s)
+    }
+    fn line(&mut self) -> Result<&'a str, PickleError> {
+        let rest = &self.b[self.at..];
+        let end = rest
+            .iter()
+            .position(|&c| c == b'\n')
+            .ok_or(PickleError::Truncated(self.b.len()))?;
+        self.at += end + 1;
+        std::str::from_utf8(&rest[..end]).map_err(|_| self.malformed("GLOBAL name is not UTF-8"))
+    }
+    fn malformed(&self, msg: &str) -> PickleError {
+        PickleError::Malformed {
+            at: self.at,
+            msg: msg.to_string(),
+        }
+    }
+    fn pop(&mut self) -> Result<Val, PickleError> {
+        self.stack.pop().ok_or_else(|| self.malformed("stack underflow"))
+    }
+    fn pop_mark(&mut self) -> Result<Vec<Val>, PickleError> {
+        let m = self
+            .stack
+            .iter()
+            .rposition(|v| *v == Val::Mark)
+            .ok_or_else(|| self.malformed("no MARK"))?;
+        let items = self.stack.split_off(m + 1);
+        self.stack.pop();
+        Ok(items)
+    }
+    fn put(&mut self, idx: u32) -> Result<(), PickleError> {
+        let top = self.stack.last().ok_or_else(|| self.malformed("PUT on empty stack"))?;
+        self.memo.insert(idx, top.clone());
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<Val, PickleError> {
+        loop {
+            let op_at = self.at;
+            let op = *self.take(1)?.first().expect("one byte");
+            match op {
+                0x80 => {
+                    let proto = self.take(1)?[0];
+                    if !(2..=5).contains(&proto) {
+                        return Err(self.malformed(&format!("unsupported protocol {proto}")));
+                    }
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    let g = ALLOWED_GLOBALS
+                        .iter()
+                        .find(|(m, n, _)| *m == module && *n == name)
+                        .ok_or_else(|| PickleError::Global(format!("{module}.{name}")))?;
+                    self.stack.push(Val::Global(g.2));
+                }
+                b'q' => {
+                    let i = self.take(1)?[0];
+                    self.put(u32::from(i))?;
+                }
+                b'r' => {
+                    let i = self.take(4)?;
+                    self.put(u32::from_le_bytes([i[0], i[1], i[2], i[3]]))?;
+                }
+                b'h' => {
+                    let i = u32::from(self.take(1)?[0]);
+                    let v = self.memo.get(&i).cloned().ok_or_else(|| self.malformed("BINGET of an unset memo slot"))?;
+                    self.stack.push(v);
+                }
+                b'K' => {
+                    let v = self.take(1)?[0];
+                    self.stack.push(Val::Int(i64::from(v)));
+                }
+                b'J' => {
+                    let v = self.take(4)?;
+                    self.stack.push(Val::Int(i64::from(i32::from_le_bytes([v[0], v[1], v[2], v[3]]))));
+                }
+                b'X' => {
+                    let l = self.take(4)?;
+                    let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+                    let s = self.take(l)?;
+                    let s = std::str::from_utf8(s).map_err(|_| self.malformed("BINUNICODE is not UTF-8"))?;
+                    self.stack.push(Val::Str(s.to_string()));
+                }
+                b'C' => {
+                    let l = usize::from(self.take(1)?[0]);
+                    let s = self.take(l)?.to_vec();
+                    self.stack.push(Val::Bytes(s));
+                }
+                b'(' => self.stack.push(Val::Mark),
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Val::Tuple(items));
+                }
+                0x85 => {
+                    let a = self.pop()?;
+                    self.stack.push(Val::Tuple(vec![a]));
+                }
+                0x87 => {
+                    let c = self.pop()?;
+                    let b = self.pop()?;
+                    let a = self.pop()?;
+                    self.stack.push(Val::Tuple(vec![a, b, c]));
+                }
+                b'N' => self.stack.push(Val::None),
+                0x88 => self.stack.push(Val::Bool(true)),
+                0x89 => self.stack.push(Val::Bool(false)),
+                b']' => self.stack.push(Val::List(Vec::new())),
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    match self.stack.last_mut() {
+                        Some(Val::List(l)) => l.extend(items),
+                        _ => return Err(self.malformed("APPENDS without a list")),
+                    }
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let func = self.pop()?;
+                    self.stack.push(Val::Reduce(Box::new(func), Box::new(args)));
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let obj = self.pop()?;
+                    self.stack.push(Val::Build(Box::new(obj), Box::new(state)));
+                }
+                b'.' => {
+                    let v = self.pop()?;
+                    if !self.stack.is_empty() {
+                        return Err(self.malformed("values left on the stack at STOP"));
+                    }
+                    if self.at != self.b.len() {
+                        return Err(self.malformed("trailing bytes after STOP"));
+                    }
+                    return Ok(v);
+                }
+                op => return Err(PickleError::Opcode { op, at: op_at }),
+            }
+        }
+    }
+}
+
+fn structure(msg: &str) -> PickleError {
+    PickleError::Structure(msg.to_string())
+}
+
+/// Decodes the pickle payload of an `|O` npy member into naive timestamps (µs since 1970-01-01).
+pub fn decode_datetime_array(payload: &[u8]) -> Result<Vec<i64>, PickleError> {
+    let root = Vm {
+        b: payload,
+        at: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+    }
+    .run()?;
+    let Val::Build(obj, state) = root else {
+        return Err(structure("top level is not ndarray.__setstate__"));
+    };
+    match *obj {
+        Val::Reduce(f, args) if *f == Val::Global("reconstruct") => match *args {
+            Val::Tuple(a) if a.first() == Some(&Val::Global("ndarray")) => {}
+            _ => return Err(structure("_reconstruct is not called on numpy.ndarray")),
+        },
+        _ => return Err(structure("top level is not numpy.core.multiarray._reconstruct")),
+    }
+    let Val::Tuple(st) = *state else {
+        return Err(structure("array state is not a tuple"));
+    };
+    let [_, Val::Tuple(shape), dtype, Val::Bool(false), Val::List(items)] = st.as_slice() else {
+        return Err(structure("array state is not (version, shape, dtype, False, list)"));
+    };
+    let is_object_dtype = match dtype {
+        Val::Build(d, _) => matches!(d.as_ref(), Val::Reduce(f, a)
+            if **f == Val::Global("dtype")
+            && matches!(a.as_ref(), Val::Tuple(t) if t.first() == Some(&Val::Str("O8".into())))),
+        _ => false,
+    };
+    if !is_object_dtype {
+        return Err(structure("dtype is not object ('O8')"));
+    }
+    let n = match shape.as_slice() {
+        [Val::Int(n)] => *n as usize,
+        _ => return Err(structure("shape is not one-dimensional")),
+    };
+    if items.len() != n {
+        return Err(structure(&format!(
+            "shape says {n} timestamps, the list holds {}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let bad = |msg: &str| PickleError::BadDatetime {
+                index,
+                msg: msg.to_string(),
+            };
+            let Val::Reduce(f, args) = item else {
+                return Err(bad("element is not a datetime.datetime"));
+            };
+            if **f != Val::Global("datetime") {
+                return Err(bad("element is not a datetime.datetime"));
+            }
+            match args.as_ref() {
+                Val::Tuple(a) => match a.as_slice() {
+                    [Val::Bytes(b)] if b.len() == 10 => decode_datetime_bytes(b).map_err(|m| bad(&m)),
+                    [Val::Bytes(_), _] => Err(bad("carries a tzinfo; naive timestamps expected")),
+                    _ => Err(bad("state is not 10 bytes")),
+                },
+                _ => Err(bad("state is not a tuple")),
+            }
+        })
+        .collect()
+}
+
+/// Python's `datetime.__reduce__` payload: year (u16 BE), month, day, hour, minute, second,
+/// microsecond (u24 BE). The high bit of the month byte is PEP 495's `fold`, which a naive
+/// hourly series does not need.
+fn decode_datetime_bytes(b: &[u8]) -> Result<i64, String> {
+    let year = i64::from(u16::from_be_bytes([b[0], b[1]]));
+    let month = u32::from(b[2] & 0x7F);
+    let day = u32::from(b[3]);
+    let (hour, minute, second) = (u32::from(b[4]), u32::from(b[5]), u32::from(b[6]));
+    let micro = (u32::from(b[7]) << 16) | (u32::from(b[8]) << 8) | u32::from(b[9]);
+    if !(1..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+        || micro > 999_999
+    {
+        return Err(format!("fields {b:02x?} are out of range"));
+    }
+    Ok(Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micro,
+    }
+    .to_micros())
+}
+
+/// Pickles timestamps exactly as numpy 1.x (protocol 3) pickles an object array of naive
+/// `datetime.datetime`, so generated fixtures exercise the same bytes as the real files.
+pub fn encode_datetime_array(times: &[i64]) -> Vec<u8> {
+    let mut o = vec![0x80, 3];
+    let mut memo = 0u32;
+    let put = |o: &mut Vec<u8>, memo: &mut u32| {
+        if *memo < 256 {
+            o.extend_from_slice(&[b'q', *memo as u8]);
+        } else {
+            o.push(b'r');
+            o.extend_from_slice(&memo.to_le_bytes());
+        }
+        *memo += 1;
+    };
+    o.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\n");
+    put(&mut o, &mut memo);
+    o.extend_from_slice(b"cnumpy\nndarray\n");
+    put(&mut o, &mut memo);
+    o.extend_from_slice(&[b'K', 0, 0x85]);
+    put(&mut o, &mut memo);
+    o.extend_from_slice(&[b'C', 1, b'b']);
+    put(&mut o, &mut memo);
+    o.push(0x87);
+    put(&mut o, &mut memo);
+    o.push(b'R');
+    put(&mut o, &mut memo);
+    o.extend_from_slice(&[b'(', b'K', 1]);
+    // BININT1 holds shapes up to 255; larger ones need BININT.
+    if times.len() < 256 {
+        o.extend_from_slice(&[b'K', times.len() as u8]);
+    } else {
+        o.push(b'J');
+        o.extend_from_slice(&(times.len() as i32).to_le_bytes());
+    }
+    o.push(0x85);
+    put(&mut o, &mut memo);
+    o.extend_from_slice(b"cnumpy\ndtype\n");
+    put(&mut o, &mut memo);
+    o.extend_from_slice(b"X\x02\x00\x00\x00O8");
+    put(&mut o, &mut memo);
+    o.extend_from_slice(&[0x89, 0x88, 0x87]);
+    put(&mut o, &mut memo);
+    o.push(b'R');
+    put(&mut o, &mut memo);
+    o.extend_from_slice(b"(K\x03X\x01\x00\x00\x00|");
+    put(&mut o, &mut memo);
+    o.extend_from_slice(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x3ft");
+    put(&mut o, &mut memo);
+    o.push(b'b');
+    o.push(0x89);
+    o.push(b']');
+    put(&mut o, &mut memo);
+    o.push(b'(');
+    let mut datetime_slot = None;
+    for &t in times {
+        match datetime_slot {
+            None => {
+                o.extend_from_slice(b"cdatetime\ndatetime\n");
+                datetime_slot = Some(memo);
+                put(&mut o, &mut memo);
+            }
+            Some(slot) => o.extend_from_slice(&[b'h', slot as u8]),
+        }
+        let c = Civil::from_micros(t);
+        let y = (c.year as u16).to_be_bytes();
+        let us = c.micro.to_be_bytes();
+        o.extend_from_slice(&[
+            b'C', 10, y[0], y[1], c.month as u8, c.day as u8, c.hour as u8, c.minute as u8,
+            c.second as u8, us[1], us[2], us[3],
+        ]);
+        put(&mut o, &mut memo);
+        o.push(0x85);
+        put(&mut o, &mut memo);
+        o.push(b'R');
+        put(&mut o, &mut memo);
+    }
+    o.push(b'e');
+    o.push(b't');
+    put(&mut o, &mut memo);
+    o.push(b'b');
+    o.push(b'.');
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solared::time::parse_timestamp;
+
+    fn hourly(n: usize) -> Vec<i64> {
+        let t0 = parse_timestamp("2013-03-07 18:59:37.5").unwrap();
+        (0..n as i64).map(|h| t0 + h * 3_600_000_000).collect()
+    }
+
+    #[test]
+    fn round_trips_short_and_long_arrays() {
+        for n in [1, 3, 80, 240, 300] {
+            let t = hourly(n);
+            assert_eq!(decode_datetime_array(&encode_datetime_array(&t)).unwrap(), t, "n={n}");
+        }
+    }
+
+    #[test]
+    fn decodes_the_documented_example_bytes() {
+        let b = [0x07, 0xdd, 0x03, 0x07, 0x12, 0x3b, 0x25, 0x07, 0xa1, 0x20];
+        let us = decode_datetime_bytes(&b).unwrap();
+        assert_eq!(
+            crate::solared::time::format_micros(us),
+            "2013-03-07 18:59:37.500000"
+        );
+    }
+
+    #[test]
+    fn rejects_foreign_globals_and_opcodes() {
+        let evil = b"\x80\x03cos\nsystem\nq\x00.";
+        assert_eq!(
+            decode_datetime_array(evil),
+            Err(PickleError::Global("os.system".into()))
+        );
+        let mut p = encode_datetime_array(&hourly(4));
+        let i = p.iter().rposition(|&c| c == b'e').unwrap();
+        p[i] = b'a'; // APPEND instead of APPENDS
+        assert!(matches!(decode_datetime_array(&p), Err(PickleError::Opcode { op: b'a', .. })));
+    }
+
+    #[test]
+    fn rejects_truncation_and_bad_dates() {
+        let p = encode_datetime_array(&hourly(5));
+        for cut in [1, 10, p.len() / 2, p.len() - 1] {
+            assert!(decode_datetime_array(&p[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = p.clone();
+        // Month byte of the first datetime: after `cdatetime\ndatetime\n q n C 0a yy yy`.
+        let at = bad.windows(10).position(|w| w == b"\ndatetime\n").unwrap() + 10 + 2 + 2 + 2;
+        bad[at] = 13;
+        assert!(matches!(
+            decode_datetime_array(&bad),
+            Err(PickleError::BadDatetime { index: 0, .. })
+        ));
+    }
+}

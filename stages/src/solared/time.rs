@@ -1,0 +1,144 @@
+//! Naive calendar timestamps as microseconds since 1970-01-01T00:00:00 (no time zone: the SolARED
+//! files store naive `datetime.datetime` values, TAI-tagged mid-times of each Doppler series).
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// The broken-down fields of a timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub micro: u32,
+}
+
+impl Civil {
+    pub fn to_micros(self) -> i64 {
+        let days = days_from_civil(self.year, self.month, self.day);
+        let secs = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second);
+        secs * 1_000_000 + i64::from(self.micro)
+    }
+
+    pub fn from_micros(us: i64) -> Civil {
+        let secs = us.div_euclid(1_000_000);
+        let micro = us.rem_euclid(1_000_000) as u32;
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: sod / 60 % 60,
+            second: sod % 60,
+            micro,
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff`, Python's `str(datetime)` with microseconds always shown.
+pub fn format_micros(us: i64) -> String {
+    let c = Civil::from_micros(us);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.micro
+    )
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.ffffff]` (also with a `T` separator).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = s.split_once([' ', 'T']).unwrap_or((s, "00:00:00"));
+    let mut d = date.split('-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let hour: u32 = t.next()?.parse().ok()?;
+    let minute: u32 = t.next().unwrap_or("0").parse().ok()?;
+    let second: u32 = t.next().unwrap_or("0").parse().ok()?;
+    let micro: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").get(..6)?.parse().ok()?
+    };
+    let valid = (1..=12).contains(&month)
+        && day >= 1
+        && day <= days_in_month(year, month)
+        && hour < 24
+        && minute < 60
+        && second < 60;
+    valid.then(|| {
+        Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micro,
+        }
+        .to_micros()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip_over_centuries() {
+        for z in (-800_000..800_000).step_by(37) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn format_and_parse_agree() {
+        let us = parse_timestamp("2013-03-07 18:59:37.5").unwrap();
+        assert_eq!(format_micros(us), "2013-03-07 18:59:37.500000");
+        assert_eq!(parse_timestamp("2013-02-29 00:00:00"), None);
+    }
+}

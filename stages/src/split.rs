@@ -1,0 +1,246 @@
+//! `split_ars`: assigns every ingested AR exactly one role: train, val, test or exclude.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+use crate::table;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitMode {
+    /// The lists given in params (the study's split).
+    #[default]
+    Fixed,
+    /// A seeded shuffle of every AR not excluded, cut by `fractions`.
+    Random,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fractions {
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitParams {
+    pub mode: SplitMode,
+    pub train: Vec<u32>,
+    pub val: Vec<u32>,
+    pub test: Vec<u32>,
+    pub exclude: Vec<u32>,
+    /// Only for `mode: random`.
+    pub fractions: Fractions,
+    /// Only for `mode: random`.
+    pub seed: u64,
+}
+
+impl Default for SplitParams {
+    fn default() -> Self {
+        SplitParams {
+            mode: SplitMode::Fixed,
+            train: Vec::new(),
+            val: Vec::new(),
+            test: Vec::new(),
+            exclude: Vec::new(),
+            fractions: Fractions {
+                train: 0.72,
+                val: 0.14,
+                test: 0.14,
+            },
+            seed: 0,
+        }
+    }
+}
+
+pub const ROLES: [&str; 4] = ["train", "val", "test", "exclude"];
+
+impl SplitParams {
+    fn lists(&self) -> [(&'static str, &Vec<u32>); 4] {
+        [
+            ("train", &self.train),
+            ("val", &self.val),
+            ("test", &self.test),
+            ("exclude", &self.exclude),
+        ]
+    }
+}
+
+/// SplitMix64: a tiny, fully specified generator, so a seeded split never changes with a crate
+/// upgrade.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (Lemire's multiply-shift; the tiny bias is irrelevant for n ≤ 1000).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
+/// The split as role → ARs in list order.
+pub type Split = BTreeMap<String, Vec<u32>>;
+
+pub fn assign(p: &SplitParams, ars: &[u32]) -> Result<Split, StageError> {
+    let mut out: Split = ROLES.iter().map(|r| (r.to_string(), Vec::new())).collect();
+    for (role, list) in p.lists() {
+        if let Some(ar) = list.iter().find(|ar| !ars.contains(ar)) {
+            return Err(StageError::Invalid(format!(
+                "params.{role} lists AR{ar}, which is not in the ingested data ({} ARs)",
+                ars.len()
+            )));
+        }
+    }
+    match p.mode {
+        SplitMode::Fixed => {
+            for (role, list) in p.lists() {
+                out.insert(role.to_string(), list.clone());
+            }
+            let missing: Vec<String> = ars
+                .iter()
+                .filter(|ar| !p.lists().iter().any(|(_, l)| l.contains(ar)))
+                .map(|ar| format!("AR{ar}"))
+                .collect();
+            if !missing.is_empty() {
+                return Err(StageError::Invalid(format!(
+                    "{} ingested AR(s) have no role: {} (add them to train, val, test or exclude)",
+                    missing.len(),
+                    missing.join(", ")
+                )));
+            }
+        }
+        SplitMode::Random => {
+            let mut pool: Vec<u32> = ars.iter().copied().filter(|a| !p.exclude.contains(a)).collect();
+            let mut rng = SplitMix64(p.seed);
+            for i in (1..pool.len()).rev() {
+                pool.swap(i, rng.below(i + 1));
+            }
+            let n = pool.len() as f64;
+            let sum = p.fractions.train + p.fractions.val + p.fractions.test;
+            let n_val = (n * p.fractions.val / sum).round() as usize;
+            let n_test = (n * p.fractions.test / sum).round() as usize;
+            let test = pool.split_off(pool.len() - n_test.min(pool.len()));
+            let val = pool.split_off(pool.len() - n_val.min(pool.len()));
+            out.insert("train".into(), pool);
+            out.insert("val".into(), val);
+            out.insert("test".into(), test);
+            out.insert("exclude".into(), p.exclude.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a split written by this stage.
+pub fn read(path: &std::path::Path) -> Result<Split, StageError> {
+    let df = table::read_parquet(path)?;
+    let bad = |e: &dyn std::fmt::Display| StageError::table(path, e);
+    let ar = df.column("ar").and_then(|c| c.u32().cloned()).map_err(|e| bad(&e))?;
+    let role = df.column("role").and_then(|c| c.str().cloned()).map_err(|e| bad(&e))?;
+    let mut out: Split = ROLES.iter().map(|r| (r.to_string(), Vec::new())).collect();
+    for (a, r) in ar.no_null_iter().zip(role.no_null_iter()) {
+        out.get_mut(r)
+            .ok_or_else(|| bad(&format!("unknown role {r:?}")))?
+            .push(a);
+    }
+    Ok(out)
+}
+
+pub struct SplitArs;
+
+impl TypedKind for SplitArs {
+    type Params = SplitParams;
+    const NAME: &'static str = "split_ars";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Assigns every AR one role (train, val, test, exclude): the study's \
+        fixed lists, or a seeded random split by fractions.";
+    const INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "inventory",
+        doc: "the ingest inventory (which ARs exist)",
+    }];
+    const OUTPUTS: &'static [OutputSlot] = &[OutputSlot {
+        name: "splits",
+        file: "splits.parquet",
+        doc: "ar, role, position (order within the role's list)",
+    }];
+
+    fn check(p: &SplitParams) -> Result<(), ParamError> {
+        let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
+        for (role, list) in p.lists() {
+            for &ar in list {
+                if let Some(first) = seen.insert(ar, role) {
+                    return Err(ParamError::Invalid {
+                        name: role.into(),
+                        msg: format!("AR{ar} is listed in both `{first}` and `{role}`"),
+                    });
+                }
+            }
+        }
+        if p.mode == SplitMode::Random {
+            for (role, list) in p.lists().into_iter().take(3) {
+                if !list.is_empty() {
+                    return Err(ParamError::Invalid {
+                        name: role.into(),
+                        msg: "mode `random` draws the roles; give only `exclude`".into(),
+                    });
+                }
+            }
+            let f = &p.fractions;
+            if [f.train, f.val, f.test].iter().any(|x| !x.is_finite() || *x < 0.0) || f.train <= 0.0 {
+                return Err(ParamError::Invalid {
+                    name: "fractions".into(),
+                    msg: "fractions must be finite, non-negative, with train > 0".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn run(p: &SplitParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let inv_path = ctx.input("inventory")?;
+        let inv = table::read_parquet(inv_path)?;
+        let ars: Vec<u32> = inv
+            .column("ar")
+            .and_then(|c| c.u32().cloned())
+            .map_err(|e| StageError::table(inv_path, e))?
+            .into_no_null_iter()
+            .collect();
+        let split = assign(p, &ars)?;
+        let (mut ar, mut role, mut pos) = (Vec::new(), Vec::new(), Vec::new());
+        for r in ROLES {
+            for (i, &a) in split[r].iter().enumerate() {
+                ar.push(a);
+                role.push(r);
+                pos.push(i as u32);
+            }
+        }
+        let path = ctx.output("splits.parquet");
+        let mut df = DataFrame::new(
+            ar.len(),
+            vec![
+                Column::new("ar".into(), ar),
+                Column::new("role".into(), role),
+                Column::new("position".into(), pos),
+            ],
+        )
+        .map_err(|e| StageError::table(&path, e))?;
+        table::write_parquet(&mut df, &path)?;
+        let counts: Vec<String> = ROLES.iter().map(|r| format!("{} {r}", split[*r].len())).collect();
+        Ok(Report {
+            summary: counts.join(", "),
+            stdout: None,
+            facts: json!(split),
+        })
+    }
+}

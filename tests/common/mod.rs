@@ -1,0 +1,264 @@
+//! Test support: the real binary, the real SolARED folder, fixtures written in the real npz
+//! format through the project's own writer, and snapshots of the artifact store.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use magpipe_stages::solared::{self, ArSeries, TILES};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_magpipe")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real data: $SOLARED_DIR, else ../shared/solared beside the repository.
+pub fn solared_dir() -> PathBuf {
+    let dir = std::env::var_os("SOLARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/solared"));
+    let dir = if dir.is_relative() { repo().join(dir) } else { dir };
+    assert!(
+        dir.join("AR11130").is_dir(),
+        "the real SolARED data is needed at {} (set SOLARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+/// A scratch project: a pipeline file, an optional data folder, its own store.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(pipeline: &str) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write pipeline");
+        Project { dir }
+    }
+
+    /// A project running the repository's own pipeline.yaml on the real data.
+    pub fn real() -> Project {
+        let text = std::fs::read_to_string(repo().join("pipeline.yaml")).expect("pipeline.yaml");
+        Project::new(&text)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("artifacts")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    pub fn pipeline(&self) -> String {
+        std::fs::read_to_string(self.path().join("pipeline.yaml")).unwrap()
+    }
+
+    pub fn set_pipeline(&self, text: &str) {
+        std::fs::write(self.path().join("pipeline.yaml"), text).unwrap();
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path())
+            .args(["--log-format", "json"])
+            .args(args)
+            .env_remove("MAGPIPE_STORE")
+            .env_remove("MAGPIPE_FAULT");
+        // Fixture projects read their own data folder; the others read the real data.
+        let data = if self.data().is_dir() { self.data() } else { solared_dir() };
+        c.env("SOLARED_DIR", data);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("spawn magpipe"))
+    }
+}
+
+/// A finished command with its events parsed.
+pub struct Run {
+    pub out: Output,
+    pub stdout: String,
+    pub stderr: String,
+    pub events: Vec<serde_json::Value>,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let events = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect();
+        Run {
+            out,
+            stdout,
+            stderr,
+            events,
+        }
+    }
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.out.status.success()
+    }
+
+    pub fn assert_ok(&self) -> &Run {
+        assert!(self.ok(), "magpipe failed:\n{}\n{}", self.stderr, self.stdout);
+        self
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+
+    /// Stage names with this event kind (`stage_finished`, `stage_cached`, …), in event order.
+    pub fn stages(&self, event: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .events
+            .iter()
+            .filter(|e| e["event"] == event)
+            .map(|e| e["stage"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The lines of stderr that are not JSON events.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+            .collect()
+    }
+}
+
+/// Every file under `root` with its size and blake3, for "the store is untouched" checks.
+pub fn snapshot(root: &Path) -> BTreeMap<String, (u64, String)> {
+    let mut out = BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                out.insert(format!("{}/", p.strip_prefix(root).unwrap().display()), (0, String::new()));
+                todo.push(p);
+            } else {
+                let b = std::fs::read(&p).unwrap();
+                out.insert(
+                    p.strip_prefix(root).unwrap().display().to_string(),
+                    (b.len() as u64, blake3::hash(&b).to_hex().to_string()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A synthetic AR: smooth signals, NaN columns at the start (c=0) and end (c=8) like the real data.
+pub fn synthetic_ar(ar: u32, t: usize, seed: u64) -> ArSeries {
+    let t0 = solared::time::parse_timestamp("2013-03-07 18:59:37.5").unwrap()
+        + (ar as i64 % 1000) * 86_400_000_000;
+    let times = (0..t as i64).map(|h| t0 + h * 3_600_000_000).collect();
+    let wave = |k: usize, h: usize, a: f64, f: f64| {
+        let r = k / 9;
+        if r == 0 || r == 8 {
+            return 0.0;
+        }
+        a * ((h as f64 * f + k as f64 * 0.37 + seed as f64).sin() + 0.2 * (h as f64 / t as f64))
+    };
+    let mut ch: Vec<Vec<f64>> = (0..6)
+        .map(|c| {
+            (0..TILES * t)
+                .map(|i| wave(i / t, i % t, 10.0 * (c + 1) as f64, 0.05 + 0.01 * c as f64))
+                .collect()
+        })
+        .collect();
+    // NaNs: column 0 at step 0, whole column (all 9 rows), power bands and Ic/|B| alike.
+    for c in ch.iter_mut() {
+        for r in 0..9 {
+            c[(9 * r) * t] = f64::NAN;
+        }
+    }
+    let power = [ch[2].clone(), ch[3].clone(), ch[4].clone(), ch[5].clone()];
+    ArSeries {
+        ar,
+        times,
+        ic: ch[0].clone(),
+        flux: ch[1].clone(),
+        power,
+    }
+}
+
+/// Writes fixture ARs and returns a pipeline that runs ingest → split → scale → window on them.
+pub fn fixture_project(train: &[u32], val: &[u32], test: &[u32], t: usize) -> Project {
+    let p = Project::new(&fixture_pipeline(train, val, test, 40, 6));
+    for (i, &ar) in train.iter().chain(val).chain(test).enumerate() {
+        solared::write_ar(&p.data(), &synthetic_ar(ar, t, i as u64)).unwrap();
+    }
+    p
+}
+
+pub fn fixture_pipeline(train: &[u32], val: &[u32], test: &[u32], input: usize, horizon: usize) -> String {
+    let l = |v: &[u32]| format!("{v:?}");
+    format!(
+        "version: 1
+stages:
+  ingest:
+    kind: ingest_solared
+    params:
+      data_dir: ${{SOLARED_DIR}}
+  split:
+    kind: split_ars
+    inputs:
+      inventory: ingest.inventory
+    params:
+      train: {}
+      val: {}
+      test: {}
+  scale:
+    kind: minmax_scale
+    inputs:
+      series: ingest.series
+      splits: split.splits
+  window:
+    kind: window
+    inputs:
+      train: scale.train
+      val: scale.val
+    params:
+      input: {input}
+      horizon: {horizon}
+",
+        l(train),
+        l(val),
+        l(test)
+    )
+}
+
+/// The shapes of the tensors in a safetensors file.
+pub fn tensor_shapes(path: &Path) -> BTreeMap<String, Vec<usize>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect()
+}
