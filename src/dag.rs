@@ -45,7 +45,12 @@ pub fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for &i in &plan.order {
         let s = &plan.stages[i];
-        out.push_str(&format!("  {}[\"{}<br/><i>{}</i>\"]\n", id(&s.name), s.name, s.kind.name()));
+        out.push_str(&format!(
+            "  {}[\"{}<br/><i>{}</i>\"]\n",
+            id(&s.name),
+            s.name,
+            s.kind.name()
+        ));
     }
     for &i in &plan.order {
         for w in &plan.stages[i].inputs {

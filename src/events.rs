@@ -13,15 +13,49 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { stages: usize, variant: Option<String> },
-    StageCached { stage: String, key: String },
-    StageStarted { stage: String, key: String },
-    StageProgress { stage: String, done: u64, total: u64, unit: String },
-    StageLog { stage: String, msg: String },
-    StageFinished { stage: String, key: String, seconds: f64, summary: String },
-    StageFailed { stage: String, error: String },
-    StageSkipped { stage: String, because: String },
-    RunFinished { ran: usize, cached: usize, failed: usize, skipped: usize, seconds: f64 },
+    RunStarted {
+        stages: usize,
+        variant: Option<String>,
+    },
+    StageCached {
+        stage: String,
+        key: String,
+    },
+    StageStarted {
+        stage: String,
+        key: String,
+    },
+    StageProgress {
+        stage: String,
+        done: u64,
+        total: u64,
+        unit: String,
+    },
+    StageLog {
+        stage: String,
+        msg: String,
+    },
+    StageFinished {
+        stage: String,
+        key: String,
+        seconds: f64,
+        summary: String,
+    },
+    StageFailed {
+        stage: String,
+        error: String,
+    },
+    StageSkipped {
+        stage: String,
+        because: String,
+    },
+    RunFinished {
+        ran: usize,
+        cached: usize,
+        failed: usize,
+        skipped: usize,
+        seconds: f64,
+    },
 }
 
 pub trait Sink: Sync {
@@ -126,7 +160,12 @@ impl Sink for HumanSink {
                     self.line(&format!("  running {stage} ({})", &key[..12]));
                 }
             }
-            Event::StageProgress { stage, done, total, unit } => {
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                unit,
+            } => {
                 if let Some(b) = self.bars.lock().expect("bar lock").get(&stage) {
                     b.set_length(total);
                     b.set_position(done);
@@ -134,7 +173,12 @@ impl Sink for HumanSink {
                 }
             }
             Event::StageLog { stage, msg } => self.line(&format!("  {stage}: {msg}")),
-            Event::StageFinished { stage, seconds, summary, .. } => {
+            Event::StageFinished {
+                stage,
+                seconds,
+                summary,
+                ..
+            } => {
                 self.end_bar(&stage);
                 self.line(&format!("  ran     {stage} in {seconds:.2}s: {summary}"));
                 self.tick_total();
@@ -148,7 +192,13 @@ impl Sink for HumanSink {
                 self.line(&format!("  skipped {stage}: {because}"));
                 self.tick_total();
             }
-            Event::RunFinished { ran, cached, failed, skipped, seconds } => {
+            Event::RunFinished {
+                ran,
+                cached,
+                failed,
+                skipped,
+                seconds,
+            } => {
                 if let Some(t) = self.total.lock().expect("bar lock").take() {
                     t.finish_and_clear();
                 }

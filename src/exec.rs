@@ -15,7 +15,12 @@ use crate::plan::Plan;
 use crate::store::{Record, Store};
 
 /// The key pre-image of stage `i`, given the records of its upstream stages.
-pub fn preimage(plan: &Plan, store: &Store, i: usize, done: &BTreeMap<usize, Record>) -> Result<PreImage, RunError> {
+pub fn preimage(
+    plan: &Plan,
+    store: &Store,
+    i: usize,
+    done: &BTreeMap<usize, Record>,
+) -> Result<PreImage, RunError> {
     let s = &plan.stages[i];
     let mut inputs = BTreeMap::new();
     for w in &s.inputs {
@@ -35,8 +40,8 @@ pub fn preimage(plan: &Plan, store: &Store, i: usize, done: &BTreeMap<usize, Rec
     let mut sources = Vec::new();
     for src in s.kind.sources(&s.params).map_err(stage_err)? {
         let (hash, size) = store.source_hash(&src.path).map_err(|e| match e {
-            StoreError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
-                stage_err(magpipe_stages::kind::StageError::Io { path, source })
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                stage_err(magpipe_stages::kind::StageError::Missing(src.path.clone()))
             }
             other => other.into(),
         })?;
@@ -79,7 +84,10 @@ pub struct RunResult {
 
 impl RunResult {
     pub fn failed(&self) -> usize {
-        self.outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count()
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+            .count()
     }
 }
 
@@ -133,13 +141,19 @@ fn execute(
     let pre = preimage(plan, store, i, done)?;
     let key = pre.key();
     if !force && let Some(r) = store.complete_record(&key)? {
-        sink.emit(Event::StageCached { stage: s.name.clone(), key });
+        sink.emit(Event::StageCached {
+            stage: s.name.clone(),
+            key,
+        });
         return Ok(Outcome::Cached(r));
     }
     let _lock = store.lock(&key)?;
     // Another process may have finished this key while we waited for the lock.
     if !force && let Some(r) = store.complete_record(&key)? {
-        sink.emit(Event::StageCached { stage: s.name.clone(), key });
+        sink.emit(Event::StageCached {
+            stage: s.name.clone(),
+            key,
+        });
         return Ok(Outcome::Cached(r));
     }
     sink.emit(Event::StageStarted {
@@ -155,7 +169,10 @@ fn execute(
             (w.slot.clone(), store.object_path(o))
         })
         .collect();
-    let events = StageEvents { sink, stage: &s.name };
+    let events = StageEvents {
+        sink,
+        stage: &s.name,
+    };
     let ctx = Context {
         stage: &s.name,
         inputs,
@@ -168,7 +185,8 @@ fn execute(
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let t0 = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.kind.run(&s.params, &ctx)));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.kind.run(&s.params, &ctx)));
     let report = match result {
         Ok(Ok(r)) => r,
         Ok(Err(source)) => {
@@ -187,7 +205,9 @@ fn execute(
                 .unwrap_or_else(|| "unknown panic".into());
             return Err(RunError::Stage {
                 stage: s.name.clone(),
-                source: magpipe_stages::kind::StageError::Invalid(format!("internal error (panic): {msg}")),
+                source: magpipe_stages::kind::StageError::Invalid(format!(
+                    "internal error (panic): {msg}"
+                )),
             });
         }
     };
@@ -228,7 +248,12 @@ fn execute(
     Ok(Outcome::Ran(record, report))
 }
 
-pub fn run(plan: &Plan, store: &Store, opts: &RunOptions, sink: &dyn Sink) -> Result<RunResult, RunError> {
+pub fn run(
+    plan: &Plan,
+    store: &Store,
+    opts: &RunOptions,
+    sink: &dyn Sink,
+) -> Result<RunResult, RunError> {
     let selected = plan.select(&opts.targets).map_err(RunError::Usage)?;
     for f in &opts.force {
         if plan.index(f).is_none() {
@@ -261,7 +286,10 @@ pub fn run(plan: &Plan, store: &Store, opts: &RunOptions, sink: &dyn Sink) -> Re
                 }
                 let deps = plan.deps(i);
                 if let Some(bad) = deps.iter().find(|d| {
-                    matches!(outcomes.get(d), Some(Outcome::Failed(_) | Outcome::Skipped(_)))
+                    matches!(
+                        outcomes.get(d),
+                        Some(Outcome::Failed(_) | Outcome::Skipped(_))
+                    )
                 }) {
                     let because = format!("upstream `{}` did not finish", plan.stages[*bad].name);
                     sink.emit(Event::StageSkipped {
@@ -276,7 +304,8 @@ pub fn run(plan: &Plan, store: &Store, opts: &RunOptions, sink: &dyn Sink) -> Re
                 }
                 started.insert(i);
                 running += 1;
-                let ups: BTreeMap<usize, Record> = deps.iter().map(|d| (*d, done[d].clone())).collect();
+                let ups: BTreeMap<usize, Record> =
+                    deps.iter().map(|d| (*d, done[d].clone())).collect();
                 let force = opts.force.contains(&plan.stages[i].name);
                 let tx = tx.clone();
                 scope.spawn(move |_| {
@@ -315,7 +344,14 @@ pub fn run(plan: &Plan, store: &Store, opts: &RunOptions, sink: &dyn Sink) -> Re
     let result = RunResult {
         outcomes: selected
             .iter()
-            .map(|i| (*i, outcomes.remove(i).expect("every selected stage has an outcome")))
+            .map(|i| {
+                (
+                    *i,
+                    outcomes
+                        .remove(i)
+                        .expect("every selected stage has an outcome"),
+                )
+            })
             .collect(),
     };
     let count = |f: fn(&Outcome) -> bool| result.outcomes.iter().filter(|(_, o)| f(o)).count();
@@ -340,11 +376,18 @@ pub fn run(plan: &Plan, store: &Store, opts: &RunOptions, sink: &dyn Sink) -> Re
 /// Freshness of one stage, as `magpipe status` reports it.
 pub enum Freshness {
     Fresh(Record),
-    Stale { key: Option<String>, why: Vec<String> },
+    Stale {
+        key: Option<String>,
+        why: Vec<String>,
+    },
 }
 
 /// Resolves every selected stage's key without running anything.
-pub fn status(plan: &Plan, store: &Store, selected: &[usize]) -> Result<Vec<(usize, Freshness)>, RunError> {
+pub fn status(
+    plan: &Plan,
+    store: &Store,
+    selected: &[usize],
+) -> Result<Vec<(usize, Freshness)>, RunError> {
     let mut done: BTreeMap<usize, Record> = BTreeMap::new();
     let mut out = Vec::new();
     for &i in selected {
@@ -385,7 +428,13 @@ pub fn status(plan: &Plan, store: &Store, selected: &[usize]) -> Result<Vec<(usi
             }
             None => why.push("never run".into()),
         }
-        out.push((i, Freshness::Stale { key: Some(key), why }));
+        out.push((
+            i,
+            Freshness::Stale {
+                key: Some(key),
+                why,
+            },
+        ));
     }
     Ok(out)
 }

@@ -60,19 +60,33 @@ impl PreImage {
         for (slot, h) in &self.inputs {
             match old.inputs.get(slot) {
                 Some(o) if o == h => {}
-                Some(o) => out.push(format!("input `{slot}` changed: {} → {}", short(o), short(h))),
+                Some(o) => out.push(format!(
+                    "input `{slot}` changed: {} → {}",
+                    short(o),
+                    short(h)
+                )),
                 None => out.push(format!("input `{slot}` is new")),
             }
         }
-        let old_src: BTreeMap<&str, &SourceRef> = old.sources.iter().map(|s| (s.name.as_str(), s)).collect();
-        let new_src: BTreeMap<&str, &SourceRef> = self.sources.iter().map(|s| (s.name.as_str(), s)).collect();
+        let old_src: BTreeMap<&str, &SourceRef> =
+            old.sources.iter().map(|s| (s.name.as_str(), s)).collect();
+        let new_src: BTreeMap<&str, &SourceRef> =
+            self.sources.iter().map(|s| (s.name.as_str(), s)).collect();
         let changed: Vec<&str> = new_src
             .iter()
             .filter(|(n, s)| old_src.get(*n).is_some_and(|o| o.hash != s.hash))
             .map(|(n, _)| *n)
             .collect();
-        let added: Vec<&str> = new_src.keys().filter(|n| !old_src.contains_key(*n)).copied().collect();
-        let removed: Vec<&str> = old_src.keys().filter(|n| !new_src.contains_key(*n)).copied().collect();
+        let added: Vec<&str> = new_src
+            .keys()
+            .filter(|n| !old_src.contains_key(*n))
+            .copied()
+            .collect();
+        let removed: Vec<&str> = old_src
+            .keys()
+            .filter(|n| !new_src.contains_key(*n))
+            .copied()
+            .collect();
         for (what, list) in [("changed", changed), ("added", added), ("removed", removed)] {
             if !list.is_empty() {
                 out.push(format!("raw files {what}: {}", abbreviate(&list)));
@@ -101,7 +115,9 @@ fn diff_values(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
             for (k, nv) in n {
                 match o.get(k) {
                     Some(ov) if ov == nv => {}
-                    Some(ov) => out.push(format!("{prefix}`{k}`: {} → {}", compact(ov), compact(nv))),
+                    Some(ov) => {
+                        out.push(format!("{prefix}`{k}`: {} → {}", compact(ov), compact(nv)))
+                    }
                     None => out.push(format!("{prefix}`{k}` added: {}", compact(nv))),
                 }
             }
@@ -117,7 +133,10 @@ fn diff_values(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
 fn compact(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
-        format!("{}…", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }

@@ -2,6 +2,7 @@
 //! executor → events. The stage kinds live in the `magpipe-stages` crate; this crate knows no
 //! solar physics and does not link libtorch.
 
+pub mod dag;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -9,4 +10,3 @@ pub mod key;
 pub mod plan;
 pub mod spec;
 pub mod store;
-pub mod dag;

@@ -14,10 +14,19 @@ use magpipe::spec::RawSpec;
 use magpipe::store::Store;
 
 #[derive(Parser)]
-#[command(name = "magpipe", version, about = "Reproducible, cached pipeline for the MagFlux emerging-flux study")]
+#[command(
+    name = "magpipe",
+    version,
+    about = "Reproducible, cached pipeline for the MagFlux emerging-flux study"
+)]
 struct Cli {
     /// The pipeline file.
-    #[arg(short = 'f', long = "file", global = true, default_value = "pipeline.yaml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "pipeline.yaml"
+    )]
     file: PathBuf,
     /// The artifact store (default: `artifacts/` beside the pipeline file, or $MAGPIPE_STORE).
     #[arg(long, global = true, env = "MAGPIPE_STORE")]
@@ -110,11 +119,17 @@ fn load(cli: &Cli, select: Option<&Select>) -> anyhow::Result<Plan> {
     Ok(Plan::build(&spec, variant, &sets)?)
 }
 
+/// Absolute, so that the paths `magpipe artifact` prints work from any folder.
 fn store_root(cli: &Cli) -> PathBuf {
-    cli.store.clone().unwrap_or_else(|| {
-        let dir = cli.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let root = cli.store.clone().unwrap_or_else(|| {
+        let dir = cli
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         dir.join("artifacts")
-    })
+    });
+    std::path::absolute(&root).unwrap_or(root)
 }
 
 fn main() -> ExitCode {
@@ -128,7 +143,10 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let usage = e.downcast_ref::<SpecError>().is_some()
-                || matches!(e.downcast_ref::<RunError>(), Some(RunError::Usage(_) | RunError::Spec(_)));
+                || matches!(
+                    e.downcast_ref::<RunError>(),
+                    Some(RunError::Usage(_) | RunError::Spec(_))
+                );
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -136,14 +154,20 @@ fn main() -> ExitCode {
 
 fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
-        Cmd::Run { targets, select, force, jobs } => {
+        Cmd::Run {
+            targets,
+            select,
+            force,
+            jobs,
+        } => {
             let plan = load(cli, Some(select))?;
             let store = Store::open(&store_root(cli));
             let sink: Box<dyn Sink> = match cli.log_format {
                 LogFormat::Json => Box::new(JsonSink),
                 LogFormat::Human => Box::new(HumanSink::new(cli.quiet)),
             };
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = RunOptions {
                 targets: targets.clone(),
                 force: force.clone(),
@@ -162,7 +186,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter_map(|(i, o)| match o {
                     Outcome::Failed(msg) if msg.starts_with("stage `") => Some(msg.clone()),
-                    Outcome::Failed(msg) => Some(format!("stage `{}`: {msg}", plan.stages[*i].name)),
+                    Outcome::Failed(msg) => {
+                        Some(format!("stage `{}`: {msg}", plan.stages[*i].name))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -171,7 +197,11 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { targets, select, explain } => {
+        Cmd::Status {
+            targets,
+            select,
+            explain,
+        } => {
             let plan = load(cli, Some(select))?;
             let store = Store::open(&store_root(cli));
             let selected = plan.select(targets).map_err(RunError::Usage)?;
@@ -181,11 +211,22 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 let s = &plan.stages[i];
                 match f {
                     Freshness::Fresh(r) => {
-                        println!("{:<width$}  fresh  {}  {}", s.name, short(&r.key), r.summary)
+                        println!(
+                            "{:<width$}  fresh  {}  {}",
+                            s.name,
+                            short(&r.key),
+                            r.summary
+                        )
                     }
                     Freshness::Stale { key, why } => {
-                        let k = key.as_deref().map_or("-".repeat(12), |k| short(k).to_string());
-                        println!("{:<width$}  stale  {k}  {}", s.name, why.first().map_or("", String::as_str));
+                        let k = key
+                            .as_deref()
+                            .map_or("-".repeat(12), |k| short(k).to_string());
+                        println!(
+                            "{:<width$}  stale  {k}  {}",
+                            s.name,
+                            why.first().map_or("", String::as_str)
+                        );
                         if *explain {
                             for w in why.iter().skip(1) {
                                 println!("{:<width$}         {:12}  {w}", "", "");
@@ -208,11 +249,19 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Artifact { stage, output, select } => {
+        Cmd::Artifact {
+            stage,
+            output,
+            select,
+        } => {
             let plan = load(cli, Some(select))?;
             let store = Store::open(&store_root(cli));
-            let i = plan.index(stage).ok_or_else(|| RunError::Usage(format!("no stage `{stage}`")))?;
-            let selected = plan.select(std::slice::from_ref(stage)).map_err(RunError::Usage)?;
+            let i = plan
+                .index(stage)
+                .ok_or_else(|| RunError::Usage(format!("no stage `{stage}`")))?;
+            let selected = plan
+                .select(std::slice::from_ref(stage))
+                .map_err(RunError::Usage)?;
             let rows = exec::status(&plan, &store, &selected)?;
             let rec = match rows.into_iter().find(|(j, _)| *j == i).map(|(_, f)| f) {
                 Some(Freshness::Fresh(r)) => r,

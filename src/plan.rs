@@ -19,7 +19,10 @@ pub fn kinds() -> &'static [Box<dyn Kind>] {
 }
 
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
-    kinds().iter().find(|k| k.name() == name).map(|k| k.as_ref())
+    kinds()
+        .iter()
+        .find(|k| k.name() == name)
+        .map(|k| k.as_ref())
 }
 
 /// One input wire: `slot` reads output `output` of stage `from`.
@@ -94,7 +97,9 @@ fn yaml_to_json(v: &Value) -> Result<Json, String> {
             }
         }
         Value::String(s) => Json::String(s.clone()),
-        Value::Sequence(items) => Json::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Value::Sequence(items) => {
+            Json::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?)
+        }
         Value::Mapping(m) => {
             let mut o = serde_json::Map::new();
             for (k, v) in m {
@@ -116,7 +121,11 @@ enum Origin {
 
 impl Plan {
     /// Builds the plan of `spec`, with a variant's and `--set` overrides applied.
-    pub fn build(spec: &RawSpec, variant: Option<&str>, sets: &[SetOverride]) -> Result<Plan, SpecError> {
+    pub fn build(
+        spec: &RawSpec,
+        variant: Option<&str>,
+        sets: &[SetOverride],
+    ) -> Result<Plan, SpecError> {
         let loc = spec.locator();
         let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
         let mut stages = Vec::with_capacity(spec.stages.len());
@@ -135,31 +144,47 @@ impl Plan {
                 let mut origins = BTreeMap::new();
                 for (pk, pv) in ov {
                     let pk = pk.as_str().unwrap_or_default().to_string();
-                    origins.insert(pk.clone(), Origin::Yaml(vec!["variants".into(), v.name.clone(), stage.clone(), pk.clone()]));
+                    origins.insert(
+                        pk.clone(),
+                        Origin::Yaml(vec![
+                            "variants".into(),
+                            v.name.clone(),
+                            stage.clone(),
+                            pk.clone(),
+                        ]),
+                    );
                     merged.insert(Value::String(pk), pv.clone());
                 }
                 resolve(k, &merged, &loc, &raw.name, &origins)?;
             }
         }
-        let chosen = match variant {
-            None => None,
-            Some(name) => Some(spec.variants.iter().find(|v| v.name == name).ok_or_else(|| SpecError {
-                file: spec.file.clone(),
-                line: None,
-                path: String::new(),
-                msg: format!(
+        let chosen =
+            match variant {
+                None => None,
+                Some(name) => Some(spec.variants.iter().find(|v| v.name == name).ok_or_else(
+                    || SpecError {
+                        file: spec.file.clone(),
+                        line: None,
+                        path: String::new(),
+                        msg: format!(
                     "no variant `{name}` (variants: {})",
                     spec.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
                 ),
-            })?),
-        };
+                    },
+                )?),
+            };
         for s in sets {
             if !names.contains(&s.stage.as_str()) {
                 return Err(SpecError {
                     file: spec.file.clone(),
                     line: None,
                     path: String::new(),
-                    msg: format!("--set {}: no stage `{}` (stages: {})", s.text, s.stage, names.join(", ")),
+                    msg: format!(
+                        "--set {}: no stage `{}` (stages: {})",
+                        s.text,
+                        s.stage,
+                        names.join(", ")
+                    ),
                 });
             }
         }
@@ -172,7 +197,11 @@ impl Plan {
                     &format!(
                         "unknown kind `{}` (known: {})",
                         raw.kind,
-                        kinds().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                        kinds()
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
             })?;
@@ -180,14 +209,25 @@ impl Plan {
             let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
             for (pk, _) in &raw.params {
                 let pk = pk.as_str().unwrap_or_default().to_string();
-                origins.insert(pk.clone(), Origin::Yaml(vec![at[0].into(), at[1].into(), "params".into(), pk]));
+                origins.insert(
+                    pk.clone(),
+                    Origin::Yaml(vec![at[0].into(), at[1].into(), "params".into(), pk]),
+                );
             }
             if let Some(v) = chosen {
                 for (stage, ov) in &v.overrides {
                     if stage == &raw.name {
                         for (pk, pv) in ov {
                             let pk = pk.as_str().unwrap_or_default().to_string();
-                            origins.insert(pk.clone(), Origin::Yaml(vec!["variants".into(), v.name.clone(), stage.clone(), pk.clone()]));
+                            origins.insert(
+                                pk.clone(),
+                                Origin::Yaml(vec![
+                                    "variants".into(),
+                                    v.name.clone(),
+                                    stage.clone(),
+                                    pk.clone(),
+                                ]),
+                            );
                             params.insert(Value::String(pk), pv.clone());
                         }
                     }
@@ -208,7 +248,11 @@ impl Plan {
                         &format!(
                             "kind `{}` has no input `{slot}` (inputs: {})",
                             k.name(),
-                            k.inputs().iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                            k.inputs()
+                                .iter()
+                                .map(|s| s.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ));
                 }
@@ -217,7 +261,10 @@ impl Plan {
                     None => (src.as_str(), None),
                 };
                 let from = names.iter().position(|n| *n == from_name).ok_or_else(|| {
-                    loc.err(&here, &format!("no stage `{from_name}` (stages: {})", names.join(", ")))
+                    loc.err(
+                        &here,
+                        &format!("no stage `{from_name}` (stages: {})", names.join(", ")),
+                    )
                 })?;
                 let from_kind = kind(&spec.stages[from].kind);
                 let Some(from_kind) = from_kind else {
@@ -252,7 +299,12 @@ impl Plan {
                 if !inputs.iter().any(|w| w.slot == slot.name) {
                     return Err(loc.err(
                         &at,
-                        &format!("missing input `{}` ({}) for kind `{}`", slot.name, slot.doc, k.name()),
+                        &format!(
+                            "missing input `{}` ({}) for kind `{}`",
+                            slot.name,
+                            slot.doc,
+                            k.name()
+                        ),
                     ));
                 }
             }
@@ -278,7 +330,11 @@ impl Plan {
             graph,
             order,
             variant: variant.map(str::to_string),
-            variants: spec.variants.iter().map(|v| (v.name.clone(), v.doc.clone())).collect(),
+            variants: spec
+                .variants
+                .iter()
+                .map(|v| (v.name.clone(), v.doc.clone()))
+                .collect(),
         })
     }
 
@@ -302,7 +358,11 @@ impl Plan {
             let i = self.index(t).ok_or_else(|| {
                 format!(
                     "no stage `{t}` (stages: {})",
-                    self.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    self.stages
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })?;
             todo.push(i);
@@ -312,7 +372,12 @@ impl Plan {
                 todo.extend(self.deps(i));
             }
         }
-        Ok(self.order.iter().copied().filter(|i| want.contains(i)).collect())
+        Ok(self
+            .order
+            .iter()
+            .copied()
+            .filter(|i| want.contains(i))
+            .collect())
     }
 }
 
@@ -327,7 +392,10 @@ fn resolve(
         match param.and_then(|p| origins.get(p)) {
             Some(Origin::Yaml(p)) => (Some(p.clone()), None),
             Some(Origin::Set(t)) => (None, Some(t.clone())),
-            None => (Some(vec!["stages".into(), stage.into(), "params".into()]), None),
+            None => (
+                Some(vec!["stages".into(), stage.into(), "params".into()]),
+                None,
+            ),
         }
     };
     let fail = |param: Option<&str>, msg: String| -> SpecError {
@@ -360,12 +428,19 @@ fn resolve(
     })
 }
 
-fn order_or_cycle(stages: &[Stage], g: &DiGraph<usize, ()>, loc: &Locator) -> Result<Vec<usize>, SpecError> {
+fn order_or_cycle(
+    stages: &[Stage],
+    g: &DiGraph<usize, ()>,
+    loc: &Locator,
+) -> Result<Vec<usize>, SpecError> {
     // Kahn's algorithm, always taking the earliest ready stage in YAML order, so the order is
     // the one a reader of the file expects.
     let n = stages.len();
     let mut indeg: Vec<usize> = (0..n)
-        .map(|i| g.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count())
+        .map(|i| {
+            g.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                .count()
+        })
         .collect();
     let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
@@ -394,9 +469,14 @@ fn order_or_cycle(stages: &[Stage], g: &DiGraph<usize, ()>, loc: &Locator) -> Re
             .find(|f| stuck.contains(f))
             .expect("a stuck stage has a stuck input");
         if let Some(p) = path.iter().position(|&x| x == next) {
-            let mut cyc: Vec<&str> = path[p..].iter().rev().map(|&i| stages[i].name.as_str()).collect();
-            cyc.push(stages[next].name.as_str());
-            let first = stages[next].name.as_str();
+            // `path` follows "reads from"; reversed it is the direction data flows.
+            let mut cyc: Vec<&str> = path[p..]
+                .iter()
+                .rev()
+                .map(|&i| stages[i].name.as_str())
+                .collect();
+            let first = cyc[0];
+            cyc.push(first);
             return Err(loc.err(
                 &["stages", first, "inputs"],
                 &format!("dependency cycle: {}", cyc.join(" → ")),

@@ -62,9 +62,10 @@ impl RawSpec {
         for k in top.keys() {
             let k = key_str(k, &loc, &[])?;
             if !["version", "stages", "variants"].contains(&k) {
-                return Err(loc.err(&[k], &format!(
-                    "unknown top-level key `{k}` (expected stages, variants, version)"
-                )));
+                return Err(loc.err(
+                    &[k],
+                    &format!("unknown top-level key `{k}` (expected stages, variants, version)"),
+                ));
             }
         }
         if let Some(v) = top.get("version")
@@ -75,12 +76,21 @@ impl RawSpec {
         let stages_map = top
             .get("stages")
             .and_then(Value::as_mapping)
-            .ok_or_else(|| loc.err(&["stages"], "`stages:` must be a mapping of stage name → stage"))?;
+            .ok_or_else(|| {
+                loc.err(
+                    &["stages"],
+                    "`stages:` must be a mapping of stage name → stage",
+                )
+            })?;
         let mut stages = Vec::new();
         for (name, body) in stages_map {
             let name = key_str(name, &loc, &["stages"])?.to_string();
             let at = ["stages", name.as_str()];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(loc.err(&at, "stage names use letters, digits, `_` and `-` only"));
             }
             let body = body
@@ -110,7 +120,9 @@ impl RawSpec {
                     }
                     m
                 }
-                Some(_) => return Err(loc.err(&[at[0], at[1], "params"], "`params:` must be a mapping")),
+                Some(_) => {
+                    return Err(loc.err(&[at[0], at[1], "params"], "`params:` must be a mapping"));
+                }
             };
             let inputs = match body.get("inputs") {
                 None | Some(Value::Null) => Vec::new(),
@@ -121,14 +133,20 @@ impl RawSpec {
                         let v = v
                             .as_str()
                             .ok_or_else(|| {
-                                loc.err(&[at[0], at[1], "inputs", &k], "an input is `stage` or `stage.output`")
+                                loc.err(
+                                    &[at[0], at[1], "inputs", &k],
+                                    "an input is `stage` or `stage.output`",
+                                )
                             })?
                             .to_string();
                         Ok((k, v))
                     })
                     .collect::<Result<_, SpecError>>()?,
                 Some(_) => {
-                    return Err(loc.err(&[at[0], at[1], "inputs"], "`inputs:` must map slot → `stage.output`"));
+                    return Err(loc.err(
+                        &[at[0], at[1], "inputs"],
+                        "`inputs:` must map slot → `stage.output`",
+                    ));
                 }
             };
             let doc = body.get("doc").and_then(Value::as_str).map(str::to_string);
@@ -160,7 +178,12 @@ impl RawSpec {
                         }
                         let mut m = ov
                             .as_mapping()
-                            .ok_or_else(|| loc.err(&[at[0], at[1], &stage], "overrides must be a mapping param → value"))?
+                            .ok_or_else(|| {
+                                loc.err(
+                                    &[at[0], at[1], &stage],
+                                    "overrides must be a mapping param → value",
+                                )
+                            })?
                             .clone();
                         for (k, v) in m.iter_mut() {
                             let k = key_str(k, &loc, &[at[0], at[1], &stage])?.to_string();
@@ -252,7 +275,9 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
-                    return Err(format!("environment variable {name} is not set (write ${{{name}:-default}} for a default)"));
+                    return Err(format!(
+                        "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                    ));
                 }
             }
             rest = &r[end + 1..];
@@ -275,7 +300,9 @@ pub struct Locator {
 
 impl Locator {
     pub fn find(&self, path: &[&str]) -> Option<(usize, usize)> {
-        (1..=path.len()).rev().find_map(|n| self.find_exact(&path[..n]))
+        (1..=path.len())
+            .rev()
+            .find_map(|n| self.find_exact(&path[..n]))
     }
 
     fn find_exact(&self, path: &[&str]) -> Option<(usize, usize)> {
@@ -286,8 +313,12 @@ impl Locator {
                 continue;
             }
             let indent = line.len() - trimmed.len();
-            let Some(colon) = key_end(trimmed) else { continue };
-            let key = trimmed[..colon].trim().trim_matches(|c| c == '"' || c == '\'');
+            let Some(colon) = key_end(trimmed) else {
+                continue;
+            };
+            let key = trimmed[..colon]
+                .trim()
+                .trim_matches(|c| c == '"' || c == '\'');
             while stack.last().is_some_and(|(i, _)| *i >= indent) {
                 stack.pop();
             }
@@ -318,7 +349,9 @@ fn key_end(s: &str) -> Option<usize> {
             (Some(_), _) => {}
             (None, '"' | '\'') if i == 0 => quote = Some(c),
             (None, '#') => return None,
-            (None, ':') if s[i + 1..].is_empty() || s[i + 1..].starts_with([' ', '\t']) => return Some(i),
+            (None, ':') if s[i + 1..].is_empty() || s[i + 1..].starts_with([' ', '\t']) => {
+                return Some(i);
+            }
             (None, '{' | '[') if i == 0 => return None,
             _ => {}
         }
@@ -334,9 +367,16 @@ mod tests {
     fn expands_variables_with_defaults_and_escapes() {
         let env = |n: &str| (n == "SET").then(|| "/data".to_string());
         assert_eq!(expand("${SET:-x}/a", &env).unwrap(), "/data/a");
-        assert_eq!(expand("${UNSET:-data/solared}", &env).unwrap(), "data/solared");
+        assert_eq!(
+            expand("${UNSET:-data/solared}", &env).unwrap(),
+            "data/solared"
+        );
         assert_eq!(expand("cost $$5", &env).unwrap(), "cost $5");
-        assert!(expand("${UNSET}", &env).unwrap_err().contains("UNSET is not set"));
+        assert!(
+            expand("${UNSET}", &env)
+                .unwrap_err()
+                .contains("UNSET is not set")
+        );
         assert!(expand("${OPEN", &env).is_err());
     }
 
@@ -347,9 +387,15 @@ mod tests {
             file: "p.yaml".into(),
             text: text.into(),
         };
-        assert_eq!(loc.find(&["stages", "window", "params", "input"]), Some((8, 7)));
+        assert_eq!(
+            loc.find(&["stages", "window", "params", "input"]),
+            Some((8, 7))
+        );
         assert_eq!(loc.find(&["stages", "ingest", "kind"]), Some((3, 5)));
         // Inside flow style: the nearest enclosing key.
-        assert_eq!(loc.find(&["stages", "window", "params", "inputs", "a"]), Some((9, 7)));
+        assert_eq!(
+            loc.find(&["stages", "window", "params", "inputs", "a"]),
+            Some((9, 7))
+        );
     }
 }

@@ -116,7 +116,10 @@ impl Store {
         match fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| StoreError::Record { path: p, msg: e.to_string() }),
+                .map_err(|e| StoreError::Record {
+                    path: p,
+                    msg: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(p, e)),
         }
@@ -142,7 +145,11 @@ impl Store {
     }
 
     /// Moves one finished output into `objects/`, returning its record.
-    pub fn commit_object(&self, scratch_file: &Path, file: &str) -> Result<OutputRecord, StoreError> {
+    pub fn commit_object(
+        &self,
+        scratch_file: &Path,
+        file: &str,
+    ) -> Result<OutputRecord, StoreError> {
         File::open(scratch_file)
             .and_then(|f| f.sync_all())
             .map_err(io(scratch_file))?;
@@ -152,7 +159,9 @@ impl Store {
         let dest = dir.join(file);
         if !dest.is_file() {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
-            let mut perm = fs::metadata(scratch_file).map_err(io(scratch_file))?.permissions();
+            let mut perm = fs::metadata(scratch_file)
+                .map_err(io(scratch_file))?
+                .permissions();
             // Objects are shared by every record that has these bytes: keep users' tools from
             // editing them in place through a path printed by `magpipe artifact`.
             perm.set_readonly(true);
@@ -177,7 +186,10 @@ impl Store {
     }
 
     pub fn ref_path(&self, variant: Option<&str>, stage: &str) -> PathBuf {
-        self.root.join("refs").join(variant.unwrap_or("default")).join(stage)
+        self.root
+            .join("refs")
+            .join(variant.unwrap_or("default"))
+            .join(stage)
     }
 
     pub fn read_ref(&self, variant: Option<&str>, stage: &str) -> Option<String> {
@@ -186,7 +198,12 @@ impl Store {
             .map(|s| s.trim().to_string())
     }
 
-    pub fn write_ref(&self, variant: Option<&str>, stage: &str, key: &str) -> Result<(), StoreError> {
+    pub fn write_ref(
+        &self,
+        variant: Option<&str>,
+        stage: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
         if self.read_ref(variant, stage).as_deref() == Some(key) {
             return Ok(());
         }

@@ -52,7 +52,10 @@ fn npz_with_a_wrong_shape() {
     let p = ready_project();
     let s = synthetic_ar(11003, 72, 0);
     let bad = zip::write_stored(&[
-        ("arr_0.npy".into(), npy::write_f64(&[80, 72], &s.ic[..80 * 72])),
+        (
+            "arr_0.npy".into(),
+            npy::write_f64(&[80, 72], &s.ic[..80 * 72]),
+        ),
         ("arr_1.npy".into(), {
             let mut m = npy::header_bytes("|O", &[72]);
             m.extend(pickle::encode_datetime_array(&s.times));
@@ -60,7 +63,10 @@ fn npz_with_a_wrong_shape() {
         }),
     ]);
     std::fs::write(file(&p, 11003, 0), bad).unwrap();
-    fails_cleanly(&p, &["mean_int11003_flat.npz", "arr_0", "[80, 72]", "[81, 72]"]);
+    fails_cleanly(
+        &p,
+        &["mean_int11003_flat.npz", "arr_0", "[80, 72]", "[81, 72]"],
+    );
 }
 
 #[test]
@@ -77,7 +83,13 @@ fn corrupted_timestamp_pickle() {
     let mut pk = pickle::encode_datetime_array(&s.times);
     // Turn the month byte of the 3rd timestamp into 13. The CRC is recomputed by the writer, so
     // only the pickle decoder can notice.
-    let third = pk.windows(2).enumerate().filter(|(_, w)| w == &[b'C', 10]).nth(2).unwrap().0;
+    let third = pk
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == &[b'C', 10])
+        .nth(2)
+        .unwrap()
+        .0;
     pk[third + 4] = 13;
     let mut m = npy::header_bytes("|O", &[72]);
     m.extend(pk);
@@ -97,21 +109,41 @@ fn timestamps_that_disagree_between_files() {
     // Only the power file gets the shifted stamps.
     let tmp = tempfile::tempdir().unwrap();
     solared::write_ar(tmp.path(), &s).unwrap();
-    std::fs::copy(solared::ar_files(tmp.path(), 11005)[2].clone(), file(&p, 11005, 2)).unwrap();
+    std::fs::copy(
+        solared::ar_files(tmp.path(), 11005)[2].clone(),
+        file(&p, 11005, 2),
+    )
+    .unwrap();
     fails_cleanly(&p, &["AR11005", "mean_pmdop", "index 10"]);
 }
 
 #[test]
 fn data_folder_missing_says_where_to_get_the_data() {
     let p = Project::real();
-    let r = p.cmd(&["run"]).env("SOLARED_DIR", p.path().join("nowhere")).output().unwrap();
+    let r = p
+        .cmd(&["run"])
+        .env("SOLARED_DIR", p.path().join("nowhere"))
+        .output()
+        .unwrap();
     let r = Run::from(r);
     assert_eq!(r.code(), Some(1));
     let errs = r.error_lines();
     assert_eq!(errs.len(), 1, "{}", r.stderr);
-    assert!(errs[0].contains("nowhere") && errs[0].contains("does not exist"), "{}", errs[0]);
-    assert!(errs[0].contains("https://sun.njit.edu/sarportal/"), "{}", errs[0]);
-    assert!(errs[0].contains("jonastirona/SAR_EMERGENCE_RESEARCH"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("nowhere") && errs[0].contains("does not exist"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[0].contains("https://sun.njit.edu/sarportal/"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[0].contains("jonastirona/SAR_EMERGENCE_RESEARCH"),
+        "{}",
+        errs[0]
+    );
     assert!(!p.store().join("records").exists());
 }
 
@@ -119,7 +151,10 @@ fn spec_error(yaml: &str) -> String {
     let p = Project::new(yaml);
     let r = p.run(&["run"]);
     assert_eq!(r.code(), Some(2), "{}", r.stderr);
-    assert!(!p.store().exists(), "a spec error must not create the store");
+    assert!(
+        !p.store().exists(),
+        "a spec error must not create the store"
+    );
     let errs = r.error_lines();
     assert_eq!(errs.len(), 1, "{}", r.stderr);
     errs[0].to_string()
@@ -166,20 +201,34 @@ stages:
 #[test]
 fn unknown_kind() {
     let e = spec_error(&BASE.replace("kind: split_ars", "kind: split_arz"));
-    assert!(e.contains("pipeline.yaml:6:5: stages.split.kind: unknown kind `split_arz`"), "{e}");
+    assert!(
+        e.contains("pipeline.yaml:6:5: stages.split.kind: unknown kind `split_arz`"),
+        "{e}"
+    );
     assert!(e.contains("known: ingest_solared"), "{e}");
 }
 
 #[test]
 fn unknown_and_mistyped_params() {
-    let e = spec_error(&format!("{BASE}    params:\n      mode: fixed\n      trian: [1]\n"));
-    assert!(e.contains("pipeline.yaml:11:7: stages.split.params.trian: unknown param `trian`"), "{e}");
+    let e = spec_error(&format!(
+        "{BASE}    params:\n      mode: fixed\n      trian: [1]\n"
+    ));
+    assert!(
+        e.contains("pipeline.yaml:11:7: stages.split.params.trian: unknown param `trian`"),
+        "{e}"
+    );
     assert!(e.contains("train"), "{e}");
     let e = spec_error(&format!("{BASE}    params:\n      seed: lots\n"));
-    assert!(e.contains("pipeline.yaml:10:7: stages.split.params.seed"), "{e}");
+    assert!(
+        e.contains("pipeline.yaml:10:7: stages.split.params.seed"),
+        "{e}"
+    );
     assert!(e.contains("invalid type"), "{e}");
     let e = spec_error(&format!("{BASE}    params:\n      mode: shuffled\n"));
-    assert!(e.contains("stages.split.params.mode") && e.contains("fixed"), "{e}");
+    assert!(
+        e.contains("stages.split.params.mode") && e.contains("fixed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -187,14 +236,27 @@ fn missing_inputs_duplicates_and_bad_yaml() {
     let e = spec_error("version: 1\nstages:\n  split:\n    kind: split_ars\n");
     assert!(e.contains("stages.split: missing input `inventory`"), "{e}");
     let e = spec_error(&BASE.replace("ingest.inventory", "ingest.nothing"));
-    assert!(e.contains("stages.split.inputs.inventory") && e.contains("series, inventory"), "{e}");
+    assert!(
+        e.contains("stages.split.inputs.inventory") && e.contains("series, inventory"),
+        "{e}"
+    );
     let e = spec_error(&format!("{BASE}  split:\n    kind: split_ars\n"));
     assert!(e.contains("duplicate"), "{e}");
     let e = spec_error("stages:\n  a: [unclosed\n");
-    assert!(e.contains("invalid YAML") && e.contains("pipeline.yaml:"), "{e}");
-    let e = spec_error(&format!("{BASE}variants:\n  v:\n    split:\n      nope: 1\n"));
-    assert!(e.contains("variants.v.split.nope") && e.contains("unknown param"), "{e}");
-    let e = spec_error(&format!("{BASE}    params:\n      exclude: [1]\n      test: [1]\n"));
+    assert!(
+        e.contains("invalid YAML") && e.contains("pipeline.yaml:"),
+        "{e}"
+    );
+    let e = spec_error(&format!(
+        "{BASE}variants:\n  v:\n    split:\n      nope: 1\n"
+    ));
+    assert!(
+        e.contains("variants.v.split.nope") && e.contains("unknown param"),
+        "{e}"
+    );
+    let e = spec_error(&format!(
+        "{BASE}    params:\n      exclude: [1]\n      test: [1]\n"
+    ));
     assert!(e.contains("AR1 is listed in both"), "{e}");
 }
 
@@ -203,7 +265,12 @@ fn set_overrides_are_checked() {
     let p = Project::new(BASE);
     let r = p.run(&["run", "--set", "split.nope=1"]);
     assert_eq!(r.code(), Some(2));
-    assert!(r.stderr.contains("--set split.nope=1: unknown param `nope`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--set split.nope=1: unknown param `nope`"),
+        "{}",
+        r.stderr
+    );
     let r = p.run(&["run", "--variant", "fast"]);
     assert_eq!(r.code(), Some(2));
     assert!(r.stderr.contains("no variant `fast`"), "{}", r.stderr);
@@ -215,10 +282,17 @@ fn set_overrides_are_checked() {
 #[test]
 fn split_naming_an_ar_that_is_not_in_the_data() {
     let p = fixture_project(&TRAIN, &VAL, &TEST, 72);
-    p.set_pipeline(&p.pipeline().replace("test: [11005]", "test: [11005, 99999]"));
+    p.set_pipeline(
+        &p.pipeline()
+            .replace("test: [11005]", "test: [11005, 99999]"),
+    );
     let r = p.run(&["run"]);
     assert_eq!(r.code(), Some(1));
-    assert!(r.stderr.contains("params.test lists AR99999"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("params.test lists AR99999"),
+        "{}",
+        r.stderr
+    );
     // And an AR in the data that no list names.
     p.set_pipeline(&p.pipeline().replace("test: [11005, 99999]", "test: []"));
     let r = p.run(&["run"]);

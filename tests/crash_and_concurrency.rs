@@ -33,29 +33,60 @@ fn sigkill_before_the_record_leaves_no_record_and_the_next_run_redoes_it() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let key = key.expect("scale started");
-    assert!(!p.store().join("records").join(format!("{key}.json")).exists());
+    assert!(
+        !p.store()
+            .join("records")
+            .join(format!("{key}.json"))
+            .exists()
+    );
     // Its outputs may be in objects/ already, orphaned until `magpipe gc`; nothing points at them.
     let r = p.run(&["run"]);
     r.assert_ok();
     assert_eq!(r.stages("stage_finished"), ["scale", "window"]);
     assert_eq!(r.stages("stage_cached"), ["ingest", "split"]);
-    assert!(p.store().join("records").join(format!("{key}.json")).exists());
+    assert!(
+        p.store()
+            .join("records")
+            .join(format!("{key}.json"))
+            .exists()
+    );
     // The lock is gone and nothing is left in tmp/ but the dead run's scratch folder.
-    assert_eq!(std::fs::read_dir(p.store().join("locks")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(p.store().join("locks")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
 fn two_runs_on_one_store_at_once() {
     let p = fixture_project(&[13001, 13002, 13003], &[13004], &[13005], 96);
-    let a = p.cmd(&["run"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let b = p.cmd(&["run"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let a = p
+        .cmd(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = p
+        .cmd(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     let snap = snapshot(&p.store());
-    assert_eq!(snap.keys().filter(|k| k.starts_with("records/") && k.ends_with(".json")).count(), 4);
+    assert_eq!(
+        snap.keys()
+            .filter(|k| k.starts_with("records/") && k.ends_with(".json"))
+            .count(),
+        4
+    );
     // Whoever ran second found everything cached.
     let again = p.run(&["run"]);
     assert_eq!(again.stages("stage_cached").len(), 4);
-    assert!(snap.keys().all(|k| !k.starts_with("tmp/") || k == "tmp/"), "{snap:?}");
+    assert!(
+        snap.keys().all(|k| !k.starts_with("tmp/") || k == "tmp/"),
+        "{snap:?}"
+    );
 }

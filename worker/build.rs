@@ -40,7 +40,9 @@ fn main() {
             println!("cargo:rustc-env=MAGPIPE_LIBTORCH_DIR={dir}");
         }
         Err(_) => {
-            println!("cargo:warning=DEP_TCH_LIBTORCH_LIB not set; the worker will need LD_LIBRARY_PATH");
+            println!(
+                "cargo:warning=DEP_TCH_LIBTORCH_LIB not set; the worker will need LD_LIBRARY_PATH"
+            );
             println!("cargo:rustc-env=MAGPIPE_LIBTORCH_DIR=");
         }
     }

@@ -72,7 +72,14 @@ pub struct Inventory {
 
 pub fn inventory(s: &ArSeries) -> Inventory {
     let t = s.len();
-    let chans: [&[f64]; 6] = [&s.ic, &s.flux, &s.power[0], &s.power[1], &s.power[2], &s.power[3]];
+    let chans: [&[f64]; 6] = [
+        &s.ic,
+        &s.flux,
+        &s.power[0],
+        &s.power[1],
+        &s.power[2],
+        &s.power[3],
+    ];
     let central = 4 * GRID * t..5 * GRID * t;
     let nan = chans.map(|c| c.iter().filter(|x| x.is_nan()).count());
     let central_nan = chans.map(|c| c[central.clone()].iter().filter(|x| x.is_nan()).count());
@@ -146,7 +153,10 @@ pub fn inventory_frame(inv: &[Inventory]) -> PolarsResult<DataFrame> {
     };
     let mut cols = vec![
         Column::new("ar".into(), inv.iter().map(|i| i.ar).collect::<Vec<_>>()),
-        Column::new("T".into(), inv.iter().map(|i| i.t as u32).collect::<Vec<_>>()),
+        Column::new(
+            "T".into(),
+            inv.iter().map(|i| i.t as u32).collect::<Vec<_>>(),
+        ),
         dt("first_time", |i| i.first),
         dt("last_time", |i| i.last),
     ];
@@ -159,7 +169,9 @@ pub fn inventory_frame(inv: &[Inventory]) -> PolarsResult<DataFrame> {
     for (c, name) in table::CHANNELS.iter().enumerate() {
         cols.push(Column::new(
             format!("central_nan_{name}").into(),
-            inv.iter().map(|i| i.central_nan[c] as u32).collect::<Vec<_>>(),
+            inv.iter()
+                .map(|i| i.central_nan[c] as u32)
+                .collect::<Vec<_>>(),
         ));
     }
     cols.push(Column::new(
@@ -185,7 +197,12 @@ pub fn inventory_markdown(inv: &[Inventory]) -> String {
                 format_micros(i.first)[..21].to_string(),
                 format_micros(i.last)[..21].to_string(),
                 format!("{}/{}/{}", i.nan[0], i.nan[1], power_nan(&i.nan)),
-                format!("{}/{}/{}", i.central_nan[0], i.central_nan[1], power_nan(&i.central_nan)),
+                format!(
+                    "{}/{}/{}",
+                    i.central_nan[0],
+                    i.central_nan[1],
+                    power_nan(&i.central_nan)
+                ),
                 dash(i.gaps_text()),
                 dash(i.repeated_text()),
             ]
@@ -275,7 +292,14 @@ impl TypedKind for Ingest {
             t.push(
                 s.ar,
                 s.times,
-                [&s.ic, &s.flux, &s.power[0], &s.power[1], &s.power[2], &s.power[3]],
+                [
+                    &s.ic,
+                    &s.flux,
+                    &s.power[0],
+                    &s.power[1],
+                    &s.power[2],
+                    &s.power[3],
+                ],
             );
         }
         t.write(&ctx.output("series.parquet"))?;

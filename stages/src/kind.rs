@@ -94,6 +94,8 @@ pub enum StageError {
     },
     #[error("{path}: {msg}")]
     Table { path: PathBuf, msg: String },
+    #[error("{}: file is missing", .0.display())]
+    Missing(PathBuf),
 }
 
 impl StageError {
@@ -246,6 +248,9 @@ impl<K: TypedKind> Kind for Typed<K> {
     }
 
     fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError> {
-        K::run(&typed(params).map_err(|e| StageError::Invalid(e.to_string()))?, ctx)
+        K::run(
+            &typed(params).map_err(|e| StageError::Invalid(e.to_string()))?,
+            ctx,
+        )
     }
 }

@@ -117,7 +117,9 @@ pub fn fit(series: &SeriesTable, train: &[u32], p: &ScaleParams) -> Result<Scale
     }
     let mut pairs = ranges;
     if p.mode == ScaleMode::SharedPower {
-        let pooled = POWER.iter().fold(Range::EMPTY, |acc, &c| acc.union(ranges[c]));
+        let pooled = POWER
+            .iter()
+            .fold(Range::EMPTY, |acc, &c| acc.union(ranges[c]));
         for c in POWER {
             pairs[c] = pooled;
         }
@@ -166,7 +168,9 @@ pub fn apply(series: &SeriesTable, ars: &[u32], s: &Scaler) -> Result<SeriesTabl
         out.push(
             ar,
             b.times.clone(),
-            [&scaled[0], &scaled[1], &scaled[2], &scaled[3], &scaled[4], &scaled[5]],
+            [
+                &scaled[0], &scaled[1], &scaled[2], &scaled[3], &scaled[4], &scaled[5],
+            ],
         );
     }
     Ok(out)
@@ -238,7 +242,8 @@ impl TypedKind for MinMaxScale {
         let text = serde_json::to_string_pretty(&scaler).expect("scaler serialises") + "\n";
         std::fs::write(&path, text).map_err(|e| StageError::io(&path, e))?;
         for (i, role) in ["train", "val", "test"].into_iter().enumerate() {
-            apply(&series, &split[role], &scaler)?.write(&ctx.output(&format!("{role}.parquet")))?;
+            apply(&series, &split[role], &scaler)?
+                .write(&ctx.output(&format!("{role}.parquet")))?;
             ctx.events.progress(i as u64 + 2, 4, "steps");
         }
         let pr = |c: usize| {
@@ -248,7 +253,10 @@ impl TypedKind for MinMaxScale {
         Ok(Report {
             summary: format!(
                 "{} fit on {} train ARs × {} tiles: power {} Ic {} flux {}",
-                serde_json::to_value(p.mode).expect("mode serialises").as_str().unwrap_or("?"),
+                serde_json::to_value(p.mode)
+                    .expect("mode serialises")
+                    .as_str()
+                    .unwrap_or("?"),
                 scaler.fit_ars.len(),
                 GRID,
                 pr(POWER[0]),

@@ -122,7 +122,11 @@ pub fn assign(p: &SplitParams, ars: &[u32]) -> Result<Split, StageError> {
             }
         }
         SplitMode::Random => {
-            let mut pool: Vec<u32> = ars.iter().copied().filter(|a| !p.exclude.contains(a)).collect();
+            let mut pool: Vec<u32> = ars
+                .iter()
+                .copied()
+                .filter(|a| !p.exclude.contains(a))
+                .collect();
             let mut rng = SplitMix64(p.seed);
             for i in (1..pool.len()).rev() {
                 pool.swap(i, rng.below(i + 1));
@@ -146,8 +150,14 @@ pub fn assign(p: &SplitParams, ars: &[u32]) -> Result<Split, StageError> {
 pub fn read(path: &std::path::Path) -> Result<Split, StageError> {
     let df = table::read_parquet(path)?;
     let bad = |e: &dyn std::fmt::Display| StageError::table(path, e);
-    let ar = df.column("ar").and_then(|c| c.u32().cloned()).map_err(|e| bad(&e))?;
-    let role = df.column("role").and_then(|c| c.str().cloned()).map_err(|e| bad(&e))?;
+    let ar = df
+        .column("ar")
+        .and_then(|c| c.u32().cloned())
+        .map_err(|e| bad(&e))?;
+    let role = df
+        .column("role")
+        .and_then(|c| c.str().cloned())
+        .map_err(|e| bad(&e))?;
     let mut out: Split = ROLES.iter().map(|r| (r.to_string(), Vec::new())).collect();
     for (a, r) in ar.no_null_iter().zip(role.no_null_iter()) {
         out.get_mut(r)
@@ -197,7 +207,11 @@ impl TypedKind for SplitArs {
                 }
             }
             let f = &p.fractions;
-            if [f.train, f.val, f.test].iter().any(|x| !x.is_finite() || *x < 0.0) || f.train <= 0.0 {
+            if [f.train, f.val, f.test]
+                .iter()
+                .any(|x| !x.is_finite() || *x < 0.0)
+                || f.train <= 0.0
+            {
                 return Err(ParamError::Invalid {
                     name: "fractions".into(),
                     msg: "fractions must be finite, non-negative, with train > 0".into(),
@@ -236,7 +250,10 @@ impl TypedKind for SplitArs {
         )
         .map_err(|e| StageError::table(&path, e))?;
         table::write_parquet(&mut df, &path)?;
-        let counts: Vec<String> = ROLES.iter().map(|r| format!("{} {r}", split[*r].len())).collect();
+        let counts: Vec<String> = ROLES
+            .iter()
+            .map(|r| format!("{} {r}", split[*r].len()))
+            .collect();
         Ok(Report {
             summary: counts.join(", "),
             stdout: None,

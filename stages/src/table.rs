@@ -103,9 +103,14 @@ impl SeriesTable {
 
     /// Rebuilds the table from a frame written by [`SeriesTable::to_frame`], checking its layout.
     pub fn from_frame(df: &DataFrame) -> Result<SeriesTable, String> {
-        let col = |name: &str| df.column(name).map_err(|_| format!("column `{name}` is missing"));
+        let col = |name: &str| {
+            df.column(name)
+                .map_err(|_| format!("column `{name}` is missing"))
+        };
         let u32s = |name: &str| -> Result<Vec<u32>, String> {
-            let c = col(name)?.u32().map_err(|e| format!("column `{name}`: {e}"))?;
+            let c = col(name)?
+                .u32()
+                .map_err(|e| format!("column `{name}`: {e}"))?;
             if c.null_count() > 0 {
                 return Err(format!("column `{name}` has nulls"));
             }
@@ -122,7 +127,9 @@ impl SeriesTable {
             .collect();
         let mut values: [Vec<f64>; 6] = Default::default();
         for (v, name) in values.iter_mut().zip(CHANNELS) {
-            let c = col(name)?.f64().map_err(|e| format!("column `{name}`: {e}"))?;
+            let c = col(name)?
+                .f64()
+                .map_err(|e| format!("column `{name}`: {e}"))?;
             // Nulls never occur in what magpipe writes; NaN is how missing samples are kept.
             *v = c.iter().map(|x| x.unwrap_or(f64::NAN)).collect();
         }
@@ -132,7 +139,9 @@ impl SeriesTable {
             let a = ar[row];
             let len = ar[row..].iter().take_while(|&&x| x == a).count();
             if len % TILES != 0 {
-                return Err(format!("AR{a} has {len} rows, not a multiple of {TILES} tiles"));
+                return Err(format!(
+                    "AR{a} has {len} rows, not a multiple of {TILES} tiles"
+                ));
             }
             let tt = len / TILES;
             for i in 0..len {
@@ -185,7 +194,11 @@ pub fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
     let mut out = format!(
         "| {} |\n|{}|\n",
-        header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "),
+        header
+            .iter()
+            .map(|h| esc(h))
+            .collect::<Vec<_>>()
+            .join(" | "),
         header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
     );
     for r in rows {

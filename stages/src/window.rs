@@ -145,7 +145,10 @@ impl TypedKind for Window {
             return bad("stride", "must be at least 1");
         }
         if p.target_offset > 1 {
-            return bad("target_offset", "must be 0 (published code) or 1 (paper text)");
+            return bad(
+                "target_offset",
+                "must be 0 (published code) or 1 (paper text)",
+            );
         }
         if p.row >= GRID {
             return bad("row", "must be a grid row, 0–8");

@@ -14,11 +14,17 @@ fn data() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/solared"));
     let dir = if dir.is_relative() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(dir)
     } else {
         dir
     };
-    assert!(dir.join("AR11130").is_dir(), "real SolARED data needed at {}", dir.display());
+    assert!(
+        dir.join("AR11130").is_dir(),
+        "real SolARED data needed at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -32,7 +38,12 @@ fn all_57_ars_load_with_decoded_timestamps() {
         let s = solared::load_ar(&dir, ar).unwrap();
         lens.insert(ar, s.len());
         // Mid-times of the 8-h Doppler series: every stamp is at HH:59:37.5.
-        assert!(s.times.iter().all(|&t| format_micros(t)[13..] == *":59:37.500000"), "AR{ar}");
+        assert!(
+            s.times
+                .iter()
+                .all(|&t| format_micros(t)[13..] == *":59:37.500000"),
+            "AR{ar}"
+        );
     }
     assert_eq!(lens[&11190], 239);
     assert_eq!(lens[&11726], 232);
@@ -40,9 +51,15 @@ fn all_57_ars_load_with_decoded_timestamps() {
     assert_eq!(lens.values().filter(|&&t| t == 240).count(), 54);
     let s = solared::load_ar(&dir, 11698).unwrap();
     assert_eq!(format_micros(s.times[0]), "2013-03-07 18:59:37.500000");
-    assert_eq!(format_micros(*s.times.last().unwrap()), "2013-03-17 17:59:37.500000");
+    assert_eq!(
+        format_micros(*s.times.last().unwrap()),
+        "2013-03-17 17:59:37.500000"
+    );
     let s = solared::load_ar(&dir, 13179).unwrap();
-    assert_eq!(format_micros(*s.times.last().unwrap()), "2023-01-03 02:59:37.500000");
+    assert_eq!(
+        format_micros(*s.times.last().unwrap()),
+        "2023-01-03 02:59:37.500000"
+    );
 }
 
 #[test]
@@ -53,12 +70,21 @@ fn the_pickle_encoder_reproduces_the_real_files_byte_for_byte() {
         for (which, member) in [(0, "arr_1.npy"), (1, "arr_1.npy"), (2, "arr_4.npy")] {
             let path = &solared::ar_files(&dir, ar)[which];
             let bytes = std::fs::read(path).unwrap();
-            let e = zip::entries(&bytes).unwrap().into_iter().find(|e| e.name == member).unwrap();
+            let e = zip::entries(&bytes)
+                .unwrap()
+                .into_iter()
+                .find(|e| e.name == member)
+                .unwrap();
             let m = zip::read_entry(&bytes, &e).unwrap();
             let h = npy::parse_header(&m).unwrap();
             assert_eq!(h.data_offset, 128);
             let times = pickle::decode_datetime_array(&m[h.data_offset..]).unwrap();
-            assert_eq!(pickle::encode_datetime_array(&times), m[h.data_offset..], "{}", path.display());
+            assert_eq!(
+                pickle::encode_datetime_array(&times),
+                m[h.data_offset..],
+                "{}",
+                path.display()
+            );
             let mut again = npy::header_bytes("|O", &[times.len()]);
             again.extend(pickle::encode_datetime_array(&times));
             assert_eq!(again, *m);
@@ -79,8 +105,14 @@ fn a_fixture_written_by_write_ar_reads_back_identically() {
     assert_eq!(bits(&back.flux), bits(&s.flux));
     assert_eq!(bits(&back.power[3]), bits(&s.power[3]));
     // And the files are laid out like numpy's: same size as the originals.
-    for (a, b) in solared::ar_files(&dir, 13213).iter().zip(solared::ar_files(tmp.path(), 13213)) {
-        assert_eq!(std::fs::metadata(a).unwrap().len(), std::fs::metadata(b).unwrap().len());
+    for (a, b) in solared::ar_files(&dir, 13213)
+        .iter()
+        .zip(solared::ar_files(tmp.path(), 13213))
+    {
+        assert_eq!(
+            std::fs::metadata(a).unwrap().len(),
+            std::fs::metadata(b).unwrap().len()
+        );
     }
 }
 
@@ -90,7 +122,10 @@ fn inventory_matches_semantics_table() {
     let inv = |ar| inventory(&solared::load_ar(&dir, ar).unwrap());
     let i = inv(13213);
     assert_eq!((i.nan[0], i.nan[1], i.nan[POWER[0]]), (99, 99, 216));
-    assert_eq!((i.central_nan[0], i.central_nan[1], i.central_nan[POWER[3]]), (11, 11, 24));
+    assert_eq!(
+        (i.central_nan[0], i.central_nan[1], i.central_nan[POWER[3]]),
+        (11, 11, 24)
+    );
     let i = inv(12144);
     assert_eq!((i.nan[0], i.nan[1], i.nan[POWER[2]]), (36, 36, 54));
     assert_eq!(inv(11726).gaps_text(), "208→209: 9 h");
@@ -104,9 +139,10 @@ fn inventory_matches_semantics_table() {
 }
 
 const TRAIN: [u32; 41] = [
-    11130, 11149, 11158, 11162, 11199, 11327, 11344, 11387, 11393, 11416, 11422, 11455, 11619, 11640,
-    11660, 11678, 11682, 11765, 11768, 11776, 11916, 11928, 12036, 12051, 12085, 12089, 12144, 12175,
-    12203, 12257, 12331, 12494, 12659, 12778, 12864, 12877, 12900, 12929, 13004, 13085, 13098,
+    11130, 11149, 11158, 11162, 11199, 11327, 11344, 11387, 11393, 11416, 11422, 11455, 11619,
+    11640, 11660, 11678, 11682, 11765, 11768, 11776, 11916, 11928, 12036, 12051, 12085, 12089,
+    12144, 12175, 12203, 12257, 12331, 12494, 12659, 12778, 12864, 12877, 12900, 12929, 13004,
+    13085, 13098,
 ];
 
 fn series(ars: &[u32]) -> SeriesTable {
@@ -114,7 +150,18 @@ fn series(ars: &[u32]) -> SeriesTable {
     let mut t = SeriesTable::default();
     for &ar in ars {
         let s = solared::load_ar(&dir, ar).unwrap();
-        t.push(ar, s.times.clone(), [&s.ic, &s.flux, &s.power[0], &s.power[1], &s.power[2], &s.power[3]]);
+        t.push(
+            ar,
+            s.times.clone(),
+            [
+                &s.ic,
+                &s.flux,
+                &s.power[0],
+                &s.power[1],
+                &s.power[2],
+                &s.power[3],
+            ],
+        );
     }
     t
 }
@@ -129,7 +176,14 @@ fn scaler_is_fitted_on_the_training_central_row_after_nan_fill() {
     for &ar in &TRAIN {
         let s = solared::load_ar(&dir, ar).unwrap();
         let n = s.len();
-        let chans = [&s.ic, &s.flux, &s.power[0], &s.power[1], &s.power[2], &s.power[3]];
+        let chans = [
+            &s.ic,
+            &s.flux,
+            &s.power[0],
+            &s.power[1],
+            &s.power[2],
+            &s.power[3],
+        ];
         for (c, v) in chans.iter().enumerate() {
             for k in 36..45 {
                 for x in &v[k * n..(k + 1) * n] {
@@ -141,13 +195,28 @@ fn scaler_is_fitted_on_the_training_central_row_after_nan_fill() {
         }
     }
     let shared = scale::fit(&t, &TRAIN, &ScaleParams::default()).unwrap();
-    let per = scale::fit(&t, &TRAIN, &ScaleParams { mode: ScaleMode::PerChannel, ..Default::default() }).unwrap();
+    let per = scale::fit(
+        &t,
+        &TRAIN,
+        &ScaleParams {
+            mode: ScaleMode::PerChannel,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for c in 0..6 {
-        assert_eq!((per.pair(c).min, per.pair(c).max), (lo[c], hi[c]), "channel {c}");
+        assert_eq!(
+            (per.pair(c).min, per.pair(c).max),
+            (lo[c], hi[c]),
+            "channel {c}"
+        );
     }
     let pooled = (
         POWER.iter().map(|&c| lo[c]).fold(f64::INFINITY, f64::min),
-        POWER.iter().map(|&c| hi[c]).fold(f64::NEG_INFINITY, f64::max),
+        POWER
+            .iter()
+            .map(|&c| hi[c])
+            .fold(f64::NEG_INFINITY, f64::max),
     );
     for c in POWER {
         assert_eq!((shared.pair(c).min, shared.pair(c).max), pooled);
@@ -162,7 +231,9 @@ fn scaler_is_fitted_on_the_training_central_row_after_nan_fill() {
     let b = &scaled.blocks[0];
     let raw = t.block(11162).unwrap();
     let p23 = t.channel(raw, POWER[0]);
-    let i = (36 * raw.len()..45 * raw.len()).find(|&i| p23[i].is_nan()).expect("11162 has a central power NaN");
+    let i = (36 * raw.len()..45 * raw.len())
+        .find(|&i| p23[i].is_nan())
+        .expect("11162 has a central power NaN");
     let r = shared.pair(POWER[0]);
     assert_eq!(scaled.channel(b, POWER[0])[i], -r.min / (r.max - r.min));
     assert!(scaled.values[FLUX].iter().all(|x| x.is_finite()));
@@ -174,7 +245,10 @@ fn windows_follow_both_target_alignments() {
     let s = scale::fit(&t, &[11130, 11149], &ScaleParams::default()).unwrap();
     let st = scale::apply(&t, &[11130, 11149], &s).unwrap();
     for offset in [0, 1] {
-        let p = WindowParams { target_offset: offset, ..Default::default() };
+        let p = WindowParams {
+            target_offset: offset,
+            ..Default::default()
+        };
         let w = window::make(&st, &p);
         let per_tile = 240 - 110 - 12 + 2 - offset;
         assert_eq!(w.index.len(), 2 * 9 * per_tile);

@@ -21,7 +21,11 @@ pub fn solared_dir() -> PathBuf {
     let dir = std::env::var_os("SOLARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/solared"));
-    let dir = if dir.is_relative() { repo().join(dir) } else { dir };
+    let dir = if dir.is_relative() {
+        repo().join(dir)
+    } else {
+        dir
+    };
     assert!(
         dir.join("AR11130").is_dir(),
         "the real SolARED data is needed at {} (set SOLARED_DIR)",
@@ -76,7 +80,11 @@ impl Project {
             .env_remove("MAGPIPE_STORE")
             .env_remove("MAGPIPE_FAULT");
         // Fixture projects read their own data folder; the others read the real data.
-        let data = if self.data().is_dir() { self.data() } else { solared_dir() };
+        let data = if self.data().is_dir() {
+            self.data()
+        } else {
+            solared_dir()
+        };
         c.env("SOLARED_DIR", data);
         c
     }
@@ -117,7 +125,12 @@ impl Run {
     }
 
     pub fn assert_ok(&self) -> &Run {
-        assert!(self.ok(), "magpipe failed:\n{}\n{}", self.stderr, self.stdout);
+        assert!(
+            self.ok(),
+            "magpipe failed:\n{}\n{}",
+            self.stderr,
+            self.stdout
+        );
         self
     }
 
@@ -158,7 +171,10 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (u64, String)> {
             let e = e.unwrap();
             let p = e.path();
             if e.file_type().unwrap().is_dir() {
-                out.insert(format!("{}/", p.strip_prefix(root).unwrap().display()), (0, String::new()));
+                out.insert(
+                    format!("{}/", p.strip_prefix(root).unwrap().display()),
+                    (0, String::new()),
+                );
                 todo.push(p);
             } else {
                 let b = std::fs::read(&p).unwrap();
@@ -216,7 +232,13 @@ pub fn fixture_project(train: &[u32], val: &[u32], test: &[u32], t: usize) -> Pr
     p
 }
 
-pub fn fixture_pipeline(train: &[u32], val: &[u32], test: &[u32], input: usize, horizon: usize) -> String {
+pub fn fixture_pipeline(
+    train: &[u32],
+    val: &[u32],
+    test: &[u32],
+    input: usize,
+    horizon: usize,
+) -> String {
     let l = |v: &[u32]| format!("{v:?}");
     format!(
         "version: 1

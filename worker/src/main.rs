@@ -22,8 +22,10 @@ fn libtorch_version() -> String {
     std::fs::read_to_string(std::path::Path::new(lib).join("..").join("version.py"))
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches('\'').to_string()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("__version__ = ")
+                    .map(|v| v.trim_matches('\'').to_string())
+            })
         })
         .unwrap_or_else(|| "unknown".into())
 }

@@ -169,8 +169,7 @@ impl Npz {
         let m = self.member(name)?;
         let head = npy::parse_header(&m).map_err(|e| self.err(e))?;
         let expect = [TILES, t.unwrap_or(*head.shape.get(1).unwrap_or(&0))];
-        let (shape, v) = npy::read_f64(&m, Some(&expect))
-            .map_err(|e| self.err(prefix(name, e)))?;
+        let (shape, v) = npy::read_f64(&m, Some(&expect)).map_err(|e| self.err(prefix(name, e)))?;
         Ok((shape[1], v))
     }
 
@@ -202,9 +201,9 @@ impl Npz {
 
 fn prefix(member: &str, e: NpzError) -> NpzError {
     match e {
-        NpzError::Shape { got, want } => NpzError::Npy(format!(
-            "{member}: shape {got:?}, expected {want:?}"
-        )),
+        NpzError::Shape { got, want } => {
+            NpzError::Npy(format!("{member}: shape {got:?}, expected {want:?}"))
+        }
         NpzError::Npy(m) => NpzError::Npy(format!("{member}: {m}")),
         other => other,
     }
@@ -232,8 +231,12 @@ pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
                 ar,
                 msg: format!(
                     "timestamps of {what}{ar}_flat.npz differ from mean_int{ar}_flat.npz at index {i} ({} vs {})",
-                    other.get(i).map_or("none".into(), |&u| time::format_micros(u)),
-                    times.get(i).map_or("none".into(), |&u| time::format_micros(u)),
+                    other
+                        .get(i)
+                        .map_or("none".into(), |&u| time::format_micros(u)),
+                    times
+                        .get(i)
+                        .map_or("none".into(), |&u| time::format_micros(u)),
                 ),
             });
         }
@@ -244,14 +247,20 @@ pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
             msg: format!("timestamps are not increasing at index {}", i + 1),
         });
     }
-    for (name, v) in [("Ic", &ic), ("|B|", &flux)]
-        .into_iter()
-        .chain(power.iter().enumerate().map(|(i, p)| (["P2-3", "P3-4", "P4-5", "P5-6"][i], p)))
-    {
+    for (name, v) in [("Ic", &ic), ("|B|", &flux)].into_iter().chain(
+        power
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (["P2-3", "P3-4", "P4-5", "P5-6"][i], p)),
+    ) {
         if let Some(i) = v.iter().position(|x| x.is_infinite()) {
             return Err(SolaredError::Inconsistent {
                 ar,
-                msg: format!("{name} holds an infinite value at tile {} hour {}", i / t, i % t),
+                msg: format!(
+                    "{name} holds an infinite value at tile {} hour {}",
+                    i / t,
+                    i % t
+                ),
             });
         }
     }

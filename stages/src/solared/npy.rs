@@ -51,7 +51,10 @@ pub fn parse_header(member: &[u8]) -> Result<Header, NpzError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(&format!("bad shape entry {s:?}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(&format!("bad shape entry {s:?}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Header {
         descr,
@@ -69,13 +72,21 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Decodes a C-ordered little-endian f64 array of the expected shape.
-pub fn read_f64(member: &[u8], expect_shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<f64>), NpzError> {
+pub fn read_f64(
+    member: &[u8],
+    expect_shape: Option<&[usize]>,
+) -> Result<(Vec<usize>, Vec<f64>), NpzError> {
     let h = parse_header(member)?;
     if h.descr != "<f8" {
-        return Err(NpzError::Npy(format!("dtype {:?}, expected '<f8' (float64)", h.descr)));
+        return Err(NpzError::Npy(format!(
+            "dtype {:?}, expected '<f8' (float64)",
+            h.descr
+        )));
     }
     if h.fortran_order {
-        return Err(NpzError::Npy("Fortran-ordered array; expected C order".into()));
+        return Err(NpzError::Npy(
+            "Fortran-ordered array; expected C order".into(),
+        ));
     }
     if let Some(want) = expect_shape
         && h.shape != want
@@ -108,10 +119,14 @@ pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
         [n] => format!("({n},)"),
         s => format!(
             "({})",
-            s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut dict =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     let total = 10 + dict.len() + 1;
     let padded = total.div_ceil(64) * 64;
     dict.push_str(&" ".repeat(padded - total));
@@ -151,9 +166,17 @@ mod tests {
     fn wrong_shape_and_dtype_are_reported() {
         let bytes = write_f64(&[80, 240], &vec![0.0; 80 * 240]);
         let err = read_f64(&bytes, Some(&[81, 240])).unwrap_err().to_string();
-        assert!(err.contains("[80, 240]") && err.contains("[81, 240]"), "{err}");
+        assert!(
+            err.contains("[80, 240]") && err.contains("[81, 240]"),
+            "{err}"
+        );
         let mut odd = header_bytes("<f4", &[2]);
         odd.extend_from_slice(&[0; 8]);
-        assert!(read_f64(&odd, None).unwrap_err().to_string().contains("<f4"));
+        assert!(
+            read_f64(&odd, None)
+                .unwrap_err()
+                .to_string()
+                .contains("<f4")
+        );
     }
 }

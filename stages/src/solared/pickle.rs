@@ -80,7 +80,9 @@ impl<'a> Vm<'a> {
         }
     }
     fn pop(&mut self) -> Result<Val, PickleError> {
-        self.stack.pop().ok_or_else(|| self.malformed("stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| self.malformed("stack underflow"))
     }
     fn pop_mark(&mut self) -> Result<Vec<Val>, PickleError> {
         let m = self
@@ -93,7 +95,10 @@ impl<'a> Vm<'a> {
         Ok(items)
     }
     fn put(&mut self, idx: u32) -> Result<(), PickleError> {
-        let top = self.stack.last().ok_or_else(|| self.malformed("PUT on empty stack"))?;
+        let top = self
+            .stack
+            .last()
+            .ok_or_else(|| self.malformed("PUT on empty stack"))?;
         self.memo.insert(idx, top.clone());
         Ok(())
     }
@@ -128,7 +133,11 @@ impl<'a> Vm<'a> {
                 }
                 b'h' => {
                     let i = u32::from(self.take(1)?[0]);
-                    let v = self.memo.get(&i).cloned().ok_or_else(|| self.malformed("BINGET of an unset memo slot"))?;
+                    let v = self
+                        .memo
+                        .get(&i)
+                        .cloned()
+                        .ok_or_else(|| self.malformed("BINGET of an unset memo slot"))?;
                     self.stack.push(v);
                 }
                 b'K' => {
@@ -137,13 +146,16 @@ impl<'a> Vm<'a> {
                 }
                 b'J' => {
                     let v = self.take(4)?;
-                    self.stack.push(Val::Int(i64::from(i32::from_le_bytes([v[0], v[1], v[2], v[3]]))));
+                    self.stack.push(Val::Int(i64::from(i32::from_le_bytes([
+                        v[0], v[1], v[2], v[3],
+                    ]))));
                 }
                 b'X' => {
                     let l = self.take(4)?;
                     let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
                     let s = self.take(l)?;
-                    let s = std::str::from_utf8(s).map_err(|_| self.malformed("BINUNICODE is not UTF-8"))?;
+                    let s = std::str::from_utf8(s)
+                        .map_err(|_| self.malformed("BINUNICODE is not UTF-8"))?;
                     self.stack.push(Val::Str(s.to_string()));
                 }
                 b'C' => {
@@ -224,13 +236,26 @@ pub fn decode_datetime_array(payload: &[u8]) -> Result<Vec<i64>, PickleError> {
             Val::Tuple(a) if a.first() == Some(&Val::Global("ndarray")) => {}
             _ => return Err(structure("_reconstruct is not called on numpy.ndarray")),
         },
-        _ => return Err(structure("top level is not numpy.core.multiarray._reconstruct")),
+        _ => {
+            return Err(structure(
+                "top level is not numpy.core.multiarray._reconstruct",
+            ));
+        }
     }
     let Val::Tuple(st) = *state else {
         return Err(structure("array state is not a tuple"));
     };
-    let [_, Val::Tuple(shape), dtype, Val::Bool(false), Val::List(items)] = st.as_slice() else {
-        return Err(structure("array state is not (version, shape, dtype, False, list)"));
+    let [
+        _,
+        Val::Tuple(shape),
+        dtype,
+        Val::Bool(false),
+        Val::List(items),
+    ] = st.as_slice()
+    else {
+        return Err(structure(
+            "array state is not (version, shape, dtype, False, list)",
+        ));
     };
     let is_object_dtype = match dtype {
         Val::Build(d, _) => matches!(d.as_ref(), Val::Reduce(f, a)
@@ -267,7 +292,9 @@ pub fn decode_datetime_array(payload: &[u8]) -> Result<Vec<i64>, PickleError> {
             }
             match args.as_ref() {
                 Val::Tuple(a) => match a.as_slice() {
-                    [Val::Bytes(b)] if b.len() == 10 => decode_datetime_bytes(b).map_err(|m| bad(&m)),
+                    [Val::Bytes(b)] if b.len() == 10 => {
+                        decode_datetime_bytes(b).map_err(|m| bad(&m))
+                    }
                     [Val::Bytes(_), _] => Err(bad("carries a tzinfo; naive timestamps expected")),
                     _ => Err(bad("state is not 10 bytes")),
                 },
@@ -376,8 +403,18 @@ pub fn encode_datetime_array(times: &[i64]) -> Vec<u8> {
         let y = (c.year as u16).to_be_bytes();
         let us = c.micro.to_be_bytes();
         o.extend_from_slice(&[
-            b'C', 10, y[0], y[1], c.month as u8, c.day as u8, c.hour as u8, c.minute as u8,
-            c.second as u8, us[1], us[2], us[3],
+            b'C',
+            10,
+            y[0],
+            y[1],
+            c.month as u8,
+            c.day as u8,
+            c.hour as u8,
+            c.minute as u8,
+            c.second as u8,
+            us[1],
+            us[2],
+            us[3],
         ]);
         put(&mut o, &mut memo);
         o.push(0x85);
@@ -407,7 +444,11 @@ mod tests {
     fn round_trips_short_and_long_arrays() {
         for n in [1, 3, 80, 240, 300] {
             let t = hourly(n);
-            assert_eq!(decode_datetime_array(&encode_datetime_array(&t)).unwrap(), t, "n={n}");
+            assert_eq!(
+                decode_datetime_array(&encode_datetime_array(&t)).unwrap(),
+                t,
+                "n={n}"
+            );
         }
     }
 
@@ -431,7 +472,10 @@ mod tests {
         let mut p = encode_datetime_array(&hourly(4));
         let i = p.iter().rposition(|&c| c == b'e').unwrap();
         p[i] = b'a'; // APPEND instead of APPENDS
-        assert!(matches!(decode_datetime_array(&p), Err(PickleError::Opcode { op: b'a', .. })));
+        assert!(matches!(
+            decode_datetime_array(&p),
+            Err(PickleError::Opcode { op: b'a', .. })
+        ));
     }
 
     #[test]

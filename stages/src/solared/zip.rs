@@ -43,7 +43,8 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Lists the members of a ZIP archive held in memory.
 pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
-    let truncated = |what: &str| NpzError::Container(format!("truncated or not a ZIP archive ({what})"));
+    let truncated =
+        |what: &str| NpzError::Container(format!("truncated or not a ZIP archive ({what})"));
     if bytes.len() < 22 {
         return Err(truncated("shorter than an end-of-central-directory record"));
     }
@@ -74,7 +75,8 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
         if u32_at(bytes, at) != Some(CDIR_SIG) {
             return Err(truncated("bad central directory entry"));
         }
-        let field = |off: usize| u32_at(bytes, at + off).ok_or_else(|| truncated("central directory"));
+        let field =
+            |off: usize| u32_at(bytes, at + off).ok_or_else(|| truncated("central directory"));
         let method = u16_at(bytes, at + 10).ok_or_else(|| truncated("central directory"))?;
         let crc32 = field(16)?;
         let mut compressed_size = u64::from(field(20)?);
@@ -172,7 +174,11 @@ pub fn crc32(data: &[u8]) -> u32 {
         for (i, slot) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *slot = c;
         }
