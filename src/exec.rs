@@ -140,6 +140,7 @@ fn execute(
     let s = &plan.stages[i];
     let pre = preimage(plan, store, i, done)?;
     let key = pre.key();
+    tracing::debug!(stage = %s.name, %key, preimage = %serde_json::to_string(&pre).unwrap_or_default(), "key");
     if !force && let Some(r) = store.complete_record(&key)? {
         sink.emit(Event::StageCached {
             stage: s.name.clone(),

@@ -77,10 +77,10 @@ pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Hashes a file's bytes with blake3.
 pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
     let mut h = blake3::Hasher::new();
-    let f = File::open(path).map_err(io(path))?;
-    h.update_reader(f).map_err(io(path))?;
-    let size = fs::metadata(path).map_err(io(path))?.len();
-    Ok((h.finalize().to_hex().to_string(), size))
+    // Memory-mapped and multi-threaded: outputs run to tens of MB, and reading them back through
+    // a buffer was a tenth of the ingest stage's time.
+    h.update_mmap_rayon(path).map_err(io(path))?;
+    Ok((h.finalize().to_hex().to_string(), h.count()))
 }
 
 impl Store {

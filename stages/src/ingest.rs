@@ -289,19 +289,10 @@ impl TypedKind for Ingest {
 
         let mut t = SeriesTable::default();
         for s in loaded {
-            t.push(
-                s.ar,
-                s.times,
-                [
-                    &s.ic,
-                    &s.flux,
-                    &s.power[0],
-                    &s.power[1],
-                    &s.power[2],
-                    &s.power[3],
-                ],
-            );
+            let [p23, p34, p45, p56] = s.power;
+            t.push(s.ar, s.times, [s.ic, s.flux, p23, p34, p45, p56]);
         }
+        let rows = t.rows();
         t.write(&ctx.output("series.parquet"))?;
         let path = ctx.output("inventory.parquet");
         let mut df = inventory_frame(&inv).map_err(|e| StageError::table(&path, e))?;
@@ -316,12 +307,12 @@ impl TypedKind for Ingest {
             summary: format!(
                 "{} ARs, {} rows; {with_nan} ARs with NaNs, {with_gaps} with time gaps",
                 inv.len(),
-                t.rows()
+                rows
             ),
             stdout: Some(md),
             facts: json!({
                 "ars": inv.len(),
-                "rows": t.rows(),
+                "rows": rows,
                 "nan_per_ar": inv.iter().map(|i| json!({"ar": i.ar, "nan": i.nan})).collect::<Vec<_>>(),
             }),
         })

@@ -155,23 +155,15 @@ pub fn apply(series: &SeriesTable, ars: &[u32], s: &Scaler) -> Result<SeriesTabl
         let b = series
             .block(ar)
             .ok_or_else(|| StageError::Invalid(format!("AR{ar} is not in the series table")))?;
-        let scaled: Vec<Vec<f64>> = (0..CHANNELS.len())
-            .map(|c| {
-                let r = s.pair(c);
-                series
-                    .channel(b, c)
-                    .iter()
-                    .map(|&x| r.apply(if x.is_nan() { s.nan_fill } else { x }))
-                    .collect()
-            })
-            .collect();
-        out.push(
-            ar,
-            b.times.clone(),
-            [
-                &scaled[0], &scaled[1], &scaled[2], &scaled[3], &scaled[4], &scaled[5],
-            ],
-        );
+        let scaled: [Vec<f64>; 6] = std::array::from_fn(|c| {
+            let r = s.pair(c);
+            series
+                .channel(b, c)
+                .iter()
+                .map(|&x| r.apply(if x.is_nan() { s.nan_fill } else { x }))
+                .collect()
+        });
+        out.push(ar, b.times.clone(), scaled);
     }
     Ok(out)
 }

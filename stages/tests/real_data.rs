@@ -150,18 +150,8 @@ fn series(ars: &[u32]) -> SeriesTable {
     let mut t = SeriesTable::default();
     for &ar in ars {
         let s = solared::load_ar(&dir, ar).unwrap();
-        t.push(
-            ar,
-            s.times.clone(),
-            [
-                &s.ic,
-                &s.flux,
-                &s.power[0],
-                &s.power[1],
-                &s.power[2],
-                &s.power[3],
-            ],
-        );
+        let [p23, p34, p45, p56] = s.power;
+        t.push(ar, s.times, [s.ic, s.flux, p23, p34, p45, p56]);
     }
     t
 }
@@ -236,7 +226,7 @@ fn scaler_is_fitted_on_the_training_central_row_after_nan_fill() {
         .expect("11162 has a central power NaN");
     let r = shared.pair(POWER[0]);
     assert_eq!(scaled.channel(b, POWER[0])[i], -r.min / (r.max - r.min));
-    assert!(scaled.values[FLUX].iter().all(|x| x.is_finite()));
+    assert!(b.values[FLUX].iter().all(|x| x.is_finite()));
 }
 
 #[test]
