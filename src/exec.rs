@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use magpipe_stages::kind::{Context, Events, Report};
+use rayon::prelude::*;
 
 use crate::error::{RunError, StoreError};
 use crate::events::{Event, Sink};
@@ -213,19 +214,38 @@ fn execute(
         }
     };
     let seconds = t0.elapsed().as_secs_f64();
-    let mut outputs = BTreeMap::new();
-    for o in s.kind.outputs() {
-        let p = scratch.join(o.file);
-        if !p.is_file() {
-            store.remove_scratch(&scratch);
-            return Err(StoreError::MissingOutput {
-                stage: s.name.clone(),
-                file: o.file.to_string(),
-            }
-            .into());
+    if let Some(o) = s
+        .kind
+        .outputs()
+        .iter()
+        .find(|o| !scratch.join(o.file).is_file())
+    {
+        store.remove_scratch(&scratch);
+        return Err(StoreError::MissingOutput {
+            stage: s.name.clone(),
+            file: o.file.to_string(),
         }
-        outputs.insert(o.name.to_string(), store.commit_object(&p, o.file)?);
+        .into());
     }
+    // Outputs are fsynced and hashed in parallel: the fsync of a large one dominates otherwise.
+    let committed = s
+        .kind
+        .outputs()
+        .par_iter()
+        .map(|o| {
+            Ok((
+                o.name.to_string(),
+                store.commit_object(&scratch.join(o.file), o.file)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>();
+    let outputs: BTreeMap<String, _> = match committed {
+        Ok(v) => v.into_iter().collect(),
+        Err(e) => {
+            store.remove_scratch(&scratch);
+            return Err(e.into());
+        }
+    };
     fault_pause(&s.name, sink);
     let record = Record {
         key: key.clone(),
