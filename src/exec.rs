@@ -396,7 +396,7 @@ pub fn run(
 
 /// Freshness of one stage, as `magpipe status` reports it.
 pub enum Freshness {
-    Fresh(Record),
+    Fresh(Box<Record>),
     Stale {
         key: Option<String>,
         why: Vec<String>,
@@ -427,25 +427,38 @@ pub fn status(
         let key = pre.key();
         if let Some(r) = store.complete_record(&key)? {
             done.insert(i, r.clone());
-            out.push((i, Freshness::Fresh(r)));
+            out.push((i, Freshness::Fresh(Box::new(r))));
             continue;
         }
         let mut why = Vec::new();
         if store.record(&key)?.is_some() {
             why.push("an output object of its record is missing".to_string());
         }
-        match store
-            .read_ref(plan.variant.as_deref(), &s.name)
-            .map(|k| store.record(&k))
-            .transpose()?
-            .flatten()
-        {
+        // Compare with this variant's last run of the stage, else with the default's, so a new
+        // variant's first status already says how it differs.
+        let last = |variant: Option<&str>| -> Result<Option<Record>, RunError> {
+            Ok(store
+                .read_ref(variant, &s.name)
+                .map(|k| store.record(&k))
+                .transpose()?
+                .flatten())
+        };
+        let (old, label) = match (last(plan.variant.as_deref())?, plan.variant.is_some()) {
+            (Some(r), _) => (Some(r), ""),
+            (None, true) => (last(None)?, "never run in this variant; vs the default: "),
+            (None, false) => (None, ""),
+        };
+        match old {
             Some(old) => {
                 let d = pre.diff(&old.preimage);
                 if d.is_empty() && why.is_empty() {
                     why.push("its last record is gone".into());
                 }
-                why.extend(d);
+                why.extend(
+                    d.into_iter()
+                        .enumerate()
+                        .map(|(i, w)| if i == 0 { format!("{label}{w}") } else { w }),
+                );
             }
             None => why.push("never run".into()),
         }

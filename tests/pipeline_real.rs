@@ -161,3 +161,32 @@ fn status_dag_and_artifact_on_the_real_pipeline() {
     assert_eq!(json["fit_ars"].as_array().unwrap().len(), 41);
     assert_eq!(json["fit_samples"], 41 * 9 * 240);
 }
+
+#[test]
+fn paper_text_variant_shares_upstream_stages_and_explains_itself() {
+    let p = Project::real();
+    p.run(&["run", "scale"]).assert_ok();
+    let st = p.run(&["status", "--variant", "paper-text", "--explain", "scale"]);
+    st.assert_ok();
+    assert!(
+        st.stdout
+            .contains("vs the default: param `mode`: \"shared_power\" → \"per_channel\""),
+        "{}",
+        st.stdout
+    );
+    let r = p.run(&["run", "--variant", "paper-text", "window"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_cached"), ["ingest", "split"]);
+    assert_eq!(r.stages("stage_finished"), ["scale", "window"]);
+    let out = p.run(&["artifact", "--variant", "paper-text", "window", "train"]);
+    let shapes = tensor_shapes(std::path::Path::new(out.stdout.trim()));
+    // True 12-hour horizon: one window fewer per tile.
+    assert_eq!(shapes["x"], [41 * 9 * 119, 110, 5]);
+    // The default's results are still there, untouched.
+    assert!(p.run(&["status", "scale"]).stdout.contains("fresh"));
+
+    let forced = p.run(&["run", "--force", "split", "split"]);
+    forced.assert_ok();
+    assert_eq!(forced.stages("stage_finished"), ["split"]);
+    assert_eq!(forced.stages("stage_cached"), ["ingest"]);
+}

@@ -126,7 +126,7 @@ pub fn fit(series: &SeriesTable, train: &[u32], p: &ScaleParams) -> Result<Scale
     }
     for (c, r) in pairs.iter().enumerate() {
         // Also catches an empty fit set, where the extremes stay infinite.
-        if !(r.max > r.min) || !r.min.is_finite() || !r.max.is_finite() {
+        if !r.min.is_finite() || !r.max.is_finite() || r.max <= r.min {
             return Err(StageError::Invalid(format!(
                 "cannot scale channel `{}`: its training range is [{}, {}]",
                 CHANNELS[c], r.min, r.max
