@@ -14,6 +14,12 @@ pub fn text(plan: &Plan) -> String {
             ));
         }
     }
+    for (name, doc) in &plan.variants {
+        out.push_str(&format!(
+            "variant {name}{}\n",
+            doc.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+        ));
+    }
     out
 }
 

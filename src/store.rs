@@ -278,7 +278,7 @@ impl Store {
         Ok(())
     }
 
-    /// Removes `tmp/` leftovers of runs that died (no live process holds them).
+    /// Removes a stage's scratch folder once its outputs are committed or the stage failed.
     pub fn remove_scratch(&self, dir: &Path) {
         let _ = fs::remove_dir_all(dir);
     }

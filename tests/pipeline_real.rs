@@ -128,6 +128,18 @@ fn status_dag_and_artifact_on_the_real_pipeline() {
         "{}",
         dot.stdout
     );
+    let text = p.run(&["dag"]);
+    assert!(
+        text.stdout
+            .contains("window (window)\n  train ← scale.train\n"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("variant paper-text: "),
+        "{}",
+        text.stdout
+    );
     let mm = p.run(&["dag", "--format", "mermaid"]);
     assert!(mm.stdout.starts_with("flowchart LR"));
 

@@ -39,14 +39,6 @@ pub trait Events: Sync {
     fn log(&self, msg: &str);
 }
 
-/// Discards events; for library use and tests of a kind on its own.
-pub struct NoEvents;
-
-impl Events for NoEvents {
-    fn progress(&self, _: u64, _: u64, _: &str) {}
-    fn log(&self, _: &str) {}
-}
-
 /// Everything a stage run sees.
 pub struct Context<'a> {
     pub stage: &'a str,

@@ -258,8 +258,8 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame, StageError> {
         .map_err(|e| StageError::table(path, e))
 }
 
-/// Renders a frame as a GitHub Markdown table (numbers as polars formats them is too lossy for
-/// provenance, so callers pass strings).
+/// A GitHub Markdown table. Callers format the cells: polars' own display rounds numbers, which
+/// is too lossy for provenance.
 pub fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
     let mut out = format!(
