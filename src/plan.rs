@@ -142,19 +142,7 @@ impl Plan {
                 let Some(k) = kind(&raw.kind) else { continue };
                 let mut merged = raw.params.clone();
                 let mut origins = BTreeMap::new();
-                for (pk, pv) in ov {
-                    let pk = pk.as_str().unwrap_or_default().to_string();
-                    origins.insert(
-                        pk.clone(),
-                        Origin::Yaml(vec![
-                            "variants".into(),
-                            v.name.clone(),
-                            stage.clone(),
-                            pk.clone(),
-                        ]),
-                    );
-                    merged.insert(Value::String(pk), pv.clone());
-                }
+                apply_variant(&mut merged, &mut origins, &v.name, stage, ov);
                 resolve(k, &merged, &loc, &raw.name, &origins)?;
             }
         }
@@ -217,19 +205,7 @@ impl Plan {
             if let Some(v) = chosen {
                 for (stage, ov) in &v.overrides {
                     if stage == &raw.name {
-                        for (pk, pv) in ov {
-                            let pk = pk.as_str().unwrap_or_default().to_string();
-                            origins.insert(
-                                pk.clone(),
-                                Origin::Yaml(vec![
-                                    "variants".into(),
-                                    v.name.clone(),
-                                    stage.clone(),
-                                    pk.clone(),
-                                ]),
-                            );
-                            params.insert(Value::String(pk), pv.clone());
-                        }
+                        apply_variant(&mut params, &mut origins, &v.name, stage, ov);
                     }
                 }
             }
@@ -378,6 +354,27 @@ impl Plan {
             .copied()
             .filter(|i| want.contains(i))
             .collect())
+    }
+}
+
+/// Applies one variant's overrides of one stage, remembering where each value was written.
+fn apply_variant(
+    params: &mut Mapping,
+    origins: &mut BTreeMap<String, Origin>,
+    variant: &str,
+    stage: &str,
+    overrides: &Mapping,
+) {
+    for (pk, pv) in overrides {
+        let pk = pk.as_str().unwrap_or_default().to_string();
+        let at = vec![
+            "variants".into(),
+            variant.to_string(),
+            stage.to_string(),
+            pk.clone(),
+        ];
+        origins.insert(pk.clone(), Origin::Yaml(at));
+        params.insert(Value::String(pk), pv.clone());
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::time::{Civil, days_in_month};
+use super::time::Civil;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PickleError {
@@ -313,18 +313,7 @@ fn decode_datetime_bytes(b: &[u8]) -> Result<i64, String> {
     let day = u32::from(b[3]);
     let (hour, minute, second) = (u32::from(b[4]), u32::from(b[5]), u32::from(b[6]));
     let micro = (u32::from(b[7]) << 16) | (u32::from(b[8]) << 8) | u32::from(b[9]);
-    if !(1..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-        || micro > 999_999
-    {
-        return Err(format!("fields {b:02x?} are out of range"));
-    }
-    Ok(Civil {
+    let c = Civil {
         year,
         month,
         day,
@@ -332,8 +321,11 @@ fn decode_datetime_bytes(b: &[u8]) -> Result<i64, String> {
         minute,
         second,
         micro,
+    };
+    if !c.is_valid() {
+        return Err(format!("fields {b:02x?} are out of range"));
     }
-    .to_micros())
+    Ok(c.to_micros())
 }
 
 /// Pickles timestamps exactly as numpy 1.x (protocol 3) pickles an object array of naive

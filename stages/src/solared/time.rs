@@ -47,6 +47,18 @@ pub struct Civil {
 }
 
 impl Civil {
+    /// A real calendar date and time of day (years 1–9999, as Python's `datetime`).
+    pub fn is_valid(&self) -> bool {
+        (1..=9999).contains(&self.year)
+            && (1..=12).contains(&self.month)
+            && self.day >= 1
+            && self.day <= days_in_month(self.year, self.month)
+            && self.hour < 24
+            && self.minute < 60
+            && self.second < 60
+            && self.micro < 1_000_000
+    }
+
     pub fn to_micros(self) -> i64 {
         let days = days_from_civil(self.year, self.month, self.day);
         let secs = days * 86_400
@@ -101,24 +113,16 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     } else {
         format!("{frac:0<6}").get(..6)?.parse().ok()?
     };
-    let valid = (1..=12).contains(&month)
-        && day >= 1
-        && day <= days_in_month(year, month)
-        && hour < 24
-        && minute < 60
-        && second < 60;
-    valid.then(|| {
-        Civil {
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micro,
-        }
-        .to_micros()
-    })
+    let c = Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micro,
+    };
+    c.is_valid().then(|| c.to_micros())
 }
 
 #[cfg(test)]
