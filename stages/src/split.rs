@@ -261,3 +261,65 @@ impl TypedKind for SplitArs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ars() -> Vec<u32> {
+        (11000..11057).collect()
+    }
+
+    fn random(seed: u64) -> SplitParams {
+        SplitParams {
+            mode: SplitMode::Random,
+            exclude: vec![11003, 11040],
+            seed,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn random_split_is_seeded_complete_and_sized_by_fractions() {
+        let a = assign(&random(7), &ars()).unwrap();
+        assert_eq!(a, assign(&random(7), &ars()).unwrap());
+        assert_ne!(a["train"], assign(&random(8), &ars()).unwrap()["train"]);
+        let mut all: Vec<u32> = ROLES.iter().flat_map(|r| a[*r].clone()).collect();
+        all.sort_unstable();
+        assert_eq!(all, ars(), "every AR exactly once");
+        assert_eq!(a["exclude"], [11003, 11040]);
+        // 55 drawn ARs: round(55·0.14) = 8 val and 8 test, the rest train.
+        assert_eq!(
+            (a["train"].len(), a["val"].len(), a["test"].len()),
+            (39, 8, 8)
+        );
+    }
+
+    #[test]
+    fn fixed_split_rejects_unknown_and_unassigned_ars() {
+        let mut p = SplitParams {
+            train: ars()[..50].to_vec(),
+            val: ars()[50..].to_vec(),
+            ..Default::default()
+        };
+        assert!(assign(&p, &ars()).is_ok());
+        p.test = vec![99_999];
+        let e = assign(&p, &ars()).unwrap_err().to_string();
+        assert!(e.contains("params.test lists AR99999"), "{e}");
+        p.test.clear();
+        p.val.pop();
+        let e = assign(&p, &ars()).unwrap_err().to_string();
+        assert!(e.contains("have no role: AR11056"), "{e}");
+    }
+
+    #[test]
+    fn an_ar_in_two_lists_is_a_param_error() {
+        let p = SplitParams {
+            train: vec![1, 2],
+            exclude: vec![2],
+            ..Default::default()
+        };
+        let e = SplitArs::check(&p).unwrap_err();
+        assert_eq!(e.param(), Some("exclude"));
+    }
+}
