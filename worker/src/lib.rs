@@ -4,3 +4,4 @@
 pub mod metrics;
 pub mod model;
 pub mod schedule;
+pub mod train;

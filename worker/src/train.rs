@@ -1,0 +1,236 @@
+//! The study's training procedure (SEMANTICS.md §10): Adam with coupled L2 weight decay, the loss
+//! scaled ×100 for the hybrid loss only, gradient-norm clipping at 1.0 (which therefore sees the
+//! scaled gradient), ReduceLROnPlateau stepped with the validation derivative RMSE each epoch, and
+//! an early-stopping rule. Every random choice (init, dropout, shuffling, teacher forcing) flows
+//! from the seed.
+
+use std::time::Instant;
+
+use magpipe_stages::split::SplitMix64;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::metrics::{derivative_rmse, zero_slope_rmse};
+use crate::model::{Model, ModelConfig, TeacherForcing, hybrid_loss, value_loss};
+use crate::schedule::{PatienceStopper, PlateauStopper, ReduceLrOnPlateau};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Loss {
+    Value,
+    Hybrid { alpha: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum EarlyStop {
+    /// Ray Tune's TrialPlateauStopper, what the study's runs actually did.
+    Plateau {
+        std: f64,
+        num_results: usize,
+        grace: usize,
+    },
+    Patience {
+        patience: usize,
+        min_delta: f64,
+    },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub loss: Loss,
+    /// Multiplies the loss before backward (×100 for hybrid, ×1 for value in the published code).
+    pub loss_scale: f64,
+    pub teacher_forcing_ratio: f64,
+    pub epochs: usize,
+    pub early_stop: EarlyStop,
+    pub seed: u64,
+}
+
+/// Windows in memory: `x` (N, W, F) and `y` (N, P), f32.
+pub struct Windows {
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+impl Windows {
+    pub fn len(&self) -> i64 {
+        self.x.size()[0]
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    /// Unscaled training loss, averaged over batches.
+    pub train_loss: f64,
+    pub val_rmse: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    pub windows_per_s: f64,
+}
+
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub vs: nn::VarStore,
+    pub model: Model,
+    opt: nn::Optimizer,
+    sched: ReduceLrOnPlateau,
+    lr: f64,
+    shuffle_rng: SplitMix64,
+    tf_rng: SplitMix64,
+    plateau: Option<PlateauStopper>,
+    patience: Option<PatienceStopper>,
+}
+
+fn uniform(r: &mut SplitMix64) -> f64 {
+    (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Trainer {
+    pub fn new(cfg: TrainConfig, device: Device) -> Result<Trainer, tch::TchError> {
+        tch::manual_seed(cfg.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = Model::new(&vs.root(), &cfg.model);
+        let opt = nn::Adam {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&vs, cfg.lr)?;
+        let (plateau, patience) = match cfg.early_stop {
+            EarlyStop::Plateau {
+                std,
+                num_results,
+                grace,
+            } => (Some(PlateauStopper::new(std, num_results, grace)), None),
+            EarlyStop::Patience {
+                patience,
+                min_delta,
+            } => (None, Some(PatienceStopper::new(patience, min_delta))),
+            EarlyStop::None => (None, None),
+        };
+        Ok(Trainer {
+            lr: cfg.lr,
+            shuffle_rng: SplitMix64(cfg.seed ^ 0x5348_5546_464c_4500),
+            tf_rng: SplitMix64(cfg.seed ^ 0x5445_4143_4845_5200),
+            cfg,
+            vs,
+            model,
+            opt,
+            sched: ReduceLrOnPlateau::study(),
+            plateau,
+            patience,
+        })
+    }
+
+    /// The unscaled loss of a batch.
+    pub fn loss(&self, pred: &Tensor, y: &Tensor) -> Tensor {
+        match self.cfg.loss {
+            Loss::Value => value_loss(pred, y),
+            Loss::Hybrid { alpha } => hybrid_loss(pred, y, alpha),
+        }
+    }
+
+    /// Predictions for every window, eval mode, no teacher forcing, in order.
+    pub fn predict(&self, w: &Windows, batch: i64) -> Vec<f32> {
+        tch::no_grad(|| {
+            let mut out = Vec::with_capacity((w.len() * w.y.size()[1]) as usize);
+            let mut start = 0;
+            while start < w.len() {
+                let n = batch.min(w.len() - start);
+                let p = self.model.forward(&w.x.narrow(0, start, n), false, None);
+                out.extend(
+                    Vec::<f32>::try_from(p.to_kind(Kind::Float).flatten(0, -1))
+                        .expect("f32 predictions"),
+                );
+                start += n;
+            }
+            out
+        })
+    }
+
+    pub fn val_rmse(&self, val: &Windows) -> f64 {
+        let p = self.predict(val, 4096);
+        let y = Vec::<f32>::try_from(val.y.flatten(0, -1)).expect("f32 targets");
+        derivative_rmse(&p, &y, self.cfg.model.horizon)
+    }
+
+    /// One epoch: returns its report and whether the early-stopping rule fired.
+    pub fn epoch(
+        &mut self,
+        epoch: usize,
+        train: &Windows,
+        val: &Windows,
+        on_batch: &mut dyn FnMut(usize, usize, f64),
+    ) -> (Epoch, bool) {
+        let t0 = Instant::now();
+        let n = train.len() as usize;
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        if self.cfg.shuffle {
+            for i in (1..n).rev() {
+                order.swap(i, self.shuffle_rng.below(i + 1));
+            }
+        }
+        let bs = self.cfg.batch_size;
+        let batches = n.div_ceil(bs);
+        let mut total = 0.0;
+        for (b, idx) in order.chunks(bs).enumerate() {
+            let idx = Tensor::from_slice(idx).to_device(train.x.device());
+            let (x, y) = (train.x.index_select(0, &idx), train.y.index_select(0, &idx));
+            self.opt.zero_grad();
+            let ratio = self.cfg.teacher_forcing_ratio;
+            let rng = &mut self.tf_rng;
+            let mut draw = || uniform(rng);
+            let pred = self.model.forward(
+                &x,
+                true,
+                Some(TeacherForcing {
+                    targets: &y,
+                    ratio,
+                    draw: &mut draw,
+                }),
+            );
+            let loss = self.loss(&pred, &y);
+            (&loss * self.cfg.loss_scale).backward();
+            self.opt.clip_grad_norm(1.0);
+            self.opt.step();
+            let l = loss.double_value(&[]);
+            total += l;
+            on_batch(b + 1, batches, l);
+        }
+        let val_rmse = self.val_rmse(val);
+        let lr_used = self.lr;
+        self.lr = self.sched.step(val_rmse, self.lr);
+        self.opt.set_lr(self.lr);
+        let stop = self.plateau.as_mut().is_some_and(|s| s.record(val_rmse))
+            || self.patience.as_mut().is_some_and(|s| s.record(val_rmse));
+        let seconds = t0.elapsed().as_secs_f64();
+        (
+            Epoch {
+                epoch,
+                train_loss: total / batches as f64,
+                val_rmse,
+                lr: lr_used,
+                seconds,
+                windows_per_s: n as f64 / seconds,
+            },
+            stop,
+        )
+    }
+
+    /// The zero-slope predictor's validation metric, the bar a model must clear.
+    pub fn zero_slope(&self, val: &Windows) -> f64 {
+        let y = Vec::<f32>::try_from(val.y.flatten(0, -1)).expect("f32 targets");
+        zero_slope_rmse(&y, self.cfg.model.horizon)
+    }
+}
