@@ -1,6 +1,7 @@
 //! The libtorch side of magpipe: models, losses, the validation metric, LR scheduling and early
 //! stopping. Only the `magpipe-worker` process links this; the engine never does.
 
+pub mod adam;
 pub mod metrics;
 pub mod model;
 pub mod schedule;

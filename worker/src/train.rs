@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use magpipe_stages::split::SplitMix64;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::adam::Adam;
 use crate::metrics::{derivative_rmse, zero_slope_rmse};
 use crate::model::{Model, ModelConfig, TeacherForcing, hybrid_loss, value_loss};
 use crate::schedule::{PatienceStopper, PlateauStopper, ReduceLrOnPlateau};
@@ -84,7 +85,7 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     pub vs: nn::VarStore,
     pub model: Model,
-    opt: nn::Optimizer,
+    opt: Adam,
     sched: ReduceLrOnPlateau,
     lr: f64,
     shuffle_rng: SplitMix64,
@@ -98,15 +99,12 @@ fn uniform(r: &mut SplitMix64) -> f64 {
 }
 
 impl Trainer {
-    pub fn new(cfg: TrainConfig, device: Device) -> Result<Trainer, tch::TchError> {
+    pub fn new(cfg: TrainConfig, device: Device) -> Trainer {
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg.model);
-        let opt = nn::Adam {
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(&vs, cfg.lr)?;
+        // Our own Adam (same update as torch's), because its state must go into checkpoints.
+        let opt = Adam::new(vs.trainable_variables(), cfg.lr, cfg.weight_decay);
         let (plateau, patience) = match cfg.early_stop {
             EarlyStop::Plateau {
                 std,
@@ -119,7 +117,7 @@ impl Trainer {
             } => (None, Some(PatienceStopper::new(patience, min_delta))),
             EarlyStop::None => (None, None),
         };
-        Ok(Trainer {
+        Trainer {
             lr: cfg.lr,
             shuffle_rng: SplitMix64(cfg.seed ^ 0x5348_5546_464c_4500),
             tf_rng: SplitMix64(cfg.seed ^ 0x5445_4143_4845_5200),
@@ -130,7 +128,7 @@ impl Trainer {
             sched: ReduceLrOnPlateau::study(),
             plateau,
             patience,
-        })
+        }
     }
 
     /// The unscaled loss of a batch.
@@ -211,7 +209,7 @@ impl Trainer {
         let val_rmse = self.val_rmse(val);
         let lr_used = self.lr;
         self.lr = self.sched.step(val_rmse, self.lr);
-        self.opt.set_lr(self.lr);
+        self.opt.lr = self.lr;
         let stop = self.plateau.as_mut().is_some_and(|s| s.record(val_rmse))
             || self.patience.as_mut().is_some_and(|s| s.record(val_rmse));
         let seconds = t0.elapsed().as_secs_f64();

@@ -82,7 +82,7 @@ fn small_real_run_learns_and_is_reproducible() {
     assert_eq!(train.len(), 3 * 9 * (240 - 48 - 12 + 2));
 
     let run = |seed| {
-        let mut t = Trainer::new(config(seed), Device::Cpu).unwrap();
+        let mut t = Trainer::new(config(seed), Device::Cpu);
         let before = t
             .loss(&t.model.forward(&train.x, false, None), &train.y)
             .double_value(&[]);
