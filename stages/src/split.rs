@@ -74,6 +74,7 @@ impl SplitParams {
 
 /// SplitMix64: a tiny, fully specified generator, so a seeded split never changes with a crate
 /// upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {

@@ -3,7 +3,7 @@
 //! plus a plain patience rule. Pure Rust, so they are tested on hand-computed sequences.
 
 /// PyTorch `ReduceLROnPlateau(mode="min", threshold_mode="rel")`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReduceLrOnPlateau {
     pub factor: f64,
     pub patience: usize,
@@ -71,7 +71,7 @@ impl ReduceLrOnPlateau {
 /// Ray Tune's `TrialPlateauStopper(metric, std=0.01, num_results=4, grace_period=10)` without a
 /// threshold: stop once at least `grace` results were seen and the population standard
 /// deviation of the last `num_results` is below `std`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlateauStopper {
     pub std: f64,
     pub num_results: usize,
@@ -113,7 +113,7 @@ impl PlateauStopper {
 }
 
 /// Stop after `patience` epochs without a relative improvement of `min_delta`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PatienceStopper {
     pub patience: usize,
     pub min_delta: f64,

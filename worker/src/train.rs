@@ -4,6 +4,7 @@
 //! an early-stopping rule. Every random choice (init, dropout, shuffling, teacher forcing) flows
 //! from the seed.
 
+use std::path::Path;
 use std::time::Instant;
 
 use magpipe_stages::split::SplitMix64;
@@ -81,17 +82,25 @@ pub struct Epoch {
     pub windows_per_s: f64,
 }
 
+/// Everything besides tensors that a resumed run needs to continue exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub history: Vec<Epoch>,
+    pub stopped: bool,
+    lr: f64,
+    sched: ReduceLrOnPlateau,
+    shuffle_rng: SplitMix64,
+    tf_rng: SplitMix64,
+    plateau: Option<PlateauStopper>,
+    patience: Option<PatienceStopper>,
+}
+
 pub struct Trainer {
     pub cfg: TrainConfig,
     pub vs: nn::VarStore,
     pub model: Model,
     opt: Adam,
-    sched: ReduceLrOnPlateau,
-    lr: f64,
-    shuffle_rng: SplitMix64,
-    tf_rng: SplitMix64,
-    plateau: Option<PlateauStopper>,
-    patience: Option<PatienceStopper>,
+    pub progress: Progress,
 }
 
 fn uniform(r: &mut SplitMix64) -> f64 {
@@ -118,16 +127,20 @@ impl Trainer {
             EarlyStop::None => (None, None),
         };
         Trainer {
-            lr: cfg.lr,
-            shuffle_rng: SplitMix64(cfg.seed ^ 0x5348_5546_464c_4500),
-            tf_rng: SplitMix64(cfg.seed ^ 0x5445_4143_4845_5200),
+            progress: Progress {
+                history: Vec::new(),
+                stopped: false,
+                lr: cfg.lr,
+                sched: ReduceLrOnPlateau::study(),
+                shuffle_rng: SplitMix64(cfg.seed ^ 0x5348_5546_464c_4500),
+                tf_rng: SplitMix64(cfg.seed ^ 0x5445_4143_4845_5200),
+                plateau,
+                patience,
+            },
             cfg,
             vs,
             model,
             opt,
-            sched: ReduceLrOnPlateau::study(),
-            plateau,
-            patience,
         }
     }
 
@@ -163,20 +176,28 @@ impl Trainer {
         derivative_rmse(&p, &y, self.cfg.model.horizon)
     }
 
-    /// One epoch: returns its report and whether the early-stopping rule fired.
+    /// Runs the next epoch and records it; returns its report. `progress.stopped` tells whether
+    /// the early-stopping rule fired.
     pub fn epoch(
         &mut self,
-        epoch: usize,
         train: &Windows,
         val: &Windows,
         on_batch: &mut dyn FnMut(usize, usize, f64),
-    ) -> (Epoch, bool) {
+    ) -> Epoch {
+        let epoch = self.progress.history.len() + 1;
+        // Dropout draws from libtorch's global generator; seeding it per epoch makes a resumed
+        // run draw exactly what an uninterrupted one would.
+        tch::manual_seed(
+            (self.cfg.seed as i64)
+                .wrapping_mul(1_000_003)
+                .wrapping_add(epoch as i64),
+        );
         let t0 = Instant::now();
         let n = train.len() as usize;
         let mut order: Vec<i64> = (0..n as i64).collect();
         if self.cfg.shuffle {
             for i in (1..n).rev() {
-                order.swap(i, self.shuffle_rng.below(i + 1));
+                order.swap(i, self.progress.shuffle_rng.below(i + 1));
             }
         }
         let bs = self.cfg.batch_size;
@@ -187,7 +208,7 @@ impl Trainer {
             let (x, y) = (train.x.index_select(0, &idx), train.y.index_select(0, &idx));
             self.opt.zero_grad();
             let ratio = self.cfg.teacher_forcing_ratio;
-            let rng = &mut self.tf_rng;
+            let rng = &mut self.progress.tf_rng;
             let mut draw = || uniform(rng);
             let pred = self.model.forward(
                 &x,
@@ -207,23 +228,91 @@ impl Trainer {
             on_batch(b + 1, batches, l);
         }
         let val_rmse = self.val_rmse(val);
-        let lr_used = self.lr;
-        self.lr = self.sched.step(val_rmse, self.lr);
-        self.opt.lr = self.lr;
-        let stop = self.plateau.as_mut().is_some_and(|s| s.record(val_rmse))
-            || self.patience.as_mut().is_some_and(|s| s.record(val_rmse));
+        let p = &mut self.progress;
+        let lr_used = p.lr;
+        p.lr = p.sched.step(val_rmse, p.lr);
+        self.opt.lr = p.lr;
+        p.stopped = p.plateau.as_mut().is_some_and(|s| s.record(val_rmse))
+            || p.patience.as_mut().is_some_and(|s| s.record(val_rmse));
         let seconds = t0.elapsed().as_secs_f64();
-        (
-            Epoch {
-                epoch,
-                train_loss: total / batches as f64,
-                val_rmse,
-                lr: lr_used,
-                seconds,
-                windows_per_s: n as f64 / seconds,
-            },
-            stop,
-        )
+        let e = Epoch {
+            epoch,
+            train_loss: total / batches as f64,
+            val_rmse,
+            lr: lr_used,
+            seconds,
+            windows_per_s: n as f64 / seconds,
+        };
+        p.history.push(e.clone());
+        e
+    }
+
+    /// Whether training is over: the epoch budget is spent or the stopping rule fired.
+    pub fn done(&self) -> bool {
+        self.progress.stopped || self.progress.history.len() >= self.cfg.epochs
+    }
+
+    /// Writes weights, optimizer state and progress into `dir` (atomically: a kill mid-write
+    /// leaves the previous checkpoint).
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), String> {
+        let mut named: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (format!("model/{k}"), v))
+            .collect();
+        named.extend(
+            self.opt
+                .state()
+                .into_iter()
+                .map(|(k, v)| (format!("adam/{k}"), v)),
+        );
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let tmp = dir.join("checkpoint.safetensors.tmp");
+        Tensor::write_safetensors(&named, &tmp).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(&self.progress).map_err(|e| e.to_string())?;
+        let jtmp = dir.join("progress.json.tmp");
+        std::fs::write(&jtmp, json).map_err(|e| e.to_string())?;
+        // Tensors first, progress last: progress.json names the epoch the tensors belong to.
+        std::fs::rename(&tmp, dir.join("checkpoint.safetensors")).map_err(|e| e.to_string())?;
+        std::fs::rename(&jtmp, dir.join("progress.json")).map_err(|e| e.to_string())
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save_checkpoint`]; false when there is none.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<bool, String> {
+        let (pj, ck) = (
+            dir.join("progress.json"),
+            dir.join("checkpoint.safetensors"),
+        );
+        if !pj.is_file() || !ck.is_file() {
+            return Ok(false);
+        }
+        let progress: Progress =
+            serde_json::from_slice(&std::fs::read(&pj).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        let named = Tensor::read_safetensors(&ck).map_err(|e| e.to_string())?;
+        let adam: Vec<(String, Tensor)> = named
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("adam/")
+                    .map(|k| (k.to_string(), v.shallow_clone()))
+            })
+            .collect();
+        let vars = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, mut var) in vars {
+                let src = named
+                    .iter()
+                    .find(|(k, _)| k.strip_prefix("model/") == Some(name.as_str()))
+                    .ok_or(format!("checkpoint lacks `{name}`"))?;
+                var.copy_(&src.1);
+            }
+            Ok::<(), String>(())
+        })?;
+        self.opt.load_state(&adam)?;
+        self.opt.lr = progress.lr;
+        self.progress = progress;
+        Ok(true)
     }
 
     /// The zero-slope predictor's validation metric, the bar a model must clear.

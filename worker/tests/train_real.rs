@@ -11,6 +11,9 @@ use magpipe_worker::model::{Arch, ModelConfig};
 use magpipe_worker::train::{EarlyStop, Loss, TrainConfig, Trainer, Windows};
 use tch::{Device, Tensor};
 
+/// libtorch's generator (init, dropout) is global to the process: tests that train take turns.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn data() -> PathBuf {
     let dir = std::env::var_os("SOLARED_DIR")
         .map(PathBuf::from)
@@ -71,6 +74,7 @@ fn config(seed: u64) -> TrainConfig {
 
 #[test]
 fn small_real_run_learns_and_is_reproducible() {
+    let _turn = TORCH.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(1);
     let p = WindowParams {
         input: 48,
@@ -87,7 +91,7 @@ fn small_real_run_learns_and_is_reproducible() {
             .loss(&t.model.forward(&train.x, false, None), &train.y)
             .double_value(&[]);
         let epochs: Vec<_> = (1..=2)
-            .map(|e| t.epoch(e, &train, &val, &mut |_, _, _| {}).0)
+            .map(|_| t.epoch(&train, &val, &mut |_, _, _| {}))
             .collect();
         let after = t
             .loss(&t.model.forward(&train.x, false, None), &train.y)
@@ -118,4 +122,55 @@ fn small_real_run_learns_and_is_reproducible() {
         !w1.iter().zip(&w3).all(|(a, b)| a.equal(b)),
         "another seed gives other weights"
     );
+}
+
+#[test]
+fn a_run_resumed_from_its_checkpoint_ends_bit_identical() {
+    let _turn = TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    let p = WindowParams {
+        input: 40,
+        ..Default::default()
+    };
+    let fit = [11162, 11199];
+    let train = windows(&fit, &fit, &p);
+    let val = windows(&[11521], &fit, &p);
+    let mut cfg = config(11);
+    cfg.model.arch = Arch::EncDec;
+    cfg.teacher_forcing_ratio = 0.5;
+    cfg.epochs = 3;
+
+    let mut whole = Trainer::new(cfg.clone(), Device::Cpu);
+    while !whole.done() {
+        whole.epoch(&train, &val, &mut |_, _, _| {});
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Trainer::new(cfg.clone(), Device::Cpu);
+    first.epoch(&train, &val, &mut |_, _, _| {});
+    first.save_checkpoint(dir.path()).unwrap();
+    drop(first);
+    // A new process would start here: fresh trainer, then the checkpoint.
+    let mut resumed = Trainer::new(cfg, Device::Cpu);
+    assert!(resumed.load_checkpoint(dir.path()).unwrap());
+    assert_eq!(resumed.progress.history.len(), 1);
+    while !resumed.done() {
+        resumed.epoch(&train, &val, &mut |_, _, _| {});
+    }
+    for (a, b) in whole
+        .vs
+        .trainable_variables()
+        .iter()
+        .zip(resumed.vs.trainable_variables())
+    {
+        assert!(a.equal(&b));
+    }
+    let metric = |t: &Trainer| {
+        t.progress
+            .history
+            .iter()
+            .map(|e| e.val_rmse)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metric(&whole), metric(&resumed));
 }
