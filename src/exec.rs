@@ -59,7 +59,10 @@ pub fn preimage(
         params: s.kind.key_params(&s.params),
         inputs,
         sources,
-        runtime: serde_json::Value::Null,
+        runtime: s
+            .kind
+            .runtime(&s.params, &store.root.join("cache"))
+            .map_err(stage_err)?,
     })
 }
 
@@ -175,10 +178,12 @@ fn execute(
         sink,
         stage: &s.name,
     };
+    let checkpoint_dir = store.root.join("checkpoints").join(&key);
     let ctx = Context {
         stage: &s.name,
         inputs,
         out_dir: &scratch,
+        checkpoint_dir: checkpoint_dir.clone(),
         threads,
         events: &events,
     };
@@ -260,6 +265,7 @@ fn execute(
     };
     store.write_record(&record)?;
     store.remove_scratch(&scratch);
+    store.remove_scratch(&checkpoint_dir);
     sink.emit(Event::StageFinished {
         stage: s.name.clone(),
         key,

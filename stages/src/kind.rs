@@ -44,6 +44,9 @@ pub struct Context<'a> {
     pub stage: &'a str,
     pub inputs: BTreeMap<String, PathBuf>,
     pub out_dir: &'a Path,
+    /// Where a long stage keeps checkpoints that survive a crash (created by the stage if it
+    /// needs one; removed by the engine once the outputs are committed).
+    pub checkpoint_dir: PathBuf,
     pub threads: usize,
     pub events: &'a dyn Events,
 }
@@ -142,6 +145,9 @@ pub trait Kind: Send + Sync {
     fn key_params(&self, params: &Value) -> Value;
     /// External files read by the stage, for the key.
     fn sources(&self, params: &Value) -> Result<Vec<Source>, StageError>;
+    /// Facts outside code and params that change results (e.g. the libtorch version), for the
+    /// key; `cache_dir` lets a kind remember facts that are slow to find out.
+    fn runtime(&self, params: &Value, cache_dir: &Path) -> Result<Value, StageError>;
     fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError>;
 }
 
@@ -163,6 +169,9 @@ pub trait TypedKind: Send + Sync {
     }
     fn sources(_p: &Self::Params) -> Result<Vec<Source>, StageError> {
         Ok(Vec::new())
+    }
+    fn runtime(_p: &Self::Params, _cache_dir: &Path) -> Result<Value, StageError> {
+        Ok(Value::Null)
     }
     fn run(p: &Self::Params, ctx: &Context<'_>) -> Result<Report, StageError>;
 }
@@ -237,6 +246,13 @@ impl<K: TypedKind> Kind for Typed<K> {
 
     fn sources(&self, params: &Value) -> Result<Vec<Source>, StageError> {
         K::sources(&typed(params).map_err(|e| StageError::Invalid(e.to_string()))?)
+    }
+
+    fn runtime(&self, params: &Value, cache_dir: &Path) -> Result<Value, StageError> {
+        K::runtime(
+            &typed(params).map_err(|e| StageError::Invalid(e.to_string()))?,
+            cache_dir,
+        )
     }
 
     fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError> {

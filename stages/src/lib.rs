@@ -1,5 +1,5 @@
 //! magpipe's stage kinds and the domain code they use: the SolARED reader, AR splits, min-max
-//! scaling and windowing. Nothing here knows about keys, DAGs or the artifact store.
+//! scaling, windowing, and the params and worker protocol of the torch stages. Nothing here knows about keys, DAGs or the artifact store.
 
 pub mod ingest;
 pub mod kind;
@@ -7,6 +7,7 @@ pub mod scale;
 pub mod solared;
 pub mod split;
 pub mod table;
+pub mod train;
 pub mod window;
 
 use kind::{Kind, Typed};
@@ -18,5 +19,6 @@ pub fn registry() -> Vec<Box<dyn Kind>> {
         Box::new(Typed::<split::SplitArs>::default()),
         Box::new(Typed::<scale::MinMaxScale>::default()),
         Box::new(Typed::<window::Window>::default()),
+        Box::new(Typed::<train::Train>::default()),
     ]
 }

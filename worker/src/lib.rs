@@ -5,4 +5,5 @@ pub mod adam;
 pub mod metrics;
 pub mod model;
 pub mod schedule;
+pub mod stage;
 pub mod train;

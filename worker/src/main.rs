@@ -36,7 +36,23 @@ fn cpu_bf16() -> bool {
         .unwrap_or(false)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the engine shows the worker's last stderr line as the stage's error.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    // Die with the engine: a killed `magpipe run` must not leave a training running on.
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("info") => {
@@ -57,6 +73,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(())
         }
-        _ => bail!("usage: magpipe-worker info"),
+        Some("run-stage") => {
+            let req: magpipe_stages::train::WorkerRequest =
+                serde_json::from_reader(std::io::stdin().lock())
+                    .map_err(|e| anyhow::anyhow!("bad request on stdin: {e}"))?;
+            magpipe_worker::stage::run(req)
+        }
+        _ => bail!("usage: magpipe-worker info | run-stage (a JSON request on stdin)"),
     }
 }

@@ -1,0 +1,374 @@
+//! `train`: trains MagFluxLSTM or MagFluxEnc-Dec on the windows. The params live here, where the
+//! engine checks them; the training itself runs in a `magpipe-worker` process, because only the
+//! worker links libtorch (see worker/src/train.rs for the procedure).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelName {
+    #[serde(rename = "MagFluxLSTM")]
+    MagFluxLstm,
+    #[serde(rename = "MagFluxEnc-Dec")]
+    MagFluxEncDec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossName {
+    Value,
+    Hybrid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopRule {
+    /// Ray Tune's TrialPlateauStopper (std over the last `stop_num_results` values below
+    /// `stop_std`, after `stop_grace` epochs): what the study's runs did.
+    Plateau,
+    /// Stop after `patience` epochs without a relative improvement of `min_delta`.
+    Patience,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceName {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Defaults: the paper's best configuration (Table 1, MagFluxLSTM hybrid).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    pub model: ModelName,
+    pub hidden: usize,
+    pub layers: usize,
+    pub dropout: f64,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub loss: LossName,
+    /// Weight of the value term in the hybrid loss.
+    pub alpha: f64,
+    /// Loss multiplier before backward; null = ×100 for hybrid, ×1 for value (published code).
+    pub loss_scale: Option<f64>,
+    /// Enc-Dec only: probability of feeding the true value to the next decoder step.
+    pub teacher_forcing_ratio: f64,
+    /// Maximum epochs.
+    pub epochs: usize,
+    pub early_stop: StopRule,
+    pub stop_std: f64,
+    pub stop_num_results: usize,
+    pub stop_grace: usize,
+    pub patience: usize,
+    pub min_delta: f64,
+    pub seed: u64,
+    pub device: DeviceName,
+    /// libtorch intra-op threads of this training (1: run several trainings side by side).
+    pub threads: usize,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            model: ModelName::MagFluxLstm,
+            hidden: 128,
+            layers: 4,
+            dropout: 0.1,
+            batch_size: 64,
+            shuffle: true,
+            lr: 7.06e-3,
+            weight_decay: 1.4e-6,
+            loss: LossName::Hybrid,
+            alpha: 0.7,
+            loss_scale: None,
+            teacher_forcing_ratio: 0.0,
+            epochs: 10,
+            early_stop: StopRule::Plateau,
+            stop_std: 0.01,
+            stop_num_results: 4,
+            stop_grace: 10,
+            patience: 10,
+            min_delta: 1e-4,
+            seed: 0,
+            device: DeviceName::Auto,
+            threads: 1,
+        }
+    }
+}
+
+impl TrainParams {
+    pub fn loss_scale(&self) -> f64 {
+        self.loss_scale.unwrap_or(match self.loss {
+            LossName::Hybrid => 100.0,
+            LossName::Value => 1.0,
+        })
+    }
+}
+
+/// The worker binary: $MAGPIPE_WORKER, else `magpipe-worker` beside the running executable.
+pub fn worker_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MAGPIPE_WORKER") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("magpipe-worker")))
+        .unwrap_or_else(|| PathBuf::from("magpipe-worker"))
+}
+
+/// What a worker request looks like on its stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerRequest {
+    pub kind: String,
+    pub params: Value,
+    pub inputs: std::collections::BTreeMap<String, PathBuf>,
+    pub out_dir: PathBuf,
+    pub checkpoint_dir: PathBuf,
+    pub threads: usize,
+}
+
+/// One line a worker writes on its stdout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerEvent {
+    Progress {
+        done: u64,
+        total: u64,
+        unit: String,
+    },
+    Log {
+        msg: String,
+    },
+    Report {
+        summary: String,
+        stdout: Option<String>,
+        facts: Value,
+    },
+}
+
+/// Runs a request in a worker process, relaying its events; the worker's last stderr line is the
+/// error when it fails.
+pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, StageError> {
+    let exe = worker_path();
+    let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
+    let mut child = Command::new(&exe)
+        .arg("run-stage")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot start ({e}); build it with `make build`")))?;
+    let body = serde_json::to_vec(req).expect("request serialises");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&body)
+        .map_err(|e| fail(format!("cannot send the request: {e}")))?;
+    let stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut last = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !line.trim().is_empty() {
+                last = line;
+            }
+        }
+        last
+    });
+    let mut report = None;
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        match serde_json::from_str::<WorkerEvent>(&line) {
+            Ok(WorkerEvent::Progress { done, total, unit }) => {
+                ctx.events.progress(done, total, &unit)
+            }
+            Ok(WorkerEvent::Log { msg }) => ctx.events.log(&msg),
+            Ok(WorkerEvent::Report {
+                summary,
+                stdout,
+                facts,
+            }) => {
+                report = Some(Report {
+                    summary,
+                    stdout,
+                    facts,
+                })
+            }
+            Err(_) => ctx.events.log(&line),
+        }
+    }
+    let status = child.wait().map_err(|e| fail(e.to_string()))?;
+    let last = err_reader.join().unwrap_or_default();
+    match (status.success(), report) {
+        (true, Some(r)) => Ok(r),
+        (true, None) => Err(fail("finished without a report".into())),
+        (false, _) => Err(fail(if last.is_empty() {
+            format!("exited with {status}")
+        } else {
+            last.trim_start_matches("error: ").to_string()
+        })),
+    }
+}
+
+/// The worker's `info` (libtorch version, devices), cached per worker binary in `cache_dir`:
+/// starting libtorch costs ≈0.2 s, which a fully cached run must not pay.
+pub fn worker_info(cache_dir: &Path) -> Result<Value, StageError> {
+    let exe = worker_path();
+    let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
+    let meta = std::fs::metadata(&exe)
+        .map_err(|e| fail(format!("not found ({e}); build it with `make build`")))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let tag = blake3::hash(format!("{}|{}|{mtime}", exe.display(), meta.len()).as_bytes()).to_hex();
+    let cached = cache_dir.join(format!("worker-{}.json", &tag[..16]));
+    if let Ok(b) = std::fs::read(&cached)
+        && let Ok(v) = serde_json::from_slice(&b)
+    {
+        return Ok(v);
+    }
+    let out = Command::new(&exe)
+        .arg("info")
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
+    let _ = std::fs::create_dir_all(cache_dir);
+    let tmp = cached.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, &out.stdout).is_ok() {
+        let _ = std::fs::rename(&tmp, &cached);
+    }
+    Ok(v)
+}
+
+pub struct Train;
+
+impl TypedKind for Train {
+    type Params = TrainParams;
+    const NAME: &'static str = "train";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Trains MagFluxLSTM or MagFluxEnc-Dec with the study's procedure in a \
+        libtorch worker process; checkpoints every epoch and resumes after a crash.";
+    const INPUTS: &'static [InputSlot] = &[
+        InputSlot {
+            name: "train",
+            doc: "training windows (window.train)",
+        },
+        InputSlot {
+            name: "val",
+            doc: "validation windows (window.val)",
+        },
+    ];
+    const OUTPUTS: &'static [OutputSlot] = &[
+        OutputSlot {
+            name: "model",
+            file: "model.safetensors",
+            doc: "trained weights",
+        },
+        OutputSlot {
+            name: "config",
+            file: "model.json",
+            doc: "architecture, params, parameter count, metrics, collapse flag",
+        },
+        OutputSlot {
+            name: "history",
+            file: "history.parquet",
+            doc: "per epoch: train loss, val derivative RMSE, zero-slope RMSE, lr, seconds, windows/s",
+        },
+        OutputSlot {
+            name: "history_md",
+            file: "history.md",
+            doc: "the history as a Markdown table",
+        },
+    ];
+
+    fn check(p: &TrainParams) -> Result<(), ParamError> {
+        let bad = |name: &str, msg: &str| {
+            Err(ParamError::Invalid {
+                name: name.into(),
+                msg: msg.into(),
+            })
+        };
+        for (name, v) in [
+            ("hidden", p.hidden),
+            ("layers", p.layers),
+            ("batch_size", p.batch_size),
+            ("epochs", p.epochs),
+            ("threads", p.threads),
+        ] {
+            if v == 0 {
+                return bad(name, "must be at least 1");
+            }
+        }
+        if !(0.0..1.0).contains(&p.dropout) {
+            return bad("dropout", "must be in [0, 1)");
+        }
+        if !(p.lr.is_finite() && p.lr > 0.0) {
+            return bad("lr", "must be a positive number");
+        }
+        if !(p.weight_decay.is_finite() && p.weight_decay >= 0.0) {
+            return bad("weight_decay", "must be ≥ 0");
+        }
+        if !(0.0..=1.0).contains(&p.alpha) {
+            return bad("alpha", "must be in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&p.teacher_forcing_ratio) {
+            return bad("teacher_forcing_ratio", "must be in [0, 1]");
+        }
+        if p.teacher_forcing_ratio > 0.0 && p.model == ModelName::MagFluxLstm {
+            return bad(
+                "teacher_forcing_ratio",
+                "only MagFluxEnc-Dec has a decoder to feed",
+            );
+        }
+        if p.loss_scale.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+            return bad("loss_scale", "must be a positive number or null");
+        }
+        Ok(())
+    }
+
+    fn runtime(p: &TrainParams, cache_dir: &Path) -> Result<Value, StageError> {
+        let info = worker_info(cache_dir)?;
+        // Results depend on the libtorch build and on where it runs; thread counts change float
+        // summation order, so they are results-relevant too.
+        Ok(json!({
+            "libtorch": info["libtorch_version"],
+            "device": match p.device {
+                DeviceName::Cpu => "cpu",
+                DeviceName::Cuda => "cuda",
+                DeviceName::Auto => if info["cuda_available"].as_bool() == Some(true) { "cuda" } else { "cpu" },
+            },
+        }))
+    }
+
+    fn run(p: &TrainParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let req = WorkerRequest {
+            kind: Self::NAME.into(),
+            params: serde_json::to_value(p).expect("params serialise"),
+            inputs: ctx.inputs.clone(),
+            out_dir: ctx.out_dir.to_path_buf(),
+            checkpoint_dir: ctx.checkpoint_dir.clone(),
+            threads: p.threads,
+        };
+        run_in_worker(&req, ctx)
+    }
+}

@@ -1,0 +1,124 @@
+//! The `train` stage end to end through the CLI and its worker: outputs, caching, and a run
+//! killed after its first epoch that resumes to the same weights as an uninterrupted one.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::{Project, fixture_project};
+
+fn with_train(p: &Project) {
+    p.set_pipeline(&format!(
+        "{}  train:
+    kind: train
+    inputs:
+      train: window.train
+      val: window.val
+    params:
+      model: MagFluxEnc-Dec
+      teacher_forcing_ratio: 0.5
+      hidden: 8
+      layers: 2
+      epochs: 3
+      batch_size: 32
+      early_stop: none
+      seed: 7
+",
+        p.pipeline()
+    ));
+}
+
+fn project() -> Project {
+    let p = fixture_project(&[15001, 15002], &[15003], &[15004], 64);
+    with_train(&p);
+    p
+}
+
+fn model_bytes(p: &Project) -> Vec<u8> {
+    let r = p.run(&["artifact", "train", "model"]);
+    r.assert_ok();
+    std::fs::read(r.stdout.trim()).unwrap()
+}
+
+#[test]
+fn train_writes_its_outputs_and_is_cached() {
+    let p = project();
+    let r = p.run(&["run", "train"]);
+    r.assert_ok();
+    assert_eq!(
+        r.stages("stage_finished"),
+        ["ingest", "scale", "split", "train", "window"]
+    );
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e["event"] == "stage_progress" && e["stage"] == "train")
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.run(&["artifact", "train", "config"]).stdout.trim()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["epochs_run"], 3);
+    assert!(cfg["param_count"].as_i64().unwrap() > 0);
+    assert!(cfg["zero_slope_rmse"].as_f64().unwrap() > 0.0);
+    let md =
+        std::fs::read_to_string(p.run(&["artifact", "train", "history_md"]).stdout.trim()).unwrap();
+    assert_eq!(md.lines().count(), 2 + 3, "{md}");
+    let again = p.run(&["run", "train"]);
+    assert_eq!(again.stages("stage_cached").len(), 5);
+    // A training param reruns training only.
+    p.set_pipeline(&p.pipeline().replace("seed: 7", "seed: 8"));
+    let r = p.run(&["run", "train"]);
+    assert_eq!(r.stages("stage_finished"), ["train"]);
+}
+
+#[test]
+fn killed_after_an_epoch_resumes_to_identical_weights() {
+    let whole = project();
+    whole.run(&["run", "train"]).assert_ok();
+
+    let p = project();
+    let mut child = p
+        .cmd(&["run", "train"])
+        .env("MAGPIPE_FAULT", "pause-after-epoch:1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("paused after epoch 1") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL; the worker dies with it
+    child.wait().unwrap();
+    let r = p.run(&["run", "train"]);
+    r.assert_ok();
+    assert!(r.stderr.contains("resuming after epoch 1"), "{}", r.stderr);
+    assert_eq!(r.stages("stage_finished"), ["train"]);
+    assert_eq!(model_bytes(&p), model_bytes(&whole));
+    // The checkpoint is gone once the outputs are committed.
+    let left = std::fs::read_dir(p.store().join("checkpoints"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn bad_train_params_are_located() {
+    let p = project();
+    p.set_pipeline(
+        &p.pipeline()
+            .replace("      hidden: 8\n", "      hidden: 0\n"),
+    );
+    let r = p.run(&["run"]);
+    assert_eq!(r.code(), Some(2));
+    assert!(
+        r.stderr
+            .contains("stages.train.params.hidden: param `hidden`: must be at least 1"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,288 @@
+//! `magpipe-worker run-stage`: reads a [`WorkerRequest`] on stdin, runs the stage, and writes
+//! [`WorkerEvent`] JSON lines on stdout (progress, logs, then the report).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow, bail};
+use magpipe_stages::table;
+use magpipe_stages::train::{
+    DeviceName, LossName, ModelName, StopRule, TrainParams, WorkerEvent, WorkerRequest,
+};
+use polars::prelude::*;
+use serde_json::json;
+use tch::{Device, Tensor};
+
+use crate::model::{Arch, ModelConfig, param_count};
+use crate::train::{EarlyStop, Epoch, Loss, TrainConfig, Trainer, Windows};
+
+fn emit(e: &WorkerEvent) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string(e).expect("event serialises")
+    );
+    let _ = out.flush();
+}
+
+fn log(msg: String) {
+    emit(&WorkerEvent::Log { msg });
+}
+
+pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
+    match req.kind.as_str() {
+        "train" => train(&req),
+        k => bail!("unknown worker stage kind `{k}`"),
+    }
+}
+
+fn load_windows(path: &Path, device: Device) -> anyhow::Result<Windows> {
+    let named = Tensor::read_safetensors(path).with_context(|| format!("{}", path.display()))?;
+    let get = |n: &str| {
+        named
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, t)| t.to_device(device))
+            .ok_or_else(|| anyhow!("{}: no tensor `{n}`", path.display()))
+    };
+    let (x, y) = (get("x")?, get("y")?);
+    if x.dim() != 3 || y.dim() != 2 || x.size()[0] != y.size()[0] {
+        bail!(
+            "{}: expected x (N, W, F) and y (N, P), found {:?} and {:?}",
+            path.display(),
+            x.size(),
+            y.size()
+        );
+    }
+    Ok(Windows { x, y })
+}
+
+pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
+    TrainConfig {
+        model: ModelConfig {
+            arch: match p.model {
+                ModelName::MagFluxLstm => Arch::Lstm,
+                ModelName::MagFluxEncDec => Arch::EncDec,
+            },
+            input: features,
+            hidden: p.hidden,
+            layers: p.layers,
+            dropout: p.dropout,
+            horizon,
+        },
+        batch_size: p.batch_size,
+        shuffle: p.shuffle,
+        lr: p.lr,
+        weight_decay: p.weight_decay,
+        loss: match p.loss {
+            LossName::Value => Loss::Value,
+            LossName::Hybrid => Loss::Hybrid { alpha: p.alpha },
+        },
+        loss_scale: p.loss_scale(),
+        teacher_forcing_ratio: p.teacher_forcing_ratio,
+        epochs: p.epochs,
+        early_stop: match p.early_stop {
+            StopRule::Plateau => EarlyStop::Plateau {
+                std: p.stop_std,
+                num_results: p.stop_num_results,
+                grace: p.stop_grace,
+            },
+            StopRule::Patience => EarlyStop::Patience {
+                patience: p.patience,
+                min_delta: p.min_delta,
+            },
+            StopRule::None => EarlyStop::None,
+        },
+        seed: p.seed,
+    }
+}
+
+/// Test hook: `MAGPIPE_FAULT=pause-after-epoch:N` stops after epoch N's checkpoint, so a test can
+/// kill the worker there.
+fn fault_pause(epoch: usize) {
+    if std::env::var("MAGPIPE_FAULT")
+        .ok()
+        .and_then(|f| f.strip_prefix("pause-after-epoch:").map(str::to_string))
+        == Some(epoch.to_string())
+    {
+        log(format!("paused after epoch {epoch} (MAGPIPE_FAULT)"));
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
+
+fn train(req: &WorkerRequest) -> anyhow::Result<()> {
+    let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
+    tch::set_num_threads(req.threads.max(1) as i32);
+    let device = match p.device {
+        DeviceName::Cpu => Device::Cpu,
+        DeviceName::Cuda if !tch::Cuda::is_available() => {
+            bail!("device: cuda was asked for, but no CUDA device is available")
+        }
+        DeviceName::Cuda => Device::Cuda(0),
+        DeviceName::Auto => Device::cuda_if_available(),
+    };
+    let input = |slot: &str| {
+        req.inputs
+            .get(slot)
+            .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
+    };
+    let train = load_windows(input("train")?, device)?;
+    let val = load_windows(input("val")?, device)?;
+    let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
+    let mut t = Trainer::new(config(&p, horizon, features), device);
+    std::fs::create_dir_all(&req.checkpoint_dir).context("checkpoint folder")?;
+    if t.load_checkpoint(&req.checkpoint_dir)
+        .map_err(|e| anyhow!("checkpoint: {e}"))?
+    {
+        log(format!(
+            "resuming after epoch {} from its checkpoint",
+            t.progress.history.len()
+        ));
+    }
+    let zero = t.zero_slope(&val);
+    let batches = (train.len() as usize).div_ceil(p.batch_size) as u64;
+    let total = batches * p.epochs as u64;
+    let step = (batches / 50).max(1);
+    while !t.done() {
+        let before = t.progress.history.len() as u64 * batches;
+        let e = t.epoch(&train, &val, &mut |b, _, _| {
+            if (b as u64).is_multiple_of(step) {
+                emit(&WorkerEvent::Progress {
+                    done: before + b as u64,
+                    total,
+                    unit: "batches".into(),
+                });
+            }
+        });
+        log(format!(
+            "epoch {}/{}: train loss {:.4e}, val derivative RMSE {:.4e} (zero-slope {:.4e}), lr {:.3e}, {:.0} windows/s",
+            e.epoch, p.epochs, e.train_loss, e.val_rmse, zero, e.lr, e.windows_per_s
+        ));
+        t.save_checkpoint(&req.checkpoint_dir)
+            .map_err(|e| anyhow!("checkpoint: {e}"))?;
+        fault_pause(e.epoch);
+    }
+
+    // A collapsed run (SEMANTICS.md §18) predicts an almost constant series: its metric does not
+    // beat the zero-slope predictor, or its predictions barely vary.
+    let history = &t.progress.history;
+    let last = history.last().expect("at least one epoch");
+    let preds = t.predict(&val, 4096);
+    let mean = preds.iter().map(|&v| f64::from(v)).sum::<f64>() / preds.len() as f64;
+    let pred_std = (preds
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / preds.len() as f64)
+        .sqrt();
+    let collapse = if last.val_rmse >= zero * (1.0 - 1e-3) {
+        Some(format!(
+            "val derivative RMSE {:.4e} does not beat the zero-slope predictor's {zero:.4e}",
+            last.val_rmse
+        ))
+    } else if pred_std < 1e-4 {
+        Some(format!(
+            "predictions barely vary (std {pred_std:.2e} in scaled units)"
+        ))
+    } else {
+        None
+    };
+
+    let out = |f: &str| req.out_dir.join(f);
+    t.vs.save(out("model.safetensors"))
+        .context("model.safetensors")?;
+    let cfg = json!({
+        "params": p,
+        "architecture": t.cfg.model,
+        "param_count": param_count(&t.vs),
+        "epochs_run": history.len(),
+        "stopped_early": t.progress.stopped,
+        "val_rmse": last.val_rmse,
+        "zero_slope_rmse": zero,
+        "val_prediction_std": pred_std,
+        "collapsed": collapse.is_some(),
+        "collapse_reason": collapse,
+        "device": format!("{device:?}"),
+        "threads": req.threads,
+    });
+    std::fs::write(
+        out("model.json"),
+        serde_json::to_string_pretty(&cfg)? + "\n",
+    )
+    .context("model.json")?;
+    write_history(history, zero, &out("history.parquet"), &out("history.md"))?;
+
+    let mut summary = format!(
+        "{} epochs, val derivative RMSE {:.4e} (zero-slope {:.4e}), {} params",
+        history.len(),
+        last.val_rmse,
+        zero,
+        param_count(&t.vs)
+    );
+    if let Some(c) = &collapse {
+        summary.push_str(&format!(" — COLLAPSED: {c}"));
+    }
+    emit(&WorkerEvent::Report {
+        summary,
+        stdout: None,
+        facts: json!({
+            "val_rmse": last.val_rmse,
+            "zero_slope_rmse": zero,
+            "collapsed": collapse.is_some(),
+            "param_count": param_count(&t.vs),
+            "seconds": history.iter().map(|e| e.seconds).sum::<f64>(),
+        }),
+    });
+    Ok(())
+}
+
+fn write_history(h: &[Epoch], zero: f64, parquet: &Path, md: &Path) -> anyhow::Result<()> {
+    let col = |name: &str, f: fn(&Epoch) -> f64| {
+        Column::new(name.into(), h.iter().map(f).collect::<Vec<_>>())
+    };
+    let mut df = DataFrame::new(
+        h.len(),
+        vec![
+            Column::new(
+                "epoch".into(),
+                h.iter().map(|e| e.epoch as u32).collect::<Vec<_>>(),
+            ),
+            col("train_loss", |e| e.train_loss),
+            col("val_rmse", |e| e.val_rmse),
+            Column::new("zero_slope_rmse".into(), vec![zero; h.len()]),
+            col("lr", |e| e.lr),
+            col("seconds", |e| e.seconds),
+            col("windows_per_s", |e| e.windows_per_s),
+        ],
+    )?;
+    table::write_parquet(&mut df, parquet).map_err(|e| anyhow!("{e}"))?;
+    let rows: Vec<Vec<String>> = h
+        .iter()
+        .map(|e| {
+            vec![
+                e.epoch.to_string(),
+                format!("{:.4e}", e.train_loss),
+                format!("{:.4e}", e.val_rmse),
+                format!("{zero:.4e}"),
+                format!("{:.3e}", e.lr),
+                format!("{:.1}", e.seconds),
+                format!("{:.0}", e.windows_per_s),
+            ]
+        })
+        .collect();
+    let text = table::markdown(
+        &[
+            "epoch",
+            "train loss",
+            "val derivative RMSE",
+            "zero-slope RMSE",
+            "lr",
+            "seconds",
+            "windows/s",
+        ],
+        &rows,
+    );
+    std::fs::write(md, text).context("history.md")?;
+    Ok(())
+}
