@@ -55,6 +55,8 @@ def main():
     ap.add_argument("--pipeline", required=True)
     ap.add_argument("--dvc", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--worker", required=True)
+    ap.add_argument("--train-steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     env = dict(os.environ, SOLARED_DIR=a.data)
@@ -74,8 +76,9 @@ def main():
     rows.append(("ingest 57 ARs → Parquet (magpipe process)", ing, "np.load of the same files (python process)", npl))
 
     # 2. No-op run with everything cached vs DVC's no-op `dvc repro` on the same four stages.
-    subprocess.run(q + ["run"], env=env, check=True, stdout=subprocess.DEVNULL)
-    noop, noop_min = wall(q + ["run"], max(a.reps, 10), env=env)
+    # The data stages only: the DVC pipeline mirrors these four, and training is benchmarked below.
+    subprocess.run(q + ["run", "window"], env=env, check=True, stdout=subprocess.DEVNULL)
+    noop, noop_min = wall(q + ["run", "window"], max(a.reps, 10), env=env)
     art = lambda stage, out: subprocess.run(
         q + ["artifact", stage, out], env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -92,15 +95,45 @@ def main():
     subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=d, check=True)
     subprocess.run(dvc + ["repro", "-q"], cwd=d, check=True, stdout=subprocess.DEVNULL)
     dv, dv_min = wall(dvc + ["repro", "-q"], a.reps, cwd=d)
-    rows.append(("no-op `magpipe run` (4 stages cached)", noop, "no-op `dvc repro` (same 4 stages)", dv))
+    rows.append(("no-op `magpipe run window` (4 stages cached)", noop, "no-op `dvc repro` (same 4 stages)", dv))
+
+    train_rows = train_bench(a)
 
     print("| benchmark | magpipe s | reference | reference s | ratio (magpipe/ref) |")
     print("|---|---|---|---|---|")
     for what, m, ref, r in rows:
         print(f"| {what} | {m:.3f} | {ref} | {r:.3f} | {m / r:.3f} |")
     print()
+    print("| training, Table 1 best MagFluxLSTM (B=64, W=110) | windows/s | PyTorch eager, 2 threads | ratio |")
+    print("|---|---|---|---|")
+    for what, wps, ref in train_rows:
+        print(f"| {what} | {wps:.0f} | {ref:.0f} | {wps / ref:.2f} |")
+    print()
     print(f"ingest: {npl / ing:.2f}x faster than np.load alone (target: ratio < 1.0)")
     print(f"no-op:  {noop * 1000:.1f} ms (target ≤ 100 ms), {dv / noop:.1f}x faster than DVC (target ≥ 10x)")
+
+
+def windows_per_s(cmd):
+    return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
+
+
+def train_bench(a):
+    """magpipe's trainer vs PyTorch eager, alternating, median of `reps` rounds each."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    ref_cmd = [sys.executable, os.path.join(here, "torch_train.py"), "2", str(a.train_steps)]
+    rust2, rust11, py = [], [], []
+    for _ in range(max(1, a.reps // 2)):
+        py.append(windows_per_s(ref_cmd))
+        rust2.append(windows_per_s([a.worker, "bench-train", "2", str(a.train_steps)]))
+        # Two independent 1-thread trainers side by side: their aggregate.
+        procs = [subprocess.Popen([a.worker, "bench-train", "1", str(a.train_steps)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        rust11.append(sum(float(p.communicate()[0].strip()) for p in procs))
+    ref = statistics.median(py)
+    return [
+        ("magpipe fp32, 1 process × 2 threads", statistics.median(rust2), ref),
+        ("magpipe fp32, 2 processes × 1 thread (aggregate)", statistics.median(rust11), ref),
+    ]
 
 
 if __name__ == "__main__":

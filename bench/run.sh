@@ -3,13 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BV=.bench-venv
-if [ ! -x "$BV/bin/dvc" ] || ! "$BV/bin/python" -c 'import numpy' 2>/dev/null; then
-  echo "setting up $BV (numpy, dvc; benchmark only)" >&2
+if [ ! -x "$BV/bin/dvc" ] || ! "$BV/bin/python" -c 'import numpy, torch' 2>/dev/null; then
+  # The full torch wheel (4.7 GB) is for the PyTorch reference only; magpipe needs the slim one.
+  echo "setting up $BV (numpy, dvc, torch; benchmark only)" >&2
   python3 -m venv "$BV"
-  "$BV/bin/pip" install --quiet --disable-pip-version-check numpy dvc
+  "$BV/bin/pip" install --quiet --disable-pip-version-check numpy dvc torch==2.13.0
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$BV/bin/python" bench/bench.py --magpipe "$PWD/target/release/magpipe" \
   --data "$(realpath "$SOLARED_DIR")" --pipeline "$PWD/pipeline.yaml" \
-  --dvc "$PWD/$BV/bin/dvc" --work "$work" "$@"
+  --dvc "$PWD/$BV/bin/dvc" --worker "$PWD/target/release/magpipe-worker" --work "$work" "$@"

@@ -54,7 +54,7 @@ fn window_from_empty_store_then_cache_hits_and_targeted_reruns() {
     assert!(p.pipeline().contains("      stride: 1\n"));
     p.set_pipeline(&p.pipeline().replace("      stride: 1\n", ""));
     assert!(
-        p.run(&["run"])
+        p.run(&["run", "window"])
             .assert_ok()
             .stages("stage_finished")
             .is_empty()
@@ -83,7 +83,7 @@ fn window_from_empty_store_then_cache_hits_and_targeted_reruns() {
 #[test]
 fn byte_identical_scale_output_stops_window_from_rerunning() {
     let p = Project::real();
-    p.run(&["run"]).assert_ok();
+    p.run(&["run", "window"]).assert_ok();
     // Moving the clean, excluded AR11627 into the test set changes the split and reruns scale,
     // but the training fit and the train/val tables are byte-identical: window stays cached.
     let text = p
@@ -98,7 +98,7 @@ fn byte_identical_scale_output_stops_window_from_rerunning() {
         );
     assert_ne!(text, p.pipeline());
     p.set_pipeline(&text);
-    let r = p.run(&["run"]);
+    let r = p.run(&["run", "window"]);
     r.assert_ok();
     assert_eq!(r.stages("stage_finished"), ["scale", "split"]);
     assert_eq!(r.stages("stage_cached"), ["ingest", "window"]);

@@ -79,6 +79,63 @@ fn real_main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("bad request on stdin: {e}"))?;
             magpipe_worker::stage::run(req)
         }
-        _ => bail!("usage: magpipe-worker info | run-stage (a JSON request on stdin)"),
+        Some("bench-train") => bench_train(&args[1..]),
+        _ => bail!(
+            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS"
+        ),
     }
+}
+
+/// Training throughput of the Table 1 best configuration (h=128, L=4, B=64, W=110, hybrid loss,
+/// Adam, clipping) on random data: the same model and step as bench/torch_train.py, for
+/// `make bench`. Prints windows/s.
+fn bench_train(args: &[String]) -> anyhow::Result<()> {
+    use magpipe_worker::model::{Arch, ModelConfig};
+    use magpipe_worker::train::{EarlyStop, Loss, TrainConfig, Trainer};
+    let threads: i32 = args.first().map_or(Ok(1), |a| a.parse())?;
+    let steps: i64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
+    tch::set_num_threads(threads);
+    let cfg = TrainConfig {
+        model: ModelConfig {
+            arch: Arch::Lstm,
+            input: 5,
+            hidden: 128,
+            layers: 4,
+            dropout: 0.1,
+            horizon: 12,
+        },
+        batch_size: 64,
+        shuffle: false,
+        lr: 7e-3,
+        weight_decay: 1.4e-6,
+        loss: Loss::Hybrid { alpha: 0.7 },
+        loss_scale: 100.0,
+        teacher_forcing_ratio: 0.0,
+        epochs: 1,
+        early_stop: EarlyStop::None,
+        seed: 0,
+    };
+    let mut t = Trainer::new(cfg, tch::Device::Cpu);
+    let opts = (tch::Kind::Float, tch::Device::Cpu);
+    // A pool of 4 batches, as the PyTorch reference uses; 5 warm-up steps, then timed ones.
+    let batches: Vec<(tch::Tensor, tch::Tensor)> = (0..4)
+        .map(|_| {
+            (
+                tch::Tensor::randn([64, 110, 5], opts),
+                tch::Tensor::randn([64, 12], opts),
+            )
+        })
+        .collect();
+    for i in 0..5 {
+        let (x, y) = &batches[i % 4];
+        t.step(x, y);
+    }
+    let t0 = std::time::Instant::now();
+    for i in 0..steps as usize {
+        let (x, y) = &batches[i % 4];
+        t.step(x, y);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!("{:.1}", (steps * 64) as f64 / secs);
+    Ok(())
 }

@@ -146,12 +146,27 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     let step = (batches / 50).max(1);
     while !t.done() {
         let before = t.progress.history.len() as u64 * batches;
-        let e = t.epoch(&train, &val, &mut |b, _, _| {
+        let epoch = t.progress.history.len() + 1;
+        let last = t
+            .progress
+            .history
+            .last()
+            .map(|e| {
+                format!(
+                    ", val R {:.3e}, {:.0} windows/s",
+                    e.val_rmse, e.windows_per_s
+                )
+            })
+            .unwrap_or_default();
+        let e = t.epoch(&train, &val, &mut |b, _, loss| {
             if (b as u64).is_multiple_of(step) {
                 emit(&WorkerEvent::Progress {
                     done: before + b as u64,
                     total,
-                    unit: "batches".into(),
+                    unit: format!(
+                        "batches · epoch {epoch}/{} · loss {loss:.3e}{last}",
+                        p.epochs
+                    ),
                 });
             }
         });

@@ -206,24 +206,7 @@ impl Trainer {
         for (b, idx) in order.chunks(bs).enumerate() {
             let idx = Tensor::from_slice(idx).to_device(train.x.device());
             let (x, y) = (train.x.index_select(0, &idx), train.y.index_select(0, &idx));
-            self.opt.zero_grad();
-            let ratio = self.cfg.teacher_forcing_ratio;
-            let rng = &mut self.progress.tf_rng;
-            let mut draw = || uniform(rng);
-            let pred = self.model.forward(
-                &x,
-                true,
-                Some(TeacherForcing {
-                    targets: &y,
-                    ratio,
-                    draw: &mut draw,
-                }),
-            );
-            let loss = self.loss(&pred, &y);
-            (&loss * self.cfg.loss_scale).backward();
-            self.opt.clip_grad_norm(1.0);
-            self.opt.step();
-            let l = loss.double_value(&[]);
+            let l = self.step(&x, &y);
             total += l;
             on_batch(b + 1, batches, l);
         }
@@ -245,6 +228,28 @@ impl Trainer {
         };
         p.history.push(e.clone());
         e
+    }
+
+    /// One optimisation step on a batch; returns its unscaled loss.
+    pub fn step(&mut self, x: &Tensor, y: &Tensor) -> f64 {
+        self.opt.zero_grad();
+        let ratio = self.cfg.teacher_forcing_ratio;
+        let rng = &mut self.progress.tf_rng;
+        let mut draw = || uniform(rng);
+        let pred = self.model.forward(
+            x,
+            true,
+            Some(TeacherForcing {
+                targets: y,
+                ratio,
+                draw: &mut draw,
+            }),
+        );
+        let loss = self.loss(&pred, y);
+        (&loss * self.cfg.loss_scale).backward();
+        self.opt.clip_grad_norm(1.0);
+        self.opt.step();
+        loss.double_value(&[])
     }
 
     /// Whether training is over: the epoch budget is spent or the stopping rule fired.
