@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::kind::{Context, InputSlot, OutputSlot, Report, Source, StageError, TypedKind};
 use crate::solared::{self, ArSeries, GRID, TILES, time::format_micros};
-use crate::table::{self, SeriesTable};
+use crate::table;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -276,24 +276,32 @@ impl TypedKind for Ingest {
         let done = AtomicU64::new(0);
         let total = ars.len() as u64;
         ctx.events.progress(0, total, "ARs");
-        let loaded: Vec<ArSeries> = ars
+        // Each AR is read, checked, inventoried and encoded as its own row group on one thread,
+        // while its arrays are still in cache; only the final write is sequential.
+        let series = ctx.output("series.parquet");
+        let per_ar: Vec<(Inventory, Vec<table::EncodedGroup>)> = ars
             .par_iter()
             .map(|&ar| {
-                let s = solared::load_ar(&dir, ar);
+                let s = solared::load_ar(&dir, ar)?;
+                let inv = inventory(&s);
+                let [p23, p34, p45, p56] = s.power;
+                let block = table::ArBlock {
+                    ar: s.ar,
+                    times: s.times,
+                    values: [s.ic, s.flux, p23, p34, p45, p56],
+                };
+                let groups =
+                    table::encode_block(block).map_err(|e| StageError::table(&series, e))?;
                 ctx.events
                     .progress(done.fetch_add(1, Ordering::Relaxed) + 1, total, "ARs");
-                s
+                Ok((inv, groups))
             })
-            .collect::<Result<_, _>>()?;
-        let inv: Vec<Inventory> = loaded.par_iter().map(inventory).collect();
-
-        let mut t = SeriesTable::default();
-        for s in loaded {
-            let [p23, p34, p45, p56] = s.power;
-            t.push(s.ar, s.times, [s.ic, s.flux, p23, p34, p45, p56]);
-        }
-        let rows = t.rows();
-        t.write(&ctx.output("series.parquet"))?;
+            .collect::<Result<_, StageError>>()?;
+        let (inv, groups): (Vec<Inventory>, Vec<Vec<table::EncodedGroup>>) =
+            per_ar.into_iter().unzip();
+        let groups: Vec<table::EncodedGroup> = groups.into_iter().flatten().collect();
+        table::write_series_groups(&groups, &series)?;
+        let rows: usize = inv.iter().map(|i| TILES * i.t).sum();
         let path = ctx.output("inventory.parquet");
         let mut df = inventory_frame(&inv).map_err(|e| StageError::table(&path, e))?;
         table::write_parquet(&mut df, &path)?;

@@ -88,25 +88,7 @@ impl SeriesTable {
         &b.values[ch]
     }
 
-    /// Consumes the table into a frame with one chunk per AR (no copy of the value columns).
-    pub fn into_frame(self) -> PolarsResult<DataFrame> {
-        let mut frames = self.blocks.into_iter().map(ArBlock::frame);
-        let Some(first) = frames.next() else {
-            return ArBlock {
-                ar: 0,
-                times: Vec::new(),
-                values: Default::default(),
-            }
-            .frame();
-        };
-        let mut df = first?;
-        for f in frames {
-            df.vstack_mut_owned(f?)?;
-        }
-        Ok(df)
-    }
-
-    /// Rebuilds the table from a frame written by [`SeriesTable::into_frame`], checking its layout.
+    /// Rebuilds the table from a frame read back from [`SeriesTable::write`], checking its layout.
     pub fn from_frame(df: &DataFrame) -> Result<SeriesTable, String> {
         let col = |name: &str| {
             df.column(name)
@@ -166,8 +148,17 @@ impl SeriesTable {
     }
 
     pub fn write(self, path: &Path) -> Result<(), StageError> {
-        let mut df = self.into_frame().map_err(|e| StageError::table(path, e))?;
-        write_parquet(&mut df, path)
+        use rayon::prelude::*;
+        let groups: Vec<EncodedGroup> = self
+            .blocks
+            .into_par_iter()
+            .map(encode_block)
+            .collect::<PolarsResult<Vec<_>>>()
+            .map_err(|e| StageError::table(path, e))?
+            .into_iter()
+            .flatten()
+            .collect();
+        write_series_groups(&groups, path)
     }
 
     pub fn read(path: &Path) -> Result<SeriesTable, StageError> {
@@ -176,79 +167,148 @@ impl SeriesTable {
     }
 }
 
-/// Writes a frame with one row group per chunk (one per AR for series tables).
+use polars_parquet::write::{CompressedPage, Encoding, SchemaDescriptor, WriteOptions};
+
+/// One row group, encoded and compressed, ready to be written.
+pub struct EncodedGroup {
+    rows: u64,
+    columns: Vec<Vec<CompressedPage>>,
+}
+
+/// What every row group of one file is encoded with.
+struct Layout {
+    arrow: ArrowSchema,
+    parquet: SchemaDescriptor,
+    encodings: Vec<Vec<Encoding>>,
+    options: WriteOptions,
+}
+
+impl Layout {
+    fn of(schema: &Schema) -> PolarsResult<Layout> {
+        use polars_parquet::write::{
+            CompressionOptions, StatisticsOptions, Version, to_parquet_schema,
+        };
+        let arrow = schema.to_arrow(CompatLevel::newest());
+        let parquet = to_parquet_schema(&arrow)?;
+        // Floats are plain-encoded: measured values never repeat enough for a dictionary, and
+        // polars' cardinality estimate that decides it was a tenth of the write time.
+        let encodings = polars_io::parquet::write::get_encodings(&arrow)
+            .iter()
+            .zip(arrow.iter_values())
+            .map(|(e, f)| match f.dtype {
+                ArrowDataType::Float64 | ArrowDataType::Float32 => vec![Encoding::Plain],
+                _ => e.clone(),
+            })
+            .collect();
+        let options = WriteOptions {
+            statistics: StatisticsOptions::empty(),
+            // LZ4 halves the files for under 10% of the write time; zstd cost three times as much.
+            compression: CompressionOptions::Lz4Raw,
+            version: Version::V1,
+            data_page_size: None,
+        };
+        Ok(Layout {
+            arrow,
+            parquet,
+            encodings,
+            options,
+        })
+    }
+
+    /// Encodes and compresses every chunk of `df` (one row group each).
+    fn encode(&self, df: &DataFrame) -> PolarsResult<Vec<EncodedGroup>> {
+        use polars_parquet::write::{array_to_columns, compress};
+        df.iter_chunks(CompatLevel::newest(), false)
+            .map(|batch| {
+                let mut columns = Vec::new();
+                for ((array, ty), enc) in batch
+                    .columns()
+                    .iter()
+                    .zip(self.parquet.fields())
+                    .zip(&self.encodings)
+                {
+                    for pages in array_to_columns(array, ty.clone(), self.options, enc)? {
+                        columns.push(
+                            pages
+                                .map(|p| Ok(compress(p?, Vec::new(), self.options.compression)?))
+                                .collect::<PolarsResult<Vec<_>>>()?,
+                        );
+                    }
+                }
+                Ok(EncodedGroup {
+                    rows: batch.len() as u64,
+                    columns,
+                })
+            })
+            .collect()
+    }
+
+    fn write(self, groups: &[EncodedGroup], path: &Path) -> PolarsResult<()> {
+        use polars_parquet::write::{
+            DynIter, DynStreamingIterator, FileWriter, fallible_streaming_iterator,
+        };
+        let file = std::fs::File::create(path)?;
+        let mut w = FileWriter::try_new(
+            std::io::BufWriter::with_capacity(1 << 20, file),
+            self.arrow,
+            self.options,
+        )?;
+        for g in groups {
+            let rg = DynIter::new(g.columns.iter().map(|pages| {
+                Ok(DynStreamingIterator::new(
+                    fallible_streaming_iterator::convert(pages.iter().map(PolarsResult::Ok)),
+                ))
+            }));
+            w.write(g.rows, rg)?;
+        }
+        w.end(None)?;
+        Ok(())
+    }
+}
+
+/// Writes a frame with one row group per chunk.
 ///
 /// polars' own writer encodes columns in parallel but compresses pages lazily on the writing
 /// thread, which made Parquet output most of the ingest stage's time. Here every row group is
 /// encoded and compressed on the rayon pool, and only the ordered write is sequential.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), StageError> {
-    use polars_parquet::write::{
-        CompressionOptions, DynIter, DynStreamingIterator, Encoding, FileWriter, StatisticsOptions,
-        Version, WriteOptions, array_to_columns, compress, fallible_streaming_iterator,
-        to_parquet_schema,
-    };
     use rayon::prelude::*;
-
     let err = |e: PolarsError| StageError::table(path, e);
     df.align_chunks_par();
-    let arrow_schema = df.schema().to_arrow(CompatLevel::newest());
-    let parquet_schema = to_parquet_schema(&arrow_schema).map_err(err)?;
-    // Floats are plain-encoded: measured values never repeat enough for a dictionary, and polars'
-    // cardinality estimate that decides it was a tenth of the write time.
-    let encodings: Vec<Vec<Encoding>> = polars_io::parquet::write::get_encodings(&arrow_schema)
-        .iter()
-        .zip(arrow_schema.iter_values())
-        .map(|(e, f)| match f.dtype {
-            ArrowDataType::Float64 | ArrowDataType::Float32 => vec![Encoding::Plain],
-            _ => e.clone(),
-        })
-        .collect();
-    let options = WriteOptions {
-        statistics: StatisticsOptions::empty(),
-        // LZ4 halves the files for under 10% of the write time; zstd cost three times as much.
-        compression: CompressionOptions::Lz4Raw,
-        version: Version::V1,
-        data_page_size: None,
-    };
-    let batches: Vec<_> = df.iter_chunks(CompatLevel::newest(), false).collect();
-    let groups = batches
+    let layout = Layout::of(df.schema()).map_err(err)?;
+    let chunks: Vec<DataFrame> = df.split_chunks().collect();
+    let groups: Vec<EncodedGroup> = chunks
         .par_iter()
-        .map(|batch| {
-            let mut cols = Vec::new();
-            for ((array, ty), enc) in batch
-                .columns()
-                .iter()
-                .zip(parquet_schema.fields())
-                .zip(encodings.iter())
-            {
-                for pages in array_to_columns(array, ty.clone(), options, enc)? {
-                    let compressed = pages
-                        .map(|p| Ok(compress(p?, Vec::new(), options.compression)?))
-                        .collect::<PolarsResult<Vec<_>>>()?;
-                    cols.push(compressed);
-                }
-            }
-            Ok((batch.len() as u64, cols))
-        })
+        .map(|c| layout.encode(c))
         .collect::<PolarsResult<Vec<_>>>()
-        .map_err(err)?;
-    let file = std::fs::File::create(path).map_err(|e| StageError::io(path, e))?;
-    let mut w = FileWriter::try_new(
-        std::io::BufWriter::with_capacity(1 << 20, file),
-        arrow_schema,
-        options,
-    )
-    .map_err(err)?;
-    for (rows, cols) in &groups {
-        let rg = DynIter::new(cols.iter().map(|pages| {
-            Ok(DynStreamingIterator::new(
-                fallible_streaming_iterator::convert(pages.iter().map(PolarsResult::Ok)),
-            ))
-        }));
-        w.write(*rows, rg).map_err(err)?;
+        .map_err(err)?
+        .into_iter()
+        .flatten()
+        .collect();
+    layout.write(&groups, path).map_err(err)
+}
+
+/// Encodes one AR block as a row group of a series table, so callers can do it on the thread that
+/// produced the block, while its data is still in cache.
+pub fn encode_block(block: ArBlock) -> PolarsResult<Vec<EncodedGroup>> {
+    let df = block.frame()?;
+    Layout::of(df.schema())?.encode(&df)
+}
+
+/// Writes row groups made by [`encode_block`], in order, as one series table.
+pub fn write_series_groups(groups: &[EncodedGroup], path: &Path) -> Result<(), StageError> {
+    let err = |e: PolarsError| StageError::table(path, e);
+    let empty = ArBlock {
+        ar: 0,
+        times: Vec::new(),
+        values: Default::default(),
     }
-    w.end(None).map_err(err)?;
-    Ok(())
+    .frame()
+    .map_err(err)?;
+    Layout::of(empty.schema())
+        .map_err(err)?
+        .write(groups, path)
+        .map_err(err)
 }
 
 pub fn read_parquet(path: &Path) -> Result<DataFrame, StageError> {
