@@ -10,22 +10,7 @@ use magpipe_stages::table::{FEATURES, FLUX, POWER, SeriesTable};
 use magpipe_stages::window::{self, WindowParams};
 
 fn data() -> PathBuf {
-    let dir = std::env::var_os("SOLARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/solared"));
-    let dir = if dir.is_relative() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(dir)
-    } else {
-        dir
-    };
-    assert!(
-        dir.join("AR11130").is_dir(),
-        "real SolARED data needed at {}",
-        dir.display()
-    );
-    dir
+    solared::checkout_data_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 #[test]

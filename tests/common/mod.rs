@@ -18,20 +18,7 @@ pub fn repo() -> PathBuf {
 
 /// The real data: $SOLARED_DIR, else ../shared/solared beside the repository.
 pub fn solared_dir() -> PathBuf {
-    let dir = std::env::var_os("SOLARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/solared"));
-    let dir = if dir.is_relative() {
-        repo().join(dir)
-    } else {
-        dir
-    };
-    assert!(
-        dir.join("AR11130").is_dir(),
-        "the real SolARED data is needed at {} (set SOLARED_DIR)",
-        dir.display()
-    );
-    dir
+    solared::checkout_data_dir(&repo())
 }
 
 /// A scratch project: a pipeline file, an optional data folder, its own store.

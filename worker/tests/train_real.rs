@@ -15,22 +15,7 @@ use tch::{Device, Tensor};
 static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn data() -> PathBuf {
-    let dir = std::env::var_os("SOLARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/solared"));
-    let dir = if dir.is_relative() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(dir)
-    } else {
-        dir
-    };
-    assert!(
-        dir.join("AR11130").is_dir(),
-        "real SolARED data needed at {}",
-        dir.display()
-    );
-    dir
+    solared::checkout_data_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 fn windows(ars: &[u32], fit: &[u32], p: &WindowParams) -> Windows {

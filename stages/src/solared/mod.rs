@@ -91,6 +91,26 @@ pub fn ar_files(dir: &Path, ar: u32) -> [PathBuf; 3] {
     ]
 }
 
+/// Where the real data is for tests and benchmarks run from a checkout: `$SOLARED_DIR` (relative
+/// to `repo_root`), else `../shared/solared` beside the repository, as in CI. Panics with the
+/// location when the data is not there, since those tests are meaningless without it.
+pub fn checkout_data_dir(repo_root: &Path) -> PathBuf {
+    let dir = std::env::var_os("SOLARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/solared"));
+    let dir = if dir.is_relative() {
+        repo_root.join(dir)
+    } else {
+        dir
+    };
+    assert!(
+        dir.join("AR11130").is_dir(),
+        "the real SolARED data is needed at {} (set SOLARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
 /// The AR numbers found in the data folder (folders named `AR<digits>`), ascending.
 pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
     let entries = std::fs::read_dir(dir).map_err(|e| SolaredError::DataDir {
