@@ -121,7 +121,7 @@ def train_bench(a):
     """magpipe's trainer vs PyTorch eager, alternating, median of `reps` rounds each."""
     here = os.path.dirname(os.path.abspath(__file__))
     ref_cmd = [sys.executable, os.path.join(here, "torch_train.py"), "2", str(a.train_steps)]
-    rust2, rust11, py = [], [], []
+    rust2, rust11, bf2, bf11, py = [], [], [], [], []
     for _ in range(max(1, a.reps // 2)):
         py.append(windows_per_s(ref_cmd))
         rust2.append(windows_per_s([a.worker, "bench-train", "2", str(a.train_steps)]))
@@ -129,10 +129,16 @@ def train_bench(a):
         procs = [subprocess.Popen([a.worker, "bench-train", "1", str(a.train_steps)], stdout=subprocess.PIPE, text=True)
                  for _ in range(2)]
         rust11.append(sum(float(p.communicate()[0].strip()) for p in procs))
+        bf2.append(windows_per_s([a.worker, "bench-train", "2", str(a.train_steps), "bf16-mixed"]))
+        procs = [subprocess.Popen([a.worker, "bench-train", "1", str(a.train_steps), "bf16-mixed"],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        bf11.append(sum(float(p.communicate()[0].strip()) for p in procs))
     ref = statistics.median(py)
     return [
         ("magpipe fp32, 1 process × 2 threads", statistics.median(rust2), ref),
         ("magpipe fp32, 2 processes × 1 thread (aggregate)", statistics.median(rust11), ref),
+        ("magpipe bf16-mixed, 1 process × 2 threads", statistics.median(bf2), ref),
+        ("magpipe bf16-mixed, 2 processes × 1 thread (aggregate)", statistics.median(bf11), ref),
     ]
 
 

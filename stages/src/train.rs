@@ -38,6 +38,14 @@ pub enum StopRule {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    Fp32,
+    /// LSTMs in bf16 from fp32 master weights (fast on CPUs with avx512_bf16/AMX).
+    Bf16Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceName {
     Auto,
@@ -76,6 +84,7 @@ pub struct TrainParams {
     pub device: DeviceName,
     /// libtorch intra-op threads of this training (1: run several trainings side by side).
     pub threads: usize,
+    pub precision: Precision,
 }
 
 impl Default for TrainParams {
@@ -103,6 +112,7 @@ impl Default for TrainParams {
             seed: 0,
             device: DeviceName::Auto,
             threads: 1,
+            precision: Precision::Fp32,
         }
     }
 }

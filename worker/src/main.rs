@@ -81,7 +81,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Some("bench-train") => bench_train(&args[1..]),
         _ => bail!(
-            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS"
+            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS [fp32|bf16-mixed]"
         ),
     }
 }
@@ -94,6 +94,7 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
     use magpipe_worker::train::{EarlyStop, Loss, TrainConfig, Trainer};
     let threads: i32 = args.first().map_or(Ok(1), |a| a.parse())?;
     let steps: i64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
+    let bf16 = args.get(2).map(String::as_str) == Some("bf16-mixed");
     tch::set_num_threads(threads);
     let cfg = TrainConfig {
         model: ModelConfig {
@@ -103,6 +104,7 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
             layers: 4,
             dropout: 0.1,
             horizon: 12,
+            bf16,
         },
         batch_size: 64,
         shuffle: false,

@@ -26,6 +26,10 @@ pub struct ModelConfig {
     pub layers: usize,
     pub dropout: f64,
     pub horizon: usize,
+    /// bf16 mixed precision: the LSTMs compute in bf16 from fp32 master weights; the head, the
+    /// loss and the optimiser stay fp32.
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 /// The flat weights of an L-layer LSTM in PyTorch's order: per layer w_ih, w_hh, b_ih, b_hh.
@@ -34,10 +38,12 @@ struct Lstm {
     hidden: usize,
     layers: usize,
     dropout: f64,
+    bf16: bool,
 }
 
 impl Lstm {
-    fn new(p: &nn::Path, input: usize, hidden: usize, layers: usize, dropout: f64) -> Lstm {
+    fn new(p: &nn::Path, input: usize, c: &ModelConfig) -> Lstm {
+        let (hidden, layers, dropout) = (c.hidden, c.layers, c.dropout);
         // PyTorch: every LSTM weight and bias ~ U(±1/√h).
         let k = 1.0 / (hidden as f64).sqrt();
         let init = Init::Uniform { lo: -k, up: k };
@@ -55,6 +61,7 @@ impl Lstm {
             hidden,
             layers,
             dropout,
+            bf16: c.bf16,
         }
     }
 
@@ -65,25 +72,43 @@ impl Lstm {
         state: Option<(&Tensor, &Tensor)>,
         train: bool,
     ) -> (Tensor, Tensor, Tensor) {
+        // The casts are differentiable, so gradients land in the fp32 master weights.
+        let kind = if self.bf16 {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        };
         let zeros = || {
             Tensor::zeros(
                 [self.layers as i64, x.size()[0], self.hidden as i64],
-                (x.kind(), x.device()),
+                (kind, x.device()),
             )
         };
         let (h0, c0) = match state {
-            Some((h, c)) => (h.shallow_clone(), c.shallow_clone()),
+            Some((h, c)) => (h.to_kind(kind), c.to_kind(kind)),
             None => (zeros(), zeros()),
         };
-        x.lstm(
+        let cast: Vec<Tensor>;
+        let weights = if self.bf16 {
+            cast = self.weights.iter().map(|w| w.to_kind(kind)).collect();
+            &cast
+        } else {
+            &self.weights
+        };
+        let (out, h, c) = x.to_kind(kind).lstm(
             &[h0, c0],
-            &self.weights,
+            weights,
             true,
             self.layers as i64,
             self.dropout,
             train,
             false,
             true,
+        );
+        (
+            out.to_kind(Kind::Float),
+            h.to_kind(Kind::Float),
+            c.to_kind(Kind::Float),
         )
     }
 }
@@ -126,17 +151,11 @@ pub struct TeacherForcing<'a> {
 impl Model {
     pub fn new(p: &nn::Path, config: &ModelConfig) -> Model {
         let c = config;
-        let encoder = Lstm::new(&(p / "encoder"), c.input, c.hidden, c.layers, c.dropout);
+        let encoder = Lstm::new(&(p / "encoder"), c.input, c);
         let (decoder, head) = match c.arch {
             Arch::Lstm => (None, Linear::new(&(p / "head"), c.hidden, c.horizon)),
             Arch::EncDec => (
-                Some(Lstm::new(
-                    &(p / "decoder"),
-                    1,
-                    c.hidden,
-                    c.layers,
-                    c.dropout,
-                )),
+                Some(Lstm::new(&(p / "decoder"), 1, c)),
                 Linear::new(&(p / "head"), c.hidden, 1),
             ),
         };
@@ -211,6 +230,7 @@ mod tests {
             layers,
             dropout,
             horizon: 12,
+            bf16: false,
         }
     }
 
@@ -318,6 +338,33 @@ mod tests {
         let (b, _) = run(&y2, 1.0, false);
         assert!(a.equal(&b));
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn bf16_mixed_tracks_fp32_and_keeps_fp32_master_weights() {
+        for arch in [Arch::Lstm, Arch::EncDec] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let mut c = cfg(arch, 16, 2, 0.0);
+            let fp32 = Model::new(&vs.root(), &c);
+            c.bf16 = true;
+            let mut vs_mixed = nn::VarStore::new(Device::Cpu);
+            let mixed = Model::new(&vs_mixed.root(), &c);
+            vs_mixed.copy(&vs).unwrap();
+            let vs = vs_mixed;
+            let x = (Tensor::arange(3 * 20 * 5, (Kind::Float, Device::Cpu)) * 0.013)
+                .sin()
+                .view([3, 20, 5]);
+            let a = fp32.forward(&x, false, None);
+            let b = mixed.forward(&x, false, None);
+            assert_eq!(b.kind(), Kind::Float);
+            let d = (&a - &b).abs().max().double_value(&[]);
+            assert!(d > 0.0 && d < 0.05, "{arch:?}: bf16 differs by {d}");
+            value_loss(&b, &Tensor::zeros([3, 12], (Kind::Float, Device::Cpu))).backward();
+            for v in vs.trainable_variables() {
+                assert_eq!(v.kind(), Kind::Float);
+                assert!(v.grad().defined());
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow, bail};
 use magpipe_stages::table;
 use magpipe_stages::train::{
-    DeviceName, LossName, ModelName, StopRule, TrainParams, WorkerEvent, WorkerRequest,
+    DeviceName, LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
 };
 use polars::prelude::*;
 use serde_json::json;
@@ -70,6 +70,7 @@ pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
             layers: p.layers,
             dropout: p.dropout,
             horizon,
+            bf16: p.precision == Precision::Bf16Mixed,
         },
         batch_size: p.batch_size,
         shuffle: p.shuffle,

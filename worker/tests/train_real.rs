@@ -43,6 +43,7 @@ fn config(seed: u64) -> TrainConfig {
             layers: 2,
             dropout: 0.1,
             horizon: 12,
+            bf16: false,
         },
         batch_size: 64,
         shuffle: true,
