@@ -72,14 +72,7 @@ pub struct Inventory {
 
 pub fn inventory(s: &ArSeries) -> Inventory {
     let t = s.len();
-    let chans: [&[f64]; 6] = [
-        &s.ic,
-        &s.flux,
-        &s.power[0],
-        &s.power[1],
-        &s.power[2],
-        &s.power[3],
-    ];
+    let chans = s.channels();
     let central = 4 * GRID * t..5 * GRID * t;
     let nan = chans.map(|c| c.iter().filter(|x| x.is_nan()).count());
     let central_nan = chans.map(|c| c[central.clone()].iter().filter(|x| x.is_nan()).count());
@@ -284,14 +277,8 @@ impl TypedKind for Ingest {
             .map(|&ar| {
                 let s = solared::load_ar(&dir, ar)?;
                 let inv = inventory(&s);
-                let [p23, p34, p45, p56] = s.power;
-                let block = table::ArBlock {
-                    ar: s.ar,
-                    times: s.times,
-                    values: [s.ic, s.flux, p23, p34, p45, p56],
-                };
                 let groups =
-                    table::encode_block(block).map_err(|e| StageError::table(&series, e))?;
+                    table::encode_block(s.into()).map_err(|e| StageError::table(&series, e))?;
                 ctx.events
                     .progress(done.fetch_add(1, Ordering::Relaxed) + 1, total, "ARs");
                 Ok((inv, groups))

@@ -27,6 +27,18 @@ pub struct ArBlock {
     pub values: [Vec<f64>; 6],
 }
 
+impl From<crate::solared::ArSeries> for ArBlock {
+    /// Moves an AR's arrays into a block (no copy), in the table's channel order.
+    fn from(s: crate::solared::ArSeries) -> ArBlock {
+        let [p23, p34, p45, p56] = s.power;
+        ArBlock {
+            ar: s.ar,
+            times: s.times,
+            values: [s.ic, s.flux, p23, p34, p45, p56],
+        }
+    }
+}
+
 impl ArBlock {
     pub fn len(&self) -> usize {
         self.times.len()

@@ -134,9 +134,7 @@ fn series(ars: &[u32]) -> SeriesTable {
     let dir = data();
     let mut t = SeriesTable::default();
     for &ar in ars {
-        let s = solared::load_ar(&dir, ar).unwrap();
-        let [p23, p34, p45, p56] = s.power;
-        t.push(ar, s.times, [s.ic, s.flux, p23, p34, p45, p56]);
+        t.blocks.push(solared::load_ar(&dir, ar).unwrap().into());
     }
     t
 }
@@ -151,14 +149,7 @@ fn scaler_is_fitted_on_the_training_central_row_after_nan_fill() {
     for &ar in &TRAIN {
         let s = solared::load_ar(&dir, ar).unwrap();
         let n = s.len();
-        let chans = [
-            &s.ic,
-            &s.flux,
-            &s.power[0],
-            &s.power[1],
-            &s.power[2],
-            &s.power[3],
-        ];
+        let chans = s.channels();
         for (c, v) in chans.iter().enumerate() {
             for k in 36..45 {
                 for x in &v[k * n..(k + 1) * n] {

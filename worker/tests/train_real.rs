@@ -20,10 +20,11 @@ fn data() -> PathBuf {
 
 fn windows(ars: &[u32], fit: &[u32], p: &WindowParams) -> Windows {
     let mut t = SeriesTable::default();
-    for &ar in ars.iter().chain(fit) {
-        let s = solared::load_ar(&data(), ar).unwrap();
-        let [a, b, c, d] = s.power;
-        t.push(ar, s.times, [s.ic, s.flux, a, b, c, d]);
+    let mut wanted: Vec<u32> = ars.iter().chain(fit).copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for ar in wanted {
+        t.blocks.push(solared::load_ar(&data(), ar).unwrap().into());
     }
     let scaler = scale::fit(&t, fit, &ScaleParams::default()).unwrap();
     let w = window::make(&scale::apply(&t, ars, &scaler).unwrap(), p);

@@ -79,6 +79,12 @@ impl ArSeries {
     pub fn is_empty(&self) -> bool {
         self.times.is_empty()
     }
+
+    /// The six arrays in the tidy table's column order ([`crate::table::CHANNELS`]).
+    pub fn channels(&self) -> [&[f64]; 6] {
+        let [p23, p34, p45, p56] = &self.power;
+        [&self.ic, &self.flux, p23, p34, p45, p56]
+    }
 }
 
 /// The three files of an AR, in the order int, mag, pmdop.
