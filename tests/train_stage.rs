@@ -65,6 +65,13 @@ fn train_writes_its_outputs_and_is_cached() {
     let md =
         std::fs::read_to_string(p.run(&["artifact", "train", "history_md"]).stdout.trim()).unwrap();
     assert_eq!(md.lines().count(), 2 + 3, "{md}");
+    let png = std::fs::read(p.run(&["artifact", "train", "loss_curve"]).stdout.trim()).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 10_000,
+        "a near-empty image: {} bytes",
+        png.len()
+    );
     let again = p.run(&["run", "train"]);
     assert_eq!(again.stages("stage_cached").len(), 5);
     // A training param reruns training only.

@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod kind;
+pub mod plot;
 pub mod scale;
 pub mod solared;
 pub mod split;

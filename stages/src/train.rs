@@ -26,6 +26,25 @@ pub enum LossName {
     Hybrid,
 }
 
+impl ModelName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::MagFluxLstm => "MagFluxLSTM",
+            ModelName::MagFluxEncDec => "MagFluxEnc-Dec",
+        }
+    }
+}
+
+impl LossName {
+    /// The study's names: "hybrid" and "MSE".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossName::Value => "MSE",
+            LossName::Hybrid => "hybrid",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopRule {
@@ -275,7 +294,7 @@ pub struct Train;
 impl TypedKind for Train {
     type Params = TrainParams;
     const NAME: &'static str = "train";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Trains MagFluxLSTM or MagFluxEnc-Dec with the study's procedure in a \
         libtorch worker process; checkpoints every epoch and resumes after a crash.";
     const INPUTS: &'static [InputSlot] = &[
@@ -308,6 +327,11 @@ impl TypedKind for Train {
             name: "history_md",
             file: "history.md",
             doc: "the history as a Markdown table",
+        },
+        OutputSlot {
+            name: "loss_curve",
+            file: "loss.png",
+            doc: "training loss and validation derivative RMSE per epoch, with the zero-slope line",
         },
     ];
 

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
-use magpipe_stages::table;
 use magpipe_stages::train::{
     DeviceName, LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
 };
+use magpipe_stages::{plot, table};
 use polars::prelude::*;
 use serde_json::json;
 use tch::{Device, Tensor};
@@ -228,6 +228,31 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     )
     .context("model.json")?;
     write_history(history, zero, &out("history.parquet"), &out("history.md"))?;
+    let points: Vec<plot::CurvePoint> = history
+        .iter()
+        .map(|e| plot::CurvePoint {
+            epoch: e.epoch,
+            train_loss: e.train_loss,
+            val_rmse: e.val_rmse,
+            lr: e.lr,
+        })
+        .collect();
+    let title = format!(
+        "{} {} loss, h={} L={} B={} lr={:.2e} seed {}{}",
+        p.model.as_str(),
+        p.loss.as_str(),
+        p.hidden,
+        p.layers,
+        p.batch_size,
+        p.lr,
+        p.seed,
+        if collapse.is_some() {
+            " — COLLAPSED"
+        } else {
+            ""
+        }
+    );
+    plot::loss_curve(&out("loss.png"), &title, &points, zero)?;
 
     let mut summary = format!(
         "{} epochs, val derivative RMSE {:.4e} (zero-slope {:.4e}), {} params",
