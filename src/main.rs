@@ -298,6 +298,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 for i in k.inputs() {
                     println!("  input  {:<12} {}", i.name, i.doc);
                 }
+                for i in k.list_inputs() {
+                    println!("  inputs {:<12} list: {}", i.name, i.doc);
+                }
                 for o in k.outputs() {
                     println!("  output {:<12} {} — {}", o.name, o.file, o.doc);
                 }

@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use magpipe_stages::kind::{Kind, ParamError};
+use magpipe_stages::kind::{Kind, ParamError, list_input_name};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value};
 
 use crate::error::SpecError;
-use crate::spec::{Locator, RawSpec};
+use crate::spec::{Locator, RawInput, RawSpec};
 
 /// The stage kinds of this build.
 pub fn kinds() -> &'static [Box<dyn Kind>] {
@@ -218,7 +218,9 @@ impl Plan {
             let mut inputs = Vec::new();
             for (slot, src) in &raw.inputs {
                 let here = [at[0], at[1], "inputs", slot.as_str()];
-                if !k.inputs().iter().any(|s| s.name == slot) {
+                let single = k.inputs().iter().any(|s| s.name == slot);
+                let list = k.list_inputs().iter().any(|s| s.name == slot);
+                if !single && !list {
                     return Err(loc.err(
                         &here,
                         &format!(
@@ -226,50 +228,43 @@ impl Plan {
                             k.name(),
                             k.inputs()
                                 .iter()
+                                .chain(k.list_inputs())
                                 .map(|s| s.name)
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
                     ));
                 }
-                let (from_name, out_name) = match src.split_once('.') {
-                    Some((a, b)) => (a, Some(b)),
-                    None => (src.as_str(), None),
-                };
-                let from = names.iter().position(|n| *n == from_name).ok_or_else(|| {
-                    loc.err(
+                match src {
+                    RawInput::One(src) if single => {
+                        let (from, outs) = wire_ref(spec, &names, &loc, &here, src, false)?;
+                        let out = outs[0];
+                        inputs.push(Wire {
+                            slot: slot.clone(),
+                            from,
+                            output: out.name,
+                            file: out.file,
+                        });
+                    }
+                    RawInput::Many(_) if single => {
+                        return Err(loc.err(
+                            &here,
+                            &format!("input `{slot}` takes one `stage.output`, not a list"),
+                        ));
+                    }
+                    RawInput::One(one) => list_wires(
+                        spec,
+                        &names,
+                        &loc,
                         &here,
-                        &format!("no stage `{from_name}` (stages: {})", names.join(", ")),
-                    )
-                })?;
-                let from_kind = kind(&spec.stages[from].kind);
-                let Some(from_kind) = from_kind else {
-                    return Err(loc.err(
-                        &["stages", from_name, "kind"],
-                        &format!("unknown kind `{}`", spec.stages[from].kind),
-                    ));
-                };
-                let outs = from_kind.outputs();
-                let out = match out_name {
-                    Some(o) => outs.iter().find(|s| s.name == o),
-                    None if outs.len() == 1 => outs.first(),
-                    None => None,
+                        slot,
+                        std::slice::from_ref(one),
+                        &mut inputs,
+                    )?,
+                    RawInput::Many(many) => {
+                        list_wires(spec, &names, &loc, &here, slot, many, &mut inputs)?
+                    }
                 }
-                .ok_or_else(|| {
-                    loc.err(
-                        &here,
-                        &format!(
-                            "`{src}`: stage `{from_name}` has outputs {}; name one as `{from_name}.<output>`",
-                            outs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                })?;
-                inputs.push(Wire {
-                    slot: slot.clone(),
-                    from,
-                    output: out.name,
-                    file: out.file,
-                });
             }
             for slot in k.inputs() {
                 if !inputs.iter().any(|w| w.slot == slot.name) {
@@ -355,6 +350,74 @@ impl Plan {
             .filter(|i| want.contains(i))
             .collect())
     }
+}
+
+/// Resolves `stage` or `stage.output` to the stage index and the outputs it names: the one
+/// named output, the only output of a single-output stage, or (`whole`) every output.
+fn wire_ref(
+    spec: &RawSpec,
+    names: &[&str],
+    loc: &Locator,
+    here: &[&str],
+    src: &str,
+    whole: bool,
+) -> Result<(usize, Vec<&'static magpipe_stages::kind::OutputSlot>), SpecError> {
+    let (from_name, out_name) = match src.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (src, None),
+    };
+    let from = names.iter().position(|n| *n == from_name).ok_or_else(|| {
+        loc.err(
+            here,
+            &format!("no stage `{from_name}` (stages: {})", names.join(", ")),
+        )
+    })?;
+    let Some(from_kind) = kind(&spec.stages[from].kind) else {
+        return Err(loc.err(
+            &["stages", from_name, "kind"],
+            &format!("unknown kind `{}`", spec.stages[from].kind),
+        ));
+    };
+    let outs = from_kind.outputs();
+    let picked: Vec<_> = match out_name {
+        Some(o) => outs.iter().filter(|s| s.name == o).collect(),
+        None if whole || outs.len() == 1 => outs.iter().collect(),
+        None => Vec::new(),
+    };
+    if picked.is_empty() {
+        return Err(loc.err(
+            here,
+            &format!(
+                "`{src}`: stage `{from_name}` has outputs {}; name one as `{from_name}.<output>`",
+                outs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok((from, picked))
+}
+
+/// The wires of a list slot: entry `i` naming a whole stage brings every output of it.
+fn list_wires(
+    spec: &RawSpec,
+    names: &[&str],
+    loc: &Locator,
+    here: &[&str],
+    slot: &str,
+    entries: &[String],
+    inputs: &mut Vec<Wire>,
+) -> Result<(), SpecError> {
+    for (i, src) in entries.iter().enumerate() {
+        let (from, outs) = wire_ref(spec, names, loc, here, src, true)?;
+        for out in outs {
+            inputs.push(Wire {
+                slot: list_input_name(slot, i, names[from], out.name),
+                from,
+                output: out.name,
+                file: out.file,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Applies one variant's overrides of one stage, remembering where each value was written.

@@ -13,9 +13,16 @@ pub struct RawStage {
     pub name: String,
     pub kind: String,
     pub params: Mapping,
-    /// slot → `stage` or `stage.output`, in YAML order.
-    pub inputs: Vec<(String, String)>,
+    /// slot → `stage` or `stage.output` (or a list of them for a list slot), in YAML order.
+    pub inputs: Vec<(String, RawInput)>,
     pub doc: Option<String>,
+}
+
+/// What an input slot is wired to, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawInput {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A named set of overrides: stage → param → value.
@@ -130,15 +137,22 @@ impl RawSpec {
                     .iter()
                     .map(|(k, v)| {
                         let k = key_str(k, &loc, &[at[0], at[1], "inputs"])?.to_string();
-                        let v = v
-                            .as_str()
-                            .ok_or_else(|| {
-                                loc.err(
-                                    &[at[0], at[1], "inputs", &k],
-                                    "an input is `stage` or `stage.output`",
-                                )
-                            })?
-                            .to_string();
+                        let bad = || {
+                            loc.err(
+                                &[at[0], at[1], "inputs", &k],
+                                "an input is `stage`, `stage.output`, or a list of them",
+                            )
+                        };
+                        let v = match v {
+                            Value::String(s) => RawInput::One(s.clone()),
+                            Value::Sequence(items) => RawInput::Many(
+                                items
+                                    .iter()
+                                    .map(|i| i.as_str().map(str::to_string).ok_or_else(bad))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                            _ => return Err(bad()),
+                        };
                         Ok((k, v))
                     })
                     .collect::<Result<_, SpecError>>()?,

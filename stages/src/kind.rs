@@ -51,7 +51,60 @@ pub struct Context<'a> {
     pub events: &'a dyn Events,
 }
 
+/// One entry of a list input: a whole upstream stage (every output) or one of its outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// The upstream stage's name, the entry's label.
+    pub stage: String,
+    /// output name → path.
+    pub outputs: BTreeMap<String, PathBuf>,
+}
+
+impl ListEntry {
+    pub fn output(&self, name: &str) -> Result<&Path, StageError> {
+        self.outputs.get(name).map(PathBuf::as_path).ok_or_else(|| {
+            StageError::Invalid(format!(
+                "list entry `{}` has no output `{name}` (has: {})",
+                self.stage,
+                self.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+}
+
+/// The input name under which entry `index` of list slot `slot` reaches a stage: the position
+/// and the label are part of the name, so reordering or renaming entries changes the key.
+pub fn list_input_name(slot: &str, index: usize, stage: &str, output: &str) -> String {
+    format!("{slot}[{index}].{stage}.{output}")
+}
+
 impl Context<'_> {
+    /// The entries of list slot `slot`, in the order the pipeline lists them.
+    pub fn list(&self, slot: &str) -> Vec<ListEntry> {
+        let mut entries: BTreeMap<usize, ListEntry> = BTreeMap::new();
+        let prefix = format!("{slot}[");
+        for (name, path) in &self.inputs {
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((index, rest)) = rest.split_once("].") else {
+                continue;
+            };
+            let (Ok(index), Some((stage, output))) = (index.parse(), rest.rsplit_once('.')) else {
+                continue;
+            };
+            entries
+                .entry(index)
+                .or_insert_with(|| ListEntry {
+                    stage: stage.to_string(),
+                    outputs: BTreeMap::new(),
+                })
+                .outputs
+                .insert(output.to_string(), path.clone());
+        }
+        entries.into_values().collect()
+    }
+
     pub fn input(&self, slot: &str) -> Result<&Path, StageError> {
         self.inputs
             .get(slot)
@@ -136,6 +189,8 @@ pub trait Kind: Send + Sync {
     fn version(&self) -> u32;
     fn doc(&self) -> &'static str;
     fn inputs(&self) -> &'static [InputSlot];
+    /// Slots that take a list: each entry names a stage (all its outputs) or one output.
+    fn list_inputs(&self) -> &'static [InputSlot];
     fn outputs(&self) -> &'static [OutputSlot];
     /// Every param with its default, as JSON.
     fn defaults(&self) -> Value;
@@ -158,6 +213,7 @@ pub trait TypedKind: Send + Sync {
     const VERSION: u32;
     const DOC: &'static str;
     const INPUTS: &'static [InputSlot];
+    const LIST_INPUTS: &'static [InputSlot] = &[];
     const OUTPUTS: &'static [OutputSlot];
 
     /// Checks across params (or of values serde cannot check), after typing.
@@ -201,6 +257,9 @@ impl<K: TypedKind> Kind for Typed<K> {
     }
     fn inputs(&self) -> &'static [InputSlot] {
         K::INPUTS
+    }
+    fn list_inputs(&self) -> &'static [InputSlot] {
+        K::LIST_INPUTS
     }
     fn outputs(&self) -> &'static [OutputSlot] {
         K::OUTPUTS

@@ -1,9 +1,13 @@
 //! magpipe's stage kinds and the domain code they use: the SolARED reader, AR splits, min-max
 //! scaling, windowing, and the params and worker protocol of the torch stages. Nothing here knows about keys, DAGs or the artifact store.
 
+pub mod alarms;
+pub mod baseline;
+pub mod emergence;
 pub mod ingest;
 pub mod kind;
 pub mod plot;
+pub mod protocol;
 pub mod scale;
 pub mod solared;
 pub mod split;
@@ -21,5 +25,9 @@ pub fn registry() -> Vec<Box<dyn Kind>> {
         Box::new(Typed::<scale::MinMaxScale>::default()),
         Box::new(Typed::<window::Window>::default()),
         Box::new(Typed::<train::Train>::default()),
+        Box::new(Typed::<protocol::TestProtocol>::default()),
+        Box::new(Typed::<baseline::Baseline>::default()),
+        Box::new(Typed::<train::Predict>::default()),
+        Box::new(Typed::<alarms::ScoreAlarms>::default()),
     ]
 }

@@ -406,3 +406,81 @@ impl TypedKind for Train {
         run_in_worker(&req, ctx)
     }
 }
+
+/// Params of `predict`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictParams {
+    /// Name in tables and figures (default: "<model> <loss>", e.g. "MagFluxLSTM hybrid").
+    pub label: Option<String>,
+    pub threads: usize,
+}
+
+impl Default for PredictParams {
+    fn default() -> Self {
+        PredictParams {
+            label: None,
+            threads: 1,
+        }
+    }
+}
+
+pub struct Predict;
+
+impl TypedKind for Predict {
+    type Params = PredictParams;
+    const NAME: &'static str = "predict";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Runs a trained model over the test protocol (rolling windows per \
+        scored tile, eval mode), recalibrates and denormalises; per-tile and per-AR metrics in Gauss.";
+    const INPUTS: &'static [InputSlot] = &[
+        InputSlot {
+            name: "model",
+            doc: "trained weights (train.model)",
+        },
+        InputSlot {
+            name: "config",
+            doc: "the training run's model.json (train.config)",
+        },
+        InputSlot {
+            name: "protocol",
+            doc: "the test protocol (test_protocol.protocol)",
+        },
+        InputSlot {
+            name: "test",
+            doc: "scaled test series (scale.test)",
+        },
+        InputSlot {
+            name: "scaler",
+            doc: "the fitted scaler (scale.scaler), to report Gauss",
+        },
+    ];
+    const OUTPUTS: &'static [OutputSlot] = crate::protocol::PREDICTOR_OUTPUTS;
+
+    fn check(p: &PredictParams) -> Result<(), ParamError> {
+        if p.threads == 0 {
+            return Err(ParamError::Invalid {
+                name: "threads".into(),
+                msg: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn runtime(_p: &PredictParams, cache_dir: &Path) -> Result<Value, StageError> {
+        let info = worker_info(cache_dir)?;
+        Ok(json!({ "libtorch": info["libtorch_version"], "device": "cpu" }))
+    }
+
+    fn run(p: &PredictParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let req = WorkerRequest {
+            kind: Self::NAME.into(),
+            params: serde_json::to_value(p).expect("params serialise"),
+            inputs: ctx.inputs.clone(),
+            out_dir: ctx.out_dir.to_path_buf(),
+            checkpoint_dir: ctx.checkpoint_dir.clone(),
+            threads: p.threads,
+        };
+        run_in_worker(&req, ctx)
+    }
+}

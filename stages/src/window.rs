@@ -97,7 +97,7 @@ pub struct Window;
 impl TypedKind for Window {
     type Params = WindowParams;
     const NAME: &'static str = "window";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Sliding windows (stride, input W, horizon P, target alignment) over \
         the scaled series of one grid row, for training and validation.";
     const INPUTS: &'static [InputSlot] = &[
@@ -124,7 +124,7 @@ impl TypedKind for Window {
         OutputSlot {
             name: "index",
             file: "index.parquet",
-            doc: "split, n, ar, tile, start of every window",
+            doc: "split, n, ar, tile, start, last input, first target and horizon of every window",
         },
     ];
 
@@ -162,6 +162,7 @@ impl TypedKind for Window {
         let mut ar = Vec::new();
         let mut tile = Vec::new();
         let mut start = Vec::new();
+        let (mut last_input, mut target_start) = (Vec::new(), Vec::new());
         let mut counts = Vec::new();
         for (i, role) in ["train", "val"].into_iter().enumerate() {
             let t = SeriesTable::read(ctx.input(role)?)?;
@@ -179,6 +180,8 @@ impl TypedKind for Window {
                 ar.push(*a);
                 tile.push(*k);
                 start.push(*s);
+                last_input.push(*s + p.input as u32 - 1);
+                target_start.push(*s + p.input as u32 - 1 + p.target_offset as u32);
             }
             counts.push(w.index.len());
             ctx.events.progress(i as u64 + 1, 2, "splits");
@@ -191,7 +194,10 @@ impl TypedKind for Window {
                 Column::new("n".into(), ns),
                 Column::new("ar".into(), ar),
                 Column::new("tile".into(), tile),
+                Column::new("horizon".into(), vec![p.horizon as u32; start.len()]),
                 Column::new("start".into(), start),
+                Column::new("last_input".into(), last_input),
+                Column::new("target_start".into(), target_start),
             ],
         )
         .map_err(|e| StageError::table(&path, e))?;

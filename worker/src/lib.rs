@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod schedule;
 pub mod stage;
 pub mod train;

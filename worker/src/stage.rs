@@ -33,6 +33,21 @@ fn log(msg: String) {
 pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
     match req.kind.as_str() {
         "train" => train(&req),
+        "predict" => {
+            let summary = crate::predict::run(&req, &|done, total| {
+                emit(&WorkerEvent::Progress {
+                    done,
+                    total,
+                    unit: "tiles".into(),
+                })
+            })?;
+            emit(&WorkerEvent::Report {
+                summary,
+                stdout: None,
+                facts: json!({}),
+            });
+            Ok(())
+        }
         k => bail!("unknown worker stage kind `{k}`"),
     }
 }

@@ -1,0 +1,604 @@
+//! `score_alarms`: the study's Table 2 (SEMANTICS.md §13). Per scored tile the first observed and
+//! first predicted emergence on the common plot axis, the category and the alarm lead; per AR the
+//! Emergence column (earliest observed vs earliest predicted over the scored tiles, which may come
+//! from different tiles) and the operational success after the processing delay.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::emergence::Criterion;
+use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+use crate::protocol::{ArGeometry, PredictorSummary, Protocol, TileSeries, read_predictions};
+use crate::solared::time::format_micros;
+use crate::table::{self, SeriesTable};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmParams {
+    /// Smoothed derivative (scaled flux per hour) at or above which a sample counts.
+    pub threshold: f64,
+    /// Width of the centred moving mean over the derivative (odd).
+    pub smoothing: usize,
+    /// Minimum run (hours) of consecutive flagged samples.
+    pub sustain: usize,
+    /// Added to the lead on the observed side: 0 = paper text (Table 2), 1 = the published
+    /// table code.
+    pub lead_offset: i64,
+    /// Hours added to the distance between first observed and first predicted emergence.
+    pub horizon_hours: i64,
+    /// Processing delay subtracted for operational success.
+    pub delay_hours: i64,
+    /// The predictor whose alarms make Table 2 (default: the first listed).
+    pub primary: Option<String>,
+}
+
+impl Default for AlarmParams {
+    fn default() -> Self {
+        let c = Criterion::default();
+        AlarmParams {
+            threshold: c.threshold,
+            smoothing: c.smoothing,
+            sustain: c.sustain,
+            lead_offset: 0,
+            horizon_hours: 12,
+            delay_hours: 4,
+            primary: None,
+        }
+    }
+}
+
+/// Table 2's categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Category {
+    Quiet,
+    Ilap,
+    NoPred,
+    Alarm(i64),
+}
+
+impl Category {
+    pub fn of(
+        q_obs: Option<usize>,
+        q_pred: Option<usize>,
+        lead: impl Fn(usize, usize) -> i64,
+    ) -> Category {
+        match (q_obs, q_pred) {
+            (None, None) => Category::Quiet,
+            (None, Some(_)) => Category::Ilap,
+            (Some(_), None) => Category::NoPred,
+            (Some(o), Some(p)) => Category::Alarm(lead(o, p)),
+        }
+    }
+    pub fn lead(self) -> Option<i64> {
+        match self {
+            Category::Alarm(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Category::Quiet => write!(f, "Quiet"),
+            Category::Ilap => write!(f, "ILAP"),
+            Category::NoPred => write!(f, "NO PRED"),
+            Category::Alarm(h) => write!(f, "{h}h Alarm"),
+        }
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "Quiet" => Ok(Category::Quiet),
+            "ILAP" => Ok(Category::Ilap),
+            "NO PRED" => Ok(Category::NoPred),
+            other => other
+                .strip_suffix("h Alarm")
+                .and_then(|h| h.trim().parse().ok())
+                .map(Category::Alarm)
+                .ok_or_else(|| format!("`{other}` is not a Table 2 category")),
+        }
+    }
+}
+
+/// One scored tile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TileAlarm {
+    pub ar: u32,
+    /// Paper tile number (k + 1).
+    pub tile: u32,
+    pub q_obs: Option<usize>,
+    pub q_pred: Option<usize>,
+    pub category: Category,
+}
+
+/// One AR's Emergence column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArAlarm {
+    pub ar: u32,
+    pub q_obs: Option<usize>,
+    pub q_pred: Option<usize>,
+    pub category: Category,
+}
+
+pub struct Scored {
+    pub tiles: Vec<TileAlarm>,
+    pub ars: Vec<ArAlarm>,
+}
+
+impl AlarmParams {
+    pub fn criterion(&self) -> Criterion {
+        Criterion {
+            threshold: self.threshold,
+            smoothing: self.smoothing,
+            sustain: self.sustain,
+        }
+    }
+
+    fn lead(&self, q_obs: usize, q_pred: usize) -> i64 {
+        self.horizon_hours + q_obs as i64 + self.lead_offset - q_pred as i64
+    }
+
+    /// First observed emergence on the plot axis (history included), first predicted emergence
+    /// at history + first(p) over the trimmed predictions.
+    pub fn firsts(&self, g: &ArGeometry, ts: &TileSeries) -> (Option<usize>, Option<usize>) {
+        let c = self.criterion();
+        let q_obs = c.first(ts.observed_span(g));
+        let q_pred = c.first(ts.predicted_span(g)).map(|j| g.history + j);
+        (q_obs, q_pred)
+    }
+
+    pub fn score(&self, p: &Protocol, tiles: &BTreeMap<(u32, usize), TileSeries>) -> Scored {
+        let mut out = Scored {
+            tiles: Vec::new(),
+            ars: Vec::new(),
+        };
+        let lead = |o, q| self.lead(o, q);
+        for g in &p.ars {
+            let (mut qo_min, mut qp_min): (Option<usize>, Option<usize>) = (None, None);
+            for &k in &g.tiles {
+                let (q_obs, q_pred) = self.firsts(g, &tiles[&(g.ar, k)]);
+                qo_min = min_opt(qo_min, q_obs);
+                qp_min = min_opt(qp_min, q_pred);
+                out.tiles.push(TileAlarm {
+                    ar: g.ar,
+                    tile: k as u32 + 1,
+                    q_obs,
+                    q_pred,
+                    category: Category::of(q_obs, q_pred, lead),
+                });
+            }
+            out.ars.push(ArAlarm {
+                ar: g.ar,
+                q_obs: qo_min,
+                q_pred: qp_min,
+                category: Category::of(qo_min, qp_min, lead),
+            });
+        }
+        out
+    }
+}
+
+fn min_opt(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Markdown laid out like the paper's Table 2: one row per AR, the scored tiles, Emergence.
+pub fn table2_markdown(s: &Scored) -> String {
+    let width = s
+        .ars
+        .iter()
+        .map(|a| s.tiles.iter().filter(|t| t.ar == a.ar).count())
+        .max()
+        .unwrap_or(0);
+    let mut header: Vec<String> = vec!["AR".into()];
+    header.extend((1..=width).map(|i| format!("tile {i}")));
+    header.push("Emergence".into());
+    let rows: Vec<Vec<String>> = s
+        .ars
+        .iter()
+        .map(|a| {
+            let mut r = vec![format!("AR{}", a.ar)];
+            r.extend(
+                s.tiles
+                    .iter()
+                    .filter(|t| t.ar == a.ar)
+                    .map(|t| format!("{} {}", t.tile, t.category)),
+            );
+            r.push(a.category.to_string());
+            r
+        })
+        .collect();
+    let h: Vec<&str> = header.iter().map(String::as_str).collect();
+    table::markdown(&h, &rows)
+}
+
+/// Operational successes over the ARs' Emergence column: (≥ delay, > delay, ARs).
+pub fn successes(s: &Scored, delay: i64) -> (usize, usize, usize) {
+    let leads: Vec<i64> = s.ars.iter().filter_map(|a| a.category.lead()).collect();
+    (
+        leads.iter().filter(|&&l| l >= delay).count(),
+        leads.iter().filter(|&&l| l > delay).count(),
+        s.ars.len(),
+    )
+}
+
+/// Colour class of a cell (paper: green success/Quiet, orange delayed, red ILAP; NO PRED, which
+/// the paper leaves uncoloured, is a missed emergence and shown red as well).
+pub fn status(c: Category, delay: i64) -> &'static str {
+    match c {
+        Category::Quiet => "quiet",
+        Category::Ilap => "false alarm",
+        Category::NoPred => "missed",
+        Category::Alarm(h) if h >= delay => "success",
+        Category::Alarm(_) => "delayed",
+    }
+}
+
+pub struct ScoreAlarms;
+
+impl TypedKind for ScoreAlarms {
+    type Params = AlarmParams;
+    const NAME: &'static str = "score_alarms";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "The emergence criterion on observed and predicted flux per scored \
+        tile: categories, alarm leads, per-AR Emergence and operational success (Table 2), for \
+        every listed predictor.";
+    const INPUTS: &'static [InputSlot] = &[
+        InputSlot {
+            name: "protocol",
+            doc: "the test protocol (test_protocol.protocol)",
+        },
+        InputSlot {
+            name: "test",
+            doc: "scaled test series (scale.test), for the time stamps",
+        },
+    ];
+    const LIST_INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "predictors",
+        doc: "predict / baseline stages (whole stages: predictions and summary are read)",
+    }];
+    const OUTPUTS: &'static [OutputSlot] = &[
+        OutputSlot {
+            name: "alarms",
+            file: "alarms.parquet",
+            doc: "every predictor: per tile and per AR (tile null) first emergences, category, lead",
+        },
+        OutputSlot {
+            name: "table2",
+            file: "table2.csv",
+            doc: "the primary predictor's Table 2: ar, tile, observed_first, predicted_first, category, lead_h",
+        },
+        OutputSlot {
+            name: "table2_md",
+            file: "table2.md",
+            doc: "the primary predictor's Table 2 laid out like the paper's",
+        },
+    ];
+
+    fn check(p: &AlarmParams) -> Result<(), ParamError> {
+        p.criterion().check().map_err(|msg| ParamError::Invalid {
+            name: if msg.starts_with("threshold") {
+                "threshold".into()
+            } else if msg.starts_with("smoothing") {
+                "smoothing".into()
+            } else {
+                "sustain".into()
+            },
+            msg,
+        })?;
+        if !(0..=1).contains(&p.lead_offset) {
+            return Err(ParamError::Invalid {
+                name: "lead_offset".into(),
+                msg: "must be 0 (paper text) or 1 (published table code)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn run(p: &AlarmParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let proto = Protocol::read(ctx.input("protocol")?)?;
+        let series = SeriesTable::read(ctx.input("test")?)?;
+        let entries = ctx.list("predictors");
+        if entries.is_empty() {
+            return Err(StageError::Invalid(
+                "no predictors: list predict or baseline stages under `inputs.predictors`".into(),
+            ));
+        }
+        let mut cols = AlarmCols::default();
+        let mut primary = None;
+        let mut labels = Vec::new();
+        for e in &entries {
+            let path = e.output("predictions")?;
+            let df = table::read_parquet(path)?;
+            let (_, tiles) =
+                read_predictions(&df, &proto).map_err(|m| StageError::table(path, m))?;
+            let summary = PredictorSummary::read(e.output("summary")?)?;
+            let label = summary.predictor.clone();
+            let s = p.score(&proto, &tiles);
+            cols.push(&label, &proto, &series, &s, p);
+            let is_primary = match &p.primary {
+                Some(want) => want == &label || want == &e.stage,
+                None => primary.is_none(),
+            };
+            if is_primary && primary.is_none() {
+                primary = Some((label.clone(), s));
+            }
+            labels.push(label);
+        }
+        let Some((plabel, ps)) = primary else {
+            return Err(StageError::Invalid(format!(
+                "primary predictor `{}` is not among the predictors ({})",
+                p.primary.clone().unwrap_or_default(),
+                labels.join(", ")
+            )));
+        };
+        let path = ctx.output("alarms.parquet");
+        let mut df = cols.frame().map_err(|e| StageError::table(&path, e))?;
+        table::write_parquet(&mut df, &path)?;
+
+        let csv = table2_csv(&proto, &series, &ps, p.delay_hours);
+        let cp = ctx.output("table2.csv");
+        std::fs::write(&cp, csv).map_err(|e| StageError::io(&cp, e))?;
+        let md = format!(
+            "# Table 2 — {plabel}\n\n{}\n{}\n",
+            table2_markdown(&ps),
+            success_line(&ps, p.delay_hours)
+        );
+        let mp = ctx.output("table2.md");
+        std::fs::write(&mp, &md).map_err(|e| StageError::io(&mp, e))?;
+        let em: Vec<String> = ps
+            .ars
+            .iter()
+            .map(|a| format!("AR{} {}", a.ar, a.category))
+            .collect();
+        Ok(Report {
+            summary: format!("{plabel}: {}", em.join(", ")),
+            stdout: None,
+            facts: json!({
+                "primary": plabel,
+                "emergence": ps.ars.iter().map(|a| (format!("AR{}", a.ar), a.category.to_string())).collect::<BTreeMap<_, _>>(),
+            }),
+        })
+    }
+}
+
+pub fn success_line(s: &Scored, delay: i64) -> String {
+    let (ge, gt, n) = successes(s, delay);
+    format!(
+        "Operationally successful ARs after the {delay}-h processing delay: {ge}/{n} counting \
+         leads ≥ {delay} h, {gt}/{n} counting leads > {delay} h."
+    )
+}
+
+fn time_at(series: &SeriesTable, g: &ArGeometry, q: Option<usize>) -> String {
+    q.map(|q| {
+        let b = series.block(g.ar).expect("a test AR");
+        format_micros(b.times[g.time_index(q.min(g.axis_len - 1))])
+    })
+    .unwrap_or_default()
+}
+
+fn table2_csv(p: &Protocol, series: &SeriesTable, s: &Scored, delay: i64) -> String {
+    let mut out = String::from(
+        "ar,tile,observed_first,predicted_first,observed_first_q,predicted_first_q,category,lead_h,status\n",
+    );
+    let q = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
+    let row = |out: &mut String, ar: u32, tile: String, qo, qp, c: Category, g: &ArGeometry| {
+        out.push_str(&format!(
+            "AR{ar},{tile},{},{},{},{},{c},{},{}\n",
+            time_at(series, g, qo),
+            time_at(series, g, qp),
+            q(qo),
+            q(qp),
+            c.lead().map(|l| l.to_string()).unwrap_or_default(),
+            status(c, delay)
+        ));
+    };
+    for g in &p.ars {
+        for t in s.tiles.iter().filter(|t| t.ar == g.ar) {
+            row(
+                &mut out,
+                g.ar,
+                t.tile.to_string(),
+                t.q_obs,
+                t.q_pred,
+                t.category,
+                g,
+            );
+        }
+        if let Some(a) = s.ars.iter().find(|a| a.ar == g.ar) {
+            row(
+                &mut out,
+                g.ar,
+                "Emergence".into(),
+                a.q_obs,
+                a.q_pred,
+                a.category,
+                g,
+            );
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct AlarmCols {
+    predictor: Vec<String>,
+    ar: Vec<u32>,
+    tile: Vec<Option<u32>>,
+    q_obs: Vec<Option<u32>>,
+    q_pred: Vec<Option<u32>>,
+    obs_time: Vec<Option<String>>,
+    pred_time: Vec<Option<String>>,
+    category: Vec<String>,
+    lead: Vec<Option<i64>>,
+    status: Vec<&'static str>,
+}
+
+impl AlarmCols {
+    fn push(
+        &mut self,
+        label: &str,
+        p: &Protocol,
+        series: &SeriesTable,
+        s: &Scored,
+        ap: &AlarmParams,
+    ) {
+        let mut one =
+            |ar: u32, tile: Option<u32>, qo: Option<usize>, qp: Option<usize>, c: Category| {
+                let g = p.ars.iter().find(|g| g.ar == ar).expect("a protocol AR");
+                self.predictor.push(label.to_string());
+                self.ar.push(ar);
+                self.tile.push(tile);
+                self.q_obs.push(qo.map(|v| v as u32));
+                self.q_pred.push(qp.map(|v| v as u32));
+                self.obs_time.push(qo.map(|_| time_at(series, g, qo)));
+                self.pred_time.push(qp.map(|_| time_at(series, g, qp)));
+                self.category.push(c.to_string());
+                self.lead.push(c.lead());
+                self.status.push(status(c, ap.delay_hours));
+            };
+        for a in &s.ars {
+            for t in s.tiles.iter().filter(|t| t.ar == a.ar) {
+                one(t.ar, Some(t.tile), t.q_obs, t.q_pred, t.category);
+            }
+            one(a.ar, None, a.q_obs, a.q_pred, a.category);
+        }
+    }
+
+    fn frame(self) -> PolarsResult<DataFrame> {
+        DataFrame::new(
+            self.ar.len(),
+            vec![
+                Column::new("predictor".into(), self.predictor),
+                Column::new("ar".into(), self.ar),
+                Column::new("tile".into(), self.tile),
+                Column::new("observed_first_q".into(), self.q_obs),
+                Column::new("predicted_first_q".into(), self.q_pred),
+                Column::new("observed_first".into(), self.obs_time),
+                Column::new("predicted_first".into(), self.pred_time),
+                Column::new("category".into(), self.category),
+                Column::new("lead_h".into(), self.lead),
+                Column::new("status".into(), self.status),
+            ],
+        )
+    }
+}
+
+/// The alarms table read back: predictor → Scored, in the order written.
+pub fn read_alarms(df: &DataFrame) -> Result<Vec<(String, Scored)>, String> {
+    let col = |n: &str| df.column(n).map_err(|_| format!("column `{n}` is missing"));
+    let pred = col("predictor")?.str().map_err(|e| e.to_string())?.clone();
+    let ar = col("ar")?.u32().map_err(|e| e.to_string())?.clone();
+    let tile = col("tile")?.u32().map_err(|e| e.to_string())?.clone();
+    let qo = col("observed_first_q")?
+        .u32()
+        .map_err(|e| e.to_string())?
+        .clone();
+    let qp = col("predicted_first_q")?
+        .u32()
+        .map_err(|e| e.to_string())?
+        .clone();
+    let cat = col("category")?.str().map_err(|e| e.to_string())?.clone();
+    let mut out: Vec<(String, Scored)> = Vec::new();
+    for i in 0..df.height() {
+        let label = pred.get(i).unwrap_or_default().to_string();
+        if out.last().map(|(l, _)| l != &label).unwrap_or(true) {
+            out.push((
+                label,
+                Scored {
+                    tiles: Vec::new(),
+                    ars: Vec::new(),
+                },
+            ));
+        }
+        let s = &mut out.last_mut().expect("pushed").1;
+        let category: Category = cat.get(i).unwrap_or_default().parse()?;
+        let (a, qo, qp) = (
+            ar.get(i).ok_or("null ar")?,
+            qo.get(i).map(|v| v as usize),
+            qp.get(i).map(|v| v as usize),
+        );
+        match tile.get(i) {
+            Some(t) => s.tiles.push(TileAlarm {
+                ar: a,
+                tile: t,
+                q_obs: qo,
+                q_pred: qp,
+                category,
+            }),
+            None => s.ars.push(ArAlarm {
+                ar: a,
+                q_obs: qo,
+                q_pred: qp,
+                category,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_print_and_parse_like_the_paper() {
+        for (c, s) in [
+            (Category::Quiet, "Quiet"),
+            (Category::Ilap, "ILAP"),
+            (Category::NoPred, "NO PRED"),
+            (Category::Alarm(4), "4h Alarm"),
+            (Category::Alarm(-3), "-3h Alarm"),
+        ] {
+            assert_eq!(c.to_string(), s);
+            assert_eq!(s.parse::<Category>().unwrap(), c);
+        }
+        assert!("4 h alarm".parse::<Category>().is_err());
+    }
+
+    #[test]
+    fn lead_follows_the_paper_text_or_the_published_code() {
+        let p = AlarmParams::default();
+        assert_eq!(p.lead(60, 68), 4); // 12 + 60 − 68
+        let code = AlarmParams {
+            lead_offset: 1,
+            ..AlarmParams::default()
+        };
+        assert_eq!(code.lead(60, 68), 5);
+        let lead = |o, q| p.lead(o, q);
+        assert_eq!(Category::of(None, None, lead), Category::Quiet);
+        assert_eq!(Category::of(None, Some(3), lead), Category::Ilap);
+        assert_eq!(Category::of(Some(3), None, lead), Category::NoPred);
+    }
+
+    #[test]
+    fn success_is_counted_both_ways() {
+        let s = Scored {
+            tiles: Vec::new(),
+            ars: [7, 4, 7, 3, 10]
+                .iter()
+                .enumerate()
+                .map(|(i, &h)| ArAlarm {
+                    ar: i as u32,
+                    q_obs: None,
+                    q_pred: None,
+                    category: Category::Alarm(h),
+                })
+                .collect(),
+        };
+        // The published Emergence column: 4/5 with ≥ 4 h, the paper's "3 of 5" with > 4 h.
+        assert_eq!(successes(&s, 4), (4, 3, 5));
+    }
+}

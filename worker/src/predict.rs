@@ -1,0 +1,124 @@
+//! `predict`: a trained model run over the test protocol (SEMANTICS.md §8): every test window of
+//! every scored tile as one batch in eval mode, output step `output_step` kept, recalibrated and
+//! denormalised, written in the same layout as the baselines'.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, anyhow, bail};
+use magpipe_stages::protocol::{
+    PredictorSummary, Protocol, TileSeries, flux, write_predictor_outputs,
+};
+use magpipe_stages::scale::Scaler;
+use magpipe_stages::table::{FEATURES, SeriesTable};
+use magpipe_stages::train::{PredictParams, WorkerRequest};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::model::{Model, ModelConfig, param_count};
+
+pub struct Loaded {
+    pub vs: nn::VarStore,
+    pub model: Model,
+    pub config: Value,
+}
+
+/// Rebuilds the model that `train` wrote: its architecture from model.json, weights from
+/// model.safetensors.
+pub fn load_model(weights: &std::path::Path, config: &std::path::Path) -> anyhow::Result<Loaded> {
+    let text = std::fs::read_to_string(config).with_context(|| config.display().to_string())?;
+    let cfg: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", config.display()))?;
+    let arch: ModelConfig = serde_json::from_value(cfg["architecture"].clone())
+        .with_context(|| format!("{}: no valid `architecture`", config.display()))?;
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = Model::new(&vs.root(), &arch);
+    vs.load(weights)
+        .map_err(|e| anyhow!("{}: {e}", weights.display()))?;
+    Ok(Loaded {
+        vs,
+        model,
+        config: cfg,
+    })
+}
+
+pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
+    let p: PredictParams = serde_json::from_value(req.params.clone()).context("predict params")?;
+    tch::set_num_threads(req.threads.max(1) as i32);
+    let input = |slot: &str| {
+        req.inputs
+            .get(slot)
+            .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
+    };
+    let m = load_model(input("model")?, input("config")?)?;
+    let proto = Protocol::read(input("protocol")?).map_err(|e| anyhow!("{e}"))?;
+    let series = SeriesTable::read(input("test")?).map_err(|e| anyhow!("{e}"))?;
+    let scaler = Scaler::read(input("scaler")?).map_err(|e| anyhow!("{e}"))?;
+    let horizon = m.model.config.horizon;
+    if proto.output_step >= horizon {
+        bail!(
+            "the protocol uses output step {} but the model predicts {horizon} steps",
+            proto.output_step
+        );
+    }
+    if m.model.config.input != FEATURES.len() {
+        bail!(
+            "the model was trained on {} features, the test series have {}",
+            m.model.config.input,
+            FEATURES.len()
+        );
+    }
+    let total: usize = proto.ars.iter().map(|g| g.tiles.len()).sum();
+    let mut tiles = Vec::with_capacity(total);
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for g in &proto.ars {
+            for &k in &g.tiles {
+                let x = proto.inputs(g, &series, k);
+                let x = Tensor::from_slice(&x).view([
+                    g.windows as i64,
+                    g.input as i64,
+                    FEATURES.len() as i64,
+                ]);
+                let out = m.model.forward(&x, false, None);
+                let step = out
+                    .select(1, proto.output_step as i64)
+                    .to_kind(Kind::Double);
+                let yhat = Vec::<f64>::try_from(step).map_err(|e| anyhow!("{e}"))?;
+                tiles.push(TileSeries::new(&proto, g, flux(&series, g.ar, k), k, yhat));
+                emit_progress(tiles.len() as u64, total as u64);
+            }
+        }
+        Ok(())
+    })?;
+    let params = &m.config["params"];
+    let model = params["model"].as_str().unwrap_or_default().to_string();
+    let loss = match params["loss"].as_str() {
+        Some("hybrid") => "hybrid",
+        _ => "MSE",
+    };
+    let summary = PredictorSummary {
+        predictor: p.label.clone().unwrap_or_else(|| format!("{model} {loss}")),
+        kind: "model".into(),
+        model,
+        loss: loss.into(),
+        val_rmse: m.config["val_rmse"].as_f64().unwrap_or(f64::NAN),
+        zero_slope_rmse: m.config["zero_slope_rmse"].as_f64().unwrap_or(f64::NAN),
+        collapsed: m.config["collapsed"].as_bool().unwrap_or(false),
+        params: params.clone(),
+        param_count: Some(param_count(&m.vs)),
+        epochs_run: m.config["epochs_run"].as_u64().map(|e| e as usize),
+        mean_rmse_gauss: BTreeMap::new(),
+    };
+    let s = write_predictor_outputs(&req.out_dir, &proto, &series, &scaler, tiles, summary)
+        .map_err(|e| anyhow!("{e}"))?;
+    let mean: Vec<String> = s
+        .mean_rmse_gauss
+        .iter()
+        .map(|(ar, v)| format!("{ar} {v:.1}"))
+        .collect();
+    Ok(format!(
+        "{}: {} tiles predicted; mean RMSE (G) {}",
+        s.predictor,
+        total,
+        mean.join(", ")
+    ))
+}
