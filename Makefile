@@ -39,6 +39,14 @@ build: setup
 
 run: build
 	./target/release/magpipe run
+	@echo
+	@cat "$$(./target/release/magpipe artifact tables table2)"
+	@echo
+	@echo "Tables (also Table 1, LaTeX, the comparison with the published Table 2):"
+	@./target/release/magpipe artifact tables | sed 's/^/  /'
+	@echo "Figures (one per test AR):"
+	@for s in figure_11698 figure_11726 figure_13165 figure_13179 figure_13183; do \
+		./target/release/magpipe artifact $$s png | sed 's/^/  /'; done
 
 # fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks.
 test: lint

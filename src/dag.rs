@@ -7,11 +7,28 @@ pub fn text(plan: &Plan) -> String {
     for &i in &plan.order {
         let s = &plan.stages[i];
         out.push_str(&format!("{} ({})\n", s.name, s.kind.name()));
+        let mut shown = std::collections::BTreeSet::new();
         for w in &s.inputs {
-            out.push_str(&format!(
-                "  {} ← {}.{}\n",
-                w.slot, plan.stages[w.from].name, w.output
-            ));
+            // A list entry naming a whole stage brings every output; show it once.
+            let line = match w.slot.split_once("].") {
+                Some((head, _)) => {
+                    let whole = s
+                        .inputs
+                        .iter()
+                        .filter(|x| x.slot.starts_with(&format!("{head}].")))
+                        .count()
+                        > 1;
+                    if whole {
+                        format!("  {head}] ← {}\n", plan.stages[w.from].name)
+                    } else {
+                        format!("  {head}] ← {}.{}\n", plan.stages[w.from].name, w.output)
+                    }
+                }
+                None => format!("  {} ← {}.{}\n", w.slot, plan.stages[w.from].name, w.output),
+            };
+            if shown.insert(line.clone()) {
+                out.push_str(&line);
+            }
         }
     }
     for (name, doc) in &plan.variants {
@@ -35,11 +52,19 @@ pub fn dot(plan: &Plan) -> String {
         ));
     }
     for &i in &plan.order {
+        let mut shown = std::collections::BTreeSet::new();
         for w in &plan.stages[i].inputs {
-            out.push_str(&format!(
-                "  \"{}\" -> \"{}\" [label=\"{}→{}\"];\n",
-                plan.stages[w.from].name, plan.stages[i].name, w.output, w.slot
-            ));
+            let slot = w
+                .slot
+                .split_once("].")
+                .map_or(w.slot.clone(), |(h, _)| format!("{h}]"));
+            let output = if slot == w.slot { w.output } else { "*" };
+            if shown.insert((w.from, slot.clone())) {
+                out.push_str(&format!(
+                    "  \"{}\" -> \"{}\" [label=\"{}→{}\"];\n",
+                    plan.stages[w.from].name, plan.stages[i].name, output, slot
+                ));
+            }
         }
     }
     out.push_str("}\n");
@@ -59,11 +84,17 @@ pub fn mermaid(plan: &Plan) -> String {
         ));
     }
     for &i in &plan.order {
+        let mut shown = std::collections::BTreeSet::new();
         for w in &plan.stages[i].inputs {
+            let list = w.slot.contains("].");
+            if list && !shown.insert(w.from) {
+                continue;
+            }
+            let output = if list { "*" } else { w.output };
             out.push_str(&format!(
                 "  {} -- {} --> {}\n",
                 id(&plan.stages[w.from].name),
-                w.output,
+                output,
                 id(&plan.stages[i].name)
             ));
         }

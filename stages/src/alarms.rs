@@ -284,6 +284,11 @@ impl TypedKind for ScoreAlarms {
             file: "table2.md",
             doc: "the primary predictor's Table 2 laid out like the paper's",
         },
+        OutputSlot {
+            name: "criterion",
+            file: "criterion.json",
+            doc: "the criterion and lead params used, for the figures",
+        },
     ];
 
     fn check(p: &AlarmParams) -> Result<(), ParamError> {
@@ -326,12 +331,13 @@ impl TypedKind for ScoreAlarms {
             let summary = PredictorSummary::read(e.output("summary")?)?;
             let label = summary.predictor.clone();
             let s = p.score(&proto, &tiles);
-            cols.push(&label, &proto, &series, &s, p);
-            let is_primary = match &p.primary {
-                Some(want) => want == &label || want == &e.stage,
-                None => primary.is_none(),
-            };
-            if is_primary && primary.is_none() {
+            let is_primary = primary.is_none()
+                && match &p.primary {
+                    Some(want) => want == &label || want == &e.stage,
+                    None => true,
+                };
+            cols.push(&label, is_primary, &proto, &series, &s, p);
+            if is_primary {
                 primary = Some((label.clone(), s));
             }
             labels.push(label);
@@ -355,6 +361,12 @@ impl TypedKind for ScoreAlarms {
             table2_markdown(&ps),
             success_line(&ps, p.delay_hours)
         );
+        let crit = ctx.output("criterion.json");
+        std::fs::write(
+            &crit,
+            serde_json::to_string_pretty(p).expect("serialises") + "\n",
+        )
+        .map_err(|e| StageError::io(&crit, e))?;
         let mp = ctx.output("table2.md");
         std::fs::write(&mp, &md).map_err(|e| StageError::io(&mp, e))?;
         let em: Vec<String> = ps
@@ -435,6 +447,7 @@ fn table2_csv(p: &Protocol, series: &SeriesTable, s: &Scored, delay: i64) -> Str
 #[derive(Default)]
 struct AlarmCols {
     predictor: Vec<String>,
+    primary: Vec<bool>,
     ar: Vec<u32>,
     tile: Vec<Option<u32>>,
     q_obs: Vec<Option<u32>>,
@@ -450,6 +463,7 @@ impl AlarmCols {
     fn push(
         &mut self,
         label: &str,
+        primary: bool,
         p: &Protocol,
         series: &SeriesTable,
         s: &Scored,
@@ -459,6 +473,7 @@ impl AlarmCols {
             |ar: u32, tile: Option<u32>, qo: Option<usize>, qp: Option<usize>, c: Category| {
                 let g = p.ars.iter().find(|g| g.ar == ar).expect("a protocol AR");
                 self.predictor.push(label.to_string());
+                self.primary.push(primary);
                 self.ar.push(ar);
                 self.tile.push(tile);
                 self.q_obs.push(qo.map(|v| v as u32));
@@ -482,6 +497,7 @@ impl AlarmCols {
             self.ar.len(),
             vec![
                 Column::new("predictor".into(), self.predictor),
+                Column::new("primary".into(), self.primary),
                 Column::new("ar".into(), self.ar),
                 Column::new("tile".into(), self.tile),
                 Column::new("observed_first_q".into(), self.q_obs),

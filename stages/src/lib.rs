@@ -4,10 +4,12 @@
 pub mod alarms;
 pub mod baseline;
 pub mod emergence;
+pub mod figures;
 pub mod ingest;
 pub mod kind;
 pub mod plot;
 pub mod protocol;
+pub mod report;
 pub mod scale;
 pub mod solared;
 pub mod split;
@@ -29,5 +31,7 @@ pub fn registry() -> Vec<Box<dyn Kind>> {
         Box::new(Typed::<baseline::Baseline>::default()),
         Box::new(Typed::<train::Predict>::default()),
         Box::new(Typed::<alarms::ScoreAlarms>::default()),
+        Box::new(Typed::<report::RenderTables>::default()),
+        Box::new(Typed::<figures::RenderFigure>::default()),
     ]
 }

@@ -1,0 +1,529 @@
+//! `render_figure`: the paper's Figure 3 layout for one test AR (SEMANTICS.md §15): a 4×2 grid,
+//! seven scored tiles with flux in Gauss (observed and the four models), the observed and the
+//! primary model's predicted derivative with the criterion's samples in red, first-warning and
+//! first-emergence lines; the last cell two 9×9 tile maps of |B| around the metric window.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::alarms::{AlarmParams, Scored, read_alarms};
+use crate::emergence::{Criterion, gradient};
+use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+use crate::plot::{FONT, init_fonts};
+use crate::protocol::{ArGeometry, PredictorSummary, Protocol, Tiles, read_predictions};
+use crate::scale::Scaler;
+use crate::solared::time::format_micros;
+use crate::solared::{GRID, TILES};
+use crate::table::{self, FLUX, SeriesTable};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FigureParams {
+    /// The test AR this figure shows.
+    pub ar: u32,
+    /// Pixels (the paper's figure is 14 × 12 in).
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Default for FigureParams {
+    fn default() -> Self {
+        FigureParams {
+            ar: 0,
+            width: 1400,
+            height: 1200,
+        }
+    }
+}
+
+/// One model curve: label, colour, whether it is the primary (solid) one.
+struct Curve<'a> {
+    label: &'a str,
+    color: RGBColor,
+    primary: bool,
+    tiles: &'a Tiles,
+}
+
+/// The paper's colours: Enc-Dec MSE blue, Enc-Dec hybrid orange, LSTM MSE purple, LSTM hybrid
+/// green.
+fn color_of(s: &PredictorSummary) -> RGBColor {
+    match (s.model.as_str(), s.loss.as_str()) {
+        ("MagFluxEnc-Dec", "MSE") => RGBColor(31, 119, 180),
+        ("MagFluxEnc-Dec", _) => RGBColor(255, 127, 14),
+        ("MagFluxLSTM", "MSE") => RGBColor(148, 103, 189),
+        _ => RGBColor(44, 160, 44),
+    }
+}
+
+struct FigData<'a> {
+    g: &'a ArGeometry,
+    times: &'a [i64],
+    scaler: &'a Scaler,
+    criterion: Criterion,
+    curves: Vec<Curve<'a>>,
+    primary: &'a Scored,
+    horizon_hours: i64,
+    metric_hours: usize,
+    /// 9×9 tile-mean |B| (Gauss) at the metric window's start and end.
+    maps: [Vec<f64>; 2],
+}
+
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+type DrawResult = Result<(), String>;
+
+fn e2s<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &FigData<'_>) -> DrawResult {
+    root.fill(&WHITE).map_err(e2s)?;
+    let root = root
+        .titled(&format!("Comparison Results for AR{}", d.g.ar), (FONT, 24))
+        .map_err(e2s)?;
+    let cells = root.split_evenly((4, 2));
+    let g = d.g;
+    let end = g.history + g.span; // plot positions shown
+    let last = end - 1;
+    let pair = d.scaler.pair(FLUX);
+    let q_obs_min = d
+        .primary
+        .ars
+        .iter()
+        .find(|a| a.ar == g.ar)
+        .and_then(|a| a.q_obs);
+    let q_pred_min = d
+        .primary
+        .ars
+        .iter()
+        .find(|a| a.ar == g.ar)
+        .and_then(|a| a.q_pred);
+    let warn = q_pred_min.map(|q| (q as i64 - d.horizon_hours).clamp(0, last as i64) as usize);
+    let emerge = q_obs_min.map(|q| q.min(last));
+    let label_q = |q: &usize| {
+        let i = g.time_index((*q).min(g.axis_len - 1));
+        format_micros(d.times[i])[5..13].replace(' ', "T")
+    };
+    for (cell, &k) in cells.iter().zip(&g.tiles) {
+        let (w, h) = cell.dim_in_pixel();
+        let (top, rest) = cell.split_vertically(h * 4 / 6);
+        let (mid, bottom) = rest.split_vertically(h / 6);
+        let _ = w;
+        let primary_tile = d
+            .curves
+            .iter()
+            .find(|c| c.primary)
+            .map(|c| &c.tiles[&(g.ar, k)]);
+        let Some(pt) = primary_tile else {
+            return Err("no primary model among the curves".into());
+        };
+        let o_g: Vec<f64> = pt.observed[..end].iter().map(|&v| pair.invert(v)).collect();
+        let mut lo = o_g.iter().cloned().fold(f64::INFINITY, f64::min);
+        let mut hi = o_g.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        for c in &d.curves {
+            for &v in c.tiles[&(g.ar, k)].predicted_span(g) {
+                let v = pair.invert(v);
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+        let pad = ((hi - lo) * 0.08).max(1.0);
+        let mut chart = ChartBuilder::on(&top)
+            .margin(4)
+            .x_label_area_size(0)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0usize..last, lo - pad..hi + pad)
+            .map_err(e2s)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(format!("Tile {} |B| (G)", k + 1))
+            .y_labels(4)
+            .label_style((FONT, 11))
+            .axis_desc_style((FONT, 12))
+            .draw()
+            .map_err(e2s)?;
+        let mr = g.metric_start..g.metric_start + d.metric_hours;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(mr.start.min(last), lo - pad), (mr.end.min(last), hi + pad)],
+                RGBColor(255, 243, 176).mix(0.6).filled(),
+            )))
+            .map_err(e2s)?;
+        chart
+            .draw_series(LineSeries::new(
+                o_g.iter().enumerate().map(|(q, &v)| (q, v)),
+                BLACK.stroke_width(2),
+            ))
+            .map_err(e2s)?
+            .label("observed")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        for c in d
+            .curves
+            .iter()
+            .filter(|c| !c.primary)
+            .chain(d.curves.iter().filter(|c| c.primary))
+        {
+            let pts: Vec<(usize, f64)> = c.tiles[&(g.ar, k)]
+                .predicted_span(g)
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| (g.history + j, pair.invert(v)))
+                .collect();
+            let color = c.color;
+            if c.primary {
+                chart
+                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                    .map_err(e2s)?
+                    .label(c.label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+            } else {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        pts,
+                        6,
+                        4,
+                        color.mix(0.6).stroke_width(1),
+                    ))
+                    .map_err(e2s)?
+                    .label(c.label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.mix(0.6))
+                    });
+            }
+        }
+        let (tq_obs, tq_pred) = {
+            let ap = AlarmParams {
+                threshold: d.criterion.threshold,
+                smoothing: d.criterion.smoothing,
+                sustain: d.criterion.sustain,
+                ..AlarmParams::default()
+            };
+            ap.firsts(g, pt)
+        };
+        // Solid where this tile attains the AR's minimum, dashed elsewhere.
+        let vlines = |chart: &mut ChartContext<
+            '_,
+            DB,
+            Cartesian2d<
+                plotters::coord::types::RangedCoordusize,
+                plotters::coord::types::RangedCoordf64,
+            >,
+        >,
+                      ylo: f64,
+                      yhi: f64|
+         -> DrawResult {
+            for (q, own, color) in [
+                (warn, tq_pred.map(|q| Some(q) == q_pred_min), BLUE),
+                (emerge, tq_obs.map(|q| Some(q) == q_obs_min), RED),
+            ] {
+                let Some(q) = q else { continue };
+                let pts = vec![(q, ylo), (q, yhi)];
+                if own == Some(true) {
+                    chart
+                        .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                        .map_err(e2s)?;
+                } else {
+                    chart
+                        .draw_series(DashedLineSeries::new(pts, 5, 4, color.stroke_width(1)))
+                        .map_err(e2s)?;
+                }
+            }
+            Ok(())
+        };
+        vlines(&mut chart, lo - pad, hi + pad)?;
+        if k == g.tiles[0] {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT, 11))
+                .draw()
+                .map_err(e2s)?;
+        }
+
+        // Derivative panels: observed over the whole span, predicted after the history.
+        let obs = &pt.observed[..end];
+        let pred = pt.predicted_span(g);
+        let obs_d = gradient(obs);
+        let obs_f = d.criterion.flags(obs);
+        let mut pred_d = vec![0.0; g.history];
+        pred_d.extend(gradient(pred));
+        let mut pred_f = vec![false; g.history];
+        pred_f.extend(d.criterion.flags(pred));
+        for (area, deriv, flags, base, desc, xlabels) in [
+            (&mid, &obs_d, &obs_f, BLACK, "observed dΦ/dt", false),
+            (
+                &bottom,
+                &pred_d,
+                &pred_f,
+                RGBColor(44, 160, 44),
+                "predicted dΦ/dt (solid model)",
+                true,
+            ),
+        ] {
+            let mut ch = ChartBuilder::on(area)
+                .margin(4)
+                .x_label_area_size(if xlabels { 22 } else { 0 })
+                .y_label_area_size(48)
+                .build_cartesian_2d(0usize..last, -0.05f64..0.05f64)
+                .map_err(e2s)?;
+            let mut mesh = ch.configure_mesh();
+            mesh.disable_x_mesh()
+                .disable_y_mesh()
+                .y_labels(3)
+                .y_label_formatter(&|v| {
+                    if v.abs() < 1e-9 {
+                        "0".into()
+                    } else {
+                        String::new()
+                    }
+                })
+                .label_style((FONT, 10));
+            if xlabels {
+                mesh.x_labels(5).x_label_formatter(&label_q);
+            }
+            mesh.draw().map_err(e2s)?;
+            let clamp = |v: f64| v.clamp(-0.05, 0.05);
+            ch.draw_series((0..deriv.len().saturating_sub(1)).map(|j| {
+                let from_history = std::ptr::eq(deriv, &pred_d) && j < g.history;
+                let color = if flags[j] {
+                    RED
+                } else if from_history {
+                    RGBColor(120, 120, 120)
+                } else {
+                    base
+                };
+                PathElement::new(
+                    vec![(j, clamp(deriv[j])), (j + 1, clamp(deriv[j + 1]))],
+                    color.stroke_width(2),
+                )
+            }))
+            .map_err(e2s)?;
+            vlines(&mut ch, -0.05, 0.05)?;
+            ch.draw_series(std::iter::once(Text::new(
+                desc,
+                (1usize, 0.045f64),
+                (FONT, 10).into_font().color(&RGBColor(80, 80, 80)),
+            )))
+            .map_err(e2s)?;
+        }
+    }
+
+    // Cell 7: the 9×9 tile maps before and after the metric window.
+    let map_cell = &cells[7];
+    let map_cell = map_cell
+        .titled("Tile-mean |B| (G); scored tiles boxed", (FONT, 14))
+        .map_err(e2s)?;
+    let halves = map_cell.split_evenly((1, 2));
+    let all: Vec<f64> = d.maps.iter().flatten().cloned().collect();
+    let lo = all.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = all.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    for (i, half) in halves.iter().enumerate() {
+        let title = format!(
+            "{}: {}",
+            if i == 0 {
+                "Pre-Emergence"
+            } else {
+                "Post-Emergence"
+            },
+            &g.metric_window[i][..16]
+        );
+        let mut ch = ChartBuilder::on(half)
+            .caption(title, (FONT, 12))
+            .margin(6)
+            .build_cartesian_2d(0i32..GRID as i32, GRID as i32..0i32)
+            .map_err(e2s)?;
+        ch.configure_mesh()
+            .disable_mesh()
+            .disable_axes()
+            .draw()
+            .map_err(e2s)?;
+        ch.draw_series((0..TILES).map(|t| {
+            let (r, c) = ((t / GRID) as i32, (t % GRID) as i32);
+            let v = (d.maps[i][t] - lo) / (hi - lo).max(1e-12);
+            Rectangle::new([(c, r), (c + 1, r + 1)], viridis(v).filled())
+        }))
+        .map_err(e2s)?;
+        ch.draw_series((0..TILES).map(|t| {
+            let (r, c) = ((t / GRID) as i32, (t % GRID) as i32);
+            Rectangle::new([(c, r), (c + 1, r + 1)], WHITE.stroke_width(1))
+        }))
+        .map_err(e2s)?;
+        ch.draw_series(g.tiles.iter().map(|&t| {
+            let (r, c) = ((t / GRID) as i32, (t % GRID) as i32);
+            Rectangle::new([(c, r), (c + 1, r + 1)], RED.stroke_width(2))
+        }))
+        .map_err(e2s)?;
+    }
+    root.present().map_err(e2s)?;
+    Ok(())
+}
+
+pub struct RenderFigure;
+
+impl TypedKind for RenderFigure {
+    type Params = FigureParams;
+    const NAME: &'static str = "render_figure";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "The paper's Figure 3 layout for one test AR: seven scored tiles \
+        (flux, observed and predicted derivative, alarm lines) and the 9×9 tile maps, PNG and SVG.";
+    const INPUTS: &'static [InputSlot] = &[
+        InputSlot {
+            name: "protocol",
+            doc: "the test protocol (test_protocol.protocol)",
+        },
+        InputSlot {
+            name: "test",
+            doc: "scaled test series (scale.test)",
+        },
+        InputSlot {
+            name: "scaler",
+            doc: "the fitted scaler (scale.scaler)",
+        },
+        InputSlot {
+            name: "alarms",
+            doc: "the alarms stage's table (score_alarms.alarms)",
+        },
+        InputSlot {
+            name: "criterion",
+            doc: "the alarms stage's criterion (score_alarms.criterion)",
+        },
+    ];
+    const LIST_INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "models",
+        doc: "predict stages to draw; the alarms table's primary one is drawn solid",
+    }];
+    const OUTPUTS: &'static [OutputSlot] = &[
+        OutputSlot {
+            name: "png",
+            file: "figure.png",
+            doc: "the figure as PNG",
+        },
+        OutputSlot {
+            name: "svg",
+            file: "figure.svg",
+            doc: "the figure as SVG",
+        },
+    ];
+
+    fn check(p: &FigureParams) -> Result<(), ParamError> {
+        if p.width < 600 || p.height < 500 {
+            return Err(ParamError::Invalid {
+                name: "width".into(),
+                msg: "the figure needs at least 600 × 500 pixels".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn run(p: &FigureParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let proto = Protocol::read(ctx.input("protocol")?)?;
+        let series = SeriesTable::read(ctx.input("test")?)?;
+        let scaler = Scaler::read(ctx.input("scaler")?)?;
+        let g = proto.ars.iter().find(|g| g.ar == p.ar).ok_or_else(|| {
+            StageError::Invalid(format!(
+                "AR{} is not in the test protocol ({})",
+                p.ar,
+                proto
+                    .ars
+                    .iter()
+                    .map(|g| format!("AR{}", g.ar))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let cpath = ctx.input("criterion")?;
+        let ap: AlarmParams = serde_json::from_str(
+            &std::fs::read_to_string(cpath).map_err(|e| StageError::io(cpath, e))?,
+        )
+        .map_err(|e| StageError::table(cpath, e))?;
+        let apath = ctx.input("alarms")?;
+        let all =
+            read_alarms(&table::read_parquet(apath)?).map_err(|e| StageError::table(apath, e))?;
+        let primary_label = crate::report::primary_label(&table::read_parquet(apath)?)
+            .map_err(|e| StageError::table(apath, e))?;
+        let (_, primary) = all
+            .iter()
+            .find(|(l, _)| *l == primary_label)
+            .ok_or_else(|| StageError::table(apath, "no primary predictor"))?;
+        let mut loaded: Vec<(PredictorSummary, Tiles)> = Vec::new();
+        for e in ctx.list("models") {
+            let s = PredictorSummary::read(e.output("summary")?)?;
+            let path = e.output("predictions")?;
+            let (_, tiles) = read_predictions(&table::read_parquet(path)?, &proto)
+                .map_err(|m| StageError::table(path, m))?;
+            loaded.push((s, tiles));
+        }
+        if !loaded.iter().any(|(s, _)| s.predictor == primary_label) {
+            return Err(StageError::Invalid(format!(
+                "the alarms' primary predictor `{primary_label}` is not among the models drawn"
+            )));
+        }
+        let curves: Vec<Curve<'_>> = loaded
+            .iter()
+            .map(|(s, t)| Curve {
+                label: &s.predictor,
+                color: color_of(s),
+                primary: s.predictor == primary_label,
+                tiles: t,
+            })
+            .collect();
+        let b = series.block(g.ar).expect("a protocol AR is a test AR");
+        let n = b.len();
+        let pair = scaler.pair(FLUX);
+        let flux = series.channel(b, FLUX);
+        let at = |q: usize| {
+            let i = g.time_index(q.min(g.axis_len - 1));
+            (0..TILES)
+                .map(|t| pair.invert(flux[t * n + i]))
+                .collect::<Vec<f64>>()
+        };
+        let d = FigData {
+            g,
+            times: &b.times,
+            scaler: &scaler,
+            criterion: ap.criterion(),
+            curves,
+            primary,
+            horizon_hours: ap.horizon_hours,
+            metric_hours: proto.metric_hours,
+            maps: [at(g.metric_start), at(g.metric_start + proto.metric_hours)],
+        };
+        init_fonts();
+        let png = ctx.output("figure.png");
+        {
+            let root = BitMapBackend::new(&png, (p.width, p.height)).into_drawing_area();
+            draw(&root, &d).map_err(|e| StageError::table(&png, e))?;
+        }
+        let svg = ctx.output("figure.svg");
+        {
+            let root = SVGBackend::new(&svg, (p.width, p.height)).into_drawing_area();
+            draw(&root, &d).map_err(|e| StageError::table(&svg, e))?;
+        }
+        Ok(Report {
+            summary: format!("AR{}: {}×{} PNG and SVG", g.ar, p.width, p.height),
+            stdout: None,
+            facts: json!({ "ar": g.ar }),
+        })
+    }
+}

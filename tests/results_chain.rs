@@ -1,0 +1,169 @@
+//! The results half of the pipeline end to end on fixture ARs written in the real format: a tiny
+//! trained model → test protocol → predict and baselines → alarms → tables and a figure.
+
+mod common;
+
+use common::{Project, fixture_project};
+use polars::prelude::{ParquetReader, SerReader};
+
+const TEST_AR: u32 = 15004;
+
+fn results_pipeline(p: &Project, published: &str) {
+    p.set_pipeline(&format!(
+        "{}  train:
+    kind: train
+    inputs: {{train: window.train, val: window.val}}
+    params: {{model: MagFluxLSTM, hidden: 8, layers: 1, epochs: 2, batch_size: 32, early_stop: none, seed: 3}}
+  train_encdec:
+    kind: train
+    inputs: {{train: window.train, val: window.val}}
+    params: {{model: MagFluxEnc-Dec, loss: value, hidden: 4, layers: 1, epochs: 1, batch_size: 32, teacher_forcing_ratio: 0.5, seed: 3}}
+  protocol:
+    kind: test_protocol
+    inputs: {{test: scale.test, index: window.index}}
+    params:
+      ars: [{{ar: {TEST_AR}, k0: 36, input: 30, history: 10, trim: -2, metric_start: 10}}]
+      output_step: 5
+      metric_hours: 12
+  predict:
+    kind: predict
+    inputs: {{model: train.model, config: train.config, protocol: protocol.protocol, test: scale.test, scaler: scale.scaler}}
+  predict_encdec:
+    kind: predict
+    inputs: {{model: train_encdec.model, config: train_encdec.config, protocol: protocol.protocol, test: scale.test, scaler: scale.scaler}}
+  persistence:
+    kind: baseline
+    inputs: &b {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, val: scale.val, index: window.index}}
+  trend:
+    kind: baseline
+    inputs: *b
+    params: {{method: linear}}
+  alarms:
+    kind: score_alarms
+    inputs: {{protocol: protocol.protocol, test: scale.test, predictors: [predict, predict_encdec, persistence, trend]}}
+  tables:
+    kind: render_tables
+    inputs: {{alarms: alarms.alarms, predictors: [predict, predict_encdec, persistence, trend]}}
+    params: {{published: {published}}}
+  figure:
+    kind: render_figure
+    inputs: {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, alarms: alarms.alarms, criterion: alarms.criterion, models: [predict, predict_encdec]}}
+    params: {{ar: {TEST_AR}}}
+",
+        p.pipeline()
+    ));
+}
+
+fn project() -> Project {
+    let p = fixture_project(&[15001, 15002], &[15003], &[TEST_AR], 64);
+    let published = p.path().join("published.csv");
+    let mut csv = String::from("ar,tile,category\n");
+    for t in 38..=44 {
+        csv.push_str(&format!("AR{TEST_AR},{t},Quiet\n"));
+    }
+    csv.push_str(&format!("AR{TEST_AR},Emergence,Quiet\n"));
+    std::fs::write(&published, csv).unwrap();
+    results_pipeline(&p, published.to_str().unwrap());
+    p
+}
+
+fn artifact(p: &Project, stage: &str, output: &str) -> std::path::PathBuf {
+    let r = p.run(&["artifact", stage, output]);
+    r.assert_ok();
+    std::path::PathBuf::from(r.stdout.trim())
+}
+
+fn png_size(path: &std::path::Path) -> (u32, u32, usize) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+    (
+        u32::from_be_bytes(b[16..20].try_into().unwrap()),
+        u32::from_be_bytes(b[20..24].try_into().unwrap()),
+        b.len(),
+    )
+}
+
+#[test]
+fn the_results_chain_renders_every_file() {
+    let p = project();
+    let r = p.run(&["run"]);
+    r.assert_ok();
+    // Table 2 and the comparison reach stdout.
+    assert!(
+        r.stdout.contains("# Table 2 — MagFluxLSTM hybrid"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("cells match in category"), "{}", r.stdout);
+    assert!(r.stdout.contains("| persistence |"), "{}", r.stdout);
+
+    // One row per scored tile plus the AR's Emergence row.
+    let t2 = std::fs::read_to_string(artifact(&p, "alarms", "table2")).unwrap();
+    assert_eq!(t2.lines().count(), 1 + 7 + 1, "{t2}");
+    assert!(
+        t2.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("AR{TEST_AR},38,")),
+        "{t2}"
+    );
+    let tex = std::fs::read_to_string(artifact(&p, "tables", "table2_tex")).unwrap();
+    assert!(
+        tex.contains("\\begin{tabular}") && tex.contains(&format!("AR{TEST_AR} &")),
+        "{tex}"
+    );
+    let t1 = std::fs::read_to_string(artifact(&p, "tables", "table1")).unwrap();
+    for row in [
+        "| MagFluxLSTM | hybrid |",
+        "| MagFluxEnc-Dec | MSE |",
+        "| persistence |",
+        "| linear trend (6 h) |",
+    ] {
+        assert!(t1.contains(row), "{row} missing from\n{t1}");
+    }
+
+    // Predictions: one row per plot position of every scored tile, Gauss beside scaled.
+    let df =
+        ParquetReader::new(std::fs::File::open(artifact(&p, "predict", "predictions")).unwrap())
+            .finish()
+            .unwrap();
+    // windows = 64 − (30 − 1 + 6) + 1 = 30; plot positions = history 10 + 30.
+    assert_eq!(df.height(), 7 * 40);
+    for c in ["observed_gauss", "predicted_gauss", "in_metric", "time"] {
+        assert!(df.column(c).is_ok(), "{c}");
+    }
+
+    let (w, h, n) = png_size(&artifact(&p, "figure", "png"));
+    assert_eq!((w, h), (1400, 1200));
+    assert!(n > 50_000, "a near-empty figure: {n} bytes");
+    let svg = std::fs::read_to_string(artifact(&p, "figure", "svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Comparison Results for AR15004"));
+
+    // Everything is cached on a second run, and a scoring param reruns only what follows it.
+    let again = p.run(&["run"]);
+    assert!(again.stages("stage_finished").is_empty());
+    p.set_pipeline(&p.pipeline().replace(
+        "predictors: [predict, predict_encdec, persistence, trend]}\n  tables",
+        "predictors: [predict, predict_encdec, persistence, trend]}\n    params: {lead_offset: 1}\n  tables",
+    ));
+    let r = p.run(&["run"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_finished"), ["alarms", "figure", "tables"]);
+}
+
+#[test]
+fn a_figure_for_an_ar_outside_the_protocol_is_refused() {
+    let p = project();
+    p.set_pipeline(
+        &p.pipeline()
+            .replace(&format!("params: {{ar: {TEST_AR}}}"), "params: {ar: 11726}"),
+    );
+    let r = p.run(&["run", "figure"]);
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr
+            .contains("AR11726 is not in the test protocol (AR15004)"),
+        "{}",
+        r.stderr
+    );
+}
