@@ -49,11 +49,12 @@ pub enum RunError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stage `{stage}`: {source}")]
+    // The cause is part of the message and deliberately not a `#[source]`: `{:#}` at the binary
+    // edge would print it twice.
+    #[error("stage `{stage}`: {error}")]
     Stage {
         stage: String,
-        #[source]
-        source: magpipe_stages::kind::StageError,
+        error: magpipe_stages::kind::StageError,
     },
     #[error("stage `{stage}` is not up to date ({why}); run `magpipe run {stage}` first")]
     Stale { stage: String, why: String },

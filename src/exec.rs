@@ -34,9 +34,9 @@ pub fn preimage(
         })?;
         inputs.insert(w.slot.clone(), o.hash.clone());
     }
-    let stage_err = |source| RunError::Stage {
+    let stage_err = |error| RunError::Stage {
         stage: s.name.clone(),
-        source,
+        error,
     };
     let mut sources = Vec::new();
     for src in s.kind.sources(&s.params).map_err(stage_err)? {
@@ -196,11 +196,11 @@ fn execute(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.kind.run(&s.params, &ctx)));
     let report = match result {
         Ok(Ok(r)) => r,
-        Ok(Err(source)) => {
+        Ok(Err(error)) => {
             store.remove_scratch(&scratch);
             return Err(RunError::Stage {
                 stage: s.name.clone(),
-                source,
+                error,
             });
         }
         Err(panic) => {
@@ -212,7 +212,7 @@ fn execute(
                 .unwrap_or_else(|| "unknown panic".into());
             return Err(RunError::Stage {
                 stage: s.name.clone(),
-                source: magpipe_stages::kind::StageError::Invalid(format!(
+                error: magpipe_stages::kind::StageError::Invalid(format!(
                     "internal error (panic): {msg}"
                 )),
             });

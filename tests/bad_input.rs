@@ -298,3 +298,32 @@ fn split_naming_an_ar_that_is_not_in_the_data() {
     let r = p.run(&["run"]);
     assert!(r.stderr.contains("have no role: AR11005"), "{}", r.stderr);
 }
+
+#[test]
+fn list_inputs_are_checked_like_single_ones() {
+    let alarms = |predictors: &str| {
+        format!(
+            "{BASE}  alarms:\n    kind: score_alarms\n    inputs:\n      protocol: split.splits\n      test: split.splits\n      predictors: {predictors}\n"
+        )
+    };
+    let e = spec_error(&alarms("[split, nowhere]"));
+    assert!(
+        e.contains("pipeline.yaml:14:7: stages.alarms.inputs.predictors: no stage `nowhere`"),
+        "{e}"
+    );
+    let e = spec_error(&alarms("[split.nothing]"));
+    assert!(e.contains("stage `split` has outputs splits"), "{e}");
+    let e = spec_error(&alarms("[split, {a: b}]"));
+    assert!(e.contains("a list of them"), "{e}");
+    // A single slot given a list.
+    let e = spec_error(&BASE.replace(
+        "inventory: ingest.inventory",
+        "inventory: [ingest.inventory]",
+    ));
+    assert!(
+        e.contains(
+            "stages.split.inputs.inventory: input `inventory` takes one `stage.output`, not a list"
+        ),
+        "{e}"
+    );
+}
