@@ -57,7 +57,7 @@ lint: setup
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
 
 bench: build
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -3,6 +3,7 @@
 Prints medians of repeated wall-clock runs and the ratios the project's targets are stated in.
 """
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -58,6 +59,9 @@ def main():
     ap.add_argument("--worker", required=True)
     ap.add_argument("--train-steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--train-wall", action="store_true",
+                    help="also time `magpipe run` of the four Table 1 trainings, 10 epochs each, "
+                         "from an empty train cache (about an hour on 2 cores)")
     a = ap.parse_args()
     env = dict(os.environ, SOLARED_DIR=a.data)
     mp = a.magpipe
@@ -98,6 +102,7 @@ def main():
     rows.append(("no-op `magpipe run window` (4 stages cached)", noop, "no-op `dvc repro` (same 4 stages)", dv))
 
     train_rows = train_bench(a)
+    wall_train = train_wall(q, env) if a.train_wall else None
 
     print("| benchmark | magpipe s | reference | reference s | ratio (magpipe/ref) |")
     print("|---|---|---|---|---|")
@@ -111,6 +116,35 @@ def main():
     print()
     print(f"ingest: {npl / ing:.2f}x faster than np.load alone (target: ratio < 1.0)")
     print(f"no-op:  {noop * 1000:.1f} ms (target ≤ 100 ms), {dv / noop:.1f}x faster than DVC (target ≥ 10x)")
+    if wall_train is not None:
+        total, per_stage = wall_train
+        print(f"\n`magpipe run` of the four Table 1 trainings, 10 epochs each, empty train cache: {total / 60:.1f} min")
+        for stage, sec in per_stage:
+            print(f"  {stage}: {sec / 60:.1f} min")
+
+
+TRAIN_STAGES = ["lstm_hybrid", "lstm_mse", "encdec_mse", "encdec_hybrid"]
+
+
+def train_wall(q, env):
+    """Wall time of training the four Table 1 models (10 epochs each) with the data cached."""
+    subprocess.run(q + ["run", "window"], env=env, check=True, stdout=subprocess.DEVNULL)
+    sets = []
+    for s in TRAIN_STAGES:
+        sets += ["--set", f"{s}.epochs=10", "--set", f"{s}.early_stop=none"]
+    cmd = [q[0], "--log-format", "json"] + q[2:] + ["run"] + TRAIN_STAGES + sets
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    total = time.perf_counter() - t0
+    per = []
+    for line in out.stderr.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("event") == "stage_finished" and e.get("stage") in TRAIN_STAGES:
+            per.append((e["stage"], e["seconds"]))
+    return total, per
 
 
 def windows_per_s(cmd):
