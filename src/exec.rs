@@ -262,6 +262,22 @@ fn execute(
         magpipe_version: env!("CARGO_PKG_VERSION").to_string(),
         summary: report.summary.clone(),
         facts: report.facts.clone(),
+        git_commit: crate::GIT_COMMIT.to_string(),
+        upstream: s
+            .inputs
+            .iter()
+            .map(|w| (w.slot.clone(), done[&w.from].key.clone()))
+            .collect(),
+        source_paths: s
+            .kind
+            .sources(&s.params)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|src| {
+                let path = std::fs::canonicalize(&src.path).unwrap_or(src.path);
+                (src.name, path.display().to_string())
+            })
+            .collect(),
     };
     store.write_record(&record)?;
     store.remove_scratch(&scratch);

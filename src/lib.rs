@@ -8,5 +8,9 @@ pub mod events;
 pub mod exec;
 pub mod key;
 pub mod plan;
+pub mod provenance;
 pub mod spec;
 pub mod store;
+
+/// The git commit this binary was built from, `-dirty` when the tree had changes, or `unknown`.
+pub const GIT_COMMIT: &str = env!("MAGPIPE_GIT_COMMIT");

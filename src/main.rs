@@ -10,6 +10,7 @@ use magpipe::events::{HumanSink, JsonSink, Sink};
 use magpipe::exec::{self, Freshness, Outcome, RunOptions};
 use magpipe::key::short;
 use magpipe::plan::{self, Plan, SetOverride};
+use magpipe::provenance;
 use magpipe::spec::RawSpec;
 use magpipe::store::Store;
 
@@ -101,6 +102,46 @@ enum Cmd {
     },
     /// List the stage kinds with their inputs, outputs and params.
     Kinds,
+    /// The chain from an output back to the raw files: every stage's kind, key, params, inputs,
+    /// outputs, runtime and timing, and every raw file with its size and blake3 hash.
+    Lineage {
+        /// STAGE or STAGE:OUTPUT.
+        target: String,
+        #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
+        format: LineageFormat,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Re-hash stored objects and check every record's chain; exits 1 on any problem.
+    Verify {
+        /// Only the chains of these stages (default: every record in the store).
+        stages: Vec<String>,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// The run log: every `magpipe run` on this store, what ran, what was cached, final outputs.
+    Runs {
+        /// Only the last N runs.
+        #[arg(short = 'n', long)]
+        last: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove records and objects that no ref and none of the last N runs reach.
+    Gc {
+        #[arg(long, default_value_t = 10)]
+        keep_runs: usize,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LineageFormat {
+    Text,
+    Json,
+    Md,
 }
 
 fn load(cli: &Cli, select: Option<&Select>) -> anyhow::Result<Plan> {
@@ -130,6 +171,55 @@ fn store_root(cli: &Cli) -> PathBuf {
         dir.join("artifacts")
     });
     std::path::absolute(&root).unwrap_or(root)
+}
+
+/// Appends this run to the store's run log; a run log that cannot be written is a warning, not a
+/// failure of the run.
+fn log_run(
+    plan: &Plan,
+    store: &Store,
+    targets: &[String],
+    started: std::time::SystemTime,
+    result: &exec::RunResult,
+) {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let mut stages = std::collections::BTreeMap::new();
+    let mut recs = std::collections::BTreeMap::new();
+    for (i, o) in &result.outcomes {
+        let (what, key) = match o {
+            Outcome::Ran(r, _) => {
+                recs.insert(*i, r);
+                ("ran", Some(r.key.clone()))
+            }
+            Outcome::Cached(r) => {
+                recs.insert(*i, r);
+                ("cached", Some(r.key.clone()))
+            }
+            Outcome::Failed(_) => ("failed", None),
+            Outcome::Skipped(_) => ("skipped", None),
+        };
+        stages.insert(plan.stages[*i].name.clone(), (what.to_string(), key));
+    }
+    let selected: Vec<usize> = result.outcomes.iter().map(|(i, _)| *i).collect();
+    let log = provenance::RunLog {
+        started_unix: unix(started),
+        seconds: started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        argv: std::env::args().collect(),
+        variant: plan.variant.clone(),
+        targets: targets.to_vec(),
+        ok: result.failed() == 0,
+        magpipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: magpipe::GIT_COMMIT.to_string(),
+        stages,
+        outputs: provenance::final_outputs(plan, &selected, &recs),
+    };
+    if let Err(e) = provenance::append_run(store, &log) {
+        eprintln!("warning: the run log was not written: {e}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -173,7 +263,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 force: force.clone(),
                 jobs,
             };
+            let started = std::time::SystemTime::now();
             let result = exec::run(&plan, &store, &opts, sink.as_ref())?;
+            log_run(&plan, &store, targets, started, &result);
             for (_, o) in &result.outcomes {
                 if let Outcome::Ran(_, report) = o
                     && let Some(text) = &report.stdout
@@ -290,6 +382,80 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lineage {
+            target,
+            format,
+            select,
+        } => {
+            let plan = load(cli, Some(select))?;
+            let store = Store::open(&store_root(cli));
+            let (stage, output) = match target.split_once(':') {
+                Some((s, o)) => (s, Some(o)),
+                None => (target.as_str(), None),
+            };
+            let l = provenance::lineage(&plan, &store, stage, output)?;
+            match format {
+                LineageFormat::Text => print!("{}", provenance::lineage_text(&l)),
+                LineageFormat::Md => print!("{}", provenance::lineage_markdown(&l)),
+                LineageFormat::Json => println!("{}", serde_json::to_string_pretty(&l)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify { stages, select } => {
+            let store = Store::open(&store_root(cli));
+            let records = if stages.is_empty() {
+                provenance::all_records(&store)?
+            } else {
+                let plan = load(cli, Some(select))?;
+                provenance::chain_records(&plan, &store, stages)?
+            };
+            let rep = provenance::verify(&store, &records)?;
+            for p in &rep.problems {
+                println!("{p}");
+            }
+            println!(
+                "verified {} records, {} objects ({:.1} MB): {}",
+                rep.records,
+                rep.objects,
+                rep.bytes as f64 / 1e6,
+                if rep.problems.is_empty() {
+                    "ok".to_string()
+                } else {
+                    format!("{} problems", rep.problems.len())
+                }
+            );
+            Ok(if rep.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Runs { last, json } => {
+            let store = Store::open(&store_root(cli));
+            let mut logs = provenance::runs(&store)?;
+            if let Some(n) = last {
+                logs = logs.split_off(logs.len().saturating_sub(*n));
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&logs)?);
+            } else {
+                print!("{}", provenance::runs_text(&logs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Gc { keep_runs, dry_run } => {
+            let store = Store::open(&store_root(cli));
+            let rep = provenance::gc(&store, *keep_runs, *dry_run)?;
+            println!(
+                "{} {} records and {} objects ({:.1} MB); kept {} records",
+                if *dry_run { "would remove" } else { "removed" },
+                rep.removed_records,
+                rep.removed_objects,
+                rep.freed_bytes as f64 / 1e6,
+                rep.kept_records
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kinds => {

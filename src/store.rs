@@ -43,6 +43,16 @@ pub struct Record {
     pub magpipe_version: String,
     pub summary: String,
     pub facts: serde_json::Value,
+    /// The git commit magpipe was built from (`-dirty` if the tree had changes).
+    #[serde(default)]
+    pub git_commit: String,
+    /// slot → key of the record that produced the input, so lineage follows the exact chain even
+    /// after the stage upstream has moved on.
+    #[serde(default)]
+    pub upstream: BTreeMap<String, String>,
+    /// raw-file name (as in the pre-image) → the path it was read from.
+    #[serde(default)]
+    pub source_paths: BTreeMap<String, String>,
 }
 
 pub struct Store {

@@ -1,0 +1,660 @@
+//! Provenance: where an output came from (`lineage`), whether the store still holds what its
+//! records say (`verify`), what each `magpipe run` did (`runs`), and what may be deleted (`gc`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{RunError, StoreError};
+use crate::exec::{self, Freshness};
+use crate::plan::Plan;
+use crate::store::{OutputRecord, Record, Store, hash_file};
+
+fn utc(unix: f64) -> String {
+    let us = (unix * 1e6).round() as i64;
+    let s = magpipe_stages::solared::time::format_micros(us);
+    format!("{}Z", &s[..19])
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageInput {
+    pub slot: String,
+    pub from_stage: String,
+    pub output: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageStage {
+    pub stage: String,
+    pub kind: String,
+    pub kind_version: u32,
+    pub key: String,
+    pub params: Value,
+    /// Params whose value differs from the kind's default.
+    pub non_default: Vec<String>,
+    pub inputs: Vec<LineageInput>,
+    pub outputs: BTreeMap<String, OutputRecord>,
+    pub runtime: Value,
+    pub magpipe_version: String,
+    pub git_commit: String,
+    pub started: String,
+    pub finished: String,
+    pub seconds: f64,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RawFile {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub blake3: String,
+    pub read_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lineage {
+    pub target: String,
+    pub output: Option<OutputRecord>,
+    pub output_name: Option<String>,
+    pub variant: Option<String>,
+    /// From the raw data to the target, in pipeline order.
+    pub stages: Vec<LineageStage>,
+    pub raw_files: Vec<RawFile>,
+}
+
+/// The lineage of `stage` (optionally one output) in the current plan; every stage on the chain
+/// must be fresh, as for `magpipe artifact`.
+pub fn lineage(
+    plan: &Plan,
+    store: &Store,
+    stage: &str,
+    output: Option<&str>,
+) -> Result<Lineage, RunError> {
+    let i = plan
+        .index(stage)
+        .ok_or_else(|| RunError::Usage(format!("no stage `{stage}`")))?;
+    let selected = plan.select(&[stage.to_string()]).map_err(RunError::Usage)?;
+    let mut recs: BTreeMap<usize, Record> = BTreeMap::new();
+    for (j, f) in exec::status(plan, store, &selected)? {
+        match f {
+            Freshness::Fresh(r) => {
+                recs.insert(j, *r);
+            }
+            Freshness::Stale { why, .. } => {
+                return Err(RunError::Stale {
+                    stage: plan.stages[j].name.clone(),
+                    why: why.join("; "),
+                });
+            }
+        }
+    }
+    let target = &recs[&i];
+    let (output_name, output_rec) = match output {
+        Some(o) => {
+            let r = target.outputs.get(o).ok_or_else(|| {
+                RunError::Usage(format!(
+                    "stage `{stage}` has no output `{o}` (outputs: {})",
+                    target
+                        .outputs
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            (Some(o.to_string()), Some(r.clone()))
+        }
+        None => (None, None),
+    };
+    let mut stages = Vec::new();
+    let mut raw: BTreeMap<String, RawFile> = BTreeMap::new();
+    for &j in &selected {
+        let s = &plan.stages[j];
+        let r = &recs[&j];
+        let defaults = s.kind.defaults();
+        let non_default = match (&s.params, &defaults) {
+            (Value::Object(p), Value::Object(d)) => p
+                .iter()
+                .filter(|(k, v)| d.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let inputs = s
+            .inputs
+            .iter()
+            .map(|w| LineageInput {
+                slot: w.slot.clone(),
+                from_stage: plan.stages[w.from].name.clone(),
+                output: w.output.to_string(),
+                hash: r.preimage.inputs.get(&w.slot).cloned().unwrap_or_default(),
+            })
+            .collect();
+        // Records written before paths were kept: the stage is fresh, so its current sources are
+        // the very files the record hashed.
+        let current: BTreeMap<String, String> = s
+            .kind
+            .sources(&s.params)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|src| {
+                let p = std::fs::canonicalize(&src.path).unwrap_or(src.path);
+                (src.name, p.display().to_string())
+            })
+            .collect();
+        for src in &r.preimage.sources {
+            raw.entry(src.name.clone()).or_insert_with(|| RawFile {
+                name: src.name.clone(),
+                path: r
+                    .source_paths
+                    .get(&src.name)
+                    .or_else(|| current.get(&src.name))
+                    .cloned()
+                    .unwrap_or_default(),
+                size: src.size,
+                blake3: src.hash.clone(),
+                read_by: s.name.clone(),
+            });
+        }
+        stages.push(LineageStage {
+            stage: s.name.clone(),
+            kind: r.preimage.kind.clone(),
+            kind_version: r.preimage.kind_version,
+            key: r.key.clone(),
+            params: s.params.clone(),
+            non_default,
+            inputs,
+            outputs: r.outputs.clone(),
+            runtime: r.preimage.runtime.clone(),
+            magpipe_version: r.magpipe_version.clone(),
+            git_commit: if r.git_commit.is_empty() {
+                "(not recorded)".into()
+            } else {
+                r.git_commit.clone()
+            },
+            started: utc(r.started_unix),
+            finished: utc(r.started_unix + r.seconds),
+            seconds: r.seconds,
+            summary: r.summary.clone(),
+        });
+    }
+    Ok(Lineage {
+        target: stage.to_string(),
+        output: output_rec,
+        output_name,
+        variant: plan.variant.clone(),
+        stages,
+        raw_files: raw.into_values().collect(),
+    })
+}
+
+fn params_line(l: &LineageStage, max: usize) -> String {
+    let Value::Object(p) = &l.params else {
+        return String::new();
+    };
+    p.iter()
+        .map(|(k, v)| {
+            let mark = if l.non_default.contains(k) { "*" } else { "" };
+            let v = v.to_string();
+            let v = match v.char_indices().nth(max) {
+                Some((cut, _)) => format!("{}…", &v[..cut]),
+                None => v,
+            };
+            format!("{k}{mark}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(16)]
+}
+
+pub fn lineage_text(l: &Lineage) -> String {
+    let mut out = format!(
+        "lineage of {}{}{}\n",
+        l.target,
+        l.output_name
+            .as_ref()
+            .map(|o| format!(":{o}"))
+            .unwrap_or_default(),
+        l.variant
+            .as_ref()
+            .map(|v| format!(" (variant {v})"))
+            .unwrap_or_default()
+    );
+    if let Some(o) = &l.output {
+        out.push_str(&format!(
+            "  output {} blake3 {} ({} bytes)\n",
+            o.file, o.hash, o.size
+        ));
+    }
+    for s in l.stages.iter().rev() {
+        out.push_str(&format!(
+            "\n{} ({} v{}) key {}\n  ran {} → {} ({:.2} s), magpipe {} @ {}\n",
+            s.stage,
+            s.kind,
+            s.kind_version,
+            s.key,
+            s.started,
+            s.finished,
+            s.seconds,
+            s.magpipe_version,
+            s.git_commit
+        ));
+        if s.runtime != Value::Null {
+            out.push_str(&format!("  runtime {}\n", s.runtime));
+        }
+        out.push_str(&format!(
+            "  params (* = not the default): {}\n",
+            params_line(s, 80)
+        ));
+        for i in &s.inputs {
+            out.push_str(&format!(
+                "  in  {} ← {}.{} {}\n",
+                i.slot,
+                i.from_stage,
+                i.output,
+                short(&i.hash)
+            ));
+        }
+        for (n, o) in &s.outputs {
+            out.push_str(&format!(
+                "  out {n} {} {} ({} bytes)\n",
+                o.file,
+                short(&o.hash),
+                o.size
+            ));
+        }
+        out.push_str(&format!("  summary: {}\n", s.summary));
+    }
+    out.push_str(&format!("\nraw files ({}):\n", l.raw_files.len()));
+    for f in &l.raw_files {
+        out.push_str(&format!(
+            "  {} {} bytes blake3 {}\n",
+            f.path, f.size, f.blake3
+        ));
+    }
+    out
+}
+
+pub fn lineage_markdown(l: &Lineage) -> String {
+    let mut out = format!(
+        "## Provenance of `{}{}`{}\n\n",
+        l.target,
+        l.output_name
+            .as_ref()
+            .map(|o| format!(":{o}"))
+            .unwrap_or_default(),
+        l.variant
+            .as_ref()
+            .map(|v| format!(" (variant `{v}`)"))
+            .unwrap_or_default()
+    );
+    if let Some(o) = &l.output {
+        out.push_str(&format!(
+            "Output `{}`, blake3 `{}`, {} bytes.\n\n",
+            o.file, o.hash, o.size
+        ));
+    }
+    out.push_str("| stage | kind | key | params (* = not the default) | runtime | ran (UTC) | seconds | magpipe |\n|---|---|---|---|---|---|---|---|\n");
+    for s in &l.stages {
+        out.push_str(&format!(
+            "| {} | {} v{} | `{}` | {} | {} | {} | {:.2} | {} @ `{}` |\n",
+            s.stage,
+            s.kind,
+            s.kind_version,
+            short(&s.key),
+            params_line(s, usize::MAX).replace('|', "\\|"),
+            if s.runtime == Value::Null {
+                String::new()
+            } else {
+                s.runtime.to_string().replace('|', "\\|")
+            },
+            s.started,
+            s.seconds,
+            s.magpipe_version,
+            short(&s.git_commit)
+        ));
+    }
+    out.push_str("\n### Inputs and outputs\n\n| stage | direction | name | blake3 | bytes |\n|---|---|---|---|---|\n");
+    for s in &l.stages {
+        for i in &s.inputs {
+            out.push_str(&format!(
+                "| {} | in ← {}.{} | {} | `{}` | |\n",
+                s.stage, i.from_stage, i.output, i.slot, i.hash
+            ));
+        }
+        for (n, o) in &s.outputs {
+            out.push_str(&format!(
+                "| {} | out | {n} ({}) | `{}` | {} |\n",
+                s.stage, o.file, o.hash, o.size
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\n### Raw files ({})\n\n| file | path | bytes | blake3 |\n|---|---|---|---|\n",
+        l.raw_files.len()
+    ));
+    for f in &l.raw_files {
+        out.push_str(&format!(
+            "| {} | {} | {} | `{}` |\n",
+            f.name, f.path, f.size, f.blake3
+        ));
+    }
+    out
+}
+
+/// Every record in the store.
+pub fn all_records(store: &Store) -> Result<Vec<Record>, StoreError> {
+    let dir = store.root.join("records");
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    for e in entries {
+        let e = e.map_err(|err| StoreError::io(&dir, err))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(key) = name.strip_suffix(".json")
+            && let Some(r) = store.record(key)?
+        {
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub records: usize,
+    pub objects: usize,
+    pub bytes: u64,
+    pub problems: Vec<String>,
+}
+
+/// Re-hashes every object of the given records and checks that each record's inputs are the
+/// outputs of the records it names upstream.
+pub fn verify(store: &Store, records: &[Record]) -> Result<VerifyReport, StoreError> {
+    use rayon::prelude::*;
+    let mut rep = VerifyReport {
+        records: records.len(),
+        ..Default::default()
+    };
+    let mut objects: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    for r in records {
+        for o in r.outputs.values() {
+            objects.insert(
+                store.object_path(o).display().to_string(),
+                (o.hash.clone(), o.size),
+            );
+        }
+    }
+    let checked: Vec<Option<String>> = objects
+        .par_iter()
+        .map(|(path, (hash, _))| {
+            let p = Path::new(path);
+            if !p.is_file() {
+                return Some(format!("missing object {path}"));
+            }
+            match hash_file(p) {
+                Ok((h, _)) if &h == hash => None,
+                Ok((h, _)) => Some(format!(
+                    "corrupted object {path}: its bytes hash to {} (recorded {})",
+                    short(&h),
+                    short(hash)
+                )),
+                Err(e) => Some(format!("unreadable object {path}: {e}")),
+            }
+        })
+        .collect();
+    rep.objects = objects.len();
+    rep.bytes = objects.values().map(|(_, s)| s).sum();
+    rep.problems.extend(checked.into_iter().flatten());
+    for r in records {
+        for (slot, up) in &r.upstream {
+            let Some(u) = store.record(up)? else {
+                rep.problems.push(format!(
+                    "record {} ({}): upstream record {} of input `{slot}` is missing",
+                    short(&r.key),
+                    r.stage,
+                    short(up)
+                ));
+                continue;
+            };
+            let want = r.preimage.inputs.get(slot);
+            if !u.outputs.values().any(|o| Some(&o.hash) == want) {
+                rep.problems.push(format!(
+                    "record {} ({}): input `{slot}` is not an output of upstream record {} ({})",
+                    short(&r.key),
+                    r.stage,
+                    short(up),
+                    u.stage
+                ));
+            }
+        }
+    }
+    Ok(rep)
+}
+
+/// The records on the chains of `stages` (fresh or not: whatever the refs point at).
+pub fn chain_records(
+    plan: &Plan,
+    store: &Store,
+    stages: &[String],
+) -> Result<Vec<Record>, RunError> {
+    let selected = plan.select(stages).map_err(RunError::Usage)?;
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = selected
+        .iter()
+        .filter_map(|&i| store.read_ref(plan.variant.as_deref(), &plan.stages[i].name))
+        .collect();
+    while let Some(k) = todo.pop() {
+        if !seen.insert(k.clone()) {
+            continue;
+        }
+        match store.record(&k)? {
+            Some(r) => {
+                todo.extend(r.upstream.values().cloned());
+                out.push(r);
+            }
+            None => {
+                return Err(RunError::Usage(format!(
+                    "record {k} named by a ref is missing from the store"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One `magpipe run`, as the run log keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunLog {
+    pub started_unix: f64,
+    pub seconds: f64,
+    pub argv: Vec<String>,
+    pub variant: Option<String>,
+    pub targets: Vec<String>,
+    pub ok: bool,
+    pub magpipe_version: String,
+    pub git_commit: String,
+    /// stage → (outcome, key): `ran`, `cached`, `failed`, `skipped`.
+    pub stages: BTreeMap<String, (String, Option<String>)>,
+    /// The final outputs (the targets, or the stages nothing else reads): stage → output → hash.
+    pub outputs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+pub fn append_run(store: &Store, log: &RunLog) -> Result<(), StoreError> {
+    let dir = store.root.join("runs");
+    fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    let name = format!(
+        "{:020}-{}.json",
+        (log.started_unix * 1e6) as u64,
+        std::process::id()
+    );
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(name);
+    fs::write(&tmp, serde_json::to_vec_pretty(log).expect("serialises"))
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e))
+}
+
+pub fn runs(store: &Store) -> Result<Vec<RunLog>, StoreError> {
+    let dir = store.root.join("runs");
+    let mut names: Vec<String> = match fs::read_dir(&dir) {
+        Ok(e) => e
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(StoreError::io(&dir, e)),
+    };
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        let p = dir.join(&n);
+        let b = fs::read(&p).map_err(|e| StoreError::io(&p, e))?;
+        out.push(serde_json::from_slice(&b).map_err(|e| StoreError::Record {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}
+
+pub fn runs_text(logs: &[RunLog]) -> String {
+    let mut out = String::from(
+        "started (UTC)         secs  ran cached failed  variant     targets → final outputs\n",
+    );
+    for l in logs {
+        let count = |what: &str| l.stages.values().filter(|(o, _)| o == what).count();
+        let outs: Vec<String> = l
+            .outputs
+            .iter()
+            .flat_map(|(s, o)| o.iter().map(move |(n, h)| format!("{s}.{n}={}", short(h))))
+            .take(4)
+            .collect();
+        out.push_str(&format!(
+            "{} {:7.1} {:4} {:6} {:6}  {:<11} {} → {}{}\n",
+            utc(l.started_unix),
+            l.seconds,
+            count("ran"),
+            count("cached"),
+            count("failed"),
+            l.variant.as_deref().unwrap_or("-"),
+            if l.targets.is_empty() {
+                "(all)".to_string()
+            } else {
+                l.targets.join(" ")
+            },
+            outs.join(" "),
+            if l.ok { "" } else { "  FAILED" }
+        ));
+    }
+    out
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub kept_records: usize,
+    pub removed_records: usize,
+    pub removed_objects: usize,
+    pub freed_bytes: u64,
+}
+
+/// Removes every record and object that no ref and none of the last `keep_runs` runs reach.
+pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, StoreError> {
+    let records = all_records(store)?;
+    let by_key: BTreeMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
+    let mut roots: Vec<String> = Vec::new();
+    let refs = store.root.join("refs");
+    if let Ok(variants) = fs::read_dir(&refs) {
+        for v in variants.flatten() {
+            for s in fs::read_dir(v.path()).into_iter().flatten().flatten() {
+                if let Ok(k) = fs::read_to_string(s.path()) {
+                    roots.push(k.trim().to_string());
+                }
+            }
+        }
+    }
+    let logs = runs(store)?;
+    for l in logs.iter().rev().take(keep_runs) {
+        roots.extend(l.stages.values().filter_map(|(_, k)| k.clone()));
+    }
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    while let Some(k) = roots.pop() {
+        if !keep.insert(k.clone()) {
+            continue;
+        }
+        if let Some(r) = by_key.get(k.as_str()) {
+            roots.extend(r.upstream.values().cloned());
+        }
+    }
+    let live: BTreeSet<String> = records
+        .iter()
+        .filter(|r| keep.contains(&r.key))
+        .flat_map(|r| r.outputs.values().map(|o| o.hash.clone()))
+        .collect();
+    let mut rep = GcReport::default();
+    for r in &records {
+        if keep.contains(&r.key) {
+            rep.kept_records += 1;
+        } else {
+            rep.removed_records += 1;
+            if !dry_run {
+                let p = store.record_path(&r.key);
+                fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+            }
+        }
+    }
+    let objects = store.root.join("objects");
+    for e in fs::read_dir(&objects).into_iter().flatten().flatten() {
+        let hash = e.file_name().to_string_lossy().to_string();
+        if live.contains(&hash) {
+            continue;
+        }
+        let dir = e.path();
+        for f in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            rep.freed_bytes += f.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        rep.removed_objects += 1;
+        if !dry_run {
+            // Objects are read-only files; their folder is writable, so removal works.
+            fs::remove_dir_all(&dir).map_err(|err| StoreError::io(&dir, err))?;
+        }
+    }
+    Ok(rep)
+}
+
+/// Output hashes of the final stages of a run: the targets, or the stages nothing reads.
+pub fn final_outputs(
+    plan: &Plan,
+    selected: &[usize],
+    records: &BTreeMap<usize, &Record>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let read: BTreeSet<usize> = selected.iter().flat_map(|&i| plan.deps(i)).collect();
+    selected
+        .iter()
+        .filter(|i| !read.contains(i))
+        .filter_map(|i| records.get(i).map(|r| (i, r)))
+        .map(|(i, r)| {
+            (
+                plan.stages[*i].name.clone(),
+                r.outputs
+                    .iter()
+                    .map(|(n, o)| (n.clone(), o.hash.clone()))
+                    .collect(),
+            )
+        })
+        .collect()
+}

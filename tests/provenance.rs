@@ -1,0 +1,188 @@
+//! Provenance on a small real pipeline (the data stages, the test protocol, the reference
+//! predictors, alarms and tables; no training): lineage down to the raw files, verify, the run
+//! log and gc.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Project, repo};
+
+/// The repository's pipeline up to Table 2, scored on the reference predictors only.
+fn project() -> Project {
+    let p = Project::real();
+    let baselines = "[persistence, linear_trend, zero_slope]";
+    let text = p
+        .pipeline()
+        .replace(
+            "[predict_lstm_hybrid, predict_lstm_mse, predict_encdec_mse, predict_encdec_hybrid,\n                   persistence, linear_trend, zero_slope]",
+            baselines,
+        )
+        .replace(
+            "published: reference/paper-table2.csv",
+            &format!("published: {}", repo().join("reference/paper-table2.csv").display()),
+        );
+    assert_eq!(
+        text.matches(baselines).count(),
+        2,
+        "the pipeline's alarms/tables stages changed"
+    );
+    p.set_pipeline(&text);
+    p
+}
+
+fn b3(path: &std::path::Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
+}
+
+#[test]
+fn lineage_of_table_2_reaches_every_raw_file_with_true_hashes() {
+    let p = project();
+    p.run(&["run", "tables"]).assert_ok();
+    let r = p.run(&["lineage", "tables:table2", "--format", "json"]);
+    r.assert_ok();
+    let l: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let stages: BTreeSet<&str> = l["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "ingest",
+            "split",
+            "scale",
+            "window",
+            "protocol",
+            "persistence",
+            "linear_trend",
+            "zero_slope",
+            "alarms",
+            "tables"
+        ]
+        .into()
+    );
+    // Every output hash in the lineage is the hash of the object the store holds.
+    let store = p.store();
+    let mut n = 0;
+    for s in l["stages"].as_array().unwrap() {
+        for o in s["outputs"].as_object().unwrap().values() {
+            let (hash, file) = (o["hash"].as_str().unwrap(), o["file"].as_str().unwrap());
+            assert_eq!(b3(&store.join("objects").join(hash).join(file)), hash);
+            n += 1;
+        }
+        assert!(s["git_commit"].as_str().unwrap().len() >= 7, "{s}");
+        assert!(s["key"].as_str().unwrap().len() == 64);
+    }
+    assert!(n >= 20, "{n} outputs");
+    assert_eq!(
+        l["output"]["hash"],
+        l["stages"].as_array().unwrap().last().unwrap()["outputs"]["table2"]["hash"]
+    );
+    // Every raw file: the 57 ARs' three files and the transcribed published Table 2, each with
+    // its true size and hash.
+    let raw = l["raw_files"].as_array().unwrap();
+    assert_eq!(raw.len(), 57 * 3 + 1);
+    assert!(raw.iter().any(|f| {
+        f["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("reference/paper-table2.csv")
+    }));
+    for f in raw.iter().step_by(17) {
+        let path = std::path::Path::new(f["path"].as_str().unwrap());
+        assert_eq!(
+            b3(path),
+            f["blake3"].as_str().unwrap(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            std::fs::metadata(path).unwrap().len(),
+            f["size"].as_u64().unwrap()
+        );
+    }
+    // Params that differ from the kind's defaults are marked.
+    let split = l["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "split")
+        .unwrap();
+    assert!(
+        split["non_default"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "train")
+    );
+    // The Markdown form names the raw files too.
+    let md = p.run(&["lineage", "tables:table2", "--format", "md"]);
+    assert!(md.stdout.contains("### Raw files (172)"), "{}", md.stdout);
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_and_run_log_and_gc_keep_what_is_reachable() {
+    let p = project();
+    p.run(&["run", "tables"]).assert_ok();
+    p.run(&["run", "tables", "--set", "zero_slope.label=flat"])
+        .assert_ok();
+    p.run(&["run", "tables"]).assert_ok();
+
+    let runs: serde_json::Value = serde_json::from_str(&p.run(&["runs", "--json"]).stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let count = |r: &serde_json::Value, what: &str| {
+        r["stages"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v[0] == what)
+            .count()
+    };
+    assert_eq!((count(&runs[0], "ran"), count(&runs[0], "cached")), (10, 0));
+    assert_eq!(count(&runs[1], "ran"), 3); // zero_slope, alarms, tables
+    assert_eq!((count(&runs[2], "ran"), count(&runs[2], "cached")), (0, 10));
+    assert_eq!(runs[2]["outputs"], runs[0]["outputs"]);
+    assert!(runs[2]["outputs"]["tables"]["table2"].is_string());
+
+    let v = p.run(&["verify"]);
+    v.assert_ok();
+    assert!(
+        v.stdout.contains("13 records") && v.stdout.ends_with("ok\n"),
+        "{}",
+        v.stdout
+    );
+
+    // gc keeping only the last run drops the variant's three records, nothing reachable.
+    let g = p.run(&["gc", "--keep-runs", "1"]);
+    g.assert_ok();
+    assert!(g.stdout.starts_with("removed 3 records"), "{}", g.stdout);
+    let again = p.run(&["run", "tables"]);
+    assert_eq!(again.stages("stage_cached").len(), 10);
+    p.run(&["verify"]).assert_ok();
+
+    // A flipped byte in a stored object: verify names it and fails.
+    let out = std::path::PathBuf::from(p.run(&["artifact", "scale", "scaler"]).stdout.trim());
+    let mut perm = std::fs::metadata(&out).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&out, perm).unwrap();
+    let mut b = std::fs::read(&out).unwrap();
+    b[10] ^= 1;
+    std::fs::write(&out, b).unwrap();
+    let v = p.run(&["verify"]);
+    assert_eq!(v.code(), Some(1));
+    assert!(
+        v.stdout
+            .contains(&format!("corrupted object {}", out.display())),
+        "{}",
+        v.stdout
+    );
+    let v = p.run(&["verify", "window"]);
+    assert!(v.stdout.contains("1 problems"), "{}", v.stdout);
+}
