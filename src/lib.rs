@@ -2,6 +2,7 @@
 //! executor → events. The stage kinds live in the `magpipe-stages` crate; this crate knows no
 //! solar physics and does not link libtorch.
 
+pub mod compare;
 pub mod dag;
 pub mod error;
 pub mod events;

@@ -127,6 +127,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Variants side by side: the params that differ, then the results (`default` = no variant).
+    Compare {
+        #[arg(required = true, num_args = 2..)]
+        variants: Vec<String>,
+        #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
+        format: CompareFormat,
+    },
     /// Remove records and objects that no ref and none of the last N runs reach.
     Gc {
         #[arg(long, default_value_t = 10)]
@@ -135,6 +142,13 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompareFormat {
+    Md,
+    Csv,
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -442,6 +456,22 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&logs)?);
             } else {
                 print!("{}", provenance::runs_text(&logs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Compare { variants, format } => {
+            let spec = RawSpec::load(&cli.file)?;
+            let mut plans = Vec::new();
+            for v in variants {
+                let variant = (v != magpipe::compare::DEFAULT).then_some(v.as_str());
+                plans.push((v.clone(), Plan::build(&spec, variant, &[])?));
+            }
+            let store = Store::open(&store_root(cli));
+            let c = magpipe::compare::compare(&plans, &store)?;
+            match format {
+                CompareFormat::Md => print!("{}", magpipe::compare::markdown(&c)),
+                CompareFormat::Csv => print!("{}", magpipe::compare::csv(&c)),
+                CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
             }
             Ok(ExitCode::SUCCESS)
         }

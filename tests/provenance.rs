@@ -186,3 +186,50 @@ fn verify_finds_a_flipped_byte_and_run_log_and_gc_keep_what_is_reachable() {
     let v = p.run(&["verify", "window"]);
     assert!(v.stdout.contains("1 problems"), "{}", v.stdout);
 }
+
+#[test]
+fn variants_differing_in_scoring_share_everything_upstream_and_compare_side_by_side() {
+    let p = project();
+    p.set_pipeline(&format!(
+        "{}  published-code-lead:\n    doc: the published table code's +1 h lead\n    alarms: {{lead_offset: 1}}\n",
+        p.pipeline()
+    ));
+    p.run(&["run", "tables"]).assert_ok();
+    let v = p.run(&["run", "tables", "--variant", "published-code-lead"]);
+    v.assert_ok();
+    assert_eq!(v.stages("stage_finished"), ["alarms", "tables"]);
+    let c = p.run(&["compare", "default", "published-code-lead"]);
+    c.assert_ok();
+    insta::assert_snapshot!("compare_lead_offset", c.stdout);
+    let csv = p.run(&[
+        "compare",
+        "default",
+        "published-code-lead",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        csv.stdout
+            .starts_with("kind,name,default,published-code-lead\nparam,alarms.lead_offset,0,1\n"),
+        "{}",
+        csv.stdout
+    );
+    // A variant whose scoring has not run shows its shared results and says what is missing.
+    p.set_pipeline(&p.pipeline().replace(
+        "alarms: {lead_offset: 1}",
+        "alarms: {lead_offset: 1}\n  strict:\n    alarms: {sustain: 5}",
+    ));
+    let c = p.run(&["compare", "default", "strict"]);
+    c.assert_ok();
+    assert!(
+        c.stdout
+            .contains("Not run in `strict` (results shown as –): "),
+        "{}",
+        c.stdout
+    );
+    assert!(
+        c.stdout.contains("| alarms.sustain | `4` | `5` |"),
+        "{}",
+        c.stdout
+    );
+}
