@@ -112,6 +112,16 @@ enum Cmd {
         #[command(flatten)]
         select: Select,
     },
+    /// Re-execute the chain that produced STAGE in a scratch store and compare every output byte
+    /// for byte with the stored one; exits 1 if any differs.
+    Audit {
+        stage: String,
+        #[command(flatten)]
+        select: Select,
+        /// Stages run at once (default: number of cores).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+    },
     /// Re-hash stored objects and check every record's chain; exits 1 on any problem.
     Verify {
         /// Only the chains of these stages (default: every record in the store).
@@ -416,6 +426,27 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 LineageFormat::Json => println!("{}", serde_json::to_string_pretty(&l)?),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            stage,
+            select,
+            jobs,
+        } => {
+            let plan = load(cli, Some(select))?;
+            let store = Store::open(&store_root(cli));
+            let sink: Box<dyn Sink> = match cli.log_format {
+                LogFormat::Json => Box::new(JsonSink),
+                LogFormat::Human => Box::new(HumanSink::new(cli.quiet)),
+            };
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let r = provenance::audit(&plan, &store, stage, jobs, sink.as_ref())?;
+            print!("{}", provenance::audit_text(&r));
+            Ok(if r.first_difference.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Verify { stages, select } => {
             let store = Store::open(&store_root(cli));

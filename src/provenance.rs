@@ -658,3 +658,160 @@ pub fn final_outputs(
         })
         .collect()
 }
+
+/// One stage of an audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditStage {
+    pub stage: String,
+    /// `identical`, `differs`, or `volatile` (only outputs that hold timings differ).
+    pub verdict: String,
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub target: String,
+    pub stages: Vec<AuditStage>,
+    /// The first stage (in pipeline order) whose outputs differ.
+    pub first_difference: Option<String>,
+}
+
+fn first_diff(a: &Path, b: &Path) -> String {
+    match (fs::read(a), fs::read(b)) {
+        (Ok(x), Ok(y)) => {
+            let at = x
+                .iter()
+                .zip(&y)
+                .position(|(p, q)| p != q)
+                .unwrap_or(x.len().min(y.len()));
+            format!(
+                "first difference at byte {at} ({} vs {} bytes)",
+                x.len(),
+                y.len()
+            )
+        }
+        _ => "unreadable".into(),
+    }
+}
+
+/// Re-executes the chain that produced `stage` in a scratch store and compares every output
+/// byte for byte with the stored one.
+pub fn audit(
+    plan: &Plan,
+    store: &Store,
+    stage: &str,
+    jobs: usize,
+    sink: &dyn crate::events::Sink,
+) -> Result<AuditReport, RunError> {
+    let selected = plan.select(&[stage.to_string()]).map_err(RunError::Usage)?;
+    let mut stored: BTreeMap<usize, Record> = BTreeMap::new();
+    for (j, f) in exec::status(plan, store, &selected)? {
+        match f {
+            Freshness::Fresh(r) => {
+                stored.insert(j, *r);
+            }
+            Freshness::Stale { why, .. } => {
+                return Err(RunError::Stale {
+                    stage: plan.stages[j].name.clone(),
+                    why: why.join("; "),
+                });
+            }
+        }
+    }
+    let scratch = store
+        .root
+        .join("tmp")
+        .join(format!("audit-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| StoreError::io(&scratch, e))?;
+    let fresh = Store::open(&scratch);
+    let opts = exec::RunOptions {
+        targets: vec![stage.to_string()],
+        force: Vec::new(),
+        jobs,
+    };
+    let result = exec::run(plan, &fresh, &opts, sink);
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+    };
+    let mut report = AuditReport {
+        target: stage.to_string(),
+        stages: Vec::new(),
+        first_difference: None,
+    };
+    for (i, o) in &result.outcomes {
+        let name = plan.stages[*i].name.clone();
+        let again = match o {
+            exec::Outcome::Ran(r, _) | exec::Outcome::Cached(r) => r,
+            exec::Outcome::Failed(m) | exec::Outcome::Skipped(m) => {
+                report.stages.push(AuditStage {
+                    stage: name.clone(),
+                    verdict: "failed".into(),
+                    details: vec![m.clone()],
+                });
+                report.first_difference.get_or_insert(name);
+                continue;
+            }
+        };
+        let old = &stored[i];
+        let volatile = plan.stages[*i].kind.volatile_outputs();
+        let (mut hard, mut soft) = (Vec::new(), Vec::new());
+        for (out, o_old) in &old.outputs {
+            let Some(o_new) = again.outputs.get(out) else {
+                hard.push(format!("output `{out}` missing from the re-execution"));
+                continue;
+            };
+            if o_new.hash == o_old.hash {
+                continue;
+            }
+            let what = format!(
+                "{out} ({}): {}",
+                o_old.file,
+                first_diff(&store.object_path(o_old), &fresh.object_path(o_new))
+            );
+            if volatile.contains(&out.as_str()) {
+                soft.push(what);
+            } else {
+                hard.push(what);
+            }
+        }
+        let verdict = if !hard.is_empty() {
+            report.first_difference.get_or_insert(name.clone());
+            "differs"
+        } else if !soft.is_empty() {
+            "volatile"
+        } else {
+            "identical"
+        };
+        hard.extend(soft.into_iter().map(|s| format!("{s} (timings; expected)")));
+        report.stages.push(AuditStage {
+            stage: name,
+            verdict: verdict.into(),
+            details: hard,
+        });
+    }
+    let _ = fs::remove_dir_all(&scratch);
+    Ok(report)
+}
+
+pub fn audit_text(r: &AuditReport) -> String {
+    let mut out = format!(
+        "audit of {}: every stage re-executed in a scratch store\n",
+        r.target
+    );
+    for s in &r.stages {
+        out.push_str(&format!("  {:<12} {}\n", s.verdict, s.stage));
+        for d in &s.details {
+            out.push_str(&format!("               {d}\n"));
+        }
+    }
+    out.push_str(&match &r.first_difference {
+        None => "clean: every output is byte-identical to the stored one\n".to_string(),
+        Some(s) => format!("NOT reproducible: the first stage whose outputs differ is `{s}`\n"),
+    });
+    out
+}

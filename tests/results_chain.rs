@@ -167,3 +167,45 @@ fn a_figure_for_an_ar_outside_the_protocol_is_refused() {
         r.stderr
     );
 }
+
+#[test]
+fn the_chain_audits_clean_and_an_unseeded_training_is_caught() {
+    let p = project();
+    p.run(&["run"]).assert_ok();
+    let a = p.run(&["audit", "tables"]);
+    a.assert_ok();
+    assert!(
+        a.stdout.contains("clean: every output is byte-identical"),
+        "{}",
+        a.stdout
+    );
+    // Training history holds timings: reported apart, not as a difference.
+    assert!(a.stdout.contains("volatile     train"), "{}", a.stdout);
+    assert!(a.stdout.contains("identical    alarms"), "{}", a.stdout);
+    // The scratch store is gone afterwards.
+    let tmp = std::fs::read_dir(p.store().join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(tmp, 0);
+
+    // An unseeded run: the same key, different weights — audit names the first such stage.
+    p.set_pipeline(
+        &p.pipeline()
+            .replace("early_stop: none, seed: 3", "early_stop: none, seed: null"),
+    );
+    p.run(&["run"]).assert_ok();
+    let a = p.run(&["audit", "tables"]);
+    assert_eq!(a.code(), Some(1), "{}", a.stdout);
+    assert!(
+        a.stdout
+            .contains("NOT reproducible: the first stage whose outputs differ is `train`"),
+        "{}",
+        a.stdout
+    );
+    assert!(
+        a.stdout
+            .contains("model (model.safetensors): first difference at byte"),
+        "{}",
+        a.stdout
+    );
+}

@@ -192,6 +192,9 @@ pub trait Kind: Send + Sync {
     /// Slots that take a list: each entry names a stage (all its outputs) or one output.
     fn list_inputs(&self) -> &'static [InputSlot];
     fn outputs(&self) -> &'static [OutputSlot];
+    /// Outputs that record measurements of the run itself (timings), so they differ between
+    /// otherwise identical runs; `magpipe audit` reports them apart.
+    fn volatile_outputs(&self) -> &'static [&'static str];
     /// Every param with its default, as JSON.
     fn defaults(&self) -> Value;
     /// Fills defaults into user params and type-checks them, naming the offending param.
@@ -214,6 +217,7 @@ pub trait TypedKind: Send + Sync {
     const DOC: &'static str;
     const INPUTS: &'static [InputSlot];
     const LIST_INPUTS: &'static [InputSlot] = &[];
+    const VOLATILE_OUTPUTS: &'static [&'static str] = &[];
     const OUTPUTS: &'static [OutputSlot];
 
     /// Checks across params (or of values serde cannot check), after typing.
@@ -263,6 +267,9 @@ impl<K: TypedKind> Kind for Typed<K> {
     }
     fn outputs(&self) -> &'static [OutputSlot] {
         K::OUTPUTS
+    }
+    fn volatile_outputs(&self) -> &'static [&'static str] {
+        K::VOLATILE_OUTPUTS
     }
     fn defaults(&self) -> Value {
         serde_json::to_value(K::Params::default()).expect("default params serialise")

@@ -99,7 +99,9 @@ pub struct TrainParams {
     pub stop_grace: usize,
     pub patience: usize,
     pub min_delta: f64,
-    pub seed: u64,
+    /// `null` draws a seed from the OS at run time (recorded in model.json): a deliberately
+    /// unreproducible run, which `magpipe audit` reports.
+    pub seed: Option<u64>,
     pub device: DeviceName,
     /// libtorch intra-op threads of this training (1: run several trainings side by side).
     pub threads: usize,
@@ -128,7 +130,7 @@ impl Default for TrainParams {
             stop_grace: 10,
             patience: 10,
             min_delta: 1e-4,
-            seed: 0,
+            seed: Some(0),
             device: DeviceName::Auto,
             threads: 1,
             precision: Precision::Fp32,
@@ -295,6 +297,8 @@ impl TypedKind for Train {
     type Params = TrainParams;
     const NAME: &'static str = "train";
     const VERSION: u32 = 2;
+    // Seconds and windows/s per epoch.
+    const VOLATILE_OUTPUTS: &'static [&'static str] = &["history", "history_md"];
     const DOC: &'static str = "Trains MagFluxLSTM or MagFluxEnc-Dec with the study's procedure in a \
         libtorch worker process; checkpoints every epoch and resumes after a crash.";
     const INPUTS: &'static [InputSlot] = &[

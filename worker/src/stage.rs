@@ -73,6 +73,24 @@ fn load_windows(path: &Path, device: Device) -> anyhow::Result<Windows> {
     Ok(Windows { x, y })
 }
 
+/// The seed of a run: the param, or one drawn from the OS when the param is `null`.
+pub fn run_seed(p: &TrainParams) -> u64 {
+    p.seed.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        if std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+            .is_err()
+        {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            b = (t ^ u64::from(std::process::id())).to_le_bytes();
+        }
+        u64::from_le_bytes(b)
+    })
+}
+
 pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
     TrainConfig {
         model: ModelConfig {
@@ -110,7 +128,7 @@ pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
             },
             StopRule::None => EarlyStop::None,
         },
-        seed: p.seed,
+        seed: run_seed(p),
     }
 }
 
@@ -237,6 +255,11 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
         "device": format!("{device:?}"),
         "threads": req.threads,
     });
+    let mut cfg = cfg;
+    if p.seed.is_none() {
+        // Only an unseeded run needs its drawn seed written down; seeded runs keep their bytes.
+        cfg["drawn_seed"] = json!(t.cfg.seed);
+    }
     std::fs::write(
         out("model.json"),
         serde_json::to_string_pretty(&cfg)? + "\n",
@@ -260,7 +283,7 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
         p.layers,
         p.batch_size,
         p.lr,
-        p.seed,
+        t.cfg.seed,
         if collapse.is_some() {
             " — COLLAPSED"
         } else {
