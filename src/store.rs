@@ -67,6 +67,26 @@ struct SourceCache {
     dirty: bool,
 }
 
+/// What an object's metadata looked like when it was last known intact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ObjectStat {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+}
+
+impl ObjectStat {
+    fn of(m: &fs::Metadata) -> ObjectStat {
+        ObjectStat {
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 struct StatHash {
     size: u64,
@@ -135,11 +155,60 @@ impl Store {
         }
     }
 
-    /// A record whose objects are all present (a cache hit), if any.
+    /// A record whose objects are all present and intact (a cache hit), if any. A corrupted
+    /// object is moved to `tmp/corrupt/` and the record does not count, so the stage reruns and
+    /// recreates it: a run never hands a damaged object to the next stage.
     pub fn complete_record(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self
-            .record(key)?
-            .filter(|r| r.outputs.values().all(|o| self.object_path(o).is_file())))
+        let Some(r) = self.record(key)? else {
+            return Ok(None);
+        };
+        for o in r.outputs.values() {
+            if !self.object_ok(o)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(r))
+    }
+
+    fn stat_path(&self, o: &OutputRecord) -> PathBuf {
+        self.root
+            .join("objects")
+            .join(&o.hash)
+            .join(format!(".{}.stat", o.file))
+    }
+
+    /// Whether an object is present with the recorded bytes. Its stat (size, times, inode) is
+    /// kept beside it at commit; only when that changed is the object re-hashed, so a cached run
+    /// stays a handful of `stat` calls.
+    fn object_ok(&self, o: &OutputRecord) -> Result<bool, StoreError> {
+        let p = self.object_path(o);
+        let m = match fs::metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io(&p, e)),
+        };
+        let now = ObjectStat::of(&m);
+        if m.len() == o.size
+            && fs::read(self.stat_path(o))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ObjectStat>(&b).ok())
+                == Some(now.clone())
+        {
+            return Ok(true);
+        }
+        if m.len() == o.size && hash_file(&p)?.0 == o.hash {
+            let _ = fs::write(self.stat_path(o), serde_json::to_vec(&now).expect("stat"));
+            return Ok(true);
+        }
+        let quarantine = self.dir("tmp")?.join("corrupt");
+        let _ = fs::create_dir_all(&quarantine);
+        let aside = quarantine.join(format!("{}-{}", &o.hash[..16], o.file));
+        tracing::warn!(object = %p.display(), aside = %aside.display(), "corrupted object moved aside; its stage reruns");
+        if fs::rename(&p, &aside).is_err() {
+            fs::remove_file(&p).map_err(io(&p))?;
+        }
+        let _ = fs::remove_file(self.stat_path(o));
+        Ok(false)
     }
 
     /// A fresh folder for a stage to write its outputs into.
@@ -180,11 +249,18 @@ impl Store {
             fsync_dir(&dir)?;
             fsync_dir(&objects)?;
         }
-        Ok(OutputRecord {
+        let out = OutputRecord {
             file: file.to_string(),
             hash,
             size,
-        })
+        };
+        if let Ok(m) = fs::metadata(&dest) {
+            let _ = fs::write(
+                self.stat_path(&out),
+                serde_json::to_vec(&ObjectStat::of(&m)).expect("stat"),
+            );
+        }
+        Ok(out)
     }
 
     /// Writes a record atomically; it is what makes a stage's outputs count as done.
