@@ -131,8 +131,10 @@ fn table1(summaries: &[PredictorSummary]) -> (String, String) {
         let skill = 1.0 - s.val_rmse / s.zero_slope_rmse;
         let status = if s.kind == "baseline" {
             "reference".to_string()
+        } else if s.collapsed && s.val_rmse >= s.zero_slope_rmse * (1.0 - 1e-3) {
+            "FLAGGED: no skill over zero-slope".to_string()
         } else if s.collapsed {
-            "COLLAPSED".to_string()
+            "FLAGGED: near-constant predictions".to_string()
         } else {
             "ok".to_string()
         };
@@ -312,7 +314,7 @@ pub struct RenderTables;
 impl TypedKind for RenderTables {
     type Params = TablesParams;
     const NAME: &'static str = "render_tables";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Table 1 (configurations, validation derivative RMSE, baselines), \
         Table 2 (Markdown, CSV, LaTeX) and its comparison with the published Table 2 and across \
         predictors.";
@@ -407,8 +409,8 @@ impl TypedKind for RenderTables {
         let t1md = format!(
             "# Table 1 — configurations and validation derivative RMSE\n\n{t1}\nRMSE of the \
              forward differences over all validation windows, scaled units. Skill = 1 − RMSE / \
-             zero-slope RMSE. COLLAPSED: the run does not beat the zero-slope predictor or its \
-             predictions barely vary (SEMANTICS.md §18). The top-100 column needs a tuning study.\n"
+             zero-slope RMSE. FLAGGED: the run does not beat the zero-slope predictor, or its \
+             predictions barely vary — a collapsed run (SEMANTICS.md §18). The top-100 column needs a tuning study.\n"
         );
         write("table1.md", &t1md)?;
         write("table1.csv", &t1csv)?;
