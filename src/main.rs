@@ -198,7 +198,8 @@ fn store_root(cli: &Cli) -> PathBuf {
 }
 
 /// Appends this run to the store's run log; a run log that cannot be written is a warning, not a
-/// failure of the run.
+/// failure of the run. A failed run that committed nothing leaves no trace, like the rest of the
+/// store.
 fn log_run(
     plan: &Plan,
     store: &Store,
@@ -227,6 +228,13 @@ fn log_run(
             Outcome::Skipped(_) => ("skipped", None),
         };
         stages.insert(plan.stages[*i].name.clone(), (what.to_string(), key));
+    }
+    let ran = result
+        .outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Ran(..)));
+    if result.failed() > 0 && !ran {
+        return;
     }
     let selected: Vec<usize> = result.outcomes.iter().map(|(i, _)| *i).collect();
     let log = provenance::RunLog {

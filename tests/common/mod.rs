@@ -175,6 +175,15 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (u64, String)> {
     out
 }
 
+/// [`snapshot`] without the run log, for checks that a successful (cached) run changed nothing
+/// else: every `magpipe run` that succeeds appends to `runs/`.
+pub fn snapshot_without_runs(root: &Path) -> BTreeMap<String, (u64, String)> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("runs/"))
+        .collect()
+}
+
 /// A synthetic AR: smooth signals, NaN columns at the start (c=0) and end (c=8) like the real data.
 pub fn synthetic_ar(ar: u32, t: usize, seed: u64) -> ArSeries {
     let t0 = solared::time::parse_timestamp("2013-03-07 18:59:37.5").unwrap()
