@@ -46,7 +46,7 @@ run: build
 	@./target/release/magpipe artifact tables | sed 's/^/  /'
 	@echo "Figures (one per test AR):"
 	@for s in figure_11698 figure_11726 figure_13165 figure_13179 figure_13183; do \
-		./target/release/magpipe artifact $$s png | sed 's/^/  /'; done
+		printf '  %s\t' $$s; ./target/release/magpipe artifact $$s png; done
 
 # fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks.
 test: lint
