@@ -12,6 +12,7 @@ pub mod plan;
 pub mod provenance;
 pub mod spec;
 pub mod store;
+pub mod sweep;
 
 /// The git commit this binary was built from, `-dirty` when the tree had changes, or `unknown`.
 pub const GIT_COMMIT: &str = env!("MAGPIPE_GIT_COMMIT");

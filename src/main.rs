@@ -13,6 +13,7 @@ use magpipe::plan::{self, Plan, SetOverride};
 use magpipe::provenance;
 use magpipe::spec::RawSpec;
 use magpipe::store::Store;
+use magpipe::sweep;
 
 #[derive(Parser)]
 #[command(
@@ -75,9 +76,13 @@ enum Cmd {
         /// Rerun this stage even when its outputs are cached. Repeatable.
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
-        /// Stages run at once (default: number of cores).
+        /// Stages run at once (default: number of cores). Sweep points run this many at a time.
         #[arg(short, long)]
         jobs: Option<usize>,
+        /// Train and score every seed (`1..5` or `1,4,9`): each `train` stage gets the seed, the
+        /// seeds run as a sweep, and a multi-seed Table 2 is printed.
+        #[arg(long)]
+        seeds: Option<String>,
     },
     /// Show which stages are fresh or stale.
     Status {
@@ -197,6 +202,207 @@ fn store_root(cli: &Cli) -> PathBuf {
     std::path::absolute(&root).unwrap_or(root)
 }
 
+/// Runs one plan; prints the reports of the stages that ran when `print` is set.
+fn run_one(
+    plan: &Plan,
+    store: &Store,
+    targets: &[String],
+    force: &[String],
+    jobs: usize,
+    sink: &dyn Sink,
+    print: bool,
+) -> anyhow::Result<exec::RunResult> {
+    let opts = RunOptions {
+        targets: targets.to_vec(),
+        force: force.to_vec(),
+        jobs,
+    };
+    let started = std::time::SystemTime::now();
+    let result = exec::run(plan, store, &opts, sink)?;
+    log_run(plan, store, targets, started, &result);
+    if print {
+        for (_, o) in &result.outcomes {
+            if let Outcome::Ran(_, report) = o
+                && let Some(text) = &report.stdout
+            {
+                println!("{text}");
+            }
+        }
+    }
+    let failures: Vec<String> = result
+        .outcomes
+        .iter()
+        .filter_map(|(i, o)| match o {
+            Outcome::Failed(msg) if msg.starts_with("stage `") => Some(msg.clone()),
+            Outcome::Failed(msg) => Some(format!("stage `{}`: {msg}", plan.stages[*i].name)),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = failures.first() {
+        bail!("{first}");
+    }
+    Ok(result)
+}
+
+/// A sweep: every point is a variant of its own (`<variant>+<label>`), `jobs` points at a time,
+/// one stage at a time within a point; shared stages are computed once (per-key locks).
+#[allow(clippy::too_many_arguments)]
+fn run_sweep(
+    cli: &Cli,
+    select: &Select,
+    store: &Store,
+    targets: &[String],
+    force: &[String],
+    jobs: usize,
+    seeds: Option<&str>,
+    points: Vec<sweep::Point>,
+    sink: &dyn Sink,
+) -> anyhow::Result<ExitCode> {
+    let spec = RawSpec::load(&cli.file)?;
+    let base = select.variant.as_deref();
+    let parse = |sets: &[String]| -> anyhow::Result<Vec<SetOverride>> {
+        sets.iter()
+            .map(|t| SetOverride::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)
+    };
+    // Seeds are one more sweep dimension, applied to every `train` stage at once.
+    let seed_list = seeds
+        .map(sweep::parse_seeds)
+        .transpose()
+        .map_err(RunError::Usage)?;
+    let mut expanded: Vec<(String, Vec<String>, Option<u64>)> = Vec::new();
+    for p in &points {
+        match &seed_list {
+            None => expanded.push((p.label.clone(), p.sets.clone(), None)),
+            Some(list) => {
+                let plan = Plan::build(&spec, base, &parse(&p.sets)?)?;
+                let trains: Vec<&str> = plan
+                    .stages
+                    .iter()
+                    .filter(|s| s.kind.name() == "train")
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if trains.is_empty() {
+                    return Err(RunError::Usage(
+                        "--seeds: the pipeline has no `train` stage".into(),
+                    )
+                    .into());
+                }
+                for seed in list {
+                    let mut sets = p.sets.clone();
+                    sets.extend(trains.iter().map(|t| format!("{t}.seed={seed}")));
+                    let label = if p.label.is_empty() {
+                        format!("seed={seed}")
+                    } else {
+                        format!("{},seed={seed}", p.label)
+                    };
+                    expanded.push((label, sets, Some(*seed)));
+                }
+            }
+        }
+    }
+    let mut plans = Vec::new();
+    for (label, sets, seed) in &expanded {
+        let mut plan = Plan::build(&spec, base, &parse(sets)?)?;
+        plan.variant = Some(sweep::variant_name(base, label));
+        plans.push((label.clone(), plan, *seed));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, anyhow::Result<exec::RunResult>)>> =
+        std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(plans.len()).max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((label, plan, _)) = plans.get(i) else {
+                        break;
+                    };
+                    let prefixed = sweep::PrefixSink {
+                        inner: sink,
+                        prefix: label.clone(),
+                    };
+                    let r = run_one(plan, store, targets, force, 1, &prefixed, false);
+                    results.lock().expect("results").push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(i, _)| *i);
+    let mut failed = 0;
+    println!("sweep of {} points:", plans.len());
+    for (i, r) in &results {
+        let (label, plan, _) = &plans[*i];
+        match r {
+            Ok(res) => {
+                let count =
+                    |f: fn(&Outcome) -> bool| res.outcomes.iter().filter(|(_, o)| f(o)).count();
+                println!(
+                    "  {label}: {} ran, {} cached (variant `{}`)",
+                    count(|o| matches!(o, Outcome::Ran(..))),
+                    count(|o| matches!(o, Outcome::Cached(_))),
+                    plan.variant.as_deref().unwrap_or_default()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  {label}: FAILED: {e:#}");
+            }
+        }
+    }
+    if seed_list.is_some() && failed == 0 {
+        // The multi-seed Table 2, from each seed's (first) alarms stage.
+        let mut tables = Vec::new();
+        for (i, r) in &results {
+            let (_, plan, seed) = &plans[*i];
+            let Ok(res) = r else { continue };
+            let table = res.outcomes.iter().find_map(|(j, o)| match o {
+                Outcome::Ran(rec, _) | Outcome::Cached(rec)
+                    if plan.stages[*j].kind.name() == "score_alarms" =>
+                {
+                    rec.outputs.get("table2").map(|o| store.object_path(o))
+                }
+                _ => None,
+            });
+            if let (Some(path), Some(seed)) = (table, seed) {
+                tables.push((
+                    *seed,
+                    sweep::read_table2(&path).map_err(anyhow::Error::msg)?,
+                ));
+            }
+        }
+        if !tables.is_empty() {
+            let delay = plans[0]
+                .1
+                .stages
+                .iter()
+                .find(|s| s.kind.name() == "score_alarms")
+                .and_then(|s| s.params["delay_hours"].as_i64())
+                .unwrap_or(4);
+            let md = sweep::seeds_markdown(&tables, delay);
+            let dir = store.root.join("reports");
+            std::fs::create_dir_all(&dir)?;
+            let name = format!(
+                "seeds-{}-{}.md",
+                base.unwrap_or("default"),
+                tables
+                    .iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join("_")
+            );
+            std::fs::write(dir.join(&name), &md)?;
+            println!("\n{md}\nwritten to {}", dir.join(&name).display());
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} sweep points failed", plans.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Appends this run to the store's run log; a run log that cannot be written is a warning, not a
 /// failure of the run. A failed run that committed nothing leaves no trace, like the rest of the
 /// store.
@@ -281,8 +487,8 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             select,
             force,
             jobs,
+            seeds,
         } => {
-            let plan = load(cli, Some(select))?;
             let store = Store::open(&store_root(cli));
             let sink: Box<dyn Sink> = match cli.log_format {
                 LogFormat::Json => Box::new(JsonSink),
@@ -290,36 +496,23 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             };
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = RunOptions {
-                targets: targets.clone(),
-                force: force.clone(),
+            let points = sweep::expand(&select.sets).map_err(RunError::Usage)?;
+            if points.len() == 1 && seeds.is_none() {
+                let plan = load(cli, Some(select))?;
+                run_one(&plan, &store, targets, force, jobs, sink.as_ref(), true)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            run_sweep(
+                cli,
+                select,
+                &store,
+                targets,
+                force,
                 jobs,
-            };
-            let started = std::time::SystemTime::now();
-            let result = exec::run(&plan, &store, &opts, sink.as_ref())?;
-            log_run(&plan, &store, targets, started, &result);
-            for (_, o) in &result.outcomes {
-                if let Outcome::Ran(_, report) = o
-                    && let Some(text) = &report.stdout
-                {
-                    println!("{text}");
-                }
-            }
-            let failures: Vec<String> = result
-                .outcomes
-                .iter()
-                .filter_map(|(i, o)| match o {
-                    Outcome::Failed(msg) if msg.starts_with("stage `") => Some(msg.clone()),
-                    Outcome::Failed(msg) => {
-                        Some(format!("stage `{}`: {msg}", plan.stages[*i].name))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if let Some(first) = failures.first() {
-                bail!("{first}");
-            }
-            Ok(ExitCode::SUCCESS)
+                seeds.as_deref(),
+                points,
+                sink.as_ref(),
+            )
         }
         Cmd::Status {
             targets,

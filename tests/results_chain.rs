@@ -209,3 +209,54 @@ fn the_chain_audits_clean_and_an_unseeded_training_is_caught() {
         a.stdout
     );
 }
+
+#[test]
+fn seeds_and_set_sweeps_run_as_variants_sharing_upstream_stages() {
+    let p = project();
+    let r = p.run(&["run", "tables", "--seeds", "1..3"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("sweep of 3 points:"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("# Table 2 over 3 seeds (1, 2, 3)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("| AR{TEST_AR} | 38 ")),
+        "{}",
+        r.stdout
+    );
+    // Every point trains its own models; the data stages and the baselines run once in all.
+    let finished = r.stages("stage_finished");
+    let count = |suffix: &str| finished.iter().filter(|s| s.ends_with(suffix)).count();
+    assert_eq!(count("/train"), 3);
+    assert_eq!(count("/ingest"), 1);
+    assert_eq!(count("/persistence"), 1);
+    // Each point keeps its own refs, beside the default ones.
+    assert!(p.store().join("refs/default+seed=2/tables").is_file());
+    let reports = std::fs::read_dir(p.store().join("reports"))
+        .unwrap()
+        .count();
+    assert_eq!(reports, 1);
+
+    // A --set sweep: two points; the one equal to a seed point above is all cached.
+    let r = p.run(&[
+        "run",
+        "tables",
+        "--set",
+        "train.seed=1,9",
+        "--set",
+        "train_encdec.seed=1",
+    ]);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains("train.seed=1: 0 ran, 13 cached"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("train.seed=9: 4 ran, 9 cached"),
+        "{}",
+        r.stdout
+    );
+}
