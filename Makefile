@@ -13,7 +13,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench clean check-env
+.PHONY: all setup build run test lint bench clean check-env browser
 
 all: build
 
@@ -47,10 +47,20 @@ run: build
 	@echo "Figures (one per test AR):"
 	@for s in figure_11698 figure_11726 figure_13165 figure_13179 figure_13183; do \
 		printf '  %s\t' $$s; ./target/release/magpipe artifact $$s png; done
+	@echo "The report (tables, figures, comparisons, lineage of Table 2, one HTML file):"
+	@printf '  '; ./target/release/magpipe report
 
 # fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks.
-test: lint
+test: lint browser
 	cargo test $(CARGO_FLAGS)
+
+# The HTML report is tested in a real headless browser: Debian's chromium (about 20 s to install).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report's browser test" >&2; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 lint: setup
 	cargo fmt --all -- --check

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod key;
 pub mod plan;
 pub mod provenance;
+pub mod report;
 pub mod spec;
 pub mod store;
 pub mod sweep;

@@ -149,6 +149,16 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
         format: CompareFormat,
     },
+    /// One self-contained HTML report: Table 1, Table 2 coloured and against the published one,
+    /// the figures, predictors and variants compared, the lineage of Table 2.
+    Report {
+        /// The variant to report (default: none); give more to compare them in the report.
+        #[arg(long = "variant", value_name = "VARIANT")]
+        variants: Vec<String>,
+        /// Where to write it (default: `report.html` in the store).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Remove records and objects that no ref and none of the last N runs reach.
     Gc {
         #[arg(long, default_value_t = 10)]
@@ -705,6 +715,39 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 CompareFormat::Csv => print!("{}", magpipe::compare::csv(&c)),
                 CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report { variants, output } => {
+            let spec = RawSpec::load(&cli.file)?;
+            let store = Store::open(&store_root(cli));
+            let name = variants
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            let build = |v: &str| -> anyhow::Result<Plan> {
+                let variant = (v != magpipe::compare::DEFAULT).then_some(v);
+                Ok(Plan::build(&spec, variant, &[])?)
+            };
+            let plan = build(&name)?;
+            let mut others = Vec::new();
+            for v in variants.iter().skip(1) {
+                others.push((v.clone(), build(v)?));
+            }
+            let input = magpipe::report::ReportInput {
+                plan: &plan,
+                name: name.clone(),
+                others,
+            };
+            let html = magpipe::report::html(&input, &store)?;
+            let path = output.clone().unwrap_or_else(|| {
+                store.root.join(if name == "default" {
+                    "report.html".to_string()
+                } else {
+                    format!("report-{name}.html")
+                })
+            });
+            std::fs::write(&path, html).with_context(|| format!("{}", path.display()))?;
+            println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc { keep_runs, dry_run } => {

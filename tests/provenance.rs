@@ -247,3 +247,78 @@ fn variants_differing_in_scoring_share_everything_upstream_and_compare_side_by_s
         c.stdout
     );
 }
+
+/// Debian's chromium, which `make test` installs.
+fn chromium() -> std::path::PathBuf {
+    for c in ["chromium", "chromium-browser"] {
+        if let Ok(out) = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            && out.status.success()
+        {
+            return std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        }
+    }
+    panic!("chromium is not installed: `make test` installs Debian's `chromium` package");
+}
+
+#[test]
+fn the_html_report_loads_in_a_real_browser() {
+    let p = project();
+    p.run(&["run", "tables"]).assert_ok();
+    let out = p.path().join("report.html");
+    let r = p.run(&["report", "-o", out.to_str().unwrap()]);
+    r.assert_ok();
+    let html = std::fs::read_to_string(&out).unwrap();
+    // Self-contained: nothing is fetched from anywhere.
+    for needle in ["http://", "https://", "<script src", "<link "] {
+        assert!(!html.contains(needle), "the report refers to {needle}");
+    }
+    assert!(
+        html.contains("Provenance of <code>tables:table2</code>"),
+        "no lineage in the report"
+    );
+
+    let browser = chromium();
+    let profile = tempfile::tempdir().unwrap();
+    let base = |extra: &[&str]| {
+        let mut c = std::process::Command::new(&browser);
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", out.display()));
+        c.output().unwrap()
+    };
+    let dom = base(&["--enable-logging=stderr", "--v=0", "--dump-dom"]);
+    assert!(dom.status.success());
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(
+        dom_text.matches("<tr class=\"ar\">").count(),
+        5,
+        "five AR rows in Table 2"
+    );
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    assert!(
+        !stderr.lines().any(|l| l.contains("CONSOLE")),
+        "console messages:\n{stderr}"
+    );
+    let shot = p.path().join("shot.png");
+    let s = base(&[
+        "--window-size=1200,1600",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    assert!(s.status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A blank page compresses to a few kilobytes; tables and colour do not.
+    assert!(
+        png.len() > 40_000,
+        "a blank screenshot? {} bytes",
+        png.len()
+    );
+}
