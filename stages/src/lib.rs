@@ -15,6 +15,7 @@ pub mod solared;
 pub mod split;
 pub mod table;
 pub mod train;
+pub mod tune;
 pub mod window;
 
 use kind::{Kind, Typed};
