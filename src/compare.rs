@@ -40,7 +40,11 @@ fn fresh_records(
             Freshness::Fresh(r) => {
                 out.insert(i, *r);
             }
-            Freshness::Stale { .. } => stale.push(plan.stages[i].name.clone()),
+            // A stage outside a plain run (a tuning study) is only reported when it has run.
+            Freshness::Stale { .. } if plan.stages[i].default => {
+                stale.push(plan.stages[i].name.clone())
+            }
+            Freshness::Stale { .. } => {}
         }
     }
     if out.is_empty() {

@@ -41,6 +41,8 @@ pub struct Stage {
     pub params: Json,
     pub inputs: Vec<Wire>,
     pub doc: Option<String>,
+    /// Part of a plain `magpipe run`.
+    pub default: bool,
 }
 
 pub struct Plan {
@@ -285,6 +287,7 @@ impl Plan {
                 params: resolved,
                 inputs,
                 doc: raw.doc.clone(),
+                default: raw.default,
             });
         }
 
@@ -320,11 +323,12 @@ impl Plan {
 
     /// The targets and everything they need, in plan order; all stages when `targets` is empty.
     pub fn select(&self, targets: &[String]) -> Result<Vec<usize>, String> {
-        if targets.is_empty() {
-            return Ok(self.order.clone());
-        }
         let mut want = BTreeSet::new();
         let mut todo = Vec::new();
+        // Without targets: every stage that is part of a plain run, and what it needs.
+        if targets.is_empty() {
+            todo.extend((0..self.stages.len()).filter(|&i| self.stages[i].default));
+        }
         for t in targets {
             let i = self.index(t).ok_or_else(|| {
                 format!(

@@ -317,6 +317,7 @@ fn rebuild(p: &Plan) -> Plan {
                 params: s.params.clone(),
                 inputs: s.inputs.clone(),
                 doc: s.doc.clone(),
+                default: s.default,
             })
             .collect(),
         graph: p.graph.clone(),

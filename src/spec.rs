@@ -16,6 +16,8 @@ pub struct RawStage {
     /// slot → `stage` or `stage.output` (or a list of them for a list slot), in YAML order.
     pub inputs: Vec<(String, RawInput)>,
     pub doc: Option<String>,
+    /// Part of a plain `magpipe run` (false: only when named as a target, or needed by one).
+    pub default: bool,
 }
 
 /// What an input slot is wired to, as written.
@@ -105,10 +107,12 @@ impl RawSpec {
                 .ok_or_else(|| loc.err(&at, "a stage must be a mapping with `kind:`"))?;
             for k in body.keys() {
                 let k = key_str(k, &loc, &at)?;
-                if !["kind", "params", "inputs", "doc"].contains(&k) {
+                if !["kind", "params", "inputs", "doc", "default"].contains(&k) {
                     return Err(loc.err(
                         &[at[0], at[1], k],
-                        &format!("unknown stage key `{k}` (expected kind, params, inputs, doc)"),
+                        &format!(
+                            "unknown stage key `{k}` (expected kind, params, inputs, doc, default)"
+                        ),
                     ));
                 }
             }
@@ -164,12 +168,23 @@ impl RawSpec {
                 }
             };
             let doc = body.get("doc").and_then(Value::as_str).map(str::to_string);
+            let default = match body.get("default") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(loc.err(
+                        &[at[0], at[1], "default"],
+                        "`default:` is true or false (false: only run when named as a target)",
+                    ));
+                }
+            };
             stages.push(RawStage {
                 name,
                 kind,
                 params,
                 inputs,
                 doc,
+                default,
             });
         }
         let mut variants = Vec::new();

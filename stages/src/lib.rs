@@ -34,5 +34,6 @@ pub fn registry() -> Vec<Box<dyn Kind>> {
         Box::new(Typed::<alarms::ScoreAlarms>::default()),
         Box::new(Typed::<report::RenderTables>::default()),
         Box::new(Typed::<figures::RenderFigure>::default()),
+        Box::new(Typed::<tune::study::Tune>::default()),
     ]
 }

@@ -106,6 +106,10 @@ pub struct TrainParams {
     /// libtorch intra-op threads of this training (1: run several trainings side by side).
     pub threads: usize,
     pub precision: Precision,
+    /// Train on this fraction of the training windows (a fixed, seeded subset), so a tuning
+    /// study fits a CPU budget; validation always uses every window. Left out of the key at its
+    /// default (see `key_params`), so adding it kept every existing training's key.
+    pub subsample: f64,
 }
 
 impl Default for TrainParams {
@@ -134,6 +138,7 @@ impl Default for TrainParams {
             device: DeviceName::Auto,
             threads: 1,
             precision: Precision::Fp32,
+            subsample: 1.0,
         }
     }
 }
@@ -181,6 +186,13 @@ pub enum WorkerEvent {
     Log {
         msg: String,
     },
+    /// One finished (and checkpointed) training epoch.
+    Epoch {
+        epoch: usize,
+        train_loss: f64,
+        val_rmse: f64,
+        lr: f64,
+    },
     Report {
         summary: String,
         stdout: Option<String>,
@@ -227,6 +239,7 @@ pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, S
                 ctx.events.progress(done, total, &unit)
             }
             Ok(WorkerEvent::Log { msg }) => ctx.events.log(&msg),
+            Ok(WorkerEvent::Epoch { .. }) => {}
             Ok(WorkerEvent::Report {
                 summary,
                 stdout,
@@ -378,10 +391,21 @@ impl TypedKind for Train {
                 "only MagFluxEnc-Dec has a decoder to feed",
             );
         }
+        if !(p.subsample > 0.0 && p.subsample <= 1.0) {
+            return bad("subsample", "must be in (0, 1]");
+        }
         if p.loss_scale.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
             return bad("loss_scale", "must be a positive number or null");
         }
         Ok(())
+    }
+
+    fn key_params(p: &TrainParams) -> Value {
+        let mut v = serde_json::to_value(p).expect("params serialise");
+        if p.subsample == 1.0 {
+            v.as_object_mut().expect("a struct").remove("subsample");
+        }
+        v
     }
 
     fn runtime(p: &TrainParams, cache_dir: &Path) -> Result<Value, StageError> {

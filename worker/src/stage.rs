@@ -132,6 +132,24 @@ pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
     }
 }
 
+/// A fixed, seeded subset of the windows (in their original order).
+fn subsample(w: Windows, fraction: f64, seed: u64) -> Windows {
+    let n = w.len() as usize;
+    let keep = ((n as f64 * fraction).ceil() as usize).clamp(1, n);
+    let mut rng = magpipe_stages::tune::tpe::Rng::new(seed ^ 0x5355_4253_414d_504c);
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        idx.swap(i, rng.below(i + 1));
+    }
+    let mut idx: Vec<i64> = idx[..keep].iter().map(|&i| i as i64).collect();
+    idx.sort_unstable();
+    let t = Tensor::from_slice(&idx).to_device(w.x.device());
+    Windows {
+        x: w.x.index_select(0, &t),
+        y: w.y.index_select(0, &t),
+    }
+}
+
 /// Test hook: `MAGPIPE_FAULT=pause-after-epoch:N` stops after epoch N's checkpoint, so a test can
 /// kill the worker there.
 fn fault_pause(epoch: usize) {
@@ -161,7 +179,10 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
             .get(slot)
             .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
     };
-    let train = load_windows(input("train")?, device)?;
+    let mut train = load_windows(input("train")?, device)?;
+    if p.subsample < 1.0 {
+        train = subsample(train, p.subsample, p.seed.unwrap_or(0));
+    }
     let val = load_windows(input("val")?, device)?;
     let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
     let mut t = Trainer::new(config(&p, horizon, features), device);
@@ -173,6 +194,15 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
             "resuming after epoch {} from its checkpoint",
             t.progress.history.len()
         ));
+        // Re-sent in case the driver died before recording it (a tune study skips duplicates).
+        if let Some(e) = t.progress.history.last() {
+            emit(&WorkerEvent::Epoch {
+                epoch: e.epoch,
+                train_loss: e.train_loss,
+                val_rmse: e.val_rmse,
+                lr: e.lr,
+            });
+        }
     }
     let zero = t.zero_slope(&val);
     let batches = (train.len() as usize).div_ceil(p.batch_size) as u64;
@@ -210,6 +240,12 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
         ));
         t.save_checkpoint(&req.checkpoint_dir)
             .map_err(|e| anyhow!("checkpoint: {e}"))?;
+        emit(&WorkerEvent::Epoch {
+            epoch: e.epoch,
+            train_loss: e.train_loss,
+            val_rmse: e.val_rmse,
+            lr: e.lr,
+        });
         fault_pause(e.epoch);
     }
 

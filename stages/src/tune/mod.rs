@@ -4,4 +4,5 @@
 
 pub mod asha;
 pub mod space;
+pub mod study;
 pub mod tpe;

@@ -1,0 +1,762 @@
+//! `tune`: the study's search as a stage. Trials are `train` runs in worker processes (one
+//! libtorch thread each, `max_concurrent` at a time); TPE suggests each configuration from the
+//! finished trials, ASHA decides after every epoch, and the trial's own early-stopping rule (the
+//! plateau stopper by default, as in the study) runs inside the worker.
+//!
+//! A study is a directory of one-file-per-event records written atomically — a trial's config,
+//! every epoch result, every ASHA decision with the rung snapshot it used, the final result — so
+//! the scheduler's state is on disk, not only in this process: a killed study resumes without
+//! redoing finished trials, and unfinished ones restart from their last checkpoint.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::asha::{AshaParams, Decision, Rungs};
+use super::space::{Config, ParamSpec, Space};
+use super::tpe::{self, Observed, Rng, TpeParams};
+use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+use crate::table;
+use crate::train::{StopRule, TrainParams, WorkerEvent, WorkerRequest, worker_info, worker_path};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuneParams {
+    /// The search space (default: the paper's Listing 1).
+    pub space: BTreeMap<String, ParamSpec>,
+    pub num_samples: usize,
+    /// Trials at once. Unbounded concurrency would turn TPE into random search: every
+    /// suggestion would be made before any trial finished.
+    pub max_concurrent: usize,
+    pub seed: u64,
+    pub tpe: TpeParams,
+    pub asha: AshaParams,
+    /// Epochs a trial may run at most (Ray's `max_t`).
+    pub max_epochs: usize,
+    /// The trials' early-stopping rule: `plateau` (Ray's TrialPlateauStopper with its defaults,
+    /// which stops every trial of this metric at epoch 10, as in the study) or `patience`
+    /// (the corrected rule).
+    pub stopper: StopRule,
+    /// Fraction of the training windows each trial trains on.
+    pub subsample: f64,
+    /// Train params every trial shares (device, precision, …); the space's values override.
+    pub fixed: serde_json::Map<String, Value>,
+    /// Top-K for Table 1's shares (the paper: 100).
+    pub top_k: usize,
+}
+
+impl Default for TuneParams {
+    fn default() -> Self {
+        TuneParams {
+            space: Space::listing1(),
+            num_samples: 40,
+            max_concurrent: 2,
+            seed: 0,
+            tpe: TpeParams::default(),
+            asha: AshaParams::default(),
+            max_epochs: 100,
+            stopper: StopRule::Plateau,
+            subsample: 1.0,
+            fixed: serde_json::Map::new(),
+            top_k: 100,
+        }
+    }
+}
+
+fn write_json(path: &Path, v: &impl Serialize) -> Result<(), StageError> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec_pretty(v).expect("serialises");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| StageError::io(&tmp, e))?;
+    f.write_all(&bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StageError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StageError::io(path, e))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// The record of a trial's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Final {
+    /// `completed` (max epochs), `stopper` (its early-stopping rule), `asha`, or `failed`.
+    pub status: String,
+    pub epochs: usize,
+    pub val_rmse: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_rmse: f64,
+    pub lr: f64,
+}
+
+/// One trial as read back from the study directory.
+#[derive(Debug, Clone)]
+pub struct TrialState {
+    pub id: u32,
+    pub config: Config,
+    pub epochs: Vec<EpochRecord>,
+    pub decisions: Vec<Decision>,
+    pub fin: Option<Final>,
+}
+
+pub struct Study {
+    pub dir: PathBuf,
+}
+
+impl Study {
+    fn trial_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("trial-{id:04}"))
+    }
+
+    pub fn load(&self) -> Vec<TrialState> {
+        let mut out = Vec::new();
+        let mut id = 0;
+        while let Some(config) = read_json::<Config>(&self.trial_dir(id).join("config.json")) {
+            let d = self.trial_dir(id);
+            let mut epochs = Vec::new();
+            let mut decisions = Vec::new();
+            for e in 1.. {
+                let Some(r) = read_json::<EpochRecord>(&d.join(format!("epoch-{e:03}.json")))
+                else {
+                    break;
+                };
+                epochs.push(r);
+                if let Some(dec) = read_json::<Decision>(&d.join(format!("asha-{e:03}.json"))) {
+                    decisions.push(dec);
+                }
+            }
+            out.push(TrialState {
+                id,
+                config,
+                epochs,
+                decisions,
+                fin: read_json(&d.join("final.json")),
+            });
+            id += 1;
+        }
+        out
+    }
+
+    /// The ASHA rungs, rebuilt from every decision on record.
+    fn rungs(trials: &[TrialState]) -> Rungs {
+        let mut r = Rungs::default();
+        for t in trials {
+            for d in &t.decisions {
+                if let Some(m) = d.rung {
+                    r.0.entry(m).or_default().insert(d.trial, d.reward);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// The loss TPE ranks by: the trial's last reported validation derivative RMSE.
+fn last_metric(t: &TrialState) -> Option<f64> {
+    t.epochs
+        .last()
+        .map(|e| e.val_rmse)
+        .filter(|v| v.is_finite())
+}
+
+struct Running {
+    id: u32,
+    child: Child,
+}
+
+enum Msg {
+    Event(u32, WorkerEvent),
+    Exit(u32, Option<String>),
+}
+
+fn spawn(
+    p: &TuneParams,
+    study: &Study,
+    t: &TrialState,
+    ctx: &Context<'_>,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Running, StageError> {
+    let d = study.trial_dir(t.id);
+    let mut params: serde_json::Map<String, Value> = p.fixed.clone();
+    for (k, v) in &t.config {
+        params.insert(k.clone(), v.clone());
+    }
+    params.insert("epochs".into(), json!(p.max_epochs));
+    params.insert(
+        "early_stop".into(),
+        serde_json::to_value(p.stopper).expect("rule"),
+    );
+    params.insert("subsample".into(), json!(p.subsample));
+    params.insert("threads".into(), json!(1));
+    params
+        .entry("seed".to_string())
+        .or_insert(json!(p.seed.wrapping_add(u64::from(t.id))));
+    let train: TrainParams =
+        serde_json::from_value(Value::Object(params.clone())).map_err(|e| {
+            StageError::Invalid(format!(
+                "trial {}: not a valid training configuration: {e}",
+                t.id
+            ))
+        })?;
+    let out = d.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).map_err(|e| StageError::io(&out, e))?;
+    let req = WorkerRequest {
+        kind: "train".into(),
+        params: serde_json::to_value(&train).expect("params"),
+        inputs: [
+            ("train".to_string(), ctx.input("train")?.to_path_buf()),
+            ("val".to_string(), ctx.input("val")?.to_path_buf()),
+        ]
+        .into(),
+        out_dir: out,
+        checkpoint_dir: d.join("ckpt"),
+        threads: 1,
+    };
+    let exe = worker_path();
+    let mut child = Command::new(&exe)
+        .arg("run-stage")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| StageError::Invalid(format!("worker {}: {e}", exe.display())))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&serde_json::to_vec(&req).expect("request"))
+        .map_err(|e| StageError::Invalid(format!("worker: {e}")))?;
+    let (stdout, stderr) = (
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
+    let (id, tx1, tx2) = (t.id, tx.clone(), tx.clone());
+    let errs = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.trim().is_empty())
+            .last()
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(e) = serde_json::from_str::<WorkerEvent>(&line) {
+                let _ = tx1.send(Msg::Event(id, e));
+            }
+        }
+        let last = errs.join().ok().flatten();
+        let _ = tx2.send(Msg::Exit(id, last));
+    });
+    Ok(Running { id: t.id, child })
+}
+
+/// Runs (or resumes) the study in `dir`.
+pub fn run_study(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    dir: &Path,
+) -> Result<Vec<TrialState>, StageError> {
+    let space = Space::new(&p.space).map_err(StageError::Invalid)?;
+    std::fs::create_dir_all(dir).map_err(|e| StageError::io(dir, e))?;
+    let study = Study {
+        dir: dir.to_path_buf(),
+    };
+    write_json(&dir.join("study.json"), p)?;
+    let mut trials = study.load();
+    let resumed = trials.iter().filter(|t| t.fin.is_some()).count();
+    if !trials.is_empty() {
+        ctx.events.log(&format!(
+            "resuming the study: {resumed} finished trials kept, {} to restart from their checkpoints",
+            trials.len() - resumed
+        ));
+    }
+    let mut rungs = Study::rungs(&trials);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut running: Vec<Running> = Vec::new();
+    let mut stopped_by_asha: std::collections::BTreeSet<u32> = Default::default();
+    let report = |trials: &[TrialState], running: usize| {
+        let done = trials.iter().filter(|t| t.fin.is_some()).count();
+        let early = trials
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.fin.as_ref().map(|f| f.status.as_str()),
+                    Some("asha" | "stopper")
+                )
+            })
+            .count();
+        let best = trials
+            .iter()
+            .filter(|t| t.fin.is_some())
+            .filter_map(last_metric)
+            .fold(f64::INFINITY, f64::min);
+        ctx.events.progress(
+            done as u64,
+            p.num_samples as u64,
+            &format!(
+                "trials · {running} running · {early} stopped early · best val R {}",
+                if best.is_finite() {
+                    format!("{best:.4e}")
+                } else {
+                    "–".into()
+                }
+            ),
+        );
+    };
+    loop {
+        // Fill the free slots: unfinished trials first (a resume), then new suggestions.
+        while running.len() < p.max_concurrent {
+            let restart = trials
+                .iter()
+                .find(|t| t.fin.is_none() && !running.iter().any(|r| r.id == t.id))
+                .map(|t| t.id);
+            let id = match restart {
+                Some(id) => id,
+                None if trials.len() < p.num_samples => {
+                    let id = trials.len() as u32;
+                    let history: Vec<Observed> = trials
+                        .iter()
+                        .map(|t| Observed {
+                            config: t.config.clone(),
+                            loss: t.fin.as_ref().and_then(|_| last_metric(t)),
+                        })
+                        .collect();
+                    let mut rng = Rng::new(p.seed ^ (u64::from(id) << 32) ^ 0x7475_6e65);
+                    let config = tpe::suggest(&space, &history, &p.tpe, &mut rng);
+                    let d = study.trial_dir(id);
+                    std::fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
+                    write_json(&d.join("config.json"), &config)?;
+                    ctx.events.log(&format!(
+                        "trial {id}: {}",
+                        serde_json::to_string(&config).unwrap_or_default()
+                    ));
+                    trials.push(TrialState {
+                        id,
+                        config,
+                        epochs: Vec::new(),
+                        decisions: Vec::new(),
+                        fin: None,
+                    });
+                    id
+                }
+                None => break,
+            };
+            let t = trials[id as usize].clone();
+            running.push(spawn(p, &study, &t, ctx, &tx)?);
+        }
+        if running.is_empty() {
+            break;
+        }
+        report(&trials, running.len());
+        let msg = rx
+            .recv()
+            .map_err(|_| StageError::Invalid("the trial workers went away".into()))?;
+        match msg {
+            Msg::Event(
+                id,
+                WorkerEvent::Epoch {
+                    epoch,
+                    train_loss,
+                    val_rmse,
+                    lr,
+                },
+            ) => {
+                let d = study.trial_dir(id);
+                if d.join(format!("epoch-{epoch:03}.json")).exists() {
+                    // Re-sent by a resumed worker: decided before the crash.
+                    continue;
+                }
+                let rec = EpochRecord {
+                    epoch,
+                    train_loss,
+                    val_rmse,
+                    lr,
+                };
+                write_json(&d.join(format!("epoch-{epoch:03}.json")), &rec)?;
+                // Reward = −R (Ray maximises it); the decision and the rung it saw are kept.
+                let dec = rungs.on_result(&p.asha, id, epoch as u32, -val_rmse);
+                write_json(&d.join(format!("asha-{epoch:03}.json")), &dec)?;
+                let t = &mut trials[id as usize];
+                t.epochs.push(rec);
+                t.decisions.push(dec.clone());
+                if dec.stop && (epoch as u32) < p.asha.max_t {
+                    stopped_by_asha.insert(id);
+                    if let Some(r) = running.iter_mut().find(|r| r.id == id) {
+                        let _ = r.child.kill();
+                    }
+                }
+            }
+            Msg::Event(..) => {}
+            Msg::Exit(id, last_err) => {
+                let Some(pos) = running.iter().position(|r| r.id == id) else {
+                    continue;
+                };
+                let mut r = running.swap_remove(pos);
+                let ok = r.child.wait().map(|s| s.success()).unwrap_or(false);
+                let t = &mut trials[id as usize];
+                let n = t.epochs.len();
+                let fin = if stopped_by_asha.contains(&id) {
+                    Final {
+                        status: "asha".into(),
+                        epochs: n,
+                        val_rmse: last_metric(t),
+                        error: None,
+                    }
+                } else if ok {
+                    Final {
+                        status: if n >= p.max_epochs {
+                            "completed"
+                        } else {
+                            "stopper"
+                        }
+                        .into(),
+                        epochs: n,
+                        val_rmse: last_metric(t),
+                        error: None,
+                    }
+                } else {
+                    Final {
+                        status: "failed".into(),
+                        epochs: n,
+                        val_rmse: None,
+                        error: Some(last_err.unwrap_or_else(|| "the worker died".into())),
+                    }
+                };
+                ctx.events.log(&format!(
+                    "trial {id}: {} after {} epochs, val R {}",
+                    fin.status,
+                    fin.epochs,
+                    fin.val_rmse.map_or("–".into(), |v| format!("{v:.4e}"))
+                ));
+                write_json(&study.trial_dir(id).join("final.json"), &fin)?;
+                t.fin = Some(fin);
+            }
+        }
+    }
+    report(&trials, 0);
+    Ok(trials)
+}
+
+fn model_loss(c: &Config) -> (String, String) {
+    let model = c
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("MagFluxLSTM")
+        .to_string();
+    let loss = match c.get("loss").and_then(Value::as_str) {
+        Some("value") => "MSE",
+        _ => "hybrid",
+    };
+    (model, loss.to_string())
+}
+
+fn cell(c: &Config, k: &str) -> String {
+    c.get(k).map_or("–".into(), |v| match v {
+        Value::Number(n) if n.as_f64().is_some_and(|x| x != 0.0 && x.abs() < 1e-2) => {
+            format!("{:.2e}", n.as_f64().unwrap_or_default())
+        }
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    })
+}
+
+pub struct Tune;
+
+impl TypedKind for Tune {
+    type Params = TuneParams;
+    const NAME: &'static str = "tune";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "The hyper-parameter search: TPE suggestions, ASHA and the plateau \
+        stopper, trials as 1-thread training workers; resumable study records; the trials table \
+        and Table 1 with each model × loss's share of the top trials.";
+    const INPUTS: &'static [InputSlot] = &[
+        InputSlot {
+            name: "train",
+            doc: "training windows (window.train)",
+        },
+        InputSlot {
+            name: "val",
+            doc: "validation windows (window.val)",
+        },
+    ];
+    // The trials table holds per-epoch metrics only; the study's timings stay in its records.
+    const OUTPUTS: &'static [OutputSlot] = &[
+        OutputSlot {
+            name: "trials",
+            file: "trials.parquet",
+            doc: "every trial: config, status, epochs, metric per epoch, final metric",
+        },
+        OutputSlot {
+            name: "trials_md",
+            file: "trials.md",
+            doc: "the trials as Markdown, best first",
+        },
+        OutputSlot {
+            name: "table1",
+            file: "table1.md",
+            doc: "Table 1: best configuration per model × loss and its share of the top-K trials",
+        },
+        OutputSlot {
+            name: "best",
+            file: "best.json",
+            doc: "the best configuration per model × loss",
+        },
+    ];
+
+    fn check(p: &TuneParams) -> Result<(), ParamError> {
+        let bad = |name: &str, msg: String| {
+            Err(ParamError::Invalid {
+                name: name.into(),
+                msg,
+            })
+        };
+        if let Err(e) = Space::new(&p.space) {
+            return bad("space", e);
+        }
+        for (name, v) in [
+            ("num_samples", p.num_samples),
+            ("max_concurrent", p.max_concurrent),
+            ("max_epochs", p.max_epochs),
+            ("top_k", p.top_k),
+        ] {
+            if v == 0 {
+                return bad(name, "must be at least 1".into());
+            }
+        }
+        if !(p.subsample > 0.0 && p.subsample <= 1.0) {
+            return bad("subsample", "must be in (0, 1]".into());
+        }
+        if p.stopper == StopRule::None {
+            return bad(
+                "stopper",
+                "a study needs a stopping rule: plateau or patience".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn runtime(_p: &TuneParams, cache_dir: &Path) -> Result<Value, StageError> {
+        let info = worker_info(cache_dir)?;
+        Ok(json!({ "libtorch": info["libtorch_version"], "device": "cpu" }))
+    }
+
+    fn run(p: &TuneParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let dir = ctx.checkpoint_dir.join("study");
+        let trials = run_study(p, ctx, &dir)?;
+        write_outputs(p, ctx, &trials)
+    }
+}
+
+fn write_outputs(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    trials: &[TrialState],
+) -> Result<Report, StageError> {
+    let mut ranked: Vec<(&TrialState, f64)> = trials
+        .iter()
+        .filter_map(|t| last_metric(t).map(|m| (t, m)))
+        .collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+
+    // Trials table.
+    let keys: Vec<String> = p.space.keys().cloned().collect();
+    let path = ctx.output("trials.parquet");
+    let mut cols = vec![Column::new(
+        "trial".into(),
+        trials.iter().map(|t| t.id).collect::<Vec<_>>(),
+    )];
+    for k in &keys {
+        cols.push(Column::new(
+            k.as_str().into(),
+            trials
+                .iter()
+                .map(|t| t.config.get(k).map(|v| v.to_string()))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    cols.push(Column::new(
+        "status".into(),
+        trials
+            .iter()
+            .map(|t| {
+                t.fin
+                    .as_ref()
+                    .map_or("unfinished".to_string(), |f| f.status.clone())
+            })
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "epochs".into(),
+        trials
+            .iter()
+            .map(|t| t.epochs.len() as u32)
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "val_rmse_per_epoch".into(),
+        trials
+            .iter()
+            .map(|t| {
+                t.epochs
+                    .iter()
+                    .map(|e| format!("{:.6e}", e.val_rmse))
+                    .collect::<Vec<_>>()
+                    .join(";")
+            })
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "final_val_rmse".into(),
+        trials.iter().map(last_metric).collect::<Vec<_>>(),
+    ));
+    let mut df = DataFrame::new(trials.len(), cols).map_err(|e| StageError::table(&path, e))?;
+    table::write_parquet(&mut df, &path)?;
+    let mut header: Vec<&str> = vec!["rank", "trial"];
+    header.extend(keys.iter().map(String::as_str));
+    header.extend(["status", "epochs", "final val R"]);
+    let rows: Vec<Vec<String>> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, (t, m))| {
+            let mut r = vec![(i + 1).to_string(), t.id.to_string()];
+            r.extend(keys.iter().map(|k| cell(&t.config, k)));
+            r.push(
+                t.fin
+                    .as_ref()
+                    .map_or("unfinished".into(), |f| f.status.clone()),
+            );
+            r.push(t.epochs.len().to_string());
+            r.push(format!("{m:.4e}"));
+            r
+        })
+        .collect();
+    let md = ctx.output("trials.md");
+    std::fs::write(&md, table::markdown(&header, &rows)).map_err(|e| StageError::io(&md, e))?;
+
+    // Table 1: best per (model, loss) and its share of the top K.
+    let k = p.top_k.min(ranked.len());
+    let mut share: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (t, _) in ranked.iter().take(k) {
+        *share.entry(model_loss(&t.config)).or_default() += 1;
+    }
+    let mut best: BTreeMap<(String, String), (&TrialState, f64)> = BTreeMap::new();
+    for (t, m) in &ranked {
+        best.entry(model_loss(&t.config)).or_insert((t, *m));
+    }
+    let t1_header = [
+        "model",
+        "loss",
+        &format!("top-{k}"),
+        "Pd",
+        "h",
+        "L",
+        "B",
+        "lr",
+        "λ",
+        "α",
+        "Ptf",
+        "shuffle",
+        "trial",
+        "val R",
+        "epochs",
+    ];
+    let t1_rows: Vec<Vec<String>> = best
+        .iter()
+        .map(|((model, loss), (t, m))| {
+            let c = &t.config;
+            vec![
+                model.clone(),
+                loss.clone(),
+                format!(
+                    "{:.0} %",
+                    100.0 * *share.get(&(model.clone(), loss.clone())).unwrap_or(&0) as f64
+                        / k.max(1) as f64
+                ),
+                cell(c, "dropout"),
+                cell(c, "hidden"),
+                cell(c, "layers"),
+                cell(c, "batch_size"),
+                cell(c, "lr"),
+                cell(c, "weight_decay"),
+                if loss == "MSE" {
+                    "1".into()
+                } else {
+                    cell(c, "alpha")
+                },
+                cell(c, "teacher_forcing_ratio"),
+                cell(c, "shuffle"),
+                t.id.to_string(),
+                format!("{m:.4e}"),
+                t.epochs.len().to_string(),
+            ]
+        })
+        .collect();
+    let h: Vec<&str> = t1_header.iter().map(|s| &s[..]).collect();
+    let note = if k < p.top_k {
+        format!(
+            "\nThe study has {} finished trials, fewer than {}: shares are of the top {k}.\n",
+            ranked.len(),
+            p.top_k
+        )
+    } else {
+        String::new()
+    };
+    let t1 = format!(
+        "# Table 1 — best configuration per model × loss ({} trials)\n\n{}{note}",
+        trials.len(),
+        table::markdown(&h, &t1_rows)
+    );
+    let tp = ctx.output("table1.md");
+    std::fs::write(&tp, &t1).map_err(|e| StageError::io(&tp, e))?;
+    let best_json: BTreeMap<String, Value> = best
+        .iter()
+        .map(|((m, l), (t, r))| {
+            (
+                format!("{m} {l}"),
+                json!({ "trial": t.id, "val_rmse": r, "config": t.config }),
+            )
+        })
+        .collect();
+    let bp = ctx.output("best.json");
+    std::fs::write(
+        &bp,
+        serde_json::to_string_pretty(&best_json).expect("json") + "\n",
+    )
+    .map_err(|e| StageError::io(&bp, e))?;
+    let count = |s: &str| {
+        trials
+            .iter()
+            .filter(|t| t.fin.as_ref().is_some_and(|f| f.status == s))
+            .count()
+    };
+    Ok(Report {
+        summary: format!(
+            "{} trials ({} completed, {} stopped by the stopper, {} by ASHA, {} failed); best val R {}",
+            trials.len(),
+            count("completed"),
+            count("stopper"),
+            count("asha"),
+            count("failed"),
+            ranked
+                .first()
+                .map_or("–".into(), |(_, m)| format!("{m:.4e}"))
+        ),
+        stdout: Some(t1),
+        facts: json!({ "trials": trials.len(), "best_val_rmse": ranked.first().map(|(_, m)| *m) }),
+    })
+}
