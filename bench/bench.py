@@ -59,6 +59,9 @@ def main():
     ap.add_argument("--worker", required=True)
     ap.add_argument("--train-steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--tune", action="store_true",
+                    help="also measure trials per hour of a fixed small study: 2 trials × 1 thread "
+                         "against 1 trial × 2 threads (a few minutes)")
     ap.add_argument("--train-wall", action="store_true",
                     help="also time `magpipe run` of the four Table 1 trainings, 10 epochs each, "
                          "from an empty train cache (about an hour on 2 cores)")
@@ -103,6 +106,7 @@ def main():
 
     train_rows = train_bench(a)
     wall_train = train_wall(q, env) if a.train_wall else None
+    tune_rows = tune_bench(a, env) if a.tune else None
 
     print("| benchmark | magpipe s | reference | reference s | ratio (magpipe/ref) |")
     print("|---|---|---|---|---|")
@@ -116,11 +120,59 @@ def main():
     print()
     print(f"ingest: {npl / ing:.2f}x faster than np.load alone (target: ratio < 1.0)")
     print(f"no-op:  {noop * 1000:.1f} ms (target ≤ 100 ms), {dv / noop:.1f}x faster than DVC (target ≥ 10x)")
+    if tune_rows is not None:
+        print("\n| tune study (8 random trials, h=32 L=2 MagFluxLSTM, 2 epochs, 5 % of the windows) | wall s | trials/hour |")
+        print("|---|---|---|")
+        for what, sec, n in tune_rows:
+            print(f"| {what} | {sec:.1f} | {n * 3600 / sec:.0f} |")
+        print(f"2×1-thread workers vs 1×2-thread: {tune_rows[1][1] / tune_rows[0][1]:.2f}x the trials per hour")
     if wall_train is not None:
         total, per_stage = wall_train
         print(f"\n`magpipe run` of the four Table 1 trainings, 10 epochs each, empty train cache: {total / 60:.1f} min")
         for stage, sec in per_stage:
             print(f"  {stage}: {sec / 60:.1f} min")
+
+
+TUNE_STAGE = """  tune:
+    kind: tune
+    default: false
+    inputs: {{train: window.train, val: window.val}}
+    params:
+      num_samples: 8
+      max_concurrent: {conc}
+      seed: 1
+      max_epochs: 2
+      subsample: 0.05
+      tpe: {{n_startup: 8}}
+      fixed: {{threads: {threads}, early_stop: none}}
+      space:
+        lr: {{loguniform: [1.0e-4, 1.0e-2]}}
+        hidden: {{choice: [32]}}
+        layers: {{choice: [2]}}
+        model: {{choice: [MagFluxLSTM]}}
+        loss: {{choice: [hybrid]}}
+"""
+
+
+def tune_bench(a, env):
+    """The same 8-trial study (random configurations, so the trials are identical) run as 2
+    concurrent 1-thread workers and as 1 worker with 2 threads, each from an empty study."""
+    rows = []
+    for what, conc, threads in [("2 workers × 1 thread", 2, 1), ("1 worker × 2 threads", 1, 2)]:
+        proj = os.path.join(a.work, f"tune-{conc}")
+        os.makedirs(proj)
+        with open(a.pipeline) as f:
+            text = f.read()
+        # Only the data stages and the study: cut the shipped pipeline before its first train stage.
+        head = text.split("  # The four Table 1 configurations")[0]
+        with open(os.path.join(proj, "pipeline.yaml"), "w") as f:
+            f.write(head + TUNE_STAGE.format(conc=conc, threads=threads))
+        q = [a.magpipe, "-q", "-f", os.path.join(proj, "pipeline.yaml")]
+        subprocess.run(q + ["run", "window"], env=env, check=True, stdout=subprocess.DEVNULL)
+        t0 = time.perf_counter()
+        subprocess.run(q + ["run", "tune"], env=env, check=True, stdout=subprocess.DEVNULL)
+        rows.append((what, time.perf_counter() - t0, 8))
+    return rows
 
 
 TRAIN_STAGES = ["lstm_hybrid", "lstm_mse", "encdec_mse", "encdec_hybrid"]

@@ -201,7 +201,8 @@ fn spawn(
         serde_json::to_value(p.stopper).expect("rule"),
     );
     params.insert("subsample".into(), json!(p.subsample));
-    params.insert("threads".into(), json!(1));
+    // One libtorch thread per trial unless `fixed` says otherwise (the benchmark compares).
+    params.entry("threads".to_string()).or_insert(json!(1));
     params
         .entry("seed".to_string())
         .or_insert(json!(p.seed.wrapping_add(u64::from(t.id))));
@@ -225,7 +226,7 @@ fn spawn(
         .into(),
         out_dir: out,
         checkpoint_dir: d.join("ckpt"),
-        threads: 1,
+        threads: train.threads,
     };
     let exe = worker_path();
     let mut child = Command::new(&exe)
