@@ -217,8 +217,23 @@ impl Plan {
             }
             let resolved = resolve(k, &params, &loc, &raw.name, &origins)?;
 
+            // A variant may rewire inputs (e.g. train from a tuning study's best configurations).
+            let mut raw_inputs = raw.inputs.clone();
+            if let Some(v) = chosen {
+                for (stage, ins) in &v.inputs {
+                    if stage != &raw.name {
+                        continue;
+                    }
+                    for (slot, src) in ins {
+                        match raw_inputs.iter_mut().find(|(s, _)| s == slot) {
+                            Some(e) => e.1 = src.clone(),
+                            None => raw_inputs.push((slot.clone(), src.clone())),
+                        }
+                    }
+                }
+            }
             let mut inputs = Vec::new();
-            for (slot, src) in &raw.inputs {
+            for (slot, src) in &raw_inputs {
                 let here = [at[0], at[1], "inputs", slot.as_str()];
                 let single = k.inputs().iter().any(|s| s.name == slot);
                 let list = k.list_inputs().iter().any(|s| s.name == slot);

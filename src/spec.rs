@@ -27,12 +27,51 @@ pub enum RawInput {
     Many(Vec<String>),
 }
 
-/// A named set of overrides: stage → param → value.
+/// A named set of overrides: stage → param → value, and stage → rewired inputs (the reserved
+/// key `inputs:` inside a stage's overrides).
 #[derive(Debug, Clone)]
 pub struct RawVariant {
     pub name: String,
     pub doc: Option<String>,
     pub overrides: Vec<(String, Mapping)>,
+    pub inputs: Vec<(String, Vec<(String, RawInput)>)>,
+}
+
+/// A stage's (or a variant's) `inputs:` mapping.
+fn parse_inputs(
+    v: Option<&Value>,
+    loc: &Locator,
+    at: &[&str],
+) -> Result<Vec<(String, RawInput)>, SpecError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                let k = key_str(k, loc, at)?.to_string();
+                let mut here: Vec<&str> = at.to_vec();
+                here.push(&k);
+                let bad = || {
+                    loc.err(
+                        &here,
+                        "an input is `stage`, `stage.output`, or a list of them",
+                    )
+                };
+                let v = match v {
+                    Value::String(s) => RawInput::One(s.clone()),
+                    Value::Sequence(items) => RawInput::Many(
+                        items
+                            .iter()
+                            .map(|i| i.as_str().map(str::to_string).ok_or_else(bad))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                    _ => return Err(bad()),
+                };
+                Ok((k, v))
+            })
+            .collect(),
+        Some(_) => Err(loc.err(at, "`inputs:` must map slot → `stage.output`")),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -135,38 +174,7 @@ impl RawSpec {
                     return Err(loc.err(&[at[0], at[1], "params"], "`params:` must be a mapping"));
                 }
             };
-            let inputs = match body.get("inputs") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Mapping(m)) => m
-                    .iter()
-                    .map(|(k, v)| {
-                        let k = key_str(k, &loc, &[at[0], at[1], "inputs"])?.to_string();
-                        let bad = || {
-                            loc.err(
-                                &[at[0], at[1], "inputs", &k],
-                                "an input is `stage`, `stage.output`, or a list of them",
-                            )
-                        };
-                        let v = match v {
-                            Value::String(s) => RawInput::One(s.clone()),
-                            Value::Sequence(items) => RawInput::Many(
-                                items
-                                    .iter()
-                                    .map(|i| i.as_str().map(str::to_string).ok_or_else(bad))
-                                    .collect::<Result<_, _>>()?,
-                            ),
-                            _ => return Err(bad()),
-                        };
-                        Ok((k, v))
-                    })
-                    .collect::<Result<_, SpecError>>()?,
-                Some(_) => {
-                    return Err(loc.err(
-                        &[at[0], at[1], "inputs"],
-                        "`inputs:` must map slot → `stage.output`",
-                    ));
-                }
-            };
+            let inputs = parse_inputs(body.get("inputs"), &loc, &[at[0], at[1], "inputs"])?;
             let doc = body.get("doc").and_then(Value::as_str).map(str::to_string);
             let default = match body.get("default") {
                 None => true,
@@ -199,6 +207,7 @@ impl RawSpec {
                         .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
                     let mut doc = None;
                     let mut overrides = Vec::new();
+                    let mut rewired = Vec::new();
                     for (stage, ov) in body {
                         let stage = key_str(stage, &loc, &at)?.to_string();
                         if stage == "doc" {
@@ -214,6 +223,11 @@ impl RawSpec {
                                 )
                             })?
                             .clone();
+                        if let Some(inp) = m.remove("inputs") {
+                            let ins =
+                                parse_inputs(Some(&inp), &loc, &[at[0], at[1], &stage, "inputs"])?;
+                            rewired.push((stage.clone(), ins));
+                        }
                         for (k, v) in m.iter_mut() {
                             let k = key_str(k, &loc, &[at[0], at[1], &stage])?.to_string();
                             interpolate(v, &loc, &[at[0], at[1], &stage, &k])?;
@@ -224,6 +238,7 @@ impl RawSpec {
                         name,
                         doc,
                         overrides,
+                        inputs: rewired,
                     });
                 }
             }

@@ -34,6 +34,13 @@ fn project(samples: usize) -> Project {
         teacher_forcing_ratio: {{choice: [0.0, 0.5], when: {{model: MagFluxEnc-Dec}}}}
         loss: {{choice: [hybrid, value]}}
         alpha: {{choice: [0.5, 0.9], when: {{loss: hybrid}}}}
+  train:
+    kind: train
+    inputs: {{train: window.train, val: window.val}}
+    params: {{hidden: 3, layers: 1, epochs: 1, batch_size: 32, early_stop: none}}
+variants:
+  tuned:
+    train: {{from_study: MagFluxLSTM hybrid, inputs: {{study: [tune.best]}}}}
 ",
         p.pipeline()
     ));
@@ -74,8 +81,26 @@ fn a_tiny_study_runs_renders_table_1_and_is_not_a_default_target() {
     }
     // With grace 1 ASHA stops at least one trial after its first epoch (seeded: deterministic).
     assert!(trials.contains("| asha | 1 |"), "{trials}");
-    // Conditional parameters appear only in their branch.
+    // The `tuned` variant trains with the study's best configuration; the study is not redone.
+    let r = p.run(&["run", "train", "--variant", "tuned"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_finished"), ["train"]);
     let best: serde_json::Value = serde_json::from_str(&read(&p, "tune", "best")).unwrap();
+    let want = &best["MagFluxLSTM hybrid"]["config"];
+    let cfg: serde_json::Value = serde_json::from_str(&{
+        let r = p.run(&["artifact", "train", "config", "--variant", "tuned"]);
+        r.assert_ok();
+        std::fs::read_to_string(r.stdout.trim()).unwrap()
+    })
+    .unwrap();
+    for k in ["hidden", "lr", "alpha", "loss"] {
+        assert_eq!(cfg["params"][k], want[k], "{k}: {cfg}");
+    }
+    assert_eq!(
+        cfg["params"]["epochs"], 1,
+        "the stage's own epochs are kept"
+    );
+    // Conditional parameters appear only in their branch.
     for (name, b) in best.as_object().unwrap() {
         let c = &b["config"];
         assert_eq!(

@@ -106,6 +106,9 @@ pub struct TrainParams {
     /// libtorch intra-op threads of this training (1: run several trainings side by side).
     pub threads: usize,
     pub precision: Precision,
+    /// Take the model's hyper-parameters from a tuning study's best configuration for this
+    /// "model loss" (e.g. "MagFluxLSTM hybrid"), read from the `study` list input (`tune.best`).
+    pub from_study: Option<String>,
     /// Train on this fraction of the training windows (a fixed, seeded subset), so a tuning
     /// study fits a CPU budget; validation always uses every window. Left out of the key at its
     /// default (see `key_params`), so adding it kept every existing training's key.
@@ -139,6 +142,7 @@ impl Default for TrainParams {
             threads: 1,
             precision: Precision::Fp32,
             subsample: 1.0,
+            from_study: None,
         }
     }
 }
@@ -306,6 +310,49 @@ pub fn worker_info(cache_dir: &Path) -> Result<Value, StageError> {
 
 pub struct Train;
 
+/// The params with a study's best configuration applied, when `from_study` asks for one.
+fn from_study(p: &TrainParams, ctx: &Context<'_>) -> Result<TrainParams, StageError> {
+    let Some(which) = &p.from_study else {
+        return Ok(p.clone());
+    };
+    let entries = ctx.list("study");
+    let Some(e) = entries.first() else {
+        return Err(StageError::Invalid(format!(
+            "from_study: `{which}` needs a study: wire `study: [tune.best]` into this stage"
+        )));
+    };
+    let path = e.output("best")?;
+    let text = std::fs::read_to_string(path).map_err(|err| StageError::io(path, err))?;
+    let best: Value = serde_json::from_str(&text).map_err(|err| StageError::table(path, err))?;
+    let Some(cfg) = best
+        .get(which)
+        .and_then(|b| b.get("config"))
+        .and_then(Value::as_object)
+    else {
+        return Err(StageError::table(
+            path,
+            format!(
+                "no best configuration for `{which}` (the study has: {})",
+                best.as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            ),
+        ));
+    };
+    let mut v = serde_json::to_value(p).expect("params serialise");
+    let o = v.as_object_mut().expect("a struct");
+    // A parameter inactive in the best configuration takes its default (no teacher forcing for
+    // MagFluxLSTM, α unused by the value loss).
+    o.insert("teacher_forcing_ratio".into(), serde_json::json!(0.0));
+    for (k, val) in cfg {
+        o.insert(k.clone(), val.clone());
+    }
+    let q: TrainParams = serde_json::from_value(v)
+        .map_err(|err| StageError::table(path, format!("`{which}`: {err}")))?;
+    Train::check(&q).map_err(|err| StageError::table(path, format!("`{which}`: {err}")))?;
+    Ok(q)
+}
+
 impl TypedKind for Train {
     type Params = TrainParams;
     const NAME: &'static str = "train";
@@ -324,6 +371,10 @@ impl TypedKind for Train {
             doc: "validation windows (window.val)",
         },
     ];
+    const LIST_INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "study",
+        doc: "a tuning study's best configurations (tune.best), for `from_study`",
+    }];
     const OUTPUTS: &'static [OutputSlot] = &[
         OutputSlot {
             name: "model",
@@ -402,8 +453,13 @@ impl TypedKind for Train {
 
     fn key_params(p: &TrainParams) -> Value {
         let mut v = serde_json::to_value(p).expect("params serialise");
+        let o = v.as_object_mut().expect("a struct");
+        // Params added later stay out of the key at their defaults, so old keys hold.
         if p.subsample == 1.0 {
-            v.as_object_mut().expect("a struct").remove("subsample");
+            o.remove("subsample");
+        }
+        if p.from_study.is_none() {
+            o.remove("from_study");
         }
         v
     }
@@ -423,6 +479,7 @@ impl TypedKind for Train {
     }
 
     fn run(p: &TrainParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let p = &from_study(p, ctx)?;
         let req = WorkerRequest {
             kind: Self::NAME.into(),
             params: serde_json::to_value(p).expect("params serialise"),
