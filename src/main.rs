@@ -212,6 +212,17 @@ fn store_root(cli: &Cli) -> PathBuf {
     std::path::absolute(&root).unwrap_or(root)
 }
 
+fn make_sink(cli: &Cli) -> Box<dyn Sink> {
+    match cli.log_format {
+        LogFormat::Json => Box::new(JsonSink),
+        LogFormat::Human => Box::new(HumanSink::new(cli.quiet)),
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs one plan; prints the reports of the stages that ran when `print` is set.
 fn run_one(
     plan: &Plan,
@@ -500,12 +511,8 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             seeds,
         } => {
             let store = Store::open(&store_root(cli));
-            let sink: Box<dyn Sink> = match cli.log_format {
-                LogFormat::Json => Box::new(JsonSink),
-                LogFormat::Human => Box::new(HumanSink::new(cli.quiet)),
-            };
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let sink = make_sink(cli);
+            let jobs = jobs.unwrap_or_else(default_jobs);
             let points = sweep::expand(&select.sets).map_err(RunError::Usage)?;
             if points.len() == 1 && seeds.is_none() {
                 let plan = load(cli, Some(select))?;
@@ -645,12 +652,8 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
         } => {
             let plan = load(cli, Some(select))?;
             let store = Store::open(&store_root(cli));
-            let sink: Box<dyn Sink> = match cli.log_format {
-                LogFormat::Json => Box::new(JsonSink),
-                LogFormat::Human => Box::new(HumanSink::new(cli.quiet)),
-            };
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let sink = make_sink(cli);
+            let jobs = jobs.unwrap_or_else(default_jobs);
             let r = provenance::audit(&plan, &store, stage, jobs, sink.as_ref())?;
             print!("{}", provenance::audit_text(&r));
             Ok(if r.first_difference.is_none() {

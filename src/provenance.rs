@@ -215,9 +215,10 @@ fn short(h: &str) -> &str {
     &h[..h.len().min(16)]
 }
 
-pub fn lineage_text(l: &Lineage) -> String {
-    let mut out = format!(
-        "lineage of {}{}{}\n",
+/// `stage:output (variant v)`, with `q` around the names (a backtick for Markdown).
+fn lineage_title(l: &Lineage, q: &str) -> String {
+    format!(
+        "{q}{}{}{q}{}",
         l.target,
         l.output_name
             .as_ref()
@@ -225,9 +226,13 @@ pub fn lineage_text(l: &Lineage) -> String {
             .unwrap_or_default(),
         l.variant
             .as_ref()
-            .map(|v| format!(" (variant {v})"))
+            .map(|v| format!(" (variant {q}{v}{q})"))
             .unwrap_or_default()
-    );
+    )
+}
+
+pub fn lineage_text(l: &Lineage) -> String {
+    let mut out = format!("lineage of {}\n", lineage_title(l, ""));
     if let Some(o) = &l.output {
         out.push_str(&format!(
             "  output {} blake3 {} ({} bytes)\n",
@@ -284,18 +289,7 @@ pub fn lineage_text(l: &Lineage) -> String {
 }
 
 pub fn lineage_markdown(l: &Lineage) -> String {
-    let mut out = format!(
-        "## Provenance of `{}{}`{}\n\n",
-        l.target,
-        l.output_name
-            .as_ref()
-            .map(|o| format!(":{o}"))
-            .unwrap_or_default(),
-        l.variant
-            .as_ref()
-            .map(|v| format!(" (variant `{v}`)"))
-            .unwrap_or_default()
-    );
+    let mut out = format!("## Provenance of {}\n\n", lineage_title(l, "`"));
     if let Some(o) = &l.output {
         out.push_str(&format!(
             "Output `{}`, blake3 `{}`, {} bytes.\n\n",

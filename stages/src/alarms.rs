@@ -254,16 +254,8 @@ impl TypedKind for ScoreAlarms {
     const DOC: &'static str = "The emergence criterion on observed and predicted flux per scored \
         tile: categories, alarm leads, per-AR Emergence and operational success (Table 2), for \
         every listed predictor.";
-    const INPUTS: &'static [InputSlot] = &[
-        InputSlot {
-            name: "protocol",
-            doc: "the test protocol (test_protocol.protocol)",
-        },
-        InputSlot {
-            name: "test",
-            doc: "scaled test series (scale.test), for the time stamps",
-        },
-    ];
+    const INPUTS: &'static [InputSlot] =
+        &[crate::protocol::PROTOCOL_SLOT, crate::protocol::TEST_SLOT];
     const LIST_INPUTS: &'static [InputSlot] = &[InputSlot {
         name: "predictors",
         doc: "predict / baseline stages (whole stages: predictions and summary are read)",

@@ -155,18 +155,9 @@ impl TypedKind for Baseline {
     const DOC: &'static str = "A reference predictor (persistence, linear trend, zero-slope) run \
         through the test protocol like a model, with its validation derivative RMSE for Table 1.";
     const INPUTS: &'static [InputSlot] = &[
-        InputSlot {
-            name: "protocol",
-            doc: "the test protocol (test_protocol.protocol)",
-        },
-        InputSlot {
-            name: "test",
-            doc: "scaled test series (scale.test)",
-        },
-        InputSlot {
-            name: "scaler",
-            doc: "the fitted scaler (scale.scaler), to report Gauss",
-        },
+        crate::protocol::PROTOCOL_SLOT,
+        crate::protocol::TEST_SLOT,
+        crate::protocol::SCALER_SLOT,
         InputSlot {
             name: "val",
             doc: "scaled validation series (scale.val)",

@@ -388,18 +388,9 @@ impl TypedKind for RenderFigure {
     const DOC: &'static str = "The paper's Figure 3 layout for one test AR: seven scored tiles \
         (flux, observed and predicted derivative, alarm lines) and the 9×9 tile maps, PNG and SVG.";
     const INPUTS: &'static [InputSlot] = &[
-        InputSlot {
-            name: "protocol",
-            doc: "the test protocol (test_protocol.protocol)",
-        },
-        InputSlot {
-            name: "test",
-            doc: "scaled test series (scale.test)",
-        },
-        InputSlot {
-            name: "scaler",
-            doc: "the fitted scaler (scale.scaler)",
-        },
+        crate::protocol::PROTOCOL_SLOT,
+        crate::protocol::TEST_SLOT,
+        crate::protocol::SCALER_SLOT,
         InputSlot {
             name: "alarms",
             doc: "the alarms stage's table (score_alarms.alarms)",

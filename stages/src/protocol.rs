@@ -724,6 +724,20 @@ pub fn protocol_markdown(p: &Protocol) -> String {
     )
 }
 
+/// Input slots the results stages share.
+pub const PROTOCOL_SLOT: InputSlot = InputSlot {
+    name: "protocol",
+    doc: "the test protocol (test_protocol.protocol)",
+};
+pub const TEST_SLOT: InputSlot = InputSlot {
+    name: "test",
+    doc: "scaled test series (scale.test)",
+};
+pub const SCALER_SLOT: InputSlot = InputSlot {
+    name: "scaler",
+    doc: "the fitted scaler (scale.scaler), to report Gauss",
+};
+
 /// The outputs every predictor stage (`predict`, `baseline`) writes, so that scoring and
 /// rendering treat models and reference predictors alike.
 pub const PREDICTOR_OUTPUTS: &[OutputSlot] = &[

@@ -527,18 +527,9 @@ impl TypedKind for Predict {
             name: "config",
             doc: "the training run's model.json (train.config)",
         },
-        InputSlot {
-            name: "protocol",
-            doc: "the test protocol (test_protocol.protocol)",
-        },
-        InputSlot {
-            name: "test",
-            doc: "scaled test series (scale.test)",
-        },
-        InputSlot {
-            name: "scaler",
-            doc: "the fitted scaler (scale.scaler), to report Gauss",
-        },
+        crate::protocol::PROTOCOL_SLOT,
+        crate::protocol::TEST_SLOT,
+        crate::protocol::SCALER_SLOT,
     ];
     const OUTPUTS: &'static [OutputSlot] = crate::protocol::PREDICTOR_OUTPUTS;
 
