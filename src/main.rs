@@ -196,7 +196,7 @@ fn load(cli: &Cli, select: Option<&Select>) -> anyhow::Result<Plan> {
         ),
         None => (None, Vec::new()),
     };
-    Ok(Plan::build(&spec, variant, &sets)?)
+    Ok(sweep::plan_for(&spec, variant, &sets)?)
 }
 
 /// Absolute, so that the paths `magpipe artifact` prints work from any folder.
@@ -709,7 +709,7 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             let mut plans = Vec::new();
             for v in variants {
                 let variant = (v != magpipe::compare::DEFAULT).then_some(v.as_str());
-                plans.push((v.clone(), Plan::build(&spec, variant, &[])?));
+                plans.push((v.clone(), sweep::plan_for(&spec, variant, &[])?));
             }
             let store = Store::open(&store_root(cli));
             let c = magpipe::compare::compare(&plans, &store)?;
@@ -729,7 +729,7 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "default".into());
             let build = |v: &str| -> anyhow::Result<Plan> {
                 let variant = (v != magpipe::compare::DEFAULT).then_some(v);
-                Ok(Plan::build(&spec, variant, &[])?)
+                Ok(sweep::plan_for(&spec, variant, &[])?)
             };
             let plan = build(&name)?;
             let mut others = Vec::new();

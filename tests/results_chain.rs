@@ -232,8 +232,18 @@ fn seeds_and_set_sweeps_run_as_variants_sharing_upstream_stages() {
     assert_eq!(count("/train"), 3);
     assert_eq!(count("/ingest"), 1);
     assert_eq!(count("/persistence"), 1);
-    // Each point keeps its own refs, beside the default ones.
+    // Each point is a variant that status, compare and artifact can name.
     assert!(p.store().join("refs/default+seed=2/tables").is_file());
+    let st = p.run(&["status", "tables", "--variant", "default+seed=2"]);
+    st.assert_ok();
+    assert!(!st.stdout.contains("stale"), "{}", st.stdout);
+    let c = p.run(&["compare", "default+seed=1", "default+seed=2"]);
+    c.assert_ok();
+    assert!(
+        c.stdout.contains("| train.seed | `1` | `2` |"),
+        "{}",
+        c.stdout
+    );
     let reports = std::fs::read_dir(p.store().join("reports"))
         .unwrap()
         .count();
