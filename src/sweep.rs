@@ -286,6 +286,48 @@ pub fn seeds_markdown(tables: &[(u64, Table2)], delay: i64) -> String {
     out
 }
 
+/// The plan of a variant name, including a sweep point's `BASE+label` (e.g. `default+seed=2`
+/// or `paper-text+lstm_hybrid.lr=0.001,seed=3`), so `status`, `artifact`, `compare` and `report`
+/// can name the points of an earlier sweep.
+pub fn plan_for(
+    spec: &crate::spec::RawSpec,
+    name: Option<&str>,
+    sets: &[crate::plan::SetOverride],
+) -> Result<crate::plan::Plan, crate::error::SpecError> {
+    use crate::plan::{Plan, SetOverride};
+    let Some(name) = name else {
+        return Plan::build(spec, None, sets);
+    };
+    let point = name
+        .split_once('+')
+        .filter(|_| !spec.variants.iter().any(|v| v.name == name));
+    let Some((base, label)) = point else {
+        return Plan::build(spec, Some(name), sets);
+    };
+    let base = (base != "default").then_some(base);
+    let base_plan = Plan::build(spec, base, &[])?;
+    let bad = |msg: String| crate::error::SpecError {
+        file: spec.file.clone(),
+        line: None,
+        path: String::new(),
+        msg: format!("variant `{name}`: {msg}"),
+    };
+    let mut all = Vec::new();
+    for part in alternatives(label) {
+        if let Some(seed) = part.strip_prefix("seed=") {
+            for s in base_plan.stages.iter().filter(|s| s.kind.name() == "train") {
+                all.push(SetOverride::parse(&format!("{}.seed={seed}", s.name)).map_err(bad)?);
+            }
+        } else {
+            all.push(SetOverride::parse(&part).map_err(bad)?);
+        }
+    }
+    all.extend(sets.iter().cloned());
+    let mut plan = Plan::build(spec, base, &all)?;
+    plan.variant = Some(name.to_string());
+    Ok(plan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,46 +380,4 @@ mod tests {
             "{md}"
         );
     }
-}
-
-/// The plan of a variant name, including a sweep point's `BASE+label` (e.g. `default+seed=2`
-/// or `paper-text+lstm_hybrid.lr=0.001,seed=3`), so `status`, `artifact`, `compare` and `report`
-/// can name the points of an earlier sweep.
-pub fn plan_for(
-    spec: &crate::spec::RawSpec,
-    name: Option<&str>,
-    sets: &[crate::plan::SetOverride],
-) -> Result<crate::plan::Plan, crate::error::SpecError> {
-    use crate::plan::{Plan, SetOverride};
-    let Some(name) = name else {
-        return Plan::build(spec, None, sets);
-    };
-    let point = name
-        .split_once('+')
-        .filter(|_| !spec.variants.iter().any(|v| v.name == name));
-    let Some((base, label)) = point else {
-        return Plan::build(spec, Some(name), sets);
-    };
-    let base = (base != "default").then_some(base);
-    let base_plan = Plan::build(spec, base, &[])?;
-    let bad = |msg: String| crate::error::SpecError {
-        file: spec.file.clone(),
-        line: None,
-        path: String::new(),
-        msg: format!("variant `{name}`: {msg}"),
-    };
-    let mut all = Vec::new();
-    for part in alternatives(label) {
-        if let Some(seed) = part.strip_prefix("seed=") {
-            for s in base_plan.stages.iter().filter(|s| s.kind.name() == "train") {
-                all.push(SetOverride::parse(&format!("{}.seed={seed}", s.name)).map_err(bad)?);
-            }
-        } else {
-            all.push(SetOverride::parse(&part).map_err(bad)?);
-        }
-    }
-    all.extend(sets.iter().cloned());
-    let mut plan = Plan::build(spec, base, &all)?;
-    plan.variant = Some(name.to_string());
-    Ok(plan)
 }
