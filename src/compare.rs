@@ -60,25 +60,6 @@ fn fresh_records(
     Ok((out, stale))
 }
 
-fn read_csv(path: &std::path::Path) -> Vec<BTreeMap<String, String>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
-    let Some(header) = lines.next() else {
-        return Vec::new();
-    };
-    let cols: Vec<&str> = header.split(',').collect();
-    lines
-        .map(|l| {
-            cols.iter()
-                .zip(l.split(','))
-                .map(|(c, v)| (c.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 /// The metrics of one fully run variant, by name.
 fn metrics(plan: &Plan, store: &Store, recs: &BTreeMap<usize, Record>) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -116,26 +97,26 @@ fn metrics(plan: &Plan, store: &Store, recs: &BTreeMap<usize, Record>) -> BTreeM
                 let Some(o) = r.outputs.get("table2") else {
                     continue;
                 };
-                let rows = read_csv(&store.object_path(o));
+                let Ok(table) = crate::sweep::read_table2(&store.object_path(o)) else {
+                    continue;
+                };
+                let delay = s.params["delay_hours"].as_i64().unwrap_or(4);
                 let (mut ge, mut gt, mut n) = (0, 0, 0);
-                for row in &rows {
-                    let (ar, tile, cat) = (&row["ar"], &row["tile"], &row["category"]);
+                for ((ar, tile), (cat, lead)) in &table {
                     m.insert(format!("{}: Table 2 {ar} {tile}", s.name), cat.clone());
                     if tile == "Emergence" {
                         n += 1;
-                        if let Ok(lead) = row["lead_h"].parse::<i64>() {
-                            ge += (lead >= 4) as usize;
-                            gt += (lead > 4) as usize;
-                        }
+                        ge += lead.is_some_and(|l| l >= delay) as usize;
+                        gt += lead.is_some_and(|l| l > delay) as usize;
                     }
                 }
                 if n > 0 {
                     m.insert(
-                        format!("{}: successful ARs (lead ≥ 4 h)", s.name),
+                        format!("{}: successful ARs (lead ≥ {delay} h)", s.name),
                         format!("{ge}/{n}"),
                     );
                     m.insert(
-                        format!("{}: successful ARs (lead > 4 h)", s.name),
+                        format!("{}: successful ARs (lead > {delay} h)", s.name),
                         format!("{gt}/{n}"),
                     );
                 }

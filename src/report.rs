@@ -120,28 +120,28 @@ fn read(store: &Store, r: &Record, output: &str) -> Option<String> {
         .and_then(|o| std::fs::read_to_string(store.object_path(o)).ok())
 }
 
-fn status_class(category: &str, lead: Option<i64>, delay: i64) -> &'static str {
-    match (category, lead) {
-        ("Quiet", _) => "quiet",
-        ("ILAP", _) => "ilap",
-        ("NO PRED", _) => "missed",
-        (_, Some(h)) if h >= delay => "success",
-        _ => "delayed",
+/// The CSS class of a Table 2 cell: the alarms stage's own status, one word.
+fn status_class(category: &str, delay: i64) -> &'static str {
+    use magpipe_stages::alarms::{Category, status};
+    match category.parse::<Category>().map(|c| status(c, delay)) {
+        Ok("success") => "success",
+        Ok("delayed") => "delayed",
+        Ok("false alarm") => "ilap",
+        Ok("missed") => "missed",
+        _ => "quiet",
     }
 }
 
 /// Table 2 from `score_alarms`' table2.csv, coloured, with the published category beside each
 /// cell when a reference is given.
 fn table2_html(csv: &str, published: &BTreeMap<(String, String), String>, delay: i64) -> String {
-    // (ar, [(tile, category, lead)])
-    type Row = (String, Vec<(String, String, Option<i64>)>);
+    // (ar, [(tile, category)])
+    type Row = (String, Vec<(String, String)>);
     let mut rows: Vec<Row> = Vec::new();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n);
-    let (Some(ar), Some(tile), Some(cat), Some(lead)) =
-        (col("ar"), col("tile"), col("category"), col("lead_h"))
-    else {
+    let (Some(ar), Some(tile), Some(cat)) = (col("ar"), col("tile"), col("category")) else {
         return "<p>Table 2 is not in the expected layout.</p>".into();
     };
     for l in lines {
@@ -149,11 +149,10 @@ fn table2_html(csv: &str, published: &BTreeMap<(String, String), String>, delay:
         if rows.last().map(|(a, _)| a != f[ar]).unwrap_or(true) {
             rows.push((f[ar].to_string(), Vec::new()));
         }
-        rows.last_mut().expect("pushed").1.push((
-            f[tile].to_string(),
-            f[cat].to_string(),
-            f[lead].parse().ok(),
-        ));
+        rows.last_mut()
+            .expect("pushed")
+            .1
+            .push((f[tile].to_string(), f[cat].to_string()));
     }
     let width = rows.iter().map(|(_, c)| c.len()).max().unwrap_or(1) - 1;
     let mut out = String::from("<table class=\"table2\">\n<tr><th>AR</th>");
@@ -164,8 +163,8 @@ fn table2_html(csv: &str, published: &BTreeMap<(String, String), String>, delay:
     let (mut matched, mut total) = (0, 0);
     for (ar, cells) in &rows {
         let _ = write!(out, "<tr class=\"ar\"><th>{}</th>", esc(ar));
-        for (tile, cat, lead) in cells {
-            let class = status_class(cat, *lead, delay);
+        for (tile, cat) in cells {
+            let class = status_class(cat, delay);
             let label = if tile == "Emergence" {
                 cat.clone()
             } else {
