@@ -149,7 +149,7 @@ impl Sink for HumanSink {
                     let b = m.insert_from_back(1, ProgressBar::new(0));
                     b.set_style(
                         ProgressStyle::with_template(
-                            "{prefix:>8} {spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                            "{prefix:>8} {spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {msg}",
                         )
                         .expect("template"),
                     );
