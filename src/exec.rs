@@ -153,6 +153,12 @@ fn execute(
         return Ok(Outcome::Cached(r));
     }
     let _lock = store.lock(&key)?;
+    if let Some(prev) = &_lock.stale {
+        sink.emit(Event::StageLog {
+            stage: s.name.clone(),
+            msg: format!("took over a stale lock left by a process that died holding it ({prev})"),
+        });
+    }
     // Another process may have finished this key while we waited for the lock.
     if !force && let Some(r) = store.complete_record(&key)? {
         sink.emit(Event::StageCached {

@@ -307,6 +307,7 @@ impl Store {
             let f = fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
+                .read(true)
                 .write(true)
                 .open(&path)
                 .map_err(io(&path))?;
@@ -317,8 +318,20 @@ impl Store {
             match fs::metadata(&path) {
                 Ok(m) if m.ino() == ours => {
                     let mut f = f;
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return Ok(KeyLock { path, _file: f });
+                    // A holder removes its lock file on the way out, so a file that still names
+                    // one was left by a process that died holding it (the kernel released the
+                    // flock); say so, and take it over.
+                    let mut before = String::new();
+                    let _ = std::io::Read::read_to_string(&mut f, &mut before);
+                    let stale = Some(before.trim().to_string()).filter(|b| !b.is_empty());
+                    let _ = f.set_len(0);
+                    let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
+                    let _ = writeln!(f, "pid {} host {}", std::process::id(), hostname());
+                    return Ok(KeyLock {
+                        path,
+                        _file: f,
+                        stale,
+                    });
                 }
                 _ => continue,
             }
@@ -388,6 +401,17 @@ fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError>
 pub struct KeyLock {
     path: PathBuf,
     _file: File,
+    /// What a dead holder's lock file said (`pid N host H`), when this lock was taken over.
+    pub stale: Option<String>,
+}
+
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Drop for KeyLock {

@@ -42,6 +42,13 @@ fn sigkill_before_the_record_leaves_no_record_and_the_next_run_redoes_it() {
     // Its outputs may be in objects/ already, orphaned until `magpipe gc`; nothing points at them.
     let r = p.run(&["run"]);
     r.assert_ok();
+    // The dead run's lock file is noticed, named and taken over.
+    assert!(
+        r.stderr
+            .contains("took over a stale lock left by a process that died holding it (pid "),
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.stages("stage_finished"), ["scale", "window"]);
     assert_eq!(r.stages("stage_cached"), ["ingest", "split"]);
     assert!(
@@ -55,6 +62,48 @@ fn sigkill_before_the_record_leaves_no_record_and_the_next_run_redoes_it() {
         std::fs::read_dir(p.store().join("locks")).unwrap().count(),
         0
     );
+}
+
+#[test]
+fn four_runs_on_one_store_at_once_each_stage_executes_once() {
+    let p = fixture_project(&[14001, 14002, 14003], &[14004], &[14005], 96);
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            // Overlapping targets: two want everything, two only the first stages.
+            let target: &[&str] = if i % 2 == 0 {
+                &["run"]
+            } else {
+                &["run", "scale"]
+            };
+            p.cmd(target)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut finished: Vec<String> = Vec::new();
+    for c in runs {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        for line in err.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["event"] == "stage_finished"
+            {
+                finished.push(v["stage"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    finished.sort();
+    assert_eq!(
+        finished,
+        ["ingest", "scale", "split", "window"],
+        "each stage ran exactly once"
+    );
+    let v = p.run(&["verify"]);
+    v.assert_ok();
+    assert!(v.stdout.contains("4 records"), "{}", v.stdout);
 }
 
 #[test]
