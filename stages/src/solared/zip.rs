@@ -121,6 +121,10 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
     Ok(out)
 }
 
+/// The largest member magpipe inflates: a SolARED array is 81 tiles × a few hundred hours × 8
+/// bytes, a few MiB; anything near this limit is not one.
+pub const MAX_MEMBER: u64 = 1 << 30;
+
 /// Returns the uncompressed bytes of one member, checking its size and CRC-32.
 pub fn read_entry<'a>(bytes: &'a [u8], e: &Entry) -> Result<std::borrow::Cow<'a, [u8]>, NpzError> {
     let bad = |what: String| NpzError::Container(format!("{}: {what}", e.name));
@@ -142,11 +146,21 @@ pub fn read_entry<'a>(bytes: &'a [u8], e: &Entry) -> Result<std::borrow::Cow<'a,
             ))
         })?;
     let raw = &bytes[start..end];
+    if e.size > MAX_MEMBER {
+        return Err(bad(format!(
+            "declares {} bytes uncompressed, over the {} MiB a SolARED array can need (a zip bomb?)",
+            e.size,
+            MAX_MEMBER >> 20
+        )));
+    }
     let data: std::borrow::Cow<'a, [u8]> = match e.method {
         0 => std::borrow::Cow::Borrowed(raw),
         8 => {
             let mut out = Vec::with_capacity(e.size as usize);
+            // Inflate at most one byte past the declared size: a member that expands beyond
+            // what its directory entry says is cut off and rejected below, not inflated whole.
             flate2::read::DeflateDecoder::new(raw)
+                .take(e.size + 1)
                 .read_to_end(&mut out)
                 .map_err(|err| bad(format!("cannot inflate: {err}")))?;
             std::borrow::Cow::Owned(out)
@@ -229,4 +243,55 @@ pub fn write_stored(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     out.extend_from_slice(&cd_offset.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A one-member archive whose member is `payload` deflated, its directory claiming `size`.
+    fn deflated(payload: &[u8], size: u32) -> Vec<u8> {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(payload).unwrap();
+        let z = enc.finish().unwrap();
+        let mut a = write_stored(&[("arr_0.npy".into(), z)]);
+        // Patch the method (local header and central directory) and the declared size.
+        a[8..10].copy_from_slice(&8u16.to_le_bytes());
+        let cd = (0..a.len() - 4)
+            .find(|&i| a[i..i + 4] == CDIR_SIG.to_le_bytes())
+            .unwrap();
+        a[cd + 10..cd + 12].copy_from_slice(&8u16.to_le_bytes());
+        a[cd + 16..cd + 20].copy_from_slice(&crc32(payload).to_le_bytes());
+        a[cd + 24..cd + 28].copy_from_slice(&size.to_le_bytes());
+        a
+    }
+
+    #[test]
+    fn a_deflated_member_round_trips() {
+        let payload = vec![7u8; 1000];
+        let a = deflated(&payload, 1000);
+        let e = &entries(&a).unwrap()[0];
+        assert_eq!(read_entry(&a, e).unwrap().as_ref(), &payload[..]);
+    }
+
+    #[test]
+    fn a_member_that_inflates_past_its_size_is_cut_off_and_rejected() {
+        // 64 MiB of zeros deflate to about 64 KiB; the directory says 100 bytes.
+        let a = deflated(&vec![0u8; 64 << 20], 100);
+        let e = &entries(&a).unwrap()[0];
+        let err = read_entry(&a, e).unwrap_err().to_string();
+        assert!(
+            err.contains("holds 101 bytes, the directory says 100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_member_declaring_gigabytes_is_refused_before_any_allocation() {
+        let a = deflated(&[0u8; 10], u32::MAX - 1);
+        let e = &entries(&a).unwrap()[0];
+        let err = read_entry(&a, e).unwrap_err().to_string();
+        assert!(err.contains("zip bomb"), "{err}");
+    }
 }
