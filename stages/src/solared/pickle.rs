@@ -53,6 +53,27 @@ struct Vm<'a> {
     at: usize,
     stack: Vec<Val>,
     memo: HashMap<u32, Val>,
+    /// Containers built so far: bounds nesting depth (and so the recursion of drop and clone).
+    containers: usize,
+    /// Values copied out of the memo: bounds "billion laughs" growth.
+    copied: usize,
+}
+
+/// A real SolARED timestamp pickle builds about three containers per timestamp and copies only
+/// small values out of its memo; these limits are far above that and far below harm.
+const MAX_CONTAINERS: usize = 20_000;
+const MAX_COPIED: usize = 1_000_000;
+const MAX_STACK: usize = 1_000_000;
+
+impl Val {
+    /// Number of values in this tree (the work a clone of it does).
+    fn weight(&self) -> usize {
+        match self {
+            Val::Tuple(v) | Val::List(v) => 1 + v.iter().map(Val::weight).sum::<usize>(),
+            Val::Reduce(a, b) | Val::Build(a, b) => 1 + a.weight() + b.weight(),
+            _ => 1,
+        }
+    }
 }
 
 impl<'a> Vm<'a> {
@@ -94,6 +115,19 @@ impl<'a> Vm<'a> {
         self.stack.pop();
         Ok(items)
     }
+    /// A copy of memo slot `i`, counted against the copy budget.
+    fn get(&mut self, i: u32) -> Result<Val, PickleError> {
+        let v = self
+            .memo
+            .get(&i)
+            .ok_or_else(|| self.malformed("BINGET of an unset memo slot"))?;
+        self.copied += v.weight();
+        if self.copied > MAX_COPIED {
+            return Err(self.malformed("excessive memo references (a pickle bomb?)"));
+        }
+        Ok(v.clone())
+    }
+
     fn put(&mut self, idx: u32) -> Result<(), PickleError> {
         let top = self
             .stack
@@ -107,6 +141,20 @@ impl<'a> Vm<'a> {
         loop {
             let op_at = self.at;
             let op = *self.take(1)?.first().expect("one byte");
+            if matches!(
+                op,
+                b't' | 0x85 | 0x86 | 0x87 | b']' | b'l' | b'R' | b'b' | b'e' | b'a' | b'('
+            ) {
+                self.containers += 1;
+                if self.containers > MAX_CONTAINERS {
+                    return Err(
+                        self.malformed("too many nested or built objects for a timestamp array")
+                    );
+                }
+            }
+            if self.stack.len() > MAX_STACK {
+                return Err(self.malformed("stack grows without bound"));
+            }
             match op {
                 0x80 => {
                     let proto = self.take(1)?[0];
@@ -133,11 +181,7 @@ impl<'a> Vm<'a> {
                 }
                 b'h' => {
                     let i = u32::from(self.take(1)?[0]);
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or_else(|| self.malformed("BINGET of an unset memo slot"))?;
+                    let v = self.get(i)?;
                     self.stack.push(v);
                 }
                 b'K' => {
@@ -226,6 +270,8 @@ pub fn decode_datetime_array(payload: &[u8]) -> Result<Vec<i64>, PickleError> {
         at: 0,
         stack: Vec::new(),
         memo: HashMap::new(),
+        containers: 0,
+        copied: 0,
     }
     .run()?;
     let Val::Build(obj, state) = root else {
@@ -424,6 +470,42 @@ pub fn encode_datetime_array(times: &[i64]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn deep_nesting_is_refused_and_what_is_accepted_drops_safely_on_a_small_stack() {
+        let nested = |n: usize| {
+            let mut b = b"\x80\x02K\x00".to_vec();
+            b.extend(std::iter::repeat_n(0x85u8, n));
+            b.push(b'.');
+            b
+        };
+        let e = decode_datetime_array(&nested(30_000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many nested"), "{e}");
+        // Just under the limit: rejected for its structure, and dropping the 19,999-deep value
+        // does not overflow a 2 MiB thread stack (rayon's and std's default).
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || decode_datetime_array(&nested(MAX_CONTAINERS - 1)).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(r);
+    }
+
+    #[test]
+    fn memo_doubling_is_refused_before_it_grows() {
+        // memo0 = 0; then 40 times: memo0 = (memo0, memo0) — 2^40 values if copied naively.
+        let mut b = b"\x80\x02K\x00q\x00".to_vec();
+        for _ in 0..40 {
+            b.extend_from_slice(b"(h\x00h\x00tq\x00");
+        }
+        b.push(b'.');
+        let e = decode_datetime_array(&b).unwrap_err().to_string();
+        assert!(e.contains("excessive memo references"), "{e}");
+    }
+
     use super::*;
     use crate::solared::time::parse_timestamp;
 
