@@ -310,6 +310,18 @@ pub fn worker_info(cache_dir: &Path) -> Result<Value, StageError> {
 
 pub struct Train;
 
+/// The inputs of every kind that trains: the training and validation windows.
+pub const WINDOW_INPUTS: &[InputSlot] = &[
+    InputSlot {
+        name: "train",
+        doc: "training windows (window.train)",
+    },
+    InputSlot {
+        name: "val",
+        doc: "validation windows (window.val)",
+    },
+];
+
 /// The params with a study's best configuration applied, when `from_study` asks for one.
 fn from_study(p: &TrainParams, ctx: &Context<'_>) -> Result<TrainParams, StageError> {
     let Some(which) = &p.from_study else {
@@ -361,16 +373,7 @@ impl TypedKind for Train {
     const VOLATILE_OUTPUTS: &'static [&'static str] = &["history", "history_md"];
     const DOC: &'static str = "Trains MagFluxLSTM or MagFluxEnc-Dec with the study's procedure in a \
         libtorch worker process; checkpoints every epoch and resumes after a crash.";
-    const INPUTS: &'static [InputSlot] = &[
-        InputSlot {
-            name: "train",
-            doc: "training windows (window.train)",
-        },
-        InputSlot {
-            name: "val",
-            doc: "validation windows (window.val)",
-        },
-    ];
+    const INPUTS: &'static [InputSlot] = WINDOW_INPUTS;
     const LIST_INPUTS: &'static [InputSlot] = &[InputSlot {
         name: "study",
         doc: "a tuning study's best configurations (tune.best), for `from_study`",

@@ -485,16 +485,7 @@ impl TypedKind for Tune {
     const DOC: &'static str = "The hyper-parameter search: TPE suggestions, ASHA and the plateau \
         stopper, trials as 1-thread training workers; resumable study records; the trials table \
         and Table 1 with each model × loss's share of the top trials.";
-    const INPUTS: &'static [InputSlot] = &[
-        InputSlot {
-            name: "train",
-            doc: "training windows (window.train)",
-        },
-        InputSlot {
-            name: "val",
-            doc: "validation windows (window.val)",
-        },
-    ];
+    const INPUTS: &'static [InputSlot] = crate::train::WINDOW_INPUTS;
     // The trials table holds per-epoch metrics only; the study's timings stay in its records.
     const OUTPUTS: &'static [OutputSlot] = &[
         OutputSlot {
