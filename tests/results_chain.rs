@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
 use common::{Project, fixture_project};
 use polars::prelude::{ParquetReader, SerReader};
 
@@ -268,5 +271,97 @@ fn seeds_and_set_sweeps_run_as_variants_sharing_upstream_stages() {
         r.stdout.contains("train.seed=9: 4 ran, 9 cached"),
         "{}",
         r.stdout
+    );
+}
+
+/// The results pipeline plus a tiny tuning study, all as targets of one run.
+fn project_with_study() -> Project {
+    let p = project();
+    p.set_pipeline(&format!(
+        "{}  tune:
+    kind: tune
+    default: false
+    inputs: {{train: window.train, val: window.val}}
+    params:
+      num_samples: 3
+      max_concurrent: 1
+      max_epochs: 2
+      subsample: 0.5
+      tpe: {{n_startup: 2}}
+      space:
+        lr: {{loguniform: [1.0e-4, 1.0e-2]}}
+        hidden: {{choice: [2, 3]}}
+        layers: {{choice: [1]}}
+        model: {{choice: [MagFluxLSTM]}}
+",
+        p.pipeline()
+    ));
+    p
+}
+
+fn hash_of(p: &Project, stage: &str, output: &str) -> String {
+    let r = p.run(&["artifact", stage, output]);
+    r.assert_ok();
+    blake3::hash(&std::fs::read(r.stdout.trim()).unwrap())
+        .to_hex()
+        .to_string()
+}
+
+#[test]
+fn killed_at_twenty_random_points_the_pipeline_still_ends_with_the_same_table_2() {
+    let whole = project_with_study();
+    whole.run(&["run", "tables", "figure", "tune"]).assert_ok();
+    let want = hash_of(&whole, "tables", "table2_csv");
+
+    let p = project_with_study();
+    // Seeded delays spread over the whole run (data stages, both trainings, predictions,
+    // scoring, rendering and the study); each kill is followed by the next run, which resumes.
+    let mut rng = magpipe_stages::tune::tpe::Rng::new(20);
+    let mut stages_hit = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let mut child = p
+            .cmd(&["run", "tables", "figure", "tune"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let delay = std::time::Duration::from_millis(50 + (rng.uniform() * 1500.0) as u64);
+        let err = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut running = None;
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["event"] == "stage_started"
+                {
+                    running = v["stage"].as_str().map(str::to_string);
+                }
+            }
+            running
+        });
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL; a run that already finished is simply reaped
+        child.wait().unwrap();
+        if let Some(s) = reader.join().unwrap() {
+            stages_hit.insert(s);
+        }
+    }
+    let r = p.run(&["run", "tables", "figure", "tune"]);
+    r.assert_ok();
+    assert_eq!(hash_of(&p, "tables", "table2_csv"), want);
+    // The study finishes all its trials after the kills. Its trials table is not yet always
+    // byte-identical to an uninterrupted study's when kills land at arbitrary points under load
+    // (a known gap, see the README's reliability section), so only Table 2 is compared.
+    let trials =
+        std::fs::read_to_string(p.run(&["artifact", "tune", "trials_md"]).stdout.trim()).unwrap();
+    assert_eq!(trials.lines().count(), 2 + 3, "{trials}");
+    let v = p.run(&["verify"]);
+    v.assert_ok();
+    // Kills landed in several different stages, training among them.
+    assert!(stages_hit.len() >= 3, "{stages_hit:?}");
+    assert!(
+        stages_hit
+            .iter()
+            .any(|s| s == "train" || s == "train_encdec" || s == "tune"),
+        "{stages_hit:?}"
     );
 }

@@ -211,6 +211,7 @@ pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, S
     let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
     let mut child = Command::new(&exe)
         .arg("run-stage")
+        .env("MAGPIPE_PARENT_PID", std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

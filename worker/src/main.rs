@@ -53,6 +53,17 @@ fn real_main() -> anyhow::Result<()> {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
+    // The engine may have died between spawning us and the line above, in which case no signal
+    // will come: then our parent is no longer the engine, and a training must not run on
+    // unsupervised beside the next run's.
+    if let Some(want) = std::env::var("MAGPIPE_PARENT_PID")
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+        // SAFETY: getppid has no preconditions.
+        && unsafe { libc::getppid() } != want
+    {
+        bail!("the engine (pid {want}) exited before this worker started");
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("info") => {

@@ -194,8 +194,9 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
             "resuming after epoch {} from its checkpoint",
             t.progress.history.len()
         ));
-        // Re-sent in case the driver died before recording it (a tune study skips duplicates).
-        if let Some(e) = t.progress.history.last() {
+        // Re-sent in case the driver died before recording them (a tune study skips the ones
+        // it has).
+        for e in &t.progress.history {
             emit(&WorkerEvent::Epoch {
                 epoch: e.epoch,
                 train_loss: e.train_loss,

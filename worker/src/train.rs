@@ -95,6 +95,11 @@ pub struct Progress {
     patience: Option<PatienceStopper>,
 }
 
+/// The tensors of the checkpoint taken after `epoch` epochs.
+fn checkpoint_file(dir: &Path, epoch: usize) -> std::path::PathBuf {
+    dir.join(format!("checkpoint-{epoch:04}.safetensors"))
+}
+
 pub struct Trainer {
     pub cfg: TrainConfig,
     pub vs: nn::VarStore,
@@ -273,28 +278,36 @@ impl Trainer {
                 .map(|(k, v)| (format!("adam/{k}"), v)),
         );
         named.sort_by(|a, b| a.0.cmp(&b.0));
+        // The tensors go to a file named by their epoch, then progress.json (which names that
+        // epoch) replaces the old one: a kill between the two renames leaves the old progress
+        // pointing at the old, still present tensors, never a mix of two epochs.
+        let epoch = self.progress.history.len();
         let tmp = dir.join("checkpoint.safetensors.tmp");
         Tensor::write_safetensors(&named, &tmp).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, checkpoint_file(dir, epoch)).map_err(|e| e.to_string())?;
         let json = serde_json::to_vec(&self.progress).map_err(|e| e.to_string())?;
         let jtmp = dir.join("progress.json.tmp");
         std::fs::write(&jtmp, json).map_err(|e| e.to_string())?;
-        // Tensors first, progress last: progress.json names the epoch the tensors belong to.
-        std::fs::rename(&tmp, dir.join("checkpoint.safetensors")).map_err(|e| e.to_string())?;
-        std::fs::rename(&jtmp, dir.join("progress.json")).map_err(|e| e.to_string())
+        std::fs::rename(&jtmp, dir.join("progress.json")).map_err(|e| e.to_string())?;
+        if epoch > 0 {
+            let _ = std::fs::remove_file(checkpoint_file(dir, epoch - 1));
+        }
+        Ok(())
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`]; false when there is none.
     pub fn load_checkpoint(&mut self, dir: &Path) -> Result<bool, String> {
-        let (pj, ck) = (
-            dir.join("progress.json"),
-            dir.join("checkpoint.safetensors"),
-        );
-        if !pj.is_file() || !ck.is_file() {
+        let pj = dir.join("progress.json");
+        if !pj.is_file() {
             return Ok(false);
         }
         let progress: Progress =
             serde_json::from_slice(&std::fs::read(&pj).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
+        let ck = checkpoint_file(dir, progress.history.len());
+        if !ck.is_file() {
+            return Err(format!("{} is missing", ck.display()));
+        }
         let named = Tensor::read_safetensors(&ck).map_err(|e| e.to_string())?;
         let adam: Vec<(String, Tensor)> = named
             .iter()

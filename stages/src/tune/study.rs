@@ -129,15 +129,16 @@ impl Study {
             let d = self.trial_dir(id);
             let mut epochs = Vec::new();
             let mut decisions = Vec::new();
+            // An epoch counts once its decision is on record; a resumed worker re-sends the rest.
             for e in 1.. {
-                let Some(r) = read_json::<EpochRecord>(&d.join(format!("epoch-{e:03}.json")))
-                else {
+                let (Some(r), Some(dec)) = (
+                    read_json::<EpochRecord>(&d.join(format!("epoch-{e:03}.json"))),
+                    read_json::<Decision>(&d.join(format!("asha-{e:03}.json"))),
+                ) else {
                     break;
                 };
                 epochs.push(r);
-                if let Some(dec) = read_json::<Decision>(&d.join(format!("asha-{e:03}.json"))) {
-                    decisions.push(dec);
-                }
+                decisions.push(dec);
             }
             out.push(TrialState {
                 id,
@@ -231,6 +232,7 @@ fn spawn(
     let exe = worker_path();
     let mut child = Command::new(&exe)
         .arg("run-stage")
+        .env("MAGPIPE_PARENT_PID", std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -378,8 +380,8 @@ pub fn run_study(
                 },
             ) => {
                 let d = study.trial_dir(id);
-                if d.join(format!("epoch-{epoch:03}.json")).exists() {
-                    // Re-sent by a resumed worker: decided before the crash.
+                if d.join(format!("asha-{epoch:03}.json")).exists() {
+                    // Re-sent by a resumed worker: recorded and decided before the crash.
                     continue;
                 }
                 let rec = EpochRecord {
@@ -393,7 +395,9 @@ pub fn run_study(
                 let dec = rungs.on_result(&p.asha, id, epoch as u32, -val_rmse);
                 write_json(&d.join(format!("asha-{epoch:03}.json")), &dec)?;
                 let t = &mut trials[id as usize];
+                t.epochs.retain(|e| e.epoch != epoch);
                 t.epochs.push(rec);
+                t.epochs.sort_by_key(|e| e.epoch);
                 t.decisions.push(dec.clone());
                 if dec.stop && (epoch as u32) < p.asha.max_t {
                     stopped_by_asha.insert(id);
