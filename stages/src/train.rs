@@ -204,9 +204,9 @@ pub enum WorkerEvent {
     },
 }
 
-/// Runs a request in a worker process, relaying its events; the worker's last stderr line is the
-/// error when it fails.
-pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, StageError> {
+/// Starts `magpipe-worker run-stage` with piped stdio and hands it `req`; the caller reads its
+/// events from stdout and its last error line from stderr.
+pub fn spawn_worker(req: &WorkerRequest) -> Result<std::process::Child, StageError> {
     let exe = worker_path();
     let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
     let mut child = Command::new(&exe)
@@ -224,6 +224,15 @@ pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, S
         .expect("piped")
         .write_all(&body)
         .map_err(|e| fail(format!("cannot send the request: {e}")))?;
+    Ok(child)
+}
+
+/// Runs a request in a worker process, relaying its events; the worker's last stderr line is the
+/// error when it fails.
+pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, StageError> {
+    let exe = worker_path();
+    let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
+    let mut child = spawn_worker(req)?;
     let stderr = child.stderr.take().expect("piped");
     let err_reader = std::thread::spawn(move || {
         let mut last = String::new();

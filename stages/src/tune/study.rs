@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 
 use polars::prelude::*;
@@ -23,7 +23,7 @@ use super::space::{Config, ParamSpec, Space};
 use super::tpe::{self, Observed, Rng, TpeParams};
 use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
 use crate::table;
-use crate::train::{StopRule, TrainParams, WorkerEvent, WorkerRequest, worker_info, worker_path};
+use crate::train::{StopRule, TrainParams, WorkerEvent, WorkerRequest, spawn_worker, worker_info};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -229,21 +229,7 @@ fn spawn(
         checkpoint_dir: d.join("ckpt"),
         threads: train.threads,
     };
-    let exe = worker_path();
-    let mut child = Command::new(&exe)
-        .arg("run-stage")
-        .env("MAGPIPE_PARENT_PID", std::process::id().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| StageError::Invalid(format!("worker {}: {e}", exe.display())))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(&serde_json::to_vec(&req).expect("request"))
-        .map_err(|e| StageError::Invalid(format!("worker: {e}")))?;
+    let mut child = spawn_worker(&req)?;
     let (stdout, stderr) = (
         child.stdout.take().expect("piped"),
         child.stderr.take().expect("piped"),

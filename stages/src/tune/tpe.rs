@@ -40,20 +40,16 @@ pub struct Observed {
     pub loss: Option<f64>,
 }
 
-/// SplitMix64 with uniform and normal draws.
+/// The split's SplitMix64 with uniform and normal draws.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(crate::split::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(crate::split::SplitMix64(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
