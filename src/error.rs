@@ -22,11 +22,12 @@ fn location(file: &std::path::Path, line: &Option<(usize, usize)>) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
+    // The cause is in the message and so not a `#[source]` (a field named `source` would be one),
+    // for the same reason as `Stage`.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: corrupt record: {msg}")]
     Record { path: PathBuf, msg: String },
@@ -38,7 +39,7 @@ impl StoreError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
@@ -56,6 +57,9 @@ pub enum RunError {
         stage: String,
         error: magpipe_stages::kind::StageError,
     },
+    /// The store could not take what a stage produced (a full disk, say).
+    #[error("stage `{stage}`: {error}")]
+    Commit { stage: String, error: StoreError },
     #[error("stage `{stage}` is not up to date ({why}); run `magpipe run {stage}` first")]
     Stale { stage: String, why: String },
     #[error("{0}")]

@@ -41,7 +41,7 @@ pub fn preimage(
     let mut sources = Vec::new();
     for src in s.kind.sources(&s.params).map_err(stage_err)? {
         let (hash, size) = store.source_hash(&src.path).map_err(|e| match e {
-            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            StoreError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
                 stage_err(magpipe_stages::kind::StageError::Missing(src.path.clone()))
             }
             other => other.into(),
@@ -203,14 +203,12 @@ fn execute(
     let report = match result {
         Ok(Ok(r)) => r,
         Ok(Err(error)) => {
-            store.remove_scratch(&scratch);
             return Err(RunError::Stage {
                 stage: s.name.clone(),
                 error,
             });
         }
         Err(panic) => {
-            store.remove_scratch(&scratch);
             let msg = panic
                 .downcast_ref::<String>()
                 .cloned()
@@ -231,7 +229,6 @@ fn execute(
         .iter()
         .find(|o| !scratch.join(o.file).is_file())
     {
-        store.remove_scratch(&scratch);
         return Err(StoreError::MissingOutput {
             stage: s.name.clone(),
             file: o.file.to_string(),
@@ -253,7 +250,6 @@ fn execute(
     let outputs: BTreeMap<String, _> = match committed {
         Ok(v) => v.into_iter().collect(),
         Err(e) => {
-            store.remove_scratch(&scratch);
             return Err(e.into());
         }
     };
@@ -286,8 +282,8 @@ fn execute(
             .collect(),
     };
     store.write_record(&record)?;
-    store.remove_scratch(&scratch);
-    store.remove_scratch(&checkpoint_dir);
+    drop(scratch);
+    store.remove_checkpoints(&checkpoint_dir);
     sink.emit(Event::StageFinished {
         stage: s.name.clone(),
         key,
@@ -378,7 +374,12 @@ pub fn run(
                     o
                 }
                 Err(e) => {
-                    let msg = e.to_string();
+                    // Store failures (a full disk, say) happen outside the stage's own code;
+                    // the message still says which stage they stopped.
+                    let msg = match e {
+                        RunError::Stage { .. } | RunError::Commit { .. } => e.to_string(),
+                        e => format!("stage `{}`: {e}", plan.stages[i].name),
+                    };
                     sink.emit(Event::StageFailed {
                         stage: plan.stages[i].name.clone(),
                         error: msg.clone(),
@@ -413,7 +414,22 @@ pub fn run(
     });
     for (i, o) in &result.outcomes {
         if let Outcome::Ran(r, _) | Outcome::Cached(r) = o {
-            store.write_ref(plan.variant.as_deref(), &plan.stages[*i].name, &r.key)?;
+            let stage = &plan.stages[*i].name;
+            let written = store.write_ref(plan.variant.as_deref(), stage, &r.key);
+            match written {
+                Ok(()) => {}
+                // A failed stage is the news; a ref that could not follow it (the same full
+                // disk, say) only makes `status --explain` less precise.
+                Err(e) if result.failed() > 0 => {
+                    tracing::warn!("stage `{stage}`: ref not updated: {e}");
+                }
+                Err(error) => {
+                    return Err(RunError::Commit {
+                        stage: stage.clone(),
+                        error,
+                    });
+                }
+            }
         }
     }
     if result.failed() == 0 {

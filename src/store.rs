@@ -211,8 +211,9 @@ impl Store {
         Ok(false)
     }
 
-    /// A fresh folder for a stage to write its outputs into.
-    pub fn scratch(&self, key: &str) -> Result<PathBuf, StoreError> {
+    /// A fresh folder for a stage to write its outputs into, removed when dropped: whichever way
+    /// the stage ends (an error, a panic, a full disk at commit), its scratch does not stay.
+    pub fn scratch(&self, key: &str) -> Result<Scratch, StoreError> {
         let tmp = self.dir("tmp")?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -220,7 +221,7 @@ impl Store {
             .unwrap_or(0);
         let d = tmp.join(format!("{}-{}-{nanos}", &key[..16], std::process::id()));
         fs::create_dir_all(&d).map_err(io(&d))?;
-        Ok(d)
+        Ok(Scratch(d))
     }
 
     /// Moves one finished output into `objects/`, returning its record.
@@ -377,9 +378,25 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a stage's scratch folder once its outputs are committed or the stage failed.
-    pub fn remove_scratch(&self, dir: &Path) {
+    /// Removes a stage's checkpoints once its record is written.
+    pub fn remove_checkpoints(&self, dir: &Path) {
         let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// A stage's scratch folder under `tmp/`; see [`Store::scratch`].
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -389,11 +406,18 @@ fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError>
         dest.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
         std::process::id()
     ));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, dest).map_err(io(dest))?;
+    let written = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .map_err(io(&tmp))
+        .and_then(|()| fs::rename(&tmp, dest).map_err(io(dest)));
+    if written.is_err() {
+        // A full disk must not leave the half-written file behind to fill it further.
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     fsync_dir(dir)
 }
 

@@ -6,69 +6,11 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{Project, fixture_project};
+use common::{
+    Project, RESULTS_TEST_AR as TEST_AR, hash_of, results_project as project,
+    results_project_with_study as project_with_study,
+};
 use polars::prelude::{ParquetReader, SerReader};
-
-const TEST_AR: u32 = 15004;
-
-fn results_pipeline(p: &Project, published: &str) {
-    p.set_pipeline(&format!(
-        "{}  train:
-    kind: train
-    inputs: {{train: window.train, val: window.val}}
-    params: {{model: MagFluxLSTM, hidden: 8, layers: 1, epochs: 2, batch_size: 32, early_stop: none, seed: 3}}
-  train_encdec:
-    kind: train
-    inputs: {{train: window.train, val: window.val}}
-    params: {{model: MagFluxEnc-Dec, loss: value, hidden: 4, layers: 1, epochs: 1, batch_size: 32, teacher_forcing_ratio: 0.5, seed: 3}}
-  protocol:
-    kind: test_protocol
-    inputs: {{test: scale.test, index: window.index}}
-    params:
-      ars: [{{ar: {TEST_AR}, k0: 36, input: 30, history: 10, trim: -2, metric_start: 10}}]
-      output_step: 5
-      metric_hours: 12
-  predict:
-    kind: predict
-    inputs: {{model: train.model, config: train.config, protocol: protocol.protocol, test: scale.test, scaler: scale.scaler}}
-  predict_encdec:
-    kind: predict
-    inputs: {{model: train_encdec.model, config: train_encdec.config, protocol: protocol.protocol, test: scale.test, scaler: scale.scaler}}
-  persistence:
-    kind: baseline
-    inputs: &b {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, val: scale.val, index: window.index}}
-  trend:
-    kind: baseline
-    inputs: *b
-    params: {{method: linear}}
-  alarms:
-    kind: score_alarms
-    inputs: {{protocol: protocol.protocol, test: scale.test, predictors: [predict, predict_encdec, persistence, trend]}}
-  tables:
-    kind: render_tables
-    inputs: {{alarms: alarms.alarms, predictors: [predict, predict_encdec, persistence, trend]}}
-    params: {{published: {published}}}
-  figure:
-    kind: render_figure
-    inputs: {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, alarms: alarms.alarms, criterion: alarms.criterion, models: [predict, predict_encdec]}}
-    params: {{ar: {TEST_AR}}}
-",
-        p.pipeline()
-    ));
-}
-
-fn project() -> Project {
-    let p = fixture_project(&[15001, 15002], &[15003], &[TEST_AR], 64);
-    let published = p.path().join("published.csv");
-    let mut csv = String::from("ar,tile,category\n");
-    for t in 38..=44 {
-        csv.push_str(&format!("AR{TEST_AR},{t},Quiet\n"));
-    }
-    csv.push_str(&format!("AR{TEST_AR},Emergence,Quiet\n"));
-    std::fs::write(&published, csv).unwrap();
-    results_pipeline(&p, published.to_str().unwrap());
-    p
-}
 
 fn artifact(p: &Project, stage: &str, output: &str) -> std::path::PathBuf {
     let r = p.run(&["artifact", stage, output]);
@@ -272,39 +214,6 @@ fn seeds_and_set_sweeps_run_as_variants_sharing_upstream_stages() {
         "{}",
         r.stdout
     );
-}
-
-/// The results pipeline plus a tiny tuning study, all as targets of one run.
-fn project_with_study() -> Project {
-    let p = project();
-    p.set_pipeline(&format!(
-        "{}  tune:
-    kind: tune
-    default: false
-    inputs: {{train: window.train, val: window.val}}
-    params:
-      num_samples: 3
-      max_concurrent: 1
-      max_epochs: 2
-      subsample: 0.5
-      tpe: {{n_startup: 2}}
-      space:
-        lr: {{loguniform: [1.0e-4, 1.0e-2]}}
-        hidden: {{choice: [2, 3]}}
-        layers: {{choice: [1]}}
-        model: {{choice: [MagFluxLSTM]}}
-",
-        p.pipeline()
-    ));
-    p
-}
-
-fn hash_of(p: &Project, stage: &str, output: &str) -> String {
-    let r = p.run(&["artifact", stage, output]);
-    r.assert_ok();
-    blake3::hash(&std::fs::read(r.stdout.trim()).unwrap())
-        .to_hex()
-        .to_string()
 }
 
 #[test]

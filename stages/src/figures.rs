@@ -88,8 +88,8 @@ fn viridis(t: f64) -> RGBColor {
 
 type DrawResult = Result<(), String>;
 
-fn e2s<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
+fn e2s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &FigData<'_>) -> DrawResult {

@@ -280,3 +280,100 @@ pub fn tensor_shapes(path: &Path) -> BTreeMap<String, Vec<usize>> {
         .map(|(name, view)| (name, view.shape().to_vec()))
         .collect()
 }
+
+pub const RESULTS_TEST_AR: u32 = 15004;
+
+fn results_pipeline(p: &Project, published: &str) {
+    p.set_pipeline(&format!(
+        "{}  train:
+    kind: train
+    inputs: {{train: window.train, val: window.val}}
+    params: {{model: MagFluxLSTM, hidden: 8, layers: 1, epochs: 2, batch_size: 32, early_stop: none, seed: 3}}
+  train_encdec:
+    kind: train
+    inputs: {{train: window.train, val: window.val}}
+    params: {{model: MagFluxEnc-Dec, loss: value, hidden: 4, layers: 1, epochs: 1, batch_size: 32, teacher_forcing_ratio: 0.5, seed: 3}}
+  protocol:
+    kind: test_protocol
+    inputs: {{test: scale.test, index: window.index}}
+    params:
+      ars: [{{ar: {RESULTS_TEST_AR}, k0: 36, input: 30, history: 10, trim: -2, metric_start: 10}}]
+      output_step: 5
+      metric_hours: 12
+  predict:
+    kind: predict
+    inputs: {{model: train.model, config: train.config, protocol: protocol.protocol, test: scale.test, scaler: scale.scaler}}
+  predict_encdec:
+    kind: predict
+    inputs: {{model: train_encdec.model, config: train_encdec.config, protocol: protocol.protocol, test: scale.test, scaler: scale.scaler}}
+  persistence:
+    kind: baseline
+    inputs: &b {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, val: scale.val, index: window.index}}
+  trend:
+    kind: baseline
+    inputs: *b
+    params: {{method: linear}}
+  alarms:
+    kind: score_alarms
+    inputs: {{protocol: protocol.protocol, test: scale.test, predictors: [predict, predict_encdec, persistence, trend]}}
+  tables:
+    kind: render_tables
+    inputs: {{alarms: alarms.alarms, predictors: [predict, predict_encdec, persistence, trend]}}
+    params: {{published: {published}}}
+  figure:
+    kind: render_figure
+    inputs: {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, alarms: alarms.alarms, criterion: alarms.criterion, models: [predict, predict_encdec]}}
+    params: {{ar: {RESULTS_TEST_AR}}}
+",
+        p.pipeline()
+    ));
+}
+
+/// A fixture project (two train ARs, one val, one test) with the results half of the pipeline:
+/// two tiny trainings, protocol, predictions, baselines, alarms, tables and a figure.
+pub fn results_project() -> Project {
+    let p = fixture_project(&[15001, 15002], &[15003], &[RESULTS_TEST_AR], 64);
+    let published = p.path().join("published.csv");
+    let mut csv = String::from("ar,tile,category\n");
+    for t in 38..=44 {
+        csv.push_str(&format!("AR{RESULTS_TEST_AR},{t},Quiet\n"));
+    }
+    csv.push_str(&format!("AR{RESULTS_TEST_AR},Emergence,Quiet\n"));
+    std::fs::write(&published, csv).unwrap();
+    results_pipeline(&p, published.to_str().unwrap());
+    p
+}
+
+/// The results pipeline plus a tiny tuning study, all as targets of one run.
+pub fn results_project_with_study() -> Project {
+    let p = results_project();
+    p.set_pipeline(&format!(
+        "{}  tune:
+    kind: tune
+    default: false
+    inputs: {{train: window.train, val: window.val}}
+    params:
+      num_samples: 3
+      max_concurrent: 1
+      max_epochs: 2
+      subsample: 0.5
+      tpe: {{n_startup: 2}}
+      space:
+        lr: {{loguniform: [1.0e-4, 1.0e-2]}}
+        hidden: {{choice: [2, 3]}}
+        layers: {{choice: [1]}}
+        model: {{choice: [MagFluxLSTM]}}
+",
+        p.pipeline()
+    ));
+    p
+}
+
+/// The blake3 of one stored output, found through `magpipe artifact`.
+pub fn hash_of(p: &Project, stage: &str, output: &str) -> String {
+    let r = p.run(&["artifact", stage, output]);
+    r.assert_ok();
+    blake3::hash(&std::fs::read(r.stdout.trim()).unwrap())
+        .to_hex()
+        .to_string()
+}

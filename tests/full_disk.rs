@@ -1,0 +1,203 @@
+//! A full disk: the store lives on a small tmpfs, filled to leave a chosen number of bytes free.
+//! Whichever write runs out of space (an object, a record, a stat sidecar, a checkpoint, a lock,
+//! the study directory, the run log), the run fails with a one-line error, `verify` stays clean,
+//! and once space is freed the next run finishes with the same Table 2 as a run that never
+//! lacked space.
+//!
+//! Mounting a tmpfs needs root (or CAP_SYS_ADMIN); CI runs as root. Without it this test fails
+//! loudly rather than skipping.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Project, Run, hash_of, results_project_with_study};
+
+const TARGETS: [&str; 4] = ["tables", "figure", "tune", "--jobs=2"];
+
+/// A tmpfs mounted for the life of the value.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "the full-disk test mounts a tmpfs and needs root or CAP_SYS_ADMIN for it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Fills the volume until at most `left` bytes are free.
+    fn fill_leaving(&self, left: u64) {
+        let ballast = self.dir.join("ballast");
+        let have = std::fs::metadata(&ballast).map(|m| m.len()).unwrap_or(0);
+        let want = have + self.free().saturating_sub(left);
+        // Writing real pages (not fallocate) so the tmpfs accounts them like any other data.
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ballast)
+            .unwrap();
+        let mut w = std::io::BufWriter::new(f);
+        let chunk = vec![0x5au8; 1 << 16];
+        let mut n = have;
+        while n < want {
+            let k = chunk.len().min((want - n) as usize);
+            use std::io::Write;
+            if w.write_all(&chunk[..k]).is_err() {
+                break;
+            }
+            n += k as u64;
+        }
+        let _ = std::io::Write::flush(&mut w);
+    }
+
+    fn empty_ballast(&self) {
+        let _ = std::fs::remove_file(self.dir.join("ballast"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn run_on(p: &Project, store: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["--store", store.to_str().unwrap()];
+    all.extend_from_slice(args);
+    p.run(&all)
+}
+
+#[test]
+fn a_full_disk_fails_the_stage_cleanly_and_the_run_finishes_once_space_is_freed() {
+    let reference = results_project_with_study();
+    let mut args = vec!["run"];
+    args.extend(TARGETS);
+    reference.run(&args).assert_ok();
+    let want = hash_of(&reference, "tables", "table2_csv");
+    let size = dir_size(&reference.store());
+
+    // Free space from "nothing" to most of what the whole run needs: each level runs out at a
+    // different write. Every level starts from an empty store.
+    // The data stages take most of the space; the finer steps near the end reach the trainings,
+    // the study, the predictions and the renders.
+    let mut levels = vec![0, 4 << 10, 64 << 10, size / 8, size / 4, size / 2];
+    levels.extend((16..24).map(|k| size * k / 24));
+    let mut failed_at = std::collections::BTreeSet::new();
+    for (i, &left) in levels.iter().enumerate() {
+        let p = results_project_with_study();
+        let vol = Tmpfs::mount(&p.path().join("vol"), size * 2 + (8 << 20));
+        let store = vol.dir.join("artifacts");
+        vol.fill_leaving(left);
+
+        let r = run_on(&p, &store, &args);
+        assert!(!r.stderr.contains("panicked"), "level {i}: {}", r.stderr);
+        assert!(!r.ok(), "level {i} ({left} B free) should run out of space");
+        assert_eq!(r.code(), Some(1), "level {i}: {}", r.stderr);
+        // One error line; the run log that the same full disk refused is a warning beside it.
+        let (errs, others): (Vec<&str>, Vec<&str>) = r
+            .error_lines()
+            .into_iter()
+            .partition(|l| l.starts_with("error: "));
+        assert_eq!(errs.len(), 1, "level {i}: one error line:\n{}", r.stderr);
+        assert!(
+            others.iter().all(|l| l.starts_with("warning: ")),
+            "level {i}: {others:?}"
+        );
+        assert!(
+            errs[0].contains("No space left on device"),
+            "level {i}: {}",
+            errs[0]
+        );
+        let stages: Vec<_> = r
+            .events
+            .iter()
+            .filter(|e| e["event"] == "stage_failed")
+            .filter_map(|e| e["stage"].as_str())
+            .collect();
+        failed_at.insert(stages.join(","));
+        eprintln!("level {i} ({left} B free): {stages:?} {}", errs[0]);
+
+        // Whatever was committed is whole.
+        if store.join("records").exists() {
+            run_on(&p, &store, &["verify"]).assert_ok();
+        }
+
+        let failure = errs[0].to_string();
+        vol.empty_ballast();
+        let r = run_on(&p, &store, &args);
+        r.assert_ok();
+        run_on(&p, &store, &["verify"]).assert_ok();
+        let t2 = run_on(&p, &store, &["artifact", "tables", "table2_csv"]);
+        t2.assert_ok();
+        let got = blake3::hash(&std::fs::read(t2.stdout.trim()).unwrap())
+            .to_hex()
+            .to_string();
+        assert_eq!(got, want, "level {i}: Table 2 differs after freeing space");
+        // Nothing of the failed attempt is left in the store's scratch space.
+        let tmp = store.join("tmp");
+        let left_over: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left_over.is_empty(),
+            "level {i}: {left_over:?} in tmp/ after {failure}"
+        );
+    }
+    // The levels ran out of space in several different places.
+    assert!(failed_at.len() >= 4, "{failed_at:?}");
+}
+
+fn dir_size(root: &Path) -> u64 {
+    let mut n = 0;
+    for e in walk(root) {
+        n += std::fs::metadata(&e)
+            .map(|m| m.len().div_ceil(4096) * 4096)
+            .unwrap_or(0);
+    }
+    n
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
