@@ -134,11 +134,7 @@ impl RawSpec {
         for (name, body) in stages_map {
             let name = key_str(name, &loc, &["stages"])?.to_string();
             let at = ["stages", name.as_str()];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
+            if !is_name(&name) {
                 return Err(loc.err(&at, "stage names use letters, digits, `_` and `-` only"));
             }
             let body = body
@@ -155,11 +151,18 @@ impl RawSpec {
                     ));
                 }
             }
-            let kind = body
-                .get("kind")
-                .and_then(Value::as_str)
-                .ok_or_else(|| loc.err(&at, "stage has no `kind:`"))?
-                .to_string();
+            let kind = match body.get("kind") {
+                None => return Err(loc.err(&at, "stage has no `kind:`")),
+                Some(v) => v
+                    .as_str()
+                    .ok_or_else(|| {
+                        loc.err(
+                            &[at[0], at[1], "kind"],
+                            "`kind:` must be a stage kind's name (see `magpipe kinds`)",
+                        )
+                    })?
+                    .to_string(),
+            };
             let params = match body.get("params") {
                 None | Some(Value::Null) => Mapping::new(),
                 Some(Value::Mapping(m)) => {
@@ -202,6 +205,11 @@ impl RawSpec {
                 for (name, body) in vm {
                     let name = key_str(name, &loc, &["variants"])?.to_string();
                     let at = ["variants", name.as_str()];
+                    if !is_name(&name) {
+                        return Err(
+                            loc.err(&at, "variant names use letters, digits, `_` and `-` only")
+                        );
+                    }
                     let body = body
                         .as_mapping()
                         .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
@@ -292,6 +300,14 @@ fn interpolate(v: &mut Value, loc: &Locator, at: &[&str]) -> Result<(), SpecErro
         _ => {}
     }
     Ok(())
+}
+
+/// Stage and variant names become folder names in the store, so they never hold `/` or `..`.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {

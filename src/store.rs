@@ -275,8 +275,8 @@ impl Store {
     pub fn ref_path(&self, variant: Option<&str>, stage: &str) -> PathBuf {
         self.root
             .join("refs")
-            .join(variant.unwrap_or("default"))
-            .join(stage)
+            .join(file_safe(variant.unwrap_or("default")))
+            .join(file_safe(stage))
     }
 
     pub fn read_ref(&self, variant: Option<&str>, stage: &str) -> Option<String> {
@@ -400,6 +400,24 @@ impl Drop for Scratch {
     }
 }
 
+/// A sweep's variant label carries `--set` values (`paper+ingest.data_dir=/x`): percent-encode
+/// anything that could leave the folder it names.
+fn file_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, c) in name.chars().enumerate() {
+        let plain = c.is_ascii_alphanumeric() || "_-+=,@".contains(c) || (c == '.' && i > 0);
+        if plain {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
 fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
@@ -442,5 +460,33 @@ impl Drop for KeyLock {
     fn drop(&mut self) {
         // Unlink while still holding the lock, so a waiter notices (inode check) and retries.
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_paths_stay_inside_the_store_whatever_the_variant_label() {
+        let s = Store::open(Path::new("/s"));
+        for label in [
+            "../../etc",
+            "paper+ingest.data_dir=/x/../..",
+            "..",
+            "a/b",
+            "é/",
+        ] {
+            let p = s.ref_path(Some(label), "train");
+            assert_eq!(p.parent().unwrap().parent().unwrap(), Path::new("/s/refs"));
+            assert!(
+                p.components().all(|c| c != std::path::Component::ParentDir),
+                "{p:?}"
+            );
+        }
+        assert_eq!(
+            s.ref_path(Some("paper+train.seed=9"), "train"),
+            Path::new("/s/refs/paper+train.seed=9/train")
+        );
     }
 }

@@ -327,3 +327,426 @@ fn list_inputs_are_checked_like_single_ones() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The malformed-input corpus: every case is generated here, written through the real npz writer
+// where it is a data file, and must give one error line naming the file or YAML location, a
+// non-zero exit, no panic and an unchanged store.
+
+/// The members of one fixture file, as the real writer lays them out: `arr_0 … arr_{n-1}` data,
+/// then the timestamps.
+fn members(ar: u32, which: usize) -> Vec<(String, Vec<u8>)> {
+    let s = synthetic_ar(ar, 72, 0);
+    let data: Vec<&Vec<f64>> = match which {
+        0 => vec![&s.ic],
+        1 => vec![&s.flux],
+        _ => s.power.iter().collect(),
+    };
+    let mut m: Vec<(String, Vec<u8>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("arr_{i}.npy"), npy::write_f64(&[81, 72], v)))
+        .collect();
+    m.push((format!("arr_{}.npy", data.len()), times_member(&s.times)));
+    m
+}
+
+fn times_member(times: &[i64]) -> Vec<u8> {
+    let mut m = npy::header_bytes("|O", &[times.len()]);
+    m.extend(pickle::encode_datetime_array(times));
+    m
+}
+
+fn put(p: &Project, ar: u32, which: usize, members: &[(String, Vec<u8>)]) {
+    std::fs::write(file(p, ar, which), zip::write_stored(members)).unwrap();
+}
+
+/// Rewrites all three files of an AR from a changed series.
+fn put_series(p: &Project, s: &magpipe_stages::solared::ArSeries) {
+    solared::write_ar(&p.data(), s).unwrap();
+}
+
+/// A one-member archive whose member is `payload` deflated, its directory claiming `size` bytes.
+fn deflated(name: &str, payload: &[u8], size: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(payload).unwrap();
+    let mut a = zip::write_stored(&[(name.to_string(), enc.finish().unwrap())]);
+    a[8..10].copy_from_slice(&8u16.to_le_bytes());
+    let cd = (0..a.len() - 4)
+        .find(|&i| a[i..i + 4] == [0x50, 0x4b, 0x01, 0x02])
+        .unwrap();
+    a[cd + 10..cd + 12].copy_from_slice(&8u16.to_le_bytes());
+    a[cd + 16..cd + 20].copy_from_slice(&zip::crc32(payload).to_le_bytes());
+    a[cd + 24..cd + 28].copy_from_slice(&size.to_le_bytes());
+    a
+}
+
+type Damage = fn(&Project);
+
+const DATA_CASES: &[(&str, Damage, &[&str])] = &[
+    (
+        "zero-length npz",
+        |p| std::fs::write(file(p, 11002, 0), b"").unwrap(),
+        &["mean_int11002_flat.npz"],
+    ),
+    (
+        "npz cut inside its first header",
+        |p| {
+            let b = std::fs::read(file(p, 11002, 1)).unwrap();
+            std::fs::write(file(p, 11002, 1), &b[..30]).unwrap();
+        },
+        &["mean_mag11002_flat.npz"],
+    ),
+    (
+        "not a zip at all",
+        |p| std::fs::write(file(p, 11003, 2), "AR,tile\n11003,1\n").unwrap(),
+        &["mean_pmdop11003_flat.npz"],
+    ),
+    (
+        "float32 data",
+        |p| {
+            let mut m = members(11001, 0);
+            let mut b = npy::header_bytes("<f4", &[81, 72]);
+            b.extend(vec![0u8; 81 * 72 * 4]);
+            m[0].1 = b;
+            put(p, 11001, 0, &m);
+        },
+        &["mean_int11001_flat.npz", "arr_0", "<f4"],
+    ),
+    (
+        "1-D data array",
+        |p| {
+            let mut m = members(11001, 1);
+            let s = synthetic_ar(11001, 72, 0);
+            m[0].1 = npy::write_f64(&[81 * 72], &s.flux);
+            put(p, 11001, 1, &m);
+        },
+        &["mean_mag11001_flat.npz", "arr_0", "[5832]"],
+    ),
+    (
+        "Fortran-ordered data",
+        |p| {
+            let mut m = members(11004, 0);
+            let mut b = npy::header_bytes("<f8", &[81, 72]);
+            let at = b.windows(5).position(|w| w == b"False").unwrap();
+            b[at..at + 5].copy_from_slice(b"True ");
+            b.extend(vec![0u8; 81 * 72 * 8]);
+            m[0].1 = b;
+            put(p, 11004, 0, &m);
+        },
+        &["mean_int11004_flat.npz", "arr_0", "Fortran-ordered"],
+    ),
+    (
+        "payload shorter than its header says",
+        |p| {
+            let mut m = members(11004, 2);
+            let n = m[2].1.len();
+            m[2].1.truncate(n - 800);
+            put(p, 11004, 2, &m);
+        },
+        &["mean_pmdop11004_flat.npz", "arr_2"],
+    ),
+    (
+        "timestamps stored as floats",
+        |p| {
+            let mut m = members(11005, 0);
+            m[1].1 = npy::write_f64(&[72], &[0.0; 72]);
+            put(p, 11005, 0, &m);
+        },
+        &["mean_int11005_flat.npz", "arr_1", "<f8"],
+    ),
+    (
+        "timestamps member missing",
+        |p| {
+            let mut m = members(11005, 1);
+            m.pop();
+            put(p, 11005, 1, &m);
+        },
+        &["mean_mag11005_flat.npz", "arr_1.npy"],
+    ),
+    (
+        "one file an hour shorter than the others",
+        |p| {
+            let s = synthetic_ar(11002, 71, 0);
+            let m = vec![
+                ("arr_0.npy".to_string(), npy::write_f64(&[81, 71], &s.flux)),
+                ("arr_1.npy".to_string(), times_member(&s.times)),
+            ];
+            put(p, 11002, 1, &m);
+        },
+        &["AR11002", "mean_mag", "index 71"],
+    ),
+    (
+        "timestamps that go back in time",
+        |p| {
+            let mut s = synthetic_ar(11003, 72, 2);
+            s.times.swap(20, 21);
+            put_series(p, &s);
+        },
+        &["AR11003", "not increasing", "index 21"],
+    ),
+    (
+        "an infinite flux value",
+        |p| {
+            let mut s = synthetic_ar(11001, 72, 0);
+            s.flux[40 * 72 + 5] = f64::INFINITY;
+            put_series(p, &s);
+        },
+        &["AR11001", "|B|", "infinite", "tile 40 hour 5"],
+    ),
+    (
+        "NaN everywhere",
+        |p| {
+            let mut s = synthetic_ar(11004, 72, 3);
+            for c in [&mut s.ic, &mut s.flux]
+                .into_iter()
+                .chain(s.power.iter_mut())
+            {
+                c.iter_mut().for_each(|x| *x = f64::NAN);
+            }
+            put_series(p, &s);
+        },
+        &["AR11004", "Ic is NaN at every hour of tile 0"],
+    ),
+    (
+        "zip bomb: 64 MiB of zeros declared as 100 bytes",
+        |p| {
+            std::fs::write(
+                file(p, 11003, 0),
+                deflated("arr_1.npy", &vec![0u8; 64 << 20], 100),
+            )
+            .unwrap()
+        },
+        &["mean_int11003_flat.npz", "the directory says 100"],
+    ),
+    (
+        "member declaring 4 GiB",
+        |p| {
+            std::fs::write(
+                file(p, 11003, 1),
+                deflated("arr_1.npy", &[0u8; 10], u32::MAX - 1),
+            )
+            .unwrap()
+        },
+        &["mean_mag11003_flat.npz", "zip bomb"],
+    ),
+    (
+        "CRC mismatch",
+        |p| {
+            let f = file(p, 11005, 2);
+            let mut b = std::fs::read(&f).unwrap();
+            b[4000] ^= 0x40;
+            std::fs::write(&f, b).unwrap();
+        },
+        &["mean_pmdop11005_flat.npz", "CRC"],
+    ),
+    (
+        "pickle calling os.system",
+        |p| {
+            let mut m = members(11001, 0);
+            let mut b = npy::header_bytes("|O", &[72]);
+            b.extend_from_slice(b"\x80\x03cos\nsystem\nX\x05\x00\x00\x00touch\x85R.");
+            m[1].1 = b;
+            put(p, 11001, 0, &m);
+        },
+        &["mean_int11001_flat.npz", "os.system"],
+    ),
+    (
+        "pickle nested 30,000 deep",
+        |p| {
+            let mut m = members(11002, 0);
+            let mut b = npy::header_bytes("|O", &[72]);
+            b.extend_from_slice(b"\x80\x02K\x00");
+            b.extend(std::iter::repeat_n(0x85u8, 30_000));
+            b.push(b'.');
+            m[1].1 = b;
+            put(p, 11002, 0, &m);
+        },
+        &["mean_int11002_flat.npz", "nested"],
+    ),
+    (
+        "a file that is a symlink to itself",
+        |p| {
+            let f = file(p, 11004, 1);
+            std::fs::remove_file(&f).unwrap();
+            std::os::unix::fs::symlink(&f, &f).unwrap();
+        },
+        &["mean_mag11004_flat.npz", "symbolic links"],
+    ),
+    (
+        "an AR folder that is a symlink loop",
+        |p| {
+            let d = p.data().join("AR11005");
+            std::fs::remove_dir_all(&d).unwrap();
+            std::os::unix::fs::symlink(p.data().join("AR11005"), &d).unwrap();
+        },
+        &["AR11005", "symbolic links"],
+    ),
+    (
+        "an npz that is a folder",
+        |p| {
+            let f = file(p, 11001, 2);
+            std::fs::remove_file(&f).unwrap();
+            std::fs::create_dir(&f).unwrap();
+        },
+        &["mean_pmdop11001_flat.npz"],
+    ),
+];
+
+#[test]
+fn a_corpus_of_malformed_data_files_each_fails_cleanly() {
+    let mut messages = vec![];
+    let mut broken = vec![];
+    for (name, damage, needles) in DATA_CASES {
+        let p = ready_project();
+        damage(&p);
+        match std::panic::catch_unwind(|| fails_cleanly(&p, needles)) {
+            Ok(r) => messages.push(format!("{name}: {}", r.error_lines()[0])),
+            Err(_) => broken.push(*name),
+        }
+    }
+    eprintln!("{}", messages.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "cases that did not fail cleanly: {broken:?}"
+    );
+    assert!(DATA_CASES.len() >= 20);
+}
+
+/// `BASE` plus a `window` stage with these params, for absurd values.
+fn with_window(params: &str) -> String {
+    format!(
+        "{BASE}  scale:\n    kind: minmax_scale\n    inputs: {{series: ingest.series, splits: split.splits}}\n  window:\n    kind: window\n    inputs: {{train: scale.train, val: scale.val}}\n    params: {{{params}}}\n"
+    )
+}
+
+fn yaml_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    let nested = format!(
+        "version: 1\nstages: {}{}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let mut laughs = String::from("version: 1\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        laughs.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    laughs.push_str("stages: *a11\n");
+    vec![
+        (
+            "a param given twice",
+            format!("{BASE}    params:\n      seed: 1\n      seed: 2\n"),
+            vec!["pipeline.yaml:", "duplicate", "seed"],
+        ),
+        (
+            "a negative window",
+            with_window("input: -5"),
+            vec!["stages.window.params.input", "-5"],
+        ),
+        (
+            "a zero horizon",
+            with_window("horizon: 0"),
+            vec!["stages.window.params.horizon"],
+        ),
+        (
+            "a NaN learning rate",
+            format!(
+                "{}  train:\n    kind: train\n    inputs: {{train: window.train, val: window.val}}\n    params: {{lr: .nan}}\n",
+                with_window("input: 10")
+            ),
+            vec!["stages.train.params.lr", "not a finite number"],
+        ),
+        (
+            "zero epochs",
+            format!(
+                "{}  train:\n    kind: train\n    inputs: {{train: window.train, val: window.val}}\n    params: {{epochs: 0}}\n",
+                with_window("input: 10")
+            ),
+            vec!["stages.train.params.epochs"],
+        ),
+        ("YAML nested 5,000 deep", nested, vec!["pipeline.yaml"]),
+        (
+            "a billion laughs of aliases",
+            laughs,
+            vec!["pipeline.yaml", "invalid YAML"],
+        ),
+        (
+            "a stage name that climbs out of the store",
+            BASE.replace("  split:\n", "  ../../escape:\n"),
+            vec!["stages.../../escape", "name"],
+        ),
+        (
+            "a variant name with a slash",
+            format!("{BASE}variants:\n  ../up:\n    split:\n      seed: 3\n"),
+            vec!["variants.../up", "name"],
+        ),
+        (
+            "an unsupported version",
+            BASE.replace("version: 1", "version: 2"),
+            vec!["pipeline.yaml", "version"],
+        ),
+        ("an empty file", String::new(), vec!["pipeline.yaml"]),
+        (
+            "an unknown top-level key",
+            format!("{BASE}stagez: {{}}\n"),
+            vec!["pipeline.yaml", "stagez"],
+        ),
+        (
+            "stages as a list",
+            "version: 1\nstages: [ingest, split]\n".into(),
+            vec!["pipeline.yaml", "stages"],
+        ),
+        (
+            "a kind that is a number",
+            BASE.replace("kind: split_ars", "kind: 12"),
+            vec!["stages.split.kind"],
+        ),
+    ]
+}
+
+#[test]
+fn a_corpus_of_malformed_pipelines_each_fails_cleanly() {
+    let mut messages = vec![];
+    let mut broken = vec![];
+    for (name, yaml, needles) in yaml_cases() {
+        let r = std::panic::catch_unwind(|| {
+            let e = spec_error(&yaml);
+            for n in &needles {
+                assert!(e.contains(n), "{name}: {n:?} not in: {e}");
+            }
+            e
+        });
+        match r {
+            Ok(e) => messages.push(format!("{name}: {e}")),
+            Err(_) => broken.push(name),
+        }
+    }
+    // Not UTF-8 at all.
+    let p = Project::new("");
+    std::fs::write(
+        p.path().join("pipeline.yaml"),
+        b"version: 1\nstages: \xff\xfe\n",
+    )
+    .unwrap();
+    let r = p.run(&["run"]);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.error_lines()[0].contains("pipeline.yaml"), "{}", r.stderr);
+    eprintln!("{}", messages.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "cases that did not fail cleanly: {broken:?}"
+    );
+}
+
+#[test]
+fn a_horizon_longer_than_every_series_fails_at_the_window_stage() {
+    let p = ready_project();
+    p.set_pipeline(&p.pipeline().replace("horizon: 6", "horizon: 500"));
+    fails_cleanly(
+        &p,
+        &["stage `window`", "every series is shorter than the 539 h"],
+    );
+}

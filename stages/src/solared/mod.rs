@@ -127,11 +127,28 @@ pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
             format!("cannot be read ({e})")
         },
     })?;
-    let mut ars: Vec<u32> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("AR")?.parse().ok())
-        .collect();
+    let mut ars = vec![];
+    for e in entries.filter_map(Result::ok) {
+        let Some(ar) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("AR")?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Followed, so a data folder assembled from symlinks works; a dangling link or a
+        // symlink loop is named rather than silently dropping the AR.
+        match std::fs::metadata(e.path()) {
+            Ok(m) if m.is_dir() => ars.push(ar),
+            Ok(_) => {}
+            Err(source) => {
+                return Err(SolaredError::Io {
+                    path: e.path(),
+                    source,
+                });
+            }
+        }
+    }
     ars.sort_unstable();
     if ars.is_empty() {
         return Err(SolaredError::DataDir {
@@ -149,6 +166,18 @@ struct Npz {
 }
 
 impl Npz {
+    fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Npz, SolaredError> {
+        let entries = zip::entries(&bytes).map_err(|source| SolaredError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Npz {
+            path: path.to_path_buf(),
+            bytes,
+            entries,
+        })
+    }
+
     fn open(path: &Path) -> Result<Npz, SolaredError> {
         let bytes = std::fs::read(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -163,15 +192,7 @@ impl Npz {
                 }
             }
         })?;
-        let entries = zip::entries(&bytes).map_err(|source| SolaredError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Npz {
-            path: path.to_path_buf(),
-            bytes,
-            entries,
-        })
+        Npz::from_bytes(path, bytes)
     }
 
     fn err(&self, source: NpzError) -> SolaredError {
@@ -235,22 +256,47 @@ fn prefix(member: &str, e: NpzError) -> NpzError {
     }
 }
 
+/// One SolARED npz file as the reader sees it: `arr_0 … arr_{n-1}` as (81, T) float64 arrays and
+/// `arr_n` as the T timestamps.
+pub struct NpzFile {
+    pub times: Vec<i64>,
+    pub arrays: Vec<Vec<f64>>,
+}
+
+fn read_npz(npz: &Npz, arrays: usize) -> Result<NpzFile, SolaredError> {
+    let times = npz.timestamps(&format!("arr_{arrays}"))?;
+    let t = Some(times.len());
+    let arrays = (0..arrays)
+        .map(|i| Ok(npz.f64_array(&format!("arr_{i}"), t)?.1))
+        .collect::<Result<_, SolaredError>>()?;
+    Ok(NpzFile { times, arrays })
+}
+
+/// Reads the bytes of one npz file with `arrays` data members, exactly as [`load_ar`] reads each
+/// file; `path` only names it in errors. The fuzz targets drive the reader through here.
+pub fn read_npz_bytes(path: &Path, bytes: Vec<u8>, arrays: usize) -> Result<NpzFile, SolaredError> {
+    read_npz(&Npz::from_bytes(path, bytes)?, arrays)
+}
+
 /// Reads and cross-checks the three files of one AR.
 pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
     let [f_int, f_mag, f_pmdop] = ar_files(dir, ar);
-    let int = Npz::open(&f_int)?;
-    let times = int.timestamps("arr_1")?;
+    let NpzFile {
+        times,
+        arrays: mut int,
+    } = read_npz(&Npz::open(&f_int)?, 1)?;
     let t = times.len();
-    let (_, ic) = int.f64_array("arr_0", Some(t))?;
-    let mag = Npz::open(&f_mag)?;
-    let (_, flux) = mag.f64_array("arr_0", Some(t))?;
-    let mag_times = mag.timestamps("arr_1")?;
-    let pm = Npz::open(&f_pmdop)?;
-    let mut power: [Vec<f64>; 4] = Default::default();
-    for (i, p) in power.iter_mut().enumerate() {
-        *p = pm.f64_array(&format!("arr_{i}"), Some(t))?.1;
-    }
-    let pm_times = pm.timestamps("arr_4")?;
+    let ic = int.remove(0);
+    let NpzFile {
+        times: mag_times,
+        arrays: mut mag,
+    } = read_npz(&Npz::open(&f_mag)?, 1)?;
+    let flux = mag.remove(0);
+    let NpzFile {
+        times: pm_times,
+        arrays: pm,
+    } = read_npz(&Npz::open(&f_pmdop)?, 4)?;
+    let power: [Vec<f64>; 4] = pm.try_into().expect("four power arrays were read");
     for (what, other) in [("mean_mag", &mag_times), ("mean_pmdop", &pm_times)] {
         if let Some(i) = (0..t.max(other.len())).find(|&i| times.get(i) != other.get(i)) {
             return Err(SolaredError::Inconsistent {
@@ -279,6 +325,16 @@ pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
             .enumerate()
             .map(|(i, p)| (["P2-3", "P3-4", "P4-5", "P5-6"][i], p)),
     ) {
+        // Scattered NaNs are real (they are filled at scaling); a tile with no value at all in
+        // a channel is a broken file, and filling it would feed the model a made-up constant.
+        if let Some(tile) =
+            (0..TILES).find(|k| t > 0 && v[k * t..(k + 1) * t].iter().all(|x| x.is_nan()))
+        {
+            return Err(SolaredError::Inconsistent {
+                ar,
+                msg: format!("{name} is NaN at every hour of tile {tile}: the tile holds no data"),
+            });
+        }
         if let Some(i) = v.iter().position(|x| x.is_infinite()) {
             return Err(SolaredError::Inconsistent {
                 ar,
