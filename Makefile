@@ -13,7 +13,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench clean check-env browser
+.PHONY: all setup build run test lint bench fuzz clean check-env browser
 
 all: build
 
@@ -50,9 +50,11 @@ run: build
 	@echo "The report (tables, figures, comparisons, lineage of Table 2, one HTML file):"
 	@printf '  '; ./target/release/magpipe report
 
-# fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks.
+# fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks; a short
+# coverage-guided fuzzing run of every fuzz target ends it.
 test: lint browser
 	cargo test $(CARGO_FLAGS)
+	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
 # The HTML report is tested in a real headless browser: Debian's chromium (about 20 s to install).
 browser:
@@ -68,6 +70,13 @@ lint: setup
 
 bench: build
 	bash bench/run.sh $(BENCH_ARGS)
+
+# Coverage-guided fuzzing of the npz/npy/pickle readers and the pipeline.yaml → plan builder,
+# FUZZ_SECONDS per target (see fuzz/run.sh).
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	cargo clean

@@ -150,3 +150,35 @@ fn a_killed_study_resumes_without_redoing_finished_trials() {
     );
     assert_eq!(read(&p, "tune", "table1"), read(&whole, "tune", "table1"));
 }
+
+#[test]
+fn a_study_killed_at_twelve_random_moments_ends_with_the_same_trials() {
+    let whole = project(8);
+    whole.run(&["run", "window"]).assert_ok();
+    let t0 = std::time::Instant::now();
+    whole.run(&["run", "tune"]).assert_ok();
+    let span = t0.elapsed().as_millis() as f64;
+    let want = read(&whole, "tune", "trials_md");
+    // ASHA stops trials in this study, so kills land between a stop decision and its kill too.
+    assert!(want.contains("| asha |"), "{want}");
+
+    let p = project(8);
+    p.run(&["run", "window"]).assert_ok();
+    let mut rng = magpipe_stages::tune::tpe::Rng::new(12);
+    for _ in 0..12 {
+        let mut child = p
+            .cmd(&["run", "tune"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ms = 100.0 + rng.uniform() * span;
+        std::thread::sleep(std::time::Duration::from_millis(ms as u64));
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    p.run(&["run", "tune"]).assert_ok();
+    assert_eq!(read(&p, "tune", "trials_md"), want);
+    assert_eq!(read(&p, "tune", "table1"), read(&whole, "tune", "table1"));
+    p.run(&["verify"]).assert_ok();
+}

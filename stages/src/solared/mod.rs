@@ -1,6 +1,7 @@
 //! The SolARED dataset on disk: one folder `AR{n}/` per active region with three `.npz` files.
 //! See SEMANTICS.md §1 for the layout this module reads and validates.
 
+pub mod fuzzing;
 pub mod npy;
 pub mod pickle;
 pub mod time;

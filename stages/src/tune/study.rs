@@ -174,6 +174,15 @@ fn last_metric(t: &TrialState) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+fn asha_final(t: &TrialState) -> Final {
+    Final {
+        status: "asha".into(),
+        epochs: t.epochs.len(),
+        val_rmse: last_metric(t),
+        error: None,
+    }
+}
+
 struct Running {
     id: u32,
     child: Child,
@@ -277,7 +286,24 @@ pub fn run_study(
     let mut rungs = Study::rungs(&trials);
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut running: Vec<Running> = Vec::new();
-    let mut stopped_by_asha: std::collections::BTreeSet<u32> = Default::default();
+    // A stop decision on record ends its trial, even when the engine died before it could kill
+    // the worker and write `final.json`: resuming that trial would train it past its stop.
+    let mut stopped_by_asha: std::collections::BTreeSet<u32> = trials
+        .iter()
+        .filter(|t| {
+            t.decisions
+                .iter()
+                .any(|d| d.stop && d.iteration < p.asha.max_t)
+        })
+        .map(|t| t.id)
+        .collect();
+    for t in trials.iter_mut() {
+        if t.fin.is_none() && stopped_by_asha.contains(&t.id) {
+            let fin = asha_final(t);
+            write_json(&study.trial_dir(t.id).join("final.json"), &fin)?;
+            t.fin = Some(fin);
+        }
+    }
     let report = |trials: &[TrialState], running: usize| {
         let done = trials.iter().filter(|t| t.fin.is_some()).count();
         let early = trials
@@ -366,6 +392,11 @@ pub fn run_study(
                 },
             ) => {
                 let d = study.trial_dir(id);
+                // An epoch the worker finished between ASHA's stop and its kill does not count
+                // (it would, or not, depending on how fast the kill lands).
+                if stopped_by_asha.contains(&id) {
+                    continue;
+                }
                 if d.join(format!("asha-{epoch:03}.json")).exists() {
                     // Re-sent by a resumed worker: recorded and decided before the crash.
                     continue;
@@ -402,12 +433,7 @@ pub fn run_study(
                 let t = &mut trials[id as usize];
                 let n = t.epochs.len();
                 let fin = if stopped_by_asha.contains(&id) {
-                    Final {
-                        status: "asha".into(),
-                        epochs: n,
-                        val_rmse: last_metric(t),
-                        error: None,
-                    }
+                    asha_final(t)
                 } else if ok {
                     Final {
                         status: if n >= p.max_epochs {
