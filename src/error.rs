@@ -64,4 +64,7 @@ pub enum RunError {
     Stale { stage: String, why: String },
     #[error("{0}")]
     Usage(String),
+    /// The executor could not start (no Slurm reachable, say).
+    #[error("executor: {0}")]
+    Executor(String),
 }

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use magpipe_stages::kind::{Context, Events, Report};
+use magpipe_stages::kind::{Events, Report};
 use rayon::prelude::*;
 
 use crate::error::{RunError, StoreError};
 use crate::events::{Event, Sink};
+use crate::executor::{Choice, Executor, Local, Slurm, StageJob};
 use crate::key::{FORMAT, PreImage, SourceRef};
 use crate::plan::Plan;
 use crate::store::{Record, Store};
@@ -71,6 +72,7 @@ pub struct RunOptions {
     pub targets: Vec<String>,
     pub force: Vec<String>,
     pub jobs: usize,
+    pub executor: Choice,
 }
 
 #[derive(Debug)]
@@ -132,9 +134,11 @@ fn fault_pause(stage: &str, sink: &dyn Sink) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execute(
     plan: &Plan,
     store: &Store,
+    executor: &dyn Executor,
     i: usize,
     done: &BTreeMap<usize, Record>,
     force: bool,
@@ -185,49 +189,34 @@ fn execute(
         stage: &s.name,
     };
     let checkpoint_dir = store.root.join("checkpoints").join(&key);
-    let ctx = Context {
-        stage: &s.name,
+    let job = StageJob {
+        stage: s.name.clone(),
+        kind: s.kind.name().to_string(),
+        params: s.params.clone(),
         inputs,
-        out_dir: &scratch,
+        out_dir: scratch.to_path_buf(),
         checkpoint_dir: checkpoint_dir.clone(),
         threads,
-        events: &events,
     };
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let t0 = Instant::now();
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.kind.run(&s.params, &ctx)));
-    let report = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(error)) => {
-            return Err(RunError::Stage {
-                stage: s.name.clone(),
-                error,
-            });
-        }
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            return Err(RunError::Stage {
-                stage: s.name.clone(),
-                error: magpipe_stages::kind::StageError::Invalid(format!(
-                    "internal error (panic): {msg}"
-                )),
-            });
-        }
-    };
+    let ran = executor
+        .run_stage(s.kind, job, &events)
+        .map_err(|error| RunError::Stage {
+            stage: s.name.clone(),
+            error,
+        })?;
+    let report = ran.report;
+    let out_dir = ran.out_dir;
     let seconds = t0.elapsed().as_secs_f64();
     if let Some(o) = s
         .kind
         .outputs()
         .iter()
-        .find(|o| !scratch.join(o.file).is_file())
+        .find(|o| !out_dir.join(o.file).is_file())
     {
         return Err(StoreError::MissingOutput {
             stage: s.name.clone(),
@@ -243,7 +232,7 @@ fn execute(
         .map(|o| {
             Ok((
                 o.name.to_string(),
-                store.commit_object(&scratch.join(o.file), o.file)?,
+                store.commit_object(&out_dir.join(o.file), o.file)?,
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>();
@@ -280,6 +269,7 @@ fn execute(
                 (src.name, path.display().to_string())
             })
             .collect(),
+        executor: ran.info,
     };
     store.write_record(&record)?;
     drop(scratch);
@@ -311,6 +301,24 @@ pub fn run(
         .thread_name(|i| format!("magpipe-{i}"))
         .build()
         .map_err(|e| RunError::Usage(format!("cannot start {jobs} worker threads: {e}")))?;
+    let executor: Box<dyn Executor> = match &opts.executor {
+        Choice::Local => Box::new(Local),
+        Choice::Slurm(cfg) => {
+            let run_id = format!(
+                "{}-{}",
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                std::process::id()
+            );
+            Box::new(
+                Slurm::new(cfg.clone(), &run_id, store.root.join("logs").join("slurm"))
+                    .map_err(|e| RunError::Executor(e.to_string()))?,
+            )
+        }
+    };
+    let executor = executor.as_ref();
     let t0 = Instant::now();
     sink.emit(Event::RunStarted {
         stages: selected.len(),
@@ -354,7 +362,7 @@ pub fn run(
                 let force = opts.force.contains(&plan.stages[i].name);
                 let tx = tx.clone();
                 scope.spawn(move |_| {
-                    let r = execute(plan, store, i, &ups, force, jobs, sink);
+                    let r = execute(plan, store, executor, i, &ups, force, jobs, sink);
                     let _ = tx.send((i, r));
                 });
             }

@@ -7,6 +7,7 @@ pub mod dag;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod executor;
 pub mod fuzzing;
 pub mod key;
 pub mod plan;

@@ -39,8 +39,17 @@ struct Cli {
     /// No progress output (results and errors still print).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Where stages run: here, or as Slurm jobs (settings: the pipeline's `executor.slurm`).
+    #[arg(long, global = true, value_enum, default_value_t = ExecutorFlag::Local, env = "MAGPIPE_EXECUTOR")]
+    executor: ExecutorFlag,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum ExecutorFlag {
+    Local,
+    Slurm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,6 +93,9 @@ enum Cmd {
         #[arg(long)]
         seeds: Option<String>,
     },
+    /// The body of a Slurm job: run one stage from its job file (used by `--executor slurm`).
+    #[command(hide = true)]
+    StageJob { job: PathBuf },
     /// Show which stages are fresh or stale.
     Status {
         targets: Vec<String>,
@@ -224,12 +236,14 @@ fn default_jobs() -> usize {
 }
 
 /// Runs one plan; prints the reports of the stages that ran when `print` is set.
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     plan: &Plan,
     store: &Store,
     targets: &[String],
     force: &[String],
     jobs: usize,
+    executor: ExecutorFlag,
     sink: &dyn Sink,
     print: bool,
 ) -> anyhow::Result<exec::RunResult> {
@@ -237,10 +251,14 @@ fn run_one(
         targets: targets.to_vec(),
         force: force.to_vec(),
         jobs,
+        executor: match executor {
+            ExecutorFlag::Local => magpipe::executor::Choice::Local,
+            ExecutorFlag::Slurm => magpipe::executor::Choice::Slurm(plan.slurm.clone()),
+        },
     };
     let started = std::time::SystemTime::now();
     let result = exec::run(plan, store, &opts, sink)?;
-    log_run(plan, store, targets, started, &result);
+    log_run(plan, store, targets, started, &result, executor);
     if print {
         for (_, o) in &result.outcomes {
             if let Outcome::Ran(_, report) = o
@@ -344,7 +362,16 @@ fn run_sweep(
                         inner: sink,
                         prefix: label.clone(),
                     };
-                    let r = run_one(plan, store, targets, force, 1, &prefixed, false);
+                    let r = run_one(
+                        plan,
+                        store,
+                        targets,
+                        force,
+                        1,
+                        cli.executor,
+                        &prefixed,
+                        false,
+                    );
                     results.lock().expect("results").push((i, r));
                 }
             });
@@ -433,6 +460,7 @@ fn log_run(
     targets: &[String],
     started: std::time::SystemTime,
     result: &exec::RunResult,
+    executor: ExecutorFlag,
 ) {
     let unix = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
@@ -441,10 +469,20 @@ fn log_run(
     };
     let mut stages = std::collections::BTreeMap::new();
     let mut recs = std::collections::BTreeMap::new();
+    let mut jobs = std::collections::BTreeMap::new();
     for (i, o) in &result.outcomes {
         let (what, key) = match o {
             Outcome::Ran(r, _) => {
                 recs.insert(*i, r);
+                if let Some(x) = &r.executor {
+                    jobs.insert(
+                        r.stage.clone(),
+                        x.attempts
+                            .iter()
+                            .map(|a| format!("{} {} on {}", a.job_id, a.state, a.node))
+                            .collect(),
+                    );
+                }
                 ("ran", Some(r.key.clone()))
             }
             Outcome::Cached(r) => {
@@ -475,6 +513,11 @@ fn log_run(
         git_commit: magpipe::GIT_COMMIT.to_string(),
         stages,
         outputs: provenance::final_outputs(plan, &selected, &recs),
+        executor: match executor {
+            ExecutorFlag::Local => "local".into(),
+            ExecutorFlag::Slurm => "slurm".into(),
+        },
+        jobs,
     };
     if let Err(e) = provenance::append_run(store, &log) {
         eprintln!("warning: the run log was not written: {e}");
@@ -503,6 +546,10 @@ fn main() -> ExitCode {
 
 fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
+        Cmd::StageJob { job } => {
+            let code = magpipe::executor::stage_job_main(job);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Cmd::Run {
             targets,
             select,
@@ -516,7 +563,16 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             let points = sweep::expand(&select.sets).map_err(RunError::Usage)?;
             if points.len() == 1 && seeds.is_none() {
                 let plan = load(cli, Some(select))?;
-                run_one(&plan, &store, targets, force, jobs, sink.as_ref(), true)?;
+                run_one(
+                    &plan,
+                    &store,
+                    targets,
+                    force,
+                    jobs,
+                    cli.executor,
+                    sink.as_ref(),
+                    true,
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             run_sweep(

@@ -52,6 +52,8 @@ pub struct Plan {
     pub order: Vec<usize>,
     pub variant: Option<String>,
     pub variants: Vec<(String, Option<String>)>,
+    /// The pipeline's Slurm settings (defaults when it has none).
+    pub slurm: crate::executor::SlurmConfig,
 }
 
 /// A `--set stage.param=value` override.
@@ -324,6 +326,7 @@ impl Plan {
                 .iter()
                 .map(|v| (v.name.clone(), v.doc.clone()))
                 .collect(),
+            slurm: spec.slurm.clone().unwrap_or_default(),
         })
     }
 

@@ -45,6 +45,9 @@ pub struct LineageStage {
     pub finished: String,
     pub seconds: f64,
     pub summary: String,
+    /// The Slurm jobs (or other executor) that ran it, when not in-process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor: Option<crate::executor::ExecInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +184,7 @@ pub fn lineage(
             finished: utc(r.started_unix + r.seconds),
             seconds: r.seconds,
             summary: r.summary.clone(),
+            executor: r.executor.clone(),
         });
     }
     Ok(Lineage {
@@ -277,6 +281,14 @@ pub fn lineage_text(l: &Lineage) -> String {
             ));
         }
         out.push_str(&format!("  summary: {}\n", s.summary));
+        if let Some(x) = &s.executor {
+            for a in &x.attempts {
+                out.push_str(&format!(
+                    "  {} job {} {} on {} (exit {}), log {}\n",
+                    x.executor, a.job_id, a.state, a.node, a.exit_code, a.log
+                ));
+            }
+        }
     }
     out.push_str(&format!("\nraw files ({}):\n", l.raw_files.len()));
     for f in &l.raw_files {
@@ -485,6 +497,16 @@ pub struct RunLog {
     pub stages: BTreeMap<String, (String, Option<String>)>,
     /// The final outputs (the targets, or the stages nothing else reads): stage → output → hash.
     pub outputs: BTreeMap<String, BTreeMap<String, String>>,
+    /// `local` or `slurm`.
+    #[serde(default = "local")]
+    pub executor: String,
+    /// stage → the Slurm job ids and nodes of the stages that ran as jobs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jobs: BTreeMap<String, Vec<String>>,
+}
+
+fn local() -> String {
+    "local".into()
 }
 
 pub fn append_run(store: &Store, log: &RunLog) -> Result<(), StoreError> {
@@ -554,6 +576,13 @@ pub fn runs_text(logs: &[RunLog]) -> String {
             outs.join(" "),
             if l.ok { "" } else { "  FAILED" }
         ));
+        for (stage, jobs) in &l.jobs {
+            out.push_str(&format!(
+                "    {stage}: {} job {}\n",
+                l.executor,
+                jobs.join(", ")
+            ));
+        }
     }
     out
 }
@@ -719,10 +748,12 @@ pub fn audit(
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).map_err(|e| StoreError::io(&scratch, e))?;
     let fresh = Store::open(&scratch);
+    // An audit re-executes here, in-process, whatever executor made the originals.
     let opts = exec::RunOptions {
         targets: vec![stage.to_string()],
         force: Vec::new(),
         jobs,
+        executor: crate::executor::Choice::Local,
     };
     let result = exec::run(plan, &fresh, &opts, sink);
     let result = match result {

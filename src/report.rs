@@ -322,6 +322,7 @@ fn rebuild(p: &Plan) -> Plan {
         graph: p.graph.clone(),
         order: p.order.clone(),
         variant: p.variant.clone(),
+        slurm: p.slurm.clone(),
         variants: p.variants.clone(),
     }
 }

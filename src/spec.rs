@@ -80,6 +80,8 @@ pub struct RawSpec {
     pub text: String,
     pub stages: Vec<RawStage>,
     pub variants: Vec<RawVariant>,
+    /// The `executor.slurm` block, used when a run asks for `--executor slurm`.
+    pub slurm: Option<crate::executor::SlurmConfig>,
 }
 
 impl RawSpec {
@@ -109,10 +111,12 @@ impl RawSpec {
             .ok_or_else(|| loc.err(&[], "the pipeline must be a mapping with `stages:`"))?;
         for k in top.keys() {
             let k = key_str(k, &loc, &[])?;
-            if !["version", "stages", "variants"].contains(&k) {
+            if !["version", "stages", "variants", "executor"].contains(&k) {
                 return Err(loc.err(
                     &[k],
-                    &format!("unknown top-level key `{k}` (expected stages, variants, version)"),
+                    &format!(
+                        "unknown top-level key `{k}` (expected stages, variants, executor, version)"
+                    ),
                 ));
             }
         }
@@ -252,11 +256,35 @@ impl RawSpec {
             }
             Some(_) => return Err(loc.err(&["variants"], "`variants:` must be a mapping")),
         }
+        let slurm = match top.get("executor") {
+            None | Some(Value::Null) => None,
+            Some(Value::Mapping(m)) => {
+                for k in m.keys() {
+                    let k = key_str(k, &loc, &["executor"])?;
+                    if k != "slurm" {
+                        return Err(loc.err(
+                            &["executor", k],
+                            &format!("unknown executor `{k}` (the local one needs no settings; expected slurm)"),
+                        ));
+                    }
+                }
+                match m.get("slurm") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(
+                        serde_yaml::from_value::<crate::executor::SlurmConfig>(v.clone()).map_err(
+                            |e| loc.err(&["executor", "slurm"], &strip_location(&e.to_string())),
+                        )?,
+                    ),
+                }
+            }
+            Some(_) => return Err(loc.err(&["executor"], "`executor:` must be a mapping")),
+        };
         Ok(RawSpec {
             file: file.to_path_buf(),
             text: text.to_string(),
             stages,
             variants,
+            slurm,
         })
     }
 

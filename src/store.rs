@@ -53,6 +53,9 @@ pub struct Record {
     /// raw-file name (as in the pre-image) → the path it was read from.
     #[serde(default)]
     pub source_paths: BTreeMap<String, String>,
+    /// How the stage ran when not in-process (the Slurm jobs, their nodes and logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<crate::executor::ExecInfo>,
 }
 
 pub struct Store {
