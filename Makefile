@@ -50,10 +50,12 @@ run: build
 	@echo "The report (tables, figures, comparisons, lineage of Table 2, one HTML file):"
 	@printf '  '; ./target/release/magpipe report
 
-# fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks; a short
-# coverage-guided fuzzing run of every fuzz target ends it.
+# fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks. The
+# Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
+# packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
+# short coverage-guided fuzzing run of every fuzz target ends the suite.
 test: lint browser
-	cargo test $(CARGO_FLAGS)
+	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
 # The HTML report is tested in a real headless browser: Debian's chromium (about 20 s to install).

@@ -197,6 +197,7 @@ fn execute(
         out_dir: scratch.to_path_buf(),
         checkpoint_dir: checkpoint_dir.clone(),
         threads,
+        attempt: 0,
     };
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -29,6 +29,9 @@ pub struct StageJob {
     pub out_dir: PathBuf,
     pub checkpoint_dir: PathBuf,
     pub threads: usize,
+    /// 0 for the first attempt; the test hooks in `MAGPIPE_FAULT` act on the first only.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// What a stage job leaves beside its outputs when it ends; written last, atomically.
@@ -507,6 +510,7 @@ impl Executor for Slurm {
                 .join(format!("{}-{}-{n}.log", job.stage, self.job_name));
             let this = StageJob {
                 out_dir: out_dir.clone(),
+                attempt: n,
                 ..job.clone()
             };
             let (st, result) = self.attempt(&this, &attempt_dir, &log, events)?;
@@ -587,6 +591,26 @@ impl Events for LineEvents {
     }
 }
 
+/// Test hooks for the Slurm fault tests, on a stage's first attempt only:
+/// `MAGPIPE_FAULT=job-sleep:<stage>:<seconds>` (to be cancelled or hit its time limit),
+/// `job-crash:<stage>` (the job dies without a result) and `job-exit0:<stage>` (it exits 0
+/// without a result).
+fn fault_hook(stage: &str) {
+    let Ok(f) = std::env::var("MAGPIPE_FAULT") else {
+        return;
+    };
+    let parts: Vec<&str> = f.split(':').collect();
+    match parts.as_slice() {
+        ["job-sleep", s, secs] if *s == stage => {
+            println!("{}", serde_json::json!({"log": "sleeping (MAGPIPE_FAULT)"}));
+            std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(600)));
+        }
+        ["job-crash", s] if *s == stage => std::process::abort(),
+        ["job-exit0", s] if *s == stage => std::process::exit(0),
+        _ => {}
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -624,6 +648,9 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
         eprintln!("error: {}: unknown kind `{}`", job_file.display(), job.kind);
         return 1;
     };
+    if job.attempt == 0 {
+        fault_hook(&job.stage);
+    }
     let result = match run_in_process(kind, &job, &LineEvents) {
         Ok(r) => JobResult {
             ok: true,

@@ -1,0 +1,196 @@
+//! The Slurm executor against a real single-node Slurm (`make test` starts one with
+//! `.ci/slurm/start.sh` and exports SLURM_CONF). Without a reachable cluster these tests fail with
+//! the reason; they never skip.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{Project, Run, results_project};
+
+const TARGETS: [&str; 3] = ["tables", "figure", "--jobs=2"];
+
+fn cluster() {
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    let ping = Command::new("scontrol").arg("ping").output();
+    let ok = matches!(&ping, Ok(o) if o.status.success());
+    assert!(
+        ok,
+        "these tests need a running Slurm (SLURM_CONF={conf:?}); `make test` starts one with \
+         .ci/slurm/start.sh: {ping:?}"
+    );
+}
+
+/// The store the Slurm runs use, beside the project's default one (which the local runs use):
+/// one project, so the same keys.
+fn slurm_store(p: &Project) -> String {
+    p.path().join("slurm-store").display().to_string()
+}
+
+fn run_local(p: &Project) -> Run {
+    let mut args = vec!["run"];
+    args.extend(TARGETS);
+    p.run(&args)
+}
+
+/// record key → output → content hash, for every record in the store, without the training
+/// history (it holds timings; `audit` sets it apart as volatile too).
+fn outputs(store: &std::path::Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(store.join("records")).unwrap() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        let outs = v["outputs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("history"))
+            .map(|(k, o)| (k.clone(), o["hash"].as_str().unwrap().to_string()))
+            .collect();
+        out.insert(v["key"].as_str().unwrap().to_string(), outs);
+    }
+    out
+}
+
+fn record_of(store: &std::path::Path, stage: &str) -> serde_json::Value {
+    for e in std::fs::read_dir(store.join("records")).unwrap() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        if v["stage"] == stage {
+            return v;
+        }
+    }
+    panic!("no record of {stage}");
+}
+
+#[test]
+fn a_small_pipeline_on_slurm_gives_the_local_executors_bytes() {
+    cluster();
+    let p = results_project();
+    run_local(&p).assert_ok();
+    let store = slurm_store(&p);
+    let mut args = vec!["--store", &store, "run", "--executor=slurm"];
+    args.extend(TARGETS);
+    p.run(&args).assert_ok();
+    let store = std::path::PathBuf::from(store);
+    // Same keys, same content hashes, stage for stage.
+    assert_eq!(outputs(&store), outputs(&p.store()));
+    p.run(&["--store", store.to_str().unwrap(), "verify"])
+        .assert_ok();
+    // Every stage ran as a job, and the record, lineage and run log say which and where.
+    let rec = record_of(&store, "train");
+    let attempts = rec["executor"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{rec}");
+    assert_eq!(attempts[0]["state"], "COMPLETED");
+    assert!(!attempts[0]["node"].as_str().unwrap().is_empty());
+    let l = p.run(&["--store", store.to_str().unwrap(), "lineage", "tables"]);
+    l.assert_ok();
+    assert!(l.stdout.contains("slurm job "), "{}", l.stdout);
+    let runs = p.run(&["--store", store.to_str().unwrap(), "runs"]);
+    assert!(runs.stdout.contains("train: slurm job "), "{}", runs.stdout);
+    // The local run's records name no executor.
+    assert!(record_of(&p.store(), "train").get("executor").is_none());
+}
+
+/// Runs with a fault on `stage`'s first attempt; the retry must finish the run with the local
+/// executor's outputs, a clean `verify`, and the failed attempt on record.
+fn survives(
+    fault: &str,
+    stage: &str,
+    expect_state: &str,
+    executor_block: &str,
+    act: impl FnOnce(&str),
+) {
+    cluster();
+    let p = results_project();
+    p.set_pipeline(&format!("{}{executor_block}", p.pipeline()));
+    run_local(&p).assert_ok();
+    let store = slurm_store(&p);
+    let mut args = vec!["--store", &store, "run", "--executor=slurm"];
+    args.extend(TARGETS);
+    let mut child = p
+        .cmd(&args)
+        .env("MAGPIPE_FAULT", fault)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut acted = Some(act);
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["stage"] == stage
+            && let Some((id, state)) = v["msg"]
+                .as_str()
+                .and_then(|m| m.strip_prefix("slurm job "))
+                .and_then(|m| m.split_once(": "))
+            && state.starts_with("RUNNING")
+            && let Some(f) = acted.take()
+        {
+            f(id);
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ended {expect_state}")) || stderr.contains(expect_state),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retrying (1 of 2)"), "{stderr}");
+    let store = std::path::PathBuf::from(store);
+    assert_eq!(outputs(&store), outputs(&p.store()));
+    p.run(&["--store", store.to_str().unwrap(), "verify"])
+        .assert_ok();
+    let rec = record_of(&store, stage);
+    let attempts = rec["executor"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{rec}");
+    assert_eq!(attempts[1]["state"], "COMPLETED");
+    // The failed attempt's log is kept and named.
+    assert!(
+        std::path::Path::new(attempts[0]["log"].as_str().unwrap()).is_file(),
+        "{rec}"
+    );
+}
+
+#[test]
+fn a_cancelled_job_is_reported_and_retried() {
+    survives("job-sleep:train:600", "train", "CANCELLED", "", |id| {
+        let s = Command::new("scancel").arg(id).status().unwrap();
+        assert!(s.success());
+    });
+}
+
+#[test]
+fn a_crashed_job_is_reported_and_retried() {
+    survives("job-crash:protocol", "protocol", "FAILED", "", |_| {});
+}
+
+#[test]
+fn a_job_that_exits_0_without_a_result_is_a_failure_and_retried() {
+    survives(
+        "job-exit0:persistence",
+        "persistence",
+        "exited 0 without a complete result",
+        "",
+        |_| {},
+    );
+}
+
+#[test]
+fn a_job_over_its_time_limit_is_reported_and_retried() {
+    // Slurm counts time limits in minutes: this test takes a minute and a half.
+    survives(
+        "job-sleep:train:600",
+        "train",
+        "TIMEOUT",
+        "executor:\n  slurm:\n    time: \"1\"\n",
+        |_| {},
+    );
+}
