@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use magpipe_stages::kind::{Context, Events, Kind, Report, StageError};
+use magpipe_stages::kind::{Context, Events, Kind, Report, StageError, TrialLauncher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -91,6 +91,7 @@ pub fn run_in_process(
     kind: &dyn Kind,
     job: &StageJob,
     events: &dyn Events,
+    launcher: Option<&dyn TrialLauncher>,
 ) -> Result<Report, StageError> {
     let ctx = Context {
         stage: &job.stage,
@@ -99,6 +100,7 @@ pub fn run_in_process(
         checkpoint_dir: job.checkpoint_dir.clone(),
         threads: job.threads,
         events,
+        launcher,
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kind.run(&job.params, &ctx))) {
         Ok(r) => r,
@@ -127,7 +129,7 @@ impl Executor for Local {
         job: StageJob,
         events: &dyn Events,
     ) -> Result<Ran, StageError> {
-        let report = run_in_process(kind, &job, events)?;
+        let report = run_in_process(kind, &job, events, None)?;
         Ok(Ran {
             report,
             out_dir: job.out_dir,
@@ -256,6 +258,8 @@ pub struct Slurm {
     exe: PathBuf,
     log_dir: PathBuf,
     snapshot: Mutex<(Option<Instant>, Vec<JobStatus>)>,
+    /// The trial arrays submitted by this run, for the record.
+    arrays: Mutex<Vec<Attempt>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +309,7 @@ impl Slurm {
             exe,
             log_dir,
             snapshot: Mutex::new((None, Vec::new())),
+            arrays: Mutex::new(Vec::new()),
         })
     }
 
@@ -336,6 +341,22 @@ impl Slurm {
     }
 
     fn submit(&self, job_file: &Path, log: &Path, threads: usize) -> Result<String, SlurmError> {
+        self.sbatch(
+            &[],
+            log,
+            threads,
+            &format!("stage-job {}", shell_quote(job_file)),
+        )
+    }
+
+    /// `sbatch` of `magpipe <command>` with the run's name and the pipeline's settings.
+    fn sbatch(
+        &self,
+        extra: &[String],
+        log: &Path,
+        threads: usize,
+        command: &str,
+    ) -> Result<String, SlurmError> {
         let c = &self.cfg;
         let mut args: Vec<String> = vec![
             "--parsable".into(),
@@ -365,11 +386,8 @@ impl Slurm {
             args.push(format!("--gpus={g}"));
         }
         args.extend(c.sbatch_args.iter().cloned());
-        args.push(format!(
-            "--wrap=exec {} stage-job {}",
-            shell_quote(&self.exe),
-            shell_quote(job_file)
-        ));
+        args.extend(extra.iter().cloned());
+        args.push(format!("--wrap=exec {} {command}", shell_quote(&self.exe)));
         let out = slurm_cmd("sbatch", &args)?;
         // `--parsable` prints `id` or `id;cluster`.
         Ok(out.trim().split(';').next().unwrap_or("").to_string())
@@ -493,8 +511,20 @@ impl Executor for Slurm {
         job: StageJob,
         events: &dyn Events,
     ) -> Result<Ran, StageError> {
-        let scratch = job.out_dir.clone();
         std::fs::create_dir_all(&self.log_dir).map_err(|e| StageError::io(&self.log_dir, e))?;
+        if kind.launches_jobs() {
+            // The study's driver stays here; its trials go out as a job array.
+            let report = run_in_process(kind, &job, events, Some(self))?;
+            return Ok(Ran {
+                report,
+                out_dir: job.out_dir,
+                info: Some(ExecInfo {
+                    executor: "slurm".into(),
+                    attempts: self.arrays.lock().expect("arrays").clone(),
+                }),
+            });
+        }
+        let scratch = job.out_dir.clone();
         let mut info = ExecInfo {
             executor: "slurm".into(),
             attempts: Vec::new(),
@@ -576,6 +606,104 @@ impl Executor for Slurm {
     }
 }
 
+impl TrialLauncher for Slurm {
+    fn run_tasks(
+        &self,
+        request: &Path,
+        count: usize,
+        concurrent: usize,
+        events: &dyn Events,
+    ) -> Result<Vec<String>, StageError> {
+        let log = self
+            .log_dir
+            .join(format!("trials-{}-%A_%a.log", self.job_name));
+        let array = format!(
+            "--array=0-{}%{}",
+            count.saturating_sub(1),
+            concurrent.max(1)
+        );
+        let id = self
+            .sbatch(
+                std::slice::from_ref(&array),
+                &log,
+                1,
+                &format!("trial-task {}", shell_quote(request)),
+            )
+            .map_err(|e| StageError::Invalid(e.to_string()))?;
+        events.log(&format!(
+            "slurm array job {id} ({array}): {count} trial tasks"
+        ));
+        let prefix = format!("{id}_");
+        let mut last = String::new();
+        let mut unseen_since: Option<Instant> = None;
+        loop {
+            std::thread::sleep(self.poll_interval());
+            // Any one task's id refreshes the snapshot; the array's lines are read from it.
+            let _ = self
+                .status(&id)
+                .map_err(|e| StageError::Invalid(e.to_string()))?;
+            let tasks: Vec<JobStatus> = self
+                .snapshot
+                .lock()
+                .expect("slurm snapshot")
+                .1
+                .iter()
+                .filter(|j| j.job_id.starts_with(&prefix) || j.job_id == id)
+                .cloned()
+                .collect();
+            if tasks.is_empty() {
+                let since = *unseen_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(60) {
+                    return Err(StageError::Invalid(format!(
+                        "slurm array job {id} is unknown to the controller"
+                    )));
+                }
+                continue;
+            }
+            unseen_since = None;
+            let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in &tasks {
+                *by_state.entry(t.state.as_str()).or_default() += 1;
+            }
+            let line = by_state
+                .iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if line != last {
+                events.log(&format!("slurm array job {id}: {line}"));
+                last = line;
+            }
+            if tasks.iter().all(|t| is_terminal(&t.state)) {
+                let mut arrays = self.arrays.lock().expect("arrays");
+                let mut failed = Vec::new();
+                for t in &tasks {
+                    let log = self
+                        .log_dir
+                        .join(format!("trials-{}-{}.log", self.job_name, t.job_id));
+                    arrays.push(Attempt {
+                        job_id: t.job_id.clone(),
+                        state: t.state.clone(),
+                        exit_code: t.exit_code.clone(),
+                        node: t.node.clone(),
+                        log: log.display().to_string(),
+                    });
+                    if t.state != "COMPLETED" {
+                        failed.push(format!(
+                            "task {} {} (exit {}), log {}",
+                            t.job_id,
+                            t.state,
+                            t.exit_code,
+                            log.display()
+                        ));
+                    }
+                }
+                return Ok(failed);
+            }
+        }
+    }
+}
+
 /// Events of a stage job, as JSON lines on stdout (the job's log), for the engine to forward.
 struct LineEvents;
 
@@ -651,7 +779,7 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
     if job.attempt == 0 {
         fault_hook(&job.stage);
     }
-    let result = match run_in_process(kind, &job, &LineEvents) {
+    let result = match run_in_process(kind, &job, &LineEvents, None) {
         Ok(r) => JobResult {
             ok: true,
             summary: r.summary,
@@ -680,6 +808,43 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
         return 1;
     }
     0
+}
+
+/// `magpipe trial-task REQUEST.json`: the body of one task of a study's job array. The claim
+/// tag is the array task's id, the same after a requeue.
+pub fn trial_task_main(request: &Path) -> i32 {
+    use magpipe_stages::tune::study::{TaskRequest, run_task};
+    let req: TaskRequest = match std::fs::read(request)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}: {e}", request.display());
+            return 1;
+        }
+    };
+    let tag = match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+    ) {
+        (Ok(a), Ok(t)) => format!("{a}_{t}"),
+        _ => format!("pid-{}", std::process::id()),
+    };
+    match run_task(&req, &tag, &|m| LineEvents.log(m)) {
+        Ok(Some(id)) => {
+            LineEvents.log(&format!("task {tag} ran trial {id}"));
+            0
+        }
+        Ok(None) => {
+            LineEvents.log(&format!("task {tag}: no trial left"));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: task {tag}: {e}");
+            1
+        }
+    }
 }
 
 #[cfg(test)]

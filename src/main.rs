@@ -96,6 +96,9 @@ enum Cmd {
     /// The body of a Slurm job: run one stage from its job file (used by `--executor slurm`).
     #[command(hide = true)]
     StageJob { job: PathBuf },
+    /// The body of one task of a study's job array: run the next trial of the study.
+    #[command(hide = true)]
+    TrialTask { request: PathBuf },
     /// Show which stages are fresh or stale.
     Status {
         targets: Vec<String>,
@@ -548,6 +551,10 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
         Cmd::StageJob { job } => {
             let code = magpipe::executor::stage_job_main(job);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Cmd::TrialTask { request } => {
+            let code = magpipe::executor::trial_task_main(request);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Run {

@@ -194,3 +194,37 @@ fn a_job_over_its_time_limit_is_reported_and_retried() {
         |_| {},
     );
 }
+
+#[test]
+fn a_study_runs_as_a_throttled_job_array_and_matches_the_local_study() {
+    cluster();
+    let p = common::results_project_with_study();
+    p.run(&["run", "tune"]).assert_ok();
+    let store = slurm_store(&p);
+    let r = p.run(&["--store", &store, "run", "tune", "--executor=slurm"]);
+    r.assert_ok();
+    // Three trials, one at a time: a 3-task array throttled to 1, each task pulling its trial.
+    assert!(
+        r.stderr.contains("(--array=0-2%1): 3 trial tasks"),
+        "{}",
+        r.stderr
+    );
+    let read = |store: Option<&str>, output: &str| {
+        let mut args = vec![];
+        if let Some(s) = store {
+            args.extend(["--store", s]);
+        }
+        args.extend(["artifact", "tune", output]);
+        let a = p.run(&args);
+        a.assert_ok();
+        std::fs::read_to_string(a.stdout.trim()).unwrap()
+    };
+    // Sequential mode decides exactly as the local driver does.
+    assert_eq!(read(Some(&store), "trials_md"), read(None, "trials_md"));
+    assert_eq!(read(Some(&store), "table1"), read(None, "table1"));
+    let rec = record_of(std::path::Path::new(&store), "tune");
+    let tasks = rec["executor"]["attempts"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3, "{rec}");
+    assert!(tasks.iter().all(|t| t["state"] == "COMPLETED"), "{rec}");
+    p.run(&["--store", &store, "verify"]).assert_ok();
+}

@@ -49,6 +49,22 @@ pub struct Context<'a> {
     pub checkpoint_dir: PathBuf,
     pub threads: usize,
     pub events: &'a dyn Events,
+    /// Where a kind that launches jobs (see [`Kind::launches_jobs`]) sends them; `None` runs
+    /// them as local processes.
+    pub launcher: Option<&'a dyn TrialLauncher>,
+}
+
+/// Runs a study's trial tasks somewhere else (a Slurm job array) and waits for them.
+pub trait TrialLauncher: Sync {
+    /// Runs `count` tasks, each `magpipe trial-task <request>`, at most `concurrent` at once;
+    /// returns one line per task that did not complete.
+    fn run_tasks(
+        &self,
+        request: &Path,
+        count: usize,
+        concurrent: usize,
+        events: &dyn Events,
+    ) -> Result<Vec<String>, StageError>;
 }
 
 /// One entry of a list input: a whole upstream stage (every output) or one of its outputs.
@@ -195,6 +211,9 @@ pub trait Kind: Send + Sync {
     /// Outputs that record measurements of the run itself (timings), so they differ between
     /// otherwise identical runs; `magpipe audit` reports them apart.
     fn volatile_outputs(&self) -> &'static [&'static str];
+    /// Whether `run` sends its own work out as jobs through `Context::launcher` (the tune
+    /// study's trials) and so runs in the engine under an executor that has one.
+    fn launches_jobs(&self) -> bool;
     /// Every param with its default, as JSON.
     fn defaults(&self) -> Value;
     /// Fills defaults into user params and type-checks them, naming the offending param.
@@ -218,6 +237,7 @@ pub trait TypedKind: Send + Sync {
     const INPUTS: &'static [InputSlot];
     const LIST_INPUTS: &'static [InputSlot] = &[];
     const VOLATILE_OUTPUTS: &'static [&'static str] = &[];
+    const LAUNCHES_JOBS: bool = false;
     const OUTPUTS: &'static [OutputSlot];
 
     /// Checks across params (or of values serde cannot check), after typing.
@@ -270,6 +290,9 @@ impl<K: TypedKind> Kind for Typed<K> {
     }
     fn volatile_outputs(&self) -> &'static [&'static str] {
         K::VOLATILE_OUTPUTS
+    }
+    fn launches_jobs(&self) -> bool {
+        K::LAUNCHES_JOBS
     }
     fn defaults(&self) -> Value {
         serde_json::to_value(K::Params::default()).expect("default params serialise")

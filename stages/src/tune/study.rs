@@ -122,6 +122,30 @@ impl Study {
         self.dir.join(format!("trial-{id:04}"))
     }
 
+    /// Held while a process reads the records and writes a decision, so trial tasks running at
+    /// once (a job array) decide from the same, complete state.
+    fn lock(&self) -> Result<std::fs::File, StageError> {
+        let p = self.dir.join("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| StageError::io(&p, e))?;
+        f.lock().map_err(|e| StageError::io(&p, e))?;
+        Ok(f)
+    }
+
+    fn claim_path(&self, id: u32) -> PathBuf {
+        self.trial_dir(id).join("claim")
+    }
+
+    fn claim(&self, id: u32) -> Option<String> {
+        std::fs::read_to_string(self.claim_path(id))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
     pub fn load(&self) -> Vec<TrialState> {
         let mut out = Vec::new();
         let mut id = 0;
@@ -174,6 +198,96 @@ fn last_metric(t: &TrialState) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// The training data every trial reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialData {
+    pub train: PathBuf,
+    pub val: PathBuf,
+}
+
+/// Suggests trial `trials.len()` with TPE from every trial on record and writes its config.
+fn suggest_next(
+    p: &TuneParams,
+    space: &Space,
+    study: &Study,
+    trials: &[TrialState],
+) -> Result<TrialState, StageError> {
+    let id = trials.len() as u32;
+    let history: Vec<Observed> = trials
+        .iter()
+        .map(|t| Observed {
+            config: t.config.clone(),
+            loss: t.fin.as_ref().and_then(|_| last_metric(t)),
+        })
+        .collect();
+    let mut rng = Rng::new(p.seed ^ (u64::from(id) << 32) ^ 0x7475_6e65);
+    let config = tpe::suggest(space, &history, &p.tpe, &mut rng);
+    let d = study.trial_dir(id);
+    std::fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
+    write_json(&d.join("config.json"), &config)?;
+    Ok(TrialState {
+        id,
+        config,
+        epochs: Vec::new(),
+        decisions: Vec::new(),
+        fin: None,
+    })
+}
+
+/// Records one epoch of `t` and ASHA's decision on it (reward = −R: Ray maximises it), with the
+/// rung snapshot the decision used.
+fn record_epoch(
+    p: &TuneParams,
+    study: &Study,
+    rungs: &mut Rungs,
+    t: &mut TrialState,
+    rec: EpochRecord,
+) -> Result<Decision, StageError> {
+    let d = study.trial_dir(t.id);
+    let epoch = rec.epoch;
+    write_json(&d.join(format!("epoch-{epoch:03}.json")), &rec)?;
+    let dec = rungs.on_result(&p.asha, t.id, epoch as u32, -rec.val_rmse);
+    write_json(&d.join(format!("asha-{epoch:03}.json")), &dec)?;
+    t.epochs.retain(|e| e.epoch != epoch);
+    t.epochs.push(rec);
+    t.epochs.sort_by_key(|e| e.epoch);
+    t.decisions.push(dec.clone());
+    Ok(dec)
+}
+
+/// How a trial ended: stopped by ASHA, finished (all epochs, or its own stopper), or failed.
+fn final_for(
+    p: &TuneParams,
+    t: &TrialState,
+    stopped_by_asha: bool,
+    ok: bool,
+    last_err: Option<String>,
+) -> Final {
+    let n = t.epochs.len();
+    if stopped_by_asha {
+        asha_final(t)
+    } else if ok {
+        Final {
+            status: if n >= p.max_epochs {
+                "completed"
+            } else {
+                "stopper"
+            }
+            .into(),
+            epochs: n,
+            val_rmse: last_metric(t),
+            error: None,
+        }
+    } else {
+        Final {
+            status: "failed".into(),
+            epochs: n,
+            val_rmse: None,
+            error: Some(last_err.unwrap_or_else(|| "the worker died".into())),
+        }
+    }
+}
+
 fn asha_final(t: &TrialState) -> Final {
     Final {
         status: "asha".into(),
@@ -197,7 +311,7 @@ fn spawn(
     p: &TuneParams,
     study: &Study,
     t: &TrialState,
-    ctx: &Context<'_>,
+    data: &TrialData,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<Running, StageError> {
     let d = study.trial_dir(t.id);
@@ -230,8 +344,8 @@ fn spawn(
         kind: "train".into(),
         params: serde_json::to_value(&train).expect("params"),
         inputs: [
-            ("train".to_string(), ctx.input("train")?.to_path_buf()),
-            ("val".to_string(), ctx.input("val")?.to_path_buf()),
+            ("train".to_string(), data.train.clone()),
+            ("val".to_string(), data.val.clone()),
         ]
         .into(),
         out_dir: out,
@@ -263,6 +377,190 @@ fn spawn(
     Ok(Running { id: t.id, child })
 }
 
+/// What a trial task needs: the study's params, its data and its directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub params: TuneParams,
+    pub data: TrialData,
+    pub dir: PathBuf,
+}
+
+/// Runs (or resumes) the study in `dir` with its trials sent out by `launcher` as tasks that
+/// each pull a trial from the study directory. The decisions are taken by the tasks under the
+/// study lock, from the same records the local driver keeps.
+pub fn run_study_with(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    dir: &Path,
+    launcher: &dyn crate::kind::TrialLauncher,
+) -> Result<Vec<TrialState>, StageError> {
+    Space::new(&p.space).map_err(StageError::Invalid)?;
+    std::fs::create_dir_all(dir).map_err(|e| StageError::io(dir, e))?;
+    let study = Study {
+        dir: dir.to_path_buf(),
+    };
+    write_json(&dir.join("study.json"), p)?;
+    let request = dir.join("task.json");
+    write_json(
+        &request,
+        &TaskRequest {
+            params: p.clone(),
+            data: TrialData {
+                train: ctx.input("train")?.to_path_buf(),
+                val: ctx.input("val")?.to_path_buf(),
+            },
+            dir: dir.to_path_buf(),
+        },
+    )?;
+    // Rounds: a task that died (cancelled, time limit, node failure) leaves its trial
+    // unfinished; the next round's tasks pick it up from its checkpoint.
+    let rounds = 3;
+    let mut failures = Vec::new();
+    for round in 0..rounds {
+        let remaining = {
+            let _lock = study.lock()?;
+            let trials = study.load();
+            // No task runs between rounds: every claim left is a dead task's.
+            for t in trials.iter().filter(|t| t.fin.is_none()) {
+                let _ = std::fs::remove_file(study.claim_path(t.id));
+            }
+            p.num_samples - trials.iter().filter(|t| t.fin.is_some()).count()
+        };
+        if remaining == 0 {
+            break;
+        }
+        if round > 0 {
+            ctx.events.log(&format!(
+                "{remaining} trials unfinished after round {round}; sending them out again"
+            ));
+        }
+        failures = launcher.run_tasks(&request, remaining, p.max_concurrent, ctx.events)?;
+        for f in &failures {
+            ctx.events.log(f);
+        }
+    }
+    let trials = study.load();
+    let done = trials.iter().filter(|t| t.fin.is_some()).count();
+    if done < p.num_samples {
+        return Err(StageError::Invalid(format!(
+            "{done} of {} trials finished after {rounds} rounds of trial tasks; last failures: {}",
+            p.num_samples,
+            failures.join("; ")
+        )));
+    }
+    Ok(trials)
+}
+
+/// One trial task (`magpipe trial-task`): takes a trial from the study directory — the one this
+/// task held before a requeue, else one a dead task left unfinished, else a new TPE suggestion —
+/// trains it in a worker, and records each epoch with ASHA's decision under the study lock.
+/// `tag` names the task in the trial's claim. Returns the trial it ran, if any was left.
+pub fn run_task(
+    req: &TaskRequest,
+    tag: &str,
+    log: &dyn Fn(&str),
+) -> Result<Option<u32>, StageError> {
+    let p = &req.params;
+    let space = Space::new(&p.space).map_err(StageError::Invalid)?;
+    let study = Study {
+        dir: req.dir.clone(),
+    };
+    let t = {
+        let _lock = study.lock()?;
+        let trials = study.load();
+        let open = |t: &&TrialState| t.fin.is_none();
+        let mine = trials
+            .iter()
+            .filter(open)
+            .find(|t| study.claim(t.id).as_deref() == Some(tag));
+        let orphan = trials
+            .iter()
+            .filter(open)
+            .find(|t| study.claim(t.id).is_none());
+        let t = match mine.or(orphan) {
+            Some(t) => t.clone(),
+            None if trials.len() < p.num_samples => suggest_next(p, &space, &study, &trials)?,
+            None => return Ok(None),
+        };
+        let claim = study.claim_path(t.id);
+        std::fs::write(&claim, tag).map_err(|e| StageError::io(&claim, e))?;
+        // A stop on record ends the trial (its task died between the decision and the kill).
+        if t.decisions
+            .iter()
+            .any(|d| d.stop && d.iteration < p.asha.max_t)
+        {
+            write_json(&study.trial_dir(t.id).join("final.json"), &asha_final(&t))?;
+            return Ok(Some(t.id));
+        }
+        t
+    };
+    let id = t.id;
+    log(&format!(
+        "trial {id}: {}",
+        serde_json::to_string(&t.config).unwrap_or_default()
+    ));
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut running = spawn(p, &study, &t, &req.data, &tx)?;
+    drop(tx);
+    let mut stopped = false;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Event(
+                _,
+                WorkerEvent::Epoch {
+                    epoch,
+                    train_loss,
+                    val_rmse,
+                    lr,
+                },
+            ) => {
+                if stopped {
+                    continue;
+                }
+                let _lock = study.lock()?;
+                if study
+                    .trial_dir(id)
+                    .join(format!("asha-{epoch:03}.json"))
+                    .exists()
+                {
+                    continue;
+                }
+                let trials = study.load();
+                let mut rungs = Study::rungs(&trials);
+                let mut t = trials[id as usize].clone();
+                let rec = EpochRecord {
+                    epoch,
+                    train_loss,
+                    val_rmse,
+                    lr,
+                };
+                let dec = record_epoch(p, &study, &mut rungs, &mut t, rec)?;
+                if dec.stop && (epoch as u32) < p.asha.max_t {
+                    stopped = true;
+                    let _ = running.child.kill();
+                }
+            }
+            Msg::Event(..) => {}
+            Msg::Exit(_, last_err) => {
+                let ok = running.child.wait().map(|s| s.success()).unwrap_or(false);
+                let _lock = study.lock()?;
+                let t = study.load().swap_remove(id as usize);
+                let fin = final_for(p, &t, stopped, ok, last_err);
+                log(&format!(
+                    "trial {id}: {} after {} epochs, val R {}",
+                    fin.status,
+                    fin.epochs,
+                    fin.val_rmse.map_or("–".into(), |v| format!("{v:.4e}"))
+                ));
+                write_json(&study.trial_dir(id).join("final.json"), &fin)?;
+                let _ = std::fs::remove_file(study.claim_path(id));
+                break;
+            }
+        }
+    }
+    Ok(Some(id))
+}
+
 /// Runs (or resumes) the study in `dir`.
 pub fn run_study(
     p: &TuneParams,
@@ -273,6 +571,10 @@ pub fn run_study(
     std::fs::create_dir_all(dir).map_err(|e| StageError::io(dir, e))?;
     let study = Study {
         dir: dir.to_path_buf(),
+    };
+    let data = TrialData {
+        train: ctx.input("train")?.to_path_buf(),
+        val: ctx.input("val")?.to_path_buf(),
     };
     write_json(&dir.join("study.json"), p)?;
     let mut trials = study.load();
@@ -343,36 +645,20 @@ pub fn run_study(
             let id = match restart {
                 Some(id) => id,
                 None if trials.len() < p.num_samples => {
-                    let id = trials.len() as u32;
-                    let history: Vec<Observed> = trials
-                        .iter()
-                        .map(|t| Observed {
-                            config: t.config.clone(),
-                            loss: t.fin.as_ref().and_then(|_| last_metric(t)),
-                        })
-                        .collect();
-                    let mut rng = Rng::new(p.seed ^ (u64::from(id) << 32) ^ 0x7475_6e65);
-                    let config = tpe::suggest(&space, &history, &p.tpe, &mut rng);
-                    let d = study.trial_dir(id);
-                    std::fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
-                    write_json(&d.join("config.json"), &config)?;
+                    let t = suggest_next(p, &space, &study, &trials)?;
                     ctx.events.log(&format!(
-                        "trial {id}: {}",
-                        serde_json::to_string(&config).unwrap_or_default()
+                        "trial {}: {}",
+                        t.id,
+                        serde_json::to_string(&t.config).unwrap_or_default()
                     ));
-                    trials.push(TrialState {
-                        id,
-                        config,
-                        epochs: Vec::new(),
-                        decisions: Vec::new(),
-                        fin: None,
-                    });
+                    let id = t.id;
+                    trials.push(t);
                     id
                 }
                 None => break,
             };
             let t = trials[id as usize].clone();
-            running.push(spawn(p, &study, &t, ctx, &tx)?);
+            running.push(spawn(p, &study, &t, &data, &tx)?);
         }
         if running.is_empty() {
             break;
@@ -391,13 +677,16 @@ pub fn run_study(
                     lr,
                 },
             ) => {
-                let d = study.trial_dir(id);
                 // An epoch the worker finished between ASHA's stop and its kill does not count
                 // (it would, or not, depending on how fast the kill lands).
                 if stopped_by_asha.contains(&id) {
                     continue;
                 }
-                if d.join(format!("asha-{epoch:03}.json")).exists() {
+                if study
+                    .trial_dir(id)
+                    .join(format!("asha-{epoch:03}.json"))
+                    .exists()
+                {
                     // Re-sent by a resumed worker: recorded and decided before the crash.
                     continue;
                 }
@@ -407,15 +696,7 @@ pub fn run_study(
                     val_rmse,
                     lr,
                 };
-                write_json(&d.join(format!("epoch-{epoch:03}.json")), &rec)?;
-                // Reward = −R (Ray maximises it); the decision and the rung it saw are kept.
-                let dec = rungs.on_result(&p.asha, id, epoch as u32, -val_rmse);
-                write_json(&d.join(format!("asha-{epoch:03}.json")), &dec)?;
-                let t = &mut trials[id as usize];
-                t.epochs.retain(|e| e.epoch != epoch);
-                t.epochs.push(rec);
-                t.epochs.sort_by_key(|e| e.epoch);
-                t.decisions.push(dec.clone());
+                let dec = record_epoch(p, &study, &mut rungs, &mut trials[id as usize], rec)?;
                 if dec.stop && (epoch as u32) < p.asha.max_t {
                     stopped_by_asha.insert(id);
                     if let Some(r) = running.iter_mut().find(|r| r.id == id) {
@@ -431,29 +712,7 @@ pub fn run_study(
                 let mut r = running.swap_remove(pos);
                 let ok = r.child.wait().map(|s| s.success()).unwrap_or(false);
                 let t = &mut trials[id as usize];
-                let n = t.epochs.len();
-                let fin = if stopped_by_asha.contains(&id) {
-                    asha_final(t)
-                } else if ok {
-                    Final {
-                        status: if n >= p.max_epochs {
-                            "completed"
-                        } else {
-                            "stopper"
-                        }
-                        .into(),
-                        epochs: n,
-                        val_rmse: last_metric(t),
-                        error: None,
-                    }
-                } else {
-                    Final {
-                        status: "failed".into(),
-                        epochs: n,
-                        val_rmse: None,
-                        error: Some(last_err.unwrap_or_else(|| "the worker died".into())),
-                    }
-                };
+                let fin = final_for(p, t, stopped_by_asha.contains(&id), ok, last_err);
                 ctx.events.log(&format!(
                     "trial {id}: {} after {} epochs, val R {}",
                     fin.status,
@@ -497,6 +756,7 @@ pub struct Tune;
 impl TypedKind for Tune {
     type Params = TuneParams;
     const NAME: &'static str = "tune";
+    const LAUNCHES_JOBS: bool = true;
     const VERSION: u32 = 1;
     const DOC: &'static str = "The hyper-parameter search: TPE suggestions, ASHA and the plateau \
         stopper, trials as 1-thread training workers; resumable study records; the trials table \
@@ -565,7 +825,10 @@ impl TypedKind for Tune {
 
     fn run(p: &TuneParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let dir = ctx.checkpoint_dir.join("study");
-        let trials = run_study(p, ctx, &dir)?;
+        let trials = match ctx.launcher {
+            Some(l) => run_study_with(p, ctx, &dir, l)?,
+            None => run_study(p, ctx, &dir)?,
+        };
         write_outputs(p, ctx, &trials)
     }
 }
