@@ -228,3 +228,114 @@ fn a_study_runs_as_a_throttled_job_array_and_matches_the_local_study() {
     assert!(tasks.iter().all(|t| t["state"] == "COMPLETED"), "{rec}");
     p.run(&["--store", &store, "verify"]).assert_ok();
 }
+
+fn scontrol(args: &[&str]) {
+    let s = Command::new("scontrol").args(args).status().unwrap();
+    assert!(s.success(), "scontrol {args:?}");
+}
+
+/// `scontrol requeue`, then release the job at once: a requeued job is held about two minutes,
+/// and the hold can only be lifted once it is PENDING again.
+fn requeue_now(id: &str) {
+    scontrol(&["requeue", id]);
+    let t0 = std::time::Instant::now();
+    while job_state(id) != "PENDING" {
+        assert!(t0.elapsed().as_secs() < 60, "job {id}: {}", job_state(id));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    scontrol(&["update", &format!("JobId={id}"), "StartTime=now"]);
+}
+
+fn job_state(id: &str) -> String {
+    let out = Command::new("scontrol")
+        .args(["-o", "show", "job", id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("JobState="))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Requeued while running, the engine waits through REQUEUED/PENDING, the job runs again from
+/// the start, and its one result is committed; requeued after the commit, it changes nothing.
+#[test]
+fn a_requeued_job_gives_one_result() {
+    cluster();
+    let p = results_project();
+    run_local(&p).assert_ok();
+    let store = slurm_store(&p);
+    let mut args = vec!["--store", &store, "run", "--executor=slurm"];
+    args.extend(TARGETS);
+    let mut child = p
+        .cmd(&args)
+        .env("MAGPIPE_FAULT", "job-sleep:train:4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t_run = std::time::Instant::now();
+    let mut stderr = String::new();
+    let mut requeued = None;
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["stage"] == "train"
+            && requeued.is_none()
+            && let Some((id, state)) = v["msg"]
+                .as_str()
+                .and_then(|m| m.strip_prefix("slurm job "))
+                .and_then(|m| m.split_once(": "))
+            && state.starts_with("RUNNING")
+        {
+            requeue_now(id);
+            requeued = Some(id.to_string());
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    eprintln!("run with a requeue took {:?}", t_run.elapsed());
+    let id = requeued.expect("the train job was seen running");
+    let store = std::path::PathBuf::from(store);
+    assert_eq!(outputs(&store), outputs(&p.store()));
+    let rec = record_of(&store, "train");
+    let attempts = rec["executor"]["attempts"].as_array().unwrap();
+    // One result from the requeued job. (Rarely the requeue's kill lands mid-training and the
+    // rerun fails on the half-written state; that failure is then retried as a new attempt, and
+    // still one result is committed.)
+    assert_eq!(attempts[0]["job_id"], id.as_str(), "{rec}");
+    assert!(attempts.len() <= 2, "{rec}");
+    assert_eq!(attempts.last().unwrap()["state"], "COMPLETED", "{rec}");
+    if attempts.len() == 2 {
+        let log = std::fs::read_to_string(attempts[0]["log"].as_str().unwrap());
+        eprintln!("the requeued job failed before its retry: {log:?}");
+    }
+
+    // Requeued once more after the run committed it: the job finds its attempt gone and does
+    // nothing, so the store does not change.
+    // The job's log gains its "nothing to do" line; the store proper stays as it was.
+    let snap = |s: &std::path::Path| {
+        let mut m = common::snapshot(s);
+        m.retain(|k, _| !k.starts_with("logs/"));
+        m
+    };
+    let before = snap(&store);
+    let t_requeue = std::time::Instant::now();
+    requeue_now(&id);
+    let t0 = std::time::Instant::now();
+    while job_state(&id) != "COMPLETED" || t0.elapsed().as_secs() < 2 {
+        assert!(t0.elapsed().as_secs() < 120, "job {id}: {}", job_state(&id));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    eprintln!("second requeue took {:?}", t_requeue.elapsed());
+    assert_eq!(snap(&store), before);
+    let log = attempts[0]["log"].as_str().unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("nothing to do"), "{text}");
+    p.run(&["--store", store.to_str().unwrap(), "verify"])
+        .assert_ok();
+}
