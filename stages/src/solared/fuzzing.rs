@@ -37,7 +37,8 @@ pub fn npy(data: &[u8]) {
         assert!(h.data_offset <= data.len());
     }
     if let Ok((shape, v)) = npy::read_f64(data, None) {
-        assert_eq!(shape.iter().product::<usize>(), v.len());
+        let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        assert_eq!(n, Some(v.len()), "shape {shape:?}");
     }
     let _ = npy::read_f64(data, Some(&[TILES, 4]));
 }

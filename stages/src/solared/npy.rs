@@ -96,14 +96,19 @@ pub fn read_f64(
             want: want.to_vec(),
         });
     }
-    let n: usize = h.shape.iter().product();
+    // Checked: a hostile header's shape can multiply past usize and wrap to a size the payload
+    // happens to match (found by the npy fuzz target).
+    let bytes = h
+        .shape
+        .iter()
+        .try_fold(8usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| NpzError::Npy(format!("shape {:?} is impossibly large", h.shape)))?;
     let payload = &member[h.data_offset..];
-    if payload.len() != n * 8 {
+    if payload.len() != bytes {
         return Err(NpzError::Npy(format!(
-            "payload holds {} bytes, shape {:?} needs {} (truncated?)",
+            "payload holds {} bytes, shape {:?} needs {bytes} (truncated?)",
             payload.len(),
             h.shape,
-            n * 8
         )));
     }
     let values = payload
@@ -160,6 +165,14 @@ mod tests {
         assert_eq!(h.shape, vec![81, 240]);
         let (_, v) = read_f64(&bytes, Some(&[81, 240])).unwrap();
         assert_eq!(v.len(), 81 * 240);
+    }
+
+    #[test]
+    fn a_shape_whose_size_wraps_around_is_refused() {
+        // 2^61 × 8 elements × 8 bytes wraps to 0 in usize: it must not pass as an empty array.
+        let m = header_bytes("<f8", &[1 << 61, 8]);
+        let e = read_f64(&m, None).unwrap_err().to_string();
+        assert!(e.contains("impossibly large"), "{e}");
     }
 
     #[test]
