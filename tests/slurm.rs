@@ -94,6 +94,47 @@ fn a_small_pipeline_on_slurm_gives_the_local_executors_bytes() {
     assert!(record_of(&p.store(), "train").get("executor").is_none());
 }
 
+/// Runs the targets on Slurm with `MAGPIPE_FAULT=fault`, calling `act` with the job id the first
+/// time `stage`'s job is seen running; returns whether the run succeeded, and its stderr.
+fn run_slurm_watching(
+    p: &Project,
+    fault: &str,
+    stage: &str,
+    act: impl FnOnce(&str),
+) -> (bool, String) {
+    let store = slurm_store(p);
+    let mut args = vec!["--store", &store, "run", "--executor=slurm"];
+    args.extend(TARGETS);
+    let mut child = p
+        .cmd(&args)
+        .env("MAGPIPE_FAULT", fault)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let mut act = Some(act);
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["stage"] == stage
+            && let Some((id, state)) = v["msg"]
+                .as_str()
+                .and_then(|m| m.strip_prefix("slurm job "))
+                .and_then(|m| m.split_once(": "))
+            && state.starts_with("RUNNING")
+            && let Some(f) = act.take()
+        {
+            f(id);
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    (child.wait().unwrap().success(), stderr)
+}
+
 /// Runs with a fault on `stage`'s first attempt; the retry must finish the run with the local
 /// executor's outputs, a clean `verify`, and the failed attempt on record.
 fn survives(
@@ -108,37 +149,8 @@ fn survives(
     p.set_pipeline(&format!("{}{executor_block}", p.pipeline()));
     run_local(&p).assert_ok();
     let store = slurm_store(&p);
-    let mut args = vec!["--store", &store, "run", "--executor=slurm"];
-    args.extend(TARGETS);
-    let mut child = p
-        .cmd(&args)
-        .env("MAGPIPE_FAULT", fault)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = String::new();
-    let mut acted = Some(act);
-    for line in BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["stage"] == stage
-            && let Some((id, state)) = v["msg"]
-                .as_str()
-                .and_then(|m| m.strip_prefix("slurm job "))
-                .and_then(|m| m.split_once(": "))
-            && state.starts_with("RUNNING")
-            && let Some(f) = acted.take()
-        {
-            f(id);
-        }
-        stderr.push_str(&line);
-        stderr.push('\n');
-    }
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{stderr}");
+    let (ok, stderr) = run_slurm_watching(&p, fault, stage, act);
+    assert!(ok, "{stderr}");
     assert!(
         stderr.contains(&format!("ended {expect_state}")) || stderr.contains(expect_state),
         "{stderr}"
@@ -266,38 +278,13 @@ fn a_requeued_job_gives_one_result() {
     let p = results_project();
     run_local(&p).assert_ok();
     let store = slurm_store(&p);
-    let mut args = vec!["--store", &store, "run", "--executor=slurm"];
-    args.extend(TARGETS);
-    let mut child = p
-        .cmd(&args)
-        .env("MAGPIPE_FAULT", "job-sleep:train:4")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let t_run = std::time::Instant::now();
-    let mut stderr = String::new();
     let mut requeued = None;
-    for line in BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["stage"] == "train"
-            && requeued.is_none()
-            && let Some((id, state)) = v["msg"]
-                .as_str()
-                .and_then(|m| m.strip_prefix("slurm job "))
-                .and_then(|m| m.split_once(": "))
-            && state.starts_with("RUNNING")
-        {
-            requeue_now(id);
-            requeued = Some(id.to_string());
-        }
-        stderr.push_str(&line);
-        stderr.push('\n');
-    }
-    assert!(child.wait().unwrap().success(), "{stderr}");
+    let (ok, stderr) = run_slurm_watching(&p, "job-sleep:train:4", "train", |id| {
+        requeue_now(id);
+        requeued = Some(id.to_string());
+    });
+    assert!(ok, "{stderr}");
     eprintln!("run with a requeue took {:?}", t_run.elapsed());
     let id = requeued.expect("the train job was seen running");
     let store = std::path::PathBuf::from(store);
