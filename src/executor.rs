@@ -739,12 +739,6 @@ fn fault_hook(stage: &str) {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// `magpipe stage-job JOB.json`: the body of a Slurm job. Returns the process exit code.
 pub fn stage_job_main(job_file: &Path) -> i32 {
     let attempt_dir = job_file.parent().unwrap_or(Path::new("."));
@@ -786,7 +780,7 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
             stdout: r.stdout,
             facts: r.facts,
             error: None,
-            host: hostname(),
+            host: crate::store::hostname(),
         },
         Err(e) => JobResult {
             ok: false,
@@ -794,7 +788,7 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
             stdout: None,
             facts: Value::Null,
             error: Some(e.to_string()),
-            host: hostname(),
+            host: crate::store::hostname(),
         },
     };
     let tmp = attempt_dir.join(".result.json.tmp");

@@ -450,7 +450,8 @@ pub struct KeyLock {
     pub stale: Option<String>,
 }
 
-fn hostname() -> String {
+/// This machine's name, for lock files and job results.
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| fs::read_to_string(p).ok())
