@@ -203,7 +203,6 @@ pub struct JobStatus {
     pub reason: String,
     pub exit_code: String,
     pub node: String,
-    pub restarts: u32,
 }
 
 /// Parses `scontrol -o show job` output: one job per line, `Key=Value` fields.
@@ -229,7 +228,6 @@ pub fn parse_scontrol(text: &str) -> Vec<JobStatus> {
                 reason: get("Reason"),
                 exit_code: get("ExitCode"),
                 node: get("BatchHost"),
-                restarts: get("Restarts").parse().unwrap_or(0),
             }
         })
         .collect()
@@ -317,9 +315,9 @@ impl Slurm {
         Duration::from_secs_f64(self.cfg.poll_seconds.max(0.2))
     }
 
-    /// The status of one job of this run, from a snapshot at most one poll interval old: however
-    /// many stages wait, the cluster sees one query per interval.
-    fn status(&self, job_id: &str) -> Result<Option<JobStatus>, SlurmError> {
+    /// Every job of this run, from a snapshot at most one poll interval old: however many
+    /// stages wait, the cluster sees one query per interval.
+    fn jobs(&self) -> Result<Vec<JobStatus>, SlurmError> {
         let mut snap = self.snapshot.lock().expect("slurm snapshot");
         if snap.0.is_none_or(|t| t.elapsed() >= self.poll_interval()) {
             let text = slurm_cmd("scontrol", &["-o".into(), "show".into(), "job".into()]).or_else(
@@ -337,7 +335,7 @@ impl Slurm {
                 .collect();
             snap.0 = Some(Instant::now());
         }
-        Ok(snap.1.iter().find(|j| j.job_id == job_id).cloned())
+        Ok(snap.1.clone())
     }
 
     fn submit(&self, job_file: &Path, log: &Path, threads: usize) -> Result<String, SlurmError> {
@@ -446,8 +444,10 @@ impl Slurm {
             std::thread::sleep(self.poll_interval());
             self.forward(log, &mut offset, events);
             let st = self
-                .status(&id)
-                .map_err(|e| StageError::Invalid(e.to_string()))?;
+                .jobs()
+                .map_err(|e| StageError::Invalid(e.to_string()))?
+                .into_iter()
+                .find(|j| j.job_id == id);
             let Some(st) = st else {
                 // Purged from the controller (MinJobAge) or not yet visible: the result file
                 // decides; a job gone for long without one was lost.
@@ -494,10 +494,13 @@ impl Slurm {
     }
 }
 
+fn read_json_file<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
 fn read_result(path: &Path) -> Option<JobResult> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+    read_json_file(path).ok()
 }
 
 impl Executor for Slurm {
@@ -519,14 +522,14 @@ impl Executor for Slurm {
                 report,
                 out_dir: job.out_dir,
                 info: Some(ExecInfo {
-                    executor: "slurm".into(),
+                    executor: self.name().into(),
                     attempts: self.arrays.lock().expect("arrays").clone(),
                 }),
             });
         }
         let scratch = job.out_dir.clone();
         let mut info = ExecInfo {
-            executor: "slurm".into(),
+            executor: self.name().into(),
             attempts: Vec::new(),
         };
         for n in 0..=self.cfg.retries {
@@ -638,18 +641,11 @@ impl TrialLauncher for Slurm {
         let mut unseen_since: Option<Instant> = None;
         loop {
             std::thread::sleep(self.poll_interval());
-            // Any one task's id refreshes the snapshot; the array's lines are read from it.
-            let _ = self
-                .status(&id)
-                .map_err(|e| StageError::Invalid(e.to_string()))?;
             let tasks: Vec<JobStatus> = self
-                .snapshot
-                .lock()
-                .expect("slurm snapshot")
-                .1
-                .iter()
+                .jobs()
+                .map_err(|e| StageError::Invalid(e.to_string()))?
+                .into_iter()
                 .filter(|j| j.job_id.starts_with(&prefix) || j.job_id == id)
-                .cloned()
                 .collect();
             if tasks.is_empty() {
                 let since = *unseen_since.get_or_insert_with(Instant::now);
@@ -749,10 +745,7 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
         eprintln!("{}: already completed; nothing to do", job_file.display());
         return 0;
     }
-    let job: StageJob = match std::fs::read(job_file)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let job: StageJob = match read_json_file(job_file) {
         Ok(j) => j,
         Err(e) => {
             if !attempt_dir.exists() {
@@ -791,10 +784,9 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
             host: crate::store::hostname(),
         },
     };
-    let tmp = attempt_dir.join(".result.json.tmp");
     let bytes = serde_json::to_vec_pretty(&result).expect("result serialises");
-    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &result_path)) {
-        eprintln!("error: {}: {e}", result_path.display());
+    if let Err(e) = crate::store::write_atomic(attempt_dir, &result_path, &bytes) {
+        eprintln!("error: {e}");
         return 1;
     }
     if let Some(e) = &result.error {
@@ -808,10 +800,7 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
 /// tag is the array task's id, the same after a requeue.
 pub fn trial_task_main(request: &Path) -> i32 {
     use magpipe_stages::tune::study::{TaskRequest, run_task};
-    let req: TaskRequest = match std::fs::read(request)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let req: TaskRequest = match read_json_file(request) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {}: {e}", request.display());

@@ -261,7 +261,7 @@ fn run_one(
     };
     let started = std::time::SystemTime::now();
     let result = exec::run(plan, store, &opts, sink)?;
-    log_run(plan, store, targets, started, &result, executor);
+    log_run(plan, store, targets, started, &result, opts.executor.name());
     if print {
         for (_, o) in &result.outcomes {
             if let Outcome::Ran(_, report) = o
@@ -463,7 +463,7 @@ fn log_run(
     targets: &[String],
     started: std::time::SystemTime,
     result: &exec::RunResult,
-    executor: ExecutorFlag,
+    executor: &str,
 ) {
     let unix = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
@@ -516,10 +516,7 @@ fn log_run(
         git_commit: magpipe::GIT_COMMIT.to_string(),
         stages,
         outputs: provenance::final_outputs(plan, &selected, &recs),
-        executor: match executor {
-            ExecutorFlag::Local => "local".into(),
-            ExecutorFlag::Slurm => "slurm".into(),
-        },
+        executor: executor.to_string(),
         jobs,
     };
     if let Err(e) = provenance::append_run(store, &log) {

@@ -421,7 +421,8 @@ fn file_safe(name: &str) -> String {
     out
 }
 
-fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// tmp → write → fsync → rename → fsync the folder; a failed write leaves nothing behind.
+pub(crate) fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         dest.file_name().and_then(|n| n.to_str()).unwrap_or("x"),

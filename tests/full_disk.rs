@@ -176,28 +176,10 @@ fn a_full_disk_fails_the_stage_cleanly_and_the_run_finishes_once_space_is_freed(
     assert!(failed_at.len() >= 4, "{failed_at:?}");
 }
 
+/// What `root` takes on a tmpfs, which accounts whole 4 KiB pages.
 fn dir_size(root: &Path) -> u64 {
-    let mut n = 0;
-    for e in walk(root) {
-        n += std::fs::metadata(&e)
-            .map(|m| m.len().div_ceil(4096) * 4096)
-            .unwrap_or(0);
-    }
-    n
-}
-
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+    common::snapshot(root)
+        .values()
+        .map(|(n, _)| n.div_ceil(4096) * 4096)
+        .sum()
 }

@@ -205,6 +205,15 @@ pub struct TrialData {
     pub val: PathBuf,
 }
 
+impl TrialData {
+    fn of(ctx: &Context<'_>) -> Result<TrialData, StageError> {
+        Ok(TrialData {
+            train: ctx.input("train")?.to_path_buf(),
+            val: ctx.input("val")?.to_path_buf(),
+        })
+    }
+}
+
 /// Suggests trial `trials.len()` with TPE from every trial on record and writes its config.
 fn suggest_next(
     p: &TuneParams,
@@ -405,10 +414,7 @@ pub fn run_study_with(
         &request,
         &TaskRequest {
             params: p.clone(),
-            data: TrialData {
-                train: ctx.input("train")?.to_path_buf(),
-                val: ctx.input("val")?.to_path_buf(),
-            },
+            data: TrialData::of(ctx)?,
             dir: dir.to_path_buf(),
         },
     )?;
@@ -572,10 +578,7 @@ pub fn run_study(
     let study = Study {
         dir: dir.to_path_buf(),
     };
-    let data = TrialData {
-        train: ctx.input("train")?.to_path_buf(),
-        val: ctx.input("val")?.to_path_buf(),
-    };
+    let data = TrialData::of(ctx)?;
     write_json(&dir.join("study.json"), p)?;
     let mut trials = study.load();
     let resumed = trials.iter().filter(|t| t.fin.is_some()).count();
