@@ -64,6 +64,9 @@ pub enum RunError {
     Stale { stage: String, why: String },
     #[error("{0}")]
     Usage(String),
+    /// A forecast could not be made (bad or too little data, a model of another layout).
+    #[error("{0}")]
+    Forecast(String),
     /// The executor could not start (no Slurm reachable, say).
     #[error("executor: {0}")]
     Executor(String),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod executor;
+pub mod forecast;
 pub mod fuzzing;
 pub mod key;
 pub mod plan;

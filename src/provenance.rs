@@ -68,6 +68,30 @@ pub struct Lineage {
     /// From the raw data to the target, in pipeline order.
     pub stages: Vec<LineageStage>,
     pub raw_files: Vec<RawFile>,
+    /// One hash for the whole chain (see [`lineage_hash`]); forecasts carry it.
+    pub lineage_hash: String,
+}
+
+/// blake3 over the chain's content: every stage's kind, version, key and output hashes, in
+/// pipeline order, and every raw file's name and hash. Stage names and paths stay out, as they
+/// stay out of keys, so the same chain run under other names or from another folder has the
+/// same hash.
+pub fn lineage_hash(stages: &[LineageStage], raw: &[RawFile]) -> String {
+    let chain = serde_json::json!({
+        "stages": stages
+            .iter()
+            .map(|s| serde_json::json!({
+                "kind": s.kind,
+                "kind_version": s.kind_version,
+                "key": s.key,
+                "outputs": s.outputs.iter().map(|(n, o)| (n.clone(), o.hash.clone())).collect::<BTreeMap<_, _>>(),
+            }))
+            .collect::<Vec<_>>(),
+        "raw_files": raw.iter().map(|f| (f.name.clone(), f.blake3.clone())).collect::<BTreeMap<_, _>>(),
+    });
+    blake3::hash(chain.to_string().as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// The lineage of `stage` (optionally one output) in the current plan; every stage on the chain
@@ -187,13 +211,15 @@ pub fn lineage(
             executor: r.executor.clone(),
         });
     }
+    let raw_files: Vec<RawFile> = raw.into_values().collect();
     Ok(Lineage {
         target: stage.to_string(),
         output: output_rec,
         output_name,
         variant: plan.variant.clone(),
+        lineage_hash: lineage_hash(&stages, &raw_files),
         stages,
-        raw_files: raw.into_values().collect(),
+        raw_files,
     })
 }
 
@@ -236,7 +262,11 @@ fn lineage_title(l: &Lineage, q: &str) -> String {
 }
 
 pub fn lineage_text(l: &Lineage) -> String {
-    let mut out = format!("lineage of {}\n", lineage_title(l, ""));
+    let mut out = format!(
+        "lineage of {}\n  lineage hash {}\n",
+        lineage_title(l, ""),
+        l.lineage_hash
+    );
     if let Some(o) = &l.output {
         out.push_str(&format!(
             "  output {} blake3 {} ({} bytes)\n",
@@ -301,7 +331,11 @@ pub fn lineage_text(l: &Lineage) -> String {
 }
 
 pub fn lineage_markdown(l: &Lineage) -> String {
-    let mut out = format!("## Provenance of {}\n\n", lineage_title(l, "`"));
+    let mut out = format!(
+        "## Provenance of {}\n\nLineage hash `{}`.\n\n",
+        lineage_title(l, "`"),
+        l.lineage_hash
+    );
     if let Some(o) = &l.output {
         out.push_str(&format!(
             "Output `{}`, blake3 `{}`, {} bytes.\n\n",

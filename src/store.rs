@@ -405,7 +405,7 @@ impl Drop for Scratch {
 
 /// A sweep's variant label carries `--set` values (`paper+ingest.data_dir=/x`): percent-encode
 /// anything that could leave the folder it names.
-fn file_safe(name: &str) -> String {
+pub fn file_safe(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for (i, c) in name.chars().enumerate() {
         let plain = c.is_ascii_alphanumeric() || "_-+=,@".contains(c) || (c == '.' && i > 0);

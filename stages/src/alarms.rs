@@ -141,7 +141,9 @@ impl AlarmParams {
         }
     }
 
-    fn lead(&self, q_obs: usize, q_pred: usize) -> i64 {
+    /// Table 2's lead: the horizon plus the distance from first predicted to first observed
+    /// emergence on the plot axis.
+    pub fn lead(&self, q_obs: usize, q_pred: usize) -> i64 {
         self.horizon_hours + q_obs as i64 + self.lead_offset - q_pred as i64
     }
 

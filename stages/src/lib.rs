@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod baseline;
 pub mod emergence;
 pub mod figures;
+pub mod forecast;
 pub mod ingest;
 pub mod kind;
 pub mod plot;

@@ -128,29 +128,36 @@ impl Protocol {
         serde_json::from_str(&text).map_err(|e| StageError::table(path, e))
     }
 
-    /// Series index targeted by output `output_step` of the window starting at 0.
-    fn first_target(&self, input: usize) -> usize {
-        input - 1 + self.target_offset + self.output_step
-    }
-
     /// The test windows' inputs of tile `k` of `b`: (windows, W, 5) row-major, f32.
     pub fn inputs(&self, g: &ArGeometry, series: &SeriesTable, k: usize) -> Vec<f32> {
         let b = series
             .block(g.ar)
             .expect("checked when the protocol was resolved");
-        let n = b.len();
-        let feats: Vec<&[f64]> = FEATURES
-            .iter()
-            .map(|&c| &series.channel(b, c)[k * n..(k + 1) * n])
-            .collect();
-        let mut x = Vec::with_capacity(g.windows * g.input * feats.len());
-        for j in 0..g.windows {
-            for s in j..j + g.input {
-                x.extend(feats.iter().map(|f| f[s] as f32));
-            }
-        }
-        x
+        window_inputs(b, k, g.input, 0..g.windows)
     }
+}
+
+/// The inputs of the windows starting at `starts` of tile `k`: (windows, W, 5) row-major, f32,
+/// features in the study's order. The test protocol and the forecast both cut windows here, so
+/// a forecast feeds the model exactly the numbers `predict` does.
+pub fn window_inputs(
+    b: &crate::table::ArBlock,
+    k: usize,
+    input: usize,
+    starts: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let n = b.len();
+    let feats: Vec<&[f64]> = FEATURES
+        .iter()
+        .map(|&c| &b.values[c][k * n..(k + 1) * n])
+        .collect();
+    let mut x = Vec::with_capacity(starts.len() * input * feats.len());
+    for j in starts {
+        for s in j..j + input {
+            x.extend(feats.iter().map(|f| f[s] as f32));
+        }
+    }
+    x
 }
 
 /// Observed and predicted series of one tile on the plot axis.
@@ -558,67 +565,9 @@ impl TypedKind for TestProtocol {
                         .join(", ")
                 ))
             })?;
-            let t = b.len();
-            let fail = |msg: String| StageError::Invalid(format!("AR{} (T={t}): {msg}", a.ar));
-            // Windows with a full horizon of targets, as the training windows are cut.
-            let spans = a.input - 1 + target_offset + horizon;
-            let windows = (t + 1)
-                .checked_sub(spans)
-                .filter(|&w| w > 0)
-                .ok_or_else(|| {
-                    fail(format!(
-                        "input {} + horizon {horizon} do not fit the series",
-                        a.input
-                    ))
-                })?;
-            let last_known = proto.first_target(a.input) - 1;
-            let span = (windows as i64 + a.trim).max(0) as usize;
-            if span == 0 {
-                return Err(fail(format!(
-                    "trim {} leaves no prediction of {windows}",
-                    a.trim
-                )));
-            }
-            if a.history > last_known {
-                return Err(fail(format!(
-                    "history {} reaches before the first hour (last known index {last_known})",
-                    a.history
-                )));
-            }
-            if a.metric_start + p.metric_hours > a.history + span {
-                return Err(fail(format!(
-                    "the metric window {}…{} runs past the scored span (ends at {})",
-                    a.metric_start,
-                    a.metric_start + p.metric_hours,
-                    a.history + span
-                )));
-            }
-            if a.metric_start < a.history {
-                return Err(fail(format!(
-                    "the metric window starts at {} inside the history ({})",
-                    a.metric_start, a.history
-                )));
-            }
-            let tiles: Vec<usize> =
-                (a.k0 + p.first_scored..a.k0 + p.first_scored + p.scored).collect();
-            let at = |q: usize| format_micros(b.times[last_known - a.history + q]);
-            proto.ars.push(ArGeometry {
-                ar: a.ar,
-                k0: a.k0,
-                tiles,
-                input: a.input,
-                history: a.history,
-                trim: a.trim,
-                metric_start: a.metric_start,
-                t,
-                windows,
-                last_known,
-                span,
-                axis_len: a.history + windows,
-                axis_start: at(0),
-                first_prediction_at: at(a.history),
-                metric_window: [at(a.metric_start), at(a.metric_start + p.metric_hours)],
-            });
+            proto.ars.push(
+                resolve(a, p, &b.times, target_offset, horizon).map_err(StageError::Invalid)?,
+            );
         }
         let path = ctx.output("protocol.json");
         std::fs::write(
@@ -641,6 +590,84 @@ impl TypedKind for TestProtocol {
             facts: json!({ "ars": proto.ars.iter().map(|g| g.ar).collect::<Vec<_>>() }),
         })
     }
+}
+
+/// The geometry of one protocol row on a series with timestamps `times`, checked: the test
+/// windows with a full horizon of targets (cut as the training windows are), the last known
+/// index, the trimmed span and the metric window. `forecast` resolves its replays here too.
+pub fn resolve(
+    a: &TestAr,
+    p: &ProtocolParams,
+    times: &[i64],
+    target_offset: usize,
+    horizon: usize,
+) -> Result<ArGeometry, String> {
+    let t = times.len();
+    let fail = |msg: String| format!("AR{} (T={t}): {msg}", a.ar);
+    let spans = a.input - 1 + target_offset + horizon;
+    let windows = (t + 1)
+        .checked_sub(spans)
+        .filter(|&w| w > 0)
+        .ok_or_else(|| {
+            fail(format!(
+                "input {} + horizon {horizon} do not fit the series",
+                a.input
+            ))
+        })?;
+    let last_known = last_known(a.input, target_offset, p.output_step)
+        .ok_or_else(|| fail("input 1 with output step 0 has no last known hour".into()))?;
+    let span = (windows as i64 + a.trim).max(0) as usize;
+    if span == 0 {
+        return Err(fail(format!(
+            "trim {} leaves no prediction of {windows}",
+            a.trim
+        )));
+    }
+    if a.history > last_known {
+        return Err(fail(format!(
+            "history {} reaches before the first hour (last known index {last_known})",
+            a.history
+        )));
+    }
+    if a.metric_start + p.metric_hours > a.history + span {
+        return Err(fail(format!(
+            "the metric window {}…{} runs past the scored span (ends at {})",
+            a.metric_start,
+            a.metric_start + p.metric_hours,
+            a.history + span
+        )));
+    }
+    if a.metric_start < a.history {
+        return Err(fail(format!(
+            "the metric window starts at {} inside the history ({})",
+            a.metric_start, a.history
+        )));
+    }
+    let tiles: Vec<usize> = (a.k0 + p.first_scored..a.k0 + p.first_scored + p.scored).collect();
+    let at = |q: usize| format_micros(times[last_known - a.history + q]);
+    Ok(ArGeometry {
+        ar: a.ar,
+        k0: a.k0,
+        tiles,
+        input: a.input,
+        history: a.history,
+        trim: a.trim,
+        metric_start: a.metric_start,
+        t,
+        windows,
+        last_known,
+        span,
+        axis_len: a.history + windows,
+        axis_start: at(0),
+        first_prediction_at: at(a.history),
+        metric_window: [at(a.metric_start), at(a.metric_start + p.metric_hours)],
+    })
+}
+
+/// The last known index lk: window 0's used output (`output_step`) targets lk + 1, and a
+/// prediction is placed on the plot axis at lk + j, one hour before its target.
+pub fn last_known(input: usize, target_offset: usize, output_step: usize) -> Option<usize> {
+    (input + target_offset + output_step).checked_sub(2)
 }
 
 /// (target_offset, horizon, input width) of the training windows, from `window.index`.

@@ -230,6 +230,14 @@ pub fn spawn_worker(req: &WorkerRequest) -> Result<std::process::Child, StageErr
 /// Runs a request in a worker process, relaying its events; the worker's last stderr line is the
 /// error when it fails.
 pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, StageError> {
+    run_in_worker_with(req, ctx.events)
+}
+
+/// [`run_in_worker`] outside a stage (`magpipe forecast`): progress and logs go to `events`.
+pub fn run_in_worker_with(
+    req: &WorkerRequest,
+    events: &dyn crate::kind::Events,
+) -> Result<Report, StageError> {
     let exe = worker_path();
     let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
     let mut child = spawn_worker(req)?;
@@ -249,10 +257,8 @@ pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, S
         .map_while(Result::ok)
     {
         match serde_json::from_str::<WorkerEvent>(&line) {
-            Ok(WorkerEvent::Progress { done, total, unit }) => {
-                ctx.events.progress(done, total, &unit)
-            }
-            Ok(WorkerEvent::Log { msg }) => ctx.events.log(&msg),
+            Ok(WorkerEvent::Progress { done, total, unit }) => events.progress(done, total, &unit),
+            Ok(WorkerEvent::Log { msg }) => events.log(&msg),
             Ok(WorkerEvent::Epoch { .. }) => {}
             Ok(WorkerEvent::Report {
                 summary,
@@ -265,7 +271,7 @@ pub fn run_in_worker(req: &WorkerRequest, ctx: &Context<'_>) -> Result<Report, S
                     facts,
                 })
             }
-            Err(_) => ctx.events.log(&line),
+            Err(_) => events.log(&line),
         }
     }
     let status = child.wait().map_err(|e| fail(e.to_string()))?;

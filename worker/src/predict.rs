@@ -122,3 +122,46 @@ pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Res
         mean.join(", ")
     ))
 }
+
+/// `infer`, for `magpipe forecast`: the model run on batches of windows the engine cut
+/// (`windows`: safetensors `x0`, `x1`, … of (N, W, 5)), every output kept; writes
+/// `outputs.safetensors` with `y0`, `y1`, … of (N, horizon). Each batch runs as `predict` runs a
+/// tile, so the same windows give the same numbers.
+pub fn infer(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
+    tch::set_num_threads(req.threads.max(1) as i32);
+    let input = |slot: &str| {
+        req.inputs
+            .get(slot)
+            .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
+    };
+    let m = load_model(input("model")?, input("config")?)?;
+    let batches =
+        magpipe_stages::forecast::read_f32(input("windows")?, "x").map_err(|e| anyhow!(e))?;
+    let features = m.model.config.input;
+    let mut ys = Vec::with_capacity(batches.len());
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for (i, (shape, x)) in batches.iter().enumerate() {
+            if shape.len() != 3 || shape[2] != features {
+                bail!("batch {i} has shape {shape:?}; the model takes (N, W, {features}) windows");
+            }
+            let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            let out = m
+                .model
+                .forward(&Tensor::from_slice(x).view(&shape[..]), false, None);
+            let dims: Vec<usize> = out.size().iter().map(|&d| d as usize).collect();
+            let y = Vec::<f32>::try_from(out.contiguous().view([-1]).to_kind(Kind::Float))
+                .map_err(|e| anyhow!("{e}"))?;
+            ys.push((format!("y{i}"), dims, y));
+            emit_progress(i as u64 + 1, batches.len() as u64);
+        }
+        Ok(())
+    })?;
+    let named: Vec<(String, Vec<usize>, &[f32])> = ys
+        .iter()
+        .map(|(n, d, y)| (n.clone(), d.clone(), y.as_slice()))
+        .collect();
+    let path = req.out_dir.join("outputs.safetensors");
+    magpipe_stages::forecast::write_f32(&path, &named)
+        .with_context(|| path.display().to_string())?;
+    Ok(format!("{} batches run", batches.len()))
+}

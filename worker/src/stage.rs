@@ -48,6 +48,21 @@ pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        "infer" => {
+            let summary = crate::predict::infer(&req, &|done, total| {
+                emit(&WorkerEvent::Progress {
+                    done,
+                    total,
+                    unit: "tiles".into(),
+                })
+            })?;
+            emit(&WorkerEvent::Report {
+                summary,
+                stdout: None,
+                facts: json!({}),
+            });
+            Ok(())
+        }
         k => bail!("unknown worker stage kind `{k}`"),
     }
 }

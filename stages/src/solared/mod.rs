@@ -90,7 +90,11 @@ impl ArSeries {
 
 /// The three files of an AR, in the order int, mag, pmdop.
 pub fn ar_files(dir: &Path, ar: u32) -> [PathBuf; 3] {
-    let d = dir.join(format!("AR{ar}"));
+    ar_files_in(&dir.join(format!("AR{ar}")), ar)
+}
+
+/// The three files of AR `ar` inside its own folder `d`.
+pub fn ar_files_in(d: &Path, ar: u32) -> [PathBuf; 3] {
     [
         d.join(format!("mean_int{ar}_flat.npz")),
         d.join(format!("mean_mag{ar}_flat.npz")),
@@ -118,6 +122,62 @@ pub fn checkout_data_dir(repo_root: &Path) -> PathBuf {
     dir
 }
 
+/// The AR number of a folder name `AR<digits>`.
+pub fn ar_number(name: &str) -> Option<u32> {
+    name.strip_prefix("AR")?.parse::<u32>().ok()
+}
+
+/// The AR number of an AR folder: from its name `AR<n>`, else from the `mean_int<n>_flat.npz`
+/// it holds.
+pub fn folder_ar(folder: &Path) -> Result<u32, SolaredError> {
+    if let Some(ar) = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(ar_number)
+    {
+        return Ok(ar);
+    }
+    let entries = std::fs::read_dir(folder).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            SolaredError::Missing {
+                path: folder.to_path_buf(),
+                what: "AR folder does not exist".into(),
+            }
+        } else {
+            SolaredError::Io {
+                path: folder.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    let mut found: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("mean_int")?
+                .strip_suffix("_flat.npz")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    match found[..] {
+        [ar] => Ok(ar),
+        [] => Err(SolaredError::Missing {
+            path: folder.to_path_buf(),
+            what: "is not an AR folder: it is not named AR<number> and holds no \
+                   mean_int<number>_flat.npz"
+                .into(),
+        }),
+        _ => Err(SolaredError::Missing {
+            path: folder.to_path_buf(),
+            what: format!("holds the files of several ARs ({found:?}); point at one AR's folder"),
+        }),
+    }
+}
+
 /// The AR numbers found in the data folder (folders named `AR<digits>`), ascending.
 pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
     let entries = std::fs::read_dir(dir).map_err(|e| SolaredError::DataDir {
@@ -130,11 +190,7 @@ pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
     })?;
     let mut ars = vec![];
     for e in entries.filter_map(Result::ok) {
-        let Some(ar) = e
-            .file_name()
-            .to_str()
-            .and_then(|n| n.strip_prefix("AR")?.parse::<u32>().ok())
-        else {
+        let Some(ar) = e.file_name().to_str().and_then(ar_number) else {
             continue;
         };
         // Followed, so a data folder assembled from symlinks works; a dangling link or a
@@ -264,6 +320,31 @@ pub struct NpzFile {
     pub arrays: Vec<Vec<f64>>,
 }
 
+impl NpzFile {
+    /// The leading hours whose timestamps are at or before `until`; each (81, T) array is cut
+    /// row by row.
+    fn until(self, until: i64) -> NpzFile {
+        let t = self.times.len();
+        let keep = self.times.iter().take_while(|&&u| u <= until).count();
+        if keep == t {
+            return self;
+        }
+        let arrays = self
+            .arrays
+            .into_iter()
+            .map(|a| {
+                (0..TILES)
+                    .flat_map(|k| a[k * t..k * t + keep].iter().copied())
+                    .collect()
+            })
+            .collect();
+        NpzFile {
+            times: self.times[..keep].to_vec(),
+            arrays,
+        }
+    }
+}
+
 fn read_npz(npz: &Npz, arrays: usize) -> Result<NpzFile, SolaredError> {
     let times = npz.timestamps(&format!("arr_{arrays}"))?;
     let t = Some(times.len());
@@ -281,22 +362,45 @@ pub fn read_npz_bytes(path: &Path, bytes: Vec<u8>, arrays: usize) -> Result<NpzF
 
 /// Reads and cross-checks the three files of one AR.
 pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
-    let [f_int, f_mag, f_pmdop] = ar_files(dir, ar);
+    load_ar_until(dir, ar, None)
+}
+
+/// [`load_ar`] on the hours up to `until` (µs, inclusive) only: each file is cut at its first
+/// timestamp after `until` before anything else is looked at, so what lies beyond (hours a
+/// growing file gained later, or anything else) can neither change the result nor fail it.
+pub fn load_ar_until(dir: &Path, ar: u32, until: Option<i64>) -> Result<ArSeries, SolaredError> {
+    load_ar_folder(&dir.join(format!("AR{ar}")), ar, until)
+}
+
+/// [`load_ar_until`] on the AR's own folder, whatever it is called.
+pub fn load_ar_folder(
+    folder: &Path,
+    ar: u32,
+    until: Option<i64>,
+) -> Result<ArSeries, SolaredError> {
+    let [f_int, f_mag, f_pmdop] = ar_files_in(folder, ar);
+    let read = |path: &Path, arrays: usize| -> Result<NpzFile, SolaredError> {
+        let f = read_npz(&Npz::open(path)?, arrays)?;
+        Ok(match until {
+            Some(u) => f.until(u),
+            None => f,
+        })
+    };
     let NpzFile {
         times,
         arrays: mut int,
-    } = read_npz(&Npz::open(&f_int)?, 1)?;
+    } = read(&f_int, 1)?;
     let t = times.len();
     let ic = int.remove(0);
     let NpzFile {
         times: mag_times,
         arrays: mut mag,
-    } = read_npz(&Npz::open(&f_mag)?, 1)?;
+    } = read(&f_mag, 1)?;
     let flux = mag.remove(0);
     let NpzFile {
         times: pm_times,
         arrays: pm,
-    } = read_npz(&Npz::open(&f_pmdop)?, 4)?;
+    } = read(&f_pmdop, 4)?;
     let power: [Vec<f64>; 4] = pm.try_into().expect("four power arrays were read");
     for (what, other) in [("mean_mag", &mag_times), ("mean_pmdop", &pm_times)] {
         if let Some(i) = (0..t.max(other.len())).find(|&i| times.get(i) != other.get(i)) {

@@ -125,6 +125,25 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     c.is_valid().then(|| c.to_micros())
 }
 
+/// The last instant a timestamp written to some precision covers: `2013-03-12 04:59` covers the
+/// whole minute (so it includes the sample stamped 04:59:37.5), `2013-03-12` the whole day; with
+/// a fraction it is exact.
+pub fn parse_until(s: &str) -> Option<i64> {
+    let start = parse_timestamp(s)?;
+    let s = s.trim();
+    let time = s.split_once([' ', 'T']).map(|(_, t)| t);
+    let width = match time {
+        None => 86_400_000_000,
+        Some(t) if t.contains('.') => 1,
+        Some(t) => match t.split(':').count() {
+            1 => 3_600_000_000,
+            2 => 60_000_000,
+            _ => 1_000_000,
+        },
+    };
+    Some(start + width - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +163,22 @@ mod tests {
         let us = parse_timestamp("2013-03-07 18:59:37.5").unwrap();
         assert_eq!(format_micros(us), "2013-03-07 18:59:37.500000");
         assert_eq!(parse_timestamp("2013-02-29 00:00:00"), None);
+    }
+
+    #[test]
+    fn until_covers_what_was_written() {
+        let stamp = parse_timestamp("2013-03-12 04:59:37.5").unwrap();
+        for covering in [
+            "2013-03-12 04:59",
+            "2013-03-12 04",
+            "2013-03-12",
+            "2013-03-12T04:59:37",
+        ] {
+            assert!(parse_until(covering).unwrap() >= stamp, "{covering}");
+        }
+        assert!(parse_until("2013-03-12 04:58").unwrap() < stamp);
+        assert!(parse_until("2013-03-12 04:59:37.4").unwrap() < stamp);
+        assert_eq!(parse_until("2013-03-12 04:59:37.5").unwrap(), stamp);
+        assert_eq!(parse_until("next tuesday"), None);
     }
 }

@@ -1,0 +1,575 @@
+//! `magpipe forecast`: a trained model of the pipeline, found with its whole lineage in the
+//! store, run on an AR folder as an operator would see it (see `magpipe_stages::forecast` for
+//! the semantics). The engine resolves the model, reads and checks the data, runs the model in
+//! a worker process and writes what a replay produces; it never writes to the store's objects,
+//! records or refs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use magpipe_stages::alarms::{self, AlarmParams, ArAlarm, Category, Scored, TileAlarm};
+use magpipe_stages::forecast::{
+    self as fc, Choice, DataInfo, ForecastError, ForecastReport, Geometry, Live, LiveData,
+    ModelFrame, ModelInfo, ReplayReport, TimelineRow,
+};
+use magpipe_stages::kind::Events;
+use magpipe_stages::protocol::ProtocolParams;
+use magpipe_stages::scale::Scaler;
+use magpipe_stages::solared;
+use magpipe_stages::table::FLUX;
+use magpipe_stages::train::{WorkerRequest, run_in_worker_with};
+use magpipe_stages::window::WindowParams;
+use serde_json::{Value, json};
+
+use crate::error::RunError;
+use crate::plan::Plan;
+use crate::provenance;
+use crate::spec::RawSpec;
+use crate::store::Store;
+
+fn usage(msg: impl Into<String>) -> RunError {
+    RunError::Usage(msg.into())
+}
+
+fn fail(e: ForecastError) -> RunError {
+    RunError::Forecast(e.to_string())
+}
+
+/// A model of the pipeline, resolved down to its files and its pipeline's semantics.
+pub struct Resolved {
+    pub info: ModelInfo,
+    pub frame: ModelFrame,
+    pub weights: PathBuf,
+    pub config: PathBuf,
+    /// Input features of the model (model.json's architecture).
+    pub model_inputs: usize,
+    /// The ingest stage's data folder, where `--replay <AR number>` looks.
+    pub data_dir: Option<PathBuf>,
+    pub label: String,
+}
+
+/// `STAGE[@VARIANT]` → (stage, variant); `default` is no variant.
+fn parse_model(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('@') {
+        Some((st, v)) if v != crate::compare::DEFAULT => (st, Some(v)),
+        Some((st, _)) => (st, None),
+        None => (s, None),
+    }
+}
+
+fn wire_from(plan: &Plan, stage: usize, slot: &str) -> Option<usize> {
+    plan.stages[stage]
+        .inputs
+        .iter()
+        .find(|w| w.slot == slot)
+        .map(|w| w.from)
+}
+
+/// The train stage behind Table 2's primary predictor (the `score_alarms` stage's `primary`,
+/// else its first listed predictor).
+fn default_model(plan: &Plan) -> Result<String, RunError> {
+    let none = || {
+        usage(
+            "the pipeline has no score_alarms stage to take Table 2's model from; name one with --model STAGE",
+        )
+    };
+    let a = plan
+        .stages
+        .iter()
+        .position(|s| s.kind.name() == "score_alarms")
+        .ok_or_else(none)?;
+    let s = &plan.stages[a];
+    let primary = s.params["primary"].as_str();
+    let mut entries: Vec<(usize, usize)> = s
+        .inputs
+        .iter()
+        .filter_map(|w| {
+            let rest = w.slot.strip_prefix("predictors[")?;
+            let (i, _) = rest.split_once(']')?;
+            Some((i.parse().ok()?, w.from))
+        })
+        .collect();
+    entries.sort_unstable();
+    entries.dedup();
+    let pick = entries
+        .iter()
+        .map(|&(_, from)| from)
+        .find(|&from| match primary {
+            Some(p) => plan.stages[from].name == p,
+            None => true,
+        })
+        .ok_or_else(none)?;
+    let predictor = &plan.stages[pick];
+    let train = wire_from(plan, pick, "model").ok_or_else(|| {
+        usage(format!(
+            "Table 2's primary predictor `{}` is a {} stage, not a model; name one with --model STAGE",
+            predictor.name,
+            predictor.kind.name()
+        ))
+    })?;
+    Ok(plan.stages[train].name.clone())
+}
+
+/// Finds the model `STAGE[@VARIANT]` (default: Table 2's) with its lineage, its scaler, its
+/// windows' geometry, its pipeline's test protocol and alarm criterion. Every stage on its chain
+/// must be up to date.
+pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Resolved, RunError> {
+    let (stage, variant) = match model {
+        Some(m) => {
+            let (s, v) = parse_model(m);
+            (Some(s.to_string()), v)
+        }
+        None => (None, None),
+    };
+    let plan = crate::sweep::plan_for(spec, variant, &[])?;
+    let stage = match stage {
+        Some(s) => s,
+        None => default_model(&plan)?,
+    };
+    let i = plan.index(&stage).ok_or_else(|| {
+        usage(format!(
+            "no stage `{stage}` (train stages: {})",
+            plan.stages
+                .iter()
+                .filter(|s| s.kind.name() == "train")
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if plan.stages[i].kind.name() != "train" {
+        return Err(usage(format!(
+            "--model takes a train stage; `{stage}` is a {} stage",
+            plan.stages[i].kind.name()
+        )));
+    }
+    let lineage = provenance::lineage(&plan, store, &stage, None).map_err(|e| match e {
+        RunError::Stale { stage: s, why } => RunError::Stale {
+            stage: match variant {
+                Some(v) => format!("{s} --variant {v}"),
+                None => s,
+            },
+            why,
+        },
+        other => other,
+    })?;
+    let rec = |name: &str| {
+        lineage
+            .stages
+            .iter()
+            .find(|s| s.stage == name)
+            .ok_or_else(|| usage(format!("stage `{name}` is not on the chain of `{stage}`")))
+    };
+    let output = |name: &str, out: &str| -> Result<(PathBuf, String), RunError> {
+        let r = rec(name)?;
+        let o = r.outputs.get(out).ok_or_else(|| {
+            usage(format!(
+                "stage `{name}` has no output `{out}` in its record"
+            ))
+        })?;
+        Ok((store.object_path(o), o.hash.clone()))
+    };
+    let train = &plan.stages[i];
+    let window = wire_from(&plan, i, "train")
+        .filter(|&w| plan.stages[w].kind.name() == "window")
+        .ok_or_else(|| {
+            usage(format!(
+                "`{stage}` does not train on a window stage's windows"
+            ))
+        })?;
+    let scale = wire_from(&plan, window, "train")
+        .filter(|&s| plan.stages[s].kind.name() == "minmax_scale")
+        .ok_or_else(|| usage("the model's windows do not come from a minmax_scale stage"))?;
+    let wp: WindowParams = serde_json::from_value(plan.stages[window].params.clone())
+        .map_err(|e| usage(format!("window params: {e}")))?;
+    let (scaler_path, scaler_hash) = output(&plan.stages[scale].name, "scaler")?;
+    let scaler = Scaler::read(&scaler_path).map_err(|e| RunError::Forecast(e.to_string()))?;
+    let (weights, weights_hash) = output(&stage, "model")?;
+    let (config, _) = output(&stage, "config")?;
+    let cfg: Value = std::fs::read_to_string(&config)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| RunError::Forecast(format!("{}: not a model.json", config.display())))?;
+    let arch = &cfg["architecture"];
+    let (Some(model_inputs), Some(horizon)) = (arch["input"].as_u64(), arch["horizon"].as_u64())
+    else {
+        return Err(RunError::Forecast(format!(
+            "{}: no architecture input/horizon",
+            config.display()
+        )));
+    };
+    let protocol = plan.stages.iter().position(|s| {
+        s.kind.name() == "test_protocol"
+            && s.inputs
+                .iter()
+                .any(|w| w.slot == "index" && w.from == window)
+    });
+    let protocol_params: Option<ProtocolParams> = protocol
+        .map(|p| serde_json::from_value(plan.stages[p].params.clone()))
+        .transpose()
+        .map_err(|e| usage(format!("test_protocol params: {e}")))?;
+    let alarms = protocol
+        .and_then(|p| {
+            plan.stages.iter().find(|s| {
+                s.kind.name() == "score_alarms"
+                    && s.inputs.iter().any(|w| w.slot == "protocol" && w.from == p)
+            })
+        })
+        .map(|s| serde_json::from_value::<AlarmParams>(s.params.clone()))
+        .transpose()
+        .map_err(|e| usage(format!("score_alarms params: {e}")))?
+        .unwrap_or_default();
+    let data_dir = plan
+        .stages
+        .iter()
+        .find(|s| s.kind.name() == "ingest_solared")
+        .and_then(|s| s.params["data_dir"].as_str())
+        .map(PathBuf::from);
+    let params = &cfg["params"];
+    let model_name = params["model"].as_str().unwrap_or_default().to_string();
+    let loss = match params["loss"].as_str() {
+        Some("hybrid") => "hybrid",
+        _ => "MSE",
+    };
+    let info = ModelInfo {
+        stage: stage.clone(),
+        variant: variant.map(str::to_string),
+        key: rec(&train.name)?.key.clone(),
+        lineage_hash: lineage.lineage_hash.clone(),
+        weights_blake3: weights_hash,
+        scaler_blake3: scaler_hash,
+        model: model_name.clone(),
+        loss: loss.into(),
+        val_rmse: cfg["val_rmse"].as_f64(),
+        collapsed: cfg["collapsed"].as_bool().unwrap_or(false),
+    };
+    Ok(Resolved {
+        label: format!("{model_name} {loss}"),
+        info,
+        frame: ModelFrame {
+            train_input: wp.input,
+            train_row: wp.row,
+            target_offset: wp.target_offset,
+            horizon: horizon as usize,
+            protocol: protocol_params,
+            alarms,
+            scaler,
+        },
+        weights,
+        config,
+        model_inputs: model_inputs as usize,
+        data_dir,
+    })
+}
+
+/// Progress of the model runs on stderr (an indicatif bar on a terminal); logs as lines.
+pub struct BarEvents {
+    bar: indicatif::ProgressBar,
+}
+
+impl BarEvents {
+    pub fn new(quiet: bool, what: &str) -> BarEvents {
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(what.to_string());
+        BarEvents { bar }
+    }
+
+    pub fn set_prefix(&self, what: &str) {
+        self.bar.set_prefix(what.to_string());
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Events for BarEvents {
+    fn progress(&self, done: u64, total: u64, unit: &str) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        self.bar.set_message(unit.to_string());
+    }
+    fn log(&self, msg: &str) {
+        self.bar.suspend(|| eprintln!("{msg}"));
+    }
+}
+
+/// The model's outputs for the batches, from one worker process. The scratch folder lives in
+/// the system's temp folder, so a forecast leaves the store as it was.
+fn infer(
+    res: &Resolved,
+    batches: &[fc::Batch],
+    threads: usize,
+    events: &dyn Events,
+) -> Result<fc::Outputs, RunError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("magpipe-forecast-")
+        .tempdir()
+        .map_err(|e| RunError::Forecast(format!("a scratch folder: {e}")))?;
+    let windows = tmp.path().join("windows.safetensors");
+    fc::write_batches(&windows, batches)
+        .map_err(|e| RunError::Forecast(format!("{}: {e}", windows.display())))?;
+    let req = WorkerRequest {
+        kind: "infer".into(),
+        params: json!({}),
+        inputs: BTreeMap::from([
+            ("model".to_string(), res.weights.clone()),
+            ("config".to_string(), res.config.clone()),
+            ("windows".to_string(), windows),
+        ]),
+        out_dir: tmp.path().to_path_buf(),
+        checkpoint_dir: tmp.path().to_path_buf(),
+        threads,
+    };
+    run_in_worker_with(&req, events).map_err(|e| RunError::Forecast(e.to_string()))?;
+    let ys =
+        fc::read_f32(&tmp.path().join("outputs.safetensors"), "y").map_err(RunError::Forecast)?;
+    fc::outputs_of(batches, ys, res.frame.horizon).map_err(RunError::Forecast)
+}
+
+/// The AR folder for `--replay` arguments: a folder, or an AR number (`11698`, `AR11698`) in
+/// the pipeline's data folder.
+pub fn ar_folder(arg: &str, data_dir: Option<&Path>) -> Result<PathBuf, RunError> {
+    let p = PathBuf::from(arg);
+    if p.is_dir() {
+        return Ok(p);
+    }
+    let n = arg.strip_prefix("AR").unwrap_or(arg);
+    match (n.parse::<u32>(), data_dir) {
+        (Ok(ar), Some(dir)) => Ok(dir.join(format!("AR{ar}"))),
+        (Ok(_), None) => Err(usage(format!(
+            "AR {arg}: the pipeline has no ingest stage to find it in; give its folder"
+        ))),
+        (Err(_), _) => Err(usage(format!(
+            "{arg} is neither an AR folder nor an AR number"
+        ))),
+    }
+}
+
+/// Reads an AR folder (hours up to `at` only), checks the layout and scales it.
+fn load(res: &Resolved, dir: &Path, at: Option<i64>) -> Result<(u32, LiveData), RunError> {
+    fc::check_layout(res.model_inputs, &res.frame.scaler).map_err(fail)?;
+    let ar = solared::folder_ar(dir).map_err(|e| fail(e.into()))?;
+    let raw = solared::load_ar_folder(dir, ar, at).map_err(|e| fail(e.into()))?;
+    if raw.is_empty() {
+        return Err(RunError::Forecast(format!(
+            "{}: no hour at or before {}",
+            dir.display(),
+            at.map(solared::time::format_micros).unwrap_or_default()
+        )));
+    }
+    Ok((ar, LiveData::new(raw, &res.frame.scaler).map_err(fail)?))
+}
+
+/// The forecast at the last hour of `dir` (up to `at`).
+pub fn forecast(
+    res: &Resolved,
+    dir: &Path,
+    at: Option<i64>,
+    choice: &Choice,
+    threads: usize,
+    events: &BarEvents,
+) -> Result<ForecastReport, RunError> {
+    let (ar, data) = load(res, dir, at)?;
+    let g = Geometry::new(&res.frame, choice, ar, &data.raw.times, false).map_err(fail)?;
+    let last = data.len() - 1;
+    data.check(&g, last, dir).map_err(fail)?;
+    events.set_prefix(&format!("AR{ar} model"));
+    let batches = data.batches(&g, g.windows_to_run(last));
+    let out = infer(res, &batches, threads, events)?;
+    events.finish();
+    let live = Live {
+        g: &g,
+        data: &data,
+        out: &out,
+        alarms: &res.frame.alarms,
+        pair: res.frame.scaler.pair(FLUX),
+    };
+    Ok(live.forecast(last, res.info.clone(), DataInfo::of(dir, &data, at)))
+}
+
+/// What a replay wrote.
+pub struct ReplayRun {
+    pub report: ReplayReport,
+    pub out_dir: PathBuf,
+}
+
+/// The default place of a model's replays: `forecasts/<stage>[@variant]/replay/` in the store.
+pub fn default_out(store: &Store, info: &ModelInfo) -> PathBuf {
+    let name = match &info.variant {
+        Some(v) => format!("{}@{v}", info.stage),
+        None => info.stage.clone(),
+    };
+    store
+        .root
+        .join("forecasts")
+        .join(crate::store::file_safe(&name))
+        .join("replay")
+}
+
+/// Replays every AR hour by hour and writes the timeline (Parquet, CSV), one plot per AR, the
+/// replay's Table 2 and the report (JSON, Markdown) into `out_dir`. Nothing is written unless
+/// every AR replays.
+pub fn replay(
+    res: &Resolved,
+    dirs: &[PathBuf],
+    choice: &Choice,
+    threads: usize,
+    out_dir: &Path,
+    events: &BarEvents,
+) -> Result<ReplayRun, RunError> {
+    let mut ars = Vec::new();
+    let mut loaded = Vec::new();
+    for dir in dirs {
+        let (ar, data) = load(res, dir, None)?;
+        if loaded.iter().any(|(g, _, _): &(Geometry, _, _)| g.ar == ar) {
+            return Err(usage(format!("AR{ar} is listed twice")));
+        }
+        let mut g = Geometry::new(&res.frame, choice, ar, &data.raw.times, true)
+            .map_err(|e| fail(prefix(dir, e)))?;
+        g.resolve_for_replay(&res.frame, &data.raw.times)
+            .map_err(|e| fail(prefix(dir, e)))?;
+        loaded.push((g, data, dir.clone()));
+    }
+    let mut all_rows: Vec<TimelineRow> = Vec::new();
+    for (n, (g, data, dir)) in loaded.iter().enumerate() {
+        events.set_prefix(&format!("AR{} model ({}/{})", g.ar, n + 1, loaded.len()));
+        let batches = data.batches(g, g.windows_to_run(data.len() - 1));
+        let out = infer(res, &batches, threads, events)?;
+        let live = Live {
+            g,
+            data,
+            out: &out,
+            alarms: &res.frame.alarms,
+            pair: res.frame.scaler.pair(FLUX),
+        };
+        live.check_replay(dir).map_err(fail)?;
+        let (a, rows) = live.replay(DataInfo::of(dir, data, None)).map_err(fail)?;
+        ars.push(a);
+        all_rows.extend(rows);
+    }
+    events.finish();
+    let delay = res.frame.alarms.delay_hours;
+    let mut report = ReplayReport {
+        schema: fc::REPLAY_SCHEMA,
+        model: res.info.clone(),
+        criterion: fc::CriterionInfo::of(&res.frame.alarms),
+        successes: fc::successes(&ars, delay),
+        ars,
+        files: BTreeMap::new(),
+    };
+    write_replay(res, &mut report, &all_rows, &loaded, out_dir)?;
+    Ok(ReplayRun {
+        report,
+        out_dir: out_dir.to_path_buf(),
+    })
+}
+
+fn prefix(dir: &Path, e: ForecastError) -> ForecastError {
+    ForecastError::Invalid(format!("{}: {e}", dir.display()))
+}
+
+/// The replay's Table 2 in the study's layout, from the replayed cells.
+pub fn table2(report: &ReplayReport) -> Result<Scored, String> {
+    let mut s = Scored {
+        tiles: Vec::new(),
+        ars: Vec::new(),
+    };
+    for a in &report.ars {
+        for t in &a.tiles {
+            s.tiles.push(TileAlarm {
+                ar: a.ar,
+                tile: t.tile,
+                q_obs: t.observed_emergence.as_ref().map(|e| e.q),
+                q_pred: t.predicted_emergence.as_ref().map(|e| e.q),
+                category: t.table2.category.parse::<Category>()?,
+            });
+        }
+        let e = &a.emergence;
+        s.ars.push(ArAlarm {
+            ar: a.ar,
+            q_obs: e.observed_emergence.as_ref().map(|x| x.at.q),
+            q_pred: e.predicted_emergence.as_ref().map(|x| x.at.q),
+            category: e.table2.category.parse::<Category>()?,
+        });
+    }
+    Ok(s)
+}
+
+fn write_replay(
+    res: &Resolved,
+    report: &mut ReplayReport,
+    rows: &[TimelineRow],
+    loaded: &[(Geometry, LiveData, PathBuf)],
+    out_dir: &Path,
+) -> Result<(), RunError> {
+    let io =
+        |p: &Path, e: &dyn std::fmt::Display| RunError::Forecast(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, &e))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<String, RunError> {
+        let path = out_dir.join(name);
+        crate::store::write_atomic(out_dir, &path, bytes)
+            .map_err(|e| RunError::Forecast(e.to_string()))?;
+        Ok(path.display().to_string())
+    };
+    // The plots first: their paths go into the report.
+    for (a, (g, data, _)) in report.ars.iter_mut().zip(loaded) {
+        let png = out_dir.join(format!("timeline-AR{}.png", a.ar));
+        let svg = out_dir.join(format!("timeline-AR{}.svg", a.ar));
+        let mine: Vec<TimelineRow> = rows.iter().filter(|r| r.ar == g.ar).cloned().collect();
+        let title = format!(
+            "AR{} replay — {} ({}), tiles {}",
+            a.ar,
+            res.label,
+            res.info.stage,
+            fc::tile_label(&g.tiles)
+        );
+        fc::timeline::draw_files(&png, &svg, a, &mine, data, &title)
+            .map_err(|e| RunError::Forecast(e.to_string()))?;
+        a.files.insert("png".into(), png.display().to_string());
+        a.files.insert("svg".into(), svg.display().to_string());
+    }
+    let path = out_dir.join("timeline.parquet");
+    let mut df = fc::timeline_frame(rows).map_err(|e| io(&path, &e))?;
+    magpipe_stages::table::write_parquet(&mut df, &path).map_err(|e| io(&path, &e))?;
+    report
+        .files
+        .insert("timeline".into(), path.display().to_string());
+    let geos: Vec<&Geometry> = loaded.iter().map(|(g, _, _)| g).collect();
+    let datas: Vec<&LiveData> = loaded.iter().map(|(_, d, _)| d).collect();
+    let csv = write(
+        "timeline.csv",
+        fc::timeline_csv(rows, &geos, &datas).as_bytes(),
+    )?;
+    report.files.insert("timeline_csv".into(), csv);
+    let scored = table2(report).map_err(RunError::Forecast)?;
+    let md = format!(
+        "# Table 2 — {} replayed by `magpipe forecast --replay`\n\n{}\n{}\n",
+        res.label,
+        alarms::table2_markdown(&scored),
+        alarms::success_line(&scored, res.frame.alarms.delay_hours)
+    );
+    let t2 = write("table2.md", md.as_bytes())?;
+    report.files.insert("table2".into(), t2);
+    let md_path = out_dir.join("replay.md");
+    report
+        .files
+        .insert("report_md".into(), md_path.display().to_string());
+    let json_path = out_dir.join("replay.json");
+    report
+        .files
+        .insert("report".into(), json_path.display().to_string());
+    write("replay.md", fc::replay_text(report, true).as_bytes())?;
+    let json = serde_json::to_string_pretty(report).expect("the report serialises") + "\n";
+    write("replay.json", json.as_bytes())?;
+    Ok(())
+}

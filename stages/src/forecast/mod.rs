@@ -1,0 +1,1575 @@
+//! Operational forecasting (`magpipe forecast`): a trained model run on an AR folder as a
+//! forecaster would see it at one hour — only the hours up to then — with the study's scaler,
+//! windows, recalibration and emergence criterion; and the replay of an AR's history hour by hour.
+//!
+//! The geometry is the study's test protocol (SEMANTICS.md §8): prediction j comes from the
+//! window of hours j … j+W−1, keeps output `output_step`, and sits on the plot axis at hour
+//! lk + j, one hour before its target (lk = the last known index). What is new here is time:
+//! at hour s only the windows ending by s exist, the recalibration offset needs φ[lk] (so it
+//! applies from hour lk on; the criterion does not depend on it), and the observed series is
+//! known up to s. [`Live::state`] computes a tile's state from exactly that, so a replay's hour
+//! s and `forecast --at <hour s>` see the same data.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::alarms::{AlarmParams, Category, status};
+use crate::protocol::{self, ArGeometry, ProtocolParams, TileSeries};
+use crate::scale::{Range, Scaler};
+use crate::solared::{ArSeries, GRID, SolaredError, TILES, time::format_micros};
+use crate::table::{ArBlock, CHANNELS, FEATURES, FLUX, SeriesTable};
+
+pub mod timeline;
+
+/// The JSON schema names of `forecast` and `forecast --replay` (README: "Forecast JSON").
+pub const SCHEMA: &str = "magpipe.forecast/1";
+pub const REPLAY_SCHEMA: &str = "magpipe.forecast-replay/1";
+
+const HOUR: i64 = 3_600_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForecastError {
+    #[error(transparent)]
+    Data(#[from] SolaredError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ForecastError {
+    ForecastError::Invalid(msg.into())
+}
+
+/// What the model's pipeline fixes for its forecasts.
+#[derive(Debug, Clone)]
+pub struct ModelFrame {
+    /// Input width of the training windows.
+    pub train_input: usize,
+    /// Grid row the model was trained on.
+    pub train_row: usize,
+    pub target_offset: usize,
+    /// Outputs per window (the model's horizon).
+    pub horizon: usize,
+    /// The test protocol of the model's pipeline (`None`: the pipeline has none).
+    pub protocol: Option<ProtocolParams>,
+    pub alarms: AlarmParams,
+    pub scaler: Scaler,
+}
+
+impl ModelFrame {
+    fn protocol_params(&self) -> ProtocolParams {
+        self.protocol.clone().unwrap_or_else(|| ProtocolParams {
+            output_step: self.horizon.saturating_sub(1),
+            ..ProtocolParams::default()
+        })
+    }
+}
+
+/// The forecaster's choices on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Choice {
+    /// Flat tile indices k.
+    pub tiles: Option<Vec<usize>>,
+    /// Grid rows: every tile of each.
+    pub rows: Option<Vec<usize>>,
+    /// Input width W of the forecast windows.
+    pub input: Option<usize>,
+}
+
+/// The geometry of one AR's forecasts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Geometry {
+    pub ar: u32,
+    /// Flat tile indices k (paper tile = k + 1).
+    pub tiles: Vec<usize>,
+    /// Input width W (hours).
+    pub input: usize,
+    /// Observed hours on the plot axis before the first prediction (bp).
+    pub history: usize,
+    /// lk: prediction j is placed at hour lk + j and targets lk + j + 1.
+    pub last_known: usize,
+    pub target_offset: usize,
+    pub output_step: usize,
+    pub horizon: usize,
+    pub recalibrate: bool,
+    /// `test protocol` (the study's row for this AR), `test protocol, tiles from the command
+    /// line`, or `defaults` (the training row and input, history from the first hour).
+    pub source: String,
+    /// In a replay of a protocol AR: the protocol's resolved row (windows per batch, scored
+    /// span), so the replay computes exactly what `predict` computed.
+    #[serde(skip)]
+    pub protocol: Option<ArGeometry>,
+}
+
+/// Paper tile numbers (k + 1) as `48–54` or a list.
+pub fn tile_label(tiles: &[usize]) -> String {
+    let contiguous = tiles.windows(2).all(|w| w[1] == w[0] + 1);
+    match (tiles.first(), tiles.last()) {
+        (Some(a), Some(b)) if contiguous && tiles.len() > 2 => format!("{}–{}", a + 1, b + 1),
+        _ => tiles
+            .iter()
+            .map(|k| (k + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+impl Geometry {
+    /// The geometry for AR `ar` whose data has timestamps `times`: the test protocol's row when
+    /// the AR is one of the model's test ARs (resolved in full for a replay), else the model's
+    /// training row and input with the observed history from the first hour.
+    pub fn new(
+        frame: &ModelFrame,
+        choice: &Choice,
+        ar: u32,
+        times: &[i64],
+        replay: bool,
+    ) -> Result<Geometry, ForecastError> {
+        let pp = frame.protocol_params();
+        if pp.output_step >= frame.horizon {
+            return Err(invalid(format!(
+                "the protocol's output step {} is past the model's {} outputs",
+                pp.output_step, frame.horizon
+            )));
+        }
+        let row = pp
+            .ars
+            .iter()
+            .find(|a| a.ar == ar)
+            .filter(|_| choice.input.is_none());
+        let input = row.map_or(choice.input.unwrap_or(frame.train_input), |a| a.input);
+        if input == 0 {
+            return Err(invalid("--input must be at least 1 hour"));
+        }
+        let last_known = protocol::last_known(input, frame.target_offset, pp.output_step)
+            .ok_or_else(|| {
+                invalid("an input of 1 hour with output step 0 has no last known hour")
+            })?;
+        let chosen = match (&choice.tiles, &choice.rows) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(rows)) => {
+                Some(rows.iter().flat_map(|r| GRID * r..GRID * (r + 1)).collect())
+            }
+            (None, None) => None,
+        };
+        if let Some(t) = &chosen {
+            if t.is_empty() {
+                return Err(invalid("no tiles chosen"));
+            }
+            if let Some(k) = t.iter().find(|&&k| k >= TILES) {
+                return Err(invalid(format!(
+                    "tile {} is outside the 9×9 grid (paper tiles 1–81)",
+                    k + 1
+                )));
+            }
+        }
+        let (mut g, source) = match row {
+            Some(a) => {
+                let resolved = if replay {
+                    Some(
+                        protocol::resolve(a, &pp, times, frame.target_offset, frame.horizon)
+                            .map_err(ForecastError::Invalid)?,
+                    )
+                } else {
+                    None
+                };
+                let tiles: Vec<usize> =
+                    (a.k0 + pp.first_scored..a.k0 + pp.first_scored + pp.scored).collect();
+                (
+                    Geometry {
+                        ar,
+                        tiles,
+                        input,
+                        history: a.history,
+                        last_known,
+                        target_offset: frame.target_offset,
+                        output_step: pp.output_step,
+                        horizon: frame.horizon,
+                        recalibrate: pp.recalibrate,
+                        source: String::new(),
+                        protocol: resolved,
+                    },
+                    "test protocol",
+                )
+            }
+            None => (
+                Geometry {
+                    ar,
+                    tiles: (GRID * frame.train_row..GRID * (frame.train_row + 1)).collect(),
+                    input,
+                    history: last_known,
+                    last_known,
+                    target_offset: frame.target_offset,
+                    output_step: pp.output_step,
+                    horizon: frame.horizon,
+                    recalibrate: pp.recalibrate,
+                    source: String::new(),
+                    protocol: None,
+                },
+                "defaults",
+            ),
+        };
+        g.source = source.to_string();
+        if let Some(t) = chosen {
+            if let Some(pg) = &mut g.protocol {
+                pg.tiles = t.clone();
+            }
+            g.tiles = t;
+            g.source = format!("{source}, tiles from the command line");
+        }
+        Ok(g)
+    }
+
+    /// The hours a forecast looks at the model output of window j from: its plot position, as an
+    /// index into the AR's hours.
+    pub fn plot_hour(&self, j: usize) -> usize {
+        self.last_known + j
+    }
+
+    /// Predictions made at hour s: one per window that has ended by then.
+    fn windows_by(&self, s: usize) -> usize {
+        (s + 2).saturating_sub(self.input)
+    }
+
+    /// Index into the AR's hours of the observed value at plot position q (φ[lk] is skipped, so
+    /// that o and p at the same q share a target, as in the study's figures).
+    pub fn observed_index(&self, q: usize) -> usize {
+        if q < self.history {
+            self.last_known - self.history + q
+        } else {
+            self.last_known + 1 + (q - self.history)
+        }
+    }
+
+    /// Index into the AR's hours of plot position q.
+    pub fn axis_hour(&self, q: usize) -> usize {
+        self.last_known - self.history + q
+    }
+
+    /// Observed plot positions known at hour s.
+    fn observed_by(&self, s: usize) -> usize {
+        let start = self.last_known - self.history;
+        if s < start {
+            0
+        } else if s < self.last_known {
+            s - start + 1
+        } else {
+            self.history + (s - self.last_known)
+        }
+    }
+
+    /// The first hour at which a forecast exists (the first window's last input).
+    pub fn first_hour(&self) -> usize {
+        self.input - 1
+    }
+
+    /// Windows per tile to run: the protocol's count in a replay of a protocol AR (the same
+    /// batch as `predict`), else every window that has ended by `last`.
+    pub fn windows_to_run(&self, last: usize) -> usize {
+        match &self.protocol {
+            Some(p) => p.windows,
+            None => self.windows_by(last),
+        }
+    }
+}
+
+/// The data of one AR folder up to the forecast hour: raw (for NaN checks and Gauss) and scaled
+/// with the model's scaler.
+pub struct LiveData {
+    pub raw: ArSeries,
+    pub scaled: ArBlock,
+    /// blake3 over the timestamps and the six raw channels actually used.
+    pub input_blake3: String,
+}
+
+impl LiveData {
+    pub fn new(raw: ArSeries, scaler: &Scaler) -> Result<LiveData, ForecastError> {
+        let mut h = blake3::Hasher::new();
+        for t in &raw.times {
+            h.update(&t.to_le_bytes());
+        }
+        for c in raw.channels() {
+            for v in c {
+                h.update(&v.to_bits().to_le_bytes());
+            }
+        }
+        let input_blake3 = h.finalize().to_hex().to_string();
+        let mut table = SeriesTable::default();
+        let [p23, p34, p45, p56] = raw.power.clone();
+        table.push(
+            raw.ar,
+            raw.times.clone(),
+            [raw.ic.clone(), raw.flux.clone(), p23, p34, p45, p56],
+        );
+        let scaled = crate::scale::apply(&table, &[raw.ar], scaler)
+            .map_err(|e| invalid(e.to_string()))?
+            .blocks
+            .remove(0);
+        Ok(LiveData {
+            raw,
+            scaled,
+            input_blake3,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// The timestamp of hour i; past the data, hours are counted on from the last one (the
+    /// hours used are checked to be gap-free).
+    pub fn time_of(&self, i: usize) -> i64 {
+        let t = &self.raw.times;
+        match t.get(i) {
+            Some(&u) => u,
+            None => t[t.len() - 1] + (i - (t.len() - 1)) as i64 * HOUR,
+        }
+    }
+
+    /// Scaled flux of tile k.
+    pub fn phi(&self, k: usize) -> &[f64] {
+        let n = self.len();
+        &self.scaled.values[FLUX][k * n..(k + 1) * n]
+    }
+
+    /// The first gap (a step other than one hour) among hours 0 … last.
+    pub fn gap_until(&self, last: usize) -> Option<(usize, f64)> {
+        let t = &self.raw.times;
+        (0..last.min(t.len().saturating_sub(1)))
+            .find(|&i| t[i + 1] - t[i] != HOUR)
+            .map(|i| (i, (t[i + 1] - t[i]) as f64 / HOUR as f64))
+    }
+
+    /// The first NaN of tile k's model inputs or flux over hours `hours`: (channel, hour).
+    pub fn nan_in(&self, k: usize, hours: std::ops::Range<usize>) -> Option<(&'static str, usize)> {
+        let n = self.len();
+        let names = ["Ic", "|B|", "P2-3", "P3-4", "P4-5", "P5-6"];
+        let chans = self.raw.channels();
+        FEATURES.iter().copied().chain([FLUX]).find_map(|c| {
+            hours
+                .clone()
+                .find(|&h| chans[c][k * n + h].is_nan())
+                .map(|h| (names[c], h))
+        })
+    }
+
+    /// Refuses data a forecast at hour `last` cannot rest on: too few hours for one window, a gap
+    /// in the hours used, NaNs in a tile's last window.
+    pub fn check(&self, g: &Geometry, last: usize, ar_dir: &Path) -> Result<(), ForecastError> {
+        let dir = ar_dir.display();
+        let n = self.len();
+        if n < g.input {
+            let upto = self
+                .raw
+                .times
+                .last()
+                .map(|&u| format!(" up to {}", format_micros(u)))
+                .unwrap_or_default();
+            return Err(invalid(format!(
+                "{dir}: too little history: {n} hours{upto}, but one forecast needs {} hours of \
+                 input",
+                g.input
+            )));
+        }
+        if let Some((i, dh)) = self.gap_until(last) {
+            return Err(invalid(format!(
+                "{dir}: gap in the timeline: {} → {} ({dh} h instead of 1) after hour {i}; the \
+                 model's windows assume hourly data (use --at before the gap)",
+                format_micros(self.raw.times[i]),
+                format_micros(self.raw.times[i + 1]),
+            )));
+        }
+        for &k in &g.tiles {
+            if let Some((ch, h)) = self.nan_in(k, last + 1 - g.input..last + 1) {
+                return Err(invalid(format!(
+                    "{dir}: NaN in the last hours: {ch} of tile {} at {} lies in the input of \
+                     the forecast at {} (choose other tiles with --tiles or an earlier --at)",
+                    k + 1,
+                    format_micros(self.raw.times[h]),
+                    format_micros(self.raw.times[last]),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The windows to run per tile, each tile one batch (as `predict` batches a tile).
+    pub fn batches(&self, g: &Geometry, windows: usize) -> Vec<Batch> {
+        g.tiles
+            .iter()
+            .map(|&k| Batch {
+                k,
+                windows,
+                input: g.input,
+                x: protocol::window_inputs(&self.scaled, k, g.input, 0..windows),
+            })
+            .collect()
+    }
+}
+
+/// One batch for the model: `windows` windows of tile k, (windows, W, 5) row-major.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub k: usize,
+    pub windows: usize,
+    pub input: usize,
+    pub x: Vec<f32>,
+}
+
+/// The model's outputs per tile: window j's `horizon` outputs at `[j·horizon …]`.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub horizon: usize,
+    pub by_tile: BTreeMap<usize, Vec<f32>>,
+}
+
+impl Outputs {
+    fn step(&self, k: usize, j: usize, step: usize) -> f64 {
+        f64::from(self.by_tile[&k][j * self.horizon + step])
+    }
+    fn windows(&self, k: usize) -> usize {
+        self.by_tile[&k].len() / self.horizon.max(1)
+    }
+}
+
+/// Writes the batches as one safetensors file (`x0`, `x1`, …, f32) for the worker.
+pub fn write_batches(path: &Path, batches: &[Batch]) -> std::io::Result<()> {
+    let tensors: Vec<(String, Vec<usize>, &[f32])> = batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            (
+                format!("x{i}"),
+                vec![b.windows, b.input, FEATURES.len()],
+                b.x.as_slice(),
+            )
+        })
+        .collect();
+    write_f32(path, &tensors)
+}
+
+/// Writes named f32 tensors as one safetensors file.
+pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, &[f32])]) -> std::io::Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (name.clone(), v))
+                .map_err(std::io::Error::other)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, None, path).map_err(std::io::Error::other)
+}
+
+/// Shaped f32 tensors, in order.
+pub type Tensors = Vec<(Vec<usize>, Vec<f32>)>;
+
+/// Reads the f32 tensors `{prefix}0`, `{prefix}1`, … of a safetensors file, in that order.
+pub fn read_f32(path: &Path, prefix: &str) -> Result<Tensors, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for i in 0.. {
+        let Ok(t) = st.tensor(&format!("{prefix}{i}")) else {
+            break;
+        };
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(format!("{}: {prefix}{i} is not f32", path.display()));
+        }
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        out.push((t.shape().to_vec(), v));
+    }
+    Ok(out)
+}
+
+/// Pairs the worker's outputs (`y0`, `y1`, … of (windows, horizon)) with their batches.
+pub fn outputs_of(batches: &[Batch], ys: Tensors, horizon: usize) -> Result<Outputs, String> {
+    if ys.len() != batches.len() {
+        return Err(format!(
+            "the worker returned {} batches for {}",
+            ys.len(),
+            batches.len()
+        ));
+    }
+    let mut out = Outputs {
+        horizon,
+        by_tile: BTreeMap::new(),
+    };
+    for (b, (shape, y)) in batches.iter().zip(ys) {
+        if shape != [b.windows, horizon] {
+            return Err(format!(
+                "the worker returned shape {shape:?} for {} windows × {horizon} outputs",
+                b.windows
+            ));
+        }
+        out.by_tile.insert(b.k, y);
+    }
+    Ok(out)
+}
+
+/// One tile's state at one hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileState {
+    pub k: usize,
+    /// Predictions known (windows ended by the hour, capped at a replay's scored span).
+    pub windows: usize,
+    /// First observed emergence so far (plot axis).
+    pub q_obs: Option<usize>,
+    /// First predicted emergence on the predictions so far (plot axis).
+    pub q_pred: Option<usize>,
+    /// Recalibration offset (scaled), once φ[lk] is known.
+    pub offset: Option<f64>,
+    /// The tile's latest window holds a NaN (filled, as in the study).
+    pub nan_input: bool,
+}
+
+/// A model's view of one AR: the data, the geometry and the outputs of every window run.
+pub struct Live<'a> {
+    pub g: &'a Geometry,
+    pub data: &'a LiveData,
+    pub out: &'a Outputs,
+    pub alarms: &'a AlarmParams,
+    /// The scaler's flux pair, for Gauss.
+    pub pair: Range,
+}
+
+impl Live<'_> {
+    /// Predictions kept at hour s.
+    pub fn windows_at(&self, k: usize, s: usize) -> usize {
+        let n = self.g.windows_by(s).min(self.out.windows(k));
+        match &self.g.protocol {
+            Some(p) => n.min(p.span),
+            None => n,
+        }
+    }
+
+    /// The recalibrated (once φ[lk] is known, s ≥ lk) predicted series at hour s and the offset.
+    pub fn predicted_at(&self, k: usize, s: usize) -> (Vec<f64>, Option<f64>) {
+        let n = self.windows_at(k, s);
+        let yhat: Vec<f64> = (0..n)
+            .map(|j| self.out.step(k, j, self.g.output_step))
+            .collect();
+        // The same arithmetic as TileSeries::new, so a replay's scores are the evaluation's.
+        let offset = (self.g.recalibrate && s >= self.g.last_known && !yhat.is_empty())
+            .then(|| self.data.phi(k)[self.g.last_known] - yhat[0]);
+        let p = match offset {
+            Some(o) => yhat.iter().map(|v| v + o).collect(),
+            None => yhat,
+        };
+        (p, offset)
+    }
+
+    /// The observed series on the plot axis as known at hour s.
+    pub fn observed_at(&self, k: usize, s: usize) -> Vec<f64> {
+        let phi = self.data.phi(k);
+        let m = self.g.observed_by(s.min(self.data.len() - 1));
+        (0..m).map(|q| phi[self.g.observed_index(q)]).collect()
+    }
+
+    /// Tile k's state at hour s, from the hours up to s only.
+    pub fn state(&self, k: usize, s: usize) -> TileState {
+        let c = self.alarms.criterion();
+        let (p, offset) = self.predicted_at(k, s);
+        let o = self.observed_at(k, s);
+        let nan_input =
+            s + 1 >= self.g.input && self.data.nan_in(k, s + 1 - self.g.input..s + 1).is_some();
+        TileState {
+            k,
+            windows: p.len(),
+            q_obs: c.first(&o),
+            q_pred: c.first(&p).map(|j| self.g.history + j),
+            offset,
+            nan_input,
+        }
+    }
+
+    fn lead(&self, q_obs: Option<usize>, q_pred: Option<usize>) -> Category {
+        Category::of(q_obs, q_pred, |o, q| self.alarms.lead(o, q))
+    }
+
+    fn emergence(&self, q: usize) -> Emergence {
+        let hour = self.g.axis_hour(q);
+        Emergence {
+            time: format_micros(self.data.time_of(hour)),
+            hour,
+            q,
+        }
+    }
+
+    fn cell(&self, c: Category) -> Table2Cell {
+        Table2Cell {
+            category: c.to_string(),
+            lead_h: c.lead(),
+            status: status(c, self.alarms.delay_hours),
+        }
+    }
+
+    /// The forecast at hour s (the last hour of the data read).
+    pub fn forecast(&self, s: usize, model: ModelInfo, data: DataInfo) -> ForecastReport {
+        let pair = self.pair;
+        let n = self.data.len();
+        let mut tiles = Vec::new();
+        for &k in &self.g.tiles {
+            let st = self.state(k, s);
+            let (p, offset) = self.predicted_at(k, s);
+            let j_last = st.windows - 1;
+            let forecast = (0..self.g.horizon)
+                .map(|i| {
+                    let ahead = (self.g.target_offset + i) as i64;
+                    Step {
+                        step: i,
+                        time: format_micros(self.data.time_of(s) + ahead * HOUR),
+                        hours_ahead: ahead,
+                        flux_gauss: pair.invert(self.out.step(k, j_last, i)),
+                    }
+                })
+                .collect();
+            let series = p
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| {
+                    let at = self.data.time_of(self.g.plot_hour(j));
+                    SeriesPoint {
+                        time: format_micros(at),
+                        target_time: format_micros(at + HOUR),
+                        flux_gauss: pair.invert(v),
+                    }
+                })
+                .collect();
+            let lead_h = st.q_pred.map(|q| self.g.axis_hour(q) as i64 - s as i64);
+            let alarm = st.q_pred.is_some();
+            tiles.push(TileForecast {
+                tile: k as u32 + 1,
+                k,
+                row: k / GRID,
+                col: k % GRID,
+                observed_gauss: finite(self.data.raw.flux[k * n + s]),
+                forecast,
+                recalibration_gauss: offset.map(|o| o * (pair.max - pair.min)),
+                series,
+                alarm,
+                predicted_emergence: st.q_pred.map(|q| self.emergence(q)),
+                observed_emergence: st.q_obs.map(|q| self.emergence(q)),
+                lead_h,
+                margin_h: lead_h.map(|l| l - self.alarms.delay_hours),
+                status: tile_status(st.q_obs, alarm),
+                table2: self.cell(self.lead(st.q_obs, st.q_pred)),
+            });
+        }
+        let first = |f: fn(&TileForecast) -> Option<&Emergence>| {
+            tiles
+                .iter()
+                .filter_map(|t| f(t).map(|e| (e.q, t.tile)))
+                .min()
+        };
+        let pred = first(|t| t.predicted_emergence.as_ref());
+        let obs = first(|t| t.observed_emergence.as_ref());
+        let lead_h = pred.map(|(q, _)| self.g.axis_hour(q) as i64 - s as i64);
+        let summary = ArForecast {
+            alarm: pred.is_some(),
+            alarm_tiles: tiles.iter().filter(|t| t.alarm).map(|t| t.tile).collect(),
+            predicted_emergence: pred.map(|(q, tile)| TileEmergence {
+                tile,
+                at: self.emergence(q),
+            }),
+            observed_emergence: obs.map(|(q, tile)| TileEmergence {
+                tile,
+                at: self.emergence(q),
+            }),
+            lead_h,
+            margin_h: lead_h.map(|l| l - self.alarms.delay_hours),
+            status: tile_status(obs.map(|o| o.0), pred.is_some()),
+            table2: self.cell(self.lead(obs.map(|o| o.0), pred.map(|p| p.0))),
+        };
+        ForecastReport {
+            schema: SCHEMA,
+            model,
+            ar: self.g.ar,
+            issued_at: format_micros(self.data.time_of(s)),
+            data,
+            geometry: self.g.clone(),
+            criterion: CriterionInfo::of(self.alarms),
+            tiles,
+            summary,
+        }
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// `emerged` once the observed criterion has fired, else `alarm` or `quiet`.
+fn tile_status(q_obs: Option<usize>, alarm: bool) -> &'static str {
+    match (q_obs, alarm) {
+        (Some(_), _) => "emerged",
+        (None, true) => "alarm",
+        (None, false) => "quiet",
+    }
+}
+
+/// Where the model of a forecast came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The `train` stage and the variant it was taken from.
+    pub stage: String,
+    pub variant: Option<String>,
+    /// The train stage's key.
+    pub key: String,
+    /// The hash `magpipe lineage <stage>` prints: every stage key and output hash on the chain
+    /// and every raw file.
+    pub lineage_hash: String,
+    pub weights_blake3: String,
+    pub scaler_blake3: String,
+    /// MagFluxLSTM / MagFluxEnc-Dec, and hybrid / MSE.
+    pub model: String,
+    pub loss: String,
+    /// Validation derivative RMSE, and whether training flagged the run as collapsed.
+    pub val_rmse: Option<f64>,
+    pub collapsed: bool,
+}
+
+/// What was read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataInfo {
+    /// The AR folder as given.
+    pub dir: String,
+    /// First and last hour used, and how many.
+    pub first: String,
+    pub last: String,
+    pub hours: usize,
+    /// The `--at` time asked for, if any.
+    pub at: Option<String>,
+    /// blake3 over the timestamps and raw values of the hours used.
+    pub input_blake3: String,
+}
+
+impl DataInfo {
+    pub fn of(dir: &Path, data: &LiveData, at: Option<i64>) -> DataInfo {
+        DataInfo {
+            dir: dir.display().to_string(),
+            first: data
+                .raw
+                .times
+                .first()
+                .map_or(String::new(), |&u| format_micros(u)),
+            last: data
+                .raw
+                .times
+                .last()
+                .map_or(String::new(), |&u| format_micros(u)),
+            hours: data.len(),
+            at: at.map(format_micros),
+            input_blake3: data.input_blake3.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CriterionInfo {
+    pub threshold: f64,
+    pub smoothing: usize,
+    pub sustain: usize,
+    pub horizon_hours: i64,
+    pub lead_offset: i64,
+    pub delay_hours: i64,
+}
+
+impl CriterionInfo {
+    pub fn of(a: &AlarmParams) -> CriterionInfo {
+        CriterionInfo {
+            threshold: a.threshold,
+            smoothing: a.smoothing,
+            sustain: a.sustain,
+            horizon_hours: a.horizon_hours,
+            lead_offset: a.lead_offset,
+            delay_hours: a.delay_hours,
+        }
+    }
+}
+
+/// One output of the latest window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub step: usize,
+    /// The hour it targets.
+    pub time: String,
+    pub hours_ahead: i64,
+    /// The model's output, denormalised (not recalibrated).
+    pub flux_gauss: f64,
+}
+
+/// One point of the predicted series the criterion runs on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Plot position (one hour before the target, as in the study).
+    pub time: String,
+    pub target_time: String,
+    /// Recalibrated once the offset is known.
+    pub flux_gauss: f64,
+}
+
+/// A first emergence: its time, its hour in the AR's data and its plot-axis position (Table 2's
+/// `*_first_q`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Emergence {
+    pub time: String,
+    pub hour: usize,
+    pub q: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TileEmergence {
+    /// Paper tile number.
+    pub tile: u32,
+    pub at: Emergence,
+}
+
+/// A Table 2 cell: category, lead and colour class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Table2Cell {
+    pub category: String,
+    pub lead_h: Option<i64>,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TileForecast {
+    pub tile: u32,
+    pub k: usize,
+    pub row: usize,
+    pub col: usize,
+    /// Observed |B| at the issue hour (Gauss).
+    pub observed_gauss: Option<f64>,
+    pub forecast: Vec<Step>,
+    /// The recalibration offset in Gauss (null before φ[lk] is known, or when the protocol
+    /// does not recalibrate).
+    pub recalibration_gauss: Option<f64>,
+    pub series: Vec<SeriesPoint>,
+    /// The criterion fires on the predicted series.
+    pub alarm: bool,
+    pub predicted_emergence: Option<Emergence>,
+    pub observed_emergence: Option<Emergence>,
+    /// Hours from the issue hour to the predicted emergence, and what is left after the
+    /// processing delay.
+    pub lead_h: Option<i64>,
+    pub margin_h: Option<i64>,
+    /// `quiet`, `alarm` or `emerged`.
+    pub status: &'static str,
+    /// Table 2's rule on what is known at the issue hour.
+    pub table2: Table2Cell,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArForecast {
+    pub alarm: bool,
+    pub alarm_tiles: Vec<u32>,
+    pub predicted_emergence: Option<TileEmergence>,
+    pub observed_emergence: Option<TileEmergence>,
+    pub lead_h: Option<i64>,
+    pub margin_h: Option<i64>,
+    pub status: &'static str,
+    pub table2: Table2Cell,
+}
+
+/// `magpipe forecast` (schema `magpipe.forecast/1`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForecastReport {
+    pub schema: &'static str,
+    pub model: ModelInfo,
+    pub ar: u32,
+    /// The last hour used: the forecast is what was knowable then.
+    pub issued_at: String,
+    pub data: DataInfo,
+    pub geometry: Geometry,
+    pub criterion: CriterionInfo,
+    pub tiles: Vec<TileForecast>,
+    pub summary: ArForecast,
+}
+
+/// One row of a replay's timeline: a tile's state at one hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineRow {
+    pub ar: u32,
+    pub tile: u32,
+    pub hour: usize,
+    pub time: i64,
+    pub windows: usize,
+    pub alarm: bool,
+    pub predicted_first_q: Option<usize>,
+    pub observed_first_q: Option<usize>,
+    pub nan_input: bool,
+}
+
+/// The first alarm of a tile in a replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirstAlarm {
+    /// The hour the alarm was first raised (the last hour of data it rests on).
+    pub issued: String,
+    pub hour: usize,
+    /// Paper tile number (for an AR, the tile that raised it).
+    pub tile: u32,
+    /// The emergence it predicted then.
+    pub predicted_emergence: Emergence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayTile {
+    pub tile: u32,
+    pub k: usize,
+    /// Table 2's first observed and predicted emergence and cell.
+    pub observed_emergence: Option<Emergence>,
+    pub predicted_emergence: Option<Emergence>,
+    pub table2: Table2Cell,
+    pub first_alarm: Option<FirstAlarm>,
+    /// Hours with the alarm on, and how often it went off again.
+    pub alarm_hours: usize,
+    pub retractions: usize,
+    /// Observed emergence minus the first alarm, and what is left after the delay.
+    pub operational_lead_h: Option<i64>,
+    pub operational_margin_h: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayEmergence {
+    pub observed_emergence: Option<TileEmergence>,
+    pub predicted_emergence: Option<TileEmergence>,
+    pub table2: Table2Cell,
+    pub first_alarm: Option<FirstAlarm>,
+    pub operational_lead_h: Option<i64>,
+    pub operational_margin_h: Option<i64>,
+    /// The operational lead's colour class (the Table 2 rule applied to it).
+    pub operational_status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayHours {
+    pub first: String,
+    pub last: String,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayAr {
+    pub ar: u32,
+    pub geometry: Geometry,
+    pub data: DataInfo,
+    /// The hours replayed: from the first window to the last scored prediction's.
+    pub hours: ReplayHours,
+    pub tiles: Vec<ReplayTile>,
+    pub emergence: ReplayEmergence,
+    /// Files written for this AR (timeline plot).
+    pub files: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Successes {
+    pub ars: usize,
+    /// Table 2's Emergence column: leads ≥ delay and > delay.
+    pub table2_ge: usize,
+    pub table2_gt: usize,
+    /// Observed emergence minus first alarm: ≥ delay and > delay.
+    pub operational_ge: usize,
+    pub operational_gt: usize,
+}
+
+/// `magpipe forecast --replay` (schema `magpipe.forecast-replay/1`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub schema: &'static str,
+    pub model: ModelInfo,
+    pub criterion: CriterionInfo,
+    pub ars: Vec<ReplayAr>,
+    pub successes: Successes,
+    /// Files written for the whole replay (timeline table, Table 2, this report).
+    pub files: BTreeMap<String, String>,
+}
+
+impl Live<'_> {
+    /// The replay geometry's protocol row (always there in a replay).
+    fn replay_row(&self) -> Result<&ArGeometry, ForecastError> {
+        self.g
+            .protocol
+            .as_ref()
+            .ok_or_else(|| invalid("a replay needs its geometry resolved for replay"))
+    }
+
+    /// The hours a replay steps through: from the first window's last input to the last
+    /// scored prediction's.
+    pub fn replay_hours(&self) -> Result<std::ops::RangeInclusive<usize>, ForecastError> {
+        let pg = self.replay_row()?;
+        Ok(self.g.first_hour()..=pg.span + self.g.input - 2)
+    }
+
+    /// Steps hour by hour through the AR; each hour's state uses only the hours up to it. The
+    /// Table 2 cells come from the study's scoring of the full scored span, as `score_alarms`
+    /// computes them.
+    pub fn replay(&self, data: DataInfo) -> Result<(ReplayAr, Vec<TimelineRow>), ForecastError> {
+        let g = self.g;
+        let pg = self.replay_row()?;
+        let hours = self.replay_hours()?;
+        let mut rows = Vec::new();
+        for s in hours.clone() {
+            for &k in &g.tiles {
+                let st = self.state(k, s);
+                rows.push(TimelineRow {
+                    ar: g.ar,
+                    tile: k as u32 + 1,
+                    hour: s,
+                    time: self.data.time_of(s),
+                    windows: st.windows,
+                    alarm: st.q_pred.is_some(),
+                    predicted_first_q: st.q_pred,
+                    observed_first_q: st.q_obs,
+                    nan_input: st.nan_input,
+                });
+            }
+        }
+        let scored = self.table2(pg);
+        let delay = self.alarms.delay_hours;
+        let mut tiles = Vec::new();
+        for t in &scored.tiles {
+            let k = t.tile as usize - 1;
+            let mine: Vec<&TimelineRow> = rows.iter().filter(|r| r.tile == t.tile).collect();
+            let first = mine.iter().find(|r| r.alarm).map(|r| FirstAlarm {
+                issued: format_micros(r.time),
+                hour: r.hour,
+                tile: t.tile,
+                predicted_emergence: self.emergence(r.predicted_first_q.expect("an alarm")),
+            });
+            let retractions = mine
+                .windows(2)
+                .filter(|w| w[0].alarm && !w[1].alarm)
+                .count();
+            let lead = match (&first, t.q_obs) {
+                (Some(f), Some(q)) => Some(g.axis_hour(q) as i64 - f.hour as i64),
+                _ => None,
+            };
+            tiles.push(ReplayTile {
+                tile: t.tile,
+                k,
+                observed_emergence: t.q_obs.map(|q| self.emergence(q)),
+                predicted_emergence: t.q_pred.map(|q| self.emergence(q)),
+                table2: self.cell(t.category),
+                first_alarm: first,
+                alarm_hours: mine.iter().filter(|r| r.alarm).count(),
+                retractions,
+                operational_lead_h: lead,
+                operational_margin_h: lead.map(|l| l - delay),
+            });
+        }
+        let a = &scored.ars[0];
+        let tile_of = |q: Option<usize>, f: fn(&ReplayTile) -> Option<&Emergence>| {
+            q.and_then(|q| {
+                tiles
+                    .iter()
+                    .find(|t| f(t).map(|e| e.q) == Some(q))
+                    .map(|t| TileEmergence {
+                        tile: t.tile,
+                        at: self.emergence(q),
+                    })
+            })
+        };
+        let first_alarm = tiles
+            .iter()
+            .filter_map(|t| t.first_alarm.clone())
+            .min_by_key(|f| (f.hour, f.tile));
+        let lead = match (&first_alarm, a.q_obs) {
+            (Some(f), Some(q)) => Some(g.axis_hour(q) as i64 - f.hour as i64),
+            _ => None,
+        };
+        let emergence = ReplayEmergence {
+            observed_emergence: tile_of(a.q_obs, |t| t.observed_emergence.as_ref()),
+            predicted_emergence: tile_of(a.q_pred, |t| t.predicted_emergence.as_ref()),
+            table2: self.cell(a.category),
+            operational_status: status(
+                Category::of(a.q_obs, first_alarm.as_ref().map(|f| f.hour), |_, _| {
+                    lead.unwrap_or_default()
+                }),
+                delay,
+            ),
+            first_alarm,
+            operational_lead_h: lead,
+            operational_margin_h: lead.map(|l| l - delay),
+        };
+        let span = ReplayHours {
+            first: format_micros(self.data.time_of(*hours.start())),
+            last: format_micros(self.data.time_of(*hours.end())),
+            count: hours.count(),
+        };
+        Ok((
+            ReplayAr {
+                ar: g.ar,
+                geometry: g.clone(),
+                data,
+                hours: span,
+                tiles,
+                emergence,
+                files: BTreeMap::new(),
+            },
+            rows,
+        ))
+    }
+
+    /// Table 2 of this AR, by the evaluation's own code on the full scored span.
+    fn table2(&self, pg: &ArGeometry) -> crate::alarms::Scored {
+        let proto = protocol::Protocol {
+            output_step: self.g.output_step,
+            recalibrate: self.g.recalibrate,
+            metric_hours: 0,
+            target_offset: self.g.target_offset,
+            horizon: self.g.horizon,
+            train_input: self.g.input,
+            ars: vec![pg.clone()],
+        };
+        let tiles: BTreeMap<(u32, usize), TileSeries> = pg
+            .tiles
+            .iter()
+            .map(|&k| {
+                let yhat = (0..pg.windows)
+                    .map(|j| self.out.step(k, j, self.g.output_step))
+                    .collect();
+                (
+                    (pg.ar, k),
+                    TileSeries::new(&proto, pg, self.data.phi(k), k, yhat),
+                )
+            })
+            .collect();
+        self.alarms.score(&proto, &tiles)
+    }
+
+    /// Checks the hours a replay uses: gap-free up to the last observed hour it scores.
+    pub fn check_replay(&self, ar_dir: &Path) -> Result<(), ForecastError> {
+        let pg = self.replay_row()?;
+        let last = self.g.last_known + pg.span;
+        if let Some((i, dh)) = self.data.gap_until(last) {
+            return Err(invalid(format!(
+                "{}: gap in the timeline: {} → {} ({dh} h instead of 1) after hour {i}, inside \
+                 the hours the replay scores (up to hour {last})",
+                ar_dir.display(),
+                format_micros(self.data.raw.times[i]),
+                format_micros(self.data.raw.times[i + 1]),
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Geometry {
+    /// A replay of an AR outside the test protocol is scored like a protocol row with no trim:
+    /// every prediction whose target hour is in the data, history as chosen.
+    pub fn resolve_for_replay(
+        &mut self,
+        frame: &ModelFrame,
+        times: &[i64],
+    ) -> Result<(), ForecastError> {
+        if self.protocol.is_some() {
+            return Ok(());
+        }
+        let pp = ProtocolParams {
+            metric_hours: 1,
+            ..frame.protocol_params()
+        };
+        let row = protocol::TestAr {
+            ar: self.ar,
+            k0: 0,
+            input: self.input,
+            history: self.history,
+            trim: 0,
+            metric_start: self.history,
+        };
+        let mut pg = protocol::resolve(&row, &pp, times, frame.target_offset, frame.horizon)
+            .map_err(ForecastError::Invalid)?;
+        pg.tiles = self.tiles.clone();
+        self.protocol = Some(pg);
+        Ok(())
+    }
+}
+
+/// Successes over the replayed ARs.
+pub fn successes(ars: &[ReplayAr], delay: i64) -> Successes {
+    let count = |f: &dyn Fn(&ReplayAr) -> Option<i64>, strict: bool| {
+        ars.iter()
+            .filter_map(f)
+            .filter(|&l| if strict { l > delay } else { l >= delay })
+            .count()
+    };
+    let t2 = |a: &ReplayAr| a.emergence.table2.lead_h;
+    let op = |a: &ReplayAr| a.emergence.operational_lead_h;
+    Successes {
+        ars: ars.len(),
+        table2_ge: count(&t2, false),
+        table2_gt: count(&t2, true),
+        operational_ge: count(&op, false),
+        operational_gt: count(&op, true),
+    }
+}
+
+/// The timeline as a table (Parquet through polars).
+pub fn timeline_frame(
+    rows: &[TimelineRow],
+) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {
+    use polars::prelude::*;
+    let n = rows.len();
+    let u =
+        |f: fn(&TimelineRow) -> usize| -> Vec<u32> { rows.iter().map(|r| f(r) as u32).collect() };
+    let o = |f: fn(&TimelineRow) -> Option<usize>| -> Vec<Option<u32>> {
+        rows.iter().map(|r| f(r).map(|v| v as u32)).collect()
+    };
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("ar".into(), rows.iter().map(|r| r.ar).collect::<Vec<_>>()),
+            Column::new(
+                "tile".into(),
+                rows.iter().map(|r| r.tile).collect::<Vec<_>>(),
+            ),
+            Column::new("hour".into(), u(|r| r.hour)),
+            Column::new(
+                "time".into(),
+                rows.iter().map(|r| r.time).collect::<Vec<_>>(),
+            )
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?,
+            Column::new("windows".into(), u(|r| r.windows)),
+            Column::new(
+                "alarm".into(),
+                rows.iter().map(|r| r.alarm).collect::<Vec<_>>(),
+            ),
+            Column::new("predicted_first_q".into(), o(|r| r.predicted_first_q)),
+            Column::new("observed_first_q".into(), o(|r| r.observed_first_q)),
+            Column::new(
+                "nan_input".into(),
+                rows.iter().map(|r| r.nan_input).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+}
+
+/// The timeline as CSV, with the plot-axis positions also as times.
+pub fn timeline_csv(rows: &[TimelineRow], geos: &[&Geometry], data: &[&LiveData]) -> String {
+    let mut out = String::from(
+        "ar,tile,hour,time,windows,alarm,predicted_first,observed_first,predicted_first_q,observed_first_q,nan_input\n",
+    );
+    for r in rows {
+        let i = geos
+            .iter()
+            .position(|g| g.ar == r.ar)
+            .expect("a replayed AR");
+        let at = |q: Option<usize>| {
+            q.map(|q| format_micros(data[i].time_of(geos[i].axis_hour(q))))
+                .unwrap_or_default()
+        };
+        let q = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            "AR{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.ar,
+            r.tile,
+            r.hour,
+            format_micros(r.time),
+            r.windows,
+            r.alarm,
+            at(r.predicted_first_q),
+            at(r.observed_first_q),
+            q(r.predicted_first_q),
+            q(r.observed_first_q),
+            r.nan_input
+        ));
+    }
+    out
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("–".into(), |v| v.to_string())
+}
+
+fn hours(v: Option<i64>) -> String {
+    v.map_or("–".into(), |v| format!("{v} h"))
+}
+
+/// `YYYY-MM-DD HH:MM` of a full timestamp string.
+fn minute(s: &str) -> &str {
+    s.get(..16).unwrap_or(s)
+}
+
+fn model_line(m: &ModelInfo) -> String {
+    format!(
+        "model: {}{} ({} {}), key {}, lineage {}{}",
+        m.stage,
+        m.variant
+            .as_ref()
+            .map(|v| format!("@{v}"))
+            .unwrap_or_default(),
+        m.model,
+        m.loss,
+        &m.key[..m.key.len().min(12)],
+        &m.lineage_hash[..m.lineage_hash.len().min(12)],
+        if m.collapsed {
+            " — COLLAPSED in training: its alarms mean little"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The forecast as a Markdown table (`md`) or aligned text.
+pub fn forecast_text(r: &ForecastReport, markdown: bool) -> String {
+    let g = &r.geometry;
+    let mut out = String::new();
+    let head = format!(
+        "forecast for AR{} issued at {} (data up to this hour{})",
+        r.ar,
+        r.issued_at,
+        r.data
+            .at
+            .as_ref()
+            .map(|a| format!("; --at {a}"))
+            .unwrap_or_default()
+    );
+    if markdown {
+        out.push_str(&format!("# {head}\n\n"));
+    } else {
+        out.push_str(&format!("{head}\n"));
+    }
+    out.push_str(&format!(
+        "{}\ntiles {} ({}), input {} h; criterion: smoothed dΦ/dt ≥ {} for {} h, delay {} h\n\n",
+        model_line(&r.model),
+        tile_label(&g.tiles),
+        g.source,
+        g.input,
+        r.criterion.threshold,
+        r.criterion.sustain,
+        r.criterion.delay_hours
+    ));
+    let header = [
+        "tile",
+        "|B| now (G)",
+        "+11 h (G)",
+        "status",
+        "predicted emergence",
+        "lead",
+        "margin",
+        "observed emergence",
+        "Table 2 so far",
+    ];
+    let rows: Vec<Vec<String>> = r
+        .tiles
+        .iter()
+        .map(|t| {
+            vec![
+                t.tile.to_string(),
+                opt(t.observed_gauss.map(|v| format!("{v:.1}"))),
+                opt(t.forecast.last().map(|s| format!("{:.1}", s.flux_gauss))),
+                t.status.to_uppercase(),
+                opt(t
+                    .predicted_emergence
+                    .as_ref()
+                    .map(|e| minute(&e.time).to_string())),
+                hours(t.lead_h),
+                hours(t.margin_h),
+                opt(t
+                    .observed_emergence
+                    .as_ref()
+                    .map(|e| minute(&e.time).to_string())),
+                t.table2.category.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&if markdown {
+        crate::table::markdown(&header, &rows)
+    } else {
+        aligned(&header, &rows)
+    });
+    let s = &r.summary;
+    out.push_str(&format!(
+        "\nAR{}: {}\n",
+        r.ar,
+        match (&s.observed_emergence, &s.predicted_emergence) {
+            (Some(o), _) => format!(
+                "EMERGED — the observed criterion fired at {} on tile {}",
+                minute(&o.at.time),
+                o.tile
+            ),
+            (None, Some(p)) => format!(
+                "ALARM — predicted emergence {} on tile {} ({} ahead, {} after the {}-h delay)",
+                minute(&p.at.time),
+                p.tile,
+                hours(s.lead_h),
+                hours(s.margin_h),
+                r.criterion.delay_hours
+            ),
+            (None, None) => "quiet — no emergence predicted or observed".into(),
+        }
+    ));
+    out
+}
+
+fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+    let w: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&w)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The replay as Markdown (`md`) or aligned text: per AR the tiles and the Emergence row.
+pub fn replay_text(r: &ReplayReport, markdown: bool) -> String {
+    let mut out = String::new();
+    let head = "forecast replay: the alarms an operator would have seen, hour by hour";
+    if markdown {
+        out.push_str(&format!("# {head}\n\n"));
+    } else {
+        out.push_str(&format!("{head}\n"));
+    }
+    out.push_str(&format!(
+        "{}\ncriterion: smoothed dΦ/dt ≥ {} for {} h; processing delay {} h. Operational lead = \
+         observed emergence − first alarm (the hour of the data it rests on); Table 2's lead = \
+         {} + q_obs − q_pred.\n",
+        model_line(&r.model),
+        r.criterion.threshold,
+        r.criterion.sustain,
+        r.criterion.delay_hours,
+        r.criterion.horizon_hours
+    ));
+    let header = [
+        "tile",
+        "observed emergence",
+        "first alarm",
+        "predicted then",
+        "Table 2 predicted",
+        "Table 2",
+        "operational lead",
+        "margin",
+        "alarm hours",
+        "retractions",
+    ];
+    for a in &r.ars {
+        out.push_str(&format!(
+            "\n{}AR{} ({}, tiles {}, input {} h): {} hours replayed, {} → {}\n\n",
+            if markdown { "## " } else { "" },
+            a.ar,
+            a.geometry.source,
+            tile_label(&a.geometry.tiles),
+            a.geometry.input,
+            a.hours.count,
+            minute(&a.hours.first),
+            minute(&a.hours.last)
+        ));
+        let t = |e: &Option<Emergence>| opt(e.as_ref().map(|e| minute(&e.time).to_string()));
+        let mut rows: Vec<Vec<String>> = a
+            .tiles
+            .iter()
+            .map(|x| {
+                vec![
+                    x.tile.to_string(),
+                    t(&x.observed_emergence),
+                    opt(x
+                        .first_alarm
+                        .as_ref()
+                        .map(|f| minute(&f.issued).to_string())),
+                    opt(x
+                        .first_alarm
+                        .as_ref()
+                        .map(|f| minute(&f.predicted_emergence.time).to_string())),
+                    t(&x.predicted_emergence),
+                    x.table2.category.clone(),
+                    hours(x.operational_lead_h),
+                    hours(x.operational_margin_h),
+                    x.alarm_hours.to_string(),
+                    x.retractions.to_string(),
+                ]
+            })
+            .collect();
+        let e = &a.emergence;
+        let te = |x: &Option<TileEmergence>| {
+            opt(x
+                .as_ref()
+                .map(|x| format!("{} (tile {})", minute(&x.at.time), x.tile)))
+        };
+        rows.push(vec![
+            "Emergence".into(),
+            te(&e.observed_emergence),
+            opt(e
+                .first_alarm
+                .as_ref()
+                .map(|f| format!("{} (tile {})", minute(&f.issued), f.tile))),
+            String::new(),
+            te(&e.predicted_emergence),
+            e.table2.category.clone(),
+            hours(e.operational_lead_h),
+            hours(e.operational_margin_h),
+            String::new(),
+            String::new(),
+        ]);
+        out.push_str(&if markdown {
+            crate::table::markdown(&header, &rows)
+        } else {
+            aligned(&header, &rows)
+        });
+    }
+    let s = &r.successes;
+    let d = r.criterion.delay_hours;
+    out.push_str(&format!(
+        "\nSuccessful ARs after the {d}-h delay: Table 2's Emergence column {}/{n} (≥ {d} h), \
+         {}/{n} (> {d} h); operational lead {}/{n} (≥ {d} h), {}/{n} (> {d} h).\n",
+        s.table2_ge,
+        s.table2_gt,
+        s.operational_ge,
+        s.operational_gt,
+        n = s.ars
+    ));
+    out
+}
+
+/// Checks the model's feature layout against the study's (the five features, in order, and a
+/// scaler with every channel).
+pub fn check_layout(model_inputs: usize, scaler: &Scaler) -> Result<(), ForecastError> {
+    if model_inputs != FEATURES.len() {
+        return Err(invalid(format!(
+            "the model was trained with {model_inputs} input features, but forecasts feed the \
+             study's {} ([P2-3, P3-4, P4-5, P5-6, Ic]): another feature layout",
+            FEATURES.len()
+        )));
+    }
+    if let Some(c) = CHANNELS.iter().find(|c| !scaler.pairs.contains_key(**c)) {
+        return Err(invalid(format!(
+            "the model's scaler has no pair for channel `{c}`: another feature layout"
+        )));
+    }
+    Ok(())
+}
