@@ -22,6 +22,7 @@ use magpipe_stages::window::WindowParams;
 use serde_json::{Value, json};
 
 use crate::error::RunError;
+use crate::exec::{self, Freshness};
 use crate::plan::Plan;
 use crate::provenance;
 use crate::spec::RawSpec;
@@ -46,6 +47,57 @@ pub struct Resolved {
     /// The ingest stage's data folder, where `--replay <AR number>` looks.
     pub data_dir: Option<PathBuf>,
     pub label: String,
+    /// Why the model is not what `pipeline.yaml` would produce now, when it is not.
+    pub stale: Option<String>,
+}
+
+fn utc(unix: f64) -> String {
+    let s = solared::time::format_micros((unix * 1e6).round() as i64);
+    format!("{}Z", &s[..19].replace(' ', "T"))
+}
+
+/// The model's record: the one the plan would produce now when it is in the store, else the
+/// one the variant last trained (with why it is stale: a forecast uses the model that exists,
+/// and says so, rather than refusing because, say, the data folder has grown since).
+fn model_record(
+    plan: &Plan,
+    store: &Store,
+    i: usize,
+    variant: Option<&str>,
+) -> Result<(crate::store::Record, Option<String>), RunError> {
+    let stage = &plan.stages[i].name;
+    let selected = plan
+        .select(std::slice::from_ref(stage))
+        .map_err(RunError::Usage)?;
+    let why = match exec::status(plan, store, &selected)?
+        .into_iter()
+        .find(|(j, _)| *j == i)
+        .map(|(_, f)| f)
+    {
+        Some(Freshness::Fresh(r)) => return Ok((*r, None)),
+        Some(Freshness::Stale { why, .. }) => why.join("; "),
+        None => "not selected".into(),
+    };
+    let run = match variant {
+        Some(v) => format!("magpipe run {stage} --variant {v}"),
+        None => format!("magpipe run {stage}"),
+    };
+    let last = store
+        .read_ref(variant, stage)
+        .map(|k| store.record(&k))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| {
+            RunError::Forecast(format!(
+                "stage `{stage}` has never trained a model here ({why}); run `{run}` first"
+            ))
+        })?;
+    let note = format!(
+        "`{stage}` is not what pipeline.yaml would train now ({why}); forecasting with the model \
+         it last trained (key {}). `{run}` brings it up to date.",
+        crate::key::short(&last.key)
+    );
+    Ok((last, Some(note)))
 }
 
 /// `STAGE[@VARIANT]` → (stage, variant); `default` is no variant.
@@ -143,49 +195,45 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
             plan.stages[i].kind.name()
         )));
     }
-    let lineage = provenance::lineage(&plan, store, &stage, None).map_err(|e| match e {
-        RunError::Stale { stage: s, why } => RunError::Stale {
-            stage: match variant {
-                Some(v) => format!("{s} --variant {v}"),
-                None => s,
-            },
-            why,
-        },
-        other => other,
-    })?;
-    let rec = |name: &str| {
-        lineage
-            .stages
-            .iter()
-            .find(|s| s.stage == name)
-            .ok_or_else(|| usage(format!("stage `{name}` is not on the chain of `{stage}`")))
+    let (record, stale) = model_record(&plan, store, i, variant)?;
+    let chain = provenance::record_chain(store, &record.key)?;
+    let lineage = provenance::records_lineage(&chain, variant);
+    let by_key = |k: Option<&String>, kind: &str| -> Result<&crate::store::Record, RunError> {
+        k.and_then(|k| chain.iter().find(|r| &r.key == k))
+            .filter(|r| r.preimage.kind == kind)
+            .ok_or_else(|| {
+                RunError::Forecast(format!(
+                    "the record of `{stage}` has no {kind} stage upstream of its training windows"
+                ))
+            })
     };
-    let output = |name: &str, out: &str| -> Result<(PathBuf, String), RunError> {
-        let r = rec(name)?;
+    let window_rec = by_key(record.upstream.get("train"), "window")?;
+    let scale_rec = by_key(window_rec.upstream.get("train"), "minmax_scale")?;
+    // A forecast names the hashes of the files it used, so it checks them instead of trusting
+    // the store: a damaged object is refused, not forecast with.
+    let output = |r: &crate::store::Record, out: &str| -> Result<(PathBuf, String), RunError> {
         let o = r.outputs.get(out).ok_or_else(|| {
-            usage(format!(
-                "stage `{name}` has no output `{out}` in its record"
-            ))
+            RunError::Forecast(format!("the record of `{}` has no output `{out}`", r.stage))
         })?;
-        Ok((store.object_path(o), o.hash.clone()))
+        let path = store.object_path(o);
+        let ok = path.is_file() && crate::store::hash_file(&path)?.0 == o.hash;
+        if !ok {
+            return Err(RunError::Forecast(format!(
+                "{}: missing, or not the bytes the record of stage `{}` holds; the store is \
+                 damaged (`magpipe verify` names what, `magpipe run {}` recreates it)",
+                path.display(),
+                r.stage,
+                r.stage
+            )));
+        }
+        Ok((path, o.hash.clone()))
     };
-    let train = &plan.stages[i];
-    let window = wire_from(&plan, i, "train")
-        .filter(|&w| plan.stages[w].kind.name() == "window")
-        .ok_or_else(|| {
-            usage(format!(
-                "`{stage}` does not train on a window stage's windows"
-            ))
-        })?;
-    let scale = wire_from(&plan, window, "train")
-        .filter(|&s| plan.stages[s].kind.name() == "minmax_scale")
-        .ok_or_else(|| usage("the model's windows do not come from a minmax_scale stage"))?;
-    let wp: WindowParams = serde_json::from_value(plan.stages[window].params.clone())
-        .map_err(|e| usage(format!("window params: {e}")))?;
-    let (scaler_path, scaler_hash) = output(&plan.stages[scale].name, "scaler")?;
+    let wp: WindowParams = serde_json::from_value(window_rec.preimage.params.clone())
+        .map_err(|e| RunError::Forecast(format!("the window record's params: {e}")))?;
+    let (scaler_path, scaler_hash) = output(scale_rec, "scaler")?;
     let scaler = Scaler::read(&scaler_path).map_err(|e| RunError::Forecast(e.to_string()))?;
-    let (weights, weights_hash) = output(&stage, "model")?;
-    let (config, _) = output(&stage, "config")?;
+    let (weights, weights_hash) = output(&record, "model")?;
+    let (config, _) = output(&record, "config")?;
     let cfg: Value = std::fs::read_to_string(&config)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -198,6 +246,7 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
             config.display()
         )));
     };
+    let window = wire_from(&plan, i, "train").unwrap_or(usize::MAX);
     let protocol = plan.stages.iter().position(|s| {
         s.kind.name() == "test_protocol"
             && s.inputs
@@ -234,7 +283,8 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
     let info = ModelInfo {
         stage: stage.clone(),
         variant: variant.map(str::to_string),
-        key: rec(&train.name)?.key.clone(),
+        key: record.key.clone(),
+        trained_at: utc(record.started_unix + record.seconds),
         lineage_hash: lineage.lineage_hash.clone(),
         weights_blake3: weights_hash,
         scaler_blake3: scaler_hash,
@@ -244,6 +294,7 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
         collapsed: cfg["collapsed"].as_bool().unwrap_or(false),
     };
     Ok(Resolved {
+        stale,
         label: format!("{model_name} {loss}"),
         info,
         frame: ModelFrame {

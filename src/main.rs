@@ -898,6 +898,9 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             let spec = RawSpec::load(&cli.file)?;
             let store = Store::open(&store_root(cli));
             let res = magpipe::forecast::resolve(&spec, &store, model.as_deref())?;
+            if let Some(note) = &res.stale {
+                eprintln!("note: {note}");
+            }
             if let Some(r) = rows.as_deref()
                 && let Some(bad) = r.iter().find(|&&r| r >= 9)
             {

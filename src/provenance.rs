@@ -72,21 +72,20 @@ pub struct Lineage {
     pub lineage_hash: String,
 }
 
-/// blake3 over the chain's content: every stage's kind, version, key and output hashes, in
-/// pipeline order, and every raw file's name and hash. Stage names and paths stay out, as they
-/// stay out of keys, so the same chain run under other names or from another folder has the
-/// same hash.
+/// blake3 over the chain's content: every stage's kind, version, key and output hashes (by key,
+/// so the order the chain was walked in does not matter) and every raw file's name and hash.
+/// Stage names and paths stay out, as they stay out of keys, so the same chain run under other
+/// names or from another folder has the same hash.
 pub fn lineage_hash(stages: &[LineageStage], raw: &[RawFile]) -> String {
     let chain = serde_json::json!({
         "stages": stages
             .iter()
-            .map(|s| serde_json::json!({
+            .map(|s| (s.key.clone(), serde_json::json!({
                 "kind": s.kind,
                 "kind_version": s.kind_version,
-                "key": s.key,
                 "outputs": s.outputs.iter().map(|(n, o)| (n.clone(), o.hash.clone())).collect::<BTreeMap<_, _>>(),
-            }))
-            .collect::<Vec<_>>(),
+            })))
+            .collect::<BTreeMap<_, _>>(),
         "raw_files": raw.iter().map(|f| (f.name.clone(), f.blake3.clone())).collect::<BTreeMap<_, _>>(),
     });
     blake3::hash(chain.to_string().as_bytes())
@@ -221,6 +220,104 @@ pub fn lineage(
         stages,
         raw_files,
     })
+}
+
+/// The records behind `key`, following each record's `upstream` keys; dependencies first.
+pub fn record_chain(store: &Store, key: &str) -> Result<Vec<Record>, RunError> {
+    fn visit(
+        store: &Store,
+        key: &str,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<Record>,
+    ) -> Result<(), RunError> {
+        if !seen.insert(key.to_string()) {
+            return Ok(());
+        }
+        let r = store
+            .record(key)?
+            .ok_or_else(|| RunError::Usage(format!("record {key} is missing from the store")))?;
+        for up in r.upstream.values() {
+            visit(store, up, seen, out)?;
+        }
+        out.push(r);
+        Ok(())
+    }
+    let mut out = Vec::new();
+    visit(store, key, &mut BTreeSet::new(), &mut out)?;
+    Ok(out)
+}
+
+/// The lineage of the last record of `chain` (as [`record_chain`] returns it), from the records
+/// alone: what the store holds, whether or not `pipeline.yaml` would still produce it.
+pub fn records_lineage(chain: &[Record], variant: Option<&str>) -> Lineage {
+    let by_key: BTreeMap<&str, &Record> = chain.iter().map(|r| (r.key.as_str(), r)).collect();
+    let mut raw: BTreeMap<String, RawFile> = BTreeMap::new();
+    let mut stages = Vec::new();
+    for r in chain {
+        let defaults = crate::plan::kind(&r.preimage.kind).map(|k| k.defaults());
+        let non_default = match (&r.preimage.params, &defaults) {
+            (Value::Object(p), Some(Value::Object(d))) => p
+                .iter()
+                .filter(|(k, v)| d.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let inputs = r
+            .preimage
+            .inputs
+            .iter()
+            .map(|(slot, hash)| {
+                let up = r.upstream.get(slot).and_then(|k| by_key.get(k.as_str()));
+                LineageInput {
+                    slot: slot.clone(),
+                    from_stage: up.map(|u| u.stage.clone()).unwrap_or_default(),
+                    output: up
+                        .and_then(|u| u.outputs.iter().find(|(_, o)| &o.hash == hash))
+                        .map(|(n, _)| n.clone())
+                        .unwrap_or_default(),
+                    hash: hash.clone(),
+                }
+            })
+            .collect();
+        for src in &r.preimage.sources {
+            raw.entry(src.name.clone()).or_insert_with(|| RawFile {
+                name: src.name.clone(),
+                path: r.source_paths.get(&src.name).cloned().unwrap_or_default(),
+                size: src.size,
+                blake3: src.hash.clone(),
+                read_by: r.stage.clone(),
+            });
+        }
+        stages.push(LineageStage {
+            stage: r.stage.clone(),
+            kind: r.preimage.kind.clone(),
+            kind_version: r.preimage.kind_version,
+            key: r.key.clone(),
+            params: r.preimage.params.clone(),
+            non_default,
+            inputs,
+            outputs: r.outputs.clone(),
+            runtime: r.preimage.runtime.clone(),
+            magpipe_version: r.magpipe_version.clone(),
+            git_commit: r.git_commit.clone(),
+            started: utc(r.started_unix),
+            finished: utc(r.started_unix + r.seconds),
+            seconds: r.seconds,
+            summary: r.summary.clone(),
+            executor: r.executor.clone(),
+        });
+    }
+    let raw_files: Vec<RawFile> = raw.into_values().collect();
+    Lineage {
+        target: chain.last().map(|r| r.stage.clone()).unwrap_or_default(),
+        output: None,
+        output_name: None,
+        variant: variant.map(str::to_string),
+        lineage_hash: lineage_hash(&stages, &raw_files),
+        stages,
+        raw_files,
+    }
 }
 
 fn params_line(l: &LineageStage, max: usize) -> String {

@@ -210,6 +210,13 @@ impl Geometry {
                 "defaults",
             ),
         };
+        if g.history > g.last_known {
+            return Err(invalid(format!(
+                "the protocol's history of {} hours reaches before the first hour (last known \
+                 index {})",
+                g.history, g.last_known
+            )));
+        }
         g.source = source.to_string();
         if let Some(t) = chosen {
             if let Some(pg) = &mut g.protocol {
@@ -732,6 +739,8 @@ pub struct ModelInfo {
     pub variant: Option<String>,
     /// The train stage's key.
     pub key: String,
+    /// When its training finished (UTC).
+    pub trained_at: String,
     /// The hash `magpipe lineage <stage>` prints: every stage key and output hash on the chain
     /// and every raw file.
     pub lineage_hash: String,
@@ -1572,4 +1581,348 @@ pub fn check_layout(model_inputs: usize, scaler: &Scaler) -> Result<(), Forecast
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TestAr;
+
+    const T0: i64 = 1_362_682_777_500_000; // 2013-03-07 18:59:37.5
+
+    fn series(ar: u32, t: usize) -> ArSeries {
+        let wave = |c: usize| -> Vec<f64> {
+            (0..TILES * t)
+                .map(|i| {
+                    let (k, h) = (i / t, i % t);
+                    (c + 1) as f64 * ((h as f64 * 0.07 + k as f64 * 0.3 + c as f64).sin() + 1.5)
+                })
+                .collect()
+        };
+        ArSeries {
+            ar,
+            times: (0..t as i64).map(|h| T0 + h * HOUR).collect(),
+            ic: wave(0),
+            flux: wave(1),
+            power: [wave(2), wave(3), wave(4), wave(5)],
+        }
+    }
+
+    fn scaler() -> Scaler {
+        let s = series(1, 50);
+        let mut table = SeriesTable::default();
+        let [a, b, c, d] = s.power.clone();
+        table.push(
+            1,
+            s.times.clone(),
+            [s.ic.clone(), s.flux.clone(), a, b, c, d],
+        );
+        crate::scale::fit(&table, &[1], &crate::scale::ScaleParams::default()).unwrap()
+    }
+
+    fn frame(protocol: Option<ProtocolParams>) -> ModelFrame {
+        ModelFrame {
+            train_input: 20,
+            train_row: 4,
+            target_offset: 0,
+            horizon: 12,
+            protocol,
+            alarms: AlarmParams::default(),
+            scaler: scaler(),
+        }
+    }
+
+    fn protocol_row(ar: u32) -> ProtocolParams {
+        ProtocolParams {
+            ars: vec![TestAr {
+                ar,
+                k0: 28,
+                input: 16,
+                history: 10,
+                trim: -3,
+                metric_start: 10,
+            }],
+            metric_hours: 12,
+            ..ProtocolParams::default()
+        }
+    }
+
+    /// Outputs where step `os` of window j is `f(j)` and every other step is j/1000.
+    fn outputs(g: &Geometry, windows: usize, f: &dyn Fn(usize, usize) -> f64) -> Outputs {
+        let mut out = Outputs {
+            horizon: g.horizon,
+            by_tile: BTreeMap::new(),
+        };
+        for &k in &g.tiles {
+            let v = (0..windows)
+                .flat_map(|j| {
+                    (0..g.horizon).map(move |i| {
+                        if i == g.output_step {
+                            f(k, j) as f32
+                        } else {
+                            j as f32 / 1000.0
+                        }
+                    })
+                })
+                .collect();
+            out.by_tile.insert(k, v);
+        }
+        out
+    }
+
+    #[test]
+    fn the_protocol_row_of_a_test_ar_sets_the_geometry_else_the_training_row() {
+        let f = frame(Some(protocol_row(7)));
+        let s = series(7, 80);
+        let g = Geometry::new(&f, &Choice::default(), 7, &s.times, false).unwrap();
+        assert_eq!(g.tiles, (29..36).collect::<Vec<_>>());
+        assert_eq!((g.input, g.history, g.last_known), (16, 10, 16 + 9));
+        assert_eq!(g.source, "test protocol");
+        let other = Geometry::new(&f, &Choice::default(), 8, &s.times, false).unwrap();
+        assert_eq!(other.tiles, (36..45).collect::<Vec<_>>());
+        assert_eq!((other.input, other.history), (20, 20 + 9));
+        assert_eq!(other.source, "defaults");
+        // Tiles from the command line keep the protocol's windows; an input of its own leaves it.
+        let c = Choice {
+            tiles: Some(vec![40, 41]),
+            ..Choice::default()
+        };
+        let t = Geometry::new(&f, &c, 7, &s.times, true).unwrap();
+        assert_eq!(t.tiles, [40, 41]);
+        assert_eq!(t.protocol.as_ref().unwrap().tiles, [40, 41]);
+        assert_eq!(
+            t.protocol.as_ref().unwrap().span,
+            80 + 1 - (16 - 1 + 12) - 3
+        );
+        let i = Choice {
+            input: Some(30),
+            ..Choice::default()
+        };
+        assert_eq!(
+            Geometry::new(&f, &i, 7, &s.times, false).unwrap().source,
+            "defaults"
+        );
+        let bad = Choice {
+            tiles: Some(vec![81]),
+            ..Choice::default()
+        };
+        let e = Geometry::new(&f, &bad, 7, &s.times, false).unwrap_err();
+        assert!(e.to_string().contains("tile 82 is outside"), "{e}");
+    }
+
+    #[test]
+    fn an_hours_state_depends_on_the_hours_up_to_it_only() {
+        let f = frame(None);
+        let full = LiveData::new(series(3, 90), &f.scaler).unwrap();
+        let g = Geometry::new(&f, &Choice::default(), 3, &full.raw.times, false).unwrap();
+        let wave = |k: usize, j: usize| 0.4 + 0.3 * ((j as f64 * 0.4 + k as f64).sin());
+        let out = outputs(&g, g.windows_to_run(89), &wave);
+        let live = Live {
+            g: &g,
+            data: &full,
+            out: &out,
+            alarms: &f.alarms,
+            pair: f.scaler.pair(FLUX),
+        };
+        let mut fired = 0;
+        for s in g.first_hour()..90 {
+            // The same AR as a forecaster had it at hour s, and only the windows run by then.
+            let mut cut = series(3, 90);
+            let keep = s + 1;
+            for c in [&mut cut.ic, &mut cut.flux]
+                .into_iter()
+                .chain(cut.power.iter_mut())
+            {
+                *c = (0..TILES)
+                    .flat_map(|k| c[k * 90..k * 90 + keep].to_vec())
+                    .collect();
+            }
+            cut.times.truncate(keep);
+            let data = LiveData::new(cut, &f.scaler).unwrap();
+            let past = outputs(&g, g.windows_to_run(s), &wave);
+            let then = Live {
+                g: &g,
+                data: &data,
+                out: &past,
+                alarms: &f.alarms,
+                pair: f.scaler.pair(FLUX),
+            };
+            for &k in &g.tiles {
+                let a = live.state(k, s);
+                assert_eq!(a, then.state(k, s), "tile {k} hour {s}");
+                assert_eq!(live.predicted_at(k, s), then.predicted_at(k, s));
+                fired += usize::from(a.q_pred.is_some());
+            }
+        }
+        assert!(
+            fired > 0,
+            "the wave never fired: the test would prove nothing"
+        );
+    }
+
+    #[test]
+    fn a_clean_rise_is_first_alarmed_seven_hours_before_its_plot_position() {
+        // Step `os` rises by 0.05 per window from window 20: the criterion needs the windows up
+        // to three past the first flagged one, and a prediction sits 10 h after its window's
+        // last input, so the alarm comes 7 h (not Table 2's 12) before the predicted emergence.
+        let f = frame(None);
+        let mut quiet = series(4, 120);
+        quiet.flux = vec![40.0; TILES * 120];
+        let data = LiveData::new(quiet, &f.scaler).unwrap();
+        let g = Geometry::new(&f, &Choice::default(), 4, &data.raw.times, false).unwrap();
+        let rise = |_: usize, j: usize| {
+            if j < 20 {
+                0.3
+            } else {
+                0.3 + 0.05 * (j - 20) as f64
+            }
+        };
+        let out = outputs(&g, g.windows_to_run(119), &rise);
+        let live = Live {
+            g: &g,
+            data: &data,
+            out: &out,
+            alarms: &f.alarms,
+            pair: f.scaler.pair(FLUX),
+        };
+        let k = g.tiles[0];
+        let first = (g.first_hour()..120)
+            .find(|&s| live.state(k, s).q_pred.is_some())
+            .unwrap();
+        let q = live.state(k, first).q_pred.unwrap();
+        assert_eq!(
+            q - g.history,
+            19,
+            "the smoothed derivative clears 0.01 one window early"
+        );
+        assert_eq!(g.axis_hour(q) - first, 7);
+        let report = live.forecast(first, model(), DataInfo::of(Path::new("x"), &data, None));
+        let t = &report.tiles[0];
+        assert!(t.alarm && t.status == "alarm");
+        assert_eq!((t.lead_h, t.margin_h), (Some(7), Some(3)));
+        assert_eq!(report.summary.alarm_tiles, (37..=45).collect::<Vec<u32>>());
+        assert_eq!(report.summary.lead_h, Some(7));
+        // The hour before, the run of four is not complete: no alarm yet.
+        assert_eq!(live.state(k, first - 1).q_pred, None);
+    }
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            stage: "m".into(),
+            variant: None,
+            key: "k".repeat(64),
+            trained_at: "2026-01-01T00:00:00Z".into(),
+            lineage_hash: "l".repeat(64),
+            weights_blake3: "w".repeat(64),
+            scaler_blake3: "s".repeat(64),
+            model: "MagFluxLSTM".into(),
+            loss: "hybrid".into(),
+            val_rmse: None,
+            collapsed: false,
+        }
+    }
+
+    #[test]
+    fn the_recalibration_waits_for_the_last_known_hour_and_changes_no_alarm() {
+        let f = frame(None);
+        let data = LiveData::new(series(5, 100), &f.scaler).unwrap();
+        let g = Geometry::new(&f, &Choice::default(), 5, &data.raw.times, false).unwrap();
+        let out = outputs(&g, g.windows_to_run(99), &|_, j| 0.1 * j as f64);
+        let live = Live {
+            g: &g,
+            data: &data,
+            out: &out,
+            alarms: &f.alarms,
+            pair: f.scaler.pair(FLUX),
+        };
+        let k = g.tiles[0];
+        assert_eq!(live.state(k, g.last_known - 1).offset, None);
+        let at = live.state(k, g.last_known);
+        let offset = at.offset.expect("φ[lk] is known at hour lk");
+        assert_eq!(offset, data.phi(k)[g.last_known]);
+        let (p, _) = live.predicted_at(k, g.last_known);
+        assert_eq!(p[0], data.phi(k)[g.last_known]);
+    }
+
+    #[test]
+    fn data_a_forecast_cannot_rest_on_is_refused_with_its_cause() {
+        let f = frame(None);
+        let dir = Path::new("/data/AR9");
+        let short = LiveData::new(series(9, 15), &f.scaler).unwrap();
+        let g = Geometry::new(&f, &Choice::default(), 9, &short.raw.times, false).unwrap();
+        let e = short.check(&g, 14, dir).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/data/AR9: too little history: 15 hours up to 2013-03-08 08:59:37"),
+            "{e}"
+        );
+        assert!(e.contains("needs 20 hours"), "{e}");
+
+        let mut gap = series(9, 60);
+        for t in &mut gap.times[30..] {
+            *t += 3 * HOUR;
+        }
+        let d = LiveData::new(gap, &f.scaler).unwrap();
+        let e = d.check(&g, 59, dir).unwrap_err().to_string();
+        assert!(e.contains("gap in the timeline"), "{e}");
+        assert!(e.contains("(4 h instead of 1) after hour 29"), "{e}");
+        assert!(
+            d.check(&g, 29, dir).is_ok(),
+            "the hours before the gap are fine"
+        );
+
+        let mut nan = series(9, 60);
+        nan.power[1][40 * 60 + 57] = f64::NAN;
+        let d = LiveData::new(nan, &f.scaler).unwrap();
+        let e = d.check(&g, 59, dir).unwrap_err().to_string();
+        assert!(e.contains("NaN in the last hours: P3-4 of tile 41"), "{e}");
+        assert!(d.check(&g, 56, dir).is_ok(), "the NaN lies after hour 56");
+        // An older NaN, out of the last window, is filled as the study fills it.
+        let mut old = series(9, 60);
+        old.ic[36 * 60 + 10] = f64::NAN;
+        let d = LiveData::new(old, &f.scaler).unwrap();
+        assert!(d.check(&g, 59, dir).is_ok());
+        assert!(d.check(&g, 25, dir).is_err());
+    }
+
+    #[test]
+    fn another_feature_layout_is_refused() {
+        let s = scaler();
+        assert!(check_layout(5, &s).is_ok());
+        let e = check_layout(6, &s).unwrap_err().to_string();
+        assert!(e.contains("trained with 6 input features"), "{e}");
+        let mut missing = s.clone();
+        missing.pairs.remove("p56");
+        let e = check_layout(5, &missing).unwrap_err().to_string();
+        assert!(e.contains("no pair for channel `p56`"), "{e}");
+    }
+
+    #[test]
+    fn batches_travel_to_the_worker_and_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        let batches = vec![
+            Batch {
+                k: 3,
+                windows: 2,
+                input: 4,
+                x: (0..40).map(|i| i as f32 * 0.5).collect(),
+            },
+            Batch {
+                k: 9,
+                windows: 1,
+                input: 4,
+                x: (0..20).map(|i| -(i as f32)).collect(),
+            },
+        ];
+        write_batches(&path, &batches).unwrap();
+        let back = read_f32(&path, "x").unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0], (vec![2, 4, 5], batches[0].x.clone()));
+        assert_eq!(back[1], (vec![1, 4, 5], batches[1].x.clone()));
+        let ys = vec![(vec![2, 3], vec![0.0; 6]), (vec![1, 3], vec![1.0; 3])];
+        let out = outputs_of(&batches, ys, 3).unwrap();
+        assert_eq!(out.windows(9), 1);
+        let wrong = vec![(vec![2, 4], vec![0.0; 8]), (vec![1, 3], vec![1.0; 3])];
+        assert!(outputs_of(&batches, wrong, 3).is_err());
+    }
 }
