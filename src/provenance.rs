@@ -142,15 +142,7 @@ pub fn lineage(
     for &j in &selected {
         let s = &plan.stages[j];
         let r = &recs[&j];
-        let defaults = s.kind.defaults();
-        let non_default = match (&s.params, &defaults) {
-            (Value::Object(p), Value::Object(d)) => p
-                .iter()
-                .filter(|(k, v)| d.get(*k) != Some(v))
-                .map(|(k, _)| k.clone())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let non_default = non_default(&s.params, &s.kind.defaults());
         let inputs = s
             .inputs
             .iter()
@@ -173,42 +165,8 @@ pub fn lineage(
                 (src.name, p.display().to_string())
             })
             .collect();
-        for src in &r.preimage.sources {
-            raw.entry(src.name.clone()).or_insert_with(|| RawFile {
-                name: src.name.clone(),
-                path: r
-                    .source_paths
-                    .get(&src.name)
-                    .or_else(|| current.get(&src.name))
-                    .cloned()
-                    .unwrap_or_default(),
-                size: src.size,
-                blake3: src.hash.clone(),
-                read_by: s.name.clone(),
-            });
-        }
-        stages.push(LineageStage {
-            stage: s.name.clone(),
-            kind: r.preimage.kind.clone(),
-            kind_version: r.preimage.kind_version,
-            key: r.key.clone(),
-            params: s.params.clone(),
-            non_default,
-            inputs,
-            outputs: r.outputs.clone(),
-            runtime: r.preimage.runtime.clone(),
-            magpipe_version: r.magpipe_version.clone(),
-            git_commit: if r.git_commit.is_empty() {
-                "(not recorded)".into()
-            } else {
-                r.git_commit.clone()
-            },
-            started: utc(r.started_unix),
-            finished: utc(r.started_unix + r.seconds),
-            seconds: r.seconds,
-            summary: r.summary.clone(),
-            executor: r.executor.clone(),
-        });
+        add_raw(&mut raw, r, &current, &s.name);
+        stages.push(lineage_stage(r, &s.name, &s.params, non_default, inputs));
     }
     let raw_files: Vec<RawFile> = raw.into_values().collect();
     Ok(Lineage {
@@ -255,14 +213,7 @@ pub fn records_lineage(chain: &[Record], variant: Option<&str>) -> Lineage {
     let mut stages = Vec::new();
     for r in chain {
         let defaults = crate::plan::kind(&r.preimage.kind).map(|k| k.defaults());
-        let non_default = match (&r.preimage.params, &defaults) {
-            (Value::Object(p), Some(Value::Object(d))) => p
-                .iter()
-                .filter(|(k, v)| d.get(*k) != Some(v))
-                .map(|(k, _)| k.clone())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let non_default = non_default(&r.preimage.params, &defaults.unwrap_or(Value::Null));
         let inputs = r
             .preimage
             .inputs
@@ -280,33 +231,14 @@ pub fn records_lineage(chain: &[Record], variant: Option<&str>) -> Lineage {
                 }
             })
             .collect();
-        for src in &r.preimage.sources {
-            raw.entry(src.name.clone()).or_insert_with(|| RawFile {
-                name: src.name.clone(),
-                path: r.source_paths.get(&src.name).cloned().unwrap_or_default(),
-                size: src.size,
-                blake3: src.hash.clone(),
-                read_by: r.stage.clone(),
-            });
-        }
-        stages.push(LineageStage {
-            stage: r.stage.clone(),
-            kind: r.preimage.kind.clone(),
-            kind_version: r.preimage.kind_version,
-            key: r.key.clone(),
-            params: r.preimage.params.clone(),
+        add_raw(&mut raw, r, &BTreeMap::new(), &r.stage);
+        stages.push(lineage_stage(
+            r,
+            &r.stage,
+            &r.preimage.params,
             non_default,
             inputs,
-            outputs: r.outputs.clone(),
-            runtime: r.preimage.runtime.clone(),
-            magpipe_version: r.magpipe_version.clone(),
-            git_commit: r.git_commit.clone(),
-            started: utc(r.started_unix),
-            finished: utc(r.started_unix + r.seconds),
-            seconds: r.seconds,
-            summary: r.summary.clone(),
-            executor: r.executor.clone(),
-        });
+        ));
     }
     let raw_files: Vec<RawFile> = raw.into_values().collect();
     Lineage {
@@ -317,6 +249,72 @@ pub fn records_lineage(chain: &[Record], variant: Option<&str>) -> Lineage {
         lineage_hash: lineage_hash(&stages, &raw_files),
         stages,
         raw_files,
+    }
+}
+
+/// The params that differ from the kind's defaults.
+fn non_default(params: &Value, defaults: &Value) -> Vec<String> {
+    match (params, defaults) {
+        (Value::Object(p), Value::Object(d)) => p
+            .iter()
+            .filter(|(k, v)| d.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The raw files a record read, with the paths it read them from (else `current`).
+fn add_raw(
+    raw: &mut BTreeMap<String, RawFile>,
+    r: &Record,
+    current: &BTreeMap<String, String>,
+    read_by: &str,
+) {
+    for src in &r.preimage.sources {
+        raw.entry(src.name.clone()).or_insert_with(|| RawFile {
+            name: src.name.clone(),
+            path: r
+                .source_paths
+                .get(&src.name)
+                .or_else(|| current.get(&src.name))
+                .cloned()
+                .unwrap_or_default(),
+            size: src.size,
+            blake3: src.hash.clone(),
+            read_by: read_by.to_string(),
+        });
+    }
+}
+
+fn lineage_stage(
+    r: &Record,
+    stage: &str,
+    params: &Value,
+    non_default: Vec<String>,
+    inputs: Vec<LineageInput>,
+) -> LineageStage {
+    LineageStage {
+        stage: stage.to_string(),
+        kind: r.preimage.kind.clone(),
+        kind_version: r.preimage.kind_version,
+        key: r.key.clone(),
+        params: params.clone(),
+        non_default,
+        inputs,
+        outputs: r.outputs.clone(),
+        runtime: r.preimage.runtime.clone(),
+        magpipe_version: r.magpipe_version.clone(),
+        git_commit: if r.git_commit.is_empty() {
+            "(not recorded)".into()
+        } else {
+            r.git_commit.clone()
+        },
+        started: utc(r.started_unix),
+        finished: utc(r.started_unix + r.seconds),
+        seconds: r.seconds,
+        summary: r.summary.clone(),
+        executor: r.executor.clone(),
     }
 }
 

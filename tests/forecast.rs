@@ -7,7 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Project, RESULTS_TEST_AR as AR, Run, results_project, snapshot, synthetic_ar};
+use common::{
+    Project, RESULTS_TEST_AR as AR, Run, replay_rows, results_project, snapshot, synthetic_ar,
+    table2_rows,
+};
 use magpipe_stages::solared::{self, time::format_micros};
 use serde_json::Value;
 
@@ -54,6 +57,13 @@ fn normalise(v: &Value, root: &str) -> Value {
     }
 }
 
+/// `magpipe forecast --model train` with `args`.
+fn forecast(p: &Project, args: &[&str]) -> Run {
+    let mut all = vec!["forecast", "--model", "train"];
+    all.extend_from_slice(args);
+    p.run(&all)
+}
+
 fn time_at(p: &Project, hour: usize) -> String {
     let s = solared::load_ar(&p.data(), AR).unwrap();
     format_micros(s.times[hour])
@@ -64,17 +74,17 @@ fn the_forecast_json_keeps_its_schema() {
     let p = ready();
     let dir = ar_dir(&p);
     let at = time_at(&p, 50);
-    let r = p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--ar",
-        dir.to_str().unwrap(),
-        "--at",
-        &at,
-        "--format",
-        "json",
-    ]);
+    let r = forecast(
+        &p,
+        &[
+            "--ar",
+            dir.to_str().unwrap(),
+            "--at",
+            &at,
+            "--format",
+            "json",
+        ],
+    );
     let v = json(&r);
     assert_eq!(v["schema"], "magpipe.forecast/1");
     assert_eq!(v["issued_at"], at);
@@ -139,124 +149,43 @@ fn at_reads_nothing_after_its_time() {
     let p = ready();
     let dir = ar_dir(&p);
     let at = time_at(&p, 47);
-    let args = |fmt: &'static str| -> Vec<String> {
-        [
-            "forecast",
-            "--model",
-            "train",
-            "--ar",
-            dir.to_str().unwrap(),
-            "--at",
-            &at,
-            "--format",
-            fmt,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let run = |a: &[String]| p.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    let clean_json = run(&args("json"));
+    let d = dir.to_str().unwrap();
+    let run = |fmt: &str| forecast(&p, &["--ar", d, "--at", &at, "--format", fmt]);
+    let clean_json = run("json");
     clean_json.assert_ok();
-    let clean_text = run(&args("text"));
+    let clean_text = run("text");
     clean_text.assert_ok();
 
     // The same folder, now with every hour after --at poisoned and 30 hostile hours appended.
     solared::write_ar(&p.data(), &poisoned(47, 30)).unwrap();
     let before = snapshot(&p.store());
-    let poisoned_json = run(&args("json"));
+    let poisoned_json = run("json");
     poisoned_json.assert_ok();
     assert_eq!(
         poisoned_json.stdout, clean_json.stdout,
         "the poison leaked into the forecast"
     );
-    assert_eq!(run(&args("text")).stdout, clean_text.stdout);
+    assert_eq!(run("text").stdout, clean_text.stdout);
     assert_eq!(
         snapshot(&p.store()),
         before,
         "a forecast wrote to the store"
     );
     // Without --at the poison is read and refused: the hours after --at were really hostile.
-    let all = p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--ar",
-        dir.to_str().unwrap(),
-    ]);
+    let all = forecast(&p, &["--ar", dir.to_str().unwrap()]);
     assert_eq!(all.code(), Some(1), "{}", all.stderr);
     assert!(all.stderr.contains("infinite value"), "{}", all.stderr);
 
     // And --at is the data ending there: a folder cut at that hour gives the same forecast.
-    let mut cut = synthetic_ar(AR, 64, 3);
-    let keep = 48;
-    for c in [&mut cut.ic, &mut cut.flux]
-        .into_iter()
-        .chain(cut.power.iter_mut())
-    {
-        *c = (0..81)
-            .flat_map(|k| c[k * 64..k * 64 + keep].to_vec())
-            .collect();
-    }
-    cut.times.truncate(keep);
+    let cut = synthetic_ar(AR, 64, 3).first_hours(48);
     solared::write_ar(&p.data(), &cut).unwrap();
-    let plain = json(&p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--ar",
-        dir.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
+    let plain = json(&forecast(
+        &p,
+        &["--ar", dir.to_str().unwrap(), "--format", "json"],
+    ));
     let mut with_at: Value = serde_json::from_str(&clean_json.stdout).unwrap();
     with_at["data"]["at"] = Value::Null;
     assert_eq!(plain, with_at);
-}
-
-/// Table 2 rows of a `score_alarms` CSV: (ar, tile) → (observed_first_q, predicted_first_q,
-/// category).
-fn table2_rows(csv: &str) -> Vec<(String, String, String, String, String)> {
-    csv.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (
-                f[0].to_string(),
-                f[1].to_string(),
-                f[4].to_string(),
-                f[5].to_string(),
-                f[6].to_string(),
-            )
-        })
-        .collect()
-}
-
-/// The same rows from a replay report.
-pub fn replay_rows(v: &Value) -> Vec<(String, String, String, String, String)> {
-    let q = |e: &Value| e["q"].as_u64().map(|q| q.to_string()).unwrap_or_default();
-    let mut out = Vec::new();
-    for a in v["ars"].as_array().unwrap() {
-        let ar = format!("AR{}", a["ar"]);
-        for t in a["tiles"].as_array().unwrap() {
-            out.push((
-                ar.clone(),
-                t["tile"].to_string(),
-                q(&t["observed_emergence"]),
-                q(&t["predicted_emergence"]),
-                t["table2"]["category"].as_str().unwrap().to_string(),
-            ));
-        }
-        let e = &a["emergence"];
-        out.push((
-            ar,
-            "Emergence".into(),
-            q(&e["observed_emergence"]["at"]),
-            q(&e["predicted_emergence"]["at"]),
-            e["table2"]["category"].as_str().unwrap().to_string(),
-        ));
-    }
-    out
 }
 
 #[test]
@@ -266,17 +195,17 @@ fn a_replay_scores_like_the_pipeline_and_writes_its_timeline() {
     t2.assert_ok();
     let csv = std::fs::read_to_string(t2.stdout.trim()).unwrap();
     let out = p.path().join("replay-out");
-    let r = p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--replay",
-        &AR.to_string(),
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let r = forecast(
+        &p,
+        &[
+            "--replay",
+            &AR.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
     let v = json(&r);
     assert_eq!(v["schema"], "magpipe.forecast-replay/1");
     assert_eq!(replay_rows(&v), table2_rows(&csv));
@@ -304,7 +233,7 @@ fn a_replay_scores_like_the_pipeline_and_writes_its_timeline() {
         serde_json::from_str(&std::fs::read_to_string(out.join("replay.json")).unwrap()).unwrap();
     assert_eq!(disk, v);
     // The default place is the store's forecasts/ folder, and the text says where it wrote.
-    let text = p.run(&["forecast", "--model", "train", "--replay"]);
+    let text = forecast(&p, &["--replay"]);
     text.assert_ok();
     let default = p.store().join("forecasts/train/replay");
     assert!(
@@ -393,15 +322,7 @@ fn bad_forecast_inputs_are_refused_in_one_line() {
         &["gap in the timeline", "(6 h instead of 1) after hour 39"],
     );
     let before_gap = format_micros(gap.times[39]);
-    let ok = p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--ar",
-        g.to_str().unwrap(),
-        "--at",
-        &before_gap,
-    ]);
+    let ok = forecast(&p, &["--ar", g.to_str().unwrap(), "--at", &before_gap]);
     ok.assert_ok();
 
     // NaNs in the last hours of a forecast tile (P4-5 of paper tile 40 at the last hour).
@@ -415,16 +336,7 @@ fn bad_forecast_inputs_are_refused_in_one_line() {
         &["NaN in the last hours: P4-5 of tile 40"],
     );
     // Other tiles are fine.
-    p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--ar",
-        n.to_str().unwrap(),
-        "--tiles",
-        "41-43",
-    ])
-    .assert_ok();
+    forecast(&p, &["--ar", n.to_str().unwrap(), "--tiles", "41-43"]).assert_ok();
 
     // A truncated file, a missing folder, a folder that is no AR.
     let mut t = write_live(&p, &synthetic_ar(AR, 64, 3));
@@ -483,7 +395,7 @@ fn bad_forecast_inputs_are_refused_in_one_line() {
         &p.pipeline()
             .replace("epochs: 2, batch_size: 32", "epochs: 3, batch_size: 32"),
     );
-    let moved = p.run(&["forecast", "--model", "train", "--ar", d]);
+    let moved = forecast(&p, &["--ar", d]);
     moved.assert_ok();
     assert!(
         moved.stderr.contains(
@@ -528,13 +440,7 @@ fn a_damaged_model_is_refused_not_forecast_with() {
     let dir = ar_dir(&p);
     // Not `refused`: reading a damaged object moves it aside (the store's rule for every read,
     // so the next run recreates it), so the store does change.
-    let r = p.run(&[
-        "forecast",
-        "--model",
-        "train",
-        "--ar",
-        dir.to_str().unwrap(),
-    ]);
+    let r = forecast(&p, &["--ar", dir.to_str().unwrap()]);
     assert_eq!(r.code(), Some(1), "{}", r.stderr);
     let errs: Vec<&str> = r
         .error_lines()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Project, Run};
+use common::{Project, Run, replay_rows, table2_rows};
 use serde_json::Value;
 
 /// The repository's pipeline with Table 2 scored for MagFluxLSTM MSE (one epoch with
@@ -33,51 +33,6 @@ fn artifact(p: &Project, stage: &str, output: &str) -> String {
     let r = p.run(&["artifact", stage, output, "--variant", "quick"]);
     r.assert_ok();
     std::fs::read_to_string(r.stdout.trim()).unwrap()
-}
-
-type Row = (String, String, String, String, String);
-
-/// (ar, tile, observed_first_q, predicted_first_q, category) of a Table 2 CSV.
-fn table2_rows(csv: &str) -> Vec<Row> {
-    csv.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (
-                f[0].into(),
-                f[1].into(),
-                f[4].into(),
-                f[5].into(),
-                f[6].into(),
-            )
-        })
-        .collect()
-}
-
-fn replay_rows(v: &Value) -> Vec<Row> {
-    let q = |e: &Value| e["q"].as_u64().map(|q| q.to_string()).unwrap_or_default();
-    let mut out = Vec::new();
-    for a in v["ars"].as_array().unwrap() {
-        let ar = format!("AR{}", a["ar"]);
-        for t in a["tiles"].as_array().unwrap() {
-            out.push((
-                ar.clone(),
-                t["tile"].to_string(),
-                q(&t["observed_emergence"]),
-                q(&t["predicted_emergence"]),
-                t["table2"]["category"].as_str().unwrap().into(),
-            ));
-        }
-        let e = &a["emergence"];
-        out.push((
-            ar,
-            "Emergence".into(),
-            q(&e["observed_emergence"]["at"]),
-            q(&e["predicted_emergence"]["at"]),
-            e["table2"]["category"].as_str().unwrap().into(),
-        ));
-    }
-    out
 }
 
 #[test]

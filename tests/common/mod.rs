@@ -377,3 +377,49 @@ pub fn hash_of(p: &Project, stage: &str, output: &str) -> String {
         .to_hex()
         .to_string()
 }
+
+/// Table 2 cells for comparing the evaluation (a `score_alarms` CSV) with a forecast replay
+/// (its JSON report): (ar, tile, observed_first_q, predicted_first_q, category).
+pub type Row = (String, String, String, String, String);
+
+pub fn table2_rows(csv: &str) -> Vec<Row> {
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].into(),
+                f[1].into(),
+                f[4].into(),
+                f[5].into(),
+                f[6].into(),
+            )
+        })
+        .collect()
+}
+
+pub fn replay_rows(v: &serde_json::Value) -> Vec<Row> {
+    let q = |e: &serde_json::Value| e["q"].as_u64().map(|q| q.to_string()).unwrap_or_default();
+    let mut out = Vec::new();
+    for a in v["ars"].as_array().unwrap() {
+        let ar = format!("AR{}", a["ar"]);
+        for t in a["tiles"].as_array().unwrap() {
+            out.push((
+                ar.clone(),
+                t["tile"].to_string(),
+                q(&t["observed_emergence"]),
+                q(&t["predicted_emergence"]),
+                t["table2"]["category"].as_str().unwrap().into(),
+            ));
+        }
+        let e = &a["emergence"];
+        out.push((
+            ar,
+            "Emergence".into(),
+            q(&e["observed_emergence"]["at"]),
+            q(&e["predicted_emergence"]["at"]),
+            e["table2"]["category"].as_str().unwrap().into(),
+        ));
+    }
+    out
+}

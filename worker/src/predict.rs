@@ -41,14 +41,16 @@ pub fn load_model(weights: &std::path::Path, config: &std::path::Path) -> anyhow
     })
 }
 
+fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a std::path::PathBuf> {
+    req.inputs
+        .get(slot)
+        .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
+}
+
 pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
     let p: PredictParams = serde_json::from_value(req.params.clone()).context("predict params")?;
     tch::set_num_threads(req.threads.max(1) as i32);
-    let input = |slot: &str| {
-        req.inputs
-            .get(slot)
-            .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
-    };
+    let input = |slot: &str| input(req, slot);
     let m = load_model(input("model")?, input("config")?)?;
     let proto = Protocol::read(input("protocol")?).map_err(|e| anyhow!("{e}"))?;
     let series = SeriesTable::read(input("test")?).map_err(|e| anyhow!("{e}"))?;
@@ -129,11 +131,7 @@ pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Res
 /// tile, so the same windows give the same numbers.
 pub fn infer(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
     tch::set_num_threads(req.threads.max(1) as i32);
-    let input = |slot: &str| {
-        req.inputs
-            .get(slot)
-            .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
-    };
+    let input = |slot: &str| input(req, slot);
     let m = load_model(input("model")?, input("config")?)?;
     let batches =
         magpipe_stages::forecast::read_f32(input("windows")?, "x").map_err(|e| anyhow!(e))?;

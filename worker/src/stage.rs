@@ -30,39 +30,28 @@ fn log(msg: String) {
     emit(&WorkerEvent::Log { msg });
 }
 
+fn progress(done: u64, total: u64) {
+    emit(&WorkerEvent::Progress {
+        done,
+        total,
+        unit: "tiles".into(),
+    })
+}
+
+fn report(summary: String) -> anyhow::Result<()> {
+    emit(&WorkerEvent::Report {
+        summary,
+        stdout: None,
+        facts: json!({}),
+    });
+    Ok(())
+}
+
 pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
     match req.kind.as_str() {
         "train" => train(&req),
-        "predict" => {
-            let summary = crate::predict::run(&req, &|done, total| {
-                emit(&WorkerEvent::Progress {
-                    done,
-                    total,
-                    unit: "tiles".into(),
-                })
-            })?;
-            emit(&WorkerEvent::Report {
-                summary,
-                stdout: None,
-                facts: json!({}),
-            });
-            Ok(())
-        }
-        "infer" => {
-            let summary = crate::predict::infer(&req, &|done, total| {
-                emit(&WorkerEvent::Progress {
-                    done,
-                    total,
-                    unit: "tiles".into(),
-                })
-            })?;
-            emit(&WorkerEvent::Report {
-                summary,
-                stdout: None,
-                facts: json!({}),
-            });
-            Ok(())
-        }
+        "predict" => report(crate::predict::run(&req, &progress)?),
+        "infer" => report(crate::predict::infer(&req, &progress)?),
         k => bail!("unknown worker stage kind `{k}`"),
     }
 }

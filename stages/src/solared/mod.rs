@@ -81,6 +81,24 @@ impl ArSeries {
         self.times.is_empty()
     }
 
+    /// The AR as it was after its first `keep` hours.
+    pub fn first_hours(&self, keep: usize) -> ArSeries {
+        let t = self.len();
+        let cut = |a: &Vec<f64>| first_hours(a, t, keep);
+        ArSeries {
+            ar: self.ar,
+            times: self.times[..keep].to_vec(),
+            ic: cut(&self.ic),
+            flux: cut(&self.flux),
+            power: [
+                cut(&self.power[0]),
+                cut(&self.power[1]),
+                cut(&self.power[2]),
+                cut(&self.power[3]),
+            ],
+        }
+    }
+
     /// The six arrays in the tidy table's column order ([`crate::table::CHANNELS`]).
     pub fn channels(&self) -> [&[f64]; 6] {
         let [p23, p34, p45, p56] = &self.power;
@@ -320,6 +338,13 @@ pub struct NpzFile {
     pub arrays: Vec<Vec<f64>>,
 }
 
+/// The first `keep` hours of a row-major (81, T) array.
+pub fn first_hours(a: &[f64], t: usize, keep: usize) -> Vec<f64> {
+    (0..TILES)
+        .flat_map(|k| a[k * t..k * t + keep].iter().copied())
+        .collect()
+}
+
 impl NpzFile {
     /// The leading hours whose timestamps are at or before `until`; each (81, T) array is cut
     /// row by row.
@@ -331,12 +356,8 @@ impl NpzFile {
         }
         let arrays = self
             .arrays
-            .into_iter()
-            .map(|a| {
-                (0..TILES)
-                    .flat_map(|k| a[k * t..k * t + keep].iter().copied())
-                    .collect()
-            })
+            .iter()
+            .map(|a| first_hours(a, t, keep))
             .collect();
         NpzFile {
             times: self.times[..keep].to_vec(),
