@@ -91,6 +91,23 @@ fn replaying_the_five_test_ars_reproduces_table_2_of_the_same_model() {
         .collect();
     assert!(gaps.iter().all(|&g| g <= 7), "{gaps:?}");
     assert!(gaps.contains(&7), "{gaps:?}");
+    // The same holds for the warning (the alarm in force at emergence), so where it predicted
+    // Table 2's emergence the operational lead is at least 5 h short of Table 2's.
+    for t in tiles.iter().filter(|t| !t["warning"].is_null()) {
+        let w = &t["warning"];
+        let (issued, predicted) = (w["hour"].as_i64().unwrap(), &w["predicted_emergence"]);
+        assert!(predicted["hour"].as_i64().unwrap() - issued <= 7, "{t}");
+        let observed = t["observed_emergence"]["hour"].as_i64().unwrap();
+        assert_eq!(
+            t["operational_lead_h"].as_i64(),
+            Some(observed - issued),
+            "{t}"
+        );
+        if *predicted == t["predicted_emergence"] {
+            let table2 = t["table2"]["lead_h"].as_i64().unwrap();
+            assert!(observed - issued <= table2 - 5, "{t}");
+        }
+    }
 
     // `forecast --at` at a tile's first alarm sees it; an hour earlier it does not.
     let a = &v["ars"][1];

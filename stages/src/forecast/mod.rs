@@ -752,35 +752,43 @@ impl Live<'_> {
         }
         let scored = self.table2(pg);
         let delay = self.alarms.delay_hours;
+        let alarm_at = |r: &TimelineRow| FirstAlarm {
+            issued: format_micros(r.time),
+            hour: r.hour,
+            tile: r.tile,
+            predicted_emergence: self.emergence(r.predicted_first_q.expect("an alarm")),
+        };
+        let lead = |w: &Option<FirstAlarm>, q: Option<usize>| match (w, q) {
+            (Some(w), Some(q)) => Some(g.axis_hour(q) as i64 - w.hour as i64),
+            _ => None,
+        };
         let mut tiles = Vec::new();
         for t in &scored.tiles {
             let k = t.tile as usize - 1;
             let mine: Vec<&TimelineRow> = rows.iter().filter(|r| r.tile == t.tile).collect();
-            let first = mine.iter().find(|r| r.alarm).map(|r| FirstAlarm {
-                issued: format_micros(r.time),
-                hour: r.hour,
-                tile: t.tile,
-                predicted_emergence: self.emergence(r.predicted_first_q.expect("an alarm")),
-            });
+            let on: Vec<usize> = mine.iter().filter(|r| r.alarm).map(|r| r.hour).collect();
+            let warning = t
+                .q_obs
+                .and_then(|q| warning_start(&on, g.axis_hour(q), *hours.end()))
+                .and_then(|h| mine.iter().find(|r| r.hour == h))
+                .map(|r| alarm_at(r));
             let retractions = mine
                 .windows(2)
                 .filter(|w| w[0].alarm && !w[1].alarm)
                 .count();
-            let lead = match (&first, t.q_obs) {
-                (Some(f), Some(q)) => Some(g.axis_hour(q) as i64 - f.hour as i64),
-                _ => None,
-            };
+            let l = lead(&warning, t.q_obs);
             tiles.push(ReplayTile {
                 tile: t.tile,
                 k,
                 observed_emergence: t.q_obs.map(|q| self.emergence(q)),
                 predicted_emergence: t.q_pred.map(|q| self.emergence(q)),
                 table2: self.cell(t.category),
-                first_alarm: first,
-                alarm_hours: mine.iter().filter(|r| r.alarm).count(),
+                first_alarm: mine.iter().find(|r| r.alarm).map(|r| alarm_at(r)),
+                warning,
+                alarm_hours: on.len(),
                 retractions,
-                operational_lead_h: lead,
-                operational_margin_h: lead.map(|l| l - delay),
+                operational_lead_h: l,
+                operational_margin_h: l.map(|l| l - delay),
             });
         }
         let a = &scored.ars[0];
@@ -795,27 +803,31 @@ impl Live<'_> {
                     })
             })
         };
-        let first_alarm = tiles
-            .iter()
-            .filter_map(|t| t.first_alarm.clone())
-            .min_by_key(|f| (f.hour, f.tile));
-        let lead = match (&first_alarm, a.q_obs) {
-            (Some(f), Some(q)) => Some(g.axis_hour(q) as i64 - f.hour as i64),
-            _ => None,
-        };
+        // The AR is alarmed at an hour when any of its tiles is; the row that says so first is
+        // the lowest tile alarmed then.
+        let first_on = |h: usize| rows.iter().find(|r| r.hour == h && r.alarm);
+        let mut on: Vec<usize> = rows.iter().filter(|r| r.alarm).map(|r| r.hour).collect();
+        on.dedup();
+        let warning = a
+            .q_obs
+            .and_then(|q| warning_start(&on, g.axis_hour(q), *hours.end()))
+            .and_then(first_on)
+            .map(alarm_at);
+        let l = lead(&warning, a.q_obs);
         let emergence = ReplayEmergence {
             observed_emergence: tile_of(a.q_obs, |t| t.observed_emergence.as_ref()),
             predicted_emergence: tile_of(a.q_pred, |t| t.predicted_emergence.as_ref()),
             table2: self.cell(a.category),
             operational_status: status(
-                Category::of(a.q_obs, first_alarm.as_ref().map(|f| f.hour), |_, _| {
-                    lead.unwrap_or_default()
+                Category::of(a.q_obs, warning.as_ref().map(|w| w.hour), |_, _| {
+                    l.unwrap_or_default()
                 }),
                 delay,
             ),
-            first_alarm,
-            operational_lead_h: lead,
-            operational_margin_h: lead.map(|l| l - delay),
+            first_alarm: on.first().and_then(|&h| first_on(h)).map(alarm_at),
+            warning,
+            operational_lead_h: l,
+            operational_margin_h: l.map(|l| l - delay),
         };
         let span = ReplayHours {
             first: format_micros(self.data.time_of(*hours.start())),
@@ -877,6 +889,23 @@ impl Live<'_> {
             )));
         }
         Ok(())
+    }
+}
+
+/// The alarm that counts for an emergence observed at hour `emerged`: the start of the alarm
+/// episode in force then (an alarm raised and withdrawn before it does not count), else the
+/// first raised after it (a late alarm, negative lead). `on` lists the alarmed hours ascending;
+/// past the replay's `last` hour the alarm is taken to stay as it was.
+pub fn warning_start(on: &[usize], emerged: usize, last: usize) -> Option<usize> {
+    let at = emerged.min(last);
+    match on.binary_search(&at) {
+        Ok(mut i) => {
+            while i > 0 && on[i - 1] + 1 == on[i] {
+                i -= 1;
+            }
+            Some(on[i])
+        }
+        Err(i) => on.get(i).copied(),
     }
 }
 
@@ -1220,6 +1249,25 @@ mod tests {
         missing.pairs.remove("p56");
         let e = check_layout(5, &missing).unwrap_err().to_string();
         assert!(e.contains("no pair for channel `p56`"), "{e}");
+    }
+
+    #[test]
+    fn the_warning_is_the_alarm_in_force_when_the_flux_emerged() {
+        let on = [3, 4, 5, 9, 10, 11, 12, 20];
+        // Emerged during the second episode: from its start, not from the withdrawn first one.
+        assert_eq!(warning_start(&on, 11, 30), Some(9));
+        assert_eq!(warning_start(&on, 9, 30), Some(9));
+        // Emerged while no alarm was on: the next one is late.
+        assert_eq!(warning_start(&on, 7, 30), Some(9));
+        assert_eq!(warning_start(&on, 0, 30), Some(3));
+        // Past the replay's last hour the last state stands.
+        assert_eq!(warning_start(&on, 45, 20), Some(20));
+        assert_eq!(
+            warning_start(&on[..7], 45, 19),
+            None,
+            "off at the end, nothing after"
+        );
+        assert_eq!(warning_start(&[], 5, 30), None);
     }
 
     #[test]

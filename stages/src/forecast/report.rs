@@ -239,11 +239,15 @@ pub struct ReplayTile {
     pub observed_emergence: Option<Emergence>,
     pub predicted_emergence: Option<Emergence>,
     pub table2: Table2Cell,
+    /// The first alarm the tile ever raised.
     pub first_alarm: Option<FirstAlarm>,
+    /// The alarm in force when the flux emerged (its episode's first hour), else the first one
+    /// after it: what the operational lead counts from.
+    pub warning: Option<FirstAlarm>,
     /// Hours with the alarm on, and how often it went off again.
     pub alarm_hours: usize,
     pub retractions: usize,
-    /// Observed emergence minus the first alarm, and what is left after the delay.
+    /// Observed emergence minus the warning's first hour, and what is left after the delay.
     pub operational_lead_h: Option<i64>,
     pub operational_margin_h: Option<i64>,
 }
@@ -253,7 +257,10 @@ pub struct ReplayEmergence {
     pub observed_emergence: Option<TileEmergence>,
     pub predicted_emergence: Option<TileEmergence>,
     pub table2: Table2Cell,
+    /// The AR's first alarm on any tile, and the alarm in force (on any tile) when its first
+    /// tile emerged.
     pub first_alarm: Option<FirstAlarm>,
+    pub warning: Option<FirstAlarm>,
     pub operational_lead_h: Option<i64>,
     pub operational_margin_h: Option<i64>,
     /// The operational lead's colour class (the Table 2 rule applied to it).
@@ -286,7 +293,7 @@ pub struct Successes {
     /// Table 2's Emergence column: leads ≥ delay and > delay.
     pub table2_ge: usize,
     pub table2_gt: usize,
-    /// Observed emergence minus first alarm: ≥ delay and > delay.
+    /// Operational leads (observed emergence minus the warning): ≥ delay and > delay.
     pub operational_ge: usize,
     pub operational_gt: usize,
 }
@@ -558,9 +565,10 @@ pub fn replay_text(r: &ReplayReport, markdown: bool) -> String {
         out.push_str(&format!("{head}\n"));
     }
     out.push_str(&format!(
-        "{}\ncriterion: smoothed dΦ/dt ≥ {} for {} h; processing delay {} h. Operational lead = \
-         observed emergence − first alarm (the hour of the data it rests on); Table 2's lead = \
-         {} + q_obs − q_pred.\n",
+        "{}\ncriterion: smoothed dΦ/dt ≥ {} for {} h; processing delay {} h. The warning is the alarm \
+         in force when the flux emerged, from the hour of the data it was first raised on (an \
+         alarm withdrawn before the emergence does not count); operational lead = observed \
+         emergence − warning. Table 2's lead = {} + q_obs − q_pred.\n",
         model_line(&r.model),
         r.criterion.threshold,
         r.criterion.sustain,
@@ -571,6 +579,7 @@ pub fn replay_text(r: &ReplayReport, markdown: bool) -> String {
         "tile",
         "observed emergence",
         "first alarm",
+        "warning since",
         "predicted then",
         "Table 2 predicted",
         "Table 2",
@@ -603,8 +612,9 @@ pub fn replay_text(r: &ReplayReport, markdown: bool) -> String {
                         .first_alarm
                         .as_ref()
                         .map(|f| minute(&f.issued).to_string())),
+                    opt(x.warning.as_ref().map(|f| minute(&f.issued).to_string())),
                     opt(x
-                        .first_alarm
+                        .warning
                         .as_ref()
                         .map(|f| minute(&f.predicted_emergence.time).to_string())),
                     t(&x.predicted_emergence),
@@ -627,6 +637,10 @@ pub fn replay_text(r: &ReplayReport, markdown: bool) -> String {
             te(&e.observed_emergence),
             opt(e
                 .first_alarm
+                .as_ref()
+                .map(|f| format!("{} (tile {})", minute(&f.issued), f.tile))),
+            opt(e
+                .warning
                 .as_ref()
                 .map(|f| format!("{} (tile {})", minute(&f.issued), f.tile))),
             String::new(),

@@ -1,4 +1,4 @@
-//! The replay's alarm timeline: per tile the hours with the alarm on, the first alarm, the
+//! The replay's alarm timeline: per tile the hours with the alarm on, the warning, the
 //! emergence Table 2 predicts and the observed emergence, on the AR's hours.
 
 use std::path::Path;
@@ -53,12 +53,15 @@ fn draw<DB: DrawingBackend>(
     let e = &a.emergence;
     let hours = |v: Option<i64>| v.map_or("–".to_string(), |v| format!("{v} h"));
     let subtitle = format!(
-        "first alarm {} · observed emergence {} · operational lead {} (margin {}) · Table 2: {}",
-        e.first_alarm.as_ref().map_or("none".into(), |f| format!(
-            "{} (tile {})",
-            &f.issued[..16],
-            f.tile
-        )),
+        "warning {} · observed emergence {} · operational lead {} (margin {}) · Table 2: {}",
+        e.warning
+            .as_ref()
+            .or(e.first_alarm.as_ref())
+            .map_or("none".into(), |f| format!(
+                "{} (tile {})",
+                &f.issued[..16],
+                f.tile
+            )),
         e.observed_emergence
             .as_ref()
             .map_or("none".into(), |o| format!(
@@ -113,7 +116,7 @@ fn draw<DB: DrawingBackend>(
             }
             format!("tile {}", tiles[i.round() as usize])
         })
-        .x_desc("hour of the data (as stamped in the files); dashed: the AR's first alarm (blue) and first observed emergence (red)")
+        .x_desc("hour of the data (as stamped in the files); dashed: the AR's warning (blue) and first observed emergence (red)")
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()
@@ -144,12 +147,26 @@ fn draw<DB: DrawingBackend>(
                 )
             }))
             .map_err(e2s)?;
-        if let Some(f) = &t.first_alarm {
+        // The warning as a triangle; a first alarm withdrawn before the emergence as a cross.
+        let first = t.first_alarm.as_ref().map(|f| f.hour);
+        let warned = t.warning.as_ref().map(|w| w.hour);
+        if let Some(h) = warned.or(first) {
             chart
                 .draw_series(std::iter::once(TriangleMarker::new(
-                    (f.hour as f64 + 0.5, y + 0.38),
+                    (h as f64 + 0.5, y + 0.38),
                     7,
                     WARN.filled(),
+                )))
+                .map_err(e2s)?;
+        }
+        if let (Some(f), Some(w)) = (first, warned)
+            && f != w
+        {
+            chart
+                .draw_series(std::iter::once(Cross::new(
+                    (f as f64 + 0.5, y + 0.38),
+                    5,
+                    WARN.stroke_width(2),
                 )))
                 .map_err(e2s)?;
         }
@@ -182,8 +199,13 @@ fn draw<DB: DrawingBackend>(
     chart
         .draw_series(none())
         .map_err(e2s)?
-        .label("first alarm")
+        .label("alarm raised (on an emerging tile: the one in force at emergence)")
         .legend(|(x, y)| TriangleMarker::new((x + 8, y), 6, WARN.filled()));
+    chart
+        .draw_series(none())
+        .map_err(e2s)?
+        .label("an earlier alarm, withdrawn")
+        .legend(|(x, y)| Cross::new((x + 8, y), 5, WARN.stroke_width(2)));
     chart
         .draw_series(none())
         .map_err(e2s)?
@@ -196,7 +218,13 @@ fn draw<DB: DrawingBackend>(
         .legend(|(x, y)| Circle::new((x + 8, y), 5, EMERGE.filled()));
     let top = n as f64 - 0.2;
     for (hour, color) in [
-        (e.first_alarm.as_ref().map(|f| f.hour), WARN),
+        (
+            e.warning
+                .as_ref()
+                .or(e.first_alarm.as_ref())
+                .map(|f| f.hour),
+            WARN,
+        ),
         (e.observed_emergence.as_ref().map(|o| o.at.hour), EMERGE),
     ] {
         if let Some(h) = hour {
