@@ -49,6 +49,8 @@ run: build
 		printf '  %s\t' $$s; ./target/release/magpipe artifact $$s png; done
 	@echo "The report (tables, figures, comparisons, lineage of Table 2, one HTML file):"
 	@printf '  '; ./target/release/magpipe report
+	@echo "Table 2's alarms replayed hour by hour, as an operator would have received them:"
+	@./target/release/magpipe -q forecast --replay | sed -n 's/^Successful/  Successful/p; s/^written to /  written to /p'
 
 # fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks. The
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian

@@ -150,7 +150,13 @@ fn default_model(plan: &Plan) -> Result<String, RunError> {
             Some(p) => plan.stages[from].name == p,
             None => true,
         })
-        .ok_or_else(none)?;
+        .ok_or_else(|| match primary {
+            Some(p) => usage(format!(
+                "Table 2's primary predictor `{p}` names no stage of `{}`'s list; name the model with --model STAGE",
+                s.name
+            )),
+            None => none(),
+        })?;
     let predictor = &plan.stages[pick];
     let train = wire_from(plan, pick, "model").ok_or_else(|| {
         usage(format!(

@@ -232,8 +232,9 @@ fn a_replay_scores_like_the_pipeline_and_writes_its_timeline() {
     let disk: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("replay.json")).unwrap()).unwrap();
     assert_eq!(disk, v);
-    // The default place is the store's forecasts/ folder, and the text says where it wrote.
-    let text = forecast(&p, &["--replay"]);
+    // Without --model, Table 2's model; the default place is the store's forecasts/ folder, and
+    // the text says where it wrote.
+    let text = p.run(&["forecast", "--replay"]);
     text.assert_ok();
     let default = p.store().join("forecasts/train/replay");
     assert!(
