@@ -156,6 +156,11 @@ impl Geometry {
             }
             (None, None) => None,
         };
+        let chosen = chosen.map(|mut t| {
+            t.sort_unstable();
+            t.dedup();
+            t
+        });
         if let Some(t) = &chosen {
             if t.is_empty() {
                 return Err(invalid("no tiles chosen"));
@@ -1059,7 +1064,7 @@ mod tests {
         assert_eq!(other.source, "defaults");
         // Tiles from the command line keep the protocol's windows; an input of its own leaves it.
         let c = Choice {
-            tiles: Some(vec![40, 41]),
+            tiles: Some(vec![41, 40, 41]),
             ..Choice::default()
         };
         let t = Geometry::new(&f, &c, 7, &s.times, true).unwrap();
