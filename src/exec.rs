@@ -97,9 +97,11 @@ impl RunResult {
     }
 }
 
-struct StageEvents<'a> {
-    sink: &'a dyn Sink,
-    stage: &'a str,
+/// A stage's progress and logs as events of the run's sink (also used by `magpipe forecast`
+/// for its model runs).
+pub struct StageEvents<'a> {
+    pub sink: &'a dyn Sink,
+    pub stage: &'a str,
 }
 
 impl Events for StageEvents<'_> {

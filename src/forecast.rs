@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use magpipe_stages::alarms::{self, AlarmParams, ArAlarm, Category, Scored, TileAlarm};
+use magpipe_stages::alarms::{self, AlarmParams, Scored};
 use magpipe_stages::forecast::{
     self as fc, Choice, DataInfo, ForecastError, ForecastReport, Geometry, Live, LiveData,
     ModelFrame, ModelInfo, ReplayReport, TimelineRow,
@@ -22,6 +22,7 @@ use magpipe_stages::window::WindowParams;
 use serde_json::{Value, json};
 
 use crate::error::RunError;
+use crate::events::{Event, Sink};
 use crate::exec::{self, Freshness};
 use crate::plan::Plan;
 use crate::provenance;
@@ -42,18 +43,11 @@ pub struct Resolved {
     pub frame: ModelFrame,
     pub weights: PathBuf,
     pub config: PathBuf,
-    /// Input features of the model (model.json's architecture).
-    pub model_inputs: usize,
     /// The ingest stage's data folder, where `--replay <AR number>` looks.
     pub data_dir: Option<PathBuf>,
     pub label: String,
     /// Why the model is not what `pipeline.yaml` would produce now, when it is not.
     pub stale: Option<String>,
-}
-
-fn utc(unix: f64) -> String {
-    let s = solared::time::format_micros((unix * 1e6).round() as i64);
-    format!("{}Z", &s[..19].replace(' ', "T"))
 }
 
 /// The model's record: the one the plan would produce now when it is in the store, else the
@@ -169,8 +163,8 @@ fn default_model(plan: &Plan) -> Result<String, RunError> {
 }
 
 /// Finds the model `STAGE[@VARIANT]` (default: Table 2's) with its lineage, its scaler, its
-/// windows' geometry, its pipeline's test protocol and alarm criterion. Every stage on its chain
-/// must be up to date.
+/// windows' geometry, its pipeline's test protocol and alarm criterion (see [`model_record`] for
+/// which record), and checks that it takes the study's feature layout.
 pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Resolved, RunError> {
     let (stage, variant) = match model {
         Some(m) => {
@@ -252,6 +246,7 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
             config.display()
         )));
     };
+    fc::check_layout(model_inputs as usize, &scaler).map_err(fail)?;
     let window = wire_from(&plan, i, "train").unwrap_or(usize::MAX);
     let protocol = plan.stages.iter().position(|s| {
         s.kind.name() == "test_protocol"
@@ -290,7 +285,7 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
         stage: stage.clone(),
         variant: variant.map(str::to_string),
         key: record.key.clone(),
-        trained_at: utc(record.started_unix + record.seconds),
+        trained_at: provenance::utc(record.started_unix + record.seconds),
         lineage_hash: lineage.lineage_hash.clone(),
         weights_blake3: weights_hash,
         scaler_blake3: scaler_hash,
@@ -314,50 +309,48 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
         },
         weights,
         config,
-        model_inputs: model_inputs as usize,
         data_dir,
     })
 }
 
-/// Progress of the model runs on stderr (an indicatif bar on a terminal); logs as lines.
-pub struct BarEvents {
-    bar: indicatif::ProgressBar,
-}
-
-impl BarEvents {
-    pub fn new(quiet: bool, what: &str) -> BarEvents {
-        let bar = if quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(what.to_string());
-        BarEvents { bar }
-    }
-
-    pub fn set_prefix(&self, what: &str) {
-        self.bar.set_prefix(what.to_string());
-    }
-
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-impl Events for BarEvents {
-    fn progress(&self, done: u64, total: u64, unit: &str) {
-        self.bar.set_length(total);
-        self.bar.set_position(done);
-        self.bar.set_message(unit.to_string());
-    }
-    fn log(&self, msg: &str) {
-        self.bar.suspend(|| eprintln!("{msg}"));
-    }
+/// The model's outputs for the batches, reported like a stage named `label` (a bar on a
+/// terminal, lines in a pipe, JSON events with `--log-format json`).
+fn run_model(
+    res: &Resolved,
+    batches: &[fc::Batch],
+    threads: usize,
+    sink: &dyn Sink,
+    label: &str,
+) -> Result<fc::Outputs, RunError> {
+    let started = std::time::Instant::now();
+    let key = res.info.key.clone();
+    sink.emit(Event::StageStarted {
+        stage: label.to_string(),
+        key: key.clone(),
+    });
+    let out = infer(
+        res,
+        batches,
+        threads,
+        &exec::StageEvents { sink, stage: label },
+    );
+    sink.emit(match &out {
+        Ok(_) => Event::StageFinished {
+            stage: label.to_string(),
+            key,
+            seconds: started.elapsed().as_secs_f64(),
+            summary: format!(
+                "{} windows of {} tiles",
+                batches.iter().map(|b| b.windows).sum::<usize>(),
+                batches.len()
+            ),
+        },
+        Err(e) => Event::StageFailed {
+            stage: label.to_string(),
+            error: e.to_string(),
+        },
+    });
+    out
 }
 
 /// The model's outputs for the batches, from one worker process. The scratch folder lives in
@@ -412,9 +405,8 @@ pub fn ar_folder(arg: &str, data_dir: Option<&Path>) -> Result<PathBuf, RunError
     }
 }
 
-/// Reads an AR folder (hours up to `at` only), checks the layout and scales it.
+/// Reads an AR folder (hours up to `at` only) and scales it.
 fn load(res: &Resolved, dir: &Path, at: Option<i64>) -> Result<(u32, LiveData), RunError> {
-    fc::check_layout(res.model_inputs, &res.frame.scaler).map_err(fail)?;
     let ar = solared::folder_ar(dir).map_err(|e| fail(e.into()))?;
     let raw = solared::load_ar_folder(dir, ar, at).map_err(|e| fail(e.into()))?;
     if raw.is_empty() {
@@ -434,24 +426,30 @@ pub fn forecast(
     at: Option<i64>,
     choice: &Choice,
     threads: usize,
-    events: &BarEvents,
+    sink: &dyn Sink,
 ) -> Result<ForecastReport, RunError> {
     let (ar, data) = load(res, dir, at)?;
     let g = Geometry::new(&res.frame, choice, ar, &data.raw.times, false).map_err(fail)?;
     let last = data.len() - 1;
     data.check(&g, last, dir).map_err(fail)?;
-    events.set_prefix(&format!("AR{ar} model"));
     let batches = data.batches(&g, g.windows_to_run(last));
-    let out = infer(res, &batches, threads, events)?;
-    events.finish();
-    let live = Live {
-        g: &g,
-        data: &data,
-        out: &out,
+    let out = run_model(res, &batches, threads, sink, &format!("forecast AR{ar}"))?;
+    Ok(live(res, &g, &data, &out).forecast(last, res.info.clone(), DataInfo::of(dir, &data, at)))
+}
+
+fn live<'a>(
+    res: &'a Resolved,
+    g: &'a Geometry,
+    data: &'a LiveData,
+    out: &'a fc::Outputs,
+) -> Live<'a> {
+    Live {
+        g,
+        data,
+        out,
         alarms: &res.frame.alarms,
         pair: res.frame.scaler.pair(FLUX),
-    };
-    Ok(live.forecast(last, res.info.clone(), DataInfo::of(dir, &data, at)))
+    }
 }
 
 /// What a replay wrote.
@@ -474,57 +472,49 @@ pub fn default_out(store: &Store, info: &ModelInfo) -> PathBuf {
 }
 
 /// Replays every AR hour by hour and writes the timeline (Parquet, CSV), one plot per AR, the
-/// replay's Table 2 and the report (JSON, Markdown) into `out_dir`. Nothing is written unless
-/// every AR replays.
+/// replay's Table 2 and the report (JSON, Markdown) into `out_dir`. Every AR's data is checked
+/// before the model runs, and nothing is written unless every AR replays.
 pub fn replay(
     res: &Resolved,
     dirs: &[PathBuf],
     choice: &Choice,
     threads: usize,
     out_dir: &Path,
-    events: &BarEvents,
+    sink: &dyn Sink,
 ) -> Result<ReplayRun, RunError> {
-    let mut ars = Vec::new();
-    let mut loaded = Vec::new();
+    let mut loaded: Vec<(Geometry, LiveData, PathBuf)> = Vec::new();
     for dir in dirs {
         let (ar, data) = load(res, dir, None)?;
-        if loaded.iter().any(|(g, _, _): &(Geometry, _, _)| g.ar == ar) {
+        if loaded.iter().any(|(g, _, _)| g.ar == ar) {
             return Err(usage(format!("AR{ar} is listed twice")));
         }
         let mut g = Geometry::new(&res.frame, choice, ar, &data.raw.times, true)
             .map_err(|e| fail(prefix(dir, e)))?;
         g.resolve_for_replay(&res.frame, &data.raw.times)
             .map_err(|e| fail(prefix(dir, e)))?;
+        data.check_replay(&g, dir).map_err(fail)?;
         loaded.push((g, data, dir.clone()));
     }
-    let mut all_rows: Vec<TimelineRow> = Vec::new();
-    for (n, (g, data, dir)) in loaded.iter().enumerate() {
-        events.set_prefix(&format!("AR{} model ({}/{})", g.ar, n + 1, loaded.len()));
+    let mut replayed = Vec::new();
+    for (g, data, dir) in &loaded {
         let batches = data.batches(g, g.windows_to_run(data.len() - 1));
-        let out = infer(res, &batches, threads, events)?;
-        let live = Live {
-            g,
-            data,
-            out: &out,
-            alarms: &res.frame.alarms,
-            pair: res.frame.scaler.pair(FLUX),
-        };
-        live.check_replay(dir).map_err(fail)?;
-        let (a, rows) = live.replay(DataInfo::of(dir, data, None)).map_err(fail)?;
-        ars.push(a);
-        all_rows.extend(rows);
+        let out = run_model(res, &batches, threads, sink, &format!("replay AR{}", g.ar))?;
+        replayed.push(
+            live(res, g, data, &out)
+                .replay(DataInfo::of(dir, data, None))
+                .map_err(fail)?,
+        );
     }
-    events.finish();
-    let delay = res.frame.alarms.delay_hours;
+    let ars: Vec<_> = replayed.iter().map(|r| r.ar.clone()).collect();
     let mut report = ReplayReport {
         schema: fc::REPLAY_SCHEMA,
         model: res.info.clone(),
         criterion: fc::CriterionInfo::of(&res.frame.alarms),
-        successes: fc::successes(&ars, delay),
+        successes: fc::successes(&ars, res.frame.alarms.delay_hours),
         ars,
         files: BTreeMap::new(),
     };
-    write_replay(res, &mut report, &all_rows, &loaded, out_dir)?;
+    write_replay(res, &mut report, &replayed, &loaded, out_dir)?;
     Ok(ReplayRun {
         report,
         out_dir: out_dir.to_path_buf(),
@@ -535,37 +525,10 @@ fn prefix(dir: &Path, e: ForecastError) -> ForecastError {
     ForecastError::Invalid(format!("{}: {e}", dir.display()))
 }
 
-/// The replay's Table 2 in the study's layout, from the replayed cells.
-pub fn table2(report: &ReplayReport) -> Result<Scored, String> {
-    let mut s = Scored {
-        tiles: Vec::new(),
-        ars: Vec::new(),
-    };
-    for a in &report.ars {
-        for t in &a.tiles {
-            s.tiles.push(TileAlarm {
-                ar: a.ar,
-                tile: t.tile,
-                q_obs: t.observed_emergence.as_ref().map(|e| e.q),
-                q_pred: t.predicted_emergence.as_ref().map(|e| e.q),
-                category: t.table2.category.parse::<Category>()?,
-            });
-        }
-        let e = &a.emergence;
-        s.ars.push(ArAlarm {
-            ar: a.ar,
-            q_obs: e.observed_emergence.as_ref().map(|x| x.at.q),
-            q_pred: e.predicted_emergence.as_ref().map(|x| x.at.q),
-            category: e.table2.category.parse::<Category>()?,
-        });
-    }
-    Ok(s)
-}
-
 fn write_replay(
     res: &Resolved,
     report: &mut ReplayReport,
-    rows: &[TimelineRow],
+    replayed: &[fc::Replayed],
     loaded: &[(Geometry, LiveData, PathBuf)],
     out_dir: &Path,
 ) -> Result<(), RunError> {
@@ -579,10 +542,9 @@ fn write_replay(
         Ok(path.display().to_string())
     };
     // The plots first: their paths go into the report.
-    for (a, (g, data, _)) in report.ars.iter_mut().zip(loaded) {
+    for ((a, r), (g, data, _)) in report.ars.iter_mut().zip(replayed).zip(loaded) {
         let png = out_dir.join(format!("timeline-AR{}.png", a.ar));
         let svg = out_dir.join(format!("timeline-AR{}.svg", a.ar));
-        let mine: Vec<TimelineRow> = rows.iter().filter(|r| r.ar == g.ar).cloned().collect();
         let title = format!(
             "AR{} replay — {} ({}), tiles {}",
             a.ar,
@@ -590,25 +552,33 @@ fn write_replay(
             res.info.stage,
             fc::tile_label(&g.tiles)
         );
-        fc::timeline::draw_files(&png, &svg, a, &mine, data, &title)
+        fc::timeline::draw_files(&png, &svg, a, &r.rows, data, &title)
             .map_err(|e| RunError::Forecast(e.to_string()))?;
         a.files.insert("png".into(), png.display().to_string());
         a.files.insert("svg".into(), svg.display().to_string());
     }
+    let rows: Vec<TimelineRow> = replayed.iter().flat_map(|r| r.rows.clone()).collect();
     let path = out_dir.join("timeline.parquet");
-    let mut df = fc::timeline_frame(rows).map_err(|e| io(&path, &e))?;
+    let mut df = fc::timeline_frame(&rows).map_err(|e| io(&path, &e))?;
     magpipe_stages::table::write_parquet(&mut df, &path).map_err(|e| io(&path, &e))?;
     report
         .files
         .insert("timeline".into(), path.display().to_string());
-    let geos: Vec<&Geometry> = loaded.iter().map(|(g, _, _)| g).collect();
-    let datas: Vec<&LiveData> = loaded.iter().map(|(_, d, _)| d).collect();
-    let csv = write(
-        "timeline.csv",
-        fc::timeline_csv(rows, &geos, &datas).as_bytes(),
-    )?;
+    let csv = fc::timeline_csv(
+        replayed
+            .iter()
+            .zip(loaded)
+            .map(|(r, (g, d, _))| (r.rows.as_slice(), g, d)),
+    );
+    let csv = write("timeline.csv", csv.as_bytes())?;
     report.files.insert("timeline_csv".into(), csv);
-    let scored = table2(report).map_err(RunError::Forecast)?;
+    let scored = Scored {
+        tiles: replayed
+            .iter()
+            .flat_map(|r| r.table2.tiles.clone())
+            .collect(),
+        ars: replayed.iter().flat_map(|r| r.table2.ars.clone()).collect(),
+    };
     let md = format!(
         "# Table 2 — {} replayed by `magpipe forecast --replay`\n\n{}\n{}\n",
         res.label,

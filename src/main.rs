@@ -914,7 +914,7 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 rows: rows.clone(),
                 input: *input,
             };
-            let events = magpipe::forecast::BarEvents::new(cli.quiet, "model");
+            let sink = make_sink(cli);
             if let Some(list) = replay {
                 let dirs: Vec<PathBuf> = if list.is_empty() {
                     let ars: Vec<u32> = res
@@ -939,8 +939,14 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 let out_dir = out
                     .clone()
                     .unwrap_or_else(|| magpipe::forecast::default_out(&store, &res.info));
-                let run =
-                    magpipe::forecast::replay(&res, &dirs, &choice, *threads, &out_dir, &events)?;
+                let run = magpipe::forecast::replay(
+                    &res,
+                    &dirs,
+                    &choice,
+                    *threads,
+                    &out_dir,
+                    sink.as_ref(),
+                )?;
                 match format {
                     ForecastFormat::Json => {
                         println!("{}", serde_json::to_string_pretty(&run.report)?)
@@ -977,7 +983,8 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .transpose()?;
-            let r = magpipe::forecast::forecast(&res, &dir, until, &choice, *threads, &events)?;
+            let r =
+                magpipe::forecast::forecast(&res, &dir, until, &choice, *threads, sink.as_ref())?;
             match format {
                 ForecastFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
                 f => print!(

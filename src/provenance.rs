@@ -13,7 +13,8 @@ use crate::exec::{self, Freshness};
 use crate::plan::Plan;
 use crate::store::{OutputRecord, Record, Store, hash_file};
 
-fn utc(unix: f64) -> String {
+/// `YYYY-MM-DD HH:MM:SSZ` of a Unix time.
+pub fn utc(unix: f64) -> String {
     let us = (unix * 1e6).round() as i64;
     let s = magpipe_stages::solared::time::format_micros(us);
     format!("{}Z", &s[..19])

@@ -89,19 +89,30 @@ pub struct ArGeometry {
     pub metric_window: [String; 2],
 }
 
+/// Index into the series of plot position q, for last known index `lk` and `history` hours
+/// shown before the first prediction.
+pub fn axis_index(lk: usize, history: usize, q: usize) -> usize {
+    lk - history + q
+}
+
+/// Index into the series of the observed value at plot position q (φ[lk] is skipped: o and p at
+/// the same q share a target).
+pub fn observed_index(lk: usize, history: usize, q: usize) -> usize {
+    if q < history {
+        lk - history + q
+    } else {
+        lk + 1 + (q - history)
+    }
+}
+
 impl ArGeometry {
     /// Index into the series of plot position q.
     pub fn time_index(&self, q: usize) -> usize {
-        self.last_known - self.history + q
+        axis_index(self.last_known, self.history, q)
     }
-    /// Index into the series of the observed value at plot position q (φ[lk] is skipped: o and p
-    /// at the same q share a target).
+    /// Index into the series of the observed value at plot position q.
     pub fn observed_index(&self, q: usize) -> usize {
-        if q < self.history {
-            self.last_known - self.history + q
-        } else {
-            self.last_known + 1 + (q - self.history)
-        }
+        observed_index(self.last_known, self.history, q)
     }
     pub fn metric_range(&self, hours: usize) -> std::ops::Range<usize> {
         self.metric_start..self.metric_start + hours

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::alarms::{AlarmParams, Category, status};
+use crate::alarms::{AlarmParams, Category, Scored, status};
 use crate::protocol::{self, ArGeometry, ProtocolParams, TileSeries};
 use crate::scale::{Range, Scaler};
 use crate::solared::{ArSeries, GRID, SolaredError, TILES, time::format_micros};
@@ -225,30 +225,19 @@ impl Geometry {
         Ok(g)
     }
 
-    /// The hours a forecast looks at the model output of window j from: its plot position, as an
-    /// index into the AR's hours.
-    pub fn plot_hour(&self, j: usize) -> usize {
-        self.last_known + j
-    }
-
     /// Predictions made at hour s: one per window that has ended by then.
     fn windows_by(&self, s: usize) -> usize {
         (s + 2).saturating_sub(self.input)
     }
 
-    /// Index into the AR's hours of the observed value at plot position q (φ[lk] is skipped, so
-    /// that o and p at the same q share a target, as in the study's figures).
+    /// Index into the AR's hours of the observed value at plot position q (as the study's).
     pub fn observed_index(&self, q: usize) -> usize {
-        if q < self.history {
-            self.last_known - self.history + q
-        } else {
-            self.last_known + 1 + (q - self.history)
-        }
+        protocol::observed_index(self.last_known, self.history, q)
     }
 
-    /// Index into the AR's hours of plot position q.
+    /// Index into the AR's hours of plot position q; prediction j sits at q = history + j.
     pub fn axis_hour(&self, q: usize) -> usize {
-        self.last_known - self.history + q
+        protocol::axis_index(self.last_known, self.history, q)
     }
 
     /// Observed plot positions known at hour s.
@@ -266,6 +255,13 @@ impl Geometry {
     /// The first hour at which a forecast exists (the first window's last input).
     pub fn first_hour(&self) -> usize {
         self.input - 1
+    }
+
+    /// The replay geometry's protocol row (always there in a replay).
+    fn replay_row(&self) -> Result<&ArGeometry, ForecastError> {
+        self.protocol
+            .as_ref()
+            .ok_or_else(|| invalid("a replay needs its geometry resolved for replay"))
     }
 
     /// Windows per tile to run: the protocol's count in a replay of a protocol AR (the same
@@ -398,6 +394,21 @@ impl LiveData {
                     format_micros(self.raw.times[last]),
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the hours a replay uses: gap-free up to the last observed hour it scores.
+    pub fn check_replay(&self, g: &Geometry, ar_dir: &Path) -> Result<(), ForecastError> {
+        let last = g.last_known + g.replay_row()?.span;
+        if let Some((i, dh)) = self.gap_until(last) {
+            return Err(invalid(format!(
+                "{}: gap in the timeline: {} → {} ({dh} h instead of 1) after hour {i}, inside \
+                 the hours the replay scores (up to hour {last})",
+                ar_dir.display(),
+                format_micros(self.raw.times[i]),
+                format_micros(self.raw.times[i + 1]),
+            )));
         }
         Ok(())
     }
@@ -543,6 +554,14 @@ pub struct TileState {
     pub nan_input: bool,
 }
 
+/// What a replay of one AR gives: the report, its timeline rows and its Table 2 as the
+/// evaluation's scoring computes it.
+pub struct Replayed {
+    pub ar: ReplayAr,
+    pub rows: Vec<TimelineRow>,
+    pub table2: Scored,
+}
+
 /// A model's view of one AR: the data, the geometry and the outputs of every window run.
 pub struct Live<'a> {
     pub g: &'a Geometry,
@@ -588,19 +607,25 @@ impl Live<'_> {
 
     /// Tile k's state at hour s, from the hours up to s only.
     pub fn state(&self, k: usize, s: usize) -> TileState {
+        self.state_and_series(k, s).0
+    }
+
+    /// The state and the predicted series it was computed on.
+    fn state_and_series(&self, k: usize, s: usize) -> (TileState, Vec<f64>) {
         let c = self.alarms.criterion();
         let (p, offset) = self.predicted_at(k, s);
         let o = self.observed_at(k, s);
         let nan_input =
             s + 1 >= self.g.input && self.data.nan_in(k, s + 1 - self.g.input..s + 1).is_some();
-        TileState {
+        let state = TileState {
             k,
             windows: p.len(),
             q_obs: c.first(&o),
             q_pred: c.first(&p).map(|j| self.g.history + j),
             offset,
             nan_input,
-        }
+        };
+        (state, p)
     }
 
     fn lead(&self, q_obs: Option<usize>, q_pred: Option<usize>) -> Category {
@@ -630,8 +655,7 @@ impl Live<'_> {
         let n = self.data.len();
         let mut tiles = Vec::new();
         for &k in &self.g.tiles {
-            let st = self.state(k, s);
-            let (p, offset) = self.predicted_at(k, s);
+            let (st, p) = self.state_and_series(k, s);
             let j_last = st.windows - 1;
             let forecast = (0..self.g.horizon)
                 .map(|i| {
@@ -648,7 +672,7 @@ impl Live<'_> {
                 .iter()
                 .enumerate()
                 .map(|(j, &v)| {
-                    let at = self.data.time_of(self.g.plot_hour(j));
+                    let at = self.data.time_of(self.g.axis_hour(self.g.history + j));
                     SeriesPoint {
                         time: format_micros(at),
                         target_time: format_micros(at + HOUR),
@@ -665,7 +689,7 @@ impl Live<'_> {
                 col: k % GRID,
                 observed_gauss: finite(self.data.raw.flux[k * n + s]),
                 forecast,
-                recalibration_gauss: offset.map(|o| o * (pair.max - pair.min)),
+                recalibration_gauss: st.offset.map(|o| o * (pair.max - pair.min)),
                 series,
                 alarm,
                 predicted_emergence: st.q_pred.map(|q| self.emergence(q)),
@@ -716,27 +740,19 @@ impl Live<'_> {
 }
 
 impl Live<'_> {
-    /// The replay geometry's protocol row (always there in a replay).
-    fn replay_row(&self) -> Result<&ArGeometry, ForecastError> {
-        self.g
-            .protocol
-            .as_ref()
-            .ok_or_else(|| invalid("a replay needs its geometry resolved for replay"))
-    }
-
     /// The hours a replay steps through: from the first window's last input to the last
     /// scored prediction's.
     pub fn replay_hours(&self) -> Result<std::ops::RangeInclusive<usize>, ForecastError> {
-        let pg = self.replay_row()?;
+        let pg = self.g.replay_row()?;
         Ok(self.g.first_hour()..=pg.span + self.g.input - 2)
     }
 
     /// Steps hour by hour through the AR; each hour's state uses only the hours up to it. The
     /// Table 2 cells come from the study's scoring of the full scored span, as `score_alarms`
     /// computes them.
-    pub fn replay(&self, data: DataInfo) -> Result<(ReplayAr, Vec<TimelineRow>), ForecastError> {
+    pub fn replay(&self, data: DataInfo) -> Result<Replayed, ForecastError> {
         let g = self.g;
-        let pg = self.replay_row()?;
+        let pg = self.g.replay_row()?;
         let hours = self.replay_hours()?;
         let mut rows = Vec::new();
         for s in hours.clone() {
@@ -839,8 +855,8 @@ impl Live<'_> {
             last: format_micros(self.data.time_of(*hours.end())),
             count: hours.count(),
         };
-        Ok((
-            ReplayAr {
+        Ok(Replayed {
+            ar: ReplayAr {
                 ar: g.ar,
                 geometry: g.clone(),
                 data,
@@ -850,11 +866,12 @@ impl Live<'_> {
                 files: BTreeMap::new(),
             },
             rows,
-        ))
+            table2: scored,
+        })
     }
 
     /// Table 2 of this AR, by the evaluation's own code on the full scored span.
-    fn table2(&self, pg: &ArGeometry) -> crate::alarms::Scored {
+    fn table2(&self, pg: &ArGeometry) -> Scored {
         let proto = protocol::Protocol {
             output_step: self.g.output_step,
             recalibrate: self.g.recalibrate,
@@ -878,22 +895,6 @@ impl Live<'_> {
             })
             .collect();
         self.alarms.score(&proto, &tiles)
-    }
-
-    /// Checks the hours a replay uses: gap-free up to the last observed hour it scores.
-    pub fn check_replay(&self, ar_dir: &Path) -> Result<(), ForecastError> {
-        let pg = self.replay_row()?;
-        let last = self.g.last_known + pg.span;
-        if let Some((i, dh)) = self.data.gap_until(last) {
-            return Err(invalid(format!(
-                "{}: gap in the timeline: {} → {} ({dh} h instead of 1) after hour {i}, inside \
-                 the hours the replay scores (up to hour {last})",
-                ar_dir.display(),
-                format_micros(self.data.raw.times[i]),
-                format_micros(self.data.raw.times[i + 1]),
-            )));
-        }
-        Ok(())
     }
 }
 

@@ -370,34 +370,34 @@ pub fn timeline_frame(
 }
 
 /// The timeline as CSV, with the plot-axis positions also as times.
-pub fn timeline_csv(rows: &[TimelineRow], geos: &[&Geometry], data: &[&LiveData]) -> String {
+pub fn timeline_csv<'a>(
+    ars: impl IntoIterator<Item = (&'a [TimelineRow], &'a Geometry, &'a LiveData)>,
+) -> String {
     let mut out = String::from(
         "ar,tile,hour,time,windows,alarm,predicted_first,observed_first,predicted_first_q,observed_first_q,nan_input\n",
     );
-    for r in rows {
-        let i = geos
-            .iter()
-            .position(|g| g.ar == r.ar)
-            .expect("a replayed AR");
+    for (rows, g, data) in ars {
         let at = |q: Option<usize>| {
-            q.map(|q| format_micros(data[i].time_of(geos[i].axis_hour(q))))
+            q.map(|q| format_micros(data.time_of(g.axis_hour(q))))
                 .unwrap_or_default()
         };
         let q = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
-        out.push_str(&format!(
-            "AR{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.ar,
-            r.tile,
-            r.hour,
-            format_micros(r.time),
-            r.windows,
-            r.alarm,
-            at(r.predicted_first_q),
-            at(r.observed_first_q),
-            q(r.predicted_first_q),
-            q(r.observed_first_q),
-            r.nan_input
-        ));
+        for r in rows {
+            out.push_str(&format!(
+                "AR{},{},{},{},{},{},{},{},{},{},{}\n",
+                r.ar,
+                r.tile,
+                r.hour,
+                format_micros(r.time),
+                r.windows,
+                r.alarm,
+                at(r.predicted_first_q),
+                at(r.observed_first_q),
+                q(r.predicted_first_q),
+                q(r.observed_first_q),
+                r.nan_input
+            ));
+        }
     }
     out
 }

@@ -383,17 +383,13 @@ pub fn read_npz_bytes(path: &Path, bytes: Vec<u8>, arrays: usize) -> Result<NpzF
 
 /// Reads and cross-checks the three files of one AR.
 pub fn load_ar(dir: &Path, ar: u32) -> Result<ArSeries, SolaredError> {
-    load_ar_until(dir, ar, None)
+    load_ar_folder(&dir.join(format!("AR{ar}")), ar, None)
 }
 
-/// [`load_ar`] on the hours up to `until` (µs, inclusive) only: each file is cut at its first
-/// timestamp after `until` before anything else is looked at, so what lies beyond (hours a
-/// growing file gained later, or anything else) can neither change the result nor fail it.
-pub fn load_ar_until(dir: &Path, ar: u32, until: Option<i64>) -> Result<ArSeries, SolaredError> {
-    load_ar_folder(&dir.join(format!("AR{ar}")), ar, until)
-}
-
-/// [`load_ar_until`] on the AR's own folder, whatever it is called.
+/// [`load_ar`] on the AR's own folder, whatever it is called, and with `until` (µs, inclusive)
+/// on the hours up to then only: each file is cut at its first timestamp after `until` before
+/// anything else is looked at, so what lies beyond (hours a growing file gained later, or
+/// anything else) can neither change the result nor fail it.
 pub fn load_ar_folder(
     folder: &Path,
     ar: u32,
