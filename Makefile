@@ -6,6 +6,9 @@ TORCH_VERSION := 2.13.0
 # libtorch_cpu.so needs these two CUDA runtime libraries even on a CPU-only machine.
 TORCH_EXTRAS := nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
 STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+# The tests let NumPy itself write the npz variants the readers must read (tests/numpy_variants.rs).
+NUMPY_VERSION := 2.4.6
+NUMPY_STAMP := $(VENV)/.numpy-$(NUMPY_VERSION)
 
 # Where the SolARED data is: $SOLARED_DIR, else data/solared, else ../shared/solared.
 SOLARED_DIR ?= $(if $(wildcard data/solared),data/solared,$(if $(wildcard ../shared/solared),../shared/solared,data/solared))
@@ -13,7 +16,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy
 
 all: build
 
@@ -33,6 +36,12 @@ $(STAMP):
 	touch $@
 
 setup: check-env $(STAMP)
+
+$(NUMPY_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir numpy==$(NUMPY_VERSION)
+	touch $@
+
+numpy: $(NUMPY_STAMP)
 
 build: setup
 	cargo build $(CARGO_FLAGS)
@@ -56,7 +65,7 @@ run: build
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser
+test: lint browser numpy
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 

@@ -206,15 +206,19 @@ pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
             format!("cannot be read ({e})")
         },
     })?;
-    let mut ars = vec![];
+    let mut found: Vec<(u32, String)> = vec![];
     for e in entries.filter_map(Result::ok) {
-        let Some(ar) = e.file_name().to_str().and_then(ar_number) else {
+        let Some((ar, name)) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| Some((ar_number(n)?, n.to_string())))
+        else {
             continue;
         };
         // Followed, so a data folder assembled from symlinks works; a dangling link or a
         // symlink loop is named rather than silently dropping the AR.
         match std::fs::metadata(e.path()) {
-            Ok(m) if m.is_dir() => ars.push(ar),
+            Ok(m) if m.is_dir() => found.push((ar, name)),
             Ok(_) => {}
             Err(source) => {
                 return Err(SolaredError::Io {
@@ -224,7 +228,27 @@ pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
             }
         }
     }
-    ars.sort_unstable();
+    found.sort_unstable();
+    // `AR011130` and `AR11130` are one AR: reading both would ingest it twice, and reading the
+    // one not named `AR<n>` would look for its files under the other's name.
+    for w in found.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(SolaredError::Missing {
+                path: dir.join(&w[1].1),
+                what: format!(
+                    "AR{} has two folders, {} and {}; keep one",
+                    w[0].0, w[0].1, w[1].1
+                ),
+            });
+        }
+    }
+    if let Some((ar, name)) = found.iter().find(|(ar, n)| *n != format!("AR{ar}")) {
+        return Err(SolaredError::Missing {
+            path: dir.join(name),
+            what: format!("an AR folder is named AR<number> without leading zeros or signs; rename it AR{ar}"),
+        });
+    }
+    let ars: Vec<u32> = found.into_iter().map(|(ar, _)| ar).collect();
     if ars.is_empty() {
         return Err(SolaredError::DataDir {
             dir: dir.to_path_buf(),
@@ -398,6 +422,16 @@ pub fn load_ar_folder(
     let [f_int, f_mag, f_pmdop] = ar_files_in(folder, ar);
     let read = |path: &Path, arrays: usize| -> Result<NpzFile, SolaredError> {
         let f = read_npz(&Npz::open(path)?, arrays)?;
+        // An AR without hours has no timestamps to place anything at; later stages would have
+        // to invent them.
+        if f.times.is_empty() {
+            return Err(SolaredError::File {
+                path: path.to_path_buf(),
+                source: NpzError::Npy(format!(
+                    "holds no hours: its arrays have shape ({TILES}, 0) and no timestamps"
+                )),
+            });
+        }
         Ok(match until {
             Some(u) => f.until(u),
             None => f,

@@ -1,9 +1,11 @@
 //! A strict decoder (and, for fixtures, encoder) of the pickled numpy object arrays of
 //! `datetime.datetime` that hold the SolARED timestamps.
 //!
-//! This is not a general unpickler: it runs only the opcodes numpy's protocol-3 pickle of such an
-//! array uses and resolves only the five globals it names, so a hostile or foreign pickle is
-//! rejected, never executed. The opcode sequence is documented in SEMANTICS.md §1.2.
+//! This is not a general unpickler: it runs only the opcodes that pickles of such an array use
+//! (numpy 1.x writes protocol 3, the SolARED files' form documented in SEMANTICS.md §1.2; numpy
+//! 2.x writes protocol 4 with frames, `SHORT_BINUNICODE`, `MEMOIZE` and `STACK_GLOBAL`) and
+//! resolves only the five globals such an array names, so a hostile or foreign pickle is
+//! rejected, never executed. Widening it means adding opcodes, never globals.
 
 use std::collections::HashMap;
 
@@ -80,7 +82,7 @@ impl<'a> Vm<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
         let s = self
             .b
-            .get(self.at..self.at + n)
+            .get(self.at..self.at.saturating_add(n))
             .ok_or(PickleError::Truncated(self.b.len()))?;
         self.at += n;
         Ok(s)
@@ -115,6 +117,13 @@ impl<'a> Vm<'a> {
         self.stack.pop();
         Ok(items)
     }
+    /// The next `l` bytes as a UTF-8 string.
+    fn str_of(&mut self, l: usize) -> Result<Val, PickleError> {
+        let s = self.take(l)?;
+        let s = std::str::from_utf8(s).map_err(|_| self.malformed("a string is not UTF-8"))?;
+        Ok(Val::Str(s.to_string()))
+    }
+
     /// A copy of memo slot `i`, counted against the copy budget.
     fn get(&mut self, i: u32) -> Result<Val, PickleError> {
         let v = self
@@ -151,7 +160,7 @@ impl<'a> Vm<'a> {
             let op = *self.take(1)?.first().expect("one byte");
             if matches!(
                 op,
-                b't' | 0x85 | 0x86 | 0x87 | b']' | b'l' | b'R' | b'b' | b'e' | b'a' | b'('
+                b't' | 0x85 | 0x86 | 0x87 | b')' | b']' | b'l' | b'R' | b'b' | b'e' | b'a' | b'('
             ) {
                 self.containers += 1;
                 if self.containers > MAX_CONTAINERS {
@@ -170,14 +179,78 @@ impl<'a> Vm<'a> {
                         return Err(self.malformed(&format!("unsupported protocol {proto}")));
                     }
                 }
+                // FRAME (protocol 4): a length prefix for buffering; the opcodes inside are
+                // read as if it were absent, as CPython does once it has the whole frame.
+                0x95 => {
+                    let l = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+                    if l > (self.b.len() - self.at) as u64 {
+                        return Err(PickleError::Truncated(self.b.len()));
+                    }
+                }
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let g = ALLOWED_GLOBALS
-                        .iter()
-                        .find(|(m, n, _)| *m == module && *n == name)
-                        .ok_or_else(|| PickleError::Global(format!("{module}.{name}")))?;
-                    self.stack.push(Val::Global(g.2));
+                    let g = global(module, name)?;
+                    self.stack.push(g);
+                }
+                // STACK_GLOBAL (protocol 4): module and name are the two strings on the stack.
+                0x93 => {
+                    let (Val::Str(name), Val::Str(module)) = (self.pop()?, self.pop()?) else {
+                        return Err(self.malformed("STACK_GLOBAL without two strings"));
+                    };
+                    let g = global(&module, &name)?;
+                    self.stack.push(g);
+                }
+                // MEMOIZE (protocol 4): PUT at the next free index.
+                0x94 => {
+                    let i = self.memo.len() as u32;
+                    self.put(i)?;
+                }
+                b'j' => {
+                    let i = self.take(4)?;
+                    let v = self.get(u32::from_le_bytes([i[0], i[1], i[2], i[3]]))?;
+                    self.stack.push(v);
+                }
+                b'M' => {
+                    let v = self.take(2)?;
+                    self.stack.push(Val::Int(i64::from(u16::from_le_bytes([v[0], v[1]]))));
+                }
+                0x8c => {
+                    let l = usize::from(self.take(1)?[0]);
+                    let s = self.str_of(l)?;
+                    self.stack.push(s);
+                }
+                0x8d => {
+                    let l = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+                    let l = usize::try_from(l).map_err(|_| PickleError::Truncated(self.b.len()))?;
+                    let s = self.str_of(l)?;
+                    self.stack.push(s);
+                }
+                b'B' => {
+                    let l = self.take(4)?;
+                    let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+                    let s = self.take(l)?.to_vec();
+                    self.stack.push(Val::Bytes(s));
+                }
+                0x8e => {
+                    let l = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+                    let l = usize::try_from(l).map_err(|_| PickleError::Truncated(self.b.len()))?;
+                    let s = self.take(l)?.to_vec();
+                    self.stack.push(Val::Bytes(s));
+                }
+                b')' => self.stack.push(Val::Tuple(vec![])),
+                0x86 => {
+                    let b = self.pop()?;
+                    let a = self.pop()?;
+                    self.stack.push(Val::Tuple(vec![a, b]));
+                }
+                // APPEND: pickle writes a list of one element (or a last batch of one) this way.
+                b'a' => {
+                    let v = self.pop()?;
+                    match self.stack.last_mut() {
+                        Some(Val::List(l)) => l.push(v),
+                        _ => return Err(self.malformed("APPEND without a list")),
+                    }
                 }
                 b'q' => {
                     let i = self.take(1)?[0];
@@ -205,10 +278,8 @@ impl<'a> Vm<'a> {
                 b'X' => {
                     let l = self.take(4)?;
                     let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
-                    let s = self.take(l)?;
-                    let s = std::str::from_utf8(s)
-                        .map_err(|_| self.malformed("BINUNICODE is not UTF-8"))?;
-                    self.stack.push(Val::Str(s.to_string()));
+                    let s = self.str_of(l)?;
+                    self.stack.push(s);
                 }
                 b'C' => {
                     let l = usize::from(self.take(1)?[0]);
@@ -265,6 +336,15 @@ impl<'a> Vm<'a> {
             }
         }
     }
+}
+
+/// The one value a whitelisted global stands for; any other global is refused unresolved.
+fn global(module: &str, name: &str) -> Result<Val, PickleError> {
+    ALLOWED_GLOBALS
+        .iter()
+        .find(|(m, n, _)| *m == module && *n == name)
+        .map(|g| Val::Global(g.2))
+        .ok_or_else(|| PickleError::Global(format!("{module}.{name}")))
 }
 
 fn structure(msg: &str) -> PickleError {
@@ -517,7 +597,7 @@ mod tests {
     use super::*;
     use crate::solared::time::parse_timestamp;
 
-    fn hourly(n: usize) -> Vec<i64> {
+    pub(super) fn hourly(n: usize) -> Vec<i64> {
         let t0 = parse_timestamp("2013-03-07 18:59:37.5").unwrap();
         (0..n as i64).map(|h| t0 + h * 3_600_000_000).collect()
     }
@@ -553,11 +633,24 @@ mod tests {
         );
         let mut p = encode_datetime_array(&hourly(4));
         let i = p.iter().rposition(|&c| c == b'e').unwrap();
-        p[i] = b'a'; // APPEND instead of APPENDS
+        p[i] = b'a'; // APPEND instead of APPENDS: the MARK is still on the stack
         assert!(matches!(
             decode_datetime_array(&p),
-            Err(PickleError::Opcode { op: b'a', .. })
+            Err(PickleError::Malformed { .. })
         ));
+        // PERSID, an opcode no timestamp array uses, is refused by opcode.
+        let mut q = encode_datetime_array(&hourly(2));
+        q.insert(2, b'Q');
+        assert!(matches!(
+            decode_datetime_array(&q),
+            Err(PickleError::Opcode { op: b'Q', .. })
+        ));
+        // A protocol-4 STACK_GLOBAL naming os.system is refused like GLOBAL is.
+        let evil4 = b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93.";
+        assert_eq!(
+            decode_datetime_array(evil4),
+            Err(PickleError::Global("os.system".into()))
+        );
     }
 
     #[test]
@@ -606,5 +699,31 @@ mod fuzz_found {
             let e = decode_datetime_array(&b).unwrap_err().to_string();
             assert!(e.contains("excessive memo references"), "{name}: {e}");
         }
+    }
+
+    /// Decodes a hex dump.
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn decodes_numpy_2_protocol_4_pickles() {
+        // `np.save(f, np.array([datetime(2013, 3, 7, 18, 59, 37, 500000) + h hours …],
+        // dtype=object), allow_pickle=True)` under NumPy 2.4.6 / Python 3.11, payload after the
+        // header: FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL, and APPEND for one element.
+        let one = "800495b2000000000000008c166e756d70792e5f636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c056e756d7079948c076e6461727261799493944b0085944301629487945294284b014b01859468038c0564747970659493948c024f3894898887945294284b038c017c944e4e4e4affffffff4affffffff4b3f749462895d948c086461746574696d65948c086461746574696d65949394430a07dd0307123b2507a1209485945294617494622e";
+        let three = "800495d9000000000000008c166e756d70792e5f636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c056e756d7079948c076e6461727261799493944b0085944301629487945294284b014b03859468038c0564747970659493948c024f3894898887945294284b038c017c944e4e4e4affffffff4affffffff4b3f749462895d94288c086461746574696d65948c086461746574696d65949394430a07dd0307123b2507a12094859452946815430a07dd0307133b2507a12094859452946815430a07dd0307143b2507a1209485945294657494622e";
+        assert_eq!(decode_datetime_array(&hex(one)).unwrap(), super::tests::hourly(1));
+        assert_eq!(decode_datetime_array(&hex(three)).unwrap(), super::tests::hourly(3));
+        // A frame claiming more bytes than follow is a truncated pickle.
+        let mut short = hex(three);
+        short.truncate(short.len() - 20);
+        assert!(matches!(
+            decode_datetime_array(&short),
+            Err(PickleError::Truncated(_))
+        ));
     }
 }
