@@ -63,14 +63,17 @@ fn model_record(
     let selected = plan
         .select(std::slice::from_ref(stage))
         .map_err(RunError::Usage)?;
-    let why = match exec::status(plan, store, &selected)?
-        .into_iter()
-        .find(|(j, _)| *j == i)
-        .map(|(_, f)| f)
-    {
-        Some(Freshness::Fresh(r)) => return Ok((*r, None)),
-        Some(Freshness::Stale { why, .. }) => why.join("; "),
-        None => "not selected".into(),
+    // A forecast needs the store and the AR folder only: when the pipeline's own inputs cannot
+    // be read (its data folder moved or gone), whether the model is current cannot be told,
+    // and the model last trained is used with a note saying why.
+    let (why, unknown) = match exec::status(plan, store, &selected) {
+        Ok(status) => match status.into_iter().find(|(j, _)| *j == i).map(|(_, f)| f) {
+            Some(Freshness::Fresh(r)) => return Ok((*r, None)),
+            Some(Freshness::Stale { why, .. }) => (why.join("; "), false),
+            None => ("not selected".into(), false),
+        },
+        Err(RunError::Stage { stage, error }) => (format!("stage `{stage}`: {error}"), true),
+        Err(e) => return Err(e),
     };
     let run = match variant {
         Some(v) => format!("magpipe run {stage} --variant {v}"),
@@ -86,11 +89,19 @@ fn model_record(
                 "stage `{stage}` has never trained a model here ({why}); run `{run}` first"
             ))
         })?;
-    let note = format!(
-        "`{stage}` is not what pipeline.yaml would train now ({why}); forecasting with the model \
-         it last trained (key {}). `{run}` brings it up to date.",
-        crate::key::short(&last.key)
-    );
+    let note = if unknown {
+        format!(
+            "whether `{stage}` is what pipeline.yaml would train now cannot be told ({why}); \
+             forecasting with the model it last trained (key {}).",
+            crate::key::short(&last.key)
+        )
+    } else {
+        format!(
+            "`{stage}` is not what pipeline.yaml would train now ({why}); forecasting with the \
+             model it last trained (key {}). `{run}` brings it up to date.",
+            crate::key::short(&last.key)
+        )
+    };
     Ok((last, Some(note)))
 }
 

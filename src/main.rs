@@ -603,7 +603,19 @@ fn main() -> ExitCode {
     match real_main(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Escaped, so a control character from the user's input (a NUL in a stage name)
+            // neither reaches the terminal raw nor breaks the one-line error.
+            let line: String = format!("{e:#}")
+                .chars()
+                .flat_map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            eprintln!("error: {line}");
             let usage = e.downcast_ref::<SpecError>().is_some()
                 || matches!(
                     e.downcast_ref::<RunError>(),
@@ -812,7 +824,10 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 if rep.problems.is_empty() {
                     "ok".to_string()
                 } else {
-                    format!("{} problems", rep.problems.len())
+                    match rep.problems.len() {
+                        1 => "1 problem".to_string(),
+                        n => format!("{n} problems"),
+                    }
                 }
             );
             Ok(if rep.problems.is_empty() {

@@ -74,9 +74,10 @@ pub struct Lineage {
 }
 
 /// blake3 over the chain's content: every stage's kind, version, key and output hashes (by key,
-/// so the order the chain was walked in does not matter) and every raw file's name and hash.
-/// Stage names and paths stay out, as they stay out of keys, so the same chain run under other
-/// names or from another folder has the same hash.
+/// so the order the chain was walked in does not matter) and every raw file's name inside the
+/// data folder and hash. Stage names and the data folder's location stay out, as they stay out
+/// of keys, so the same chain run under other names or from another folder has the same hash;
+/// raw-file names stay in, as in keys, because they say which AR and channel the bytes are.
 pub fn lineage_hash(stages: &[LineageStage], raw: &[RawFile]) -> String {
     let chain = serde_json::json!({
         "stages": stages

@@ -104,7 +104,7 @@ impl RawSpec {
             file: file.to_path_buf(),
             line: e.location().map(|l| (l.line(), l.column())),
             path: String::new(),
-            msg: format!("invalid YAML: {}", strip_location(&e.to_string())),
+            msg: plain_yaml_error(&strip_location(&e.to_string())),
         })?;
         let top = doc
             .as_mapping()
@@ -296,6 +296,24 @@ impl RawSpec {
     }
 }
 
+/// serde_yaml's message in the user's terms. An integer beyond 64 bits reads "invalid type:
+/// integer `…` as u128, expected any YAML value", which names Rust types, not the problem.
+fn plain_yaml_error(msg: &str) -> String {
+    let big = ["` as u128", "` as i128"]
+        .iter()
+        .find_map(|tail| msg.split_once(tail))
+        .and_then(|(head, _)| head.rsplit_once("integer `"));
+    match big {
+        Some((path, n)) => format!(
+            "{}the integer {n} is out of range: integers must lie between {} and {}",
+            path.strip_suffix("invalid type: ").unwrap_or(path),
+            i64::MIN,
+            u64::MAX
+        ),
+        None => format!("invalid YAML: {msg}"),
+    }
+}
+
 fn strip_location(msg: &str) -> String {
     // serde_yaml appends " at line L column C"; the location is printed in front instead.
     match msg.find(" at line ") {
@@ -404,9 +422,7 @@ impl Locator {
             let Some(colon) = key_end(trimmed) else {
                 continue;
             };
-            let key = trimmed[..colon]
-                .trim()
-                .trim_matches(|c| c == '"' || c == '\'');
+            let key = key_text(trimmed[..colon].trim());
             while stack.last().is_some_and(|(i, _)| *i >= indent) {
                 stack.pop();
             }
@@ -426,6 +442,58 @@ impl Locator {
             msg: msg.to_string(),
         }
     }
+}
+
+/// A block key as YAML reads it: double-quoted keys with their escapes decoded (`"a\0b"` is
+/// the name with a NUL), single-quoted ones with `''` as `'`.
+fn key_text(raw: &str) -> String {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            let hex = |chars: &mut std::str::Chars, n: usize| {
+                let h: String = chars.by_ref().take(n).collect();
+                u32::from_str_radix(&h, 16).ok().and_then(char::from_u32)
+            };
+            let decoded = match chars.next() {
+                Some('0') => Some('\0'),
+                Some('a') => Some('\x07'),
+                Some('b') => Some('\x08'),
+                Some('t' | '\t') => Some('\t'),
+                Some('n') => Some('\n'),
+                Some('v') => Some('\x0b'),
+                Some('f') => Some('\x0c'),
+                Some('r') => Some('\r'),
+                Some('e') => Some('\x1b'),
+                Some(' ') => Some(' '),
+                Some('"') => Some('"'),
+                Some('/') => Some('/'),
+                Some('\\') => Some('\\'),
+                Some('N') => Some('\u{85}'),
+                Some('_') => Some('\u{a0}'),
+                Some('L') => Some('\u{2028}'),
+                Some('P') => Some('\u{2029}'),
+                Some('x') => hex(&mut chars, 2),
+                Some('u') => hex(&mut chars, 4),
+                Some('U') => hex(&mut chars, 8),
+                _ => None,
+            };
+            match decoded {
+                Some(d) => out.push(d),
+                // Not valid YAML; serde_yaml has refused it before any lookup.
+                None => return inner.to_string(),
+            }
+        }
+        return out;
+    }
+    if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        return inner.replace("''", "'");
+    }
+    raw.to_string()
 }
 
 /// The byte index of the `:` ending a block-mapping key on this line, if it starts with one.

@@ -157,6 +157,11 @@ fn spec_error(yaml: &str) -> String {
     );
     let errs = r.error_lines();
     assert_eq!(errs.len(), 1, "{}", r.stderr);
+    assert!(
+        !r.stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "a raw control character reached stderr: {:?}",
+        r.stderr
+    );
     errs[0].to_string()
 }
 
@@ -366,20 +371,8 @@ fn put_series(p: &Project, s: &magpipe_stages::solared::ArSeries) {
     solared::write_ar(&p.data(), s).unwrap();
 }
 
-/// A one-member archive whose member is `payload` deflated, its directory claiming `size` bytes.
 fn deflated(name: &str, payload: &[u8], size: u32) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(payload).unwrap();
-    let mut a = zip::write_stored(&[(name.to_string(), enc.finish().unwrap())]);
-    a[8..10].copy_from_slice(&8u16.to_le_bytes());
-    let cd = (0..a.len() - 4)
-        .find(|&i| a[i..i + 4] == [0x50, 0x4b, 0x01, 0x02])
-        .unwrap();
-    a[cd + 10..cd + 12].copy_from_slice(&8u16.to_le_bytes());
-    a[cd + 16..cd + 20].copy_from_slice(&zip::crc32(payload).to_le_bytes());
-    a[cd + 24..cd + 28].copy_from_slice(&size.to_le_bytes());
-    a
+    zip::write_deflated(name, payload, u64::from(size))
 }
 
 type Damage = fn(&Project);
@@ -404,15 +397,15 @@ const DATA_CASES: &[(&str, Damage, &[&str])] = &[
         &["mean_pmdop11003_flat.npz"],
     ),
     (
-        "float32 data",
+        "complex data",
         |p| {
             let mut m = members(11001, 0);
-            let mut b = npy::header_bytes("<f4", &[81, 72]);
-            b.extend(vec![0u8; 81 * 72 * 4]);
+            let mut b = npy::header_bytes("<c16", &[81, 72]);
+            b.extend(vec![0u8; 81 * 72 * 16]);
             m[0].1 = b;
             put(p, 11001, 0, &m);
         },
-        &["mean_int11001_flat.npz", "arr_0", "<f4"],
+        &["mean_int11001_flat.npz", "arr_0", "<c16"],
     ),
     (
         "1-D data array",
@@ -425,17 +418,17 @@ const DATA_CASES: &[(&str, Damage, &[&str])] = &[
         &["mean_mag11001_flat.npz", "arr_0", "[5832]"],
     ),
     (
-        "Fortran-ordered data",
+        "an npy header with a key numpy does not know",
         |p| {
             let mut m = members(11004, 0);
             let mut b = npy::header_bytes("<f8", &[81, 72]);
-            let at = b.windows(5).position(|w| w == b"False").unwrap();
-            b[at..at + 5].copy_from_slice(b"True ");
+            let at = b.windows(3).position(|w| w == b"}  ").unwrap();
+            b[at..at + 12].copy_from_slice(b"'x': 1, }   ");
             b.extend(vec![0u8; 81 * 72 * 8]);
             m[0].1 = b;
             put(p, 11004, 0, &m);
         },
-        &["mean_int11004_flat.npz", "arr_0", "Fortran-ordered"],
+        &["mean_int11004_flat.npz", "arr_0", "keys"],
     ),
     (
         "payload shorter than its header says",
@@ -592,7 +585,80 @@ const DATA_CASES: &[(&str, Damage, &[&str])] = &[
         },
         &["mean_pmdop11001_flat.npz"],
     ),
+    (
+        "a directory entry pointing at another member's local header",
+        |p| {
+            // numpy refuses it ("File name in directory … and header … differ"); a reader
+            // trusting the directory alone would read arr_0's data as the timestamps' or, in
+            // mean_pmdop, P2-3 as P3-4.
+            let f = file(p, 11003, 2);
+            let mut b = std::fs::read(&f).unwrap();
+            let cd = cd_entries(&b);
+            let first = u32::from_le_bytes(b[cd[0] + 42..cd[0] + 46].try_into().unwrap());
+            b[cd[1] + 42..cd[1] + 46].copy_from_slice(&first.to_le_bytes());
+            std::fs::write(&f, b).unwrap();
+        },
+        &["mean_pmdop11003_flat.npz", "arr_1.npy", "differ"],
+    ),
+    (
+        "a member appended again under the same name",
+        |p| {
+            let mut m = members(11002, 2);
+            let s = synthetic_ar(11002, 72, 5);
+            m.push(("arr_0.npy".into(), npy::write_f64(&[81, 72], &s.ic)));
+            put(p, 11002, 2, &m);
+        },
+        &["mean_pmdop11002_flat.npz", "arr_0.npy appears twice"],
+    ),
+    (
+        "a local header whose CRC disagrees with the directory",
+        |p| {
+            let f = file(p, 11001, 1);
+            let mut b = std::fs::read(&f).unwrap();
+            b[14] ^= 0xFF;
+            std::fs::write(&f, b).unwrap();
+        },
+        &["mean_mag11001_flat.npz", "arr_0.npy", "CRC-32", "local header"],
+    ),
+    (
+        "a bzip2 member",
+        |p| {
+            let f = file(p, 11004, 1);
+            let mut b = std::fs::read(&f).unwrap();
+            b[8..10].copy_from_slice(&12u16.to_le_bytes());
+            let cd = cd_entries(&b);
+            b[cd[0] + 10..cd[0] + 12].copy_from_slice(&12u16.to_le_bytes());
+            std::fs::write(&f, b).unwrap();
+        },
+        &["mean_mag11004_flat.npz", "arr_0.npy", "bzip2"],
+    ),
+    (
+        "two folders for one AR",
+        |p| {
+            let d = p.data();
+            std::fs::create_dir(d.join("AR011002")).unwrap();
+            for f in solared::ar_files(&d, 11002) {
+                std::fs::copy(&f, d.join("AR011002").join(f.file_name().unwrap())).unwrap();
+            }
+        },
+        &["AR011002", "AR11002", "two folders"],
+    ),
+    (
+        "an AR with no hours",
+        |p| {
+            let s = synthetic_ar(11005, 72, 0).first_hours(0);
+            put_series(p, &s);
+        },
+        &["mean_int11005_flat.npz", "no hours"],
+    ),
 ];
+
+/// The offsets of the central directory entries of a ZIP archive.
+fn cd_entries(b: &[u8]) -> Vec<usize> {
+    (0..b.len() - 4)
+        .filter(|&i| b[i..i + 4] == [0x50, 0x4b, 0x01, 0x02])
+        .collect()
+}
 
 #[test]
 fn a_corpus_of_malformed_data_files_each_fails_cleanly() {
@@ -703,6 +769,36 @@ fn yaml_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             "a kind that is a number",
             BASE.replace("kind: split_ars", "kind: 12"),
             vec!["stages.split.kind"],
+        ),
+        (
+            "a float beyond f64",
+            format!(
+                "{BASE}  scale:\n    kind: minmax_scale\n    inputs: {{series: ingest.series, splits: split.splits}}\n    params:\n      nan_fill: 1e400\n"
+            ),
+            vec![
+                "pipeline.yaml:13:",
+                "stages.scale.params.nan_fill",
+                "1e400 is out of range for a float",
+            ],
+        ),
+        (
+            "an integer beyond 64 bits",
+            with_window("input: 18446744073709551616"),
+            vec![
+                "pipeline.yaml:",
+                "stages.window.params.input",
+                "18446744073709551616 is out of range",
+            ],
+        ),
+        (
+            "a fractional window",
+            with_window("input: 2.5"),
+            vec!["stages.window.params.input", "2.5 must be an integer between"],
+        ),
+        (
+            "a NUL in a stage name",
+            BASE.replace("  split:\n", "  \"spl\\0it\":\n"),
+            vec!["pipeline.yaml:5:3:", "stages.spl\\u{0}it", "name"],
         ),
     ]
 }

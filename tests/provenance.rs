@@ -185,7 +185,7 @@ fn verify_finds_a_flipped_byte_and_run_log_and_gc_keep_what_is_reachable() {
         v.stdout
     );
     let v = p.run(&["verify", "window"]);
-    assert!(v.stdout.contains("1 problems"), "{}", v.stdout);
+    assert!(v.stdout.contains(": 1 problem\n"), "{}", v.stdout);
     // `run` never uses the damaged object: it moves it aside and recomputes it; the bytes come
     // back the same, so nothing downstream reruns.
     let r = p.run(&["run", "tables"]);

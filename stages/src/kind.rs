@@ -266,7 +266,59 @@ impl<K> Default for Typed<K> {
 }
 
 fn typed<P: DeserializeOwned>(v: &Value) -> Result<P, ParamError> {
-    serde_json::from_value(v.clone()).map_err(|e| ParamError::Whole(e.to_string()))
+    serde_json::from_value(v.clone()).map_err(|e| ParamError::Whole(plain(&e.to_string())))
+}
+
+/// The range of each integer type serde names, in words.
+fn int_range(ty: &str) -> Option<(i128, i128)> {
+    Some(match ty {
+        "u8" => (0, u8::MAX.into()),
+        "u16" => (0, u16::MAX.into()),
+        "u32" => (0, u32::MAX.into()),
+        "u64" | "usize" => (0, u64::MAX.into()),
+        "i8" => (i8::MIN.into(), i8::MAX.into()),
+        "i16" => (i16::MIN.into(), i16::MAX.into()),
+        "i32" => (i32::MIN.into(), i32::MAX.into()),
+        "i64" | "isize" => (i64::MIN.into(), i64::MAX.into()),
+        _ => return None,
+    })
+}
+
+/// serde's type errors in the user's terms: `invalid type: string "1e400", expected f64` says
+/// what Rust wanted, not what is wrong with the value written in pipeline.yaml.
+fn plain(msg: &str) -> String {
+    // serde's forms: "invalid type: string \"V\", expected T", "invalid value: integer `V`,
+    // expected T", "invalid type: floating point `V`, expected T".
+    let Some((what, ty)) = msg.rsplit_once(", expected ") else {
+        return msg.to_string();
+    };
+    let value = what
+        .split_once('`')
+        .and_then(|(_, v)| v.strip_suffix('`'))
+        .or_else(|| {
+            what.strip_prefix("invalid type: string \"")
+                .and_then(|v| v.strip_suffix('"'))
+        });
+    let Some(value) = value else {
+        return msg.to_string();
+    };
+    let numeric = value.parse::<f64>().ok();
+    if let Some((lo, hi)) = int_range(ty) {
+        return match numeric {
+            Some(_) => format!("{value} must be an integer between {lo} and {hi}"),
+            None => format!("must be an integer between {lo} and {hi}, not {what_}", what_ = what.trim_start_matches("invalid type: ")),
+        };
+    }
+    if ty == "f64" || ty == "f32" {
+        return match numeric {
+            Some(x) if x.is_infinite() => format!(
+                "{value} is out of range for a float (the largest is about {:.1e})",
+                if ty == "f32" { f64::from(f32::MAX) } else { f64::MAX }
+            ),
+            _ => format!("must be a number, not {}", what.trim_start_matches("invalid type: ")),
+        };
+    }
+    msg.to_string()
 }
 
 impl<K: TypedKind> Kind for Typed<K> {
