@@ -462,7 +462,10 @@ fn a_damaged_model_is_refused_not_forecast_with() {
 fn a_forecast_needs_the_store_and_the_ar_folder_only() {
     let p = ready();
     let dir = ar_dir(&p);
-    let before = json(&forecast(&p, &["--ar", dir.to_str().unwrap(), "--format", "json"]));
+    let before = json(&forecast(
+        &p,
+        &["--ar", dir.to_str().unwrap(), "--format", "json"],
+    ));
     // The AR, moved out of the pipeline's data folder, which then disappears.
     let live = p.path().join("live").join(format!("AR{AR}"));
     std::fs::create_dir_all(live.parent().unwrap()).unwrap();
@@ -485,12 +488,17 @@ fn a_forecast_needs_the_store_and_the_ar_folder_only() {
     let r = Run::from(r);
     let after = json(&r);
     assert!(
-        r.stderr.contains("note: whether `train` is what pipeline.yaml would train now cannot be told")
+        r.stderr
+            .contains("note: whether `train` is what pipeline.yaml would train now cannot be told")
             && r.stderr.contains("does not exist"),
         "{}",
         r.stderr
     );
     assert_eq!(after["tiles"], before["tiles"]);
     assert_eq!(after["model"]["key"], before["model"]["key"]);
-    assert_eq!(snapshot(&p.store()), snap, "a forecast leaves the store as it was");
+    assert_eq!(
+        snapshot(&p.store()),
+        snap,
+        "a forecast leaves the store as it was"
+    );
 }

@@ -30,7 +30,10 @@ fn python() -> PathBuf {
 /// Runs the NumPy helper on the real ARs, into `out/<variant>/AR<n>/`.
 fn numpy_variants(out: &Path) {
     let mut args = vec![
-        repo().join("tests/support/npz_variants.py").display().to_string(),
+        repo()
+            .join("tests/support/npz_variants.py")
+            .display()
+            .to_string(),
         solared_dir().display().to_string(),
         out.display().to_string(),
     ];
@@ -78,8 +81,11 @@ fn originals(root: &Path) -> PathBuf {
     let d = root.join("original");
     std::fs::create_dir_all(&d).unwrap();
     for ar in ARS {
-        std::os::unix::fs::symlink(solared_dir().join(format!("AR{ar}")), d.join(format!("AR{ar}")))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            solared_dir().join(format!("AR{ar}")),
+            d.join(format!("AR{ar}")),
+        )
+        .unwrap();
     }
     d
 }
@@ -110,7 +116,10 @@ fn every_form_numpy_writes_ingests_to_the_same_table() {
     // float32 holds other values than the originals; the same values as float64 files do.
     let f32_big = series_of(&p, &tmp.path().join("float32_big"));
     assert_ne!(f32_big, original, "float32 rounding should show");
-    assert_eq!(f32_big, series_of(&p, &tmp.path().join("float32_big_as_f8")));
+    assert_eq!(
+        f32_big,
+        series_of(&p, &tmp.path().join("float32_big_as_f8"))
+    );
 }
 
 #[test]

@@ -306,16 +306,26 @@ fn plain(msg: &str) -> String {
     if let Some((lo, hi)) = int_range(ty) {
         return match numeric {
             Some(_) => format!("{value} must be an integer between {lo} and {hi}"),
-            None => format!("must be an integer between {lo} and {hi}, not {what_}", what_ = what.trim_start_matches("invalid type: ")),
+            None => format!(
+                "must be an integer between {lo} and {hi}, not {what_}",
+                what_ = what.trim_start_matches("invalid type: ")
+            ),
         };
     }
     if ty == "f64" || ty == "f32" {
         return match numeric {
             Some(x) if x.is_infinite() => format!(
                 "{value} is out of range for a float (the largest is about {:.1e})",
-                if ty == "f32" { f64::from(f32::MAX) } else { f64::MAX }
+                if ty == "f32" {
+                    f64::from(f32::MAX)
+                } else {
+                    f64::MAX
+                }
             ),
-            _ => format!("must be a number, not {}", what.trim_start_matches("invalid type: ")),
+            _ => format!(
+                "must be a number, not {}",
+                what.trim_start_matches("invalid type: ")
+            ),
         };
     }
     msg.to_string()

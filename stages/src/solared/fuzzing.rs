@@ -247,12 +247,17 @@ mod tests {
 
     /// A SolARED-shaped two-member file as the fuzz target sees it (member-count byte first).
     fn seed() -> Vec<u8> {
-        let times: Vec<i64> = (0..4).map(|h| 1_300_000_000_000_000 + h * 3_600_000_000).collect();
+        let times: Vec<i64> = (0..4)
+            .map(|h| 1_300_000_000_000_000 + h * 3_600_000_000)
+            .collect();
         let mut stamps = npy::header_bytes("|O", &[4]);
         stamps.extend(pickle::encode_datetime_array(&times));
         let mut out = vec![0u8];
         out.extend(zip::write_stored(&[
-            ("arr_0.npy".into(), npy::write_f64(&[TILES, 4], &[0.5; TILES * 4])),
+            (
+                "arr_0.npy".into(),
+                npy::write_f64(&[TILES, 4], &[0.5; TILES * 4]),
+            ),
             ("arr_1.npy".into(), stamps),
         ]));
         out
@@ -266,8 +271,11 @@ mod tests {
         for k in 0..6u64 {
             for operands in 0..64u64 {
                 // Mutation k, with operands spread over the bits the mutator reads.
-                let choice = k | (operands << 8) | (operands.rotate_left(17) << 24)
-                    | (operands << 40) | ((operands * 7) << 48);
+                let choice = k
+                    | (operands << 8)
+                    | (operands.rotate_left(17) << 24)
+                    | (operands << 40)
+                    | ((operands * 7) << 48);
                 let mut m = original.clone();
                 mutate_zip(&mut m, choice);
                 npz(&m);
@@ -280,7 +288,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(kinds.len(), 6, "mutations that never changed the seed: {kinds:?}");
+        assert_eq!(
+            kinds.len(),
+            6,
+            "mutations that never changed the seed: {kinds:?}"
+        );
     }
 
     #[test]

@@ -245,7 +245,9 @@ pub fn list_ars(dir: &Path) -> Result<Vec<u32>, SolaredError> {
     if let Some((ar, name)) = found.iter().find(|(ar, n)| *n != format!("AR{ar}")) {
         return Err(SolaredError::Missing {
             path: dir.join(name),
-            what: format!("an AR folder is named AR<number> without leading zeros or signs; rename it AR{ar}"),
+            what: format!(
+                "an AR folder is named AR<number> without leading zeros or signs; rename it AR{ar}"
+            ),
         });
     }
     let ars: Vec<u32> = found.into_iter().map(|(ar, _)| ar).collect();
@@ -313,7 +315,7 @@ impl Npz {
 
     fn f64_array(&self, name: &str, t: Option<usize>) -> Result<(usize, Vec<f64>), SolaredError> {
         let m = self.member(name)?;
-        let head = npy::parse_header(&m).map_err(|e| self.err(e))?;
+        let head = npy::parse_header(&m).map_err(|e| self.err(prefix(name, e)))?;
         let expect = [TILES, t.unwrap_or(*head.shape.get(1).unwrap_or(&0))];
         let (shape, v) = npy::read_f64(&m, Some(&expect)).map_err(|e| self.err(prefix(name, e)))?;
         Ok((shape[1], v))

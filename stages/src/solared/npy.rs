@@ -76,7 +76,11 @@ pub fn parse_header(member: &[u8]) -> Result<Header, NpzError> {
     let get = |k: &str| &dict.iter().find(|(n, _)| n == k).expect("checked above").1;
     let descr = match get("descr") {
         literal::Lit::Str(s) => s.clone(),
-        _ => return Err(bad("structured dtypes are not supported (descr is not a string)")),
+        _ => {
+            return Err(bad(
+                "structured dtypes are not supported (descr is not a string)",
+            ));
+        }
     };
     let fortran_order = match get("fortran_order") {
         literal::Lit::Bool(b) => *b,
@@ -86,8 +90,9 @@ pub fn parse_header(member: &[u8]) -> Result<Header, NpzError> {
         literal::Lit::Tuple(items) => items
             .iter()
             .map(|v| match v {
-                literal::Lit::Int(n) => usize::try_from(*n)
-                    .map_err(|_| bad(&format!("bad shape entry {n} (negative)"))),
+                literal::Lit::Int(n) => {
+                    usize::try_from(*n).map_err(|_| bad(&format!("bad shape entry {n} (negative)")))
+                }
                 other => Err(bad(&format!("bad shape entry {other:?}"))),
             })
             .collect::<Result<Vec<_>, _>>()?,
@@ -131,7 +136,10 @@ fn dtype(descr: &str) -> Result<(Elem, bool), NpzError> {
         "f2" => Elem::F16,
         "f4" => Elem::F32,
         "f8" => Elem::F64,
-        _ => match (rest.as_bytes().first(), rest[1.min(rest.len())..].parse::<usize>()) {
+        _ => match (
+            rest.as_bytes().first(),
+            rest[1.min(rest.len())..].parse::<usize>(),
+        ) {
             (Some(b'i'), Ok(n @ (1 | 2 | 4 | 8))) => Elem::Int {
                 bytes: n,
                 signed: true,
@@ -627,7 +635,9 @@ mod tests {
                 })
                 .collect()
         };
-        for descr in ["<f8", ">f8", "<f4", ">f4", ">f2", "<i2", ">u4", "<i8", "|u1"] {
+        for descr in [
+            "<f8", ">f8", "<f4", ">f4", ">f2", "<i2", ">u4", "<i8", "|u1",
+        ] {
             for (fortran, stored) in [("False", &want[..]), ("True", &f_order[..])] {
                 for version in [1, 2, 3] {
                     let dict = format!(
@@ -647,18 +657,47 @@ mod tests {
         let ok = "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }";
         assert!(read_f64(&member(1, ok, &[0; 8]), None).is_ok());
         for (dict, needle) in [
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': 1}", "keys"),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+                "keys",
+            ),
             ("{'descr': '<f8', 'shape': (1,)}", "keys"),
-            ("{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}", "fortran_order"),
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': [1]}", "tuple"),
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': (1.0,)}", "integer"),
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}", "negative"),
-            ("{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,)}", "structured"),
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': (1,)} junk", "literal"),
-            ("{'descr': '<f8' 'fortran_order': False, 'shape': (1,)}", "literal"),
-            ("{'descr': '<f8', 'fortran_order': False, 'fortran_order': False, 'shape': (1,)}", "twice"),
+            (
+                "{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}",
+                "fortran_order",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': [1]}",
+                "tuple",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1.0,)}",
+                "integer",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}",
+                "negative",
+            ),
+            (
+                "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,)}",
+                "structured",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)} junk",
+                "literal",
+            ),
+            (
+                "{'descr': '<f8' 'fortran_order': False, 'shape': (1,)}",
+                "literal",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'fortran_order': False, 'shape': (1,)}",
+                "twice",
+            ),
         ] {
-            let e = read_f64(&member(1, dict, &[0; 8]), None).unwrap_err().to_string();
+            let e = read_f64(&member(1, dict, &[0; 8]), None)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{dict}: {e}");
         }
         let mut v4 = member(1, ok, &[0; 8]);
@@ -674,7 +713,9 @@ mod tests {
         let dict = "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }";
         let mut payload = 7i64.to_le_bytes().to_vec();
         payload.extend(((1i64 << 53) + 1).to_le_bytes());
-        let e = read_f64(&member(1, dict, &payload), None).unwrap_err().to_string();
+        let e = read_f64(&member(1, dict, &payload), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("element 1") && e.contains("exact"), "{e}");
     }
 

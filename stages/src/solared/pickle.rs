@@ -213,7 +213,8 @@ impl<'a> Vm<'a> {
                 }
                 b'M' => {
                     let v = self.take(2)?;
-                    self.stack.push(Val::Int(i64::from(u16::from_le_bytes([v[0], v[1]]))));
+                    self.stack
+                        .push(Val::Int(i64::from(u16::from_le_bytes([v[0], v[1]]))));
                 }
                 0x8c => {
                     let l = usize::from(self.take(1)?[0]);
@@ -716,8 +717,14 @@ mod fuzz_found {
         // header: FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL, and APPEND for one element.
         let one = "800495b2000000000000008c166e756d70792e5f636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c056e756d7079948c076e6461727261799493944b0085944301629487945294284b014b01859468038c0564747970659493948c024f3894898887945294284b038c017c944e4e4e4affffffff4affffffff4b3f749462895d948c086461746574696d65948c086461746574696d65949394430a07dd0307123b2507a1209485945294617494622e";
         let three = "800495d9000000000000008c166e756d70792e5f636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c056e756d7079948c076e6461727261799493944b0085944301629487945294284b014b03859468038c0564747970659493948c024f3894898887945294284b038c017c944e4e4e4affffffff4affffffff4b3f749462895d94288c086461746574696d65948c086461746574696d65949394430a07dd0307123b2507a12094859452946815430a07dd0307133b2507a12094859452946815430a07dd0307143b2507a1209485945294657494622e";
-        assert_eq!(decode_datetime_array(&hex(one)).unwrap(), super::tests::hourly(1));
-        assert_eq!(decode_datetime_array(&hex(three)).unwrap(), super::tests::hourly(3));
+        assert_eq!(
+            decode_datetime_array(&hex(one)).unwrap(),
+            super::tests::hourly(1)
+        );
+        assert_eq!(
+            decode_datetime_array(&hex(three)).unwrap(),
+            super::tests::hourly(3)
+        );
         // A frame claiming more bytes than follow is a truncated pickle.
         let mut short = hex(three);
         short.truncate(short.len() - 20);

@@ -111,7 +111,8 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
         }
         let field =
             |off: usize| u32_at(bytes, at + off).ok_or_else(|| truncated("central directory"));
-        let half = |off: usize| u16_at(bytes, at + off).ok_or_else(|| truncated("central directory"));
+        let half =
+            |off: usize| u16_at(bytes, at + off).ok_or_else(|| truncated("central directory"));
         let flags = half(8)?;
         let method = half(10)?;
         let crc32 = field(16)?;
@@ -155,7 +156,17 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
                  other readers the first)"
             )));
         }
-        let data_offset = check_local_header(bytes, &name, name_bytes, flags, method, crc32, compressed_size, size, local_header_offset)?;
+        let data_offset = check_local_header(
+            bytes,
+            &name,
+            name_bytes,
+            flags,
+            method,
+            crc32,
+            compressed_size,
+            size,
+            local_header_offset,
+        )?;
         raw_names.push(name_bytes);
         out.push(Entry {
             name,
@@ -181,7 +192,13 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
     // two directory entries sharing bytes are how a member is made to read as another.
     let mut spans: Vec<(u64, u64, &str)> = out
         .iter()
-        .map(|e| (e.local_header_offset, e.data_offset + e.compressed_size, e.name.as_str()))
+        .map(|e| {
+            (
+                e.local_header_offset,
+                e.data_offset + e.compressed_size,
+                e.name.as_str(),
+            )
+        })
         .collect();
     spans.sort_unstable();
     for w in spans.windows(2) {
@@ -518,7 +535,11 @@ mod tests {
 
     #[test]
     fn local_headers_disagreeing_with_the_directory_are_refused() {
-        for (off, needle) in [(8usize, "compression method"), (14, "CRC-32"), (22, "sizes")] {
+        for (off, needle) in [
+            (8usize, "compression method"),
+            (14, "CRC-32"),
+            (22, "sizes"),
+        ] {
             let mut a = two_members();
             // The second member's local header starts after the first's 30 + 9 + 20 + 100 bytes.
             let lh = 159;
