@@ -257,14 +257,21 @@ fn check_local_header(
             String::from_utf8_lossy(l_name)
         )));
     }
-    // In a local header's Zip64 extra both sizes are present, uncompressed first.
+    // In a local header's Zip64 extra both sizes are present, uncompressed first; each stands
+    // in only for a 32-bit field that is saturated. (Taking the extra's compressed size over an
+    // unsaturated field let a header say one size to this reader and another to a streaming
+    // one: found by the npz fuzz target.)
     let mut e = 0;
     while e + 4 <= extra.len() {
         let id = u16_at(extra, e).unwrap_or(0);
         let len = usize::from(u16_at(extra, e + 2).unwrap_or(0));
-        if id == 1 && (l_size == 0xFFFF_FFFF || l_csize == 0xFFFF_FFFF) {
-            l_size = u64_at(extra, e + 4).ok_or_else(trunc)?;
-            l_csize = u64_at(extra, e + 12).ok_or_else(trunc)?;
+        if id == 1 {
+            if l_size == 0xFFFF_FFFF {
+                l_size = u64_at(extra, e + 4).ok_or_else(trunc)?;
+            }
+            if l_csize == 0xFFFF_FFFF {
+                l_csize = u64_at(extra, e + 12).ok_or_else(trunc)?;
+            }
         }
         e += 4 + len;
     }
@@ -577,5 +584,17 @@ mod tests {
             let e = entries(&a).unwrap_err().to_string();
             assert!(e.contains(name) && e.contains("unsupported"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_zip64_extra_stands_in_only_for_saturated_sizes() {
+        // Found by the npz fuzz target: arr_1's local header has a saturated uncompressed size
+        // and an unsaturated (wrong) compressed one; the Zip64 extra holds the directory's
+        // figures. Reading the extra over the unsaturated field accepted the file, though a
+        // streaming reader would take the header's compressed size.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/npz");
+        let b = std::fs::read(root.join("zip64-extra-over-unsaturated-size")).unwrap();
+        let e = entries(&b[1..]).unwrap_err().to_string();
+        assert!(e.contains("arr_1.npy") && e.contains("sizes"), "{e}");
     }
 }
