@@ -14,6 +14,7 @@ use crate::events::{Event, Sink};
 use crate::executor::{Choice, Executor, Local, Slurm, StageJob};
 use crate::key::{FORMAT, PreImage, SourceRef};
 use crate::plan::Plan;
+use crate::stale::StaleReason;
 use crate::store::{Record, Store};
 
 /// The key pre-image of stage `i`, given the records of its upstream stages.
@@ -79,8 +80,27 @@ pub struct RunOptions {
 pub enum Outcome {
     Ran(Record, Report),
     Cached(Record),
-    Failed(String),
+    Failed(Failure),
+    /// Not run because an upstream stage did not finish; says which.
     Skipped(String),
+}
+
+/// A stage that failed, with the typed error (a stage's own error, a store that could not take
+/// its outputs, …).
+#[derive(Debug)]
+pub struct Failure {
+    pub stage: String,
+    pub error: RunError,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.error {
+            // These already say which stage they stopped.
+            e @ (RunError::Stage { .. } | RunError::Commit { .. }) => write!(f, "{e}"),
+            e => write!(f, "stage `{}`: {e}", self.stage),
+        }
+    }
 }
 
 pub struct RunResult {
@@ -384,18 +404,18 @@ pub fn run(
                     }
                     o
                 }
-                Err(e) => {
+                Err(error) => {
                     // Store failures (a full disk, say) happen outside the stage's own code;
                     // the message still says which stage they stopped.
-                    let msg = match e {
-                        RunError::Stage { .. } | RunError::Commit { .. } => e.to_string(),
-                        e => format!("stage `{}`: {e}", plan.stages[i].name),
+                    let failure = Failure {
+                        stage: plan.stages[i].name.clone(),
+                        error,
                     };
                     sink.emit(Event::StageFailed {
-                        stage: plan.stages[i].name.clone(),
-                        error: msg.clone(),
+                        stage: failure.stage.clone(),
+                        error: failure.to_string(),
                     });
-                    Outcome::Failed(msg)
+                    Outcome::Failed(failure)
                 }
             };
             outcomes.insert(i, o);
@@ -454,7 +474,7 @@ pub enum Freshness {
     Fresh(Box<Record>),
     Stale {
         key: Option<String>,
-        why: Vec<String>,
+        why: Vec<StaleReason>,
     },
 }
 
@@ -473,7 +493,9 @@ pub fn status(
                 i,
                 Freshness::Stale {
                     key: None,
-                    why: vec![format!("upstream `{}` is stale", plan.stages[d].name)],
+                    why: vec![StaleReason::UpstreamStale {
+                        stage: plan.stages[d].name.clone(),
+                    }],
                 },
             ));
             continue;
@@ -487,7 +509,7 @@ pub fn status(
         }
         let mut why = Vec::new();
         if store.record(&key)?.is_some() {
-            why.push("an output object of its record is missing".to_string());
+            why.push(StaleReason::OutputMissing);
         }
         // Compare with this variant's last run of the stage, else with the default's, so a new
         // variant's first status already says how it differs.
@@ -498,24 +520,28 @@ pub fn status(
                 .transpose()?
                 .flatten())
         };
-        let (old, label) = match (last(plan.variant.as_deref())?, plan.variant.is_some()) {
-            (Some(r), _) => (Some(r), ""),
-            (None, true) => (last(None)?, "never run in this variant; vs the default: "),
-            (None, false) => (None, ""),
+        let (old, vs_default) = match (last(plan.variant.as_deref())?, plan.variant.is_some()) {
+            (Some(r), _) => (Some(r), false),
+            (None, true) => (last(None)?, true),
+            (None, false) => (None, false),
         };
         match old {
             Some(old) => {
                 let d = pre.diff(&old.preimage);
                 if d.is_empty() && why.is_empty() {
-                    why.push("its last record is gone".into());
+                    why.push(StaleReason::RecordGone);
                 }
-                why.extend(
-                    d.into_iter()
-                        .enumerate()
-                        .map(|(i, w)| if i == 0 { format!("{label}{w}") } else { w }),
-                );
+                why.extend(d.into_iter().enumerate().map(|(i, w)| {
+                    if i == 0 && vs_default {
+                        StaleReason::VsDefault {
+                            differs: Box::new(w),
+                        }
+                    } else {
+                        w
+                    }
+                }));
             }
-            None => why.push("never run".into()),
+            None => why.push(StaleReason::NeverRun),
         }
         out.push((
             i,

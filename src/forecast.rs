@@ -69,10 +69,17 @@ fn model_record(
     let (why, unknown) = match exec::status(plan, store, &selected) {
         Ok(status) => match status.into_iter().find(|(j, _)| *j == i).map(|(_, f)| f) {
             Some(Freshness::Fresh(r)) => return Ok((*r, None)),
-            Some(Freshness::Stale { why, .. }) => (why.join("; "), false),
+            Some(Freshness::Stale { why, .. }) => (crate::stale::joined(&why), false),
             None => ("not selected".into(), false),
         },
-        Err(RunError::Stage { stage, error }) => (format!("stage `{stage}`: {error}"), true),
+        Err(RunError::Stage { stage, error }) => (
+            crate::stale::StaleReason::Unknown {
+                stage,
+                error: error.to_string(),
+            }
+            .to_string(),
+            true,
+        ),
         Err(e) => return Err(e),
     };
     let run = match variant {
@@ -548,7 +555,7 @@ fn write_replay(
     std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, &e))?;
     let write = |name: &str, bytes: &[u8]| -> Result<String, RunError> {
         let path = out_dir.join(name);
-        crate::store::write_atomic(out_dir, &path, bytes)
+        crate::fsutil::write_atomic(out_dir, &path, bytes)
             .map_err(|e| RunError::Forecast(e.to_string()))?;
         Ok(path.display().to_string())
     };

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::stale::{RawChange, StaleReason, ValueChange};
+
 pub const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,63 +47,64 @@ impl PreImage {
     }
 
     /// Human-readable differences from an older pre-image of the same stage.
-    pub fn diff(&self, old: &PreImage) -> Vec<String> {
+    pub fn diff(&self, old: &PreImage) -> Vec<StaleReason> {
         let mut out = Vec::new();
         if self.kind != old.kind || self.kind_version != old.kind_version {
-            out.push(format!(
-                "code changed: kind {} v{} → {} v{}",
-                old.kind, old.kind_version, self.kind, self.kind_version
-            ));
+            out.push(StaleReason::CodeChanged {
+                old_kind: old.kind.clone(),
+                old_version: old.kind_version,
+                kind: self.kind.clone(),
+                version: self.kind_version,
+            });
         }
         if self.format != old.format {
-            out.push(format!("key format {} → {}", old.format, self.format));
+            out.push(StaleReason::KeyFormat {
+                old: old.format,
+                new: self.format,
+            });
         }
-        diff_values("param ", &old.params, &self.params, &mut out);
+        out.extend(diff_values(&old.params, &self.params).map(StaleReason::Param));
         for (slot, h) in &self.inputs {
             match old.inputs.get(slot) {
                 Some(o) if o == h => {}
-                Some(o) => out.push(format!(
-                    "input `{slot}` changed: {} → {}",
-                    short(o),
-                    short(h)
-                )),
-                None => out.push(format!("input `{slot}` is new")),
+                Some(o) => out.push(StaleReason::InputChanged {
+                    slot: slot.clone(),
+                    old: o.clone(),
+                    new: h.clone(),
+                }),
+                None => out.push(StaleReason::InputNew { slot: slot.clone() }),
             }
         }
         let old_src: BTreeMap<&str, &SourceRef> =
             old.sources.iter().map(|s| (s.name.as_str(), s)).collect();
         let new_src: BTreeMap<&str, &SourceRef> =
             self.sources.iter().map(|s| (s.name.as_str(), s)).collect();
-        let changed: Vec<&str> = new_src
+        let changed: Vec<String> = new_src
             .iter()
             .filter(|(n, s)| old_src.get(*n).is_some_and(|o| o.hash != s.hash))
-            .map(|(n, _)| *n)
+            .map(|(n, _)| n.to_string())
             .collect();
-        let added: Vec<&str> = new_src
+        let added: Vec<String> = new_src
             .keys()
             .filter(|n| !old_src.contains_key(*n))
-            .copied()
+            .map(|n| n.to_string())
             .collect();
-        let removed: Vec<&str> = old_src
+        let removed: Vec<String> = old_src
             .keys()
             .filter(|n| !new_src.contains_key(*n))
-            .copied()
+            .map(|n| n.to_string())
             .collect();
-        for (what, list) in [("changed", changed), ("added", added), ("removed", removed)] {
-            if !list.is_empty() {
-                out.push(format!("raw files {what}: {}", abbreviate(&list)));
+        for (change, files) in [
+            (RawChange::Changed, changed),
+            (RawChange::Added, added),
+            (RawChange::Removed, removed),
+        ] {
+            if !files.is_empty() {
+                out.push(StaleReason::RawFiles { change, files });
             }
         }
-        diff_values("runtime ", &old.runtime, &self.runtime, &mut out);
+        out.extend(diff_values(&old.runtime, &self.runtime).map(StaleReason::Runtime));
         out
-    }
-}
-
-fn abbreviate(list: &[&str]) -> String {
-    if list.len() <= 4 {
-        list.join(", ")
-    } else {
-        format!("{} and {} more", list[..3].join(", "), list.len() - 3)
     }
 }
 
@@ -109,37 +112,37 @@ pub fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
 
-fn diff_values(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+/// The fields of two JSON objects that differ (or the whole values, when not objects).
+fn diff_values(old: &Value, new: &Value) -> impl Iterator<Item = ValueChange> {
+    let mut out = Vec::new();
     match (old, new) {
         (Value::Object(o), Value::Object(n)) => {
             for (k, nv) in n {
                 match o.get(k) {
                     Some(ov) if ov == nv => {}
-                    Some(ov) => {
-                        out.push(format!("{prefix}`{k}`: {} → {}", compact(ov), compact(nv)))
-                    }
-                    None => out.push(format!("{prefix}`{k}` added: {}", compact(nv))),
+                    ov => out.push(ValueChange {
+                        name: Some(k.clone()),
+                        old: ov.cloned(),
+                        new: Some(nv.clone()),
+                    }),
                 }
             }
             for k in o.keys().filter(|k| !n.contains_key(*k)) {
-                out.push(format!("{prefix}`{k}` removed"));
+                out.push(ValueChange {
+                    name: Some(k.clone()),
+                    old: o.get(k).cloned(),
+                    new: None,
+                });
             }
         }
-        (o, n) if o != n => out.push(format!("{prefix}{} → {}", compact(o), compact(n))),
+        (o, n) if o != n => out.push(ValueChange {
+            name: None,
+            old: Some(o.clone()),
+            new: Some(n.clone()),
+        }),
         _ => {}
     }
-}
-
-fn compact(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 60 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
-    }
+    out.into_iter()
 }
 
 #[cfg(test)]
@@ -170,6 +173,7 @@ mod tests {
     #[test]
     fn diff_names_the_changed_param() {
         let d = pre(json!({"input": 96})).diff(&pre(json!({"input": 110})));
+        let d: Vec<String> = d.iter().map(ToString::to_string).collect();
         assert_eq!(d, vec!["param `input`: 110 → 96".to_string()]);
     }
 }

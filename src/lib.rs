@@ -9,12 +9,14 @@ pub mod events;
 pub mod exec;
 pub mod executor;
 pub mod forecast;
+pub mod fsutil;
 pub mod fuzzing;
 pub mod key;
 pub mod plan;
 pub mod provenance;
 pub mod report;
 pub mod spec;
+pub mod stale;
 pub mod store;
 pub mod sweep;
 

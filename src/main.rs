@@ -58,6 +58,13 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum StatusFormat {
+    Text,
+    /// One object per stage: state, key, summary or typed reasons.
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DagFormat {
     Text,
@@ -107,6 +114,8 @@ enum Cmd {
         /// Say why each stale stage is stale.
         #[arg(long)]
         explain: bool,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
     },
     /// Print the stage graph.
     Dag {
@@ -344,9 +353,8 @@ fn run_one(
     let failures: Vec<String> = result
         .outcomes
         .iter()
-        .filter_map(|(i, o)| match o {
-            Outcome::Failed(msg) if msg.starts_with("stage `") => Some(msg.clone()),
-            Outcome::Failed(msg) => Some(format!("stage `{}`: {msg}", plan.stages[*i].name)),
+        .filter_map(|(_, o)| match o {
+            Outcome::Failed(f) => Some(f.to_string()),
             _ => None,
         })
         .collect();
@@ -677,11 +685,33 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
             targets,
             select,
             explain,
+            format,
         } => {
             let plan = load(cli, Some(select))?;
             let store = Store::open(&store_root(cli));
             let selected = plan.select(targets).map_err(RunError::Usage)?;
             let rows = exec::status(&plan, &store, &selected)?;
+            if *format == StatusFormat::Json {
+                let v: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|(i, f)| match f {
+                        Freshness::Fresh(r) => serde_json::json!({
+                            "stage": plan.stages[*i].name,
+                            "state": "fresh",
+                            "key": r.key,
+                            "summary": r.summary,
+                        }),
+                        Freshness::Stale { key, why } => serde_json::json!({
+                            "stage": plan.stages[*i].name,
+                            "state": "stale",
+                            "key": key,
+                            "reasons": why.iter().map(magpipe::stale::to_json).collect::<Vec<_>>(),
+                        }),
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(5);
             for (i, f) in rows {
                 let s = &plan.stages[i];
@@ -701,7 +731,7 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                         println!(
                             "{:<width$}  stale  {k}  {}",
                             s.name,
-                            why.first().map_or("", String::as_str)
+                            why.first().map(ToString::to_string).unwrap_or_default()
                         );
                         if *explain {
                             for w in why.iter().skip(1) {
@@ -744,7 +774,7 @@ fn real_main(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Some(Freshness::Stale { why, .. }) => {
                     return Err(RunError::Stale {
                         stage: stage.clone(),
-                        why: why.join("; "),
+                        why: magpipe::stale::joined(&why),
                     }
                     .into());
                 }

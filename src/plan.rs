@@ -53,7 +53,7 @@ pub struct Plan {
     pub variant: Option<String>,
     pub variants: Vec<(String, Option<String>)>,
     /// The pipeline's Slurm settings (defaults when it has none).
-    pub slurm: crate::executor::SlurmConfig,
+    pub slurm: crate::spec::SlurmConfig,
 }
 
 /// A `--set stage.param=value` override.

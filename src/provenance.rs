@@ -48,7 +48,7 @@ pub struct LineageStage {
     pub summary: String,
     /// The Slurm jobs (or other executor) that ran it, when not in-process.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub executor: Option<crate::executor::ExecInfo>,
+    pub executor: Option<crate::store::ExecInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,7 +116,7 @@ pub fn lineage(
             Freshness::Stale { why, .. } => {
                 return Err(RunError::Stale {
                     stage: plan.stages[j].name.clone(),
-                    why: why.join("; "),
+                    why: crate::stale::joined(&why),
                 });
             }
         }
@@ -867,7 +867,7 @@ pub fn audit(
             Freshness::Stale { why, .. } => {
                 return Err(RunError::Stale {
                     stage: plan.stages[j].name.clone(),
-                    why: why.join("; "),
+                    why: crate::stale::joined(&why),
                 });
             }
         }
@@ -903,11 +903,16 @@ pub fn audit(
         let name = plan.stages[*i].name.clone();
         let again = match o {
             exec::Outcome::Ran(r, _) | exec::Outcome::Cached(r) => r,
-            exec::Outcome::Failed(m) | exec::Outcome::Skipped(m) => {
+            exec::Outcome::Failed(_) | exec::Outcome::Skipped(_) => {
+                let detail = match o {
+                    exec::Outcome::Failed(f) => f.to_string(),
+                    exec::Outcome::Skipped(m) => m.clone(),
+                    _ => unreachable!("matched above"),
+                };
                 report.stages.push(AuditStage {
                     stage: name.clone(),
                     verdict: "failed".into(),
-                    details: vec![m.clone()],
+                    details: vec![detail],
                 });
                 report.first_difference.get_or_insert(name);
                 continue;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::error::SpecError;
@@ -81,7 +82,7 @@ pub struct RawSpec {
     pub stages: Vec<RawStage>,
     pub variants: Vec<RawVariant>,
     /// The `executor.slurm` block, used when a run asks for `--executor slurm`.
-    pub slurm: Option<crate::executor::SlurmConfig>,
+    pub slurm: Option<SlurmConfig>,
 }
 
 impl RawSpec {
@@ -270,11 +271,9 @@ impl RawSpec {
                 }
                 match m.get("slurm") {
                     None | Some(Value::Null) => None,
-                    Some(v) => Some(
-                        serde_yaml::from_value::<crate::executor::SlurmConfig>(v.clone()).map_err(
-                            |e| loc.err(&["executor", "slurm"], &strip_location(&e.to_string())),
-                        )?,
-                    ),
+                    Some(v) => Some(serde_yaml::from_value::<SlurmConfig>(v.clone()).map_err(
+                        |e| loc.err(&["executor", "slurm"], &strip_location(&e.to_string())),
+                    )?),
                 }
             }
             Some(_) => return Err(loc.err(&["executor"], "`executor:` must be a mapping")),
@@ -513,6 +512,45 @@ fn key_end(s: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The `executor.slurm` block of pipeline.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// `--time`, e.g. `"2:00:00"`.
+    pub time: Option<String>,
+    /// `--cpus-per-task`; default: the stage's thread count.
+    pub cpus_per_task: Option<u32>,
+    /// `--mem`, e.g. `"8G"`.
+    pub mem: Option<String>,
+    /// `--gpus`.
+    pub gpus: Option<u32>,
+    /// More sbatch flags, passed as given.
+    pub sbatch_args: Vec<String>,
+    /// Attempts after the first when a job fails without a result (time limit, cancel, node
+    /// failure, a crashed worker). A stage that reports its own error is not retried.
+    pub retries: u32,
+    /// Seconds between status queries (one `scontrol` call per interval for the whole run).
+    pub poll_seconds: f64,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig {
+            partition: None,
+            account: None,
+            time: None,
+            cpus_per_task: None,
+            mem: None,
+            gpus: None,
+            sbatch_args: Vec::new(),
+            retries: 2,
+            poll_seconds: 1.0,
+        }
+    }
 }
 
 #[cfg(test)]

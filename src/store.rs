@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::fsutil::{fsync_dir, hostname, write_atomic};
 use crate::key::PreImage;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,7 +56,24 @@ pub struct Record {
     pub source_paths: BTreeMap<String, String>,
     /// How the stage ran when not in-process (the Slurm jobs, their nodes and logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<crate::executor::ExecInfo>,
+    pub executor: Option<ExecInfo>,
+}
+
+/// How a stage ran, kept in its record when that was not in-process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    pub executor: String,
+    /// Every attempt, the successful one last.
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub job_id: String,
+    pub state: String,
+    pub exit_code: String,
+    pub node: String,
+    pub log: String,
 }
 
 pub struct Store {
@@ -101,10 +119,6 @@ struct StatHash {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::io(path, e)
-}
-
-pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
 /// Hashes a file's bytes with blake3.
@@ -421,44 +435,12 @@ pub fn file_safe(name: &str) -> String {
     out
 }
 
-/// tmp → write → fsync → rename → fsync the folder; a failed write leaves nothing behind.
-pub(crate) fn write_atomic(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
-        std::process::id()
-    ));
-    let written = File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .map_err(io(&tmp))
-        .and_then(|()| fs::rename(&tmp, dest).map_err(io(dest)));
-    if written.is_err() {
-        // A full disk must not leave the half-written file behind to fill it further.
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    fsync_dir(dir)
-}
-
 /// Held while a stage with this key runs; removed on drop.
 pub struct KeyLock {
     path: PathBuf,
     _file: File,
     /// What a dead holder's lock file said (`pid N host H`), when this lock was taken over.
     pub stale: Option<String>,
-}
-
-/// This machine's name, for lock files and job results.
-pub(crate) fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| fs::read_to_string(p).ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Drop for KeyLock {

@@ -20,6 +20,38 @@ fn an_edited_raw_file_is_named_and_rerun() {
         "{}",
         st.stdout
     );
+    // The same reasons, typed, for tools.
+    let js = p.run(&["status", "--format", "json"]);
+    js.assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    let ingest = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "ingest")
+        .unwrap();
+    assert_eq!(ingest["state"], "stale");
+    let raw = &ingest["reasons"][0];
+    assert_eq!(raw["reason"], "raw_files", "{raw}");
+    assert_eq!(raw["change"], "changed");
+    assert_eq!(raw["files"].as_array().unwrap().len(), 3, "{raw}");
+    assert!(
+        raw["files"][0].as_str().unwrap().starts_with("AR14004/"),
+        "{raw}"
+    );
+    assert!(
+        raw["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("raw files changed: AR14004/")
+    );
+    let split = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "split")
+        .unwrap();
+    assert_eq!(split["reasons"][0]["reason"], "upstream_stale");
     let r = p.run(&["run"]);
     r.assert_ok();
     assert_eq!(r.stages("stage_finished"), ["ingest", "scale"]);
