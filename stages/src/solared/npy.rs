@@ -136,15 +136,16 @@ fn dtype(descr: &str) -> Result<(Elem, bool), NpzError> {
         "f2" => Elem::F16,
         "f4" => Elem::F32,
         "f8" => Elem::F64,
+        // By characters: a hostile descr need not be ASCII (found by the npy fuzz target).
         _ => match (
-            rest.as_bytes().first(),
-            rest[1.min(rest.len())..].parse::<usize>(),
+            rest.chars().next(),
+            rest.chars().skip(1).collect::<String>().parse::<usize>(),
         ) {
-            (Some(b'i'), Ok(n @ (1 | 2 | 4 | 8))) => Elem::Int {
+            (Some('i'), Ok(n @ (1 | 2 | 4 | 8))) => Elem::Int {
                 bytes: n,
                 signed: true,
             },
-            (Some(b'u'), Ok(n @ (1 | 2 | 4 | 8))) => Elem::Int {
+            (Some('u'), Ok(n @ (1 | 2 | 4 | 8))) => Elem::Int {
                 bytes: n,
                 signed: false,
             },
@@ -717,6 +718,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("element 1") && e.contains("exact"), "{e}");
+    }
+
+    #[test]
+    fn a_descr_that_is_not_ascii_is_refused() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/npy");
+        let b = std::fs::read(root.join("descr-not-ascii")).unwrap();
+        let e = read_f64(&b, None).unwrap_err().to_string();
+        assert!(e.contains("dtype"), "{e}");
     }
 
     #[test]
