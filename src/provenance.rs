@@ -976,3 +976,74 @@ pub fn audit_text(r: &AuditReport) -> String {
     });
     out
 }
+
+/// Appends this run to the store's run log; a run log that cannot be written is a warning, not a
+/// failure of the run. A failed run that committed nothing leaves no trace, like the rest of the
+/// store.
+pub fn log_run(
+    plan: &crate::plan::Plan,
+    store: &Store,
+    targets: &[String],
+    started: std::time::SystemTime,
+    result: &crate::exec::RunResult,
+    executor: &str,
+    argv: Vec<String>,
+) {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let mut stages = std::collections::BTreeMap::new();
+    let mut recs = std::collections::BTreeMap::new();
+    let mut jobs = std::collections::BTreeMap::new();
+    for (i, o) in &result.outcomes {
+        let (what, key) = match o {
+            crate::exec::Outcome::Ran(r, _) => {
+                recs.insert(*i, r);
+                if let Some(x) = &r.executor {
+                    jobs.insert(
+                        r.stage.clone(),
+                        x.attempts
+                            .iter()
+                            .map(|a| format!("{} {} on {}", a.job_id, a.state, a.node))
+                            .collect(),
+                    );
+                }
+                ("ran", Some(r.key.clone()))
+            }
+            crate::exec::Outcome::Cached(r) => {
+                recs.insert(*i, r);
+                ("cached", Some(r.key.clone()))
+            }
+            crate::exec::Outcome::Failed(_) => ("failed", None),
+            crate::exec::Outcome::Skipped(_) => ("skipped", None),
+        };
+        stages.insert(plan.stages[*i].name.clone(), (what.to_string(), key));
+    }
+    let ran = result
+        .outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, crate::exec::Outcome::Ran(..)));
+    if result.failed() > 0 && !ran {
+        return;
+    }
+    let selected: Vec<usize> = result.outcomes.iter().map(|(i, _)| *i).collect();
+    let log = RunLog {
+        started_unix: unix(started),
+        seconds: started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        argv,
+        variant: plan.variant.clone(),
+        targets: targets.to_vec(),
+        ok: result.failed() == 0,
+        magpipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: crate::GIT_COMMIT.to_string(),
+        stages,
+        outputs: final_outputs(plan, &selected, &recs),
+        executor: executor.to_string(),
+        jobs,
+    };
+    if let Err(e) = append_run(store, &log) {
+        eprintln!("warning: the run log was not written: {e}");
+    }
+}

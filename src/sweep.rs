@@ -328,6 +328,104 @@ pub fn plan_for(
     Ok(plan)
 }
 
+/// One point of a sweep: its label, its plan (a variant of its own, `<variant>+<label>`) and the
+/// seed it sets, if the sweep is over seeds too.
+pub struct PointPlan {
+    pub label: String,
+    pub plan: crate::plan::Plan,
+    pub seed: Option<u64>,
+}
+
+/// The plans of a sweep's points, each seed in `seeds` making one more dimension applied to every
+/// stage of kind `seed_kind` at once.
+pub fn point_plans(
+    spec: &crate::spec::RawSpec,
+    base: Option<&str>,
+    points: &[Point],
+    seeds: Option<&[u64]>,
+    seed_kind: &str,
+) -> Result<Vec<PointPlan>, crate::error::RunError> {
+    use crate::error::RunError;
+    use crate::plan::{Plan, SetOverride};
+    let parse = |sets: &[String]| -> Result<Vec<SetOverride>, RunError> {
+        sets.iter()
+            .map(|t| SetOverride::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RunError::Usage)
+    };
+    let mut expanded: Vec<(String, Vec<String>, Option<u64>)> = Vec::new();
+    for p in points {
+        match seeds {
+            None => expanded.push((p.label.clone(), p.sets.clone(), None)),
+            Some(list) => {
+                let plan = Plan::build(spec, base, &parse(&p.sets)?)?;
+                let seeded: Vec<&str> = plan
+                    .stages
+                    .iter()
+                    .filter(|s| s.kind.name() == seed_kind)
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if seeded.is_empty() {
+                    return Err(RunError::Usage(format!(
+                        "--seeds: the pipeline has no `{seed_kind}` stage"
+                    )));
+                }
+                for seed in list {
+                    let mut sets = p.sets.clone();
+                    sets.extend(seeded.iter().map(|t| format!("{t}.seed={seed}")));
+                    let label = if p.label.is_empty() {
+                        format!("seed={seed}")
+                    } else {
+                        format!("{},seed={seed}", p.label)
+                    };
+                    expanded.push((label, sets, Some(*seed)));
+                }
+            }
+        }
+    }
+    let mut plans = Vec::new();
+    for (label, sets, seed) in expanded {
+        let mut plan = Plan::build(spec, base, &parse(&sets)?)?;
+        plan.variant = Some(variant_name(base, &label));
+        plans.push(PointPlan { label, plan, seed });
+    }
+    Ok(plans)
+}
+
+/// Runs `run` on every point, `jobs` points at a time, each point's events prefixed with its
+/// label; results in the points' order. Shared stages are computed once (the store's per-key
+/// locks make the other points wait and then find them cached).
+pub fn run_points<T: Send>(
+    points: &[PointPlan],
+    jobs: usize,
+    sink: &dyn Sink,
+    run: &(dyn Fn(&crate::plan::Plan, &dyn Sink) -> T + Sync),
+) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, T)>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(points.len()).max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(p) = points.get(i) else {
+                        break;
+                    };
+                    let prefixed = PrefixSink {
+                        inner: sink,
+                        prefix: p.label.clone(),
+                    };
+                    let r = run(&p.plan, &prefixed);
+                    results.lock().expect("results").push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

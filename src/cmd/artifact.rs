@@ -1,0 +1,57 @@
+//! `magpipe artifact STAGE [OUTPUT]`: the absolute path of a fresh stage's output.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use magpipe::error::RunError;
+use magpipe::exec::{self, Freshness};
+
+use super::{Ctx, Select};
+
+#[derive(clap::Args)]
+pub struct Args {
+    stage: String,
+    output: Option<String>,
+    #[command(flatten)]
+    select: Select,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
+    let plan = ctx.plan(Some(&a.select))?;
+    let stage = &a.stage;
+    let i = plan
+        .index(stage)
+        .ok_or_else(|| RunError::Usage(format!("no stage `{stage}`")))?;
+    let selected = plan
+        .select(std::slice::from_ref(stage))
+        .map_err(RunError::Usage)?;
+    let rows = exec::status(&plan, &ctx.store, &selected)?;
+    let rec = match rows.into_iter().find(|(j, _)| *j == i).map(|(_, f)| f) {
+        Some(Freshness::Fresh(r)) => r,
+        Some(Freshness::Stale { why, .. }) => {
+            return Err(RunError::Stale {
+                stage: stage.clone(),
+                why: magpipe::stale::joined(&why),
+            }
+            .into());
+        }
+        None => unreachable!("the stage is selected"),
+    };
+    match &a.output {
+        Some(o) => {
+            let out = rec.outputs.get(o).with_context(|| {
+                format!(
+                    "stage `{stage}` has no output `{o}` (outputs: {})",
+                    rec.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            println!("{}", ctx.store.object_path(out).display());
+        }
+        None => {
+            for (name, out) in &rec.outputs {
+                println!("{name}\t{}", ctx.store.object_path(out).display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,212 @@
+//! The commands of the `magpipe` binary, one file each: its arguments (a clap `Args` struct) and
+//! its `run`. Every command gets the same [`Ctx`], built once from the global options.
+
+pub mod artifact;
+pub mod audit;
+pub mod compare;
+pub mod dag;
+pub mod forecast;
+pub mod gc;
+pub mod job;
+pub mod kinds;
+pub mod lineage;
+pub mod report;
+pub mod run;
+pub mod runs;
+pub mod status;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use magpipe::events::{HumanSink, JsonSink, Sink};
+use magpipe::executor::Choice;
+use magpipe::plan::{Plan, SetOverride};
+use magpipe::spec::RawSpec;
+use magpipe::store::Store;
+use magpipe::sweep;
+
+/// The options every command takes.
+#[derive(clap::Args)]
+pub struct Global {
+    /// The pipeline file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "pipeline.yaml"
+    )]
+    pub file: PathBuf,
+    /// The artifact store (default: `artifacts/` beside the pipeline file, or $MAGPIPE_STORE).
+    #[arg(long, global = true, env = "MAGPIPE_STORE")]
+    pub store: Option<PathBuf>,
+    /// How progress and logs are written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// No progress output (results and errors still print).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Where stages run: here, or as Slurm jobs (settings: the pipeline's `executor.slurm`).
+    #[arg(long, global = true, value_enum, default_value_t = ExecutorFlag::Local, env = "MAGPIPE_EXECUTOR")]
+    pub executor: ExecutorFlag,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum ExecutorFlag {
+    Local,
+    Slurm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `--variant` and `--set`, for the commands that build a plan.
+#[derive(clap::Args)]
+pub struct Select {
+    /// Apply this named variant's param overrides.
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Override one param: `stage.param=value` (value in YAML syntax). Repeatable.
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the targets (default: every stage) and what they need; cached stages are skipped.
+    Run(run::Args),
+    /// The body of a Slurm job: run one stage from its job file (used by `--executor slurm`).
+    #[command(hide = true)]
+    StageJob(job::StageJobArgs),
+    /// The body of one task of a study's job array: run the next trial of the study.
+    #[command(hide = true)]
+    TrialTask(job::TrialTaskArgs),
+    /// Show which stages are fresh or stale.
+    Status(status::Args),
+    /// Print the stage graph.
+    Dag(dag::Args),
+    /// Print the path of a stage's current output (all outputs, `name<TAB>path`, without OUTPUT).
+    Artifact(artifact::Args),
+    /// List the stage kinds with their inputs, outputs and params.
+    Kinds,
+    /// The chain from an output back to the raw files: every stage's kind, key, params, inputs,
+    /// outputs, runtime and timing, and every raw file with its size and blake3 hash.
+    Lineage(lineage::Args),
+    /// Re-execute the chain that produced STAGE in a scratch store and compare every output byte
+    /// for byte with the stored one; exits 1 if any differs.
+    Audit(audit::Args),
+    /// Re-hash stored objects and check every record's chain; exits 1 on any problem.
+    Verify(verify::Args),
+    /// The run log: every `magpipe run` on this store, what ran, what was cached, final outputs.
+    Runs(runs::Args),
+    /// Variants side by side: the params that differ, then the results (`default` = no variant).
+    Compare(compare::Args),
+    /// One self-contained HTML report: Table 1, Table 2 coloured and against the published one,
+    /// the figures, predictors and variants compared, the lineage of Table 2.
+    Report(report::Args),
+    /// Forecast an AR from a trained model: the next 12 hours per tile, the emergence criterion
+    /// on the predicted series, the alarm, its lead and margin; or `--replay` ARs hour by hour.
+    Forecast(forecast::Args),
+    /// Remove records and objects that no ref and none of the last N runs reach.
+    Gc(gc::Args),
+}
+
+/// What every command works with, built once: the global options, the store, the event sink.
+pub struct Ctx<'a> {
+    pub global: &'a Global,
+    pub store: Store,
+    pub sink: Box<dyn Sink>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(global: &'a Global) -> Ctx<'a> {
+        let sink: Box<dyn Sink> = match global.log_format {
+            LogFormat::Json => Box::new(JsonSink),
+            LogFormat::Human => Box::new(HumanSink::new(global.quiet)),
+        };
+        Ctx {
+            global,
+            store: Store::open(&store_root(global)),
+            sink,
+        }
+    }
+
+    pub fn spec(&self) -> anyhow::Result<RawSpec> {
+        Ok(RawSpec::load(&self.global.file)?)
+    }
+
+    /// The plan, with `--variant`/`--set` applied when given.
+    pub fn plan(&self, select: Option<&Select>) -> anyhow::Result<Plan> {
+        let spec = self.spec()?;
+        let (variant, sets) = match select {
+            Some(s) => (s.variant.as_deref(), parse_sets(&s.sets)?),
+            None => (None, Vec::new()),
+        };
+        Ok(sweep::plan_for(&spec, variant, &sets)?)
+    }
+
+    /// The executor `--executor` asks for, with the plan's Slurm settings.
+    pub fn executor(&self, plan: &Plan) -> Choice {
+        match self.global.executor {
+            ExecutorFlag::Local => Choice::Local,
+            ExecutorFlag::Slurm => Choice::Slurm(plan.slurm.clone()),
+        }
+    }
+}
+
+pub fn parse_sets(sets: &[String]) -> anyhow::Result<Vec<SetOverride>> {
+    sets.iter()
+        .map(|t| SetOverride::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Absolute, so that the paths `magpipe artifact` prints work from any folder.
+fn store_root(g: &Global) -> PathBuf {
+    let root = g.store.clone().unwrap_or_else(|| {
+        let dir = g
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        dir.join("artifacts")
+    });
+    std::path::absolute(&root).unwrap_or(root)
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Exit status 1 unless `ok`.
+pub fn status_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Run(a) => run::run(ctx, a),
+        Cmd::StageJob(a) => Ok(job::stage_job(a)),
+        Cmd::TrialTask(a) => Ok(job::trial_task(a)),
+        Cmd::Status(a) => status::run(ctx, a),
+        Cmd::Dag(a) => dag::run(ctx, a),
+        Cmd::Artifact(a) => artifact::run(ctx, a),
+        Cmd::Kinds => kinds::run(),
+        Cmd::Lineage(a) => lineage::run(ctx, a),
+        Cmd::Audit(a) => audit::run(ctx, a),
+        Cmd::Verify(a) => verify::run(ctx, a),
+        Cmd::Runs(a) => runs::run(ctx, a),
+        Cmd::Compare(a) => compare::run(ctx, a),
+        Cmd::Report(a) => report::run(ctx, a),
+        Cmd::Forecast(a) => forecast::run(ctx, a),
+        Cmd::Gc(a) => gc::run(ctx, a),
+    }
+}

@@ -1,0 +1,54 @@
+//! `magpipe report`: one self-contained HTML report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use magpipe::plan::Plan;
+use magpipe::sweep;
+
+use super::Ctx;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The variant to report (default: none); give more to compare them in the report.
+    #[arg(long = "variant", value_name = "VARIANT")]
+    variants: Vec<String>,
+    /// Where to write it (default: `report.html` in the store).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
+    let spec = ctx.spec()?;
+    let name = a
+        .variants
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "default".into());
+    let build = |v: &str| -> anyhow::Result<Plan> {
+        let variant = (v != magpipe::compare::DEFAULT).then_some(v);
+        Ok(sweep::plan_for(&spec, variant, &[])?)
+    };
+    let plan = build(&name)?;
+    let mut others = Vec::new();
+    for v in a.variants.iter().skip(1) {
+        others.push((v.clone(), build(v)?));
+    }
+    let input = magpipe::report::ReportInput {
+        plan: &plan,
+        name: name.clone(),
+        others,
+    };
+    let html = magpipe::report::html(&input, &ctx.store)?;
+    let path = a.output.clone().unwrap_or_else(|| {
+        ctx.store.root.join(if name == "default" {
+            "report.html".to_string()
+        } else {
+            format!("report-{name}.html")
+        })
+    });
+    std::fs::write(&path, html).with_context(|| format!("{}", path.display()))?;
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}

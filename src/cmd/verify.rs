@@ -1,0 +1,40 @@
+//! `magpipe verify [STAGE…]`: re-hash stored objects and check every record's chain.
+
+use std::process::ExitCode;
+
+use magpipe::provenance;
+
+use super::{Ctx, Select, status_code};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only the chains of these stages (default: every record in the store).
+    stages: Vec<String>,
+    #[command(flatten)]
+    select: Select,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
+    let records = if a.stages.is_empty() {
+        provenance::all_records(&ctx.store)?
+    } else {
+        let plan = ctx.plan(Some(&a.select))?;
+        provenance::chain_records(&plan, &ctx.store, &a.stages)?
+    };
+    let rep = provenance::verify(&ctx.store, &records)?;
+    for p in &rep.problems {
+        println!("{p}");
+    }
+    println!(
+        "verified {} records, {} objects ({:.1} MB): {}",
+        rep.records,
+        rep.objects,
+        rep.bytes as f64 / 1e6,
+        match rep.problems.len() {
+            0 => "ok".to_string(),
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        }
+    );
+    Ok(status_code(rep.problems.is_empty()))
+}
