@@ -100,7 +100,7 @@ fn metrics(plan: &Plan, store: &Store, recs: &BTreeMap<usize, Record>) -> BTreeM
                 let Ok(table) = crate::sweep::read_table2(&store.object_path(o)) else {
                     continue;
                 };
-                let delay = s.params["delay_hours"].as_i64().unwrap_or(4);
+                let delay = magpipe_stages::alarms::delay_hours(&s.params);
                 let (mut ge, mut gt, mut n) = (0, 0, 0);
                 for ((ar, tile), (cat, lead)) in &table {
                     m.insert(format!("{}: Table 2 {ar} {tile}", s.name), cat.clone());

@@ -138,21 +138,17 @@ fn table2_html(csv: &str, published: &BTreeMap<(String, String), String>, delay:
     // (ar, [(tile, category)])
     type Row = (String, Vec<(String, String)>);
     let mut rows: Vec<Row> = Vec::new();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |n: &str| header.iter().position(|h| *h == n);
-    let (Some(ar), Some(tile), Some(cat)) = (col("ar"), col("tile"), col("category")) else {
+    let Ok(cells) = magpipe_stages::alarms::read_table2_csv(csv) else {
         return "<p>Table 2 is not in the expected layout.</p>".into();
     };
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        if rows.last().map(|(a, _)| a != f[ar]).unwrap_or(true) {
-            rows.push((f[ar].to_string(), Vec::new()));
+    for c in cells {
+        if rows.last().map(|(a, _)| *a != c.ar).unwrap_or(true) {
+            rows.push((c.ar.clone(), Vec::new()));
         }
         rows.last_mut()
             .expect("pushed")
             .1
-            .push((f[tile].to_string(), f[cat].to_string()));
+            .push((c.tile, c.category));
     }
     let width = rows.iter().map(|(_, c)| c.len()).max().unwrap_or(1) - 1;
     let mut out = String::from("<table class=\"table2\">\n<tr><th>AR</th>");
@@ -223,19 +219,16 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
     let alarms = by_kind("score_alarms");
     let delay = alarms
         .first()
-        .and_then(|(i, _)| plan.stages[*i].params["delay_hours"].as_i64())
-        .unwrap_or(4);
-    let mut published = BTreeMap::new();
-    if let Some(path) = plan.stages[ti].params["published"].as_str()
-        && let Ok(text) = std::fs::read_to_string(path)
-    {
-        for l in text.lines().filter(|l| !l.starts_with('#')).skip(1) {
-            let f: Vec<&str> = l.split(',').collect();
-            if f.len() == 3 {
-                published.insert((f[0].to_string(), f[1].to_string()), f[2].to_string());
-            }
-        }
-    }
+        .map_or(magpipe_stages::alarms::DEFAULT_DELAY_HOURS, |(i, _)| {
+            magpipe_stages::alarms::delay_hours(&plan.stages[*i].params)
+        });
+    // The published table as render_tables reads it; the report shows nothing beside the cells
+    // when it cannot be read (render_tables has already said why).
+    let published: BTreeMap<(String, String), String> = plan.stages[ti].params["published"]
+        .as_str()
+        .and_then(|path| magpipe_stages::report::read_published(std::path::Path::new(path)).ok())
+        .map(|cells| cells.into_iter().map(|(k, c)| (k, c.to_string())).collect())
+        .unwrap_or_default();
 
     let mut body = String::new();
     let _ = write!(

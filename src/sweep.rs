@@ -174,23 +174,11 @@ pub type Table2 = BTreeMap<(String, String), (String, Option<i64>)>;
 
 pub fn read_table2(path: &std::path::Path) -> Result<Table2, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |n: &str| {
-        header
-            .iter()
-            .position(|h| *h == n)
-            .ok_or_else(|| format!("{}: no column `{n}`", path.display()))
-    };
-    let (ar, tile, cat, lead) = (col("ar")?, col("tile")?, col("category")?, col("lead_h")?);
-    Ok(lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (
-                (f[ar].to_string(), f[tile].to_string()),
-                (f[cat].to_string(), f[lead].parse().ok()),
-            )
-        })
+    let rows = magpipe_stages::alarms::read_table2_csv(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.ar, r.tile), (r.category, r.lead_h)))
         .collect())
 }
 

@@ -165,8 +165,9 @@ fn seeds_table(
         .stages
         .iter()
         .find(|s| s.kind.name() == "score_alarms")
-        .and_then(|s| s.params["delay_hours"].as_i64())
-        .unwrap_or(4);
+        .map_or(magpipe_stages::alarms::DEFAULT_DELAY_HOURS, |s| {
+            magpipe_stages::alarms::delay_hours(&s.params)
+        });
     let md = sweep::seeds_markdown(&tables, delay);
     let dir = ctx.store.root.join("reports");
     std::fs::create_dir_all(&dir)?;

@@ -44,7 +44,7 @@ impl Default for AlarmParams {
             sustain: c.sustain,
             lead_offset: 0,
             horizon_hours: 12,
-            delay_hours: 4,
+            delay_hours: DEFAULT_DELAY_HOURS,
             primary: None,
         }
     }
@@ -237,6 +237,61 @@ pub fn successes(s: &Scored, delay: i64) -> (usize, usize, usize) {
 
 /// Colour class of a cell (paper: green success/Quiet, orange delayed, red ILAP; NO PRED, which
 /// the paper leaves uncoloured, is a missed emergence and shown red as well).
+/// The delay Table 2 is judged against unless a stage's `delay_hours` says otherwise (the
+/// study's 4 h: an alarm must come more than, or at least, this long before emergence).
+pub const DEFAULT_DELAY_HOURS: i64 = 4;
+
+/// The `delay_hours` of a `score_alarms` or `render_tables` stage's resolved params.
+pub fn delay_hours(params: &serde_json::Value) -> i64 {
+    params["delay_hours"]
+        .as_i64()
+        .unwrap_or(DEFAULT_DELAY_HOURS)
+}
+
+/// One cell of the `table2.csv` that `score_alarms` writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table2Row {
+    pub ar: String,
+    /// A tile number, or `Emergence` for the AR's own row.
+    pub tile: String,
+    pub category: String,
+    pub lead_h: Option<i64>,
+}
+
+/// Reads a `table2.csv` by its column names; the one reader of that file.
+pub fn read_table2_csv(text: &str) -> Result<Vec<Table2Row>, String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|h| *h == n)
+            .ok_or_else(|| format!("no column `{n}`"))
+    };
+    let (ar, tile, cat, lead) = (col("ar")?, col("tile")?, col("category")?, col("lead_h")?);
+    let need = ar.max(tile).max(cat).max(lead);
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split(',').collect();
+            if f.len() <= need {
+                return Err(format!(
+                    "line {}: {} fields, expected {}",
+                    i + 2,
+                    f.len(),
+                    header.len()
+                ));
+            }
+            Ok(Table2Row {
+                ar: f[ar].to_string(),
+                tile: f[tile].to_string(),
+                category: f[cat].to_string(),
+                lead_h: f[lead].parse().ok(),
+            })
+        })
+        .collect()
+}
+
 pub fn status(c: Category, delay: i64) -> &'static str {
     match c {
         Category::Quiet => "quiet",
@@ -610,5 +665,23 @@ mod tests {
         };
         // The published Emergence column: 4/5 with ≥ 4 h, the paper's "3 of 5" with > 4 h.
         assert_eq!(successes(&s, 4), (4, 3, 5));
+    }
+
+    #[test]
+    fn table2_csv_is_read_by_column_name_and_short_rows_are_refused() {
+        let text = "tile,ar,lead_h,category\n1,AR11698,12,12 h Alarm\nEmergence,AR11698,,Quiet\n";
+        let rows = read_table2_csv(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].ar.as_str(), rows[0].lead_h), ("AR11698", Some(12)));
+        assert_eq!((rows[1].tile.as_str(), rows[1].lead_h), ("Emergence", None));
+        let e = read_table2_csv("ar,tile,category,lead_h\nAR1,2\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(
+            read_table2_csv("ar,tile\n")
+                .unwrap_err()
+                .contains("category")
+        );
+        assert_eq!(delay_hours(&serde_json::json!({})), DEFAULT_DELAY_HOURS);
+        assert_eq!(delay_hours(&serde_json::json!({"delay_hours": 6})), 6);
     }
 }

@@ -29,7 +29,7 @@ impl Default for TablesParams {
     fn default() -> Self {
         TablesParams {
             published: None,
-            delay_hours: 4,
+            delay_hours: crate::alarms::DEFAULT_DELAY_HOURS,
         }
     }
 }
