@@ -5,7 +5,7 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::Parser;
-use magpipe::error::{RunError, SpecError};
+use magpipe_engine::error::{RunError, SpecError};
 
 #[derive(Parser)]
 #[command(

@@ -9,7 +9,7 @@ const TARGETS: [(&str, Check); 4] = [
     ("npz", magpipe_stages::solared::fuzzing::npz),
     ("npy", magpipe_stages::solared::fuzzing::npy),
     ("pickle", magpipe_stages::solared::fuzzing::pickle),
-    ("pipeline_yaml", magpipe::fuzzing::pipeline_yaml),
+    ("pipeline_yaml", magpipe_stages::fuzz_pipeline_yaml),
 ];
 
 fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -53,5 +53,5 @@ fn the_seeds_are_accepted_inputs_not_just_bytes() {
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
     let y = std::fs::read_to_string(root.join("pipeline_yaml/pipeline.yaml")).unwrap();
-    magpipe::spec::RawSpec::parse(Path::new("pipeline.yaml"), &y).unwrap();
+    magpipe_engine::spec::RawSpec::parse(Path::new("pipeline.yaml"), &y).unwrap();
 }

@@ -3,4 +3,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| magpipe::fuzzing::pipeline_yaml(data));
+fuzz_target!(|data: &[u8]| magpipe_stages::fuzz_pipeline_yaml(data));

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use magpipe::error::RunError;
-use magpipe::exec::{self, Freshness};
+use magpipe_engine::error::RunError;
+use magpipe_engine::exec::{self, Freshness};
 
 use super::{Ctx, Select};
 
@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         Some(Freshness::Stale { why, .. }) => {
             return Err(RunError::Stale {
                 stage: stage.clone(),
-                why: magpipe::stale::joined(&why),
+                why: magpipe_engine::stale::joined(&why),
             }
             .into());
         }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use magpipe::sweep;
+use magpipe_engine::sweep;
 
 use super::Ctx;
 
@@ -26,13 +26,16 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let spec = ctx.spec()?;
     let mut plans = Vec::new();
     for v in &a.variants {
-        let variant = (v != magpipe::compare::DEFAULT).then_some(v.as_str());
-        plans.push((v.clone(), sweep::plan_for(&spec, variant, &[])?));
+        let variant = (v != magpipe_engine::compare::DEFAULT).then_some(v.as_str());
+        plans.push((
+            v.clone(),
+            sweep::plan_for(&spec, &ctx.registry, variant, &[])?,
+        ));
     }
-    let c = magpipe::compare::compare(&plans, &ctx.store)?;
+    let c = magpipe_engine::compare::compare(&plans, &ctx.store)?;
     match a.format {
-        CompareFormat::Md => print!("{}", magpipe::compare::markdown(&c)),
-        CompareFormat::Csv => print!("{}", magpipe::compare::csv(&c)),
+        CompareFormat::Md => print!("{}", magpipe_engine::compare::markdown(&c)),
+        CompareFormat::Csv => print!("{}", magpipe_engine::compare::csv(&c)),
         CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
     }
     Ok(ExitCode::SUCCESS)

@@ -24,9 +24,9 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     print!(
         "{}",
         match a.format {
-            DagFormat::Text => magpipe::dag::text(&plan),
-            DagFormat::Dot => magpipe::dag::dot(&plan),
-            DagFormat::Mermaid => magpipe::dag::mermaid(&plan),
+            DagFormat::Text => magpipe_engine::dag::text(&plan),
+            DagFormat::Dot => magpipe_engine::dag::dot(&plan),
+            DagFormat::Mermaid => magpipe_engine::dag::mermaid(&plan),
         }
     );
     Ok(ExitCode::SUCCESS)

@@ -5,10 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use magpipe::error::RunError;
+use magpipe_engine::error::RunError;
+use magpipe_stages::commands::forecast as fc;
 use magpipe_stages::solared::{GRID, TILES};
 
 use super::Ctx;
+
+/// An engine error stays one (a usage error exits 2), a forecast's own is a plain message.
+fn plain(e: fc::Error) -> anyhow::Error {
+    match e {
+        fc::Error::Engine(e) => e.into(),
+        other => other.into(),
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 pub enum ForecastFormat {
@@ -95,7 +104,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     } = a;
     let spec = ctx.spec()?;
     let store = &ctx.store;
-    let res = magpipe::forecast::resolve(&spec, store, model.as_deref())?;
+    let res = fc::resolve(&spec, &ctx.registry, store, model.as_deref()).map_err(plain)?;
     if let Some(note) = &res.stale {
         eprintln!("note: {note}");
     }
@@ -130,18 +139,20 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                 .into());
             }
             ars.iter()
-                .map(|a| magpipe::forecast::ar_folder(&a.to_string(), res.data_dir.as_deref()))
-                .collect::<Result<_, _>>()?
+                .map(|a| fc::ar_folder(&a.to_string(), res.data_dir.as_deref()))
+                .collect::<Result<_, _>>()
+                .map_err(plain)?
         } else {
             list.iter()
-                .map(|a| magpipe::forecast::ar_folder(a, res.data_dir.as_deref()))
-                .collect::<Result<_, _>>()?
+                .map(|a| fc::ar_folder(a, res.data_dir.as_deref()))
+                .collect::<Result<_, _>>()
+                .map_err(plain)?
         };
         let out_dir = out
             .clone()
-            .unwrap_or_else(|| magpipe::forecast::default_out(store, &res.info));
+            .unwrap_or_else(|| fc::default_out(store, &res.info));
         let run =
-            magpipe::forecast::replay(&res, &dirs, &choice, *threads, &out_dir, sink.as_ref())?;
+            fc::replay(&res, &dirs, &choice, *threads, &out_dir, sink.as_ref()).map_err(plain)?;
         match format {
             ForecastFormat::Json => {
                 println!("{}", serde_json::to_string_pretty(&run.report)?)
@@ -173,7 +184,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
             })
         })
         .transpose()?;
-    let r = magpipe::forecast::forecast(&res, &dir, until, &choice, *threads, sink.as_ref())?;
+    let r = fc::forecast(&res, &dir, until, &choice, *threads, sink.as_ref()).map_err(plain)?;
     match format {
         ForecastFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         f => print!(

@@ -1,5 +1,5 @@
-//! `magpipe stage-job JOB.json` and `magpipe trial-task REQUEST.json`: the bodies of Slurm jobs
-//! (the executor's job side, `magpipe::executor::job`).
+//! `magpipe stage-job JOB.json` and `magpipe trial-task --kind KIND REQUEST.json`: the bodies of Slurm jobs
+//! (the executor's job side, `magpipe_engine::executor::job`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,9 @@ pub struct StageJobArgs {
 
 #[derive(clap::Args)]
 pub struct TrialTaskArgs {
+    /// The kind whose task this is.
+    #[arg(long)]
+    pub kind: String,
     pub request: PathBuf,
 }
 
@@ -18,10 +21,17 @@ fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(1))
 }
 
-pub fn stage_job(a: &StageJobArgs) -> ExitCode {
-    code(magpipe::executor::stage_job_main(&a.job))
+pub fn stage_job(ctx: &super::Ctx, a: &StageJobArgs) -> ExitCode {
+    code(magpipe_engine::executor::stage_job_main(
+        &ctx.registry,
+        &a.job,
+    ))
 }
 
-pub fn trial_task(a: &TrialTaskArgs) -> ExitCode {
-    code(magpipe::executor::trial_task_main(&a.request))
+pub fn trial_task(ctx: &super::Ctx, a: &TrialTaskArgs) -> ExitCode {
+    code(magpipe_engine::executor::trial_task_main(
+        &ctx.registry,
+        &a.kind,
+        &a.request,
+    ))
 }

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-pub fn run() -> anyhow::Result<ExitCode> {
-    for k in magpipe::plan::kinds() {
+pub fn run(ctx: &super::Ctx) -> anyhow::Result<ExitCode> {
+    for k in ctx.registry.iter() {
         println!("{} (v{})\n  {}", k.name(), k.version(), k.doc());
         for i in k.inputs() {
             println!("  input  {:<12} {}", i.name, i.doc);

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use magpipe::provenance;
+use magpipe_engine::provenance;
 
 use super::{Ctx, Select};
 

@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
-use magpipe::events::{HumanSink, JsonSink, Sink};
-use magpipe::executor::Choice;
-use magpipe::plan::{Plan, SetOverride};
-use magpipe::spec::RawSpec;
-use magpipe::store::Store;
-use magpipe::sweep;
+use magpipe_engine::Registry;
+use magpipe_engine::events::{HumanSink, JsonSink, Sink};
+use magpipe_engine::executor::Choice;
+use magpipe_engine::plan::{Plan, SetOverride};
+use magpipe_engine::spec::RawSpec;
+use magpipe_engine::store::Store;
+use magpipe_engine::sweep;
 
 /// The options every command takes.
 #[derive(clap::Args)]
@@ -82,7 +83,7 @@ pub enum Cmd {
     /// The body of a Slurm job: run one stage from its job file (used by `--executor slurm`).
     #[command(hide = true)]
     StageJob(job::StageJobArgs),
-    /// The body of one task of a study's job array: run the next trial of the study.
+    /// The body of one task of a kind's job array (a tuning study's: run its next trial).
     #[command(hide = true)]
     TrialTask(job::TrialTaskArgs),
     /// Show which stages are fresh or stale.
@@ -115,9 +116,12 @@ pub enum Cmd {
     Gc(gc::Args),
 }
 
-/// What every command works with, built once: the global options, the store, the event sink.
+/// What every command works with, built once: the global options, the kinds, the store, the
+/// event sink.
 pub struct Ctx<'a> {
     pub global: &'a Global,
+    /// The study's kinds, the only ones this binary registers with the engine.
+    pub registry: Registry,
     pub store: Store,
     pub sink: Box<dyn Sink>,
 }
@@ -130,6 +134,7 @@ impl<'a> Ctx<'a> {
         };
         Ctx {
             global,
+            registry: magpipe_stages::registry(),
             store: Store::open(&store_root(global)),
             sink,
         }
@@ -146,7 +151,7 @@ impl<'a> Ctx<'a> {
             Some(s) => (s.variant.as_deref(), parse_sets(&s.sets)?),
             None => (None, Vec::new()),
         };
-        Ok(sweep::plan_for(&spec, variant, &sets)?)
+        Ok(sweep::plan_for(&spec, &self.registry, variant, &sets)?)
     }
 
     /// The executor `--executor` asks for, with the plan's Slurm settings.
@@ -194,12 +199,12 @@ pub fn status_code(ok: bool) -> ExitCode {
 pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run(a) => run::run(ctx, a),
-        Cmd::StageJob(a) => Ok(job::stage_job(a)),
-        Cmd::TrialTask(a) => Ok(job::trial_task(a)),
+        Cmd::StageJob(a) => Ok(job::stage_job(ctx, a)),
+        Cmd::TrialTask(a) => Ok(job::trial_task(ctx, a)),
         Cmd::Status(a) => status::run(ctx, a),
         Cmd::Dag(a) => dag::run(ctx, a),
         Cmd::Artifact(a) => artifact::run(ctx, a),
-        Cmd::Kinds => kinds::run(),
+        Cmd::Kinds => kinds::run(ctx),
         Cmd::Lineage(a) => lineage::run(ctx, a),
         Cmd::Audit(a) => audit::run(ctx, a),
         Cmd::Verify(a) => verify::run(ctx, a),

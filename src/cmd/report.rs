@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use magpipe::plan::Plan;
-use magpipe::sweep;
+use magpipe_engine::plan::Plan;
+use magpipe_engine::sweep;
 
 use super::Ctx;
 
@@ -27,20 +27,20 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         .cloned()
         .unwrap_or_else(|| "default".into());
     let build = |v: &str| -> anyhow::Result<Plan> {
-        let variant = (v != magpipe::compare::DEFAULT).then_some(v);
-        Ok(sweep::plan_for(&spec, variant, &[])?)
+        let variant = (v != magpipe_engine::compare::DEFAULT).then_some(v);
+        Ok(sweep::plan_for(&spec, &ctx.registry, variant, &[])?)
     };
     let plan = build(&name)?;
     let mut others = Vec::new();
     for v in a.variants.iter().skip(1) {
         others.push((v.clone(), build(v)?));
     }
-    let input = magpipe::report::ReportInput {
+    let input = magpipe_stages::commands::report::ReportInput {
         plan: &plan,
         name: name.clone(),
         others,
     };
-    let html = magpipe::report::html(&input, &ctx.store)?;
+    let html = magpipe_stages::commands::report::html(&input, &ctx.store)?;
     let path = a.output.clone().unwrap_or_else(|| {
         ctx.store.root.join(if name == "default" {
             "report.html".to_string()

@@ -4,11 +4,11 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use magpipe::error::RunError;
-use magpipe::events::Sink;
-use magpipe::exec::{self, Outcome, RunOptions};
-use magpipe::plan::Plan;
-use magpipe::{provenance, sweep};
+use magpipe_engine::error::RunError;
+use magpipe_engine::events::Sink;
+use magpipe_engine::exec::{self, Outcome, RunOptions};
+use magpipe_engine::plan::Plan;
+use magpipe_engine::{provenance, sweep};
 
 use super::{Ctx, Select, default_jobs};
 
@@ -23,8 +23,8 @@ pub struct Args {
     /// Stages run at once (default: number of cores). Sweep points run this many at a time.
     #[arg(short, long)]
     jobs: Option<usize>,
-    /// Train and score every seed (`1..5` or `1,4,9`): each `train` stage gets the seed, the
-    /// seeds run as a sweep, and a multi-seed Table 2 is printed.
+    /// Run every seed (`1..5` or `1,4,9`): each stage whose kind has a seed param (`train`) gets
+    /// the seed, the seeds run as a sweep, and a multi-seed Table 2 is printed.
     #[arg(long)]
     seeds: Option<String>,
 }
@@ -94,14 +94,14 @@ fn run_sweep(
 ) -> anyhow::Result<ExitCode> {
     let spec = ctx.spec()?;
     let base = a.select.variant.as_deref();
-    // Seeds are one more sweep dimension, applied to every `train` stage at once.
+    // Seeds are one more sweep dimension, applied to every seeded stage at once.
     let seed_list = a
         .seeds
         .as_deref()
         .map(sweep::parse_seeds)
         .transpose()
         .map_err(RunError::Usage)?;
-    let plans = sweep::point_plans(&spec, base, &points, seed_list.as_deref(), "train")?;
+    let plans = sweep::point_plans(&spec, &ctx.registry, base, &points, seed_list.as_deref())?;
     let results = sweep::run_points(&plans, jobs, ctx.sink.as_ref(), &|plan, sink| {
         run_one(ctx, plan, a, 1, sink, false)
     });
@@ -127,60 +127,20 @@ fn run_sweep(
         }
     }
     if seed_list.is_some() && failed == 0 {
-        seeds_table(ctx, base, &plans, &results)?;
+        let done: Vec<_> = plans
+            .iter()
+            .zip(&results)
+            .filter_map(|(p, r)| r.as_ref().ok().map(|r| (p, r)))
+            .collect();
+        if let Some((md, path)) =
+            magpipe_stages::commands::seeds::seeds_table(&ctx.store, base, &done)
+                .map_err(anyhow::Error::msg)?
+        {
+            println!("\n{md}\nwritten to {}", path.display());
+        }
     }
     if failed > 0 {
         bail!("{failed} of {} sweep points failed", plans.len());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The multi-seed Table 2, from each seed's (first) alarms stage.
-fn seeds_table(
-    ctx: &Ctx,
-    base: Option<&str>,
-    plans: &[sweep::PointPlan],
-    results: &[anyhow::Result<exec::RunResult>],
-) -> anyhow::Result<()> {
-    let mut tables = Vec::new();
-    for (p, r) in plans.iter().zip(results) {
-        let Ok(res) = r else { continue };
-        let table = res.outcomes.iter().find_map(|(j, o)| match o {
-            Outcome::Ran(rec, _) | Outcome::Cached(rec)
-                if p.plan.stages[*j].kind.name() == "score_alarms" =>
-            {
-                rec.outputs.get("table2").map(|o| ctx.store.object_path(o))
-            }
-            _ => None,
-        });
-        if let (Some(path), Some(seed)) = (table, p.seed) {
-            tables.push((seed, sweep::read_table2(&path).map_err(anyhow::Error::msg)?));
-        }
-    }
-    if tables.is_empty() {
-        return Ok(());
-    }
-    let delay = plans[0]
-        .plan
-        .stages
-        .iter()
-        .find(|s| s.kind.name() == "score_alarms")
-        .map_or(magpipe_stages::alarms::DEFAULT_DELAY_HOURS, |s| {
-            magpipe_stages::alarms::delay_hours(&s.params)
-        });
-    let md = sweep::seeds_markdown(&tables, delay);
-    let dir = ctx.store.root.join("reports");
-    std::fs::create_dir_all(&dir)?;
-    let name = format!(
-        "seeds-{}-{}.md",
-        base.unwrap_or("default"),
-        tables
-            .iter()
-            .map(|(s, _)| s.to_string())
-            .collect::<Vec<_>>()
-            .join("_")
-    );
-    std::fs::write(dir.join(&name), &md)?;
-    println!("\n{md}\nwritten to {}", dir.join(&name).display());
-    Ok(())
 }

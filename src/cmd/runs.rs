@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use magpipe::provenance;
+use magpipe_engine::provenance;
 
 use super::Ctx;
 

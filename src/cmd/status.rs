@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use clap::ValueEnum;
-use magpipe::error::RunError;
-use magpipe::exec::{self, Freshness};
-use magpipe::key::short;
+use magpipe_engine::error::RunError;
+use magpipe_engine::exec::{self, Freshness};
+use magpipe_engine::key::short;
 
 use super::{Ctx, Select};
 
@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                     "stage": plan.stages[*i].name,
                     "state": "stale",
                     "key": key,
-                    "reasons": why.iter().map(magpipe::stale::to_json).collect::<Vec<_>>(),
+                    "reasons": why.iter().map(magpipe_engine::stale::to_json).collect::<Vec<_>>(),
                 }),
             })
             .collect();

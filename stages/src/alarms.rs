@@ -360,6 +360,44 @@ impl TypedKind for ScoreAlarms {
         Ok(())
     }
 
+    /// Every Table 2 cell, and the successful ARs under both readings of the delay.
+    fn metrics(p: &AlarmParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
+        use crate::kind::Metric;
+        let Some(rows) = run
+            .outputs
+            .get("table2")
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|text| read_table2_csv(&text).ok())
+        else {
+            return Vec::new();
+        };
+        let delay = p.delay_hours;
+        let mut out = Vec::new();
+        let (mut ge, mut gt, mut n) = (0, 0, 0);
+        for r in &rows {
+            out.push(Metric::detail(
+                format!("Table 2 {} {}", r.ar, r.tile),
+                r.category.clone(),
+            ));
+            if r.tile == "Emergence" {
+                n += 1;
+                ge += r.lead_h.is_some_and(|l| l >= delay) as usize;
+                gt += r.lead_h.is_some_and(|l| l > delay) as usize;
+            }
+        }
+        if n > 0 {
+            out.push(Metric::summary(
+                format!("successful ARs (lead ≥ {delay} h)"),
+                format!("{ge}/{n}"),
+            ));
+            out.push(Metric::summary(
+                format!("successful ARs (lead > {delay} h)"),
+                format!("{gt}/{n}"),
+            ));
+        }
+        out
+    }
+
     fn run(p: &AlarmParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let proto = Protocol::read(ctx.input("protocol")?)?;
         let series = SeriesTable::read(ctx.input("test")?)?;

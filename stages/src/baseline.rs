@@ -179,6 +179,10 @@ impl TypedKind for Baseline {
         Ok(())
     }
 
+    fn metrics(_p: &BaselineParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
+        crate::protocol::predictor_metrics(run)
+    }
+
     fn run(p: &BaselineParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let proto = Protocol::read(ctx.input("protocol")?)?;
         let series = SeriesTable::read(ctx.input("test")?)?;

@@ -778,6 +778,29 @@ pub const SCALER_SLOT: InputSlot = InputSlot {
 
 /// The outputs every predictor stage (`predict`, `baseline`) writes, so that scoring and
 /// rendering treat models and reference predictors alike.
+/// What `compare` shows of a predictor (a model's or a baseline's): the mean RMSE per test AR, in
+/// Gauss, from its summary.
+pub fn predictor_metrics(run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
+    let Some(v) = run
+        .outputs
+        .get("summary")
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return Vec::new();
+    };
+    let Some(map) = v["mean_rmse_gauss"].as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(ar, x)| {
+            x.as_f64().map(|x| {
+                crate::kind::Metric::summary(format!("{ar} mean RMSE (G)"), format!("{x:.1}"))
+            })
+        })
+        .collect()
+}
+
 pub const PREDICTOR_OUTPUTS: &[OutputSlot] = &[
     OutputSlot {
         name: "predictions",

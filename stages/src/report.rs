@@ -379,6 +379,27 @@ impl TypedKind for RenderTables {
             .collect())
     }
 
+    fn metrics(_p: &TablesParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
+        let c = &run.facts["matching_cells"];
+        let (Some(cat), Some(exact), Some(of)) = (
+            c["category"].as_u64(),
+            c["exact"].as_u64(),
+            c["of"].as_u64(),
+        ) else {
+            return Vec::new();
+        };
+        vec![
+            crate::kind::Metric::summary(
+                "published Table 2 cells matched in category",
+                format!("{cat}/{of}"),
+            ),
+            crate::kind::Metric::summary(
+                "published Table 2 cells matched exactly (lead included)",
+                format!("{exact}/{of}"),
+            ),
+        ]
+    }
+
     fn run(p: &TablesParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let apath = ctx.input("alarms")?;
         let adf = table::read_parquet(apath)?;

@@ -387,6 +387,7 @@ impl TypedKind for Train {
     const VERSION: u32 = 2;
     // Seconds and windows/s per epoch.
     const VOLATILE_OUTPUTS: &'static [&'static str] = &["history", "history_md"];
+    const SEED_PARAM: Option<&'static str> = Some("seed");
     const DOC: &'static str = "Trains MagFluxLSTM or MagFluxEnc-Dec with the study's procedure in a \
         libtorch worker process; checkpoints every epoch and resumes after a crash.";
     const INPUTS: &'static [InputSlot] = WINDOW_INPUTS;
@@ -497,6 +498,17 @@ impl TypedKind for Train {
         }))
     }
 
+    fn metrics(_p: &TrainParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
+        let Some(v) = run.facts["val_rmse"].as_f64() else {
+            return Vec::new();
+        };
+        let collapsed = run.facts["collapsed"].as_bool() == Some(true);
+        vec![crate::kind::Metric::summary(
+            "val derivative RMSE",
+            format!("{v:.4e}{}", if collapsed { " (COLLAPSED)" } else { "" }),
+        )]
+    }
+
     fn run(p: &TrainParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let p = &from_study(p, ctx)?;
         let req = WorkerRequest {
@@ -565,6 +577,10 @@ impl TypedKind for Predict {
     fn runtime(_p: &PredictParams, cache_dir: &Path) -> Result<Value, StageError> {
         let info = worker_info(cache_dir)?;
         Ok(json!({ "libtorch": info["libtorch_version"], "device": "cpu" }))
+    }
+
+    fn metrics(_p: &PredictParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
+        crate::protocol::predictor_metrics(run)
     }
 
     fn run(p: &PredictParams, ctx: &Context<'_>) -> Result<Report, StageError> {

@@ -60,6 +60,12 @@ pub enum SolaredError {
     Inconsistent { ar: u32, msg: String },
 }
 
+impl From<SolaredError> for crate::kind::StageError {
+    fn from(e: SolaredError) -> Self {
+        crate::kind::StageError::domain(e)
+    }
+}
+
 /// The raw arrays of one AR, row-major `(81, T)` each: sample (k, t) is at `k·T + t`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArSeries {

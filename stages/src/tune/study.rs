@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use super::asha::{AshaParams, Decision, Rungs};
 use super::space::{Config, ParamSpec, Space};
 use super::tpe::{self, Observed, Rng, TpeParams};
-use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+use crate::kind::{
+    Context, Events, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind,
+};
 use crate::table;
 use crate::train::{StopRule, TrainParams, WorkerEvent, WorkerRequest, spawn_worker, worker_info};
 
@@ -440,7 +442,13 @@ pub fn run_study_with(
                 "{remaining} trials unfinished after round {round}; sending them out again"
             ));
         }
-        failures = launcher.run_tasks(&request, remaining, p.max_concurrent, ctx.events)?;
+        failures = launcher.run_tasks(
+            Tune::NAME,
+            &request,
+            remaining,
+            p.max_concurrent,
+            ctx.events,
+        )?;
         for f in &failures {
             ctx.events.log(f);
         }
@@ -788,6 +796,18 @@ impl TypedKind for Tune {
             doc: "the best configuration per model × loss",
         },
     ];
+
+    /// One task of the study's job array. The claim tag is the array task's id, the same after
+    /// a requeue.
+    fn run_task(request: &Path, tag: &str, events: &dyn Events) -> Result<String, StageError> {
+        let bytes = std::fs::read(request).map_err(|e| StageError::io(request, e))?;
+        let req: TaskRequest =
+            serde_json::from_slice(&bytes).map_err(|e| StageError::table(request, e))?;
+        Ok(match run_task(&req, tag, &|m| events.log(m))? {
+            Some(id) => format!("task {tag} ran trial {id}"),
+            None => format!("task {tag}: no trial left"),
+        })
+    }
 
     fn check(p: &TuneParams) -> Result<(), ParamError> {
         let bad = |name: &str, msg: String| {

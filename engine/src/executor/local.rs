@@ -1,7 +1,7 @@
 //! The local executor: a stage runs in this process (torch stages start their worker process
 //! from here).
 
-use magpipe_stages::kind::{Context, Events, Kind, Report, StageError, TrialLauncher};
+use crate::kind::{Context, Events, Kind, Report, StageError, TrialLauncher};
 
 use super::{Executor, Ran, StageJob};
 

@@ -2,28 +2,16 @@
 //! and `--set` overrides applied, the DAG built and checked for cycles.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use magpipe_stages::kind::{Kind, ParamError, list_input_name};
+use crate::kind::{Kind, ParamError, list_input_name};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value};
 
 use crate::error::SpecError;
+use crate::registry::Registry;
 use crate::spec::{Locator, RawInput, RawSpec};
-
-/// The stage kinds of this build.
-pub fn kinds() -> &'static [Box<dyn Kind>] {
-    static KINDS: OnceLock<Vec<Box<dyn Kind>>> = OnceLock::new();
-    KINDS.get_or_init(magpipe_stages::registry)
-}
-
-pub fn kind(name: &str) -> Option<&'static dyn Kind> {
-    kinds()
-        .iter()
-        .find(|k| k.name() == name)
-        .map(|k| k.as_ref())
-}
 
 /// One input wire: `slot` reads output `output` of stage `from`.
 #[derive(Debug, Clone)]
@@ -34,9 +22,10 @@ pub struct Wire {
     pub file: &'static str,
 }
 
+#[derive(Clone)]
 pub struct Stage {
     pub name: String,
-    pub kind: &'static dyn Kind,
+    pub kind: Arc<dyn Kind>,
     /// Resolved params: every param, defaults filled in.
     pub params: Json,
     pub inputs: Vec<Wire>,
@@ -45,6 +34,7 @@ pub struct Stage {
     pub default: bool,
 }
 
+#[derive(Clone)]
 pub struct Plan {
     pub stages: Vec<Stage>,
     pub graph: DiGraph<usize, ()>,
@@ -54,6 +44,8 @@ pub struct Plan {
     pub variants: Vec<(String, Option<String>)>,
     /// The pipeline's Slurm settings (defaults when it has none).
     pub slurm: crate::spec::SlurmConfig,
+    /// The kinds the plan was built with.
+    pub registry: Registry,
 }
 
 /// A `--set stage.param=value` override.
@@ -127,6 +119,7 @@ impl Plan {
     /// Builds the plan of `spec`, with a variant's and `--set` overrides applied.
     pub fn build(
         spec: &RawSpec,
+        registry: &Registry,
         variant: Option<&str>,
         sets: &[SetOverride],
     ) -> Result<Plan, SpecError> {
@@ -143,11 +136,13 @@ impl Plan {
                         &format!("no stage `{stage}` (stages: {})", names.join(", ")),
                     ));
                 };
-                let Some(k) = kind(&raw.kind) else { continue };
+                let Some(k) = registry.get(&raw.kind) else {
+                    continue;
+                };
                 let mut merged = raw.params.clone();
                 let mut origins = BTreeMap::new();
                 apply_variant(&mut merged, &mut origins, &v.name, stage, ov);
-                resolve(k, &merged, &loc, &raw.name, &origins)?;
+                resolve(k.as_ref(), &merged, &loc, &raw.name, &origins)?;
             }
         }
         let chosen =
@@ -183,18 +178,10 @@ impl Plan {
 
         for raw in &spec.stages {
             let at = ["stages", raw.name.as_str()];
-            let k = kind(&raw.kind).ok_or_else(|| {
+            let k = registry.get(&raw.kind).cloned().ok_or_else(|| {
                 loc.err(
                     &[at[0], at[1], "kind"],
-                    &format!(
-                        "unknown kind `{}` (known: {})",
-                        raw.kind,
-                        kinds()
-                            .iter()
-                            .map(|k| k.name())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    &format!("unknown kind `{}` (known: {})", raw.kind, registry.names()),
                 )
             })?;
             let mut params = raw.params.clone();
@@ -217,7 +204,7 @@ impl Plan {
                 origins.insert(s.param.clone(), Origin::Set(s.text.clone()));
                 params.insert(Value::String(s.param.clone()), s.value.clone());
             }
-            let resolved = resolve(k, &params, &loc, &raw.name, &origins)?;
+            let resolved = resolve(k.as_ref(), &params, &loc, &raw.name, &origins)?;
 
             // A variant may rewire inputs (e.g. train from a tuning study's best configurations).
             let mut raw_inputs = raw.inputs.clone();
@@ -256,7 +243,8 @@ impl Plan {
                 }
                 match src {
                     RawInput::One(src) if single => {
-                        let (from, outs) = wire_ref(spec, &names, &loc, &here, src, false)?;
+                        let (from, outs) =
+                            wire_ref(spec, registry, &names, &loc, &here, src, false)?;
                         let out = outs[0];
                         inputs.push(Wire {
                             slot: slot.clone(),
@@ -273,6 +261,7 @@ impl Plan {
                     }
                     RawInput::One(one) => list_wires(
                         spec,
+                        registry,
                         &names,
                         &loc,
                         &here,
@@ -281,7 +270,7 @@ impl Plan {
                         &mut inputs,
                     )?,
                     RawInput::Many(many) => {
-                        list_wires(spec, &names, &loc, &here, slot, many, &mut inputs)?
+                        list_wires(spec, registry, &names, &loc, &here, slot, many, &mut inputs)?
                     }
                 }
             }
@@ -327,6 +316,7 @@ impl Plan {
                 .map(|v| (v.name.clone(), v.doc.clone()))
                 .collect(),
             slurm: spec.slurm.clone().unwrap_or_default(),
+            registry: registry.clone(),
         })
     }
 
@@ -378,12 +368,13 @@ impl Plan {
 /// named output, the only output of a single-output stage, or (`whole`) every output.
 fn wire_ref(
     spec: &RawSpec,
+    registry: &Registry,
     names: &[&str],
     loc: &Locator,
     here: &[&str],
     src: &str,
     whole: bool,
-) -> Result<(usize, Vec<&'static magpipe_stages::kind::OutputSlot>), SpecError> {
+) -> Result<(usize, Vec<&'static crate::kind::OutputSlot>), SpecError> {
     let (from_name, out_name) = match src.split_once('.') {
         Some((a, b)) => (a, Some(b)),
         None => (src, None),
@@ -394,7 +385,7 @@ fn wire_ref(
             &format!("no stage `{from_name}` (stages: {})", names.join(", ")),
         )
     })?;
-    let Some(from_kind) = kind(&spec.stages[from].kind) else {
+    let Some(from_kind) = registry.get(&spec.stages[from].kind) else {
         return Err(loc.err(
             &["stages", from_name, "kind"],
             &format!("unknown kind `{}`", spec.stages[from].kind),
@@ -419,8 +410,10 @@ fn wire_ref(
 }
 
 /// The wires of a list slot: entry `i` naming a whole stage brings every output of it.
+#[allow(clippy::too_many_arguments)]
 fn list_wires(
     spec: &RawSpec,
+    registry: &Registry,
     names: &[&str],
     loc: &Locator,
     here: &[&str],
@@ -429,7 +422,7 @@ fn list_wires(
     inputs: &mut Vec<Wire>,
 ) -> Result<(), SpecError> {
     for (i, src) in entries.iter().enumerate() {
-        let (from, outs) = wire_ref(spec, names, loc, here, src, true)?;
+        let (from, outs) = wire_ref(spec, registry, names, loc, here, src, true)?;
         for out in outs {
             inputs.push(Wire {
                 slot: list_input_name(slot, i, names[from], out.name),

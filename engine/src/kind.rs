@@ -54,17 +54,52 @@ pub struct Context<'a> {
     pub launcher: Option<&'a dyn TrialLauncher>,
 }
 
-/// Runs a study's trial tasks somewhere else (a Slurm job array) and waits for them.
+/// Runs a kind's tasks somewhere else (a Slurm job array) and waits for them. Each task runs
+/// [`Kind::run_task`] of kind `kind` on `request` (`magpipe trial-task --kind KIND REQUEST`).
 pub trait TrialLauncher: Sync {
-    /// Runs `count` tasks, each `magpipe trial-task <request>`, at most `concurrent` at once;
-    /// returns one line per task that did not complete.
+    /// Runs `count` tasks at most `concurrent` at once; returns one line per task that did not
+    /// complete.
     fn run_tasks(
         &self,
+        kind: &str,
         request: &Path,
         count: usize,
         concurrent: usize,
         events: &dyn Events,
     ) -> Result<Vec<String>, StageError>;
+}
+
+/// A finished stage as `compare` and `report` see it: its facts and where its outputs are.
+pub struct Finished<'a> {
+    pub facts: &'a Value,
+    /// output name → path of the stored object.
+    pub outputs: BTreeMap<String, PathBuf>,
+}
+
+/// One result a kind wants shown when variants are compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    pub name: String,
+    pub value: String,
+    /// A per-item detail (one table cell, say): listed after the summary metrics.
+    pub detail: bool,
+}
+
+impl Metric {
+    pub fn summary(name: impl Into<String>, value: impl Into<String>) -> Metric {
+        Metric {
+            name: name.into(),
+            value: value.into(),
+            detail: false,
+        }
+    }
+    pub fn detail(name: impl Into<String>, value: impl Into<String>) -> Metric {
+        Metric {
+            name: name.into(),
+            value: value.into(),
+            detail: true,
+        }
+    }
 }
 
 /// One entry of a list input: a whole upstream stage (every output) or one of its outputs.
@@ -146,8 +181,9 @@ pub struct Report {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
+    /// A kind's own error type (a data reader's, say), shown as it renders itself.
     #[error(transparent)]
-    Solared(#[from] crate::solared::SolaredError),
+    Domain(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Invalid(String),
     #[error("{path}: {source}")]
@@ -163,6 +199,9 @@ pub enum StageError {
 }
 
 impl StageError {
+    pub fn domain(e: impl std::error::Error + Send + Sync + 'static) -> StageError {
+        StageError::Domain(Box::new(e))
+    }
     pub fn io(path: &Path, source: std::io::Error) -> StageError {
         StageError::Io {
             path: path.to_path_buf(),
@@ -226,6 +265,30 @@ pub trait Kind: Send + Sync {
     /// key; `cache_dir` lets a kind remember facts that are slow to find out.
     fn runtime(&self, params: &Value, cache_dir: &Path) -> Result<Value, StageError>;
     fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError>;
+    /// One task of a job array this kind sent out through [`TrialLauncher`]; `tag` names the
+    /// task (stable across a requeue). Returns a line for the log.
+    fn run_task(
+        &self,
+        request: &Path,
+        tag: &str,
+        events: &dyn Events,
+    ) -> Result<String, StageError> {
+        let _ = (request, tag, events);
+        Err(StageError::Invalid(format!(
+            "kind `{}` runs no tasks",
+            self.name()
+        )))
+    }
+    /// What `compare` shows of a finished stage of this kind.
+    fn metrics(&self, params: &Value, finished: &Finished<'_>) -> Vec<Metric> {
+        let _ = (params, finished);
+        Vec::new()
+    }
+    /// The param that seeds this kind's randomness, if it has one: `magpipe run --seeds`
+    /// sweeps it on every stage of the kind at once.
+    fn seed_param(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The typed side of a kind: implement this, and [`Kind`] comes for free.
@@ -239,6 +302,7 @@ pub trait TypedKind: Send + Sync {
     const VOLATILE_OUTPUTS: &'static [&'static str] = &[];
     const LAUNCHES_JOBS: bool = false;
     const OUTPUTS: &'static [OutputSlot];
+    const SEED_PARAM: Option<&'static str> = None;
 
     /// Checks across params (or of values serde cannot check), after typing.
     fn check(_p: &Self::Params) -> Result<(), ParamError> {
@@ -254,6 +318,16 @@ pub trait TypedKind: Send + Sync {
         Ok(Value::Null)
     }
     fn run(p: &Self::Params, ctx: &Context<'_>) -> Result<Report, StageError>;
+    fn run_task(request: &Path, tag: &str, events: &dyn Events) -> Result<String, StageError> {
+        let _ = (request, tag, events);
+        Err(StageError::Invalid(format!(
+            "kind `{}` runs no tasks",
+            Self::NAME
+        )))
+    }
+    fn metrics(_p: &Self::Params, _finished: &Finished<'_>) -> Vec<Metric> {
+        Vec::new()
+    }
 }
 
 /// Wraps a [`TypedKind`] as a [`Kind`].
@@ -411,5 +485,25 @@ impl<K: TypedKind> Kind for Typed<K> {
             &typed(params).map_err(|e| StageError::Invalid(e.to_string()))?,
             ctx,
         )
+    }
+
+    fn run_task(
+        &self,
+        request: &Path,
+        tag: &str,
+        events: &dyn Events,
+    ) -> Result<String, StageError> {
+        K::run_task(request, tag, events)
+    }
+
+    fn metrics(&self, params: &Value, finished: &Finished<'_>) -> Vec<Metric> {
+        match typed(params) {
+            Ok(p) => K::metrics(&p, finished),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn seed_param(&self) -> Option<&'static str> {
+        K::SEED_PARAM
     }
 }

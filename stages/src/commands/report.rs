@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use crate::compare;
-use crate::error::RunError;
-use crate::exec::{self, Freshness};
-use crate::plan::Plan;
-use crate::provenance;
-use crate::store::{Record, Store};
+use magpipe_engine::compare;
+use magpipe_engine::error::RunError;
+use magpipe_engine::exec::{self, Freshness};
+use magpipe_engine::plan::Plan;
+use magpipe_engine::provenance;
+use magpipe_engine::store::{Record, Store};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -122,7 +122,7 @@ fn read(store: &Store, r: &Record, output: &str) -> Option<String> {
 
 /// The CSS class of a Table 2 cell: the alarms stage's own status, one word.
 fn status_class(category: &str, delay: i64) -> &'static str {
-    use magpipe_stages::alarms::{Category, status};
+    use crate::alarms::{Category, status};
     match category.parse::<Category>().map(|c| status(c, delay)) {
         Ok("success") => "success",
         Ok("delayed") => "delayed",
@@ -138,7 +138,7 @@ fn table2_html(csv: &str, published: &BTreeMap<(String, String), String>, delay:
     // (ar, [(tile, category)])
     type Row = (String, Vec<(String, String)>);
     let mut rows: Vec<Row> = Vec::new();
-    let Ok(cells) = magpipe_stages::alarms::read_table2_csv(csv) else {
+    let Ok(cells) = crate::alarms::read_table2_csv(csv) else {
         return "<p>Table 2 is not in the expected layout.</p>".into();
     };
     for c in cells {
@@ -219,14 +219,14 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
     let alarms = by_kind("score_alarms");
     let delay = alarms
         .first()
-        .map_or(magpipe_stages::alarms::DEFAULT_DELAY_HOURS, |(i, _)| {
-            magpipe_stages::alarms::delay_hours(&plan.stages[*i].params)
+        .map_or(crate::alarms::DEFAULT_DELAY_HOURS, |(i, _)| {
+            crate::alarms::delay_hours(&plan.stages[*i].params)
         });
     // The published table as render_tables reads it; the report shows nothing beside the cells
     // when it cannot be read (render_tables has already said why).
     let published: BTreeMap<(String, String), String> = plan.stages[ti].params["published"]
         .as_str()
-        .and_then(|path| magpipe_stages::report::read_published(std::path::Path::new(path)).ok())
+        .and_then(|path| crate::report::read_published(std::path::Path::new(path)).ok())
         .map(|cells| cells.into_iter().map(|(k, c)| (k, c.to_string())).collect())
         .unwrap_or_default();
 
@@ -236,7 +236,7 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
         "<h1>MagFlux study — magpipe report</h1>\n<p class=\"meta\">Variant <code>{}</code> · magpipe {} @ <code>{}</code></p>\n",
         esc(&input.name),
         env!("CARGO_PKG_VERSION"),
-        esc(crate::GIT_COMMIT)
+        esc(magpipe_engine::GIT_COMMIT)
     );
     body.push_str("<h2>Table 2 — emergence alarms</h2>\n<p class=\"legend\"><span class=\"success\">alarm ≥ delay (success)</span> <span class=\"delayed\">alarm &lt; delay (delayed)</span> <span class=\"ilap\">ILAP (false alarm)</span> <span class=\"missed\">NO PRED (missed)</span> <span class=\"quiet\">Quiet</span></p>\n");
     if let Some((_, a)) = alarms.first()
@@ -278,8 +278,8 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
     }
     if !input.others.is_empty() {
         body.push_str("<h2>Variants compared</h2>\n");
-        let mut plans = vec![(input.name.clone(), rebuild(plan))];
-        plans.extend(input.others.iter().map(|(n, p)| (n.clone(), rebuild(p))));
+        let mut plans = vec![(input.name.clone(), plan.clone())];
+        plans.extend(input.others.iter().map(|(n, p)| (n.clone(), p.clone())));
         let c = compare::compare(&plans, store)?;
         body.push_str(&markdown_to_html(&compare::markdown(&c)));
     }
@@ -295,29 +295,6 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>magpipe report — {}</title>\n<style>{CSS}</style></head>\n<body>\n{body}</body></html>\n",
         esc(&input.name)
     ))
-}
-
-/// Plans are not `Clone`; a comparison needs owned ones, rebuilt from the same inputs.
-fn rebuild(p: &Plan) -> Plan {
-    Plan {
-        stages: p
-            .stages
-            .iter()
-            .map(|s| crate::plan::Stage {
-                name: s.name.clone(),
-                kind: s.kind,
-                params: s.params.clone(),
-                inputs: s.inputs.clone(),
-                doc: s.doc.clone(),
-                default: s.default,
-            })
-            .collect(),
-        graph: p.graph.clone(),
-        order: p.order.clone(),
-        variant: p.variant.clone(),
-        slurm: p.slurm.clone(),
-        variants: p.variants.clone(),
-    }
 }
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1500px;color:#222}\

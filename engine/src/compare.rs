@@ -1,6 +1,7 @@
 //! `magpipe compare A B …`: experiment variants side by side — only the params that differ, then
-//! the results the study is judged by (validation derivative RMSE per model, Table 2 cells,
-//! operational successes under both rules, mean RMSE in Gauss), differences highlighted.
+//! the results each stage's kind reports of itself ([`Kind::metrics`]), differences highlighted.
+//!
+//! [`Kind::metrics`]: crate::kind::Kind::metrics
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::RunError;
 use crate::exec::{self, Freshness};
+use crate::kind::Finished;
 use crate::plan::Plan;
 use crate::store::{Record, Store};
 
@@ -60,88 +62,29 @@ fn fresh_records(
     Ok((out, stale))
 }
 
-/// The metrics of one fully run variant, by name.
-fn metrics(plan: &Plan, store: &Store, recs: &BTreeMap<usize, Record>) -> BTreeMap<String, String> {
+/// The metrics of one fully run variant, by name (`stage: metric`), each with whether it is a
+/// detail: what each stage's kind says of it ([`Kind::metrics`](crate::kind::Kind::metrics)).
+fn metrics(
+    plan: &Plan,
+    store: &Store,
+    recs: &BTreeMap<usize, Record>,
+) -> BTreeMap<String, (String, bool)> {
     let mut m = BTreeMap::new();
     for (&i, r) in recs {
         let s = &plan.stages[i];
-        match s.kind.name() {
-            "train" => {
-                if let Some(v) = r.facts["val_rmse"].as_f64() {
-                    let collapsed = r.facts["collapsed"].as_bool() == Some(true);
-                    m.insert(
-                        format!("{}: val derivative RMSE", s.name),
-                        format!("{v:.4e}{}", if collapsed { " (COLLAPSED)" } else { "" }),
-                    );
-                }
-            }
-            "predict" | "baseline" => {
-                let Some(o) = r.outputs.get("summary") else {
-                    continue;
-                };
-                let Ok(text) = std::fs::read_to_string(store.object_path(o)) else {
-                    continue;
-                };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                if let Some(map) = v["mean_rmse_gauss"].as_object() {
-                    for (ar, x) in map {
-                        if let Some(x) = x.as_f64() {
-                            m.insert(format!("{}: {ar} mean RMSE (G)", s.name), format!("{x:.1}"));
-                        }
-                    }
-                }
-            }
-            "score_alarms" => {
-                let Some(o) = r.outputs.get("table2") else {
-                    continue;
-                };
-                let Ok(table) = crate::sweep::read_table2(&store.object_path(o)) else {
-                    continue;
-                };
-                let delay = magpipe_stages::alarms::delay_hours(&s.params);
-                let (mut ge, mut gt, mut n) = (0, 0, 0);
-                for ((ar, tile), (cat, lead)) in &table {
-                    m.insert(format!("{}: Table 2 {ar} {tile}", s.name), cat.clone());
-                    if tile == "Emergence" {
-                        n += 1;
-                        ge += lead.is_some_and(|l| l >= delay) as usize;
-                        gt += lead.is_some_and(|l| l > delay) as usize;
-                    }
-                }
-                if n > 0 {
-                    m.insert(
-                        format!("{}: successful ARs (lead ≥ {delay} h)", s.name),
-                        format!("{ge}/{n}"),
-                    );
-                    m.insert(
-                        format!("{}: successful ARs (lead > {delay} h)", s.name),
-                        format!("{gt}/{n}"),
-                    );
-                }
-            }
-            "render_tables" => {
-                let c = &r.facts["matching_cells"];
-                if let (Some(cat), Some(exact), Some(of)) = (
-                    c["category"].as_u64(),
-                    c["exact"].as_u64(),
-                    c["of"].as_u64(),
-                ) {
-                    m.insert(
-                        format!("{}: published Table 2 cells matched in category", s.name),
-                        format!("{cat}/{of}"),
-                    );
-                    m.insert(
-                        format!(
-                            "{}: published Table 2 cells matched exactly (lead included)",
-                            s.name
-                        ),
-                        format!("{exact}/{of}"),
-                    );
-                }
-            }
-            _ => {}
+        let finished = Finished {
+            facts: &r.facts,
+            outputs: r
+                .outputs
+                .iter()
+                .map(|(name, o)| (name.clone(), store.object_path(o)))
+                .collect(),
+        };
+        for metric in s.kind.metrics(&s.params, &finished) {
+            m.insert(
+                format!("{}: {}", s.name, metric.name),
+                (metric.value, metric.detail),
+            );
         }
     }
     m
@@ -178,18 +121,28 @@ pub fn compare(plans: &[(String, Plan)], store: &Store) -> Result<Comparison, Ru
             params.push((format!("{stage}.{param}"), vals));
         }
     }
-    let per: Vec<BTreeMap<String, String>> = plans
+    let per: Vec<BTreeMap<String, (String, bool)>> = plans
         .iter()
         .zip(&recs)
         .map(|((_, plan), r)| metrics(plan, store, r))
         .collect();
-    let names: BTreeSet<&String> = per.iter().flat_map(|m| m.keys()).collect();
-    // Summary metrics first, then the Table 2 cells.
-    let mut names: Vec<&String> = names.into_iter().collect();
-    names.sort_by_key(|n| (n.contains("Table 2 AR"), (*n).clone()));
+    // Summary metrics first, then the details (per-cell results), each group by name.
+    let mut names: BTreeMap<&String, bool> = BTreeMap::new();
+    for (n, (_, detail)) in per.iter().flatten() {
+        *names.entry(n).or_default() |= *detail;
+    }
+    let mut names: Vec<(&String, bool)> = names.into_iter().collect();
+    names.sort_by_key(|(n, detail)| (*detail, (*n).clone()));
     let metrics = names
         .into_iter()
-        .map(|n| (n.clone(), per.iter().map(|m| m.get(n).cloned()).collect()))
+        .map(|(n, _)| {
+            (
+                n.clone(),
+                per.iter()
+                    .map(|m| m.get(n).map(|(v, _)| v.clone()))
+                    .collect(),
+            )
+        })
         .collect();
     Ok(Comparison {
         variants: plans.iter().map(|(n, _)| n.clone()).collect(),

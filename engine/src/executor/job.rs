@@ -1,11 +1,11 @@
 //! The job's side of the Slurm executor, on the compute node: `magpipe stage-job JOB.json` runs
-//! one stage attempt exactly as the local executor would, `magpipe trial-task REQUEST.json` one
-//! task of a study's job array.
+//! one stage attempt exactly as the local executor would, `magpipe trial-task --kind KIND REQUEST.json`
+//! one task of a kind's job array.
 
 use std::path::Path;
 use std::time::Duration;
 
-use magpipe_stages::kind::Events;
+use crate::kind::Events;
 use serde_json::Value;
 
 use super::{JobResult, StageJob, read_json_file, run_in_process};
@@ -46,7 +46,7 @@ fn fault_hook(stage: &str) {
 }
 
 /// `magpipe stage-job JOB.json`: the body of a Slurm job. Returns the process exit code.
-pub fn stage_job_main(job_file: &Path) -> i32 {
+pub fn stage_job_main(registry: &crate::Registry, job_file: &Path) -> i32 {
     let attempt_dir = job_file.parent().unwrap_or(Path::new("."));
     let result_path = attempt_dir.join("result.json");
     // Idempotent completion: a requeued copy of a job that already finished, or one whose
@@ -69,14 +69,14 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
             return 1;
         }
     };
-    let Some(kind) = crate::plan::kind(&job.kind) else {
+    let Some(kind) = registry.get(&job.kind) else {
         eprintln!("error: {}: unknown kind `{}`", job_file.display(), job.kind);
         return 1;
     };
     if job.attempt == 0 {
         fault_hook(&job.stage);
     }
-    let result = match run_in_process(kind, &job, &LineEvents, None) {
+    let result = match run_in_process(kind.as_ref(), &job, &LineEvents, None) {
         Ok(r) => JobResult {
             ok: true,
             summary: r.summary,
@@ -106,16 +106,17 @@ pub fn stage_job_main(job_file: &Path) -> i32 {
     0
 }
 
-/// `magpipe trial-task REQUEST.json`: the body of one task of a study's job array. The claim
-/// tag is the array task's id, the same after a requeue.
-pub fn trial_task_main(request: &Path) -> i32 {
-    use magpipe_stages::tune::study::{TaskRequest, run_task};
-    let req: TaskRequest = match read_json_file(request) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}: {e}", request.display());
-            return 1;
-        }
+/// `magpipe trial-task --kind KIND REQUEST.json`: the body of one task of a kind's job array
+/// ([`Kind::run_task`](crate::kind::Kind::run_task)). The task's tag is the array task's id, the
+/// same after a requeue.
+pub fn trial_task_main(registry: &crate::Registry, kind: &str, request: &Path) -> i32 {
+    let Some(k) = registry.get(kind) else {
+        eprintln!(
+            "error: {}: unknown kind `{kind}` (known: {})",
+            request.display(),
+            registry.names()
+        );
+        return 1;
     };
     let tag = match (
         std::env::var("SLURM_ARRAY_JOB_ID"),
@@ -124,13 +125,9 @@ pub fn trial_task_main(request: &Path) -> i32 {
         (Ok(a), Ok(t)) => format!("{a}_{t}"),
         _ => format!("pid-{}", std::process::id()),
     };
-    match run_task(&req, &tag, &|m| LineEvents.log(m)) {
-        Ok(Some(id)) => {
-            LineEvents.log(&format!("task {tag} ran trial {id}"));
-            0
-        }
-        Ok(None) => {
-            LineEvents.log(&format!("task {tag}: no trial left"));
+    match k.run_task(request, &tag, &LineEvents) {
+        Ok(line) => {
+            LineEvents.log(&line);
             0
         }
         Err(e) => {

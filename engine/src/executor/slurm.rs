@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use magpipe_stages::kind::{Events, Kind, Report, StageError, TrialLauncher};
+use crate::kind::{Events, Kind, Report, StageError, TrialLauncher};
 use serde_json::Value;
 
 use super::{
@@ -424,6 +424,7 @@ impl Executor for Slurm {
 impl TrialLauncher for Slurm {
     fn run_tasks(
         &self,
+        kind: &str,
         request: &Path,
         count: usize,
         concurrent: usize,
@@ -442,7 +443,11 @@ impl TrialLauncher for Slurm {
                 std::slice::from_ref(&array),
                 &log,
                 1,
-                &format!("trial-task {}", shell_quote(request)),
+                &format!(
+                    "trial-task --kind {} {}",
+                    shell_quote(Path::new(kind)),
+                    shell_quote(request)
+                ),
             )
             .map_err(|e| StageError::Invalid(e.to_string()))?;
         events.log(&format!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use magpipe_stages::kind::{Events, Report};
+use crate::kind::{Events, Report};
 use rayon::prelude::*;
 
 use crate::error::{RunError, StoreError};
@@ -44,7 +44,7 @@ pub fn preimage(
     for src in s.kind.sources(&s.params).map_err(stage_err)? {
         let (hash, size) = store.source_hash(&src.path).map_err(|e| match e {
             StoreError::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
-                stage_err(magpipe_stages::kind::StageError::Missing(src.path.clone()))
+                stage_err(crate::kind::StageError::Missing(src.path.clone()))
             }
             other => other.into(),
         })?;
@@ -227,7 +227,7 @@ fn execute(
         .unwrap_or(0.0);
     let t0 = Instant::now();
     let ran = executor
-        .run_stage(s.kind, job, &events)
+        .run_stage(s.kind.as_ref(), job, &events)
         .map_err(|error| RunError::Stage {
             stage: s.name.clone(),
             error,

@@ -8,7 +8,7 @@ use crate::spec::RawSpec;
 
 /// pipeline.yaml text → spec → plan for the default and every declared variant: any text gives
 /// a plan or a one-line located error, never a panic.
-pub fn pipeline_yaml(data: &[u8]) {
+pub fn pipeline_yaml(registry: &crate::Registry, data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -24,11 +24,11 @@ pub fn pipeline_yaml(data: &[u8]) {
         Ok(s) => s,
         Err(e) => return one_line(&e),
     };
-    if let Err(e) = Plan::build(&spec, None, &[]) {
+    if let Err(e) = Plan::build(&spec, registry, None, &[]) {
         one_line(&e);
     }
     for v in &spec.variants {
-        if let Err(e) = Plan::build(&spec, Some(&v.name), &[]) {
+        if let Err(e) = Plan::build(&spec, registry, Some(&v.name), &[]) {
             one_line(&e);
         }
     }

@@ -55,7 +55,7 @@ pub enum RunError {
     #[error("stage `{stage}`: {error}")]
     Stage {
         stage: String,
-        error: magpipe_stages::kind::StageError,
+        error: crate::kind::StageError,
     },
     /// The store could not take what a stage produced (a full disk, say).
     #[error("stage `{stage}`: {error}")]
@@ -64,9 +64,6 @@ pub enum RunError {
     Stale { stage: String, why: String },
     #[error("{0}")]
     Usage(String),
-    /// A forecast could not be made (bad or too little data, a model of another layout).
-    #[error("{0}")]
-    Forecast(String),
     /// The executor could not start (no Slurm reachable, say).
     #[error("executor: {0}")]
     Executor(String),

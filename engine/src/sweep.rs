@@ -1,8 +1,8 @@
 //! Sweeps: `--set stage.param=a,b,c` and `--seeds 1..5` expand one `magpipe run` into several
-//! variants that run side by side on one store, sharing every stage they have in common; and the
-//! multi-seed Table 2 (majority category, lead mean ± sd, success rate per AR).
-
-use std::collections::BTreeMap;
+//! variants that run side by side on one store, sharing every stage they have in common. A seed
+//! goes to every stage whose kind names a seed param ([`Kind::seed_param`]).
+//!
+//! [`Kind::seed_param`]: crate::kind::Kind::seed_param
 
 use crate::events::{Event, Sink};
 
@@ -168,132 +168,27 @@ impl Sink for PrefixSink<'_> {
     }
 }
 
-/// One seed's Table 2, read from a `score_alarms` stage's table2.csv: (ar, tile) → (category,
-/// lead).
-pub type Table2 = BTreeMap<(String, String), (String, Option<i64>)>;
-
-pub fn read_table2(path: &std::path::Path) -> Result<Table2, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let rows = magpipe_stages::alarms::read_table2_csv(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.ar, r.tile), (r.category, r.lead_h)))
-        .collect())
-}
-
-/// Markdown of a multi-seed Table 2: per cell the majority category (ties listed) with the share
-/// of seeds that gave it and the lead mean ± sd over the seeds that alarmed; per AR the share of
-/// seeds whose Emergence lead passes the delay under ≥ and under >.
-pub fn seeds_markdown(tables: &[(u64, Table2)], delay: i64) -> String {
-    let n = tables.len();
-    let mut ars: Vec<String> = Vec::new();
-    let mut tiles: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some((_, t)) = tables.first() {
-        for (ar, tile) in t.keys() {
-            if !ars.contains(ar) {
-                ars.push(ar.clone());
-            }
-            if tile != "Emergence" {
-                tiles.entry(ar.clone()).or_default().push(tile.clone());
-            }
-        }
-    }
-    let width = tiles.values().map(Vec::len).max().unwrap_or(0);
-    let cell = |ar: &str, tile: &str| -> String {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut leads = Vec::new();
-        for (_, t) in tables {
-            if let Some((c, l)) = t.get(&(ar.to_string(), tile.to_string())) {
-                let kind = if c.ends_with("h Alarm") {
-                    "Alarm".to_string()
-                } else {
-                    c.clone()
-                };
-                *counts.entry(kind).or_default() += 1;
-                leads.extend(l.map(|v| v as f64));
-            }
-        }
-        let best = counts.values().copied().max().unwrap_or(0);
-        let top: Vec<&String> = counts
-            .iter()
-            .filter(|(_, c)| **c == best)
-            .map(|(k, _)| k)
-            .collect();
-        let label = top.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("/");
-        let lead = if top.iter().any(|k| *k == "Alarm") && !leads.is_empty() {
-            let m = leads.iter().sum::<f64>() / leads.len() as f64;
-            let sd = (leads.iter().map(|v| (v - m).powi(2)).sum::<f64>()
-                / (leads.len().max(2) - 1) as f64)
-                .sqrt();
-            format!(" {m:.1}±{sd:.1}h")
-        } else {
-            String::new()
-        };
-        format!("{label}{lead} ({best}/{n})")
-    };
-    let mut out = format!(
-        "# Table 2 over {n} seeds ({})\n\nPer cell: the category most seeds gave (share of seeds), \
-         and for alarms the lead mean ± sd over the seeds that alarmed.\n\n| AR | {} | Emergence | success ≥{delay} h | success >{delay} h |\n|---|{}---|---|---|\n",
-        tables
-            .iter()
-            .map(|(s, _)| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        (1..=width)
-            .map(|i| format!("tile {i}"))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---|".repeat(width)
-    );
-    for ar in &ars {
-        let mut row = vec![ar.clone()];
-        for t in tiles.get(ar).into_iter().flatten() {
-            row.push(format!("{t} {}", cell(ar, t)));
-        }
-        row.push(cell(ar, "Emergence"));
-        let leads: Vec<Option<i64>> = tables
-            .iter()
-            .map(|(_, t)| {
-                t.get(&(ar.clone(), "Emergence".into()))
-                    .and_then(|(_, l)| *l)
-            })
-            .collect();
-        let ge = leads
-            .iter()
-            .filter(|l| l.is_some_and(|v| v >= delay))
-            .count();
-        let gt = leads
-            .iter()
-            .filter(|l| l.is_some_and(|v| v > delay))
-            .count();
-        row.push(format!("{ge}/{n}"));
-        row.push(format!("{gt}/{n}"));
-        out.push_str(&format!("| {} |\n", row.join(" | ")));
-    }
-    out
-}
-
 /// The plan of a variant name, including a sweep point's `BASE+label` (e.g. `default+seed=2`
 /// or `paper-text+lstm_hybrid.lr=0.001,seed=3`), so `status`, `artifact`, `compare` and `report`
 /// can name the points of an earlier sweep.
 pub fn plan_for(
     spec: &crate::spec::RawSpec,
+    registry: &crate::Registry,
     name: Option<&str>,
     sets: &[crate::plan::SetOverride],
 ) -> Result<crate::plan::Plan, crate::error::SpecError> {
     use crate::plan::{Plan, SetOverride};
     let Some(name) = name else {
-        return Plan::build(spec, None, sets);
+        return Plan::build(spec, registry, None, sets);
     };
     let point = name
         .split_once('+')
         .filter(|_| !spec.variants.iter().any(|v| v.name == name));
     let Some((base, label)) = point else {
-        return Plan::build(spec, Some(name), sets);
+        return Plan::build(spec, registry, Some(name), sets);
     };
     let base = (base != "default").then_some(base);
-    let base_plan = Plan::build(spec, base, &[])?;
+    let base_plan = Plan::build(spec, registry, base, &[])?;
     let bad = |msg: String| crate::error::SpecError {
         file: spec.file.clone(),
         line: None,
@@ -303,17 +198,25 @@ pub fn plan_for(
     let mut all = Vec::new();
     for part in alternatives(label) {
         if let Some(seed) = part.strip_prefix("seed=") {
-            for s in base_plan.stages.iter().filter(|s| s.kind.name() == "train") {
-                all.push(SetOverride::parse(&format!("{}.seed={seed}", s.name)).map_err(bad)?);
+            for (stage, param) in seeded(&base_plan) {
+                all.push(SetOverride::parse(&format!("{stage}.{param}={seed}")).map_err(bad)?);
             }
         } else {
             all.push(SetOverride::parse(&part).map_err(bad)?);
         }
     }
     all.extend(sets.iter().cloned());
-    let mut plan = Plan::build(spec, base, &all)?;
+    let mut plan = Plan::build(spec, registry, base, &all)?;
     plan.variant = Some(name.to_string());
     Ok(plan)
+}
+
+/// The stages of `plan` a seed goes to, each with its kind's seed param.
+pub fn seeded(plan: &crate::plan::Plan) -> Vec<(&str, &'static str)> {
+    plan.stages
+        .iter()
+        .filter_map(|s| s.kind.seed_param().map(|p| (s.name.as_str(), p)))
+        .collect()
 }
 
 /// One point of a sweep: its label, its plan (a variant of its own, `<variant>+<label>`) and the
@@ -325,13 +228,13 @@ pub struct PointPlan {
 }
 
 /// The plans of a sweep's points, each seed in `seeds` making one more dimension applied to every
-/// stage of kind `seed_kind` at once.
+/// seeded stage ([`seeded`]) at once.
 pub fn point_plans(
     spec: &crate::spec::RawSpec,
+    registry: &crate::Registry,
     base: Option<&str>,
     points: &[Point],
     seeds: Option<&[u64]>,
-    seed_kind: &str,
 ) -> Result<Vec<PointPlan>, crate::error::RunError> {
     use crate::error::RunError;
     use crate::plan::{Plan, SetOverride};
@@ -346,21 +249,20 @@ pub fn point_plans(
         match seeds {
             None => expanded.push((p.label.clone(), p.sets.clone(), None)),
             Some(list) => {
-                let plan = Plan::build(spec, base, &parse(&p.sets)?)?;
-                let seeded: Vec<&str> = plan
-                    .stages
-                    .iter()
-                    .filter(|s| s.kind.name() == seed_kind)
-                    .map(|s| s.name.as_str())
-                    .collect();
+                let plan = Plan::build(spec, registry, base, &parse(&p.sets)?)?;
+                let seeded = seeded(&plan);
                 if seeded.is_empty() {
-                    return Err(RunError::Usage(format!(
-                        "--seeds: the pipeline has no `{seed_kind}` stage"
-                    )));
+                    return Err(RunError::Usage(
+                        "--seeds: no stage of the pipeline has a seed param".into(),
+                    ));
                 }
                 for seed in list {
                     let mut sets = p.sets.clone();
-                    sets.extend(seeded.iter().map(|t| format!("{t}.seed={seed}")));
+                    sets.extend(
+                        seeded
+                            .iter()
+                            .map(|(t, param)| format!("{t}.{param}={seed}")),
+                    );
                     let label = if p.label.is_empty() {
                         format!("seed={seed}")
                     } else {
@@ -373,7 +275,7 @@ pub fn point_plans(
     }
     let mut plans = Vec::new();
     for (label, sets, seed) in expanded {
-        let mut plan = Plan::build(spec, base, &parse(&sets)?)?;
+        let mut plan = Plan::build(spec, registry, base, &parse(&sets)?)?;
         plan.variant = Some(variant_name(base, &label));
         plans.push(PointPlan { label, plan, seed });
     }
@@ -439,31 +341,5 @@ mod tests {
         assert_eq!(parse_seeds("7, 9").unwrap(), [7, 9]);
         assert!(parse_seeds("5..1").is_err());
         assert!(parse_seeds("x").is_err());
-    }
-
-    #[test]
-    fn the_seed_table_takes_the_majority_and_averages_leads() {
-        let t = |cat: &str, lead: Option<i64>, em: Option<i64>| -> Table2 {
-            [
-                (("AR1".into(), "2".into()), (cat.to_string(), lead)),
-                (
-                    ("AR1".into(), "Emergence".into()),
-                    (em.map_or("ILAP".into(), |h| format!("{h}h Alarm")), em),
-                ),
-            ]
-            .into()
-        };
-        let md = seeds_markdown(
-            &[
-                (1, t("4h Alarm", Some(4), Some(4))),
-                (2, t("6h Alarm", Some(6), Some(6))),
-                (3, t("ILAP", None, None)),
-            ],
-            4,
-        );
-        assert!(
-            md.contains("| AR1 | 2 Alarm 5.0±1.4h (2/3) | Alarm 5.0±1.4h (2/3) | 2/3 | 1/3 |"),
-            "{md}"
-        );
     }
 }

@@ -13,12 +13,7 @@ use crate::exec::{self, Freshness};
 use crate::plan::Plan;
 use crate::store::{OutputRecord, Record, Store, hash_file};
 
-/// `YYYY-MM-DD HH:MM:SSZ` of a Unix time.
-pub fn utc(unix: f64) -> String {
-    let us = (unix * 1e6).round() as i64;
-    let s = magpipe_stages::solared::time::format_micros(us);
-    format!("{}Z", &s[..19])
-}
+pub use crate::time::utc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LineageInput {
@@ -209,12 +204,16 @@ pub fn record_chain(store: &Store, key: &str) -> Result<Vec<Record>, RunError> {
 
 /// The lineage of the last record of `chain` (as [`record_chain`] returns it), from the records
 /// alone: what the store holds, whether or not `pipeline.yaml` would still produce it.
-pub fn records_lineage(chain: &[Record], variant: Option<&str>) -> Lineage {
+pub fn records_lineage(
+    chain: &[Record],
+    registry: &crate::Registry,
+    variant: Option<&str>,
+) -> Lineage {
     let by_key: BTreeMap<&str, &Record> = chain.iter().map(|r| (r.key.as_str(), r)).collect();
     let mut raw: BTreeMap<String, RawFile> = BTreeMap::new();
     let mut stages = Vec::new();
     for r in chain {
-        let defaults = crate::plan::kind(&r.preimage.kind).map(|k| k.defaults());
+        let defaults = registry.get(&r.preimage.kind).map(|k| k.defaults());
         let non_default = non_default(&r.preimage.params, &defaults.unwrap_or(Value::Null));
         let inputs = r
             .preimage

@@ -19,7 +19,7 @@ mod slurm;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use magpipe_stages::kind::{Events, Kind, Report, StageError};
+use crate::kind::{Events, Kind, Report, StageError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

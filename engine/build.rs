@@ -1,4 +1,5 @@
-//! Records the git commit the engine is built from; it goes into every record and lineage.
+//! Records the git commit of the repository the engine is built in (its own code, the CLI's and
+//! the stages'); it goes into every record and lineage.
 
 use std::process::Command;
 
@@ -21,7 +22,14 @@ fn main() {
     println!("cargo:rustc-env=MAGPIPE_GIT_COMMIT={commit}");
     // Rerun when HEAD moves, the index changes (a commit or a checkout) or code is edited, so
     // the dirty flag is never stale.
-    for f in [".git/HEAD", ".git/index", "src", "stages/src", "worker/src"] {
+    for f in [
+        "../.git/HEAD",
+        "../.git/index",
+        "src",
+        "../src",
+        "../stages/src",
+        "../worker/src",
+    ] {
         if std::path::Path::new(f).exists() {
             println!("cargo:rerun-if-changed={f}");
         }

@@ -1,5 +1,5 @@
 //! `magpipe forecast`: a trained model of the pipeline, found with its whole lineage in the
-//! store, run on an AR folder as an operator would see it (see `magpipe_stages::forecast` for
+//! store, run on an AR folder as an operator would see it (see `crate::forecast` for
 //! the semantics). The engine resolves the model, reads and checks the data, runs the model in
 //! a worker process and writes what a replay produces; it never writes to the store's objects,
 //! records or refs.
@@ -7,34 +7,58 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use magpipe_stages::alarms::{self, AlarmParams, Scored};
-use magpipe_stages::forecast::{
+use crate::alarms::{self, AlarmParams, Scored};
+use crate::forecast::{
     self as fc, Choice, DataInfo, ForecastError, ForecastReport, Geometry, Live, LiveData,
     ModelFrame, ModelInfo, ReplayReport, TimelineRow,
 };
-use magpipe_stages::kind::Events;
-use magpipe_stages::protocol::ProtocolParams;
-use magpipe_stages::scale::Scaler;
-use magpipe_stages::solared;
-use magpipe_stages::table::FLUX;
-use magpipe_stages::train::{WorkerRequest, run_in_worker_with};
-use magpipe_stages::window::WindowParams;
+use crate::kind::Events;
+use crate::protocol::ProtocolParams;
+use crate::scale::Scaler;
+use crate::solared;
+use crate::table::FLUX;
+use crate::train::{WorkerRequest, run_in_worker_with};
+use crate::window::WindowParams;
 use serde_json::{Value, json};
 
-use crate::error::RunError;
-use crate::events::{Event, Sink};
-use crate::exec::{self, Freshness};
-use crate::plan::Plan;
-use crate::provenance;
-use crate::spec::RawSpec;
-use crate::store::Store;
+use magpipe_engine::Registry;
+use magpipe_engine::error::RunError;
 
-fn usage(msg: impl Into<String>) -> RunError {
-    RunError::Usage(msg.into())
+/// Why a forecast or replay could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline, the store or a stage (a usage error among them).
+    #[error(transparent)]
+    Engine(#[from] RunError),
+    /// Bad or too little data, a model of another layout.
+    #[error("{0}")]
+    Forecast(String),
 }
 
-fn fail(e: ForecastError) -> RunError {
-    RunError::Forecast(e.to_string())
+impl From<magpipe_engine::error::StoreError> for Error {
+    fn from(e: magpipe_engine::error::StoreError) -> Error {
+        Error::Engine(e.into())
+    }
+}
+
+impl From<magpipe_engine::error::SpecError> for Error {
+    fn from(e: magpipe_engine::error::SpecError) -> Error {
+        Error::Engine(e.into())
+    }
+}
+use magpipe_engine::events::{Event, Sink};
+use magpipe_engine::exec::{self, Freshness};
+use magpipe_engine::plan::Plan;
+use magpipe_engine::provenance;
+use magpipe_engine::spec::RawSpec;
+use magpipe_engine::store::Store;
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Engine(RunError::Usage(msg.into()))
+}
+
+fn fail(e: ForecastError) -> Error {
+    Error::Forecast(e.to_string())
 }
 
 /// A model of the pipeline, resolved down to its files and its pipeline's semantics.
@@ -58,7 +82,7 @@ fn model_record(
     store: &Store,
     i: usize,
     variant: Option<&str>,
-) -> Result<(crate::store::Record, Option<String>), RunError> {
+) -> Result<(magpipe_engine::store::Record, Option<String>), Error> {
     let stage = &plan.stages[i].name;
     let selected = plan
         .select(std::slice::from_ref(stage))
@@ -69,18 +93,18 @@ fn model_record(
     let (why, unknown) = match exec::status(plan, store, &selected) {
         Ok(status) => match status.into_iter().find(|(j, _)| *j == i).map(|(_, f)| f) {
             Some(Freshness::Fresh(r)) => return Ok((*r, None)),
-            Some(Freshness::Stale { why, .. }) => (crate::stale::joined(&why), false),
+            Some(Freshness::Stale { why, .. }) => (magpipe_engine::stale::joined(&why), false),
             None => ("not selected".into(), false),
         },
         Err(RunError::Stage { stage, error }) => (
-            crate::stale::StaleReason::Unknown {
+            magpipe_engine::stale::StaleReason::Unknown {
                 stage,
                 error: error.to_string(),
             }
             .to_string(),
             true,
         ),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let run = match variant {
         Some(v) => format!("magpipe run {stage} --variant {v}"),
@@ -92,7 +116,7 @@ fn model_record(
         .transpose()?
         .flatten()
         .ok_or_else(|| {
-            RunError::Forecast(format!(
+            Error::Forecast(format!(
                 "stage `{stage}` has never trained a model here ({why}); run `{run}` first"
             ))
         })?;
@@ -100,13 +124,13 @@ fn model_record(
         format!(
             "whether `{stage}` is what pipeline.yaml would train now cannot be told ({why}); \
              forecasting with the model it last trained (key {}).",
-            crate::key::short(&last.key)
+            magpipe_engine::key::short(&last.key)
         )
     } else {
         format!(
             "`{stage}` is not what pipeline.yaml would train now ({why}); forecasting with the \
              model it last trained (key {}). `{run}` brings it up to date.",
-            crate::key::short(&last.key)
+            magpipe_engine::key::short(&last.key)
         )
     };
     Ok((last, Some(note)))
@@ -115,7 +139,7 @@ fn model_record(
 /// `STAGE[@VARIANT]` → (stage, variant); `default` is no variant.
 fn parse_model(s: &str) -> (&str, Option<&str>) {
     match s.split_once('@') {
-        Some((st, v)) if v != crate::compare::DEFAULT => (st, Some(v)),
+        Some((st, v)) if v != magpipe_engine::compare::DEFAULT => (st, Some(v)),
         Some((st, _)) => (st, None),
         None => (s, None),
     }
@@ -131,7 +155,7 @@ fn wire_from(plan: &Plan, stage: usize, slot: &str) -> Option<usize> {
 
 /// The train stage behind Table 2's primary predictor (the `score_alarms` stage's `primary`,
 /// else its first listed predictor).
-fn default_model(plan: &Plan) -> Result<String, RunError> {
+fn default_model(plan: &Plan) -> Result<String, Error> {
     let none = || {
         usage(
             "the pipeline has no score_alarms stage to take Table 2's model from; name one with --model STAGE",
@@ -183,7 +207,12 @@ fn default_model(plan: &Plan) -> Result<String, RunError> {
 /// Finds the model `STAGE[@VARIANT]` (default: Table 2's) with its lineage, its scaler, its
 /// windows' geometry, its pipeline's test protocol and alarm criterion (see [`model_record`] for
 /// which record), and checks that it takes the study's feature layout.
-pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Resolved, RunError> {
+pub fn resolve(
+    spec: &RawSpec,
+    registry: &Registry,
+    store: &Store,
+    model: Option<&str>,
+) -> Result<Resolved, Error> {
     let (stage, variant) = match model {
         Some(m) => {
             let (s, v) = parse_model(m);
@@ -191,7 +220,7 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
         }
         None => (None, None),
     };
-    let plan = crate::sweep::plan_for(spec, variant, &[])?;
+    let plan = magpipe_engine::sweep::plan_for(spec, registry, variant, &[])?;
     let stage = match stage {
         Some(s) => s,
         None => default_model(&plan)?,
@@ -215,51 +244,53 @@ pub fn resolve(spec: &RawSpec, store: &Store, model: Option<&str>) -> Result<Res
     }
     let (record, stale) = model_record(&plan, store, i, variant)?;
     let chain = provenance::record_chain(store, &record.key)?;
-    let lineage = provenance::records_lineage(&chain, variant);
-    let by_key = |k: Option<&String>, kind: &str| -> Result<&crate::store::Record, RunError> {
-        k.and_then(|k| chain.iter().find(|r| &r.key == k))
+    let lineage = provenance::records_lineage(&chain, registry, variant);
+    let by_key =
+        |k: Option<&String>, kind: &str| -> Result<&magpipe_engine::store::Record, Error> {
+            k.and_then(|k| chain.iter().find(|r| &r.key == k))
             .filter(|r| r.preimage.kind == kind)
             .ok_or_else(|| {
-                RunError::Forecast(format!(
+                Error::Forecast(format!(
                     "the record of `{stage}` has no {kind} stage upstream of its training windows"
                 ))
             })
-    };
+        };
     let window_rec = by_key(record.upstream.get("train"), "window")?;
     let scale_rec = by_key(window_rec.upstream.get("train"), "minmax_scale")?;
     // A forecast names the hashes of the files it used, so it checks them instead of trusting
     // the store: a damaged object is refused, not forecast with.
-    let output = |r: &crate::store::Record, out: &str| -> Result<(PathBuf, String), RunError> {
-        let o = r.outputs.get(out).ok_or_else(|| {
-            RunError::Forecast(format!("the record of `{}` has no output `{out}`", r.stage))
-        })?;
-        let path = store.object_path(o);
-        let ok = path.is_file() && crate::store::hash_file(&path)?.0 == o.hash;
-        if !ok {
-            return Err(RunError::Forecast(format!(
-                "{}: missing, or not the bytes the record of stage `{}` holds; the store is \
+    let output =
+        |r: &magpipe_engine::store::Record, out: &str| -> Result<(PathBuf, String), Error> {
+            let o = r.outputs.get(out).ok_or_else(|| {
+                Error::Forecast(format!("the record of `{}` has no output `{out}`", r.stage))
+            })?;
+            let path = store.object_path(o);
+            let ok = path.is_file() && magpipe_engine::store::hash_file(&path)?.0 == o.hash;
+            if !ok {
+                return Err(Error::Forecast(format!(
+                    "{}: missing, or not the bytes the record of stage `{}` holds; the store is \
                  damaged (`magpipe verify` names what, `magpipe run {}` recreates it)",
-                path.display(),
-                r.stage,
-                r.stage
-            )));
-        }
-        Ok((path, o.hash.clone()))
-    };
+                    path.display(),
+                    r.stage,
+                    r.stage
+                )));
+            }
+            Ok((path, o.hash.clone()))
+        };
     let wp: WindowParams = serde_json::from_value(window_rec.preimage.params.clone())
-        .map_err(|e| RunError::Forecast(format!("the window record's params: {e}")))?;
+        .map_err(|e| Error::Forecast(format!("the window record's params: {e}")))?;
     let (scaler_path, scaler_hash) = output(scale_rec, "scaler")?;
-    let scaler = Scaler::read(&scaler_path).map_err(|e| RunError::Forecast(e.to_string()))?;
+    let scaler = Scaler::read(&scaler_path).map_err(|e| Error::Forecast(e.to_string()))?;
     let (weights, weights_hash) = output(&record, "model")?;
     let (config, _) = output(&record, "config")?;
     let cfg: Value = std::fs::read_to_string(&config)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| RunError::Forecast(format!("{}: not a model.json", config.display())))?;
+        .ok_or_else(|| Error::Forecast(format!("{}: not a model.json", config.display())))?;
     let arch = &cfg["architecture"];
     let (Some(model_inputs), Some(horizon)) = (arch["input"].as_u64(), arch["horizon"].as_u64())
     else {
-        return Err(RunError::Forecast(format!(
+        return Err(Error::Forecast(format!(
             "{}: no architecture input/horizon",
             config.display()
         )));
@@ -339,7 +370,7 @@ fn run_model(
     threads: usize,
     sink: &dyn Sink,
     label: &str,
-) -> Result<fc::Outputs, RunError> {
+) -> Result<fc::Outputs, Error> {
     let started = std::time::Instant::now();
     let key = res.info.key.clone();
     sink.emit(Event::StageStarted {
@@ -378,14 +409,14 @@ fn infer(
     batches: &[fc::Batch],
     threads: usize,
     events: &dyn Events,
-) -> Result<fc::Outputs, RunError> {
+) -> Result<fc::Outputs, Error> {
     let tmp = tempfile::Builder::new()
         .prefix("magpipe-forecast-")
         .tempdir()
-        .map_err(|e| RunError::Forecast(format!("a scratch folder: {e}")))?;
+        .map_err(|e| Error::Forecast(format!("a scratch folder: {e}")))?;
     let windows = tmp.path().join("windows.safetensors");
     fc::write_batches(&windows, batches)
-        .map_err(|e| RunError::Forecast(format!("{}: {e}", windows.display())))?;
+        .map_err(|e| Error::Forecast(format!("{}: {e}", windows.display())))?;
     let req = WorkerRequest {
         kind: "infer".into(),
         params: json!({}),
@@ -398,15 +429,14 @@ fn infer(
         checkpoint_dir: tmp.path().to_path_buf(),
         threads,
     };
-    run_in_worker_with(&req, events).map_err(|e| RunError::Forecast(e.to_string()))?;
-    let ys =
-        fc::read_f32(&tmp.path().join("outputs.safetensors"), "y").map_err(RunError::Forecast)?;
-    fc::outputs_of(batches, ys, res.frame.horizon).map_err(RunError::Forecast)
+    run_in_worker_with(&req, events).map_err(|e| Error::Forecast(e.to_string()))?;
+    let ys = fc::read_f32(&tmp.path().join("outputs.safetensors"), "y").map_err(Error::Forecast)?;
+    fc::outputs_of(batches, ys, res.frame.horizon).map_err(Error::Forecast)
 }
 
 /// The AR folder for `--replay` arguments: a folder, or an AR number (`11698`, `AR11698`) in
 /// the pipeline's data folder.
-pub fn ar_folder(arg: &str, data_dir: Option<&Path>) -> Result<PathBuf, RunError> {
+pub fn ar_folder(arg: &str, data_dir: Option<&Path>) -> Result<PathBuf, Error> {
     let p = PathBuf::from(arg);
     if p.is_dir() {
         return Ok(p);
@@ -424,11 +454,11 @@ pub fn ar_folder(arg: &str, data_dir: Option<&Path>) -> Result<PathBuf, RunError
 }
 
 /// Reads an AR folder (hours up to `at` only) and scales it.
-fn load(res: &Resolved, dir: &Path, at: Option<i64>) -> Result<(u32, LiveData), RunError> {
+fn load(res: &Resolved, dir: &Path, at: Option<i64>) -> Result<(u32, LiveData), Error> {
     let ar = solared::folder_ar(dir).map_err(|e| fail(e.into()))?;
     let raw = solared::load_ar_folder(dir, ar, at).map_err(|e| fail(e.into()))?;
     if raw.is_empty() {
-        return Err(RunError::Forecast(format!(
+        return Err(Error::Forecast(format!(
             "{}: no hour at or before {}",
             dir.display(),
             at.map(solared::time::format_micros).unwrap_or_default()
@@ -445,7 +475,7 @@ pub fn forecast(
     choice: &Choice,
     threads: usize,
     sink: &dyn Sink,
-) -> Result<ForecastReport, RunError> {
+) -> Result<ForecastReport, Error> {
     let (ar, data) = load(res, dir, at)?;
     let g = Geometry::new(&res.frame, choice, ar, &data.raw.times, false).map_err(fail)?;
     let last = data.len() - 1;
@@ -485,7 +515,7 @@ pub fn default_out(store: &Store, info: &ModelInfo) -> PathBuf {
     store
         .root
         .join("forecasts")
-        .join(crate::store::file_safe(&name))
+        .join(magpipe_engine::store::file_safe(&name))
         .join("replay")
 }
 
@@ -499,7 +529,7 @@ pub fn replay(
     threads: usize,
     out_dir: &Path,
     sink: &dyn Sink,
-) -> Result<ReplayRun, RunError> {
+) -> Result<ReplayRun, Error> {
     let mut loaded: Vec<(Geometry, LiveData, PathBuf)> = Vec::new();
     for dir in dirs {
         let (ar, data) = load(res, dir, None)?;
@@ -549,14 +579,13 @@ fn write_replay(
     replayed: &[fc::Replayed],
     loaded: &[(Geometry, LiveData, PathBuf)],
     out_dir: &Path,
-) -> Result<(), RunError> {
-    let io =
-        |p: &Path, e: &dyn std::fmt::Display| RunError::Forecast(format!("{}: {e}", p.display()));
+) -> Result<(), Error> {
+    let io = |p: &Path, e: &dyn std::fmt::Display| Error::Forecast(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, &e))?;
-    let write = |name: &str, bytes: &[u8]| -> Result<String, RunError> {
+    let write = |name: &str, bytes: &[u8]| -> Result<String, Error> {
         let path = out_dir.join(name);
-        crate::fsutil::write_atomic(out_dir, &path, bytes)
-            .map_err(|e| RunError::Forecast(e.to_string()))?;
+        magpipe_engine::fsutil::write_atomic(out_dir, &path, bytes)
+            .map_err(|e| Error::Forecast(e.to_string()))?;
         Ok(path.display().to_string())
     };
     // The plots first: their paths go into the report.
@@ -571,14 +600,14 @@ fn write_replay(
             fc::tile_label(&g.tiles)
         );
         fc::timeline::draw_files(&png, &svg, a, &r.rows, data, &title)
-            .map_err(|e| RunError::Forecast(e.to_string()))?;
+            .map_err(|e| Error::Forecast(e.to_string()))?;
         a.files.insert("png".into(), png.display().to_string());
         a.files.insert("svg".into(), svg.display().to_string());
     }
     let rows: Vec<TimelineRow> = replayed.iter().flat_map(|r| r.rows.clone()).collect();
     let path = out_dir.join("timeline.parquet");
     let mut df = fc::timeline_frame(&rows).map_err(|e| io(&path, &e))?;
-    magpipe_stages::table::write_parquet(&mut df, &path).map_err(|e| io(&path, &e))?;
+    crate::table::write_parquet(&mut df, &path).map_err(|e| io(&path, &e))?;
     report
         .files
         .insert("timeline".into(), path.display().to_string());

@@ -1,0 +1,59 @@
+//! The stage kinds a pipeline may use. The engine holds no list of its own: whoever runs it (the
+//! `magpipe` binary, a test with a toy kind) builds a [`Registry`] and hands it to
+//! [`Plan::build`](crate::plan::Plan::build) and the job runner.
+
+use std::sync::Arc;
+
+use crate::kind::Kind;
+
+/// Kinds by name. Cloning is cheap: the kinds are shared.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: Vec<Arc<dyn Kind>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("two kinds are named `{0}`")]
+pub struct DuplicateKind(pub String);
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds `kind`; a second kind of the same name is refused, since a pipeline could not say
+    /// which one it means.
+    pub fn register(&mut self, kind: Arc<dyn Kind>) -> Result<(), DuplicateKind> {
+        if self.get(kind.name()).is_some() {
+            return Err(DuplicateKind(kind.name().to_string()));
+        }
+        self.kinds.push(kind);
+        Ok(())
+    }
+
+    /// The registry of `kinds`, in that order.
+    pub fn of(kinds: impl IntoIterator<Item = Arc<dyn Kind>>) -> Result<Registry, DuplicateKind> {
+        let mut r = Registry::new();
+        for k in kinds {
+            r.register(k)?;
+        }
+        Ok(r)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Kind>> {
+        self.kinds.iter().find(|k| k.name() == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Kind>> {
+        self.kinds.iter()
+    }
+
+    /// `a, b, c`, for "unknown kind" messages.
+    pub fn names(&self) -> String {
+        self.kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

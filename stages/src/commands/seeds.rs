@@ -1,0 +1,200 @@
+//! The multi-seed Table 2 of `magpipe run --seeds`: per cell the majority category, the lead
+//! mean ± sd, and per AR the share of seeds whose emergence alarm came in time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use magpipe_engine::exec::{Outcome, RunResult};
+use magpipe_engine::store::Store;
+use magpipe_engine::sweep::PointPlan;
+
+use crate::kind::TypedKind;
+
+/// One seed's Table 2, read from a `score_alarms` stage's table2.csv: (ar, tile) → (category,
+/// lead).
+pub type Table2 = BTreeMap<(String, String), (String, Option<i64>)>;
+
+pub fn read_table2(path: &std::path::Path) -> Result<Table2, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows =
+        crate::alarms::read_table2_csv(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.ar, r.tile), (r.category, r.lead_h)))
+        .collect())
+}
+
+/// Markdown of a multi-seed Table 2: per cell the majority category (ties listed) with the share
+/// of seeds that gave it and the lead mean ± sd over the seeds that alarmed; per AR the share of
+/// seeds whose Emergence lead passes the delay under ≥ and under >.
+pub fn seeds_markdown(tables: &[(u64, Table2)], delay: i64) -> String {
+    let n = tables.len();
+    let mut ars: Vec<String> = Vec::new();
+    let mut tiles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some((_, t)) = tables.first() {
+        for (ar, tile) in t.keys() {
+            if !ars.contains(ar) {
+                ars.push(ar.clone());
+            }
+            if tile != "Emergence" {
+                tiles.entry(ar.clone()).or_default().push(tile.clone());
+            }
+        }
+    }
+    let width = tiles.values().map(Vec::len).max().unwrap_or(0);
+    let cell = |ar: &str, tile: &str| -> String {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut leads = Vec::new();
+        for (_, t) in tables {
+            if let Some((c, l)) = t.get(&(ar.to_string(), tile.to_string())) {
+                let kind = if c.ends_with("h Alarm") {
+                    "Alarm".to_string()
+                } else {
+                    c.clone()
+                };
+                *counts.entry(kind).or_default() += 1;
+                leads.extend(l.map(|v| v as f64));
+            }
+        }
+        let best = counts.values().copied().max().unwrap_or(0);
+        let top: Vec<&String> = counts
+            .iter()
+            .filter(|(_, c)| **c == best)
+            .map(|(k, _)| k)
+            .collect();
+        let label = top.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("/");
+        let lead = if top.iter().any(|k| *k == "Alarm") && !leads.is_empty() {
+            let m = leads.iter().sum::<f64>() / leads.len() as f64;
+            let sd = (leads.iter().map(|v| (v - m).powi(2)).sum::<f64>()
+                / (leads.len().max(2) - 1) as f64)
+                .sqrt();
+            format!(" {m:.1}±{sd:.1}h")
+        } else {
+            String::new()
+        };
+        format!("{label}{lead} ({best}/{n})")
+    };
+    let mut out = format!(
+        "# Table 2 over {n} seeds ({})\n\nPer cell: the category most seeds gave (share of seeds), \
+         and for alarms the lead mean ± sd over the seeds that alarmed.\n\n| AR | {} | Emergence | success ≥{delay} h | success >{delay} h |\n|---|{}---|---|---|\n",
+        tables
+            .iter()
+            .map(|(s, _)| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        (1..=width)
+            .map(|i| format!("tile {i}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(width)
+    );
+    for ar in &ars {
+        let mut row = vec![ar.clone()];
+        for t in tiles.get(ar).into_iter().flatten() {
+            row.push(format!("{t} {}", cell(ar, t)));
+        }
+        row.push(cell(ar, "Emergence"));
+        let leads: Vec<Option<i64>> = tables
+            .iter()
+            .map(|(_, t)| {
+                t.get(&(ar.clone(), "Emergence".into()))
+                    .and_then(|(_, l)| *l)
+            })
+            .collect();
+        let ge = leads
+            .iter()
+            .filter(|l| l.is_some_and(|v| v >= delay))
+            .count();
+        let gt = leads
+            .iter()
+            .filter(|l| l.is_some_and(|v| v > delay))
+            .count();
+        row.push(format!("{ge}/{n}"));
+        row.push(format!("{gt}/{n}"));
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+/// The multi-seed Table 2 of a finished seed sweep, from each seed's (first) alarms stage, written
+/// to the store's `reports/`: its Markdown and path, or `None` when no point scored alarms.
+pub fn seeds_table(
+    store: &Store,
+    base: Option<&str>,
+    points: &[(&PointPlan, &RunResult)],
+) -> Result<Option<(String, PathBuf)>, String> {
+    let mut tables = Vec::new();
+    for (p, res) in points {
+        let table = res.outcomes.iter().find_map(|(j, o)| match o {
+            Outcome::Ran(rec, _) | Outcome::Cached(rec)
+                if p.plan.stages[*j].kind.name() == crate::alarms::ScoreAlarms::NAME =>
+            {
+                rec.outputs.get("table2").map(|o| store.object_path(o))
+            }
+            _ => None,
+        });
+        if let (Some(path), Some(seed)) = (table, p.seed) {
+            tables.push((seed, read_table2(&path)?));
+        }
+    }
+    let Some((first, _)) = points.first() else {
+        return Ok(None);
+    };
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let delay = first
+        .plan
+        .stages
+        .iter()
+        .find(|s| s.kind.name() == crate::alarms::ScoreAlarms::NAME)
+        .map_or(crate::alarms::DEFAULT_DELAY_HOURS, |s| {
+            crate::alarms::delay_hours(&s.params)
+        });
+    let md = seeds_markdown(&tables, delay);
+    let dir = store.root.join("reports");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let name = format!(
+        "seeds-{}-{}.md",
+        base.unwrap_or("default"),
+        tables
+            .iter()
+            .map(|(s, _)| s.to_string())
+            .collect::<Vec<_>>()
+            .join("_")
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some((md, path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_table_takes_the_majority_and_averages_leads() {
+        let t = |cat: &str, lead: Option<i64>, em: Option<i64>| -> Table2 {
+            [
+                (("AR1".into(), "2".into()), (cat.to_string(), lead)),
+                (
+                    ("AR1".into(), "Emergence".into()),
+                    (em.map_or("ILAP".into(), |h| format!("{h}h Alarm")), em),
+                ),
+            ]
+            .into()
+        };
+        let md = seeds_markdown(
+            &[
+                (1, t("4h Alarm", Some(4), Some(4))),
+                (2, t("6h Alarm", Some(6), Some(6))),
+                (3, t("ILAP", None, None)),
+            ],
+            4,
+        );
+        assert!(
+            md.contains("| AR1 | 2 Alarm 5.0±1.4h (2/3) | Alarm 5.0±1.4h (2/3) | 2/3 | 1/3 |"),
+            "{md}"
+        );
+    }
+}
