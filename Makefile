@@ -54,8 +54,7 @@ run: build
 	@echo "Tables (also Table 1, LaTeX, the comparison with the published Table 2):"
 	@./target/release/magpipe artifact tables | sed 's/^/  /'
 	@echo "Figures (one per test AR):"
-	@for s in figure_11698 figure_11726 figure_13165 figure_13179 figure_13183; do \
-		printf '  %s\t' $$s; ./target/release/magpipe artifact $$s png; done
+	@./target/release/magpipe artifact figures | grep '^png_' | sed 's/^/  /'
 	@echo "The report (tables, figures, comparisons, lineage of Table 2, one HTML file):"
 	@printf '  '; ./target/release/magpipe report
 	@echo "Table 2's alarms replayed hour by hour, as an operator would have received them:"

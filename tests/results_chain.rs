@@ -78,10 +78,10 @@ fn the_results_chain_renders_every_file() {
         assert!(df.column(c).is_ok(), "{c}");
     }
 
-    let (w, h, n) = png_size(&artifact(&p, "figure", "png"));
+    let (w, h, n) = png_size(&artifact(&p, "figure", &format!("png_{TEST_AR}")));
     assert_eq!((w, h), (1400, 1200));
     assert!(n > 50_000, "a near-empty figure: {n} bytes");
-    let svg = std::fs::read_to_string(artifact(&p, "figure", "svg")).unwrap();
+    let svg = std::fs::read_to_string(artifact(&p, "figure", &format!("svg_{TEST_AR}"))).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Comparison Results for AR15004"));
 
     // Everything is cached on a second run, and a scoring param reruns only what follows it.
@@ -99,10 +99,10 @@ fn the_results_chain_renders_every_file() {
 #[test]
 fn a_figure_for_an_ar_outside_the_protocol_is_refused() {
     let p = project();
-    p.set_pipeline(
-        &p.pipeline()
-            .replace(&format!("params: {{ar: {TEST_AR}}}"), "params: {ar: 11726}"),
-    );
+    p.set_pipeline(&p.pipeline().replace(
+        &format!("params: {{ars: [{TEST_AR}]}}"),
+        "params: {ars: [11726]}",
+    ));
     let r = p.run(&["run", "figure"]);
     assert_eq!(r.code(), Some(1));
     assert!(

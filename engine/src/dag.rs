@@ -58,7 +58,11 @@ pub fn dot(plan: &Plan) -> String {
                 .slot
                 .split_once("].")
                 .map_or(w.slot.clone(), |(h, _)| format!("{h}]"));
-            let output = if slot == w.slot { w.output } else { "*" };
+            let output = if slot == w.slot {
+                w.output.as_str()
+            } else {
+                "*"
+            };
             if shown.insert((w.from, slot.clone())) {
                 out.push_str(&format!(
                     "  \"{}\" -> \"{}\" [label=\"{}→{}\"];\n",
@@ -90,7 +94,7 @@ pub fn mermaid(plan: &Plan) -> String {
             if list && !shown.insert(w.from) {
                 continue;
             }
-            let output = if list { "*" } else { w.output };
+            let output = if list { "*" } else { w.output.as_str() };
             out.push_str(&format!(
                 "  {} -- {} --> {}\n",
                 id(&plan.stages[w.from].name),

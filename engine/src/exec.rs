@@ -15,7 +15,7 @@ use crate::executor::{Choice, Executor, Local, Slurm, StageJob};
 use crate::key::{FORMAT, PreImage, SourceRef};
 use crate::plan::Plan;
 use crate::stale::StaleReason;
-use crate::store::{Record, Store};
+use crate::store::{Claim, Record, Store};
 
 /// The key pre-image of stage `i`, given the records of its upstream stages.
 pub fn preimage(
@@ -30,7 +30,7 @@ pub fn preimage(
         let r = done
             .get(&w.from)
             .expect("upstream stages are resolved before their dependents");
-        let o = r.outputs.get(w.output).ok_or_else(|| StoreError::Record {
+        let o = r.outputs.get(&w.output).ok_or_else(|| StoreError::Record {
             path: store.record_path(&r.key),
             msg: format!("has no output `{}`", w.output),
         })?;
@@ -171,27 +171,21 @@ fn execute(
     let pre = preimage(plan, store, i, done)?;
     let key = pre.key();
     tracing::debug!(stage = %s.name, %key, preimage = %serde_json::to_string(&pre).unwrap_or_default(), "key");
-    if !force && let Some(r) = store.complete_record(&key)? {
-        sink.emit(Event::StageCached {
-            stage: s.name.clone(),
-            key,
-        });
-        return Ok(Outcome::Cached(r));
-    }
-    let _lock = store.lock(&key)?;
+    let _lock = match store.claim(&key, force)? {
+        Claim::Hit(r) => {
+            sink.emit(Event::StageCached {
+                stage: s.name.clone(),
+                key,
+            });
+            return Ok(Outcome::Cached(*r));
+        }
+        Claim::Miss(lock) => lock,
+    };
     if let Some(prev) = &_lock.stale {
         sink.emit(Event::StageLog {
             stage: s.name.clone(),
             msg: format!("took over a stale lock left by a process that died holding it ({prev})"),
         });
-    }
-    // Another process may have finished this key while we waited for the lock.
-    if !force && let Some(r) = store.complete_record(&key)? {
-        sink.emit(Event::StageCached {
-            stage: s.name.clone(),
-            key,
-        });
-        return Ok(Outcome::Cached(r));
     }
     sink.emit(Event::StageStarted {
         stage: s.name.clone(),
@@ -202,7 +196,7 @@ fn execute(
         .inputs
         .iter()
         .map(|w| {
-            let o = &done[&w.from].outputs[w.output];
+            let o = &done[&w.from].outputs[&w.output];
             (w.slot.clone(), store.object_path(o))
         })
         .collect();
@@ -235,27 +229,21 @@ fn execute(
     let report = ran.report;
     let out_dir = ran.out_dir;
     let seconds = t0.elapsed().as_secs_f64();
-    if let Some(o) = s
-        .kind
-        .outputs()
-        .iter()
-        .find(|o| !out_dir.join(o.file).is_file())
-    {
+    if let Some(o) = s.outputs.iter().find(|o| !out_dir.join(&o.file).is_file()) {
         return Err(StoreError::MissingOutput {
             stage: s.name.clone(),
-            file: o.file.to_string(),
+            file: o.file.clone(),
         }
         .into());
     }
     // Outputs are fsynced and hashed in parallel: the fsync of a large one dominates otherwise.
     let committed = s
-        .kind
-        .outputs()
+        .outputs
         .par_iter()
         .map(|o| {
             Ok((
-                o.name.to_string(),
-                store.commit_object(&out_dir.join(o.file), o.file)?,
+                o.name.clone(),
+                store.commit_object(&out_dir.join(&o.file), &o.file)?,
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>();

@@ -15,12 +15,32 @@ pub struct InputSlot {
     pub doc: &'static str,
 }
 
-/// A named output of a kind: one file with a fixed name.
+/// A named output of a kind, fixed at compile time: one file with a fixed name. A kind whose
+/// outputs depend on its params declares them as [`Output`]s instead.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputSlot {
     pub name: &'static str,
     pub file: &'static str,
     pub doc: &'static str,
+}
+
+/// One output of a stage, as its kind declares it from the stage's params at plan time: the name
+/// other stages wire to, and the file the stage writes in its output folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub name: String,
+    pub file: String,
+    pub doc: String,
+}
+
+impl From<&OutputSlot> for Output {
+    fn from(o: &OutputSlot) -> Output {
+        Output {
+            name: o.name.to_string(),
+            file: o.file.to_string(),
+            doc: o.doc.to_string(),
+        }
+    }
 }
 
 /// A file outside the store that a stage reads (raw data); its content hash enters the stage key.
@@ -51,12 +71,12 @@ pub struct Context<'a> {
     pub events: &'a dyn Events,
     /// Where a kind that launches jobs (see [`Kind::launches_jobs`]) sends them; `None` runs
     /// them as local processes.
-    pub launcher: Option<&'a dyn TrialLauncher>,
+    pub launcher: Option<&'a dyn TaskLauncher>,
 }
 
 /// Runs a kind's tasks somewhere else (a Slurm job array) and waits for them. Each task runs
-/// [`Kind::run_task`] of kind `kind` on `request` (`magpipe trial-task --kind KIND REQUEST`).
-pub trait TrialLauncher: Sync {
+/// [`Kind::run_task`] of kind `kind` on `request` (`magpipe task --kind KIND REQUEST`).
+pub trait TaskLauncher: Sync {
     /// Runs `count` tasks at most `concurrent` at once; returns one line per task that did not
     /// complete.
     fn run_tasks(
@@ -246,7 +266,9 @@ pub trait Kind: Send + Sync {
     fn inputs(&self) -> &'static [InputSlot];
     /// Slots that take a list: each entry names a stage (all its outputs) or one output.
     fn list_inputs(&self) -> &'static [InputSlot];
-    fn outputs(&self) -> &'static [OutputSlot];
+    /// The outputs of a stage with these (resolved) params; they are fixed when the plan is
+    /// built, so a wire to an output the params do not declare is a plan error.
+    fn outputs(&self, params: &Value) -> Vec<Output>;
     /// Outputs that record measurements of the run itself (timings), so they differ between
     /// otherwise identical runs; `magpipe audit` reports them apart.
     fn volatile_outputs(&self) -> &'static [&'static str];
@@ -265,7 +287,7 @@ pub trait Kind: Send + Sync {
     /// key; `cache_dir` lets a kind remember facts that are slow to find out.
     fn runtime(&self, params: &Value, cache_dir: &Path) -> Result<Value, StageError>;
     fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError>;
-    /// One task of a job array this kind sent out through [`TrialLauncher`]; `tag` names the
+    /// One task of a job array this kind sent out through [`TaskLauncher`]; `tag` names the
     /// task (stable across a requeue). Returns a line for the log.
     fn run_task(
         &self,
@@ -318,6 +340,10 @@ pub trait TypedKind: Send + Sync {
         Ok(Value::Null)
     }
     fn run(p: &Self::Params, ctx: &Context<'_>) -> Result<Report, StageError>;
+    /// The outputs of a stage with params `p`: [`Self::OUTPUTS`] unless the kind says otherwise.
+    fn outputs(_p: &Self::Params) -> Vec<Output> {
+        Self::OUTPUTS.iter().map(Output::from).collect()
+    }
     fn run_task(request: &Path, tag: &str, events: &dyn Events) -> Result<String, StageError> {
         let _ = (request, tag, events);
         Err(StageError::Invalid(format!(
@@ -421,8 +447,11 @@ impl<K: TypedKind> Kind for Typed<K> {
     fn list_inputs(&self) -> &'static [InputSlot] {
         K::LIST_INPUTS
     }
-    fn outputs(&self) -> &'static [OutputSlot] {
-        K::OUTPUTS
+    fn outputs(&self, params: &Value) -> Vec<Output> {
+        match typed(params) {
+            Ok(p) => K::outputs(&p),
+            Err(_) => K::OUTPUTS.iter().map(Output::from).collect(),
+        }
     }
     fn volatile_outputs(&self) -> &'static [&'static str] {
         K::VOLATILE_OUTPUTS

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::kind::{Kind, ParamError, list_input_name};
+use crate::kind::{Kind, Output, ParamError, list_input_name};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value};
@@ -18,8 +18,8 @@ use crate::spec::{Locator, RawInput, RawSpec};
 pub struct Wire {
     pub slot: String,
     pub from: usize,
-    pub output: &'static str,
-    pub file: &'static str,
+    pub output: String,
+    pub file: String,
 }
 
 #[derive(Clone)]
@@ -28,6 +28,8 @@ pub struct Stage {
     pub kind: Arc<dyn Kind>,
     /// Resolved params: every param, defaults filled in.
     pub params: Json,
+    /// What the kind declares the stage writes, from its params.
+    pub outputs: Vec<Output>,
     pub inputs: Vec<Wire>,
     pub doc: Option<String>,
     /// Part of a plain `magpipe run`.
@@ -176,6 +178,9 @@ impl Plan {
             }
         }
 
+        // Params first, for every stage: a stage's outputs follow from its params, and any stage
+        // may wire to any other.
+        let mut typed: Vec<(Arc<dyn Kind>, Json)> = Vec::with_capacity(spec.stages.len());
         for raw in &spec.stages {
             let at = ["stages", raw.name.as_str()];
             let k = registry.get(&raw.kind).cloned().ok_or_else(|| {
@@ -205,7 +210,12 @@ impl Plan {
                 params.insert(Value::String(s.param.clone()), s.value.clone());
             }
             let resolved = resolve(k.as_ref(), &params, &loc, &raw.name, &origins)?;
+            typed.push((k, resolved));
+        }
+        let declared: Vec<Vec<Output>> = typed.iter().map(|(k, p)| k.outputs(p)).collect();
 
+        for (raw, (k, resolved)) in spec.stages.iter().zip(typed) {
+            let at = ["stages", raw.name.as_str()];
             // A variant may rewire inputs (e.g. train from a tuning study's best configurations).
             let mut raw_inputs = raw.inputs.clone();
             if let Some(v) = chosen {
@@ -243,14 +253,13 @@ impl Plan {
                 }
                 match src {
                     RawInput::One(src) if single => {
-                        let (from, outs) =
-                            wire_ref(spec, registry, &names, &loc, &here, src, false)?;
+                        let (from, outs) = wire_ref(&declared, &names, &loc, &here, src, false)?;
                         let out = outs[0];
                         inputs.push(Wire {
                             slot: slot.clone(),
                             from,
-                            output: out.name,
-                            file: out.file,
+                            output: out.name.clone(),
+                            file: out.file.clone(),
                         });
                     }
                     RawInput::Many(_) if single => {
@@ -260,8 +269,7 @@ impl Plan {
                         ));
                     }
                     RawInput::One(one) => list_wires(
-                        spec,
-                        registry,
+                        &declared,
                         &names,
                         &loc,
                         &here,
@@ -270,7 +278,7 @@ impl Plan {
                         &mut inputs,
                     )?,
                     RawInput::Many(many) => {
-                        list_wires(spec, registry, &names, &loc, &here, slot, many, &mut inputs)?
+                        list_wires(&declared, &names, &loc, &here, slot, many, &mut inputs)?
                     }
                 }
             }
@@ -289,6 +297,7 @@ impl Plan {
             }
             stages.push(Stage {
                 name: raw.name.clone(),
+                outputs: declared[stages.len()].clone(),
                 kind: k,
                 params: resolved,
                 inputs,
@@ -366,15 +375,14 @@ impl Plan {
 
 /// Resolves `stage` or `stage.output` to the stage index and the outputs it names: the one
 /// named output, the only output of a single-output stage, or (`whole`) every output.
-fn wire_ref(
-    spec: &RawSpec,
-    registry: &Registry,
+fn wire_ref<'d>(
+    declared: &'d [Vec<Output>],
     names: &[&str],
     loc: &Locator,
     here: &[&str],
     src: &str,
     whole: bool,
-) -> Result<(usize, Vec<&'static crate::kind::OutputSlot>), SpecError> {
+) -> Result<(usize, Vec<&'d Output>), SpecError> {
     let (from_name, out_name) = match src.split_once('.') {
         Some((a, b)) => (a, Some(b)),
         None => (src, None),
@@ -385,14 +393,8 @@ fn wire_ref(
             &format!("no stage `{from_name}` (stages: {})", names.join(", ")),
         )
     })?;
-    let Some(from_kind) = registry.get(&spec.stages[from].kind) else {
-        return Err(loc.err(
-            &["stages", from_name, "kind"],
-            &format!("unknown kind `{}`", spec.stages[from].kind),
-        ));
-    };
-    let outs = from_kind.outputs();
-    let picked: Vec<_> = match out_name {
+    let outs = &declared[from];
+    let picked: Vec<&Output> = match out_name {
         Some(o) => outs.iter().filter(|s| s.name == o).collect(),
         None if whole || outs.len() == 1 => outs.iter().collect(),
         None => Vec::new(),
@@ -402,7 +404,10 @@ fn wire_ref(
             here,
             &format!(
                 "`{src}`: stage `{from_name}` has outputs {}; name one as `{from_name}.<output>`",
-                outs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+                outs.iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -410,10 +415,8 @@ fn wire_ref(
 }
 
 /// The wires of a list slot: entry `i` naming a whole stage brings every output of it.
-#[allow(clippy::too_many_arguments)]
 fn list_wires(
-    spec: &RawSpec,
-    registry: &Registry,
+    declared: &[Vec<Output>],
     names: &[&str],
     loc: &Locator,
     here: &[&str],
@@ -422,13 +425,13 @@ fn list_wires(
     inputs: &mut Vec<Wire>,
 ) -> Result<(), SpecError> {
     for (i, src) in entries.iter().enumerate() {
-        let (from, outs) = wire_ref(spec, registry, names, loc, here, src, true)?;
+        let (from, outs) = wire_ref(declared, names, loc, here, src, true)?;
         for out in outs {
             inputs.push(Wire {
-                slot: list_input_name(slot, i, names[from], out.name),
+                slot: list_input_name(slot, i, names[from], &out.name),
                 from,
-                output: out.name,
-                file: out.file,
+                output: out.name.clone(),
+                file: out.file.clone(),
             });
         }
     }

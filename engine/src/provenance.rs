@@ -146,7 +146,7 @@ pub fn lineage(
             .map(|w| LineageInput {
                 slot: w.slot.clone(),
                 from_stage: plan.stages[w.from].name.clone(),
-                output: w.output.to_string(),
+                output: w.output.clone(),
                 hash: r.preimage.inputs.get(&w.slot).cloned().unwrap_or_default(),
             })
             .collect();

@@ -318,6 +318,20 @@ impl Store {
     }
 
     /// Takes the per-key lock, waiting while another process holds it.
+    /// The complete record of `key` (`Hit`), or the key's lock for computing it (`Miss`):
+    /// checked, locked, and checked again under the lock, since another process may have
+    /// finished the key while this one waited. `force` skips the checks.
+    pub fn claim(&self, key: &str, force: bool) -> Result<Claim, StoreError> {
+        if !force && let Some(r) = self.complete_record(key)? {
+            return Ok(Claim::Hit(Box::new(r)));
+        }
+        let lock = self.lock(key)?;
+        if !force && let Some(r) = self.complete_record(key)? {
+            return Ok(Claim::Hit(Box::new(r)));
+        }
+        Ok(Claim::Miss(lock))
+    }
+
     pub fn lock(&self, key: &str) -> Result<KeyLock, StoreError> {
         let dir = self.dir("locks")?;
         let path = dir.join(format!("{key}.lock"));
@@ -436,6 +450,14 @@ pub fn file_safe(name: &str) -> String {
 }
 
 /// Held while a stage with this key runs; removed on drop.
+/// What [`Store::claim`] found.
+pub enum Claim {
+    /// The key is done: its record, with every object present.
+    Hit(Box<Record>),
+    /// The key is this process's to compute; the lock is held until dropped.
+    Miss(KeyLock),
+}
+
 pub struct KeyLock {
     path: PathBuf,
     _file: File,

@@ -22,7 +22,7 @@ fn the_engine_depends_on_no_study_crate() {
             "metadata",
             "--format-version",
             "1",
-            "--offline",
+            "--no-deps",
             "--manifest-path",
         ])
         .arg(&manifest)

@@ -1,4 +1,4 @@
-//! `magpipe stage-job JOB.json` and `magpipe trial-task --kind KIND REQUEST.json`: the bodies of Slurm jobs
+//! `magpipe stage-job JOB.json` and `magpipe task --kind KIND REQUEST.json`: the bodies of Slurm jobs
 //! (the executor's job side, `magpipe_engine::executor::job`).
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ pub struct StageJobArgs {
 }
 
 #[derive(clap::Args)]
-pub struct TrialTaskArgs {
+pub struct TaskArgs {
     /// The kind whose task this is.
     #[arg(long)]
     pub kind: String,
@@ -28,8 +28,8 @@ pub fn stage_job(ctx: &super::Ctx, a: &StageJobArgs) -> ExitCode {
     ))
 }
 
-pub fn trial_task(ctx: &super::Ctx, a: &TrialTaskArgs) -> ExitCode {
-    code(magpipe_engine::executor::trial_task_main(
+pub fn task(ctx: &super::Ctx, a: &TaskArgs) -> ExitCode {
+    code(magpipe_engine::executor::task_main(
         &ctx.registry,
         &a.kind,
         &a.request,

@@ -11,7 +11,7 @@ pub fn run(ctx: &super::Ctx) -> anyhow::Result<ExitCode> {
         for i in k.list_inputs() {
             println!("  inputs {:<12} list: {}", i.name, i.doc);
         }
-        for o in k.outputs() {
+        for o in k.outputs(&k.defaults()) {
             println!("  output {:<12} {} — {}", o.name, o.file, o.doc);
         }
         if let serde_json::Value::Object(p) = k.defaults() {

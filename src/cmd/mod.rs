@@ -85,7 +85,7 @@ pub enum Cmd {
     StageJob(job::StageJobArgs),
     /// The body of one task of a kind's job array (a tuning study's: run its next trial).
     #[command(hide = true)]
-    TrialTask(job::TrialTaskArgs),
+    Task(job::TaskArgs),
     /// Show which stages are fresh or stale.
     Status(status::Args),
     /// Print the stage graph.
@@ -200,7 +200,7 @@ pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run(a) => run::run(ctx, a),
         Cmd::StageJob(a) => Ok(job::stage_job(ctx, a)),
-        Cmd::TrialTask(a) => Ok(job::trial_task(ctx, a)),
+        Cmd::Task(a) => Ok(job::task(ctx, a)),
         Cmd::Status(a) => status::run(ctx, a),
         Cmd::Dag(a) => dag::run(ctx, a),
         Cmd::Artifact(a) => artifact::run(ctx, a),

@@ -1,4 +1,5 @@
-//! `render_figure`: the paper's Figure 3 layout for one test AR (SEMANTICS.md §15): a 4×2 grid,
+//! `render_figure`: the paper's Figure 3 layout for each of a list of test ARs (SEMANTICS.md §15),
+//! one PNG and one SVG output per AR: a 4×2 grid,
 //! seven scored tiles with flux in Gauss (observed and the four models), the observed and the
 //! primary model's predicted derivative with the criterion's samples in red, first-warning and
 //! first-emergence lines; the last cell two 9×9 tile maps of |B| around the metric window.
@@ -10,7 +11,9 @@ use serde_json::json;
 
 use crate::alarms::{AlarmParams, Scored, read_alarms};
 use crate::emergence::{Criterion, gradient};
-use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
+use crate::kind::{
+    Context, InputSlot, Output, OutputSlot, ParamError, Report, StageError, TypedKind,
+};
 use crate::plot::{FONT, init_fonts};
 use crate::protocol::{ArGeometry, PredictorSummary, Protocol, Tiles, read_predictions};
 use crate::scale::Scaler;
@@ -21,8 +24,8 @@ use crate::table::{self, FLUX, SeriesTable};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FigureParams {
-    /// The test AR this figure shows.
-    pub ar: u32,
+    /// The test ARs to draw, one figure each (outputs `png_<AR>` and `svg_<AR>`).
+    pub ars: Vec<u32>,
     /// Pixels (the paper's figure is 14 × 12 in).
     pub width: u32,
     pub height: u32,
@@ -31,7 +34,7 @@ pub struct FigureParams {
 impl Default for FigureParams {
     fn default() -> Self {
         FigureParams {
-            ar: 0,
+            ars: Vec::new(),
             width: 1400,
             height: 1200,
         }
@@ -384,9 +387,11 @@ pub struct RenderFigure;
 impl TypedKind for RenderFigure {
     type Params = FigureParams;
     const NAME: &'static str = "render_figure";
-    const VERSION: u32 = 1;
-    const DOC: &'static str = "The paper's Figure 3 layout for one test AR: seven scored tiles \
-        (flux, observed and predicted derivative, alarm lines) and the 9×9 tile maps, PNG and SVG.";
+    // 2: one stage draws a list of ARs (`ars`), one PNG and one SVG output per AR.
+    const VERSION: u32 = 2;
+    const DOC: &'static str = "The paper's Figure 3 layout for each test AR in `ars`: seven scored \
+        tiles (flux, observed and predicted derivative, alarm lines) and the 9×9 tile maps; \
+        outputs png_<AR> and svg_<AR>.";
     const INPUTS: &'static [InputSlot] = &[
         crate::protocol::PROTOCOL_SLOT,
         crate::protocol::TEST_SLOT,
@@ -404,20 +409,39 @@ impl TypedKind for RenderFigure {
         name: "models",
         doc: "predict stages to draw; the alarms table's primary one is drawn solid",
     }];
-    const OUTPUTS: &'static [OutputSlot] = &[
-        OutputSlot {
-            name: "png",
-            file: "figure.png",
-            doc: "the figure as PNG",
-        },
-        OutputSlot {
-            name: "svg",
-            file: "figure.svg",
-            doc: "the figure as SVG",
-        },
-    ];
+    // The outputs follow from `ars` (see `outputs`); none are fixed.
+    const OUTPUTS: &'static [OutputSlot] = &[];
+
+    fn outputs(p: &FigureParams) -> Vec<Output> {
+        p.ars
+            .iter()
+            .flat_map(|ar| {
+                [("png", "PNG"), ("svg", "SVG")].map(|(ext, what)| Output {
+                    name: format!("{ext}_{ar}"),
+                    file: format!("AR{ar}.{ext}"),
+                    doc: format!("AR{ar}'s figure as {what}"),
+                })
+            })
+            .collect()
+    }
 
     fn check(p: &FigureParams) -> Result<(), ParamError> {
+        if p.ars.is_empty() {
+            return Err(ParamError::Invalid {
+                name: "ars".into(),
+                msg: "name the test ARs to draw, e.g. [11698, 11726]".into(),
+            });
+        }
+        if let Some(ar) = p
+            .ars
+            .iter()
+            .find(|a| p.ars.iter().filter(|b| b == a).count() > 1)
+        {
+            return Err(ParamError::Invalid {
+                name: "ars".into(),
+                msg: format!("AR{ar} is listed twice"),
+            });
+        }
         if p.width < 600 || p.height < 500 {
             return Err(ParamError::Invalid {
                 name: "width".into(),
@@ -431,18 +455,23 @@ impl TypedKind for RenderFigure {
         let proto = Protocol::read(ctx.input("protocol")?)?;
         let series = SeriesTable::read(ctx.input("test")?)?;
         let scaler = Scaler::read(ctx.input("scaler")?)?;
-        let g = proto.ars.iter().find(|g| g.ar == p.ar).ok_or_else(|| {
-            StageError::Invalid(format!(
-                "AR{} is not in the test protocol ({})",
-                p.ar,
-                proto
-                    .ars
-                    .iter()
-                    .map(|g| format!("AR{}", g.ar))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
+        let geometry = p
+            .ars
+            .iter()
+            .map(|&ar| {
+                proto.ars.iter().find(|g| g.ar == ar).ok_or_else(|| {
+                    StageError::Invalid(format!(
+                        "AR{ar} is not in the test protocol ({})",
+                        proto
+                            .ars
+                            .iter()
+                            .map(|g| format!("AR{}", g.ar))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let cpath = ctx.input("criterion")?;
         let ap: AlarmParams = serde_json::from_str(
             &std::fs::read_to_string(cpath).map_err(|e| StageError::io(cpath, e))?,
@@ -470,6 +499,55 @@ impl TypedKind for RenderFigure {
                 "the alarms' primary predictor `{primary_label}` is not among the models drawn"
             )));
         }
+        init_fonts();
+        for (done, g) in geometry.iter().enumerate() {
+            draw_ar(
+                p,
+                ctx,
+                g,
+                &proto,
+                &series,
+                &scaler,
+                &ap,
+                primary,
+                &loaded,
+                &primary_label,
+            )?;
+            ctx.events
+                .progress(done as u64 + 1, geometry.len() as u64, "figures");
+        }
+        Ok(Report {
+            summary: format!(
+                "{}: {}×{} PNG and SVG",
+                p.ars
+                    .iter()
+                    .map(|a| format!("AR{a}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                p.width,
+                p.height
+            ),
+            stdout: None,
+            facts: json!({ "ars": p.ars }),
+        })
+    }
+}
+
+/// Draws one AR's figure into the stage's outputs `AR<ar>.png` and `AR<ar>.svg`.
+#[allow(clippy::too_many_arguments)]
+fn draw_ar(
+    p: &FigureParams,
+    ctx: &Context<'_>,
+    g: &ArGeometry,
+    proto: &Protocol,
+    series: &SeriesTable,
+    scaler: &Scaler,
+    ap: &AlarmParams,
+    primary: &Scored,
+    loaded: &[(PredictorSummary, Tiles)],
+    primary_label: &str,
+) -> Result<(), StageError> {
+    {
         let curves: Vec<Curve<'_>> = loaded
             .iter()
             .map(|(s, t)| Curve {
@@ -492,7 +570,7 @@ impl TypedKind for RenderFigure {
         let d = FigData {
             g,
             times: &b.times,
-            scaler: &scaler,
+            scaler,
             criterion: ap.criterion(),
             curves,
             primary,
@@ -500,21 +578,16 @@ impl TypedKind for RenderFigure {
             metric_hours: proto.metric_hours,
             maps: [at(g.metric_start), at(g.metric_start + proto.metric_hours)],
         };
-        init_fonts();
-        let png = ctx.output("figure.png");
+        let png = ctx.output(&format!("AR{}.png", g.ar));
         {
             let root = BitMapBackend::new(&png, (p.width, p.height)).into_drawing_area();
             draw(&root, &d).map_err(|e| StageError::table(&png, e))?;
         }
-        let svg = ctx.output("figure.svg");
+        let svg = ctx.output(&format!("AR{}.svg", g.ar));
         {
             let root = SVGBackend::new(&svg, (p.width, p.height)).into_drawing_area();
             draw(&root, &d).map_err(|e| StageError::table(&svg, e))?;
         }
-        Ok(Report {
-            summary: format!("AR{}: {}×{} PNG and SVG", g.ar, p.width, p.height),
-            stdout: None,
-            facts: json!({ "ar": g.ar }),
-        })
+        Ok(())
     }
 }

@@ -338,7 +338,7 @@ fn results_pipeline(p: &Project, published: &str) {
   figure:
     kind: render_figure
     inputs: {{protocol: protocol.protocol, test: scale.test, scaler: scale.scaler, alarms: alarms.alarms, criterion: alarms.criterion, models: [predict, predict_encdec]}}
-    params: {{ar: {RESULTS_TEST_AR}}}
+    params: {{ars: [{RESULTS_TEST_AR}]}}
 ",
         p.pipeline()
     ));

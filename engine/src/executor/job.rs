@@ -1,5 +1,5 @@
 //! The job's side of the Slurm executor, on the compute node: `magpipe stage-job JOB.json` runs
-//! one stage attempt exactly as the local executor would, `magpipe trial-task --kind KIND REQUEST.json`
+//! one stage attempt exactly as the local executor would, `magpipe task --kind KIND REQUEST.json`
 //! one task of a kind's job array.
 
 use std::path::Path;
@@ -106,10 +106,10 @@ pub fn stage_job_main(registry: &crate::Registry, job_file: &Path) -> i32 {
     0
 }
 
-/// `magpipe trial-task --kind KIND REQUEST.json`: the body of one task of a kind's job array
+/// `magpipe task --kind KIND REQUEST.json`: the body of one task of a kind's job array
 /// ([`Kind::run_task`](crate::kind::Kind::run_task)). The task's tag is the array task's id, the
 /// same after a requeue.
-pub fn trial_task_main(registry: &crate::Registry, kind: &str, request: &Path) -> i32 {
+pub fn task_main(registry: &crate::Registry, kind: &str, request: &Path) -> i32 {
     let Some(k) = registry.get(kind) else {
         eprintln!(
             "error: {}: unknown kind `{kind}` (known: {})",

@@ -1,7 +1,7 @@
 //! The local executor: a stage runs in this process (torch stages start their worker process
 //! from here).
 
-use crate::kind::{Context, Events, Kind, Report, StageError, TrialLauncher};
+use crate::kind::{Context, Events, Kind, Report, StageError, TaskLauncher};
 
 use super::{Executor, Ran, StageJob};
 
@@ -10,7 +10,7 @@ pub fn run_in_process(
     kind: &dyn Kind,
     job: &StageJob,
     events: &dyn Events,
-    launcher: Option<&dyn TrialLauncher>,
+    launcher: Option<&dyn TaskLauncher>,
 ) -> Result<Report, StageError> {
     let ctx = Context {
         stage: &job.stage,

@@ -10,7 +10,7 @@
 //!
 //! `local.rs` runs a stage in this process, `slurm.rs` submits and watches Slurm jobs (the
 //! engine's side), `job.rs` is the job's side on the compute node (`magpipe stage-job`,
-//! `magpipe trial-task`).
+//! `magpipe task`).
 
 mod job;
 mod local;
@@ -25,7 +25,7 @@ use serde_json::Value;
 
 pub use crate::spec::SlurmConfig;
 pub use crate::store::{Attempt, ExecInfo};
-pub use job::{stage_job_main, trial_task_main};
+pub use job::{stage_job_main, task_main};
 pub use local::{Local, run_in_process};
 pub use slurm::{JobStatus, Slurm, SlurmError, is_terminal, parse_scontrol};
 

@@ -1,5 +1,6 @@
 //! The Slurm executor, the engine's side: one batch job per stage attempt (and one job array
-//! per tune study's trials), all polled with one `scontrol -o show job` per interval.
+//! per set of tasks a kind launches, a tuning study's trials), all polled with one
+//! `scontrol -o show job` per interval.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
@@ -8,7 +9,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::kind::{Events, Kind, Report, StageError, TrialLauncher};
+use crate::kind::{Events, Kind, Report, StageError, TaskLauncher};
 use serde_json::Value;
 
 use super::{
@@ -77,7 +78,7 @@ pub struct Slurm {
     exe: PathBuf,
     log_dir: PathBuf,
     snapshot: Mutex<(Option<Instant>, Vec<JobStatus>)>,
-    /// The trial arrays submitted by this run, for the record.
+    /// The task arrays submitted by this run, for the record.
     arrays: Mutex<Vec<Attempt>>,
 }
 
@@ -328,7 +329,7 @@ impl Executor for Slurm {
     ) -> Result<Ran, StageError> {
         std::fs::create_dir_all(&self.log_dir).map_err(|e| StageError::io(&self.log_dir, e))?;
         if kind.launches_jobs() {
-            // The study's driver stays here; its trials go out as a job array.
+            // The kind's driver stays here; its tasks go out as a job array.
             let report = run_in_process(kind, &job, events, Some(self))?;
             return Ok(Ran {
                 report,
@@ -371,9 +372,9 @@ impl Executor for Slurm {
                 log: log.display().to_string(),
             });
             let outputs_present = kind
-                .outputs()
+                .outputs(&job.params)
                 .iter()
-                .all(|o| out_dir.join(o.file).is_file());
+                .all(|o| out_dir.join(&o.file).is_file());
             match result {
                 Some(r) if r.ok && outputs_present => {
                     return Ok(Ran {
@@ -421,7 +422,7 @@ impl Executor for Slurm {
     }
 }
 
-impl TrialLauncher for Slurm {
+impl TaskLauncher for Slurm {
     fn run_tasks(
         &self,
         kind: &str,
@@ -432,7 +433,7 @@ impl TrialLauncher for Slurm {
     ) -> Result<Vec<String>, StageError> {
         let log = self
             .log_dir
-            .join(format!("trials-{}-%A_%a.log", self.job_name));
+            .join(format!("tasks-{}-%A_%a.log", self.job_name));
         let array = format!(
             "--array=0-{}%{}",
             count.saturating_sub(1),
@@ -444,15 +445,13 @@ impl TrialLauncher for Slurm {
                 &log,
                 1,
                 &format!(
-                    "trial-task --kind {} {}",
+                    "task --kind {} {}",
                     shell_quote(Path::new(kind)),
                     shell_quote(request)
                 ),
             )
             .map_err(|e| StageError::Invalid(e.to_string()))?;
-        events.log(&format!(
-            "slurm array job {id} ({array}): {count} trial tasks"
-        ));
+        events.log(&format!("slurm array job {id} ({array}): {count} tasks"));
         let prefix = format!("{id}_");
         let mut last = String::new();
         let mut unseen_since: Option<Instant> = None;
@@ -493,7 +492,7 @@ impl TrialLauncher for Slurm {
                 for t in &tasks {
                     let log = self
                         .log_dir
-                        .join(format!("trials-{}-{}.log", self.job_name, t.job_id));
+                        .join(format!("tasks-{}-{}.log", self.job_name, t.job_id));
                     arrays.push(Attempt {
                         job_id: t.job_id.clone(),
                         state: t.state.clone(),

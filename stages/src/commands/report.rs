@@ -258,17 +258,24 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
     }
     body.push_str("<h2>Figures</h2>\n");
     for (i, r) in by_kind("render_figure") {
-        if let Some(o) = r.outputs.get("png")
-            && let Ok(bytes) = std::fs::read(store.object_path(o))
+        // One PNG per AR, `png_<AR>`, in the order the stage lists them.
+        for ar in plan.stages[i].params["ars"]
+            .as_array()
+            .into_iter()
+            .flatten()
         {
-            let _ = writeln!(
-                body,
-                "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{} — {}</figcaption></figure>",
-                esc(&plan.stages[i].name),
-                base64::engine::general_purpose::STANDARD.encode(bytes),
-                esc(&plan.stages[i].name),
-                esc(&r.summary)
-            );
+            let caption = format!("{} — AR{ar}", plan.stages[i].name);
+            if let Some(o) = r.outputs.get(&format!("png_{ar}"))
+                && let Ok(bytes) = std::fs::read(store.object_path(o))
+            {
+                let _ = writeln!(
+                    body,
+                    "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{}</figcaption></figure>",
+                    esc(&caption),
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                    esc(&caption),
+                );
+            }
         }
     }
     body.push_str("<h2>Predictors compared</h2>\n");

@@ -403,7 +403,7 @@ pub fn run_study_with(
     p: &TuneParams,
     ctx: &Context<'_>,
     dir: &Path,
-    launcher: &dyn crate::kind::TrialLauncher,
+    launcher: &dyn crate::kind::TaskLauncher,
 ) -> Result<Vec<TrialState>, StageError> {
     Space::new(&p.space).map_err(StageError::Invalid)?;
     std::fs::create_dir_all(dir).map_err(|e| StageError::io(dir, e))?;
@@ -465,7 +465,7 @@ pub fn run_study_with(
     Ok(trials)
 }
 
-/// One trial task (`magpipe trial-task`): takes a trial from the study directory — the one this
+/// One trial task (`magpipe task`): takes a trial from the study directory — the one this
 /// task held before a requeue, else one a dead task left unfinished, else a new TPE suggestion —
 /// trains it in a worker, and records each epoch with ASHA's decision under the study lock.
 /// `tag` names the task in the trial's claim. Returns the trial it ran, if any was left.

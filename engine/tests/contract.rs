@@ -1,0 +1,580 @@
+//! The engine's contract, apart from the study: two toy kinds defined here are registered into
+//! the engine and run through what `magpipe run`, `status --explain`, `lineage`, `verify`,
+//! `audit`, `gc`, `compare`, a sweep with seeds and the Slurm executor do, with no SolARED data
+//! and no study code linked.
+//!
+//! This is its own program (`harness = false`): the Slurm executor runs each stage as
+//! `<this program> stage-job JOB.json` on the compute node, so `main` is also the job side, as
+//! the `magpipe` binary is for the study's kinds. The Slurm scenario needs a running Slurm
+//! (`make test` starts one); without it it fails with the reason, it never skips.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use magpipe_engine::Registry;
+use magpipe_engine::events::{Event, Sink};
+use magpipe_engine::exec::{self, Freshness, Outcome, RunOptions};
+use magpipe_engine::executor::Choice;
+use magpipe_engine::kind::{
+    Context, Finished, InputSlot, Kind, Metric, Output, OutputSlot, ParamError, Report, Source,
+    StageError, Typed, TypedKind,
+};
+use magpipe_engine::plan::Plan;
+use magpipe_engine::spec::{RawSpec, SlurmConfig};
+use magpipe_engine::store::Store;
+use magpipe_engine::{compare, provenance, sweep};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+// ---- the toy kinds ----------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ReadParams {
+    /// A raw file outside the store.
+    path: String,
+    /// How many times the text is repeated.
+    repeat: u32,
+}
+
+/// Reads a raw file (a source: its content hash enters the key) and writes it `repeat` times.
+struct ToyRead;
+
+impl TypedKind for ToyRead {
+    type Params = ReadParams;
+    const NAME: &'static str = "toy_read";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Reads a text file.";
+    const INPUTS: &'static [InputSlot] = &[];
+    const OUTPUTS: &'static [OutputSlot] = &[OutputSlot {
+        name: "text",
+        file: "text.txt",
+        doc: "the text",
+    }];
+
+    fn check(p: &ReadParams) -> Result<(), ParamError> {
+        if p.path.is_empty() {
+            return Err(ParamError::Invalid {
+                name: "path".into(),
+                msg: "name the file to read".into(),
+            });
+        }
+        Ok(())
+    }
+    fn key_params(p: &ReadParams) -> serde_json::Value {
+        // The location stays out of the key; the file's content is in it as a source.
+        json!({ "repeat": p.repeat })
+    }
+    fn sources(p: &ReadParams) -> Result<Vec<Source>, StageError> {
+        Ok(vec![Source {
+            name: "raw.txt".into(),
+            path: PathBuf::from(&p.path),
+        }])
+    }
+    fn run(p: &ReadParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let path = Path::new(&p.path);
+        let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
+        let out = ctx.output("text.txt");
+        std::fs::write(&out, text.repeat(p.repeat.max(1) as usize))
+            .map_err(|e| StageError::io(&out, e))?;
+        Ok(Report {
+            summary: format!("{} bytes", text.len()),
+            ..Report::default()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CountParams {
+    /// One output per letter: `count_<letter>`.
+    letters: Vec<String>,
+    seed: u64,
+}
+
+/// Counts letters of its input: its outputs follow from its params.
+struct ToyCount;
+
+impl TypedKind for ToyCount {
+    type Params = CountParams;
+    const NAME: &'static str = "toy_count";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Counts letters.";
+    const INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "text",
+        doc: "a text",
+    }];
+    const OUTPUTS: &'static [OutputSlot] = &[];
+    const SEED_PARAM: Option<&'static str> = Some("seed");
+
+    fn outputs(p: &CountParams) -> Vec<Output> {
+        p.letters
+            .iter()
+            .map(|l| Output {
+                name: format!("count_{l}"),
+                file: format!("{l}.txt"),
+                doc: format!("how many `{l}`"),
+            })
+            .collect()
+    }
+    fn run(p: &CountParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let input = ctx.input("text")?;
+        let text = std::fs::read_to_string(input).map_err(|e| StageError::io(input, e))?;
+        let mut total = 0;
+        for (i, l) in p.letters.iter().enumerate() {
+            let n = text.matches(l.as_str()).count();
+            total += n;
+            let out = ctx.output(&format!("{l}.txt"));
+            std::fs::write(&out, format!("{n} (seed {})\n", p.seed))
+                .map_err(|e| StageError::io(&out, e))?;
+            ctx.events
+                .progress(i as u64 + 1, p.letters.len() as u64, "letters");
+        }
+        Ok(Report {
+            summary: format!("{total} letters"),
+            stdout: None,
+            facts: json!({ "total": total }),
+        })
+    }
+    fn metrics(p: &CountParams, run: &Finished<'_>) -> Vec<Metric> {
+        let mut m = vec![Metric::summary(
+            "letters counted",
+            run.facts["total"].to_string(),
+        )];
+        for l in &p.letters {
+            if let Some(text) = run
+                .outputs
+                .get(&format!("count_{l}"))
+                .and_then(|p| std::fs::read_to_string(p).ok())
+            {
+                m.push(Metric::detail(
+                    format!("count {l}"),
+                    text.trim().to_string(),
+                ));
+            }
+        }
+        m
+    }
+}
+
+fn registry() -> Registry {
+    let kinds: Vec<Arc<dyn Kind>> = vec![
+        Arc::new(Typed::<ToyRead>::default()),
+        Arc::new(Typed::<ToyCount>::default()),
+    ];
+    Registry::of(kinds).expect("distinct kinds")
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Events(Mutex<Vec<Event>>);
+
+impl Sink for Events {
+    fn emit(&self, e: Event) {
+        self.0.lock().expect("events").push(e);
+    }
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(text: &str) -> Project {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(dir.path().join("raw.txt"), text).expect("raw file");
+        Project { dir }
+    }
+    fn raw(&self) -> PathBuf {
+        self.dir.path().join("raw.txt")
+    }
+    fn spec(&self, letters: &str, extra: &str) -> RawSpec {
+        let yaml = format!(
+            "stages:\n  read:\n    kind: toy_read\n    params: {{path: {}, repeat: 2}}\n  count:\n    kind: toy_count\n    inputs: {{text: read.text}}\n    params: {{letters: [{letters}]}}\n{extra}",
+            self.raw().display()
+        );
+        RawSpec::parse(&self.dir.path().join("pipeline.yaml"), &yaml).expect("toy pipeline parses")
+    }
+    fn plan(&self, letters: &str) -> Plan {
+        Plan::build(&self.spec(letters, ""), &registry(), None, &[]).expect("toy plan builds")
+    }
+    fn store(&self, name: &str) -> Store {
+        Store::open(&self.dir.path().join(name))
+    }
+}
+
+fn run(plan: &Plan, store: &Store, executor: Choice) -> Vec<(String, &'static str)> {
+    let opts = RunOptions {
+        jobs: 2,
+        executor,
+        ..RunOptions::default()
+    };
+    let res = exec::run(plan, store, &opts, &Events::default()).expect("the run starts");
+    res.outcomes
+        .iter()
+        .map(|(i, o)| {
+            let what = match o {
+                Outcome::Ran(..) => "ran",
+                Outcome::Cached(_) => "cached",
+                Outcome::Failed(f) => panic!("{f}"),
+                Outcome::Skipped(why) => panic!("skipped: {why}"),
+            };
+            (plan.stages[*i].name.clone(), what)
+        })
+        .collect()
+}
+
+fn outcomes(pairs: &[(&str, &'static str)]) -> Vec<(String, &'static str)> {
+    pairs.iter().map(|(s, o)| (s.to_string(), *o)).collect()
+}
+
+/// output name → content hash of a stage's fresh record.
+fn hashes(plan: &Plan, store: &Store, stage: &str) -> BTreeMap<String, String> {
+    let i = plan.index(stage).expect("stage");
+    match exec::status(plan, store, &plan.select(&[stage.into()]).unwrap())
+        .unwrap()
+        .into_iter()
+        .find(|(j, _)| *j == i)
+        .map(|(_, f)| f)
+    {
+        Some(Freshness::Fresh(r)) => r
+            .outputs
+            .iter()
+            .map(|(n, o)| (n.clone(), o.hash.clone()))
+            .collect(),
+        _ => panic!("`{stage}` is not fresh"),
+    }
+}
+
+fn why_stale(plan: &Plan, store: &Store) -> BTreeMap<String, Vec<String>> {
+    exec::status(plan, store, &plan.order)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(i, f)| match f {
+            Freshness::Fresh(_) => None,
+            Freshness::Stale { why, .. } => Some((
+                plan.stages[i].name.clone(),
+                why.iter().map(|w| w.to_string()).collect(),
+            )),
+        })
+        .collect()
+}
+
+// ---- the scenarios ----------------------------------------------------------------------------
+
+fn outputs_are_declared_at_plan_time() {
+    let p = Project::new("abracadabra");
+    let plan = p.plan("a, b");
+    let count = &plan.stages[plan.index("count").unwrap()];
+    let names: Vec<&str> = count.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["count_a", "count_b"]);
+    // A wire to an output the params do not declare is a plan error, located in the YAML.
+    let spec = p.spec(
+        "a, b",
+        "  more:\n    kind: toy_count\n    inputs: {text: count.count_z}\n    params: {letters: [x]}\n",
+    );
+    let e = Plan::build(&spec, &registry(), None, &[])
+        .err()
+        .expect("an undeclared output is refused")
+        .to_string();
+    assert!(
+        e.contains("stages.more.inputs.text")
+            && e.contains("stage `count` has outputs count_a, count_b"),
+        "{e}"
+    );
+    // A kind this registry lacks is named with the ones it has.
+    let spec = RawSpec::parse(
+        Path::new("pipeline.yaml"),
+        "stages:\n  x:\n    kind: window\n",
+    )
+    .unwrap();
+    let e = Plan::build(&spec, &registry(), None, &[])
+        .err()
+        .expect("an unknown kind is refused")
+        .to_string();
+    assert!(
+        e.contains("unknown kind `window` (known: toy_read, toy_count)"),
+        "{e}"
+    );
+}
+
+fn run_status_lineage_verify_audit_gc() {
+    let p = Project::new("abracadabra");
+    let store = p.store("artifacts");
+    let plan = p.plan("a, b");
+    assert_eq!(
+        run(&plan, &store, Choice::Local),
+        outcomes(&[("read", "ran"), ("count", "ran")])
+    );
+    assert_eq!(
+        run(&plan, &store, Choice::Local),
+        outcomes(&[("read", "cached"), ("count", "cached")])
+    );
+    let a = hashes(&plan, &store, "count")["count_a"].clone();
+    let i = plan.index("count").unwrap();
+    let rec = match exec::status(&plan, &store, &plan.order)
+        .unwrap()
+        .remove(i)
+        .1
+    {
+        Freshness::Fresh(r) => r,
+        Freshness::Stale { .. } => panic!("count is stale"),
+    };
+    let text = std::fs::read_to_string(store.object_path(&rec.outputs["count_a"])).unwrap();
+    assert_eq!(text, "10 (seed 0)\n", "five a's, twice");
+
+    // status --explain: a changed raw file makes `read` stale, and `count` behind it.
+    std::fs::write(p.raw(), "banana").unwrap();
+    let why = why_stale(&plan, &store);
+    assert_eq!(why["read"], ["raw files changed: raw.txt"], "{why:?}");
+    assert_eq!(why["count"], ["upstream `read` is stale"], "{why:?}");
+    // Early cutoff: the same bytes again make everything fresh without a run.
+    std::fs::write(p.raw(), "abracadabra").unwrap();
+    assert!(why_stale(&plan, &store).is_empty());
+    // A param: only the stage that reads it and what follows.
+    let plan3 = p.plan("a, b, r");
+    assert_eq!(
+        why_stale(&plan3, &store)["count"],
+        ["param `letters`: [\"a\",\"b\"] → [\"a\",\"b\",\"r\"]"]
+    );
+    assert_eq!(
+        run(&plan3, &store, Choice::Local),
+        outcomes(&[("read", "cached"), ("count", "ran")])
+    );
+    assert_eq!(hashes(&plan3, &store, "count")["count_a"], a);
+
+    // lineage: from one output back to the raw file, with its content hash.
+    let l = provenance::lineage(&plan3, &store, "count", Some("count_r")).unwrap();
+    let stages: Vec<&str> = l.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(stages, ["read", "count"]);
+    assert_eq!(l.raw_files.len(), 1);
+    assert_eq!(l.raw_files[0].name, "raw.txt");
+    assert_eq!(
+        l.raw_files[0].blake3,
+        blake3::hash(b"abracadabra").to_hex().to_string()
+    );
+    assert_eq!(l.output_name.as_deref(), Some("count_r"));
+
+    // verify: clean, then a flipped byte in one object is named.
+    let records = provenance::all_records(&store).unwrap();
+    assert!(
+        provenance::verify(&store, &records)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+    let r_obj = {
+        let r = hashes(&plan3, &store, "count");
+        store.root.join("objects").join(&r["count_r"]).join("r.txt")
+    };
+    let good = std::fs::read(&r_obj).unwrap();
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    make_writable(&r_obj);
+    std::fs::write(&r_obj, &bad).unwrap();
+    let rep = provenance::verify(&store, &records).unwrap();
+    assert!(
+        rep.problems.iter().any(|m| m.contains("r.txt")),
+        "{:?}",
+        rep.problems
+    );
+    std::fs::write(&r_obj, &good).unwrap();
+    assert!(
+        provenance::verify(&store, &records)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+
+    // audit: the chain re-executed in a scratch store gives the same bytes.
+    let audit = provenance::audit(&plan3, &store, "count", 1, &Events::default()).unwrap();
+    assert_eq!(audit.first_difference, None, "{audit:?}");
+    let verdicts: Vec<&str> = audit.stages.iter().map(|s| s.verdict.as_str()).collect();
+    assert_eq!(verdicts, ["identical", "identical"]);
+
+    // gc: the first `count` record is no longer referenced and goes; what plan3 uses stays.
+    let gc = provenance::gc(&store, 0, false).unwrap();
+    assert_eq!(gc.removed_records, 1, "{gc:?}");
+    assert!(why_stale(&plan3, &store).is_empty());
+    let left = provenance::all_records(&store).unwrap();
+    assert!(
+        provenance::verify(&store, &left)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+}
+
+fn make_writable(path: &Path) {
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(path, perm).unwrap();
+}
+
+fn a_sweep_over_seeds_shares_what_it_can_and_compares() {
+    let p = Project::new("abracadabra");
+    let store = p.store("artifacts");
+    let spec = p.spec("a", "");
+    let reg = registry();
+    let points = sweep::expand(&[]).unwrap();
+    let plans = sweep::point_plans(&spec, &reg, None, &points, Some(&[1, 2])).unwrap();
+    let labels: Vec<&str> = plans.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["seed=1", "seed=2"]);
+    let results = sweep::run_points(&plans, 2, &Events::default(), &|plan, sink| {
+        let opts = RunOptions {
+            jobs: 1,
+            ..RunOptions::default()
+        };
+        exec::run(plan, &store, &opts, sink).expect("a point runs")
+    });
+    // `read` has no seed: both points share one record of it.
+    let key = |k: usize, stage: &str| -> String {
+        let plan = &plans[k].plan;
+        let i = plan.index(stage).unwrap();
+        results[k]
+            .outcomes
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, o)| match o {
+                Outcome::Ran(r, _) | Outcome::Cached(r) => r.key.clone(),
+                _ => panic!("{stage} did not finish"),
+            })
+            .unwrap()
+    };
+    assert_eq!(key(0, "read"), key(1, "read"));
+    assert_ne!(key(0, "count"), key(1, "count"));
+    // The point names resolve again as variants, and compare shows what the kind reports.
+    let named: Vec<(String, Plan)> = plans
+        .iter()
+        .map(|pp| {
+            let name = pp.plan.variant.clone().unwrap();
+            let plan = sweep::plan_for(&spec, &reg, Some(&name), &[]).unwrap();
+            (name, plan)
+        })
+        .collect();
+    assert_eq!(named[0].0, "default+seed=1");
+    let c = compare::compare(&named, &store).unwrap();
+    let params: Vec<&str> = c.params.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(params, ["count.seed"]);
+    let metric = |name: &str| {
+        c.metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no metric {name}: {:?}", c.metrics))
+    };
+    assert_eq!(
+        metric("count: letters counted"),
+        [Some("10".to_string()), Some("10".to_string())]
+    );
+    assert_eq!(
+        metric("count: count a"),
+        [
+            Some("10 (seed 1)".to_string()),
+            Some("10 (seed 2)".to_string())
+        ]
+    );
+    // Details come after the summary metrics.
+    assert_eq!(c.metrics.last().unwrap().0, "count: count a");
+}
+
+fn the_slurm_executor_runs_toy_stages_to_the_same_bytes() {
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    let ping = std::process::Command::new("scontrol").arg("ping").output();
+    assert!(
+        matches!(&ping, Ok(o) if o.status.success()),
+        "this scenario needs a running Slurm (SLURM_CONF={conf:?}); `make test` starts one with \
+         .ci/slurm/start.sh: {ping:?}"
+    );
+    let p = Project::new("abracadabra");
+    let plan = p.plan("a, b");
+    let local = p.store("local");
+    run(&plan, &local, Choice::Local);
+    let slurm = p.store("slurm");
+    let config = SlurmConfig {
+        poll_seconds: 0.2,
+        ..SlurmConfig::default()
+    };
+    assert_eq!(
+        run(&plan, &slurm, Choice::Slurm(config.clone())),
+        outcomes(&[("read", "ran"), ("count", "ran")])
+    );
+    for stage in ["read", "count"] {
+        assert_eq!(
+            hashes(&plan, &slurm, stage),
+            hashes(&plan, &local, stage),
+            "{stage}"
+        );
+    }
+    let i = plan.index("count").unwrap();
+    match exec::status(&plan, &slurm, &plan.order)
+        .unwrap()
+        .remove(i)
+        .1
+    {
+        Freshness::Fresh(r) => {
+            let exec = serde_json::to_value(&r.executor).unwrap();
+            assert_eq!(exec["executor"], "slurm", "{exec}");
+        }
+        Freshness::Stale { .. } => panic!("count is stale"),
+    }
+    assert_eq!(
+        run(&plan, &slurm, Choice::Slurm(config)),
+        outcomes(&[("read", "cached"), ("count", "cached")])
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // The job side of the Slurm executor: this program is what it runs on the node.
+    if args.get(1).map(String::as_str) == Some("stage-job") {
+        let job = Path::new(args.get(2).map(String::as_str).unwrap_or_default());
+        std::process::exit(magpipe_engine::executor::stage_job_main(&registry(), job));
+    }
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
+    let scenarios: [(&str, fn()); 4] = [
+        (
+            "outputs_are_declared_at_plan_time",
+            outputs_are_declared_at_plan_time,
+        ),
+        (
+            "run_status_lineage_verify_audit_gc",
+            run_status_lineage_verify_audit_gc,
+        ),
+        (
+            "a_sweep_over_seeds_shares_what_it_can_and_compares",
+            a_sweep_over_seeds_shares_what_it_can_and_compares,
+        ),
+        (
+            "the_slurm_executor_runs_toy_stages_to_the_same_bytes",
+            the_slurm_executor_runs_toy_stages_to_the_same_bytes,
+        ),
+    ];
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, f) in scenarios {
+        if filter.is_some_and(|want| !name.contains(want.as_str())) {
+            continue;
+        }
+        ran += 1;
+        match std::panic::catch_unwind(f) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        ran - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        std::process::exit(101);
+    }
+}
