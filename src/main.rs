@@ -5,7 +5,7 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::Parser;
-use magpipe_engine::error::{RunError, SpecError};
+use magpipe_engine::error::{RunError, SpecError, printable};
 
 #[derive(Parser)]
 #[command(
@@ -30,19 +30,7 @@ fn main() -> ExitCode {
     match cmd::run(&ctx, &cli.cmd) {
         Ok(code) => code,
         Err(e) => {
-            // Escaped, so a control character from the user's input (a NUL in a stage name)
-            // neither reaches the terminal raw nor breaks the one-line error.
-            let line: String = format!("{e:#}")
-                .chars()
-                .flat_map(|c| {
-                    if c.is_control() {
-                        c.escape_default().collect::<Vec<_>>()
-                    } else {
-                        vec![c]
-                    }
-                })
-                .collect();
-            eprintln!("error: {line}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             let usage = e.downcast_ref::<SpecError>().is_some()
                 || matches!(
                     e.downcast_ref::<RunError>(),

@@ -2,6 +2,21 @@
 
 use std::path::PathBuf;
 
+/// `s` with control characters escaped (`\n`, `\0`, `\u{1b}`), so text from the user's input
+/// (a NUL in a stage name, a hostile member name) keeps an error to one line and never reaches
+/// the terminal raw.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// A problem in `pipeline.yaml` (or in a `--set`/`--variant` that applies to it).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}{}{msg}", location(.file, .line), if .path.is_empty() { String::new() } else { format!("{}: ", .path) })]
@@ -33,6 +48,8 @@ pub enum StoreError {
     Record { path: PathBuf, msg: String },
     #[error("stage `{stage}` did not write its output `{file}`")]
     MissingOutput { stage: String, file: String },
+    #[error("{}: {what} in an output folder; outputs hold plain files and folders only", .path.display())]
+    NotPlain { path: PathBuf, what: &'static str },
 }
 
 impl StoreError {

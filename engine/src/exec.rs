@@ -229,7 +229,7 @@ fn execute(
     let report = ran.report;
     let out_dir = ran.out_dir;
     let seconds = t0.elapsed().as_secs_f64();
-    if let Some(o) = s.outputs.iter().find(|o| !out_dir.join(&o.file).is_file()) {
+    if let Some(o) = s.outputs.iter().find(|o| !o.written_in(&out_dir)) {
         return Err(StoreError::MissingOutput {
             stage: s.name.clone(),
             file: o.file.clone(),
@@ -243,7 +243,11 @@ fn execute(
         .map(|o| {
             Ok((
                 o.name.clone(),
-                store.commit_object(&out_dir.join(&o.file), &o.file)?,
+                if o.dir {
+                    store.commit_dir(&out_dir.join(&o.file), &o.file)?
+                } else {
+                    store.commit_object(&out_dir.join(&o.file), &o.file)?
+                },
             ))
         })
         .collect::<Result<Vec<_>, StoreError>>();

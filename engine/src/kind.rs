@@ -25,21 +25,52 @@ pub struct OutputSlot {
 }
 
 /// One output of a stage, as its kind declares it from the stage's params at plan time: the name
-/// other stages wire to, and the file the stage writes in its output folder.
+/// other stages wire to, and the file (or, with `dir`, the folder) the stage writes in its output
+/// folder. A folder is stored as a tree of its files (names, sizes, content hashes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub name: String,
     pub file: String,
     pub doc: String,
+    pub dir: bool,
+}
+
+impl Output {
+    pub fn file(
+        name: impl Into<String>,
+        file: impl Into<String>,
+        doc: impl Into<String>,
+    ) -> Output {
+        Output {
+            name: name.into(),
+            file: file.into(),
+            doc: doc.into(),
+            dir: false,
+        }
+    }
+    pub fn dir(
+        name: impl Into<String>,
+        folder: impl Into<String>,
+        doc: impl Into<String>,
+    ) -> Output {
+        Output {
+            dir: true,
+            ..Output::file(name, folder, doc)
+        }
+    }
+}
+
+impl Output {
+    /// Whether a stage wrote this output (a file, or a folder for a folder output) in `out_dir`.
+    pub fn written_in(&self, out_dir: &Path) -> bool {
+        let p = out_dir.join(&self.file);
+        if self.dir { p.is_dir() } else { p.is_file() }
+    }
 }
 
 impl From<&OutputSlot> for Output {
     fn from(o: &OutputSlot) -> Output {
-        Output {
-            name: o.name.to_string(),
-            file: o.file.to_string(),
-            doc: o.doc.to_string(),
-        }
+        Output::file(o.name, o.file, o.doc)
     }
 }
 

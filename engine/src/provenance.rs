@@ -365,9 +365,18 @@ pub fn lineage_text(l: &Lineage) -> String {
     );
     if let Some(o) = &l.output {
         out.push_str(&format!(
-            "  output {} blake3 {} ({} bytes)\n",
-            o.file, o.hash, o.size
+            "  output {}{} blake3 {} ({} bytes)\n",
+            o.file,
+            if o.dir { "/" } else { "" },
+            o.hash,
+            o.size
         ));
+        for f in &o.files {
+            out.push_str(&format!(
+                "    {}/{} blake3 {} ({} bytes)\n",
+                o.file, f.path, f.hash, f.size
+            ));
+        }
     }
     for s in l.stages.iter().rev() {
         out.push_str(&format!(
@@ -400,11 +409,21 @@ pub fn lineage_text(l: &Lineage) -> String {
         }
         for (n, o) in &s.outputs {
             out.push_str(&format!(
-                "  out {n} {} {} ({} bytes)\n",
+                "  out {n} {}{} {} ({} bytes)\n",
                 o.file,
+                if o.dir { "/" } else { "" },
                 short(&o.hash),
                 o.size
             ));
+            for f in &o.files {
+                out.push_str(&format!(
+                    "      {}/{} {} ({} bytes)\n",
+                    o.file,
+                    f.path,
+                    short(&f.hash),
+                    f.size
+                ));
+            }
         }
         out.push_str(&format!("  summary: {}\n", s.summary));
         if let Some(x) = &s.executor {
@@ -468,9 +487,19 @@ pub fn lineage_markdown(l: &Lineage) -> String {
         }
         for (n, o) in &s.outputs {
             out.push_str(&format!(
-                "| {} | out | {n} ({}) | `{}` | {} |\n",
-                s.stage, o.file, o.hash, o.size
+                "| {} | out | {n} ({}{}) | `{}` | {} |\n",
+                s.stage,
+                o.file,
+                if o.dir { "/" } else { "" },
+                o.hash,
+                o.size
             ));
+            for f in &o.files {
+                out.push_str(&format!(
+                    "| {} | out | {n}: {}/{} | `{}` | {} |\n",
+                    s.stage, o.file, f.path, f.hash, f.size
+                ));
+            }
         }
     }
     out.push_str(&format!(
@@ -524,13 +553,44 @@ pub fn verify(store: &Store, records: &[Record]) -> Result<VerifyReport, StoreEr
         records: records.len(),
         ..Default::default()
     };
+    // Every file: a folder output's files one by one, so a problem names the file.
     let mut objects: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut folders: BTreeMap<std::path::PathBuf, Vec<String>> = BTreeMap::new();
     for r in records {
         for o in r.outputs.values() {
-            objects.insert(
-                store.object_path(o).display().to_string(),
-                (o.hash.clone(), o.size),
-            );
+            let path = store.object_path(o);
+            if o.dir {
+                for f in &o.files {
+                    objects.insert(
+                        path.join(&f.path).display().to_string(),
+                        (f.hash.clone(), f.size),
+                    );
+                }
+                folders.insert(path, o.files.iter().map(|f| f.path.clone()).collect());
+            } else {
+                objects.insert(path.display().to_string(), (o.hash.clone(), o.size));
+            }
+        }
+    }
+    for (folder, recorded) in &folders {
+        if !folder.is_dir() {
+            rep.problems
+                .push(format!("missing folder object {}", folder.display()));
+            continue;
+        }
+        match crate::store::tree_files(folder) {
+            Ok(present) => {
+                for (rel, _) in present {
+                    if !recorded.contains(&rel) {
+                        rep.problems.push(format!(
+                            "unrecorded file {} in folder object {}",
+                            rel,
+                            folder.display()
+                        ));
+                    }
+                }
+            }
+            Err(e) => rep.problems.push(format!("unreadable folder object: {e}")),
         }
     }
     let checked: Vec<Option<String>> = objects
@@ -778,6 +838,13 @@ pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, St
         }
         let dir = e.path();
         for f in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            // A folder object: the bytes of its files.
+            if f.file_type().is_ok_and(|t| t.is_dir()) {
+                for (_, p) in crate::store::tree_files(&f.path()).unwrap_or_default() {
+                    rep.freed_bytes += fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                }
+                continue;
+            }
             rep.freed_bytes += f.metadata().map(|m| m.len()).unwrap_or(0);
         }
         rep.removed_objects += 1;
@@ -827,6 +894,28 @@ pub struct AuditReport {
     pub stages: Vec<AuditStage>,
     /// The first stage (in pipeline order) whose outputs differ.
     pub first_difference: Option<String>,
+}
+
+/// Which files of two versions of a folder output differ, file by file.
+fn tree_diff(old: &OutputRecord, new: &OutputRecord, a: &Path, b: &Path) -> String {
+    let olds: BTreeMap<&str, &crate::store::TreeFile> =
+        old.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let news: BTreeMap<&str, &crate::store::TreeFile> =
+        new.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let mut parts = Vec::new();
+    for (p, f) in &olds {
+        match news.get(p) {
+            None => parts.push(format!("{p} missing from the re-execution")),
+            Some(g) if g.hash != f.hash => {
+                parts.push(format!("{p}: {}", first_diff(&a.join(p), &b.join(p))))
+            }
+            Some(_) => {}
+        }
+    }
+    for p in news.keys().filter(|p| !olds.contains_key(*p)) {
+        parts.push(format!("{p} only in the re-execution"));
+    }
+    parts.join("; ")
 }
 
 fn first_diff(a: &Path, b: &Path) -> String {
@@ -928,11 +1017,24 @@ pub fn audit(
             if o_new.hash == o_old.hash {
                 continue;
             }
-            let what = format!(
-                "{out} ({}): {}",
-                o_old.file,
-                first_diff(&store.object_path(o_old), &fresh.object_path(o_new))
-            );
+            let what = if o_old.dir || o_new.dir {
+                format!(
+                    "{out} ({}/): {}",
+                    o_old.file,
+                    tree_diff(
+                        o_old,
+                        o_new,
+                        &store.object_path(o_old),
+                        &fresh.object_path(o_new)
+                    )
+                )
+            } else {
+                format!(
+                    "{out} ({}): {}",
+                    o_old.file,
+                    first_diff(&store.object_path(o_old), &fresh.object_path(o_new))
+                )
+            };
             if volatile.contains(&out.as_str()) {
                 soft.push(what);
             } else {

@@ -73,9 +73,7 @@ pub enum StaleReason {
 }
 
 /// The first 12 hex digits of a hash, as keys are shown everywhere.
-fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
-}
+use crate::key::short;
 
 /// Shortens a JSON value for a one-line reason.
 fn compact(v: &Value) -> String {

@@ -28,8 +28,92 @@ use crate::key::PreImage;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputRecord {
     pub file: String,
+    /// The file's blake3, or for a folder the hash of its tree (see [`tree_hash`]).
     pub hash: String,
+    /// Bytes; for a folder, of all its files.
     pub size: u64,
+    /// A folder output: its files, by path inside the folder, in path order. (Absent from the
+    /// records of file outputs, so those read and write as before.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dir: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<TreeFile>,
+}
+
+/// One file of a folder output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeFile {
+    /// `/`-separated, relative to the folder.
+    pub path: String,
+    pub size: u64,
+    pub hash: String,
+}
+
+/// The content hash of a folder: blake3 over its files' paths, sizes and hashes in path order,
+/// so renaming, moving, resizing or editing any file changes it, and nothing else does.
+pub fn tree_hash(files: &[TreeFile]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"magpipe tree v1\n");
+    for f in files {
+        h.update(f.path.as_bytes());
+        h.update(b"\0");
+        h.update(f.size.to_string().as_bytes());
+        h.update(b"\0");
+        h.update(f.hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The files under `dir` (recursively), sorted by path, unhashed: plain files and folders only,
+/// since a link or a device in an output would make its content depend on what lies outside it.
+pub fn tree_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    let mut todo = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, d)) = todo.pop() {
+        for e in fs::read_dir(&d).map_err(io(&d))? {
+            let e = e.map_err(io(&d))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let t = e.file_type().map_err(io(&e.path()))?;
+            if t.is_dir() {
+                todo.push((rel, e.path()));
+            } else if t.is_file() {
+                out.push((rel, e.path()));
+            } else {
+                return Err(StoreError::NotPlain {
+                    path: e.path(),
+                    what: if t.is_symlink() {
+                        "a symbolic link"
+                    } else {
+                        "not a plain file"
+                    },
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Hashes every file of a folder: its [`TreeFile`]s in path order.
+pub fn hash_tree(dir: &Path) -> Result<Vec<TreeFile>, StoreError> {
+    use rayon::prelude::*;
+    tree_files(dir)?
+        .par_iter()
+        .map(|(rel, p)| {
+            let (hash, size) = hash_file(p)?;
+            Ok(TreeFile {
+                path: rel.clone(),
+                size,
+                hash,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +201,16 @@ struct StatHash {
     hash: String,
 }
 
+/// fsyncs every folder of a tree, so the entries of its subfolders survive a crash too.
+fn fsync_tree(dir: &Path) -> Result<(), StoreError> {
+    for e in fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            fsync_tree(&e.path())?;
+        }
+    }
+    fsync_dir(dir)
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::io(path, e)
 }
@@ -198,6 +292,9 @@ impl Store {
     /// kept beside it at commit; only when that changed is the object re-hashed, so a cached run
     /// stays a handful of `stat` calls.
     fn object_ok(&self, o: &OutputRecord) -> Result<bool, StoreError> {
+        if o.dir {
+            return self.tree_ok(o);
+        }
         let p = self.object_path(o);
         let m = match fs::metadata(&p) {
             Ok(m) => m,
@@ -226,6 +323,96 @@ impl Store {
         }
         let _ = fs::remove_file(self.stat_path(o));
         Ok(false)
+    }
+
+    /// [`Self::object_ok`] for a folder: every recorded file present with its size, re-hashed
+    /// only when its stat changed since commit; any difference (a file changed, missing or
+    /// added) moves the whole folder aside.
+    fn tree_ok(&self, o: &OutputRecord) -> Result<bool, StoreError> {
+        let root = self.object_path(o);
+        if !root.is_dir() {
+            return Ok(false);
+        }
+        let stats: Option<BTreeMap<String, ObjectStat>> = fs::read(self.stat_path(o))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let present = tree_files(&root);
+        let mut ok = matches!(&present, Ok(files) if files.len() == o.files.len()
+            && files.iter().zip(&o.files).all(|((rel, _), f)| rel == &f.path));
+        let mut now = BTreeMap::new();
+        if ok {
+            for f in &o.files {
+                let p = root.join(&f.path);
+                let Ok(m) = fs::metadata(&p) else {
+                    ok = false;
+                    break;
+                };
+                let st = ObjectStat::of(&m);
+                let same_stat = stats.as_ref().and_then(|s| s.get(&f.path)) == Some(&st);
+                if m.len() != f.size || (!same_stat && hash_file(&p)?.0 != f.hash) {
+                    ok = false;
+                    break;
+                }
+                now.insert(f.path.clone(), st);
+            }
+        }
+        if ok {
+            if stats.as_ref() != Some(&now) {
+                let _ = fs::write(self.stat_path(o), serde_json::to_vec(&now).expect("stat"));
+            }
+            return Ok(true);
+        }
+        let quarantine = self.dir("tmp")?.join("corrupt");
+        let _ = fs::create_dir_all(&quarantine);
+        let aside = quarantine.join(format!("{}-{}", &o.hash[..16], o.file));
+        tracing::warn!(object = %root.display(), aside = %aside.display(), "corrupted folder moved aside; its stage reruns");
+        if fs::rename(&root, &aside).is_err() {
+            fs::remove_dir_all(&root).map_err(io(&root))?;
+        }
+        let _ = fs::remove_file(self.stat_path(o));
+        Ok(false)
+    }
+
+    /// Moves one finished folder output into `objects/<tree hash>/<folder>`, its files
+    /// fsynced and read-only (its folders stay writable, so `gc` can remove them).
+    pub fn commit_dir(&self, scratch_dir: &Path, folder: &str) -> Result<OutputRecord, StoreError> {
+        let files = hash_tree(scratch_dir)?;
+        let mut stats = BTreeMap::new();
+        for f in &files {
+            let p = scratch_dir.join(&f.path);
+            File::open(&p).and_then(|h| h.sync_all()).map_err(io(&p))?;
+            let mut perm = fs::metadata(&p).map_err(io(&p))?.permissions();
+            perm.set_readonly(true);
+            fs::set_permissions(&p, perm).map_err(io(&p))?;
+        }
+        let hash = tree_hash(&files);
+        let objects = self.dir("objects")?;
+        let dir = objects.join(&hash);
+        let dest = dir.join(folder);
+        if !dest.is_dir() {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            fsync_tree(scratch_dir)?;
+            fs::rename(scratch_dir, &dest).map_err(io(&dest))?;
+            fsync_dir(&dir)?;
+            fsync_dir(&objects)?;
+        }
+        for f in &files {
+            if let Ok(m) = fs::metadata(dest.join(&f.path)) {
+                stats.insert(f.path.clone(), ObjectStat::of(&m));
+            }
+        }
+        let out = OutputRecord {
+            file: folder.to_string(),
+            hash,
+            size: files.iter().map(|f| f.size).sum(),
+            dir: true,
+            files,
+        };
+        let _ = fs::write(
+            self.stat_path(&out),
+            serde_json::to_vec(&stats).expect("stat"),
+        );
+        Ok(out)
     }
 
     /// A fresh folder for a stage to write its outputs into, removed when dropped: whichever way
@@ -271,6 +458,8 @@ impl Store {
             file: file.to_string(),
             hash,
             size,
+            dir: false,
+            files: Vec::new(),
         };
         if let Ok(m) = fs::metadata(&dest) {
             let _ = fs::write(

@@ -111,10 +111,12 @@ impl TypedKind for ToyCount {
     fn outputs(p: &CountParams) -> Vec<Output> {
         p.letters
             .iter()
-            .map(|l| Output {
-                name: format!("count_{l}"),
-                file: format!("{l}.txt"),
-                doc: format!("how many `{l}`"),
+            .map(|l| {
+                Output::file(
+                    format!("count_{l}"),
+                    format!("{l}.txt"),
+                    format!("how many `{l}`"),
+                )
             })
             .collect()
     }
@@ -158,10 +160,106 @@ impl TypedKind for ToyCount {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ChunkParams {
+    /// Characters per chunk file.
+    size: usize,
+    /// Enters the key but not the output: changing it reruns the stage to the same folder.
+    note: String,
+}
+
+/// Cuts its input into a folder of chunk files, with a subfolder: a folder output.
+struct ToyChunks;
+
+impl TypedKind for ToyChunks {
+    type Params = ChunkParams;
+    const NAME: &'static str = "toy_chunks";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Cuts a text into a folder of chunks.";
+    const INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "text",
+        doc: "a text",
+    }];
+    const OUTPUTS: &'static [OutputSlot] = &[];
+
+    fn outputs(_p: &ChunkParams) -> Vec<Output> {
+        vec![Output::dir(
+            "chunks",
+            "chunks",
+            "the chunks, and meta/count.txt",
+        )]
+    }
+    fn run(p: &ChunkParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let input = ctx.input("text")?;
+        let text = std::fs::read_to_string(input).map_err(|e| StageError::io(input, e))?;
+        let dir = ctx.output("chunks");
+        let meta = dir.join("meta");
+        std::fs::create_dir_all(&meta).map_err(|e| StageError::io(&meta, e))?;
+        let chars: Vec<char> = text.chars().collect();
+        let chunks: Vec<String> = chars
+            .chunks(p.size.max(1))
+            .map(|c| c.iter().collect())
+            .collect();
+        for (i, c) in chunks.iter().enumerate() {
+            let f = dir.join(format!("{i:03}.txt"));
+            std::fs::write(&f, c).map_err(|e| StageError::io(&f, e))?;
+        }
+        let f = meta.join("count.txt");
+        std::fs::write(&f, chunks.len().to_string()).map_err(|e| StageError::io(&f, e))?;
+        Ok(Report {
+            summary: format!("{} chunks", chunks.len()),
+            ..Report::default()
+        })
+    }
+}
+
+/// Joins a folder of chunks back into one file.
+struct ToyJoin;
+
+impl TypedKind for ToyJoin {
+    type Params = ReadParams;
+    const NAME: &'static str = "toy_join";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Joins a folder of chunks.";
+    const INPUTS: &'static [InputSlot] = &[InputSlot {
+        name: "chunks",
+        doc: "a folder of chunks",
+    }];
+    const OUTPUTS: &'static [OutputSlot] = &[OutputSlot {
+        name: "joined",
+        file: "joined.txt",
+        doc: "the text again",
+    }];
+
+    fn run(_p: &ReadParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let dir = ctx.input("chunks")?;
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| StageError::io(dir, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        let mut text = String::new();
+        for n in &names {
+            text.push_str(&std::fs::read_to_string(n).map_err(|e| StageError::io(n, e))?);
+        }
+        let out = ctx.output("joined.txt");
+        std::fs::write(&out, &text).map_err(|e| StageError::io(&out, e))?;
+        Ok(Report {
+            summary: format!("{} chunks joined", names.len()),
+            ..Report::default()
+        })
+    }
+}
+
 fn registry() -> Registry {
     let kinds: Vec<Arc<dyn Kind>> = vec![
         Arc::new(Typed::<ToyRead>::default()),
         Arc::new(Typed::<ToyCount>::default()),
+        Arc::new(Typed::<ToyChunks>::default()),
+        Arc::new(Typed::<ToyJoin>::default()),
     ];
     Registry::of(kinds).expect("distinct kinds")
 }
@@ -295,7 +393,7 @@ fn outputs_are_declared_at_plan_time() {
         .expect("an unknown kind is refused")
         .to_string();
     assert!(
-        e.contains("unknown kind `window` (known: toy_read, toy_count)"),
+        e.contains("unknown kind `window` (known: toy_read, toy_count, toy_chunks, toy_join)"),
         "{e}"
     );
 }
@@ -481,6 +579,138 @@ fn a_sweep_over_seeds_shares_what_it_can_and_compares() {
     assert_eq!(c.metrics.last().unwrap().0, "count: count a");
 }
 
+fn folder_outputs_are_trees_of_files() {
+    let p = Project::new("abracadabra");
+    let store = p.store("artifacts");
+    let chunks = |note: &str| {
+        let spec = p.spec(
+            "a",
+            &format!(
+                "  chunks:\n    kind: toy_chunks\n    inputs: {{text: read.text}}\n    params: {{size: 5, note: {note}}}\n  join:\n    kind: toy_join\n    inputs: {{chunks: chunks.chunks}}\n    params: {{path: unused}}\n"
+            ),
+        );
+        Plan::build(&spec, &registry(), None, &[]).expect("plan")
+    };
+    let plan = chunks("first");
+    run(&plan, &store, Choice::Local);
+    let i = plan.index("chunks").unwrap();
+    let rec = match exec::status(&plan, &store, &plan.order)
+        .unwrap()
+        .remove(i)
+        .1
+    {
+        Freshness::Fresh(r) => r,
+        Freshness::Stale { .. } => panic!("chunks is stale"),
+    };
+    let o = &rec.outputs["chunks"];
+    assert!(o.dir);
+    let paths: Vec<&str> = o.files.iter().map(|f| f.path.as_str()).collect();
+    // "abracadabra" twice: 22 characters in chunks of 5.
+    assert_eq!(
+        paths,
+        [
+            "000.txt",
+            "001.txt",
+            "002.txt",
+            "003.txt",
+            "004.txt",
+            "meta/count.txt"
+        ]
+    );
+    assert_eq!(o.size, 23, "22 characters and the count `5`");
+    assert_eq!(o.hash, magpipe_engine::store::tree_hash(&o.files));
+    let folder = store.object_path(o);
+    assert_eq!(
+        std::fs::read_to_string(folder.join("meta/count.txt")).unwrap(),
+        "5"
+    );
+    let joined = hashes(&plan, &store, "join")["joined"].clone();
+    assert_eq!(
+        joined,
+        blake3::hash(b"abracadabraabracadabra").to_hex().to_string()
+    );
+
+    // Lineage lists the folder file by file.
+    let l = provenance::lineage(&plan, &store, "chunks", Some("chunks")).unwrap();
+    let text = provenance::lineage_text(&l);
+    assert!(text.contains("output chunks/ blake3"), "{text}");
+    assert!(text.contains("chunks/meta/count.txt blake3"), "{text}");
+
+    // Early cutoff: a param that changes the key but not the folder reruns `chunks` alone.
+    let plan2 = chunks("second");
+    let ran = run(&plan2, &store, Choice::Local);
+    assert_eq!(
+        ran,
+        outcomes(&[
+            ("read", "cached"),
+            ("count", "cached"),
+            ("chunks", "ran"),
+            ("join", "cached")
+        ])
+    );
+
+    // Audit compares the folder file by file.
+    let audit = provenance::audit(&plan2, &store, "join", 1, &Events::default()).unwrap();
+    assert_eq!(audit.first_difference, None, "{audit:?}");
+
+    // verify names the one file of the folder whose byte flipped, and a file added to it.
+    let records = provenance::all_records(&store).unwrap();
+    assert!(
+        provenance::verify(&store, &records)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+    let f = folder.join("002.txt");
+    let good = std::fs::read(&f).unwrap();
+    let mut bad = good.clone();
+    bad[1] ^= 1;
+    make_writable(&f);
+    std::fs::write(&f, &bad).unwrap();
+    std::fs::write(folder.join("stray.txt"), "x").unwrap();
+    let problems = provenance::verify(&store, &records).unwrap().problems;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("corrupted object") && m.contains("chunks/002.txt:")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("unrecorded file stray.txt")),
+        "{problems:?}"
+    );
+    // A damaged folder is no cache hit: it is moved aside and its stage rebuilds it.
+    let why = why_stale(&plan2, &store);
+    assert_eq!(
+        why["chunks"],
+        ["an output object of its record is missing"],
+        "{why:?}"
+    );
+    assert_eq!(
+        run(&plan2, &store, Choice::Local),
+        outcomes(&[
+            ("read", "cached"),
+            ("count", "cached"),
+            ("chunks", "ran"),
+            ("join", "cached")
+        ])
+    );
+    assert_eq!(std::fs::read(folder.join("002.txt")).unwrap(), good);
+    let records = provenance::all_records(&store).unwrap();
+    assert!(
+        provenance::verify(&store, &records)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+    // gc removes the folder objects nothing reaches any more, and keeps the live one.
+    provenance::gc(&store, 0, false).unwrap();
+    assert!(folder.join("meta/count.txt").is_file());
+}
+
 fn the_slurm_executor_runs_toy_stages_to_the_same_bytes() {
     let conf = std::env::var("SLURM_CONF").unwrap_or_default();
     let ping = std::process::Command::new("scontrol").arg("ping").output();
@@ -535,7 +765,7 @@ fn main() {
         std::process::exit(magpipe_engine::executor::stage_job_main(&registry(), job));
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let scenarios: [(&str, fn()); 4] = [
+    let scenarios: [(&str, fn()); 5] = [
         (
             "outputs_are_declared_at_plan_time",
             outputs_are_declared_at_plan_time,
@@ -547,6 +777,10 @@ fn main() {
         (
             "a_sweep_over_seeds_shares_what_it_can_and_compares",
             a_sweep_over_seeds_shares_what_it_can_and_compares,
+        ),
+        (
+            "folder_outputs_are_trees_of_files",
+            folder_outputs_are_trees_of_files,
         ),
         (
             "the_slurm_executor_runs_toy_stages_to_the_same_bytes",

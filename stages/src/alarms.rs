@@ -91,6 +91,31 @@ impl std::fmt::Display for Category {
     }
 }
 
+impl Category {
+    /// Whether two cells agree in category, the rule Table 2 is compared by: an alarm agrees with
+    /// any alarm (leads differ by hours between trainings), anything else only with itself.
+    pub fn same_kind(&self, other: &Category) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    /// [`Category::same_kind`] for cells as written (`4h Alarm`, `Quiet`); text that is no
+    /// category agrees only with itself.
+    pub fn same_kind_text(a: &str, b: &str) -> bool {
+        match (a.parse::<Category>(), b.parse::<Category>()) {
+            (Ok(x), Ok(y)) => x.same_kind(&y),
+            _ => a == b,
+        }
+    }
+
+    /// The category without its lead: `Alarm` for any alarm.
+    pub fn kind_name(&self) -> String {
+        match self {
+            Category::Alarm(_) => "Alarm".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl std::str::FromStr for Category {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

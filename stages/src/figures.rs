@@ -416,10 +416,12 @@ impl TypedKind for RenderFigure {
         p.ars
             .iter()
             .flat_map(|ar| {
-                [("png", "PNG"), ("svg", "SVG")].map(|(ext, what)| Output {
-                    name: format!("{ext}_{ar}"),
-                    file: format!("AR{ar}.{ext}"),
-                    doc: format!("AR{ar}'s figure as {what}"),
+                [("png", "PNG"), ("svg", "SVG")].map(|(ext, what)| {
+                    Output::file(
+                        format!("{ext}_{ar}"),
+                        format!("AR{ar}.{ext}"),
+                        format!("AR{ar}'s figure as {what}"),
+                    )
                 })
             })
             .collect()

@@ -88,8 +88,7 @@ fn matches(ours: &Table2Cells, published: &Table2Cells) -> (usize, usize, usize)
     let (mut cat, mut exact) = (0, 0);
     for (k, p) in published {
         if let Some(o) = ours.get(k) {
-            let same_kind = std::mem::discriminant(o) == std::mem::discriminant(p);
-            cat += same_kind as usize;
+            cat += o.same_kind(p) as usize;
             exact += (o == p) as usize;
         }
     }

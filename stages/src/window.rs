@@ -2,7 +2,6 @@
 //! safetensors `x` (N, W, 5) and `y` (N, P) in f32, plus an index of where each window came from.
 
 use polars::prelude::*;
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -79,17 +78,16 @@ pub fn make(t: &SeriesTable, p: &WindowParams) -> Windows {
     out
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 fn write_tensors(path: &std::path::Path, w: &Windows, p: &WindowParams) -> Result<(), StageError> {
     let n = w.index.len();
-    let (xb, yb) = (f32_bytes(&w.x), f32_bytes(&w.y));
-    let bad = |e: safetensors::SafeTensorError| StageError::table(path, e);
-    let x = TensorView::new(Dtype::F32, vec![n, p.input, FEATURES.len()], &xb).map_err(bad)?;
-    let y = TensorView::new(Dtype::F32, vec![n, p.horizon], &yb).map_err(bad)?;
-    safetensors::serialize_to_file([("x", x), ("y", y)], None, path).map_err(bad)
+    crate::table::write_f32(
+        path,
+        &[
+            ("x".into(), vec![n, p.input, FEATURES.len()], w.x.as_slice()),
+            ("y".into(), vec![n, p.horizon], w.y.as_slice()),
+        ],
+    )
+    .map_err(|e| StageError::table(path, e))
 }
 
 pub struct Window;

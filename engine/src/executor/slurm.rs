@@ -374,7 +374,7 @@ impl Executor for Slurm {
             let outputs_present = kind
                 .outputs(&job.params)
                 .iter()
-                .all(|o| out_dir.join(&o.file).is_file());
+                .all(|o| o.written_in(&out_dir));
             match result {
                 Some(r) if r.ok && outputs_present => {
                     return Ok(Ran {

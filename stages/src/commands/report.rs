@@ -170,8 +170,7 @@ fn table2_html(csv: &str, published: &BTreeMap<(String, String), String>, delay:
             let mark = match pubd {
                 Some(p) => {
                     total += 1;
-                    let same_kind =
-                        (p.ends_with("h Alarm") && cat.ends_with("h Alarm")) || p == cat;
+                    let same_kind = crate::alarms::Category::same_kind_text(p, cat);
                     matched += same_kind as usize;
                     format!(
                         "<div class=\"pub {}\">published: {}</div>",

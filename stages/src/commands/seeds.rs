@@ -47,11 +47,9 @@ pub fn seeds_markdown(tables: &[(u64, Table2)], delay: i64) -> String {
         let mut leads = Vec::new();
         for (_, t) in tables {
             if let Some((c, l)) = t.get(&(ar.to_string(), tile.to_string())) {
-                let kind = if c.ends_with("h Alarm") {
-                    "Alarm".to_string()
-                } else {
-                    c.clone()
-                };
+                let kind = c
+                    .parse::<crate::alarms::Category>()
+                    .map_or_else(|_| c.clone(), |c| c.kind_name());
                 *counts.entry(kind).or_default() += 1;
                 leads.extend(l.map(|v| v as f64));
             }

@@ -468,24 +468,7 @@ pub fn write_batches(path: &Path, batches: &[Batch]) -> std::io::Result<()> {
     write_f32(path, &tensors)
 }
 
-/// Writes named f32 tensors as one safetensors file.
-pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, &[f32])]) -> std::io::Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
-                .map(|v| (name.clone(), v))
-                .map_err(std::io::Error::other)
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(std::io::Error::other)
-}
+pub use crate::table::write_f32;
 
 /// Shaped f32 tensors, in order.
 pub type Tensors = Vec<(Vec<usize>, Vec<f32>)>;

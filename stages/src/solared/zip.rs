@@ -7,6 +7,7 @@
 use std::io::Read;
 
 use super::NpzError;
+use magpipe_engine::error::printable;
 
 const EOCD_SIG: u32 = 0x0605_4b50;
 const CDIR_SIG: u32 = 0x0201_4b50;
@@ -49,17 +50,6 @@ const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 /// A member name as errors show it: control characters escaped, so a hostile name cannot break
 /// the one-line error or reach a terminal raw (found by the npz fuzz target: a name holding a
 /// newline). Names that differ only in such characters never match the `arr_N.npy` looked up.
-fn printable(name: &str) -> String {
-    name.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
 
 /// The compression methods numpy never writes but ZIP defines, named in the refusal.
 fn method_name(m: u16) -> &'static str {
