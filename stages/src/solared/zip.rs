@@ -47,10 +47,6 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
 
-/// A member name as errors show it: control characters escaped, so a hostile name cannot break
-/// the one-line error or reach a terminal raw (found by the npz fuzz target: a name holding a
-/// newline). Names that differ only in such characters never match the `arr_N.npy` looked up.
-
 /// The compression methods numpy never writes but ZIP defines, named in the refusal.
 fn method_name(m: u16) -> &'static str {
     match m {
@@ -130,6 +126,10 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry>, NpzError> {
         let name_bytes = bytes
             .get(at + 46..at + 46 + name_len)
             .ok_or_else(|| truncated("entry name"))?;
+        // Shown with control characters escaped, so a hostile name cannot break the one-line
+        // error or reach a terminal raw (found by the npz fuzz target: a name holding a
+        // newline). Names that differ only in such characters never match the `arr_N.npy`
+        // looked up.
         let name = printable(&String::from_utf8_lossy(name_bytes));
         let extra = bytes
             .get(at + 46 + name_len..at + 46 + name_len + extra_len)
