@@ -108,9 +108,7 @@ impl PreImage {
     }
 }
 
-pub fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
-}
+pub use crate::stale::short;
 
 /// The fields of two JSON objects that differ (or the whole values, when not objects).
 fn diff_values(old: &Value, new: &Value) -> impl Iterator<Item = ValueChange> {

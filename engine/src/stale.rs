@@ -73,7 +73,9 @@ pub enum StaleReason {
 }
 
 /// The first 12 hex digits of a hash, as keys are shown everywhere.
-use crate::key::short;
+pub fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
 
 /// Shortens a JSON value for a one-line reason.
 fn compact(v: &Value) -> String {
