@@ -217,7 +217,7 @@ fn a_study_runs_as_a_throttled_job_array_and_matches_the_local_study() {
     r.assert_ok();
     // Three trials, one at a time: a 3-task array throttled to 1, each task pulling its trial.
     assert!(
-        r.stderr.contains("(--array=0-2%1): 3 trial tasks"),
+        r.stderr.contains("(--array=0-2%1): 3 tasks"),
         "{}",
         r.stderr
     );
