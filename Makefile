@@ -16,7 +16,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models
 
 all: build
 
@@ -43,10 +43,19 @@ $(NUMPY_STAMP): $(STAMP)
 
 numpy: $(NUMPY_STAMP)
 
+# What the Python model stages import (models/ridge.py): pinned, with hashes, in the lock file
+# that enters their keys; reinstalled when the lock changes.
+MODELS_STAMP := $(VENV)/.models-lock
+$(MODELS_STAMP): models/requirements.lock $(NUMPY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r models/requirements.lock
+	touch $@
+
+models: $(MODELS_STAMP)
+
 build: setup
 	cargo build $(CARGO_FLAGS)
 
-run: build
+run: build models
 	./target/release/magpipe run
 	@echo
 	@cat "$$(./target/release/magpipe artifact tables table2)"
@@ -64,7 +73,7 @@ run: build
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy
+test: lint browser numpy models
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 

@@ -63,7 +63,8 @@ fn fresh_records(
 }
 
 /// The metrics of one fully run variant, by name (`stage: metric`), each with whether it is a
-/// detail: what each stage's kind says of it ([`Kind::metrics`](crate::kind::Kind::metrics)).
+/// detail: what each stage's kind says of it ([`Kind::metrics`](crate::kind::Kind::metrics)) and
+/// what the contracts of its outputs say of them.
 fn metrics(
     plan: &Plan,
     store: &Store,
@@ -85,6 +86,22 @@ fn metrics(
                 format!("{}: {}", s.name, metric.name),
                 (metric.value, metric.detail),
             );
+        }
+        // What the contracts of its outputs say of them, where the kind said nothing of its
+        // own under that name (a command stage's predictions read like `predict`'s).
+        for o in &s.outputs {
+            let (Some(c), Some(path)) = (
+                o.contract
+                    .as_deref()
+                    .and_then(|c| plan.registry.contract(c)),
+                finished.outputs.get(&o.name),
+            ) else {
+                continue;
+            };
+            for metric in c.metrics(path) {
+                m.entry(format!("{}: {}", s.name, metric.name))
+                    .or_insert((metric.value, metric.detail));
+            }
         }
     }
     m

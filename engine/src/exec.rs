@@ -52,6 +52,7 @@ pub fn preimage(
             name: src.name,
             size,
             hash,
+            role: src.role,
         });
     }
     Ok(PreImage {
@@ -97,7 +98,9 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.error {
             // These already say which stage they stopped.
-            e @ (RunError::Stage { .. } | RunError::Commit { .. }) => write!(f, "{e}"),
+            e @ (RunError::Stage { .. }
+            | RunError::Commit { .. }
+            | RunError::Store(StoreError::MissingOutput { .. })) => write!(f, "{e}"),
             e => write!(f, "stage `{}`: {e}", self.stage),
         }
     }
@@ -200,6 +203,20 @@ fn execute(
             (w.slot.clone(), store.object_path(o))
         })
         .collect();
+    let peers = crate::contract::Peers {
+        inputs: s
+            .inputs
+            .iter()
+            .map(|w| {
+                let claims = plan.stages[w.from]
+                    .outputs
+                    .iter()
+                    .find(|o| o.name == w.output)
+                    .and_then(|o| o.contract.clone());
+                (claims, inputs[&w.slot].clone())
+            })
+            .collect(),
+    };
     let events = StageEvents {
         sink,
         stage: &s.name,
@@ -235,6 +252,25 @@ fn execute(
             file: o.file.clone(),
         }
         .into());
+    }
+    // What an output claims is checked before anything of the stage is committed.
+    for o in &s.outputs {
+        let Some(name) = &o.contract else { continue };
+        let c = plan
+            .registry
+            .contract(name)
+            .ok_or_else(|| RunError::Stage {
+                stage: s.name.clone(),
+                error: crate::kind::StageError::Invalid(format!(
+                    "output {}: no contract `{name}` is known",
+                    o.name
+                )),
+            })?;
+        c.check(&out_dir.join(&o.file), &peers)
+            .map_err(|m| RunError::Stage {
+                stage: s.name.clone(),
+                error: crate::kind::StageError::Invalid(format!("output {}: {m} ({name})", o.name)),
+            })?;
     }
     // Outputs are fsynced and hashed in parallel: the fsync of a large one dominates otherwise.
     let committed = s

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kind::SourceRole;
 use crate::stale::{RawChange, StaleReason, ValueChange};
 
 pub const FORMAT: u32 = 1;
@@ -27,6 +28,10 @@ pub struct SourceRef {
     pub name: String,
     pub size: u64,
     pub hash: String,
+    /// Absent for data files, so the keys of stages that read only data are what they were
+    /// before sources had roles.
+    #[serde(default, skip_serializing_if = "SourceRole::is_data")]
+    pub role: SourceRole,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,10 +80,28 @@ impl PreImage {
                 None => out.push(StaleReason::InputNew { slot: slot.clone() }),
             }
         }
-        let old_src: BTreeMap<&str, &SourceRef> =
-            old.sources.iter().map(|s| (s.name.as_str(), s)).collect();
-        let new_src: BTreeMap<&str, &SourceRef> =
-            self.sources.iter().map(|s| (s.name.as_str(), s)).collect();
+        for role in [SourceRole::Data, SourceRole::Code, SourceRole::Env] {
+            out.extend(diff_sources(role, &old.sources, &self.sources));
+        }
+        out.extend(diff_values(&old.runtime, &self.runtime).map(StaleReason::Runtime));
+        out
+    }
+}
+
+/// The source files of one role that changed, appeared or went between two pre-images.
+fn diff_sources(role: SourceRole, old: &[SourceRef], new: &[SourceRef]) -> Vec<StaleReason> {
+    let mut out = Vec::new();
+    {
+        let old_src: BTreeMap<&str, &SourceRef> = old
+            .iter()
+            .filter(|s| s.role == role)
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let new_src: BTreeMap<&str, &SourceRef> = new
+            .iter()
+            .filter(|s| s.role == role)
+            .map(|s| (s.name.as_str(), s))
+            .collect();
         let changed: Vec<String> = new_src
             .iter()
             .filter(|(n, s)| old_src.get(*n).is_some_and(|o| o.hash != s.hash))
@@ -100,12 +123,15 @@ impl PreImage {
             (RawChange::Removed, removed),
         ] {
             if !files.is_empty() {
-                out.push(StaleReason::RawFiles { change, files });
+                out.push(match role {
+                    SourceRole::Data => StaleReason::RawFiles { change, files },
+                    SourceRole::Code => StaleReason::Code { change, files },
+                    SourceRole::Env => StaleReason::Env { change, files },
+                });
             }
         }
-        out.extend(diff_values(&old.runtime, &self.runtime).map(StaleReason::Runtime));
-        out
     }
+    out
 }
 
 pub use crate::stale::short;

@@ -33,6 +33,9 @@ pub struct Output {
     pub file: String,
     pub doc: String,
     pub dir: bool,
+    /// The artifact contract the output claims (e.g. `magpipe.predictions/1`): checked after
+    /// the stage runs, before anything is committed, and matched against the slots it feeds.
+    pub contract: Option<String>,
 }
 
 impl Output {
@@ -46,6 +49,7 @@ impl Output {
             file: file.into(),
             doc: doc.into(),
             dir: false,
+            contract: None,
         }
     }
     pub fn dir(
@@ -61,6 +65,14 @@ impl Output {
 }
 
 impl Output {
+    /// The same output, claiming `contract`.
+    pub fn with_contract(self, contract: impl Into<String>) -> Output {
+        Output {
+            contract: Some(contract.into()),
+            ..self
+        }
+    }
+
     /// Whether a stage wrote this output (a file, or a folder for a folder output) in `out_dir`.
     pub fn written_in(&self, out_dir: &Path) -> bool {
         let p = out_dir.join(&self.file);
@@ -80,6 +92,48 @@ pub struct Source {
     /// Stable name used in the key (relative to the data folder), so moving the data keeps keys.
     pub name: String,
     pub path: PathBuf,
+    pub role: SourceRole,
+}
+
+impl Source {
+    pub fn data(name: impl Into<String>, path: impl Into<PathBuf>) -> Source {
+        Source {
+            name: name.into(),
+            path: path.into(),
+            role: SourceRole::Data,
+        }
+    }
+}
+
+/// What a source file is to its stage; `status --explain` words a change by it ("raw files
+/// changed", "code models/ridge.py changed", "env lock changed").
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceRole {
+    #[default]
+    Data,
+    /// A script or module the stage runs.
+    Code,
+    /// The environment it runs in: an interpreter, a lock file.
+    Env,
+}
+
+impl SourceRole {
+    pub fn is_data(&self) -> bool {
+        *self == SourceRole::Data
+    }
+}
+
+/// A contract an input slot asks of what is wired to it. For a single slot the wired output
+/// must claim `contract`; for a list slot every entry must have an output named `output` that
+/// claims it.
+#[derive(Debug, Clone, Copy)]
+pub struct InputContract {
+    pub slot: &'static str,
+    pub output: &'static str,
+    pub contract: &'static str,
 }
 
 /// Progress and log events a running stage reports.
@@ -342,6 +396,20 @@ pub trait Kind: Send + Sync {
     fn seed_param(&self) -> Option<&'static str> {
         None
     }
+    /// The contracts its slots ask of their inputs (checked when the plan is built).
+    fn input_contracts(&self) -> &'static [InputContract] {
+        &[]
+    }
+    /// Stage keys besides `kind`, `params`, `inputs`, `doc` and `default` that a stage of this
+    /// kind declares (the command kind's `run`, `code`, `env`…). They reach [`Kind::resolve`]
+    /// with the params, and variants and `--set` override them like params.
+    fn stage_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether any slot name is an input (one `stage.output` each): the stage names its own.
+    fn open_inputs(&self) -> bool {
+        false
+    }
 }
 
 /// The typed side of a kind: implement this, and [`Kind`] comes for free.
@@ -356,6 +424,9 @@ pub trait TypedKind: Send + Sync {
     const LAUNCHES_JOBS: bool = false;
     const OUTPUTS: &'static [OutputSlot];
     const SEED_PARAM: Option<&'static str> = None;
+    /// output name → the contract it claims.
+    const CONTRACTS: &'static [(&'static str, &'static str)] = &[];
+    const INPUT_CONTRACTS: &'static [InputContract] = &[];
 
     /// Checks across params (or of values serde cannot check), after typing.
     fn check(_p: &Self::Params) -> Result<(), ParamError> {
@@ -479,10 +550,16 @@ impl<K: TypedKind> Kind for Typed<K> {
         K::LIST_INPUTS
     }
     fn outputs(&self, params: &Value) -> Vec<Output> {
-        match typed(params) {
+        let outs = match typed(params) {
             Ok(p) => K::outputs(&p),
             Err(_) => K::OUTPUTS.iter().map(Output::from).collect(),
-        }
+        };
+        outs.into_iter()
+            .map(|o| match K::CONTRACTS.iter().find(|(n, _)| *n == o.name) {
+                Some((_, c)) => o.with_contract(*c),
+                None => o,
+            })
+            .collect()
     }
     fn volatile_outputs(&self) -> &'static [&'static str] {
         K::VOLATILE_OUTPUTS
@@ -565,5 +642,9 @@ impl<K: TypedKind> Kind for Typed<K> {
 
     fn seed_param(&self) -> Option<&'static str> {
         K::SEED_PARAM
+    }
+
+    fn input_contracts(&self) -> &'static [InputContract] {
+        K::INPUT_CONTRACTS
     }
 }

@@ -3,7 +3,9 @@
 //! its caller builds; no study code is linked into this crate (its manifest depends on none),
 //! and it does not link libtorch.
 
+pub mod command;
 pub mod compare;
+pub mod contract;
 pub mod dag;
 pub mod error;
 pub mod events;

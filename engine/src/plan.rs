@@ -142,6 +142,7 @@ impl Plan {
                     continue;
                 };
                 let mut merged = raw.params.clone();
+                merged.extend(raw.decl.clone());
                 let mut origins = BTreeMap::new();
                 apply_variant(&mut merged, &mut origins, &v.name, stage, ov);
                 resolve(k.as_ref(), &merged, &loc, &raw.name, &origins)?;
@@ -193,10 +194,41 @@ impl Plan {
             let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
             for (pk, _) in &raw.params {
                 let pk = pk.as_str().unwrap_or_default().to_string();
+                if k.stage_keys().contains(&pk.as_str()) {
+                    return Err(loc.err(
+                        &[at[0], at[1], "params", &pk],
+                        &format!(
+                            "`{pk}` is a stage key of kind `{}`: write it beside `kind:`, not under `params:`",
+                            k.name()
+                        ),
+                    ));
+                }
                 origins.insert(
                     pk.clone(),
                     Origin::Yaml(vec![at[0].into(), at[1].into(), "params".into(), pk]),
                 );
+            }
+            for (dk, dv) in &raw.decl {
+                let dk = dk.as_str().unwrap_or_default().to_string();
+                if !k.stage_keys().contains(&dk.as_str()) {
+                    let expected: Vec<&str> = crate::spec::STAGE_KEYS
+                        .iter()
+                        .chain(k.stage_keys())
+                        .copied()
+                        .collect();
+                    return Err(loc.err(
+                        &[at[0], at[1], &dk],
+                        &format!(
+                            "unknown stage key `{dk}` (expected {})",
+                            expected.join(", ")
+                        ),
+                    ));
+                }
+                origins.insert(
+                    dk.clone(),
+                    Origin::Yaml(vec![at[0].into(), at[1].into(), dk.clone()]),
+                );
+                params.insert(Value::String(dk), dv.clone());
             }
             if let Some(v) = chosen {
                 for (stage, ov) in &v.overrides {
@@ -213,6 +245,27 @@ impl Plan {
             typed.push((k, resolved));
         }
         let declared: Vec<Vec<Output>> = typed.iter().map(|(k, p)| k.outputs(p)).collect();
+        for (raw, outs) in spec.stages.iter().zip(&declared) {
+            for o in outs {
+                if let Some(c) = &o.contract
+                    && registry.contract(c).is_none()
+                {
+                    let known: Vec<&str> = registry.contracts().map(|c| c.name()).collect();
+                    return Err(loc.err(
+                        &["stages", &raw.name, "outputs", &o.name],
+                        &format!(
+                            "output `{}`: unknown contract `{c}` (known: {})",
+                            o.name,
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
 
         for (raw, (k, resolved)) in spec.stages.iter().zip(typed) {
             let at = ["stages", raw.name.as_str()];
@@ -234,7 +287,7 @@ impl Plan {
             let mut inputs = Vec::new();
             for (slot, src) in &raw_inputs {
                 let here = [at[0], at[1], "inputs", slot.as_str()];
-                let single = k.inputs().iter().any(|s| s.name == slot);
+                let single = k.open_inputs() || k.inputs().iter().any(|s| s.name == slot);
                 let list = k.list_inputs().iter().any(|s| s.name == slot);
                 if !single && !list {
                     return Err(loc.err(
@@ -282,6 +335,15 @@ impl Plan {
                     }
                 }
             }
+            check_contracts(
+                k.as_ref(),
+                &inputs,
+                &raw_inputs,
+                &declared,
+                &names,
+                &loc,
+                &at,
+            )?;
             for slot in k.inputs() {
                 if !inputs.iter().any(|w| w.slot == slot.name) {
                     return Err(loc.err(
@@ -412,6 +474,89 @@ fn wire_ref<'d>(
         ));
     }
     Ok((from, picked))
+}
+
+/// The contracts a kind's slots ask of what is wired to them: a single slot's output must claim
+/// the contract; every entry of a list slot must have the named output, claiming it.
+fn check_contracts(
+    k: &dyn Kind,
+    inputs: &[Wire],
+    raw_inputs: &[(String, RawInput)],
+    declared: &[Vec<Output>],
+    names: &[&str],
+    loc: &Locator,
+    at: &[&str; 2],
+) -> Result<(), SpecError> {
+    for ic in k.input_contracts() {
+        let here = [at[0], at[1], "inputs", ic.slot];
+        let claims = |from: usize, output: &str| {
+            declared[from]
+                .iter()
+                .find(|o| o.name == output)
+                .and_then(|o| o.contract.clone())
+        };
+        let list = k.list_inputs().iter().any(|s| s.name == ic.slot);
+        if !list {
+            if let Some(w) = inputs.iter().find(|w| w.slot == ic.slot) {
+                let has = claims(w.from, &w.output);
+                if has.as_deref() != Some(ic.contract) {
+                    return Err(loc.err(
+                        &here,
+                        &format!(
+                            "input `{}` needs {}; `{}.{}` carries {}",
+                            ic.slot,
+                            ic.contract,
+                            names[w.from],
+                            w.output,
+                            has.unwrap_or_else(|| "no contract".into())
+                        ),
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some((_, entries)) = raw_inputs.iter().find(|(s, _)| s == ic.slot) else {
+            continue;
+        };
+        let entries = match entries {
+            RawInput::One(e) => std::slice::from_ref(e),
+            RawInput::Many(m) => m.as_slice(),
+        };
+        for (i, e) in entries.iter().enumerate() {
+            let stage = e.split_once('.').map_or(e.as_str(), |(a, _)| a);
+            let Some(from) = names.iter().position(|n| *n == stage) else {
+                continue;
+            };
+            let wired = inputs
+                .iter()
+                .any(|w| w.slot == list_input_name(ic.slot, i, stage, ic.output));
+            let has = claims(from, ic.output);
+            if !wired || has.as_deref() != Some(ic.contract) {
+                return Err(loc.err(
+                    &here,
+                    &format!(
+                        "entry `{e}` of `{}` needs an output `{}` carrying {} ({})",
+                        ic.slot,
+                        ic.output,
+                        ic.contract,
+                        match (wired, has) {
+                            (false, _) => format!(
+                                "`{stage}` has {}",
+                                declared[from]
+                                    .iter()
+                                    .map(|o| o.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            (true, Some(c)) => format!("it carries {c}"),
+                            (true, None) => "it carries no contract".into(),
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The wires of a list slot: entry `i` naming a whole stage brings every output of it.

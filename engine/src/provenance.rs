@@ -44,6 +44,9 @@ pub struct LineageStage {
     /// The Slurm jobs (or other executor) that ran it, when not in-process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executor: Option<crate::store::ExecInfo>,
+    /// Whether a command stage's sandbox held, and at which Landlock ABI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -316,6 +319,7 @@ fn lineage_stage(
         seconds: r.seconds,
         summary: r.summary.clone(),
         executor: r.executor.clone(),
+        sandbox: r.facts["sandbox"]["text"].as_str().map(str::to_string),
     }
 }
 
@@ -426,6 +430,9 @@ pub fn lineage_text(l: &Lineage) -> String {
             }
         }
         out.push_str(&format!("  summary: {}\n", s.summary));
+        if let Some(sb) = &s.sandbox {
+            out.push_str(&format!("  sandbox {sb}\n"));
+        }
         if let Some(x) = &s.executor {
             for a in &x.attempts {
                 out.push_str(&format!(

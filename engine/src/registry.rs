@@ -4,16 +4,18 @@
 
 use std::sync::Arc;
 
+use crate::contract::Contract;
 use crate::kind::Kind;
 
-/// Kinds by name. Cloning is cheap: the kinds are shared.
+/// Kinds and artifact contracts by name. Cloning is cheap: they are shared.
 #[derive(Clone, Default)]
 pub struct Registry {
     kinds: Vec<Arc<dyn Kind>>,
+    contracts: Vec<Arc<dyn Contract>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("two kinds are named `{0}`")]
+#[error("two kinds (or contracts) are named `{0}`")]
 pub struct DuplicateKind(pub String);
 
 impl Registry {
@@ -38,6 +40,23 @@ impl Registry {
             r.register(k)?;
         }
         Ok(r)
+    }
+
+    /// Adds a contract; a second of the same name is refused.
+    pub fn register_contract(&mut self, c: Arc<dyn Contract>) -> Result<(), DuplicateKind> {
+        if self.contract(c.name()).is_some() {
+            return Err(DuplicateKind(c.name().to_string()));
+        }
+        self.contracts.push(c);
+        Ok(())
+    }
+
+    pub fn contract(&self, name: &str) -> Option<&Arc<dyn Contract>> {
+        self.contracts.iter().find(|c| c.name() == name)
+    }
+
+    pub fn contracts(&self) -> impl Iterator<Item = &Arc<dyn Contract>> {
+        self.contracts.iter()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Kind>> {

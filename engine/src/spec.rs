@@ -14,12 +14,17 @@ pub struct RawStage {
     pub name: String,
     pub kind: String,
     pub params: Mapping,
+    /// Stage keys beyond [`STAGE_KEYS`], which only a kind that declares them accepts.
+    pub decl: Mapping,
     /// slot → `stage` or `stage.output` (or a list of them for a list slot), in YAML order.
     pub inputs: Vec<(String, RawInput)>,
     pub doc: Option<String>,
     /// Part of a plain `magpipe run` (false: only when named as a target, or needed by one).
     pub default: bool,
 }
+
+/// The keys every stage may have.
+pub const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "doc", "default"];
 
 /// What an input slot is wired to, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,15 +150,15 @@ impl RawSpec {
             let body = body
                 .as_mapping()
                 .ok_or_else(|| loc.err(&at, "a stage must be a mapping with `kind:`"))?;
-            for k in body.keys() {
+            // Other keys are the kind's own declaration (a command stage's `run:`…); the plan
+            // checks them against the kind, which the syntax does not know yet.
+            let mut decl = Mapping::new();
+            for (k, v) in body {
                 let k = key_str(k, &loc, &at)?;
-                if !["kind", "params", "inputs", "doc", "default"].contains(&k) {
-                    return Err(loc.err(
-                        &[at[0], at[1], k],
-                        &format!(
-                            "unknown stage key `{k}` (expected kind, params, inputs, doc, default)"
-                        ),
-                    ));
+                if !STAGE_KEYS.contains(&k) {
+                    let mut v = v.clone();
+                    interpolate(&mut v, &loc, &[at[0], at[1], k])?;
+                    decl.insert(Value::String(k.to_string()), v);
                 }
             }
             let kind = match body.get("kind") {
@@ -198,6 +203,7 @@ impl RawSpec {
                 name,
                 kind,
                 params,
+                decl,
                 inputs,
                 doc,
                 default,

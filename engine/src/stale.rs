@@ -24,6 +24,16 @@ pub enum RawChange {
     Removed,
 }
 
+impl RawChange {
+    fn word(self) -> &'static str {
+        match self {
+            RawChange::Changed => "changed",
+            RawChange::Added => "added",
+            RawChange::Removed => "removed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum StaleReason {
@@ -57,6 +67,16 @@ pub enum StaleReason {
         slot: String,
     },
     RawFiles {
+        change: RawChange,
+        files: Vec<String>,
+    },
+    /// Code the stage runs (a command stage's `code:`).
+    Code {
+        change: RawChange,
+        files: Vec<String>,
+    },
+    /// The environment it runs in (a command stage's `env:` and program).
+    Env {
         change: RawChange,
         files: Vec<String>,
     },
@@ -140,12 +160,13 @@ impl std::fmt::Display for StaleReason {
             }
             StaleReason::InputNew { slot } => write!(f, "input `{slot}` is new"),
             StaleReason::RawFiles { change, files } => {
-                let what = match change {
-                    RawChange::Changed => "changed",
-                    RawChange::Added => "added",
-                    RawChange::Removed => "removed",
-                };
-                write!(f, "raw files {what}: {}", abbreviate(files))
+                write!(f, "raw files {}: {}", change.word(), abbreviate(files))
+            }
+            StaleReason::Code { change, files } => {
+                write!(f, "code {} {}", abbreviate(files), change.word())
+            }
+            StaleReason::Env { change, files } => {
+                write!(f, "env {} {}", abbreviate(files), change.word())
             }
             StaleReason::VsDefault { differs } => {
                 write!(f, "never run in this variant; vs the default: {differs}")

@@ -67,10 +67,7 @@ impl TypedKind for ToyRead {
         json!({ "repeat": p.repeat })
     }
     fn sources(p: &ReadParams) -> Result<Vec<Source>, StageError> {
-        Ok(vec![Source {
-            name: "raw.txt".into(),
-            path: PathBuf::from(&p.path),
-        }])
+        Ok(vec![Source::data("raw.txt", PathBuf::from(&p.path))])
     }
     fn run(p: &ReadParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let path = Path::new(&p.path);

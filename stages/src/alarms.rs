@@ -330,6 +330,8 @@ pub fn status(c: Category, delay: i64) -> &'static str {
 pub struct ScoreAlarms;
 
 impl TypedKind for ScoreAlarms {
+    const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
+        &crate::contracts::predictor_slot("predictors");
     type Params = AlarmParams;
     const NAME: &'static str = "score_alarms";
     const VERSION: u32 = 1;

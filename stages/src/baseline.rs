@@ -149,6 +149,8 @@ pub fn val_rmse(
 pub struct Baseline;
 
 impl TypedKind for Baseline {
+    const CONTRACTS: &'static [(&'static str, &'static str)] =
+        crate::contracts::PREDICTOR_CONTRACTS;
     type Params = BaselineParams;
     const NAME: &'static str = "baseline";
     const VERSION: u32 = 1;

@@ -385,6 +385,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &FigData<'_>) -> D
 pub struct RenderFigure;
 
 impl TypedKind for RenderFigure {
+    const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
+        &crate::contracts::predictor_slot("models");
     type Params = FigureParams;
     const NAME: &'static str = "render_figure";
     // 2: one stage draws a list of ARs (`ars`), one PNG and one SVG output per AR.

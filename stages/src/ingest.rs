@@ -257,7 +257,7 @@ impl TypedKind for Ingest {
                     .expect("under the data folder")
                     .to_string_lossy()
                     .into_owned();
-                out.push(Source { name, path });
+                out.push(Source::data(name, path));
             }
         }
         Ok(out)

@@ -7,6 +7,7 @@
 pub mod alarms;
 pub mod baseline;
 pub mod commands;
+pub mod contracts;
 pub mod emergence;
 pub mod figures;
 pub mod forecast;
@@ -46,7 +47,14 @@ pub fn registry() -> Registry {
         Arc::new(Typed::<figures::RenderFigure>::default()),
         Arc::new(Typed::<tune::study::Tune>::default()),
     ];
-    Registry::of(kinds).expect("the study's kinds have distinct names")
+    let mut r = Registry::of(kinds).expect("the study's kinds have distinct names");
+    r.register(Arc::new(magpipe_engine::command::CommandKind))
+        .expect("no study kind is named `command`");
+    for c in contracts::all() {
+        r.register_contract(c)
+            .expect("the study's contracts have distinct names");
+    }
+    r
 }
 
 /// The `pipeline_yaml` fuzz property ([`magpipe_engine::fuzzing::pipeline_yaml`]) over the

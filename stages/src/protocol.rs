@@ -478,6 +478,8 @@ pub fn metrics_markdown(df: &DataFrame) -> String {
 pub struct TestProtocol;
 
 impl TypedKind for TestProtocol {
+    const CONTRACTS: &'static [(&'static str, &'static str)] =
+        &[("protocol", crate::contracts::PROTOCOL)];
     type Params = ProtocolParams;
     const NAME: &'static str = "test_protocol";
     const VERSION: u32 = 1;

@@ -311,6 +311,8 @@ fn predictors_table(
 pub struct RenderTables;
 
 impl TypedKind for RenderTables {
+    const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
+        &crate::contracts::predictor_slot("predictors");
     type Params = TablesParams;
     const NAME: &'static str = "render_tables";
     const VERSION: u32 = 2;
@@ -371,10 +373,7 @@ impl TypedKind for RenderTables {
     fn sources(p: &TablesParams) -> Result<Vec<Source>, StageError> {
         Ok(p.published
             .iter()
-            .map(|f| Source {
-                name: f.clone(),
-                path: PathBuf::from(f),
-            })
+            .map(|f| Source::data(f.clone(), PathBuf::from(f)))
             .collect())
     }
 

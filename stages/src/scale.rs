@@ -171,6 +171,11 @@ pub fn apply(series: &SeriesTable, ars: &[u32], s: &Scaler) -> Result<SeriesTabl
 pub struct MinMaxScale;
 
 impl TypedKind for MinMaxScale {
+    const CONTRACTS: &'static [(&'static str, &'static str)] = &[
+        ("train", crate::contracts::SERIES),
+        ("val", crate::contracts::SERIES),
+        ("test", crate::contracts::SERIES),
+    ];
     type Params = ScaleParams;
     const NAME: &'static str = "minmax_scale";
     const VERSION: u32 = 1;

@@ -382,6 +382,8 @@ fn from_study(p: &TrainParams, ctx: &Context<'_>) -> Result<TrainParams, StageEr
 }
 
 impl TypedKind for Train {
+    const CONTRACTS: &'static [(&'static str, &'static str)] =
+        &[("config", crate::contracts::MODEL_CONFIG)];
     type Params = TrainParams;
     const NAME: &'static str = "train";
     const VERSION: u32 = 2;
@@ -544,6 +546,8 @@ impl Default for PredictParams {
 pub struct Predict;
 
 impl TypedKind for Predict {
+    const CONTRACTS: &'static [(&'static str, &'static str)] =
+        crate::contracts::PREDICTOR_CONTRACTS;
     type Params = PredictParams;
     const NAME: &'static str = "predict";
     const VERSION: u32 = 1;

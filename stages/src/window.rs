@@ -93,6 +93,10 @@ fn write_tensors(path: &std::path::Path, w: &Windows, p: &WindowParams) -> Resul
 pub struct Window;
 
 impl TypedKind for Window {
+    const CONTRACTS: &'static [(&'static str, &'static str)] = &[
+        ("train", crate::contracts::WINDOWS),
+        ("val", crate::contracts::WINDOWS),
+    ];
     type Params = WindowParams;
     const NAME: &'static str = "window";
     const VERSION: u32 = 2;

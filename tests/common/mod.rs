@@ -36,7 +36,19 @@ impl Project {
     /// A project running the repository's own pipeline.yaml on the real data.
     pub fn real() -> Project {
         let text = std::fs::read_to_string(repo().join("pipeline.yaml")).expect("pipeline.yaml");
-        Project::new(&text)
+        let p = Project::new(&text);
+        // The pipeline's Python model and its interpreter, at the paths pipeline.yaml names.
+        for dir in ["models", ".venv"] {
+            std::os::unix::fs::symlink(repo().join(dir), p.path().join(dir)).expect("symlink");
+        }
+        p
+    }
+
+    /// The project's venv interpreter (numpy, pyarrow, safetensors; `make test` installs them).
+    pub fn python() -> PathBuf {
+        let py = repo().join(".venv/bin/python");
+        assert!(py.exists(), "{} is missing: run `make test`", py.display());
+        py
     }
 
     /// The repository's pipeline with Table 2 (and the tables) scored on `first` and then

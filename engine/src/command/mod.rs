@@ -1,0 +1,913 @@
+//! `kind: command`: any program as a stage, declared in pipeline.yaml with its inputs, outputs,
+//! params, code and environment. Everything the declaration names enters the key (the code's
+//! and the environment's content too), the program runs in a scratch folder under a sandbox that
+//! lets it read only what it declared, and what it writes is checked against the contracts its
+//! outputs claim before anything is committed.
+//!
+//! What the program sees (also in the README, "Your own code as a stage"):
+//! - its working directory: an empty folder of its own (`TMPDIR` and `HOME` inside it);
+//! - `MAGPIPE_STAGE`: the path of a JSON file with `stage`, `params`, `inputs` (slot → path),
+//!   `outputs` (name → path), `threads`, `seed` and `device`;
+//! - the same as `MAGPIPE_PARAMS` (JSON), `MAGPIPE_IN_<SLOT>`, `MAGPIPE_OUT_<NAME>`,
+//!   `MAGPIPE_THREADS`, `MAGPIPE_SEED`, and as `{inputs.x}`, `{outputs.x}`, `{params.x}`,
+//!   `{threads}`, `{seed}` in its argv;
+//! - a stderr line `magpipe: progress 3/10 epochs` moves the stage's progress bar; every other
+//!   line goes to the stage's log, and the last ones into the error if the program fails.
+
+pub mod sandbox;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::kind::{
+    Context, Events, InputSlot, Kind, Output, ParamError, Report, Source, SourceRole, StageError,
+};
+use sandbox::Enforcement;
+
+/// The stage keys of a command stage (beside `kind`, `params`, `inputs`, `doc`, `default`).
+pub const DECLARATION: &[&str] = &[
+    "run", "shell", "code", "env", "outputs", "threads", "sandbox",
+];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxMode {
+    #[default]
+    Strict,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDecl {
+    /// Relative to the stage's output folder; a trailing `/` declares a folder.
+    pub path: String,
+    /// The contract the output claims (`magpipe.predictions/1`), checked before commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// A command stage's declaration and params, as resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParams {
+    /// argv, run without a shell.
+    #[serde(default)]
+    pub run: Option<Vec<String>>,
+    /// One line for `/bin/sh -c`, instead of `run`.
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// Files and folders whose content enters the key.
+    #[serde(default)]
+    pub code: Vec<String>,
+    /// Named environment files (an interpreter, a lock file): content, and for a program its
+    /// resolved path and version, enter the key. An argv[0] that names one runs it.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputDecl>,
+    #[serde(default = "one")]
+    pub threads: usize,
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    /// The program's own params, passed on as they are.
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for CommandParams {
+    fn default() -> Self {
+        CommandParams {
+            run: None,
+            shell: None,
+            code: Vec::new(),
+            env: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            threads: 1,
+            sandbox: SandboxMode::Strict,
+            params: serde_json::Map::new(),
+        }
+    }
+}
+
+fn invalid(name: &str, msg: impl Into<String>) -> ParamError {
+    ParamError::Invalid {
+        name: name.to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// `{a.b}` placeholders of one argv word, as (group, name).
+fn placeholders(word: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = word;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else { break };
+        let inner = &rest[i + 1..i + j];
+        match inner.split_once('.') {
+            Some((g, n)) => out.push((g.to_string(), n.to_string())),
+            None => out.push((inner.to_string(), String::new())),
+        }
+        rest = &rest[i + j + 1..];
+    }
+    out
+}
+
+fn env_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl CommandParams {
+    fn check(&self) -> Result<(), ParamError> {
+        match (&self.run, &self.shell) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("shell", "give `run:` or `shell:`, not both"));
+            }
+            (None, None) => {
+                return Err(ParamError::Whole(
+                    "a command stage needs `run: [program, args…]` or `shell: \"…\"`".into(),
+                ));
+            }
+            (Some(argv), None) if argv.is_empty() || argv[0].is_empty() => {
+                return Err(invalid("run", "names no program"));
+            }
+            _ => {}
+        }
+        if self.outputs.is_empty() {
+            return Err(ParamError::Whole(
+                "a command stage declares its `outputs:` (name → {path, schema})".into(),
+            ));
+        }
+        for (name, o) in &self.outputs {
+            let ok_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok_name {
+                return Err(invalid(
+                    "outputs",
+                    format!("output name `{name}`: letters, digits, `_` and `-` only"),
+                ));
+            }
+            let p = Path::new(o.path.trim_end_matches('/'));
+            let inside = !o.path.trim_end_matches('/').is_empty()
+                && p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                && !o.path.starts_with(".work");
+            if !inside {
+                return Err(invalid(
+                    "outputs",
+                    format!(
+                        "output `{name}`: path `{}` must be relative and inside the stage's folder",
+                        o.path
+                    ),
+                ));
+            }
+        }
+        if self.threads == 0 {
+            return Err(invalid("threads", "must be at least 1"));
+        }
+        for p in &self.code {
+            if p.is_empty() {
+                return Err(invalid("code", "an empty path"));
+            }
+        }
+        let words: Vec<&str> = match (&self.run, &self.shell) {
+            (Some(argv), _) => argv.iter().map(String::as_str).collect(),
+            (_, Some(line)) => vec![line.as_str()],
+            _ => Vec::new(),
+        };
+        let at = if self.run.is_some() { "run" } else { "shell" };
+        for w in words {
+            for (g, n) in placeholders(w) {
+                let known = match g.as_str() {
+                    "params" => self.params.contains_key(&n),
+                    "outputs" => self.outputs.contains_key(&n),
+                    // Inputs are wired by the plan; an unknown one fails when the stage runs.
+                    "inputs" => !n.is_empty(),
+                    "threads" | "seed" | "scratch" => n.is_empty(),
+                    _ => false,
+                };
+                if !known {
+                    let what = if n.is_empty() {
+                        g.clone()
+                    } else {
+                        format!("{g}.{n}")
+                    };
+                    return Err(invalid(
+                        at,
+                        format!(
+                            "`{{{what}}}` names nothing (use {{inputs.SLOT}}, {{outputs.NAME}}, {{params.NAME}}, {{threads}}, {{seed}})"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn seed(&self) -> Value {
+        self.params.get("seed").cloned().unwrap_or(Value::Null)
+    }
+
+    fn device(&self) -> String {
+        self.params
+            .get("device")
+            .and_then(Value::as_str)
+            .unwrap_or("cpu")
+            .to_string()
+    }
+
+    /// The program to execute and the env name it came from, if any.
+    fn program(&self) -> (String, Option<String>) {
+        match (&self.run, &self.shell) {
+            (Some(argv), _) => match self.env.get(&argv[0]) {
+                Some(p) => (p.clone(), Some(argv[0].clone())),
+                None => (argv[0].clone(), None),
+            },
+            _ => ("/bin/sh".to_string(), None),
+        }
+    }
+}
+
+/// `program` as a path: as written when it has a `/`, else looked up on `PATH`.
+fn locate(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Every file of a code folder, sorted, without Python's byte-code caches (they follow from the
+/// sources, and the interpreter writes them whenever it may).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StageError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| StageError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name == "__pycache__" || name.ends_with(".pyc") {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// An interpreter's version line (`Python 3.11.7`), remembered by path, size and mtime so a
+/// no-op run does not start the interpreter.
+fn version_of(program: &Path, cache_dir: &Path) -> String {
+    let Ok(meta) = std::fs::metadata(program) else {
+        return String::new();
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let id = format!("{}|{}|{mtime}", program.display(), meta.len());
+    let file = cache_dir.join("command-versions.json");
+    let mut cache: BTreeMap<String, String> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(v) = cache.get(&id) {
+        return v.clone();
+    }
+    let v = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
+    cache.insert(id, v.clone());
+    if std::fs::create_dir_all(cache_dir).is_ok()
+        && let Ok(text) = serde_json::to_vec_pretty(&cache)
+    {
+        let tmp = cache_dir.join(format!(".command-versions.{}", std::process::id()));
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
+    v
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The folders a program needs to read beside itself: its install prefix (`…/bin/python` →
+/// `…`), for the written path (a venv) and the resolved one (the interpreter it links to).
+fn prefixes(program: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in [
+        absolute(program),
+        std::fs::canonicalize(program).unwrap_or_default(),
+    ] {
+        if let Some(prefix) = p.parent().and_then(Path::parent)
+            && prefix.parent().is_some()
+        {
+            out.push(prefix.to_path_buf());
+        }
+        if p.as_os_str().len() > 0 {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// What every process needs to read: the system's programs, libraries and configuration.
+const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/proc",
+    "/sys/devices/system/cpu",
+    "/sys/fs/cgroup",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+];
+
+pub struct CommandKind;
+
+impl CommandKind {
+    fn typed(params: &Value) -> Result<CommandParams, StageError> {
+        serde_json::from_value(params.clone()).map_err(|e| StageError::Invalid(e.to_string()))
+    }
+}
+
+/// The last non-empty lines a command printed, for its error.
+struct Tail(Mutex<VecDeque<String>>);
+
+impl Tail {
+    fn push(&self, line: &str) {
+        let mut t = self.0.lock().expect("tail lock");
+        if t.len() == 20 {
+            t.pop_front();
+        }
+        t.push_back(line.to_string());
+    }
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("tail lock").iter().cloned().collect()
+    }
+}
+
+/// `magpipe: progress 3/10 epochs` → (3, 10, "epochs").
+fn progress_line(line: &str) -> Option<(u64, u64, String)> {
+    let rest = line.trim().strip_prefix("magpipe: progress ")?;
+    let (frac, unit) = rest.split_once(' ').unwrap_or((rest, "steps"));
+    let (a, b) = frac.split_once('/')?;
+    Some((a.parse().ok()?, b.parse().ok()?, unit.trim().to_string()))
+}
+
+/// Whether a failed command's words say a file or connection was refused to it.
+fn looks_denied(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        l.contains("Permission denied")
+            || l.contains("PermissionError")
+            || l.contains("Operation not permitted")
+            || l.contains("EACCES")
+    })
+}
+
+impl Kind for CommandKind {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Any program as a stage: `run:` argv (or `shell:`), `code:` and `env:` paths whose content \
+         enters the key, free-form `inputs:` and `params:`, declared `outputs:` (with `schema:` \
+         contracts checked before commit), run in a scratch folder under a Landlock sandbox \
+         (`sandbox: strict`, or `off`)."
+    }
+    fn inputs(&self) -> &'static [InputSlot] {
+        &[]
+    }
+    fn list_inputs(&self) -> &'static [InputSlot] {
+        &[]
+    }
+    fn open_inputs(&self) -> bool {
+        true
+    }
+    fn stage_keys(&self) -> &'static [&'static str] {
+        DECLARATION
+    }
+    fn outputs(&self, params: &Value) -> Vec<Output> {
+        let Ok(p) = Self::typed(params) else {
+            return Vec::new();
+        };
+        p.outputs
+            .iter()
+            .map(|(name, o)| {
+                let file = o.path.trim_end_matches('/').to_string();
+                let doc = format!("declared output `{}`", o.path);
+                let out = if o.path.ends_with('/') {
+                    Output::dir(name.clone(), file, doc)
+                } else {
+                    Output::file(name.clone(), file, doc)
+                };
+                match &o.schema {
+                    Some(c) => out.with_contract(c.clone()),
+                    None => out,
+                }
+            })
+            .collect()
+    }
+    fn volatile_outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn launches_jobs(&self) -> bool {
+        false
+    }
+    fn defaults(&self) -> Value {
+        serde_json::to_value(CommandParams::default()).expect("serialises")
+    }
+    fn resolve(&self, user: &serde_json::Map<String, Value>) -> Result<Value, ParamError> {
+        // Declaration keys are the command's; everything else is its own params.
+        let mut decl = serde_json::Map::new();
+        let mut params = serde_json::Map::new();
+        for (k, v) in user {
+            if DECLARATION.contains(&k.as_str()) {
+                decl.insert(k.clone(), v.clone());
+            } else {
+                params.insert(k.clone(), v.clone());
+            }
+        }
+        for k in DECLARATION {
+            let Some(v) = decl.get(*k) else { continue };
+            let mut one = serde_json::to_value(CommandParams::default())
+                .expect("serialises")
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            one.insert(k.to_string(), v.clone());
+            if matches!(*k, "run" | "shell") {
+                // Checked alone, the other of the two is absent by default.
+            }
+            serde_json::from_value::<CommandParams>(Value::Object(one))
+                .map_err(|e| invalid(k, e.to_string()))?;
+        }
+        decl.insert("params".into(), Value::Object(params));
+        let p: CommandParams = serde_json::from_value(Value::Object(decl))
+            .map_err(|e| ParamError::Whole(e.to_string()))?;
+        p.check()?;
+        Ok(serde_json::to_value(&p).expect("serialises"))
+    }
+    fn key_params(&self, params: &Value) -> Value {
+        // Flat, so `status --explain` says `param alpha`, not `param params`; the sandbox mode
+        // is not in it: a command that succeeds under it writes what it would without.
+        let Ok(p) = Self::typed(params) else {
+            return params.clone();
+        };
+        let mut k = p.params.clone();
+        k.insert(
+            "run".into(),
+            serde_json::to_value(&p.run).expect("serialises"),
+        );
+        k.insert(
+            "shell".into(),
+            serde_json::to_value(&p.shell).expect("serialises"),
+        );
+        k.insert(
+            "code".into(),
+            serde_json::to_value(&p.code).expect("serialises"),
+        );
+        k.insert(
+            "env".into(),
+            serde_json::to_value(&p.env).expect("serialises"),
+        );
+        k.insert(
+            "outputs".into(),
+            serde_json::to_value(&p.outputs).expect("serialises"),
+        );
+        k.insert("threads".into(), Value::from(p.threads));
+        Value::Object(k)
+    }
+    fn sources(&self, params: &Value) -> Result<Vec<Source>, StageError> {
+        let p = Self::typed(params)?;
+        let mut out = Vec::new();
+        for c in &p.code {
+            let path = PathBuf::from(c);
+            if path.is_dir() {
+                let mut files = Vec::new();
+                walk(&path, &mut files)?;
+                for f in files {
+                    let rel = f.strip_prefix(&path).unwrap_or(&f);
+                    out.push(Source {
+                        name: Path::new(c.trim_end_matches('/'))
+                            .join(rel)
+                            .display()
+                            .to_string(),
+                        path: f.clone(),
+                        role: SourceRole::Code,
+                    });
+                }
+            } else {
+                out.push(Source {
+                    name: c.clone(),
+                    path,
+                    role: SourceRole::Code,
+                });
+            }
+        }
+        for (name, path) in &p.env {
+            out.push(Source {
+                name: name.clone(),
+                path: PathBuf::from(path),
+                role: SourceRole::Env,
+            });
+        }
+        let (program, from_env) = p.program();
+        if from_env.is_none() {
+            let path = locate(&program).ok_or_else(|| {
+                StageError::Invalid(format!("program `{program}` is not on PATH"))
+            })?;
+            out.push(Source {
+                name: "program".into(),
+                path,
+                role: SourceRole::Env,
+            });
+        }
+        Ok(out)
+    }
+    fn runtime(&self, params: &Value, cache_dir: &Path) -> Result<Value, StageError> {
+        let p = Self::typed(params)?;
+        let mut facts = serde_json::Map::new();
+        let (program, from_env) = p.program();
+        let mut programs: Vec<(String, PathBuf)> = p
+            .env
+            .iter()
+            .map(|(n, path)| (n.clone(), PathBuf::from(path)))
+            .filter(|(_, path)| is_executable(path))
+            .collect();
+        if from_env.is_none()
+            && let Some(path) = locate(&program)
+        {
+            programs.push(("program".into(), path));
+        }
+        for (name, path) in programs {
+            let real = std::fs::canonicalize(&path).map_err(|e| StageError::io(&path, e))?;
+            facts.insert(
+                name,
+                serde_json::json!({
+                    "path": real.display().to_string(),
+                    "version": version_of(&real, cache_dir),
+                }),
+            );
+        }
+        Ok(Value::Object(facts))
+    }
+    fn seed_param(&self) -> Option<&'static str> {
+        Some("seed")
+    }
+    fn run(&self, params: &Value, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let p = Self::typed(params)?;
+        run_command(&p, ctx)
+    }
+}
+
+fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+    let out_dir = absolute(ctx.out_dir);
+    let work = out_dir.join(".work");
+    let tmp = work.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| StageError::io(&tmp, e))?;
+    let outputs: BTreeMap<String, PathBuf> = p
+        .outputs
+        .iter()
+        .map(|(n, o)| (n.clone(), out_dir.join(o.path.trim_end_matches('/'))))
+        .collect();
+    for path in outputs.values() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
+        }
+    }
+    let inputs: BTreeMap<String, PathBuf> = ctx
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), absolute(v)))
+        .collect();
+    let seed = p.seed();
+    let stage_json = serde_json::json!({
+        "stage": ctx.stage,
+        "params": p.params,
+        "inputs": inputs,
+        "outputs": outputs,
+        "threads": p.threads,
+        "seed": seed,
+        "device": p.device(),
+        "scratch": work,
+    });
+    let stage_file = work.join("stage.json");
+    std::fs::write(
+        &stage_file,
+        serde_json::to_string_pretty(&stage_json).expect("serialises") + "\n",
+    )
+    .map_err(|e| StageError::io(&stage_file, e))?;
+
+    let fill = |word: &str| -> Result<String, StageError> {
+        let mut s = word.to_string();
+        for (g, n) in placeholders(word) {
+            let (pat, val) = match g.as_str() {
+                "inputs" => (
+                    format!("{{inputs.{n}}}"),
+                    inputs
+                        .get(&n)
+                        .ok_or_else(|| {
+                            StageError::Invalid(format!(
+                                "`{{inputs.{n}}}` in the command: no input `{n}` (inputs: {})",
+                                inputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ))
+                        })?
+                        .display()
+                        .to_string(),
+                ),
+                "outputs" => (
+                    format!("{{outputs.{n}}}"),
+                    outputs[&n].display().to_string(),
+                ),
+                "params" => (
+                    format!("{{params.{n}}}"),
+                    match &p.params[&n] {
+                        Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    },
+                ),
+                "threads" => ("{threads}".into(), p.threads.to_string()),
+                "seed" => (
+                    "{seed}".into(),
+                    match &seed {
+                        Value::Null => String::new(),
+                        v => v.to_string(),
+                    },
+                ),
+                "scratch" => ("{scratch}".into(), work.display().to_string()),
+                _ => continue,
+            };
+            s = s.replace(&pat, &val);
+        }
+        Ok(s)
+    };
+    let code_abs: Vec<(String, PathBuf)> = p
+        .code
+        .iter()
+        .map(|c| (c.clone(), absolute(Path::new(c))))
+        .collect();
+    // A code path written in argv is relative to where magpipe runs, not to the scratch folder.
+    let word = |w: &str| -> Result<String, StageError> {
+        if let Some((_, abs)) = code_abs.iter().find(|(c, _)| c == w) {
+            return Ok(abs.display().to_string());
+        }
+        if let Some((c, abs)) = code_abs
+            .iter()
+            .find(|(c, _)| Path::new(w).starts_with(c.trim_end_matches('/')))
+        {
+            let rel = Path::new(w)
+                .strip_prefix(c.trim_end_matches('/'))
+                .unwrap_or(Path::new(""));
+            return Ok(abs.join(rel).display().to_string());
+        }
+        fill(w)
+    };
+    let (program, _) = p.program();
+    let program_path = absolute(
+        &locate(&program)
+            .ok_or_else(|| StageError::Invalid(format!("program `{program}` is not on PATH")))?,
+    );
+    let args: Vec<String> = match (&p.run, &p.shell) {
+        (Some(argv), _) => argv[1..]
+            .iter()
+            .map(|w| word(w))
+            .collect::<Result<_, _>>()?,
+        (_, Some(line)) => vec!["-c".into(), fill(line)?],
+        _ => unreachable!("checked when resolved"),
+    };
+
+    let enforcement;
+    let prepared = match p.sandbox {
+        SandboxMode::Off => {
+            enforcement = Enforcement::Off;
+            None
+        }
+        SandboxMode::Strict => {
+            let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
+            read.extend(inputs.values().cloned());
+            read.extend(code_abs.iter().map(|(_, a)| a.clone()));
+            for e in p.env.values() {
+                let e = absolute(Path::new(e));
+                if is_executable(&e) {
+                    read.extend(prefixes(&e));
+                } else {
+                    read.push(e.clone());
+                    read.extend(std::fs::canonicalize(&e).ok());
+                }
+            }
+            read.extend(prefixes(&program_path));
+            let write = vec![out_dir.clone(), PathBuf::from("/dev/null")];
+            let prepared = sandbox::prepare(&read, &write).map_err(StageError::Invalid)?;
+            enforcement = prepared.enforcement.clone();
+            if let Enforcement::NotEnforced { why } = &enforcement {
+                ctx.events.log(&format!(
+                    "warning: sandbox not enforced ({why}); the command runs unconfined"
+                ));
+            }
+            Some(prepared)
+        }
+    };
+
+    let mut cmd = std::process::Command::new(&program_path);
+    cmd.args(&args)
+        .current_dir(&work)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let threads = p.threads.to_string();
+    let mut envs: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        ),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("HOME".into(), work.display().to_string()),
+        ("TMPDIR".into(), tmp.display().to_string()),
+        ("PYTHONNOUSERSITE".into(), "1".into()),
+        ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+        ("PYTHONHASHSEED".into(), "0".into()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+        ("OMP_NUM_THREADS".into(), threads.clone()),
+        ("OPENBLAS_NUM_THREADS".into(), threads.clone()),
+        ("MKL_NUM_THREADS".into(), threads.clone()),
+        ("MAGPIPE_THREADS".into(), threads),
+        ("MAGPIPE_STAGE".into(), stage_file.display().to_string()),
+        (
+            "MAGPIPE_PARAMS".into(),
+            Value::Object(p.params.clone()).to_string(),
+        ),
+        (
+            "MAGPIPE_SEED".into(),
+            match &seed {
+                Value::Null => String::new(),
+                v => v.to_string(),
+            },
+        ),
+        ("MAGPIPE_DEVICE".into(), p.device()),
+    ];
+    for (k, v) in &inputs {
+        envs.push((
+            format!("MAGPIPE_IN_{}", env_name(k)),
+            v.display().to_string(),
+        ));
+    }
+    for (k, v) in &outputs {
+        envs.push((
+            format!("MAGPIPE_OUT_{}", env_name(k)),
+            v.display().to_string(),
+        ));
+    }
+    cmd.envs(envs);
+    if let Some(prepared) = &prepared {
+        // SAFETY: the hook makes only async-signal-safe system calls (see sandbox.rs).
+        unsafe { cmd.pre_exec(prepared.child_hook()) };
+    } else {
+        let hook = sandbox::Prepared::none_hook();
+        // SAFETY: as above.
+        unsafe { cmd.pre_exec(hook) };
+    }
+    let shown = std::iter::once(program.clone())
+        .chain(match (&p.run, &p.shell) {
+            (Some(argv), _) => argv[1..].to_vec(),
+            (_, Some(line)) => vec!["-c".into(), line.clone()],
+            _ => Vec::new(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    ctx.events.log(&format!(
+        "running `{shown}` (sandbox {})",
+        enforcement.describe()
+    ));
+    let t0 = std::time::Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| StageError::Invalid(format!("cannot start `{program}`: {e}")))?;
+    let tail = Tail(Mutex::new(VecDeque::new()));
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let events: &dyn Events = ctx.events;
+    let status = std::thread::scope(|s| {
+        s.spawn(|| {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                events.log(&line);
+                if !line.trim().is_empty() {
+                    tail.push(&line);
+                }
+            }
+        });
+        s.spawn(|| {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((done, total, unit)) = progress_line(&line) {
+                    events.progress(done, total, &unit);
+                    continue;
+                }
+                events.log(&line);
+                if !line.trim().is_empty() {
+                    tail.push(&line);
+                }
+            }
+        });
+        child.wait()
+    })
+    .map_err(|e| StageError::Invalid(format!("waiting for `{program}`: {e}")))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let lines = tail.lines();
+    if !status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        let how = match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            _ => "failed".into(),
+        };
+        let last = lines.last().cloned().unwrap_or_default();
+        let msg = if enforcement.enforced() && looks_denied(&lines) {
+            format!(
+                "the command was denied a file it did not declare (sandbox); declare it under inputs or code, or set sandbox: off ({how}: {last})"
+            )
+        } else if last.is_empty() {
+            format!("the command {how}")
+        } else {
+            format!("the command {how}: {last}")
+        };
+        return Err(StageError::Invalid(msg));
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(Report {
+        summary: format!(
+            "`{shown}` ran in {seconds:.1} s, sandbox {}",
+            enforcement.describe()
+        ),
+        stdout: None,
+        facts: serde_json::json!({
+            "program": program_path.display().to_string(),
+            "sandbox": enforcement.to_json(),
+        }),
+    })
+}
