@@ -613,3 +613,23 @@ fn the_slurm_executor_runs_command_stages_with_the_local_outputs() {
         l.stdout
     );
 }
+
+#[test]
+fn kinds_lists_the_command_kind_and_every_contract_field_by_field() {
+    let p = toy();
+    let r = p.run(&["kinds"]);
+    r.assert_ok();
+    for want in [
+        "command (v1)",
+        "  key    sandbox",
+        "magpipe.predictions/1 (Parquet)",
+        "predicted_gauss",
+        "magpipe.windows/1 (safetensors)",
+        "magpipe.summary/1 (JSON)",
+        "magpipe.model_config/1 (JSON)",
+        "[predictions: magpipe.predictions/1]",
+        "[magpipe.series/1]",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?}:\n{}", r.stdout);
+    }
+}

@@ -91,44 +91,42 @@ impl PreImage {
 /// The source files of one role that changed, appeared or went between two pre-images.
 fn diff_sources(role: SourceRole, old: &[SourceRef], new: &[SourceRef]) -> Vec<StaleReason> {
     let mut out = Vec::new();
-    {
-        let old_src: BTreeMap<&str, &SourceRef> = old
-            .iter()
-            .filter(|s| s.role == role)
-            .map(|s| (s.name.as_str(), s))
-            .collect();
-        let new_src: BTreeMap<&str, &SourceRef> = new
-            .iter()
-            .filter(|s| s.role == role)
-            .map(|s| (s.name.as_str(), s))
-            .collect();
-        let changed: Vec<String> = new_src
-            .iter()
-            .filter(|(n, s)| old_src.get(*n).is_some_and(|o| o.hash != s.hash))
-            .map(|(n, _)| n.to_string())
-            .collect();
-        let added: Vec<String> = new_src
-            .keys()
-            .filter(|n| !old_src.contains_key(*n))
-            .map(|n| n.to_string())
-            .collect();
-        let removed: Vec<String> = old_src
-            .keys()
-            .filter(|n| !new_src.contains_key(*n))
-            .map(|n| n.to_string())
-            .collect();
-        for (change, files) in [
-            (RawChange::Changed, changed),
-            (RawChange::Added, added),
-            (RawChange::Removed, removed),
-        ] {
-            if !files.is_empty() {
-                out.push(match role {
-                    SourceRole::Data => StaleReason::RawFiles { change, files },
-                    SourceRole::Code => StaleReason::Code { change, files },
-                    SourceRole::Env => StaleReason::Env { change, files },
-                });
-            }
+    let old_src: BTreeMap<&str, &SourceRef> = old
+        .iter()
+        .filter(|s| s.role == role)
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    let new_src: BTreeMap<&str, &SourceRef> = new
+        .iter()
+        .filter(|s| s.role == role)
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    let changed: Vec<String> = new_src
+        .iter()
+        .filter(|(n, s)| old_src.get(*n).is_some_and(|o| o.hash != s.hash))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let added: Vec<String> = new_src
+        .keys()
+        .filter(|n| !old_src.contains_key(*n))
+        .map(|n| n.to_string())
+        .collect();
+    let removed: Vec<String> = old_src
+        .keys()
+        .filter(|n| !new_src.contains_key(*n))
+        .map(|n| n.to_string())
+        .collect();
+    for (change, files) in [
+        (RawChange::Changed, changed),
+        (RawChange::Added, added),
+        (RawChange::Removed, removed),
+    ] {
+        if !files.is_empty() {
+            out.push(match role {
+                SourceRole::Data => StaleReason::RawFiles { change, files },
+                SourceRole::Code => StaleReason::Code { change, files },
+                SourceRole::Env => StaleReason::Env { change, files },
+            });
         }
     }
     out

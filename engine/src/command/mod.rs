@@ -361,7 +361,7 @@ fn prefixes(program: &Path) -> Vec<PathBuf> {
         {
             out.push(prefix.to_path_buf());
         }
-        if p.as_os_str().len() > 0 {
+        if !p.as_os_str().is_empty() {
             out.push(p);
         }
     }
@@ -493,6 +493,7 @@ impl Kind for CommandKind {
                 params.insert(k.clone(), v.clone());
             }
         }
+        // Each key checked alone against the defaults, so an error names the key it is about.
         for k in DECLARATION {
             let Some(v) = decl.get(*k) else { continue };
             let mut one = serde_json::to_value(CommandParams::default())
@@ -501,9 +502,6 @@ impl Kind for CommandKind {
                 .cloned()
                 .unwrap_or_default();
             one.insert(k.to_string(), v.clone());
-            if matches!(*k, "run" | "shell") {
-                // Checked alone, the other of the two is absent by default.
-            }
             serde_json::from_value::<CommandParams>(Value::Object(one))
                 .map_err(|e| invalid(k, e.to_string()))?;
         }
