@@ -14,3 +14,6 @@ trap 'rm -rf "$work"' EXIT
 "$BV/bin/python" bench/bench.py --magpipe "$PWD/target/release/magpipe" \
   --data "$(realpath "$SOLARED_DIR")" --pipeline "$PWD/pipeline.yaml" \
   --dvc "$PWD/$BV/bin/dvc" --worker "$PWD/target/release/magpipe-worker" --work "$work" "$@"
+# The command kind's own overhead against DVC, and the all-cached default pipeline.
+"$BV/bin/python" bench/command_overhead.py --magpipe "$PWD/target/release/magpipe" \
+  --dvc "$PWD/$BV/bin/dvc" --pipeline "$PWD/pipeline.yaml"

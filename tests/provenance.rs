@@ -15,7 +15,7 @@ fn project() -> Project {
     let text = p
         .pipeline()
         .replace(
-            "[predict_lstm_hybrid, predict_lstm_mse, predict_encdec_mse, predict_encdec_hybrid,\n                   persistence, linear_trend, zero_slope]",
+            "[predict_lstm_hybrid, predict_lstm_mse, predict_encdec_mse, predict_encdec_hybrid,\n                   persistence, linear_trend, zero_slope, ridge]",
             baselines,
         )
         .replace(

@@ -88,7 +88,7 @@ fn metrics(
             );
         }
         // What the contracts of its outputs say of them, where the kind said nothing of its
-        // own under that name (a command stage's predictions read like `predict`'s).
+        // own under that name (so a command stage's outputs read like a built-in kind's).
         for o in &s.outputs {
             let (Some(c), Some(path)) = (
                 o.contract

@@ -19,7 +19,7 @@ pub struct Field {
 }
 
 /// The inputs of the stage that wrote an output, with the contracts they carry: a check may
-/// compare an output with them (the ARs of a predictions table against the protocol's, say).
+/// compare an output with them (the rows of a table against the plan it was made from, say).
 pub struct Peers {
     pub inputs: Vec<(Option<String>, PathBuf)>,
 }
@@ -35,7 +35,7 @@ impl Peers {
 }
 
 pub trait Contract: Send + Sync {
-    /// `namespace.name/version`, e.g. `magpipe.predictions/1`.
+    /// `namespace.name/version`, e.g. `acme.table/1`.
     fn name(&self) -> &'static str;
     fn doc(&self) -> &'static str;
     /// The file format, in words (`Parquet`, `JSON`, `safetensors`).

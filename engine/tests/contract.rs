@@ -258,7 +258,39 @@ fn registry() -> Registry {
         Arc::new(Typed::<ToyChunks>::default()),
         Arc::new(Typed::<ToyJoin>::default()),
     ];
-    Registry::of(kinds).expect("distinct kinds")
+    let mut r = Registry::of(kinds).expect("distinct kinds");
+    r.register(Arc::new(magpipe_engine::command::CommandKind))
+        .expect("no toy kind is named `command`");
+    r.register_contract(Arc::new(ToyLines))
+        .expect("one toy contract");
+    r
+}
+
+/// A toy artifact contract: a text file of integers, one per line.
+struct ToyLines;
+
+impl magpipe_engine::contract::Contract for ToyLines {
+    fn name(&self) -> &'static str {
+        "toy.lines/1"
+    }
+    fn doc(&self) -> &'static str {
+        "integers, one per line"
+    }
+    fn format(&self) -> &'static str {
+        "text"
+    }
+    fn fields(&self) -> &'static [magpipe_engine::contract::Field] {
+        &[]
+    }
+    fn check(&self, path: &Path, _peers: &magpipe_engine::contract::Peers) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        for (i, l) in text.lines().enumerate() {
+            l.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("line {} is not an integer: {l:?}", i + 1))?;
+        }
+        Ok(())
+    }
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -359,6 +391,64 @@ fn why_stale(plan: &Plan, store: &Store) -> BTreeMap<String, Vec<String>> {
 
 // ---- the scenarios ----------------------------------------------------------------------------
 
+/// The engine's own `command` kind and a contract, with no study linked: a shell line that
+/// writes what its contract says is committed; one that does not is refused and leaves nothing.
+fn a_command_stage_and_its_contract_need_no_study() {
+    let p = Project::new("abc\n");
+    let yaml = |line: &str| {
+        format!(
+            "stages:\n  nums:\n    kind: command\n    shell: \"{line}\"\n    outputs: {{n: {{path: n.txt, schema: toy.lines/1}}}}\n"
+        )
+    };
+    let spec = |line: &str| {
+        RawSpec::parse(&p.dir.path().join("pipeline.yaml"), &yaml(line)).expect("parses")
+    };
+    let store = p.store("store");
+    let good = Plan::build(&spec("seq 3 > {outputs.n}"), &registry(), None, &[]).expect("plan");
+    assert_eq!(
+        run(&good, &store, Choice::Local),
+        outcomes(&[("nums", "ran")])
+    );
+    assert_eq!(
+        run(&good, &store, Choice::Local),
+        outcomes(&[("nums", "cached")])
+    );
+    let bad = Plan::build(&spec("echo x > {outputs.n}"), &registry(), None, &[]).expect("plan");
+    let before = std::fs::read_dir(store.root.join("records"))
+        .unwrap()
+        .count();
+    let res = exec::run(&bad, &store, &RunOptions::default(), &Events::default()).unwrap();
+    match &res.outcomes[0].1 {
+        Outcome::Failed(f) => assert!(
+            f.to_string()
+                .contains("output n: line 1 is not an integer: \"x\" (toy.lines/1)"),
+            "{f}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_dir(store.root.join("records"))
+            .unwrap()
+            .count(),
+        before
+    );
+    // A contract nobody registered is a plan error.
+    let unknown = yaml("true").replace("toy.lines/1", "toy.nothing/1");
+    let e = Plan::build(
+        &RawSpec::parse(&p.dir.path().join("pipeline.yaml"), &unknown).unwrap(),
+        &registry(),
+        None,
+        &[],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        e.to_string()
+            .contains("unknown contract `toy.nothing/1` (known: toy.lines/1)"),
+        "{e}"
+    );
+}
+
 fn outputs_are_declared_at_plan_time() {
     let p = Project::new("abracadabra");
     let plan = p.plan("a, b");
@@ -390,7 +480,9 @@ fn outputs_are_declared_at_plan_time() {
         .expect("an unknown kind is refused")
         .to_string();
     assert!(
-        e.contains("unknown kind `window` (known: toy_read, toy_count, toy_chunks, toy_join)"),
+        e.contains(
+            "unknown kind `window` (known: toy_read, toy_count, toy_chunks, toy_join, command)"
+        ),
         "{e}"
     );
 }
@@ -762,7 +854,11 @@ fn main() {
         std::process::exit(magpipe_engine::executor::stage_job_main(&registry(), job));
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let scenarios: [(&str, fn()); 5] = [
+    let scenarios: [(&str, fn()); 6] = [
+        (
+            "a_command_stage_and_its_contract_need_no_study",
+            a_command_stage_and_its_contract_need_no_study,
+        ),
         (
             "outputs_are_declared_at_plan_time",
             outputs_are_declared_at_plan_time,

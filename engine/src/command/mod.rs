@@ -49,7 +49,7 @@ pub enum SandboxMode {
 pub struct OutputDecl {
     /// Relative to the stage's output folder; a trailing `/` declares a folder.
     pub path: String,
-    /// The contract the output claims (`magpipe.predictions/1`), checked before commit.
+    /// The contract the output claims (`namespace.name/version`), checked before commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
 }
