@@ -331,7 +331,7 @@ pub struct ScoreAlarms;
 
 impl TypedKind for ScoreAlarms {
     const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
-        &crate::contracts::predictor_slot("predictors");
+        &crate::contract_names::predictor_slot("predictors");
     type Params = AlarmParams;
     const NAME: &'static str = "score_alarms";
     const VERSION: u32 = 1;

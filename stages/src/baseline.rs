@@ -150,7 +150,7 @@ pub struct Baseline;
 
 impl TypedKind for Baseline {
     const CONTRACTS: &'static [(&'static str, &'static str)] =
-        crate::contracts::PREDICTOR_CONTRACTS;
+        crate::contract_names::PREDICTOR_CONTRACTS;
     type Params = BaselineParams;
     const NAME: &'static str = "baseline";
     const VERSION: u32 = 1;

@@ -13,32 +13,7 @@ use polars::prelude::*;
 
 use crate::protocol::{PredictorSummary, Protocol};
 
-pub const SERIES: &str = "magpipe.series/1";
-pub const WINDOWS: &str = "magpipe.windows/1";
-pub const PROTOCOL: &str = "magpipe.protocol/1";
-pub const PREDICTIONS: &str = "magpipe.predictions/1";
-pub const SUMMARY: &str = "magpipe.summary/1";
-pub const MODEL_CONFIG: &str = "magpipe.model_config/1";
-
-/// What a predictor (a model's `predict`, a baseline, a command stage) hands on.
-pub const PREDICTOR_CONTRACTS: &[(&str, &str)] =
-    &[("predictions", PREDICTIONS), ("summary", SUMMARY)];
-
-/// A list slot of predictors: every entry brings both.
-pub const fn predictor_slot(slot: &'static str) -> [magpipe_engine::kind::InputContract; 2] {
-    [
-        magpipe_engine::kind::InputContract {
-            slot,
-            output: "predictions",
-            contract: PREDICTIONS,
-        },
-        magpipe_engine::kind::InputContract {
-            slot,
-            output: "summary",
-            contract: SUMMARY,
-        },
-    ]
-}
+pub use crate::contract_names::*;
 
 pub fn all() -> Vec<Arc<dyn Contract>> {
     vec![
@@ -473,12 +448,7 @@ impl Contract for Summary {
         Ok(())
     }
     fn metrics(&self, path: &Path) -> Vec<Metric> {
-        let mut outputs = std::collections::BTreeMap::new();
-        outputs.insert("summary".to_string(), path.to_path_buf());
-        crate::protocol::predictor_metrics(&magpipe_engine::kind::Finished {
-            facts: &serde_json::Value::Null,
-            outputs,
-        })
+        crate::protocol::summary_metrics(path)
     }
 }
 

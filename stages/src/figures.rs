@@ -386,7 +386,7 @@ pub struct RenderFigure;
 
 impl TypedKind for RenderFigure {
     const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
-        &crate::contracts::predictor_slot("models");
+        &crate::contract_names::predictor_slot("models");
     type Params = FigureParams;
     const NAME: &'static str = "render_figure";
     // 2: one stage draws a list of ARs (`ars`), one PNG and one SVG output per AR.

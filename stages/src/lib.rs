@@ -7,6 +7,7 @@
 pub mod alarms;
 pub mod baseline;
 pub mod commands;
+pub mod contract_names;
 pub mod contracts;
 pub mod emergence;
 pub mod figures;

@@ -479,7 +479,7 @@ pub struct TestProtocol;
 
 impl TypedKind for TestProtocol {
     const CONTRACTS: &'static [(&'static str, &'static str)] =
-        &[("protocol", crate::contracts::PROTOCOL)];
+        &[("protocol", crate::contract_names::PROTOCOL)];
     type Params = ProtocolParams;
     const NAME: &'static str = "test_protocol";
     const VERSION: u32 = 1;
@@ -783,10 +783,15 @@ pub const SCALER_SLOT: InputSlot = InputSlot {
 /// What `compare` shows of a predictor (a model's or a baseline's): the mean RMSE per test AR, in
 /// Gauss, from its summary.
 pub fn predictor_metrics(run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
-    let Some(v) = run
-        .outputs
+    run.outputs
         .get("summary")
-        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map_or_else(Vec::new, |path| summary_metrics(path))
+}
+
+/// The same, from the path of a `summary.json` (what its contract shows in `compare`).
+pub fn summary_metrics(path: &std::path::Path) -> Vec<crate::kind::Metric> {
+    let Some(v) = std::fs::read_to_string(path)
+        .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
     else {
         return Vec::new();

@@ -312,7 +312,7 @@ pub struct RenderTables;
 
 impl TypedKind for RenderTables {
     const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
-        &crate::contracts::predictor_slot("predictors");
+        &crate::contract_names::predictor_slot("predictors");
     type Params = TablesParams;
     const NAME: &'static str = "render_tables";
     const VERSION: u32 = 2;

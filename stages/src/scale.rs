@@ -172,9 +172,9 @@ pub struct MinMaxScale;
 
 impl TypedKind for MinMaxScale {
     const CONTRACTS: &'static [(&'static str, &'static str)] = &[
-        ("train", crate::contracts::SERIES),
-        ("val", crate::contracts::SERIES),
-        ("test", crate::contracts::SERIES),
+        ("train", crate::contract_names::SERIES),
+        ("val", crate::contract_names::SERIES),
+        ("test", crate::contract_names::SERIES),
     ];
     type Params = ScaleParams;
     const NAME: &'static str = "minmax_scale";

@@ -383,7 +383,7 @@ fn from_study(p: &TrainParams, ctx: &Context<'_>) -> Result<TrainParams, StageEr
 
 impl TypedKind for Train {
     const CONTRACTS: &'static [(&'static str, &'static str)] =
-        &[("config", crate::contracts::MODEL_CONFIG)];
+        &[("config", crate::contract_names::MODEL_CONFIG)];
     type Params = TrainParams;
     const NAME: &'static str = "train";
     const VERSION: u32 = 2;
@@ -547,7 +547,7 @@ pub struct Predict;
 
 impl TypedKind for Predict {
     const CONTRACTS: &'static [(&'static str, &'static str)] =
-        crate::contracts::PREDICTOR_CONTRACTS;
+        crate::contract_names::PREDICTOR_CONTRACTS;
     type Params = PredictParams;
     const NAME: &'static str = "predict";
     const VERSION: u32 = 1;

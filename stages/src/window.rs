@@ -94,8 +94,8 @@ pub struct Window;
 
 impl TypedKind for Window {
     const CONTRACTS: &'static [(&'static str, &'static str)] = &[
-        ("train", crate::contracts::WINDOWS),
-        ("val", crate::contracts::WINDOWS),
+        ("train", crate::contract_names::WINDOWS),
+        ("val", crate::contract_names::WINDOWS),
     ];
     type Params = WindowParams;
     const NAME: &'static str = "window";

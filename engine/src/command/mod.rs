@@ -518,27 +518,13 @@ impl Kind for CommandKind {
             return params.clone();
         };
         let mut k = p.params.clone();
-        k.insert(
-            "run".into(),
-            serde_json::to_value(&p.run).expect("serialises"),
+        let Value::Object(decl) = serde_json::to_value(&p).expect("serialises") else {
+            unreachable!("params are a struct")
+        };
+        k.extend(
+            decl.into_iter()
+                .filter(|(name, _)| name != "params" && name != "sandbox"),
         );
-        k.insert(
-            "shell".into(),
-            serde_json::to_value(&p.shell).expect("serialises"),
-        );
-        k.insert(
-            "code".into(),
-            serde_json::to_value(&p.code).expect("serialises"),
-        );
-        k.insert(
-            "env".into(),
-            serde_json::to_value(&p.env).expect("serialises"),
-        );
-        k.insert(
-            "outputs".into(),
-            serde_json::to_value(&p.outputs).expect("serialises"),
-        );
-        k.insert("threads".into(), Value::from(p.threads));
         Value::Object(k)
     }
     fn sources(&self, params: &Value) -> Result<Vec<Source>, StageError> {
@@ -645,6 +631,10 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
         .map(|(k, v)| (k.clone(), absolute(v)))
         .collect();
     let seed = p.seed();
+    let seed_text = match &seed {
+        Value::Null => String::new(),
+        v => v.to_string(),
+    };
     let stage_json = serde_json::json!({
         "stage": ctx.stage,
         "params": p.params,
@@ -691,13 +681,7 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
                     },
                 ),
                 "threads" => ("{threads}".into(), p.threads.to_string()),
-                "seed" => (
-                    "{seed}".into(),
-                    match &seed {
-                        Value::Null => String::new(),
-                        v => v.to_string(),
-                    },
-                ),
+                "seed" => ("{seed}".into(), seed_text.clone()),
                 "scratch" => ("{scratch}".into(), work.display().to_string()),
                 _ => continue,
             };
@@ -801,13 +785,7 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
             "MAGPIPE_PARAMS".into(),
             Value::Object(p.params.clone()).to_string(),
         ),
-        (
-            "MAGPIPE_SEED".into(),
-            match &seed {
-                Value::Null => String::new(),
-                v => v.to_string(),
-            },
-        ),
+        ("MAGPIPE_SEED".into(), seed_text.clone()),
         ("MAGPIPE_DEVICE".into(), p.device()),
     ];
     for (k, v) in &inputs {
