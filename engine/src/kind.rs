@@ -396,6 +396,11 @@ pub trait Kind: Send + Sync {
     fn seed_param(&self) -> Option<&'static str> {
         None
     }
+    /// The param that picks a cross-validation fold, if the kind has one: `magpipe run
+    /// --folds` sweeps it on every stage of the kind at once.
+    fn fold_param(&self) -> Option<&'static str> {
+        None
+    }
     /// The contracts its slots ask of their inputs (checked when the plan is built).
     fn input_contracts(&self) -> &'static [InputContract] {
         &[]
@@ -424,6 +429,7 @@ pub trait TypedKind: Send + Sync {
     const LAUNCHES_JOBS: bool = false;
     const OUTPUTS: &'static [OutputSlot];
     const SEED_PARAM: Option<&'static str> = None;
+    const FOLD_PARAM: Option<&'static str> = None;
     /// output name → the contract it claims.
     const CONTRACTS: &'static [(&'static str, &'static str)] = &[];
     const INPUT_CONTRACTS: &'static [InputContract] = &[];
@@ -642,6 +648,9 @@ impl<K: TypedKind> Kind for Typed<K> {
 
     fn seed_param(&self) -> Option<&'static str> {
         K::SEED_PARAM
+    }
+    fn fold_param(&self) -> Option<&'static str> {
+        K::FOLD_PARAM
     }
 
     fn input_contracts(&self) -> &'static [InputContract] {

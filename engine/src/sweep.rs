@@ -70,7 +70,17 @@ pub fn expand(sets: &[String]) -> Result<Vec<Point>, String> {
 
 /// `1..5` (inclusive), `1,2,7`, or one number.
 pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
-    let bad = || format!("--seeds {s}: expected FIRST..LAST (inclusive) or a comma-separated list");
+    parse_values(Dimension::Seed, s)
+}
+
+/// The values of `--seeds` or `--folds`: `0..9` (inclusive), `1,2,7`, or one number.
+pub fn parse_values(dim: Dimension, s: &str) -> Result<Vec<u64>, String> {
+    let bad = || {
+        format!(
+            "--{}s {s}: expected FIRST..LAST (inclusive) or a comma-separated list",
+            dim.name()
+        )
+    };
     if let Some((a, b)) = s.split_once("..") {
         let (a, b): (u64, u64) = (
             a.trim().parse().map_err(|_| bad())?,
@@ -197,12 +207,18 @@ pub fn plan_for(
     };
     let mut all = Vec::new();
     for part in alternatives(label) {
-        if let Some(seed) = part.strip_prefix("seed=") {
-            for (stage, param) in seeded(&base_plan) {
-                all.push(SetOverride::parse(&format!("{stage}.{param}={seed}")).map_err(bad)?);
+        let dim = Dimension::ALL.into_iter().find_map(|d| {
+            part.strip_prefix(d.name())
+                .and_then(|r| r.strip_prefix('='))
+                .map(|v| (d, v))
+        });
+        match dim {
+            Some((d, v)) => {
+                for (stage, param) in d.stages(&base_plan) {
+                    all.push(SetOverride::parse(&format!("{stage}.{param}={v}")).map_err(bad)?);
+                }
             }
-        } else {
-            all.push(SetOverride::parse(&part).map_err(bad)?);
+            None => all.push(SetOverride::parse(&part).map_err(bad)?),
         }
     }
     all.extend(sets.iter().cloned());
@@ -211,30 +227,64 @@ pub fn plan_for(
     Ok(plan)
 }
 
+/// A sweep dimension applied to every stage whose kind names a param for it: `--seeds` and
+/// `--folds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Seed,
+    Fold,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 2] = [Dimension::Seed, Dimension::Fold];
+
+    /// The label prefix (`seed=3`) and the command-line flag's noun.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Seed => "seed",
+            Dimension::Fold => "fold",
+        }
+    }
+
+    fn param(self, kind: &dyn crate::kind::Kind) -> Option<&'static str> {
+        match self {
+            Dimension::Seed => kind.seed_param(),
+            Dimension::Fold => kind.fold_param(),
+        }
+    }
+
+    /// The stages of `plan` this dimension goes to, each with its kind's param.
+    pub fn stages(self, plan: &crate::plan::Plan) -> Vec<(&str, &'static str)> {
+        plan.stages
+            .iter()
+            .filter_map(|s| self.param(s.kind.as_ref()).map(|p| (s.name.as_str(), p)))
+            .collect()
+    }
+}
+
 /// The stages of `plan` a seed goes to, each with its kind's seed param.
 pub fn seeded(plan: &crate::plan::Plan) -> Vec<(&str, &'static str)> {
-    plan.stages
-        .iter()
-        .filter_map(|s| s.kind.seed_param().map(|p| (s.name.as_str(), p)))
-        .collect()
+    Dimension::Seed.stages(plan)
 }
 
 /// One point of a sweep: its label, its plan (a variant of its own, `<variant>+<label>`) and the
-/// seed it sets, if the sweep is over seeds too.
+/// seed and fold it sets, if the sweep is over seeds or folds too.
 pub struct PointPlan {
     pub label: String,
     pub plan: crate::plan::Plan,
     pub seed: Option<u64>,
+    pub fold: Option<u64>,
 }
 
-/// The plans of a sweep's points, each seed in `seeds` making one more dimension applied to every
-/// seeded stage ([`seeded`]) at once.
+/// The plans of a sweep's points: every `--set` point, times each value of each dimension in
+/// `dims` (seeds, folds), a value going to every stage of the dimension ([`Dimension::stages`])
+/// at once.
 pub fn point_plans(
     spec: &crate::spec::RawSpec,
     registry: &crate::Registry,
     base: Option<&str>,
     points: &[Point],
-    seeds: Option<&[u64]>,
+    dims: &[(Dimension, Vec<u64>)],
 ) -> Result<Vec<PointPlan>, crate::error::RunError> {
     use crate::error::RunError;
     use crate::plan::{Plan, SetOverride};
@@ -244,40 +294,51 @@ pub fn point_plans(
             .collect::<Result<Vec<_>, _>>()
             .map_err(RunError::Usage)
     };
-    let mut expanded: Vec<(String, Vec<String>, Option<u64>)> = Vec::new();
-    for p in points {
-        match seeds {
-            None => expanded.push((p.label.clone(), p.sets.clone(), None)),
-            Some(list) => {
-                let plan = Plan::build(spec, registry, base, &parse(&p.sets)?)?;
-                let seeded = seeded(&plan);
-                if seeded.is_empty() {
-                    return Err(RunError::Usage(
-                        "--seeds: no stage of the pipeline has a seed param".into(),
-                    ));
-                }
-                for seed in list {
-                    let mut sets = p.sets.clone();
-                    sets.extend(
-                        seeded
-                            .iter()
-                            .map(|(t, param)| format!("{t}.{param}={seed}")),
-                    );
-                    let label = if p.label.is_empty() {
-                        format!("seed={seed}")
-                    } else {
-                        format!("{},seed={seed}", p.label)
-                    };
-                    expanded.push((label, sets, Some(*seed)));
-                }
+    type Expanded = (String, Vec<String>, Option<u64>, Option<u64>);
+    let mut expanded: Vec<Expanded> = points
+        .iter()
+        .map(|p| (p.label.clone(), p.sets.clone(), None, None))
+        .collect();
+    for (dim, values) in dims {
+        let mut next = Vec::new();
+        for (label, sets, seed, fold) in expanded {
+            let plan = Plan::build(spec, registry, base, &parse(&sets)?)?;
+            let stages = dim.stages(&plan);
+            if stages.is_empty() {
+                return Err(RunError::Usage(format!(
+                    "--{}s: no stage of the pipeline has a {} param",
+                    dim.name(),
+                    dim.name()
+                )));
+            }
+            for v in values {
+                let mut sets = sets.clone();
+                sets.extend(stages.iter().map(|(t, param)| format!("{t}.{param}={v}")));
+                let part = format!("{}={v}", dim.name());
+                let label = if label.is_empty() {
+                    part
+                } else {
+                    format!("{label},{part}")
+                };
+                let (s, f) = match dim {
+                    Dimension::Seed => (Some(*v), fold),
+                    Dimension::Fold => (seed, Some(*v)),
+                };
+                next.push((label, sets, s, f));
             }
         }
+        expanded = next;
     }
     let mut plans = Vec::new();
-    for (label, sets, seed) in expanded {
+    for (label, sets, seed, fold) in expanded {
         let mut plan = Plan::build(spec, registry, base, &parse(&sets)?)?;
         plan.variant = Some(variant_name(base, &label));
-        plans.push(PointPlan { label, plan, seed });
+        plans.push(PointPlan {
+            label,
+            plan,
+            seed,
+            fold,
+        });
     }
     Ok(plans)
 }

@@ -607,7 +607,14 @@ fn a_sweep_over_seeds_shares_what_it_can_and_compares() {
     let spec = p.spec("a", "");
     let reg = registry();
     let points = sweep::expand(&[]).unwrap();
-    let plans = sweep::point_plans(&spec, &reg, None, &points, Some(&[1, 2])).unwrap();
+    let plans = sweep::point_plans(
+        &spec,
+        &reg,
+        None,
+        &points,
+        &[(sweep::Dimension::Seed, vec![1, 2])],
+    )
+    .unwrap();
     let labels: Vec<&str> = plans.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["seed=1", "seed=2"]);
     let results = sweep::run_points(&plans, 2, &Events::default(), &|plan, sink| {

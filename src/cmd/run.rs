@@ -27,12 +27,17 @@ pub struct Args {
     /// the seed, the seeds run as a sweep, and a multi-seed Table 2 is printed.
     #[arg(long)]
     seeds: Option<String>,
+    /// Run every cross-validation fold (`0..9` or `0,3`): the stage whose kind has a fold param
+    /// (`split_ars` in `mode: kfold`, as in `--variant kfold`) gets each fold, the folds run as
+    /// a sweep sharing the data stages, and the evaluation pools them: every AR a test AR once.
+    #[arg(long)]
+    folds: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let jobs = a.jobs.unwrap_or_else(default_jobs);
     let points = sweep::expand(&a.select.sets).map_err(RunError::Usage)?;
-    if points.len() == 1 && a.seeds.is_none() {
+    if points.len() == 1 && a.seeds.is_none() && a.folds.is_none() {
         let plan = ctx.plan(Some(&a.select))?;
         run_one(ctx, &plan, a, jobs, ctx.sink.as_ref(), true)?;
         return Ok(ExitCode::SUCCESS);
@@ -94,14 +99,17 @@ fn run_sweep(
 ) -> anyhow::Result<ExitCode> {
     let spec = ctx.spec()?;
     let base = a.select.variant.as_deref();
-    // Seeds are one more sweep dimension, applied to every seeded stage at once.
-    let seed_list = a
-        .seeds
-        .as_deref()
-        .map(sweep::parse_seeds)
-        .transpose()
-        .map_err(RunError::Usage)?;
-    let plans = sweep::point_plans(&spec, &ctx.registry, base, &points, seed_list.as_deref())?;
+    // Seeds and folds are more sweep dimensions, each applied to its stages at once.
+    let mut dims = Vec::new();
+    for (dim, flag) in [
+        (sweep::Dimension::Fold, &a.folds),
+        (sweep::Dimension::Seed, &a.seeds),
+    ] {
+        if let Some(v) = flag {
+            dims.push((dim, sweep::parse_values(dim, v).map_err(RunError::Usage)?));
+        }
+    }
+    let plans = sweep::point_plans(&spec, &ctx.registry, base, &points, &dims)?;
     let results = sweep::run_points(&plans, jobs, ctx.sink.as_ref(), &|plan, sink| {
         run_one(ctx, plan, a, 1, sink, false)
     });
@@ -126,17 +134,24 @@ fn run_sweep(
             }
         }
     }
-    if seed_list.is_some() && failed == 0 {
+    if failed == 0 && (a.seeds.is_some() || a.folds.is_some()) {
         let done: Vec<_> = plans
             .iter()
             .zip(&results)
             .filter_map(|(p, r)| r.as_ref().ok().map(|r| (p, r)))
             .collect();
-        if let Some((md, path)) =
-            magpipe_stages::commands::seeds::seeds_table(&ctx.store, base, &done)
-                .map_err(anyhow::Error::msg)?
+        if a.seeds.is_some()
+            && let Some((md, path)) =
+                magpipe_stages::commands::seeds::seeds_table(&ctx.store, base, &done)
+                    .map_err(anyhow::Error::msg)?
         {
             println!("\n{md}\nwritten to {}", path.display());
+        }
+        if let Some((headline, dir)) =
+            magpipe_stages::commands::pooled::pooled_evaluation(&ctx.store, base, &done)
+                .map_err(anyhow::Error::msg)?
+        {
+            println!("\n{headline}\nwritten to {}", dir.display());
         }
     }
     if failed > 0 {

@@ -181,6 +181,31 @@ impl AlarmParams {
         (q_obs, q_pred)
     }
 
+    /// The hours (series indices) at which a tile is alarmed in the operational replay: at hour
+    /// s only the predictions of windows that have ended by s exist (at most the scored span),
+    /// and the criterion runs on those alone, exactly as `forecast --replay` steps through
+    /// them. The first is the first window's last input, the last the last scored window's.
+    pub fn replay_alarm_hours(&self, g: &ArGeometry, predicted: &[f64]) -> Vec<usize> {
+        let c = self.criterion();
+        let span = g.span.min(predicted.len());
+        (g.input - 1..=g.span + g.input - 2)
+            .filter(|&s| c.first(&predicted[..(s + 2 - g.input).min(span)]).is_some())
+            .collect()
+    }
+
+    /// A unit's replay outcome from its alarmed hours (ascending) and its first observed
+    /// emergence on the plot axis.
+    pub fn operational(&self, g: &ArGeometry, on: &[usize], q_obs: Option<usize>) -> Operational {
+        let last = g.span + g.input - 2;
+        Operational {
+            alarmed: !on.is_empty(),
+            lead_h: q_obs.and_then(|q| {
+                let emerged = g.time_index(q);
+                warning_start(on, emerged, last).map(|w| emerged as i64 - w as i64)
+            }),
+        }
+    }
+
     pub fn score(&self, p: &Protocol, tiles: &BTreeMap<(u32, usize), TileSeries>) -> Scored {
         let mut out = Scored {
             tiles: Vec::new(),
@@ -210,6 +235,33 @@ impl AlarmParams {
         }
         out
     }
+}
+
+/// The alarm that counts for an emergence observed at hour `emerged`: the start of the alarm
+/// episode in force then (an alarm raised and withdrawn before it does not count), else the
+/// first raised after it (a late alarm, negative lead). `on` lists the alarmed hours ascending;
+/// past the replay's `last` hour the alarm is taken to stay as it was.
+pub fn warning_start(on: &[usize], emerged: usize, last: usize) -> Option<usize> {
+    let at = emerged.min(last);
+    match on.binary_search(&at) {
+        Ok(mut i) => {
+            while i > 0 && on[i - 1] + 1 == on[i] {
+                i -= 1;
+            }
+            Some(on[i])
+        }
+        Err(i) => on.get(i).copied(),
+    }
+}
+
+/// What an operator saw of one scored unit (a tile, or an AR: any of its tiles) in the
+/// operational replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operational {
+    /// Alarmed at any hour of the replay.
+    pub alarmed: bool,
+    /// The emergence hour minus the start of the warning in force then ([`warning_start`]).
+    pub lead_h: Option<i64>,
 }
 
 fn min_opt(a: Option<usize>, b: Option<usize>) -> Option<usize> {

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod contract_names;
 pub mod contracts;
 pub mod emergence;
+pub mod evaluate;
 pub mod figures;
 pub mod forecast;
 pub mod ingest;
@@ -46,6 +47,7 @@ pub fn registry() -> Registry {
         Arc::new(Typed::<alarms::ScoreAlarms>::default()),
         Arc::new(Typed::<report::RenderTables>::default()),
         Arc::new(Typed::<figures::RenderFigure>::default()),
+        Arc::new(Typed::<evaluate::Evaluate>::default()),
         Arc::new(Typed::<tune::study::Tune>::default()),
     ];
     let mut r = Registry::of(kinds).expect("the study's kinds have distinct names");

@@ -48,6 +48,125 @@ pub struct ProtocolParams {
     pub recalibrate: bool,
     /// Hours in the metric window.
     pub metric_hours: usize,
+    /// Derive the row of every test AR not listed in `ars` from its data by this rule (k-fold
+    /// cross-validation, where the test ARs change with the fold).
+    pub derive: Option<DeriveRule>,
+}
+
+/// The documented rule that gives a test AR its geometry from its data (README: "Cross-
+/// validation"). Input, history and the end trim are the study's values for its three 2022–23
+/// test ARs; the slice is the grid row whose scored tiles show the most observed emergences,
+/// which is how the study's rows differ from the central row (SEMANTICS.md §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeriveRule {
+    /// Input length W (hours) of the test windows.
+    pub input: usize,
+    /// Observed hours shown before the first prediction (capped at the last known index).
+    pub history: usize,
+    /// Predictions dropped at the end; the predictions also stop before the first time gap
+    /// (> 1.5 h), so array index = hour holds over the scored span.
+    pub end_trim: usize,
+    /// Start of the metric window, in hours after the first prediction.
+    pub metric_offset: usize,
+}
+
+impl Default for DeriveRule {
+    fn default() -> Self {
+        DeriveRule {
+            input: 96,
+            history: 40,
+            end_trim: 12,
+            metric_offset: 0,
+        }
+    }
+}
+
+/// A derived row and why its slice is the one it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedRow {
+    pub row: TestAr,
+    /// Grid row of the slice and how many of its scored tiles emerge (observed).
+    pub grid_row: usize,
+    pub emerging: usize,
+}
+
+/// Derives AR `ar`'s protocol row by `rule` from its timestamps and its scaled flux per flat
+/// tile (`flux(k)`): W, history and metric window as the rule says; the span cut by the end trim
+/// and before the first time gap; the slice `k0 = 9r + 1` (scored columns 2–8, as every study
+/// row) of the grid row r in 1…7 whose scored tiles show the most observed emergences under
+/// the study's criterion (threshold 0.01, smoothing 5, sustain 4), ties going to the row
+/// nearest the centre, then the lower one. Rows 0 and 8 are identically zero.
+pub fn derive_row<'a>(
+    ar: u32,
+    rule: &DeriveRule,
+    p: &ProtocolParams,
+    times: &[i64],
+    flux: impl Fn(usize) -> &'a [f64],
+    target_offset: usize,
+    horizon: usize,
+) -> Result<DerivedRow, String> {
+    let t = times.len();
+    let fail = |msg: String| format!("AR{ar} (T={t}): cannot derive its protocol row: {msg}");
+    let lk = last_known(rule.input, target_offset, p.output_step)
+        .ok_or_else(|| fail("input 1 with output step 0 has no last known hour".into()))?;
+    let windows = (t + 1)
+        .checked_sub(rule.input - 1 + target_offset + horizon)
+        .filter(|&w| w > rule.end_trim)
+        .ok_or_else(|| fail(format!("input {} leaves no prediction", rule.input)))?;
+    const HOUR: i64 = 3_600_000_000;
+    let gap = times.windows(2).position(|w| w[1] - w[0] > HOUR * 3 / 2);
+    let mut span = windows - rule.end_trim;
+    if let Some(i) = gap {
+        // Prediction k targets index lk + 1 + k, which must not lie past the gap.
+        span = span.min(i.saturating_sub(lk));
+    }
+    let history = rule.history.min(lk);
+    let metric_start = history + rule.metric_offset;
+    if span == 0 || metric_start + p.metric_hours > history + span {
+        return Err(fail(format!(
+            "{span} predictions before the end trim and the first time gap leave no {}-h metric              window",
+            p.metric_hours
+        )));
+    }
+    let c = crate::emergence::Criterion::default();
+    let emerging = |r: usize| {
+        let k0 = crate::solared::GRID * r + 1;
+        (k0 + p.first_scored..k0 + p.first_scored + p.scored)
+            .filter(|&k| k < TILES)
+            .filter(|&k| {
+                let phi = flux(k);
+                let o: Vec<f64> = (0..history + span)
+                    .map(|q| phi[observed_index(lk, history, q)])
+                    .collect();
+                c.first(&o).is_some()
+            })
+            .count()
+    };
+    let centre = crate::solared::GRID / 2;
+    let (grid_row, n) = (1..crate::solared::GRID - 1)
+        .filter(|r| crate::solared::GRID * r + 1 + p.first_scored + p.scored <= TILES)
+        .map(|r| (r, emerging(r)))
+        .max_by_key(|&(r, n)| {
+            (
+                n,
+                std::cmp::Reverse(r.abs_diff(centre)),
+                std::cmp::Reverse(r),
+            )
+        })
+        .ok_or_else(|| fail("no grid row holds the scored tiles".into()))?;
+    Ok(DerivedRow {
+        row: TestAr {
+            ar,
+            k0: crate::solared::GRID * grid_row + 1,
+            input: rule.input,
+            history,
+            trim: span as i64 - windows as i64,
+            metric_start,
+        },
+        grid_row,
+        emerging: n,
+    })
 }
 
 impl Default for ProtocolParams {
@@ -59,6 +178,7 @@ impl Default for ProtocolParams {
             output_step: 11,
             recalibrate: true,
             metric_hours: 72,
+            derive: None,
         }
     }
 }
@@ -377,6 +497,21 @@ pub fn scores(o: &[f64], p: &[f64]) -> Scores {
     }
 }
 
+/// One tile's scores in Gauss over its AR's metric window.
+pub fn metric_window_scores(
+    p: &Protocol,
+    g: &ArGeometry,
+    ts: &TileSeries,
+    pair: crate::scale::Range,
+) -> Scores {
+    let r = g.metric_range(p.metric_hours);
+    let o: Vec<f64> = r.clone().map(|q| pair.invert(ts.observed[q])).collect();
+    let pr: Vec<f64> = r
+        .map(|q| pair.invert(ts.predicted[q - g.history]))
+        .collect();
+    scores(&o, &pr)
+}
+
 /// Per-tile and per-AR (plain mean of the tiles) metrics in Gauss, over the 72-h metric window
 /// (`metric72`, the paper's) and over the whole prediction span (`span`, a later version of the
 /// published code).
@@ -509,6 +644,18 @@ impl TypedKind for TestProtocol {
         },
     ];
 
+    /// `derive` enters the key only when given, so listed-only protocols keep the keys they
+    /// had before derivation existed.
+    fn key_params(p: &ProtocolParams) -> serde_json::Value {
+        let mut v = serde_json::to_value(p).expect("params serialise");
+        if p.derive.is_none()
+            && let Some(m) = v.as_object_mut()
+        {
+            m.remove("derive");
+        }
+        v
+    }
+
     fn check(p: &ProtocolParams) -> Result<(), ParamError> {
         let bad = |name: &str, msg: String| {
             Err(ParamError::Invalid {
@@ -516,8 +663,16 @@ impl TypedKind for TestProtocol {
                 msg,
             })
         };
-        if p.ars.is_empty() {
-            return bad("ars", "list at least one test AR".into());
+        if p.ars.is_empty() && p.derive.is_none() {
+            return bad(
+                "ars",
+                "list at least one test AR, or give `derive:` to derive every test AR's row".into(),
+            );
+        }
+        if let Some(d) = &p.derive
+            && d.input == 0
+        {
+            return bad("derive", "input must be at least 1".into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for a in &p.ars {
@@ -582,6 +737,33 @@ impl TypedKind for TestProtocol {
                 resolve(a, p, &b.times, target_offset, horizon).map_err(StageError::Invalid)?,
             );
         }
+        let mut derived = Vec::new();
+        if let Some(rule) = &p.derive {
+            for b in &series.blocks {
+                if p.ars.iter().any(|a| a.ar == b.ar) {
+                    continue;
+                }
+                let n = b.len();
+                let flux = series.channel(b, FLUX);
+                let d = derive_row(
+                    b.ar,
+                    rule,
+                    p,
+                    &b.times,
+                    |k| &flux[k * n..(k + 1) * n],
+                    target_offset,
+                    horizon,
+                )
+                .map_err(StageError::Invalid)?;
+                proto.ars.push(
+                    resolve(&d.row, p, &b.times, target_offset, horizon)
+                        .map_err(StageError::Invalid)?,
+                );
+                derived.push(json!({
+                    "ar": b.ar, "grid_row": d.grid_row, "emerging_tiles": d.emerging,
+                }));
+            }
+        }
         let path = ctx.output("protocol.json");
         std::fs::write(
             &path,
@@ -591,6 +773,10 @@ impl TypedKind for TestProtocol {
         let md = protocol_markdown(&proto);
         let mdp = ctx.output("protocol.md");
         std::fs::write(&mdp, &md).map_err(|e| StageError::io(&mdp, e))?;
+        let mut facts = json!({ "ars": proto.ars.iter().map(|g| g.ar).collect::<Vec<_>>() });
+        if p.derive.is_some() {
+            facts["derived"] = json!(derived);
+        }
         Ok(Report {
             summary: format!(
                 "{} test ARs, {} scored tiles each, output step {} (target offset {})",
@@ -600,7 +786,7 @@ impl TypedKind for TestProtocol {
                 target_offset
             ),
             stdout: None,
-            facts: json!({ "ars": proto.ars.iter().map(|g| g.ar).collect::<Vec<_>>() }),
+            facts,
         })
     }
 }
@@ -884,15 +1070,7 @@ pub fn write_predictor_outputs(
         let mean = g
             .tiles
             .iter()
-            .map(|&k| {
-                let ts = &by_tile[&(g.ar, k)];
-                let r = g.metric_range(p.metric_hours);
-                let o: Vec<f64> = r.clone().map(|q| pair.invert(ts.observed[q])).collect();
-                let pr: Vec<f64> = r
-                    .map(|q| pair.invert(ts.predicted[q - g.history]))
-                    .collect();
-                scores(&o, &pr).rmse
-            })
+            .map(|&k| metric_window_scores(p, g, &by_tile[&(g.ar, k)], pair).rmse)
             .sum::<f64>()
             / g.tiles.len() as f64;
         summary.mean_rmse_gauss.insert(format!("AR{}", g.ar), mean);

@@ -17,6 +17,10 @@ pub enum SplitMode {
     Fixed,
     /// A seeded shuffle of every AR not excluded, cut by `fractions`.
     Random,
+    /// Grouped k-fold cross-validation over the ARs not excluded: a seeded shuffle dealt into
+    /// `folds` folds; fold `fold` is the test set, the next fold (cyclically) validation, the
+    /// rest training.
+    Kfold,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,8 +41,13 @@ pub struct SplitParams {
     pub exclude: Vec<u32>,
     /// Only for `mode: random`.
     pub fractions: Fractions,
-    /// Only for `mode: random`.
+    /// For `mode: random` and `mode: kfold`.
     pub seed: u64,
+    /// Only for `mode: kfold`: how many folds.
+    pub folds: usize,
+    /// Only for `mode: kfold`: which fold is the test set (0-based; default 0). `magpipe run
+    /// --folds 0..9` sweeps it.
+    pub fold: Option<usize>,
 }
 
 impl Default for SplitParams {
@@ -55,9 +64,13 @@ impl Default for SplitParams {
                 test: 0.14,
             },
             seed: 0,
+            folds: DEFAULT_FOLDS,
+            fold: None,
         }
     }
 }
+
+pub const DEFAULT_FOLDS: usize = 10;
 
 pub const ROLES: [&str; 4] = ["train", "val", "test", "exclude"];
 
@@ -143,8 +156,47 @@ pub fn assign(p: &SplitParams, ars: &[u32]) -> Result<Split, StageError> {
             out.insert("test".into(), test);
             out.insert("exclude".into(), p.exclude.clone());
         }
+        SplitMode::Kfold => {
+            let folds = kfolds(p, ars);
+            let k = p.fold.unwrap_or(0);
+            let val = (k + 1) % p.folds;
+            let mut train: Vec<u32> = Vec::new();
+            for (i, f) in folds.iter().enumerate() {
+                if i != k && i != val {
+                    train.extend(f);
+                }
+            }
+            train.sort_unstable();
+            out.insert("train".into(), train);
+            out.insert("val".into(), folds[val].clone());
+            out.insert("test".into(), folds[k].clone());
+            out.insert("exclude".into(), p.exclude.clone());
+        }
     }
     Ok(out)
+}
+
+/// The folds of `mode: kfold`: the ARs not excluded, ascending, shuffled with the seed and dealt
+/// round-robin, so fold sizes differ by at most one; each fold ascending (the windowing order).
+pub fn kfolds(p: &SplitParams, ars: &[u32]) -> Vec<Vec<u32>> {
+    let mut pool: Vec<u32> = ars
+        .iter()
+        .copied()
+        .filter(|a| !p.exclude.contains(a))
+        .collect();
+    pool.sort_unstable();
+    let mut rng = SplitMix64(p.seed);
+    for i in (1..pool.len()).rev() {
+        pool.swap(i, rng.below(i + 1));
+    }
+    let mut folds = vec![Vec::new(); p.folds];
+    for (i, ar) in pool.into_iter().enumerate() {
+        folds[i % p.folds].push(ar);
+    }
+    for f in &mut folds {
+        f.sort_unstable();
+    }
+    folds
 }
 
 /// Reads a split written by this stage.
@@ -175,7 +227,25 @@ impl TypedKind for SplitArs {
     const NAME: &'static str = "split_ars";
     const VERSION: u32 = 1;
     const DOC: &'static str = "Assigns every AR one role (train, val, test, exclude): the study's \
-        fixed lists, or a seeded random split by fractions.";
+        fixed lists, a seeded random split by fractions, or fold `fold` of a seeded k-fold \
+        split grouped by AR (test = the fold, validation = the next fold, training = the rest).";
+
+    /// `folds` enters the key only in `mode: kfold`, so the keys of the other modes are the
+    /// ones they had before k-fold existed.
+    fn key_params(p: &SplitParams) -> serde_json::Value {
+        let mut v = serde_json::to_value(p).expect("params serialise");
+        if let Some(m) = v.as_object_mut() {
+            if p.mode == SplitMode::Kfold {
+                // Fold 0 is the default: the same split whether written or not.
+                m.insert("fold".into(), p.fold.unwrap_or(0).into());
+            } else {
+                m.remove("folds");
+                m.remove("fold");
+            }
+        }
+        v
+    }
+    const FOLD_PARAM: Option<&'static str> = Some("fold");
     const INPUTS: &'static [InputSlot] = &[InputSlot {
         name: "inventory",
         doc: "the ingest inventory (which ARs exist)",
@@ -198,15 +268,46 @@ impl TypedKind for SplitArs {
                 }
             }
         }
-        if p.mode == SplitMode::Random {
+        if p.mode != SplitMode::Kfold && p.fold.is_some() {
+            return Err(ParamError::Invalid {
+                name: "fold".into(),
+                msg: "`fold` is only for `mode: kfold` (`magpipe run --variant kfold --folds \
+                      0..9` runs every fold)"
+                    .into(),
+            });
+        }
+        if p.mode == SplitMode::Kfold {
+            if p.folds < 3 {
+                return Err(ParamError::Invalid {
+                    name: "folds".into(),
+                    msg: "k-fold needs at least 3 folds (test, validation and training)".into(),
+                });
+            }
+            if let Some(f) = p.fold.filter(|f| *f >= p.folds) {
+                return Err(ParamError::Invalid {
+                    name: "fold".into(),
+                    msg: format!("fold {f} is outside 0..{} ({} folds)", p.folds - 1, p.folds),
+                });
+            }
+        }
+        if p.mode != SplitMode::Fixed {
             for (role, list) in p.lists().into_iter().take(3) {
                 if !list.is_empty() {
                     return Err(ParamError::Invalid {
                         name: role.into(),
-                        msg: "mode `random` draws the roles; give only `exclude`".into(),
+                        msg: format!(
+                            "mode `{}` draws the roles; give only `exclude`",
+                            if p.mode == SplitMode::Random {
+                                "random"
+                            } else {
+                                "kfold"
+                            }
+                        ),
                     });
                 }
             }
+        }
+        if p.mode == SplitMode::Random {
             let f = &p.fractions;
             if [f.train, f.val, f.test]
                 .iter()
@@ -294,6 +395,62 @@ mod tests {
             (a["train"].len(), a["val"].len(), a["test"].len()),
             (39, 8, 8)
         );
+    }
+
+    #[test]
+    fn kfold_folds_are_disjoint_cover_every_ar_once_and_keep_training_out_of_test() {
+        let mut p = SplitParams {
+            mode: SplitMode::Kfold,
+            exclude: vec![11003, 11040],
+            seed: 3,
+            ..Default::default()
+        };
+        let folds = kfolds(&p, &ars());
+        assert_eq!(folds.len(), DEFAULT_FOLDS);
+        let mut all: Vec<u32> = folds.concat();
+        all.sort_unstable();
+        let kept: Vec<u32> = ars()
+            .into_iter()
+            .filter(|a| !p.exclude.contains(a))
+            .collect();
+        assert_eq!(all, kept, "every AR not excluded in exactly one fold");
+        assert!(
+            folds.iter().all(|f| f.len() == 5 || f.len() == 6),
+            "{folds:?}"
+        );
+        let mut tested = Vec::new();
+        for k in 0..DEFAULT_FOLDS {
+            p.fold = Some(k);
+            SplitArs::check(&p).unwrap();
+            let a = assign(&p, &ars()).unwrap();
+            assert_eq!(a["test"], folds[k]);
+            assert_eq!(a["val"], folds[(k + 1) % DEFAULT_FOLDS]);
+            for t in &a["test"] {
+                assert!(
+                    !a["train"].contains(t) && !a["val"].contains(t),
+                    "AR{t} of fold {k}"
+                );
+            }
+            assert_eq!(a["exclude"], [11003, 11040]);
+            assert_eq!(
+                a["train"].len() + a["val"].len() + a["test"].len(),
+                kept.len()
+            );
+            tested.extend(a["test"].clone());
+        }
+        tested.sort_unstable();
+        assert_eq!(tested, kept, "over the folds every AR is a test AR once");
+        // Another seed deals other folds; the same seed the same ones.
+        assert_eq!(kfolds(&p, &ars()), folds);
+        p.seed = 4;
+        assert_ne!(kfolds(&p, &ars()), folds);
+        p.fold = Some(10);
+        assert_eq!(SplitArs::check(&p).unwrap_err().param(), Some("fold"));
+        let fixed = SplitParams {
+            fold: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(SplitArs::check(&fixed).unwrap_err().param(), Some("fold"));
     }
 
     #[test]

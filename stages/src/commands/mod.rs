@@ -2,5 +2,6 @@
 //! engine through its public API (plans, the store, records), as any program built on it would.
 
 pub mod forecast;
+pub mod pooled;
 pub mod report;
 pub mod seeds;

@@ -881,22 +881,7 @@ impl Live<'_> {
     }
 }
 
-/// The alarm that counts for an emergence observed at hour `emerged`: the start of the alarm
-/// episode in force then (an alarm raised and withdrawn before it does not count), else the
-/// first raised after it (a late alarm, negative lead). `on` lists the alarmed hours ascending;
-/// past the replay's `last` hour the alarm is taken to stay as it was.
-pub fn warning_start(on: &[usize], emerged: usize, last: usize) -> Option<usize> {
-    let at = emerged.min(last);
-    match on.binary_search(&at) {
-        Ok(mut i) => {
-            while i > 0 && on[i - 1] + 1 == on[i] {
-                i -= 1;
-            }
-            Some(on[i])
-        }
-        Err(i) => on.get(i).copied(),
-    }
-}
+pub use crate::alarms::warning_start;
 
 impl Geometry {
     /// A replay of an AR outside the test protocol is scored like a protocol row with no trim:
