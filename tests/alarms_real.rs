@@ -115,6 +115,44 @@ fn the_protocol_resolves_to_the_published_geometry() {
     assert_eq!(proto["train_input"], 110);
 }
 
+/// The derivation rule (`derive:`, what k-fold folds use) on the study's own test ARs: the same
+/// slice for all five, the whole geometry for the three 2022–23 ARs; for AR11698 and AR11726 the
+/// study chose per-AR values no rule from the data gives (README: "Cross-validation").
+#[test]
+fn the_derived_protocol_reproduces_the_study_geometry_where_a_rule_can() {
+    let p = baselines_only();
+    let row = |g: &serde_json::Value| -> [u64; 6] {
+        ["ar", "k0", "input", "history", "metric_start", "span"].map(|k| g[k].as_u64().unwrap())
+    };
+    let rows = |args: &[&str]| -> Vec<[u64; 6]> {
+        let mut run = vec!["run", "protocol"];
+        run.extend(args);
+        p.run(&run).assert_ok();
+        let mut art = vec!["artifact", "protocol", "protocol"];
+        art.extend(args);
+        let r = p.run(&art);
+        r.assert_ok();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.stdout.trim()).unwrap()).unwrap();
+        v["ars"].as_array().unwrap().iter().map(row).collect()
+    };
+    let study = rows(&[]);
+    let derived = rows(&["--set", "protocol.ars=[]", "--set", "protocol.derive={}"]);
+    assert_eq!(derived.len(), 5);
+    for (s, d) in study.iter().zip(&derived) {
+        assert_eq!((s[0], s[1]), (d[0], d[1]), "AR{}: the same slice", s[0]);
+        if s[0] >= 13000 {
+            assert_eq!(s, d, "AR{}: the whole geometry", s[0]);
+        }
+    }
+    // AR11698: the study shows 50 h of history, keeps every prediction and starts the metric
+    // window a day in; AR11726: a 72-h input, and predictions that stop before its 9-h gap.
+    assert_eq!(derived[0], [11698, 46, 96, 40, 40, 122]);
+    assert_eq!(study[0], [11698, 46, 96, 50, 74, 134]);
+    assert_eq!(derived[1], [11726, 37, 96, 40, 40, 103]);
+    assert_eq!(study[1], [11726, 37, 72, 50, 50, 126]);
+}
+
 #[test]
 fn a_protocol_that_does_not_fit_the_data_is_refused_with_its_ar() {
     let p = baselines_only();

@@ -14,6 +14,8 @@ use magpipe_engine::plan::Plan;
 use magpipe_engine::provenance;
 use magpipe_engine::store::{Record, Store};
 
+use crate::kind::TypedKind;
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -247,6 +249,25 @@ pub fn html(input: &ReportInput<'_>, store: &Store) -> Result<String, RunError> 
         // The success lines under the table.
         for l in md.lines().filter(|l| l.starts_with("Operationally")) {
             let _ = writeln!(body, "<p>{}</p>", esc(l));
+        }
+    }
+    // The answer to "better than the simple alternatives, and how sure?": the evaluation's
+    // Markdown (answer, scores, paired comparisons, contingency tables) and its forest plot.
+    if let Some((_, r)) = by_kind(crate::evaluate::Evaluate::NAME).into_iter().next() {
+        body.push_str("<h2>Evaluation — skill, intervals and paired comparisons</h2>\n");
+        if let Some(o) = r.outputs.get("forest_png")
+            && let Ok(bytes) = std::fs::read(store.object_path(o))
+        {
+            let _ = writeln!(
+                body,
+                "<figure><img alt=\"forest plot\" src=\"data:image/png;base64,{}\"><figcaption>Each predictor's score with its 95 % bootstrap interval; the dashed line is the primary model's value.</figcaption></figure>",
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            );
+        }
+        if let Some(md) = read(store, r, "evaluation_md") {
+            // The title is the section heading's.
+            let rest = md.split_once('\n').map_or(&md[..], |(_, r)| r);
+            body.push_str(&markdown_to_html(rest));
         }
     }
     body.push_str("<h2>Table 1 — configurations</h2>\n");

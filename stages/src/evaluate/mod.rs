@@ -580,11 +580,25 @@ impl TypedKind for Evaluate {
         }
         let mut rows = Vec::new();
         let mut labels = Vec::new();
+        let mut stages: Vec<&str> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             ctx.events
                 .progress(i as u64, entries.len() as u64, "predictors");
             let summary = PredictorSummary::read(e.output("summary")?)?;
             let label = summary.predictor;
+            if let Some(j) = labels.iter().position(|l| *l == label) {
+                // The same stage listed twice is one predictor; two stages with one label
+                // would be indistinguishable in every table.
+                if stages[j] == e.stage {
+                    continue;
+                }
+                return Err(StageError::Invalid(format!(
+                    "stages `{}` and `{}` are both labelled `{label}`; give one of them a \
+                     `label` param",
+                    stages[j], e.stage
+                )));
+            }
+            stages.push(&e.stage);
             let (_, s) = scored.iter().find(|(l, _)| *l == label).ok_or_else(|| {
                 StageError::table(
                     apath,

@@ -105,7 +105,10 @@ pub fn headline(ev: &Evaluation) -> String {
     out
 }
 
-fn lead_quartiles(ev: &Evaluation, p: usize, set: EventSet) -> (f64, f64, f64, usize) {
+/// First quartile, median, third quartile and how many leads.
+type Quartiles = (f64, f64, f64, usize);
+
+fn lead_quartiles(ev: &Evaluation, p: usize, set: EventSet) -> Quartiles {
     let mut leads = Vec::new();
     for a in &ev.data.ars {
         for seed in &a.cells {
@@ -175,7 +178,7 @@ pub fn scores_frame(ev: &Evaluation) -> PolarsResult<DataFrame> {
 
 pub fn contingency_frame(ev: &Evaluation) -> PolarsResult<DataFrame> {
     let d = &ev.data;
-    let mut c: Vec<(String, String, [f64; 9], (f64, f64, f64, usize))> = Vec::new();
+    let mut c: Vec<(String, String, [f64; 9], Quartiles)> = Vec::new();
     for (p, name) in d.predictors.iter().enumerate() {
         for set in EventSet::ALL {
             let t = ev.tallies[p].table(set);

@@ -493,14 +493,14 @@ impl Dataset {
             }
             x.value(stat) - y.value(stat)
         };
+        let n = self.ars.len();
         let observed = delta(&|_| false);
         if !observed.is_finite() {
-            return (f64::NAN, false);
+            return (f64::NAN, n <= EXACT_LIMIT);
         }
         // A tolerance, so sums that differ only by rounding count as ties.
         let tol = 1e-9 * observed.abs().max(1.0);
         let extreme = |d: f64| d.is_finite() && d.abs() >= observed.abs() - tol;
-        let n = self.ars.len();
         if n <= EXACT_LIMIT {
             let total = 1usize << n;
             let hits = (0..total)
@@ -615,14 +615,17 @@ mod tests {
 
     /// `n` ARs of 7 tiles; tile t of AR a emerges when (a + t) % 3 == 0 (so a mix of events and
     /// non-events); each predictor says what it does on (ar, tile, observed).
-    fn synthetic(n: usize, predictors: &[(&str, fn(usize, usize, bool) -> Outcome)]) -> Dataset {
+    /// What a synthetic predictor does on (ar, tile, observed).
+    type Behaviour = fn(usize, usize, bool) -> Outcome;
+
+    fn synthetic(n: usize, predictors: &[(&str, Behaviour)]) -> Dataset {
         let ars = (0..n)
             .map(|a| {
                 let per: Vec<(Outcome, Vec<Outcome>)> = predictors
                     .iter()
                     .map(|(_, f)| {
                         let tiles: Vec<Outcome> =
-                            (0..7).map(|t| f(a, t, (a + t) % 3 == 0)).collect();
+                            (0..7).map(|t| f(a, t, (a + t).is_multiple_of(3))).collect();
                         let em = Outcome {
                             observed: tiles.iter().any(|o| o.observed),
                             alarmed: tiles.iter().any(|o| o.alarmed),
@@ -664,7 +667,7 @@ mod tests {
 
     /// Alarms every third tile whatever happens, late, with an error.
     fn guesser(a: usize, t: usize, observed: bool) -> Outcome {
-        let alarmed = (a + 2 * t) % 3 == 0;
+        let alarmed = (a + 2 * t).is_multiple_of(3);
         Outcome {
             observed,
             alarmed,
