@@ -654,3 +654,106 @@ impl TypedKind for Evaluate {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        pred: &str,
+        seed: Option<u64>,
+        fold: Option<u64>,
+        ar: u32,
+        tile: Option<u32>,
+    ) -> EventRow {
+        EventRow {
+            predictor: pred.into(),
+            primary: pred == "a",
+            fold,
+            seed,
+            ar,
+            tile,
+            outcome: Outcome {
+                observed: tile.is_none_or(|t| t % 2 == 0),
+                alarmed: seed == Some(1),
+                lead_h: (seed == Some(1)).then_some(6),
+                rmse_gauss: tile.map(|_| 1.0),
+                mae_gauss: tile.map(|_| 1.0),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn rows(seeds: &[u64]) -> Vec<EventRow> {
+        let mut v = Vec::new();
+        for &s in seeds {
+            for p in ["a", "b"] {
+                for ar in [1, 2, 3] {
+                    for t in [None, Some(1), Some(2)] {
+                        v.push(row(p, Some(s), Some(u64::from(ar)), ar, t));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn seeds_pool_into_one_dataset_and_the_bootstrap_draws_them() {
+        let d = dataset(&rows(&[1, 2]), None, 4).unwrap();
+        assert_eq!(d.predictors, ["a", "b"]);
+        assert_eq!(
+            (d.primary, d.seeds.len(), d.ars.len(), d.tile_count()),
+            (0, 2, 3, 6)
+        );
+        // Seed 1 alarms everything, seed 2 nothing: pooled, half the emerging tiles are hits,
+        // and resampling the seeds spreads the POD over [0, 1].
+        let ev = evaluate(
+            d,
+            &Resampling {
+                resamples: 400,
+                ..Resampling::default()
+            },
+        );
+        let pod = ev.estimate(0, Stat::Pod(stats::EventSet::TileDelay));
+        assert_eq!(pod.value, 0.5);
+        assert_eq!((pod.low, pod.high), (0.0, 1.0));
+        assert!(
+            render::units(&ev).ends_with("× 2 seeds"),
+            "{}",
+            render::units(&ev)
+        );
+    }
+
+    #[test]
+    fn misaligned_rows_are_refused_with_what_is_missing() {
+        let mut r = rows(&[1, 2]);
+        r.retain(|x| !(x.predictor == "b" && x.seed == Some(2) && x.ar == 3 && x.tile == Some(2)));
+        let e = dataset(&r, None, 4).unwrap_err();
+        assert_eq!(e, "b: no outcome for AR3 tile 2 with seed 2");
+        let mut r = rows(&[1]);
+        r[0].fold = Some(9);
+        assert!(
+            dataset(&r, None, 4)
+                .unwrap_err()
+                .contains("AR1 is a test AR of two folds")
+        );
+        let e = dataset(&rows(&[1]), Some("zzz"), 4).unwrap_err();
+        assert!(e.contains("primary predictor `zzz`"), "{e}");
+        let mut r = rows(&[1]);
+        r.push(r[0].clone());
+        assert!(dataset(&r, None, 4).unwrap_err().contains("appears twice"));
+    }
+
+    #[test]
+    fn events_round_trip_through_parquet_and_a_bad_table_is_refused() {
+        let r = rows(&[1]);
+        let df = events_frame(&r).unwrap();
+        assert_eq!(read_events(&df).unwrap(), r);
+        let bad = df.drop("observed").unwrap();
+        assert_eq!(
+            read_events(&bad).unwrap_err(),
+            "column `observed` is missing"
+        );
+    }
+}
