@@ -68,6 +68,9 @@ run: build models
 	@printf '  '; ./target/release/magpipe report
 	@echo "Table 2's alarms replayed hour by hour, as an operator would have received them:"
 	@./target/release/magpipe -q forecast --replay | sed -n 's/^Successful/  Successful/p; s/^written to /  written to /p'
+	@echo "Is the model better than the simple alternatives, and how sure are we? (evaluate stage):"
+	@sed -n '/^## The answer/,/^## Scores/{/^- /s/^- /  /p}' "$$(./target/release/magpipe artifact evaluate evaluation_md)"
+	@echo "  in full: $$(./target/release/magpipe artifact evaluate evaluation_md)"
 
 # fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks. The
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian

@@ -312,8 +312,8 @@ pub fn definitions(delay: i64) -> String {
          the windows ended by then; a false alarm is a non-emerging unit alarmed at any hour.\n\n\
          Scores: POD = a/(a+c), FAR = b/(a+b), POFD = b/(b+d), TSS = POD − POFD, HSS = \
          2(ad − bc)/((a+c)(c+d) + (a+b)(b+d)) with a hits, b false alarms, c misses, d correct \
-         negatives; — where a denominator is zero (TSS needs both events and non-events, so it \
-         is undefined per AR when every AR emerges). Success rate: ARs whose Emergence lead is \
+         negatives; — where a denominator is zero (TSS and HSS need both events and non-events, \
+         so they are undefined per AR when every AR emerges). Success rate: ARs whose Emergence lead is \
          ≥ {delay} h over all ARs (Table 2's \"successful ARs\"). Mean lead: over alarmed \
          emerging tiles. RMSE/MAE: mean over tiles of the per-tile error in Gauss over the \
          metric window.\n"

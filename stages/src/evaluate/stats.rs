@@ -146,7 +146,9 @@ impl Contingency {
     pub fn tss(&self) -> f64 {
         self.pod() - self.pofd()
     }
-    /// Heidke skill score 2(ad − bc) / ((a+c)(c+d) + (a+b)(b+d)).
+    /// Heidke skill score 2(ad − bc) / ((a+c)(c+d) + (a+b)(b+d)); undefined, like TSS, unless
+    /// both events and non-events occur (with one class only the formula gives 0 whatever the
+    /// forecasts were).
     pub fn hss(&self) -> f64 {
         let (a, b, c, d) = (
             self.hits,
@@ -154,6 +156,9 @@ impl Contingency {
             self.misses,
             self.correct_negatives,
         );
+        if a + c == 0.0 || b + d == 0.0 {
+            return f64::NAN;
+        }
         Self::ratio(2.0 * (a * d - b * c), (a + c) * (c + d) + (a + b) * (b + d))
     }
 }
@@ -583,7 +588,7 @@ mod tests {
         assert_eq!((t.pod(), t.pofd(), t.tss(), t.hss()), (0.0, 0.0, 0.0, 0.0));
         // No non-events (every AR emerges): POFD and TSS undefined.
         let t = table(3.0, 0.0, 2.0, 0.0);
-        assert!(t.pofd().is_nan() && t.tss().is_nan());
+        assert!(t.pofd().is_nan() && t.tss().is_nan() && t.hss().is_nan());
         assert!(table(0.0, 0.0, 0.0, 0.0).hss().is_nan());
     }
 
