@@ -48,6 +48,16 @@ fn u32s(df: &DataFrame, c: &str) -> Vec<Option<u32>> {
     df.column(c).unwrap().u32().unwrap().iter().collect()
 }
 
+fn bools(df: &DataFrame, c: &str) -> Vec<bool> {
+    df.column(c)
+        .unwrap()
+        .bool()
+        .unwrap()
+        .iter()
+        .map(Option::unwrap)
+        .collect()
+}
+
 fn i64s(df: &DataFrame, c: &str) -> Vec<Option<i64>> {
     df.column(c).unwrap().i64().unwrap().iter().collect()
 }
@@ -199,15 +209,7 @@ fn the_evaluation_counts_table_2_and_answers_with_intervals_and_paired_differenc
             .iter()
             .all(|a| a == "linear trend (6 h)")
     );
-    assert!(
-        paired
-            .column("exact")
-            .unwrap()
-            .bool()
-            .unwrap()
-            .iter()
-            .all(|e| e == Some(true))
-    );
+    assert!(bools(&paired, "exact").iter().all(|e| *e));
     // Undefined where the statistic is (a predictor that never alarms has no mean lead).
     for pv in f64s(&paired, "p_value").into_iter().filter(|p| !p.is_nan()) {
         // Multiples of 1/32, at least the smallest attainable two-sided 2/32.
@@ -251,14 +253,7 @@ fn the_evaluation_takes_the_operational_lead_of_the_replay() {
     ));
     p.run(&["run", "evaluate"]).assert_ok();
     let ev = frame(&artifact(&p, &["evaluate", "events"]));
-    let primary: Vec<bool> = ev
-        .column("primary")
-        .unwrap()
-        .bool()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap())
-        .collect();
+    let primary = bools(&ev, "primary");
     let (tile, lead) = (u32s(&ev, "tile"), i64s(&ev, "replay_lead_h"));
     let ours: BTreeMap<Option<u32>, Option<i64>> = (0..ev.height())
         .filter(|&i| primary[i])
@@ -426,13 +421,5 @@ fn a_kfold_sweep_makes_every_ar_a_test_ar_once_and_pools_the_evaluation() {
     }
     let paired = frame(dir.join("paired.parquet").to_str().unwrap());
     // More than 12 ARs: random swaps, not enumeration.
-    assert!(
-        paired
-            .column("exact")
-            .unwrap()
-            .bool()
-            .unwrap()
-            .iter()
-            .all(|e| e == Some(false))
-    );
+    assert!(bools(&paired, "exact").iter().all(|e| !e));
 }

@@ -16,7 +16,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::alarms::{AlarmParams, Category, Scored, read_alarms};
+use crate::alarms::{AlarmParams, Scored, read_alarms};
 use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
 use crate::protocol::{PredictorSummary, Protocol, metric_window_scores, read_predictions};
 use crate::scale::Scaler;
@@ -89,6 +89,15 @@ pub fn predictor_rows(
 ) -> Result<Vec<EventRow>, String> {
     let pair = scaler.pair(FLUX);
     let mut rows = Vec::new();
+    let event = |ar: u32, tile: Option<u32>, outcome: Outcome| EventRow {
+        predictor: label.to_string(),
+        primary,
+        fold: None,
+        seed: None,
+        ar,
+        tile,
+        outcome,
+    };
     for g in &proto.ars {
         let mut ar_hours: Vec<usize> = Vec::new();
         for &k in &g.tiles {
@@ -105,14 +114,10 @@ pub fn predictor_rows(
             let op = ap.operational(g, &on, t.q_obs);
             ar_hours.extend(&on);
             let s = metric_window_scores(proto, g, ts, pair);
-            rows.push(EventRow {
-                predictor: label.to_string(),
-                primary,
-                fold: None,
-                seed: None,
-                ar: g.ar,
-                tile: Some(tile),
-                outcome: Outcome {
+            rows.push(event(
+                g.ar,
+                Some(tile),
+                Outcome {
                     observed: t.q_obs.is_some(),
                     alarmed: t.q_pred.is_some(),
                     lead_h: t.category.lead(),
@@ -121,7 +126,7 @@ pub fn predictor_rows(
                     rmse_gauss: Some(s.rmse),
                     mae_gauss: Some(s.mae),
                 },
-            });
+            ));
         }
         let a = scored
             .ars
@@ -132,26 +137,19 @@ pub fn predictor_rows(
         ar_hours.sort_unstable();
         ar_hours.dedup();
         let op = ap.operational(g, &ar_hours, a.q_obs);
-        rows.push(EventRow {
-            predictor: label.to_string(),
-            primary,
-            fold: None,
-            seed: None,
-            ar: g.ar,
-            tile: None,
-            outcome: Outcome {
+        rows.push(event(
+            g.ar,
+            None,
+            Outcome {
                 observed: a.q_obs.is_some(),
                 alarmed: a.q_pred.is_some(),
-                lead_h: match a.category {
-                    Category::Alarm(h) => Some(h),
-                    _ => None,
-                },
+                lead_h: a.category.lead(),
                 op_alarmed: op.alarmed,
                 op_lead_h: op.lead_h,
                 rmse_gauss: None,
                 mae_gauss: None,
             },
-        });
+        ));
     }
     Ok(rows)
 }
