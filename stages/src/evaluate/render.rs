@@ -43,13 +43,16 @@ pub fn with_interval(m: Stat, e: &super::Estimate, sign: bool) -> String {
     }
 }
 
-fn p_text(p: f64) -> String {
+/// `p = 0.12`, `p = 0.004`, `p < 0.001`.
+pub fn p_clause(p: f64) -> String {
     if !p.is_finite() {
-        "—".into()
+        "p = —".into()
     } else if p < 0.001 {
-        "< 0.001".into()
+        "p < 0.001".into()
+    } else if p < 0.01 {
+        format!("p = {p:.3}")
     } else {
-        format!("{p:.2}")
+        format!("p = {p:.2}")
     }
 }
 
@@ -95,10 +98,10 @@ pub fn headline(ev: &Evaluation) -> String {
             continue;
         };
         out.push_str(&format!(
-            "{} − {name}: ΔTSS {}, p = {} ({})\n",
+            "{} − {name}: ΔTSS {}, {} ({})\n",
             d.predictors[pr],
             with_interval(TSS, &pair.delta, true),
-            p_text(pair.p_value),
+            p_clause(pair.p_value),
             units(ev)
         ));
     }
@@ -406,9 +409,9 @@ pub fn markdown(ev: &Evaluation, title: &str) -> String {
                 .chain(Stat::PAIRED.iter().enumerate().map(|(k, m)| {
                     ev.paired[p][k].map_or("—".into(), |x| {
                         format!(
-                            "{}, p = {}",
+                            "{}, {}",
                             with_interval(*m, &x.delta, true),
-                            p_text(x.p_value)
+                            p_clause(x.p_value)
                         )
                     })
                 }))
@@ -528,11 +531,11 @@ pub fn compare_metrics(
             out.push(Metric::summary(
                 format!("ΔTSS {} − {}", against[i], pred[i]),
                 format!(
-                    "{} [{}, {}], p = {}",
+                    "{} [{}, {}], {}",
                     signed(d[i], 2),
                     signed(lo[i], 2),
                     signed(hi[i], 2),
-                    p_text(pv[i])
+                    p_clause(pv[i])
                 ),
             ));
         }
