@@ -24,8 +24,8 @@ fn project() -> Project {
         );
     assert_eq!(
         text.matches(baselines).count(),
-        2,
-        "the pipeline's alarms/tables stages changed"
+        3,
+        "the pipeline's alarms/tables/evaluate stages changed"
     );
     p.set_pipeline(&text);
     p
