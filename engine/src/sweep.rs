@@ -262,11 +262,6 @@ impl Dimension {
     }
 }
 
-/// The stages of `plan` a seed goes to, each with its kind's seed param.
-pub fn seeded(plan: &crate::plan::Plan) -> Vec<(&str, &'static str)> {
-    Dimension::Seed.stages(plan)
-}
-
 /// One point of a sweep: its label, its plan (a variant of its own, `<variant>+<label>`) and the
 /// seed and fold it sets, if the sweep is over seeds or folds too.
 pub struct PointPlan {

@@ -318,6 +318,14 @@ pub fn successes(s: &Scored, delay: i64) -> (usize, usize, usize) {
 /// study's 4 h: an alarm must come more than, or at least, this long before emergence).
 pub const DEFAULT_DELAY_HOURS: i64 = 4;
 
+/// The delay of a plan's (first) `score_alarms` stage, or the default when it has none.
+pub fn plan_delay_hours(plan: &magpipe_engine::plan::Plan) -> i64 {
+    plan.stages
+        .iter()
+        .find(|s| s.kind.name() == <ScoreAlarms as crate::kind::TypedKind>::NAME)
+        .map_or(DEFAULT_DELAY_HOURS, |s| delay_hours(&s.params))
+}
+
 /// The `delay_hours` of a `score_alarms` or `render_tables` stage's resolved params.
 pub fn delay_hours(params: &serde_json::Value) -> i64 {
     params["delay_hours"]

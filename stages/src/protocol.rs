@@ -114,7 +114,7 @@ pub fn derive_row<'a>(
         .checked_sub(rule.input - 1 + target_offset + horizon)
         .filter(|&w| w > rule.end_trim)
         .ok_or_else(|| fail(format!("input {} leaves no prediction", rule.input)))?;
-    const HOUR: i64 = 3_600_000_000;
+    use crate::solared::time::HOUR;
     let gap = times.windows(2).position(|w| w[1] - w[0] > HOUR * 3 / 2);
     let mut span = windows - rule.end_trim;
     if let Some(i) = gap {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use magpipe_engine::exec::{Outcome, RunResult};
+use magpipe_engine::exec::RunResult;
 use magpipe_engine::store::Store;
 use magpipe_engine::sweep::PointPlan;
 
@@ -36,15 +36,9 @@ pub fn pooled_evaluation(
     let mut params = None;
     let mut delay = crate::alarms::DEFAULT_DELAY_HOURS;
     for (p, res) in points {
-        let found = res.outcomes.iter().find_map(|(j, o)| match o {
-            Outcome::Ran(rec, _) | Outcome::Cached(rec)
-                if p.plan.stages[*j].kind.name() == evaluate::Evaluate::NAME =>
-            {
-                Some((*j, rec.outputs.get("events").map(|o| store.object_path(o))))
-            }
-            _ => None,
-        });
-        let Some((j, Some(path))) = found else {
+        let Some((j, path)) =
+            super::point_output(store, p, res, evaluate::Evaluate::NAME, "events")
+        else {
             continue;
         };
         if params.is_none() {
@@ -53,14 +47,7 @@ pub fn pooled_evaluation(
                 serde_json::from_value::<EvaluateParams>(v.clone())
                     .map_err(|e| format!("stage `{}`: {e}", p.plan.stages[j].name))?,
             );
-            if let Some(s) = p
-                .plan
-                .stages
-                .iter()
-                .find(|s| s.kind.name() == crate::alarms::ScoreAlarms::NAME)
-            {
-                delay = crate::alarms::delay_hours(&s.params);
-            }
+            delay = crate::alarms::plan_delay_hours(&p.plan);
         }
         let df = crate::table::read_parquet(&path).map_err(|e| e.to_string())?;
         let mut point_rows =

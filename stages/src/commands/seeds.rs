@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use magpipe_engine::exec::{Outcome, RunResult};
+use magpipe_engine::exec::RunResult;
 use magpipe_engine::store::Store;
 use magpipe_engine::sweep::PointPlan;
 
@@ -123,15 +123,8 @@ pub fn seeds_table(
 ) -> Result<Option<(String, PathBuf)>, String> {
     let mut tables = Vec::new();
     for (p, res) in points {
-        let table = res.outcomes.iter().find_map(|(j, o)| match o {
-            Outcome::Ran(rec, _) | Outcome::Cached(rec)
-                if p.plan.stages[*j].kind.name() == crate::alarms::ScoreAlarms::NAME =>
-            {
-                rec.outputs.get("table2").map(|o| store.object_path(o))
-            }
-            _ => None,
-        });
-        if let (Some(path), Some(seed)) = (table, p.seed) {
+        let table = super::point_output(store, p, res, crate::alarms::ScoreAlarms::NAME, "table2");
+        if let (Some((_, path)), Some(seed)) = (table, p.seed) {
             tables.push((seed, read_table2(&path)?));
         }
     }
@@ -141,14 +134,7 @@ pub fn seeds_table(
     if tables.is_empty() {
         return Ok(None);
     }
-    let delay = first
-        .plan
-        .stages
-        .iter()
-        .find(|s| s.kind.name() == crate::alarms::ScoreAlarms::NAME)
-        .map_or(crate::alarms::DEFAULT_DELAY_HOURS, |s| {
-            crate::alarms::delay_hours(&s.params)
-        });
+    let delay = crate::alarms::plan_delay_hours(&first.plan);
     let md = seeds_markdown(&tables, delay);
     let dir = store.root.join("reports");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

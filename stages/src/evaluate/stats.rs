@@ -316,8 +316,7 @@ pub struct Dataset {
 }
 
 /// How a resample is drawn and how many.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resampling {
     /// Bootstrap replicates.
     pub resamples: usize,
@@ -431,10 +430,11 @@ impl Dataset {
         for _ in 0..r.resamples {
             let draw = self.resample(&mut rng);
             let t: Vec<Tally> = (0..np).map(|p| self.tally(p, &draw)).collect();
+            let primary: Vec<f64> = stats.iter().map(|&m| t[self.primary].value(m)).collect();
             for (p, tp) in t.iter().enumerate() {
                 for (i, &m) in stats.iter().enumerate() {
                     let v = tp.value(m);
-                    let d = t[self.primary].value(m) - v;
+                    let d = primary[i] - v;
                     if v.is_finite() {
                         reps[p][i].push(v);
                     }

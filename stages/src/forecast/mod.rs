@@ -30,7 +30,7 @@ pub use report::*;
 pub const SCHEMA: &str = "magpipe.forecast/1";
 pub const REPLAY_SCHEMA: &str = "magpipe.forecast-replay/1";
 
-const HOUR: i64 = 3_600_000_000;
+use crate::solared::time::HOUR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForecastError {

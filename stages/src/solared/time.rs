@@ -1,6 +1,9 @@
 //! Naive calendar timestamps as microseconds since 1970-01-01T00:00:00 (no time zone: the SolARED
 //! files store naive `datetime.datetime` values, TAI-tagged mid-times of each Doppler series).
 
+/// One hour in the microseconds SolARED timestamps are kept in.
+pub const HOUR: i64 = 3_600_000_000;
+
 // The calendar itself is the engine's (its record times use it too).
 pub use magpipe_engine::time::{civil_from_days, days_from_civil, days_in_month};
 
@@ -106,7 +109,7 @@ pub fn parse_until(s: &str) -> Option<i64> {
         None => 86_400_000_000,
         Some(t) if t.contains('.') => 1,
         Some(t) => match t.split(':').count() {
-            1 => 3_600_000_000,
+            1 => HOUR,
             2 => 60_000_000,
             _ => 1_000_000,
         },
