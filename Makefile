@@ -6,6 +6,20 @@ TORCH_VERSION := 2.13.0
 # libtorch_cpu.so needs these two CUDA runtime libraries even on a CPU-only machine.
 TORCH_EXTRAS := nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
 STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+# On a machine with an NVIDIA driver (or with MAGPIPE_CUDA=1) the worker is built linked to
+# libtorch_cuda, and the CUDA libraries that library loads are installed beside the slim torch:
+# the rest of torch 2.13.0's Linux dependency set, pinned to the versions pip resolved for it
+# (cuda-toolkit 13.0.3's extras, cuDNN, cuSPARSELt, NCCL, NVSHMEM). Without a driver nothing
+# changes. MAGPIPE_CUDA=0 forces the CPU build.
+MAGPIPE_CUDA ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+export MAGPIPE_CUDA
+CUDA_WHEELS := nvidia-cublas==13.1.1.3 nvidia-cuda-nvrtc==13.0.88 nvidia-cufft==12.0.0.61 \
+    nvidia-cufile==1.15.1.6 nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 \
+    nvidia-cusparse==12.6.3.3 nvidia-nvtx==13.0.85 nvidia-nvjitlink==13.5.37 \
+    nvidia-cudnn-cu13==9.20.0.48 nvidia-cusparselt-cu13==0.8.1 nvidia-nccl-cu13==2.29.7 \
+    nvidia-nvshmem-cu13==3.4.5
+CUDA_STAMP := $(VENV)/.cuda-$(TORCH_VERSION)
+TORCH_STAMPS := $(STAMP) $(if $(filter 1,$(MAGPIPE_CUDA)),$(CUDA_STAMP))
 # The tests let NumPy itself write the npz variants the readers must read (tests/numpy_variants.rs).
 NUMPY_VERSION := 2.4.6
 NUMPY_STAMP := $(VENV)/.numpy-$(NUMPY_VERSION)
@@ -16,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check
 
 all: build
 
@@ -35,7 +49,12 @@ $(STAMP):
 	test "$$($(VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("torch").split("+")[0])')" = $(TORCH_VERSION)
 	touch $@
 
-setup: check-env $(STAMP)
+$(CUDA_STAMP): $(STAMP)
+	@echo "installing the CUDA libraries libtorch_cuda loads (about 3.5 GB; MAGPIPE_CUDA=$(MAGPIPE_CUDA))" >&2
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps $(CUDA_WHEELS)
+	touch $@
+
+setup: check-env $(TORCH_STAMPS)
 
 $(NUMPY_STAMP): $(STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir numpy==$(NUMPY_VERSION)
@@ -94,6 +113,11 @@ lint: setup
 
 bench: build
 	bash bench/run.sh $(BENCH_ARGS)
+
+# What a GPU machine must pass (bench/gpu-check.sh); forces the CUDA build.
+gpu-check:
+	$(MAKE) MAGPIPE_CUDA=1 build
+	bash bench/gpu-check.sh
 
 # Coverage-guided fuzzing of the npz/npy/pickle readers and the pipeline.yaml → plan builder,
 # FUZZ_SECONDS per target (see fuzz/run.sh).

@@ -58,6 +58,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--worker", required=True)
     ap.add_argument("--train-steps", type=int, default=30)
+    ap.add_argument("--train-rounds", type=int, default=5,
+                    help="alternating rounds of the training benchmark (0 skips it)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--tune", action="store_true",
                     help="also measure trials per hour of a fixed small study: 2 trials × 1 thread "
@@ -104,7 +106,8 @@ def main():
     dv, dv_min = wall(dvc + ["repro", "-q"], a.reps, cwd=d)
     rows.append(("no-op `magpipe run window` (4 stages cached)", noop, "no-op `dvc repro` (same 4 stages)", dv))
 
-    train_rows = train_bench(a)
+    train_rows = train_bench(a, q, env) if a.train_rounds > 0 else []
+    per_epoch = epoch_windows(q, env)
     wall_train = train_wall(q, env) if a.train_wall else None
     tune_rows = tune_bench(a, env) if a.tune else None
 
@@ -112,11 +115,7 @@ def main():
     print("|---|---|---|---|---|")
     for what, m, ref, r in rows:
         print(f"| {what} | {m:.3f} | {ref} | {r:.3f} | {m / r:.3f} |")
-    print()
-    print("| training, Table 1 best MagFluxLSTM (B=64, W=110) | windows/s | PyTorch eager, 2 threads | ratio |")
-    print("|---|---|---|---|")
-    for what, wps, ref in train_rows:
-        print(f"| {what} | {wps:.0f} | {ref:.0f} | {wps / ref:.2f} |")
+    print_train(train_rows, per_epoch)
     print()
     print(f"ingest: {npl / ing:.2f}x faster than np.load alone (target: ratio < 1.0)")
     print(f"no-op:  {noop * 1000:.1f} ms (target ≤ 100 ms), {dv / noop:.1f}x faster than DVC (target ≥ 10x)")
@@ -199,33 +198,111 @@ def train_wall(q, env):
     return total, per
 
 
-def windows_per_s(cmd):
-    return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
+# glibc's allocator with the settings magpipe-worker applies at start (worker/src/host.rs), for
+# the PyTorch reference run "with magpipe's allocator settings".
+TUNED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
 
 
-def train_bench(a):
-    """magpipe's trainer vs PyTorch eager, alternating, median of `reps` rounds each."""
+def measured(cmd, env=None):
+    """(windows/s, system CPU seconds, minor page faults) of one trainer process."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({status})")
+    return float(out.strip()), ru.ru_stime, ru.ru_minflt
+
+
+def side_by_side(cmd, env=None):
+    """Two copies of a 1-thread trainer at once: aggregate windows/s, summed sys s and faults."""
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    wps = sys_s = flt = 0.0
+    for p in procs:
+        out = p.stdout.read()
+        _, status, ru = os.wait4(p.pid, 0)
+        if status != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({status})")
+        wps, sys_s, flt = wps + float(out.strip()), sys_s + ru.ru_stime, flt + ru.ru_minflt
+    return wps, sys_s, flt
+
+
+def epoch_windows(q, env):
+    """Training windows of the default pipeline (one epoch), from window.train's header."""
+    path = subprocess.run(q + ["artifact", "window", "train"], env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n))["x"]["shape"][0]
+
+
+def train_bench(a, q, env):
+    """magpipe's trainer vs PyTorch eager on the same model, alternating within each round.
+    Returns rows (model, trainer, [per-round (windows/s, sys s, faults, windows)], [ratios to
+    that round's PyTorch-as-users-run-it])."""
     here = os.path.dirname(os.path.abspath(__file__))
-    ref_cmd = [sys.executable, os.path.join(here, "torch_train.py"), "2", str(a.train_steps)]
-    rust2, rust11, bf2, bf11, py = [], [], [], [], []
-    for _ in range(max(1, a.reps // 2)):
-        py.append(windows_per_s(ref_cmd))
-        rust2.append(windows_per_s([a.worker, "bench-train", "2", str(a.train_steps)]))
-        # Two independent 1-thread trainers side by side: their aggregate.
-        procs = [subprocess.Popen([a.worker, "bench-train", "1", str(a.train_steps)], stdout=subprocess.PIPE, text=True)
-                 for _ in range(2)]
-        rust11.append(sum(float(p.communicate()[0].strip()) for p in procs))
-        bf2.append(windows_per_s([a.worker, "bench-train", "2", str(a.train_steps), "bf16-mixed"]))
-        procs = [subprocess.Popen([a.worker, "bench-train", "1", str(a.train_steps), "bf16-mixed"],
-                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
-        bf11.append(sum(float(p.communicate()[0].strip()) for p in procs))
-    ref = statistics.median(py)
-    return [
-        ("magpipe fp32, 1 process × 2 threads", statistics.median(rust2), ref),
-        ("magpipe fp32, 2 processes × 1 thread (aggregate)", statistics.median(rust11), ref),
-        ("magpipe bf16-mixed, 1 process × 2 threads", statistics.median(bf2), ref),
-        ("magpipe bf16-mixed, 2 processes × 1 thread (aggregate)", statistics.median(bf11), ref),
-    ]
+    steps = str(a.train_steps)
+    plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MAGPIPE_MALLOC")}
+    tuned = dict(plain, GLIBC_TUNABLES=TUNED)
+    glibc = dict(plain, MAGPIPE_MALLOC="default")
+    ref = lambda m, env: measured([sys.executable, os.path.join(here, "torch_train.py"), "2", steps, m], env)
+    w = a.worker
+    variants = {
+        "lstm": [
+            ("PyTorch eager, 2 threads (as users run it)", lambda: ref("lstm", plain)),
+            ("PyTorch eager, 2 threads, magpipe's allocator settings", lambda: ref("lstm", tuned)),
+            ("magpipe fp32, 2 threads, glibc's allocator defaults", lambda: measured([w, "bench-train", "2", steps], glibc)),
+            ("magpipe fp32, 2 threads", lambda: measured([w, "bench-train", "2", steps], plain)),
+            ("magpipe fp32, 2 processes × 1 thread (aggregate)", lambda: side_by_side([w, "bench-train", "1", steps], plain)),
+            ("magpipe bf16-mixed, 2 threads", lambda: measured([w, "bench-train", "2", steps, "bf16-mixed"], plain)),
+            ("magpipe bf16-mixed, 2 processes × 1 thread (aggregate)",
+             lambda: side_by_side([w, "bench-train", "1", steps, "bf16-mixed"], plain)),
+        ],
+        "encdec": [
+            ("PyTorch eager, 2 threads (as users run it)", lambda: ref("encdec", plain)),
+            ("PyTorch eager, 2 threads, magpipe's allocator settings", lambda: ref("encdec", tuned)),
+            ("magpipe fp32, 2 threads, glibc's allocator defaults",
+             lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec"], glibc)),
+            ("magpipe fp32, 2 threads", lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec"], plain)),
+            ("magpipe fp32, 2 processes × 1 thread (aggregate)",
+             lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec"], plain)),
+        ],
+    }
+    batch = {"lstm": 64, "encdec": 32}
+    runs = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
+    ratios = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
+    for r in range(a.train_rounds):
+        print(f"training round {r + 1}/{a.train_rounds}", file=sys.stderr, flush=True)
+        for m, vs in variants.items():
+            # Steps (plus 5 warm-up) per process; two processes in the side-by-side rows.
+            base = None
+            for name, fn in vs:
+                wps, sys_s, flt = fn()
+                n = (a.train_steps + 5) * batch[m] * (2 if "aggregate" in name else 1)
+                runs[(m, name)].append((wps, sys_s, flt, n))
+                base = base or wps
+                ratios[(m, name)].append(wps / base)
+    return [(m, name, runs[(m, name)], ratios[(m, name)]) for m, vs in variants.items() for name, _ in vs]
+
+
+def print_train(rows, per_epoch):
+    mmm = lambda xs: f"{min(xs):.0f} / {statistics.median(xs):.0f} / {max(xs):.0f}"
+    rat = lambda xs: f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
+    names = {"lstm": "MagFluxLSTM hybrid (h=128 L=4 B=64, W=110)",
+             "encdec": "MagFluxEnc-Dec hybrid (h=64 L=4 B=32, W=110, teacher forcing 0.15)"}
+    for m in ("lstm", "encdec"):
+        sel = [r for r in rows if r[0] == m]
+        if not sel:
+            continue
+        print(f"\n| training, {names[m]}: {len(sel[0][2])} alternating rounds | windows/s min / median / max "
+              f"| ratio to PyTorch as users run it, same round: min / median / max "
+              f"| system s per epoch | minor faults per epoch |")
+        print("|---|---|---|---|---|")
+        for _, name, runs, ratios in sel:
+            sys_epoch = statistics.median(s / n for _, s, _, n in runs) * per_epoch
+            flt_epoch = statistics.median(f / n for _, _, f, n in runs) * per_epoch
+            print(f"| {name} | {mmm([r[0] for r in runs])} | {rat(ratios)} | {sys_epoch:.1f} | {flt_epoch:,.0f} |")
+    print(f"\n(one epoch = the default pipeline's {per_epoch} training windows; system time and faults are "
+          "the whole process's, start-up included, scaled by windows trained)")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 //! Links the worker against the project-local libtorch (the PyPI torch wheel in `.venv/`) and
 //! bakes its library folder into the binary's RUNPATH, so it runs without LD_LIBRARY_PATH.
+//! `MAGPIPE_CUDA=1` (which `make` sets on a machine with an NVIDIA driver) also links
+//! libtorch_cuda; see README "GPU".
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=MAGPIPE_ALLOW_FOREIGN_LIBTORCH");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=MAGPIPE_CUDA");
+    println!("cargo:rerun-if-changed=src/host.cpp");
     let allow_foreign = std::env::var_os("MAGPIPE_ALLOW_FOREIGN_LIBTORCH").is_some();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let ours = manifest.join("..").join(".venv").join("libtorch");
@@ -32,6 +36,27 @@ fn main() {
              (.cargo/config.toml points it at .venv/libtorch after `make setup`)."
         ),
         _ => {}
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("src/host.cpp")
+        .flag_if_supported("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .compile("magpipe_host");
+    // The linker's default `--as-needed` drops libtorch_cuda.so, whose only job is to register
+    // the CUDA backend when it loads: nothing references its symbols. Then
+    // `tch::Cuda::is_available()` is false even on a GPU machine (tch-rs issues 907, 964, 980,
+    // 177). tch's own build script links it this way for its examples; its link args do not
+    // reach our binaries, so we do the same here. The binary still starts on a CPU-only
+    // machine: libtorch_cuda loads without a driver and reports no device.
+    if std::env::var("MAGPIPE_CUDA").is_ok_and(|v| v == "1") {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-ltorch");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        println!("cargo:rustc-env=MAGPIPE_CUDA_BUILD=1");
+    } else {
+        println!("cargo:rustc-env=MAGPIPE_CUDA_BUILD=0");
     }
     // torch-sys (`links = "tch"`) exports its library folder to direct dependents only.
     match std::env::var("DEP_TCH_LIBTORCH_LIB") {

@@ -47,6 +47,24 @@ pub struct LineageStage {
     /// Whether a command stage's sandbox held, and at which Landlock ABI.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Where it ran, as its kind reported it (`facts.hardware`: CPU model, instruction set,
+    /// GPU…): not in the key, but it explains why a rerun elsewhere may differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<Value>,
+}
+
+/// `facts.hardware` as one line: `key value` pairs in key order.
+pub fn hardware_line(h: &Value) -> Option<String> {
+    let o = h.as_object()?;
+    Some(
+        o.iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k} {s}"),
+                v => format!("{k} {v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -320,6 +338,7 @@ fn lineage_stage(
         summary: r.summary.clone(),
         executor: r.executor.clone(),
         sandbox: r.facts["sandbox"]["text"].as_str().map(str::to_string),
+        hardware: r.facts.get("hardware").filter(|h| h.is_object()).cloned(),
     }
 }
 
@@ -433,6 +452,9 @@ pub fn lineage_text(l: &Lineage) -> String {
         if let Some(sb) = &s.sandbox {
             out.push_str(&format!("  sandbox {sb}\n"));
         }
+        if let Some(h) = s.hardware.as_ref().and_then(hardware_line) {
+            out.push_str(&format!("  ran on {h}\n"));
+        }
         if let Some(x) = &s.executor {
             for a in &x.attempts {
                 out.push_str(&format!(
@@ -473,10 +495,16 @@ pub fn lineage_markdown(l: &Lineage) -> String {
             s.kind_version,
             short(&s.key),
             params_line(s, usize::MAX).replace('|', "\\|"),
-            if s.runtime == Value::Null {
-                String::new()
-            } else {
-                s.runtime.to_string().replace('|', "\\|")
+            {
+                let mut r = if s.runtime == Value::Null {
+                    String::new()
+                } else {
+                    s.runtime.to_string()
+                };
+                if let Some(h) = s.hardware.as_ref().and_then(hardware_line) {
+                    r.push_str(&format!("; ran on {h}"));
+                }
+                r.replace('|', "\\|")
             },
             s.started,
             s.seconds,
@@ -1048,6 +1076,9 @@ pub fn audit(
                 hard.push(what);
             }
         }
+        if !hard.is_empty() {
+            hard.extend(hardware_then_and_now(&old.facts, &again.facts));
+        }
         let verdict = if !hard.is_empty() {
             report.first_difference.get_or_insert(name.clone());
             "differs"
@@ -1065,6 +1096,37 @@ pub fn audit(
     }
     let _ = fs::remove_dir_all(&scratch);
     Ok(report)
+}
+
+/// Whether the stored run and the rerun ran on the same hardware, as their kinds reported it:
+/// the same seed gives other floats on a CPU whose kernels use another instruction set.
+fn hardware_then_and_now(then: &Value, now: &Value) -> Option<String> {
+    let (a, b) = (&then["hardware"], &now["hardware"]);
+    Some(match (a.as_object(), b.as_object()) {
+        (None, None) => return None,
+        (Some(x), Some(y)) if x == y => format!(
+            "same hardware as the stored run ({})",
+            hardware_line(a).unwrap_or_default()
+        ),
+        (Some(x), Some(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            let diffs: Vec<String> = keys
+                .into_iter()
+                .filter(|k| x.get(*k) != y.get(*k))
+                .map(|k| {
+                    let show = |v: Option<&Value>| match v {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(v) => v.to_string(),
+                        None => "—".into(),
+                    };
+                    format!("{k} {} → {}", show(x.get(k)), show(y.get(k)))
+                })
+                .collect();
+            format!("other hardware than the stored run: {}", diffs.join("; "))
+        }
+        (None, Some(_)) => "the hardware of the stored run is not recorded".into(),
+        (Some(_), None) => "the rerun did not record its hardware".into(),
+    })
 }
 
 pub fn audit_text(r: &AuditReport) -> String {

@@ -206,10 +206,18 @@ pub enum WorkerEvent {
 
 /// Starts `magpipe-worker run-stage` with piped stdio and hands it `req`; the caller reads its
 /// events from stdout and its last error line from stderr.
-pub fn spawn_worker(req: &WorkerRequest) -> Result<std::process::Child, StageError> {
+/// `gpu` pins it to one CUDA device (`CUDA_VISIBLE_DEVICES`), where it is `cuda:0`.
+pub fn spawn_worker(
+    req: &WorkerRequest,
+    gpu: Option<usize>,
+) -> Result<std::process::Child, StageError> {
     let exe = worker_path();
     let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
-    let mut child = Command::new(&exe)
+    let mut cmd = Command::new(&exe);
+    if let Some(g) = gpu {
+        cmd.env("CUDA_VISIBLE_DEVICES", g.to_string());
+    }
+    let mut child = cmd
         .arg("run-stage")
         .env("MAGPIPE_PARENT_PID", std::process::id().to_string())
         .stdin(Stdio::piped())
@@ -240,7 +248,7 @@ pub fn run_in_worker_with(
 ) -> Result<Report, StageError> {
     let exe = worker_path();
     let fail = |msg: String| StageError::Invalid(format!("worker {}: {msg}", exe.display()));
-    let mut child = spawn_worker(req)?;
+    let mut child = spawn_worker(req, None)?;
     let stderr = child.stderr.take().expect("piped");
     let err_reader = std::thread::spawn(move || {
         let mut last = String::new();
@@ -322,6 +330,32 @@ pub fn worker_info(cache_dir: &Path) -> Result<Value, StageError> {
         let _ = std::fs::rename(&tmp, &cached);
     }
     Ok(v)
+}
+
+/// What of the torch build and the machine enters a torch stage's key: the libtorch version and
+/// the device the stage will run on; on a GPU also the GPU's name and the driver's, CUDA's and
+/// cuDNN's versions, which all change results. The CPU model and instruction set do not enter
+/// it (they are recorded: `facts.hardware`), so that the nodes of one cluster, or a laptop and a
+/// workstation, share a cache; `magpipe audit` names them when a rerun differs. Thread counts
+/// change float summation order and are params, hence in the key already.
+pub fn torch_runtime(info: &Value, device: DeviceName) -> Value {
+    let cuda = match device {
+        DeviceName::Cpu => false,
+        DeviceName::Cuda => true,
+        DeviceName::Auto => info["cuda_available"].as_bool() == Some(true),
+    };
+    let mut v = json!({
+        "libtorch": info["libtorch_version"],
+        "device": if cuda { "cuda" } else { "cpu" },
+    });
+    if cuda {
+        let c = &info["cuda"];
+        v["gpu"] = c["devices"][0].clone();
+        v["driver_cuda"] = c["driver_cuda_version"].clone();
+        v["cuda"] = c["runtime_version"].clone();
+        v["cudnn"] = c["cudnn_version"].clone();
+    }
+    v
 }
 
 pub struct Train;
@@ -487,17 +521,7 @@ impl TypedKind for Train {
     }
 
     fn runtime(p: &TrainParams, cache_dir: &Path) -> Result<Value, StageError> {
-        let info = worker_info(cache_dir)?;
-        // Results depend on the libtorch build and on where it runs; thread counts change float
-        // summation order, so they are results-relevant too.
-        Ok(json!({
-            "libtorch": info["libtorch_version"],
-            "device": match p.device {
-                DeviceName::Cpu => "cpu",
-                DeviceName::Cuda => "cuda",
-                DeviceName::Auto => if info["cuda_available"].as_bool() == Some(true) { "cuda" } else { "cpu" },
-            },
-        }))
+        Ok(torch_runtime(&worker_info(cache_dir)?, p.device))
     }
 
     fn metrics(_p: &TrainParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
@@ -579,8 +603,9 @@ impl TypedKind for Predict {
     }
 
     fn runtime(_p: &PredictParams, cache_dir: &Path) -> Result<Value, StageError> {
-        let info = worker_info(cache_dir)?;
-        Ok(json!({ "libtorch": info["libtorch_version"], "device": "cpu" }))
+        // Inference over a few hundred windows: the CPU, always, so Table 2 does not depend on
+        // whether a GPU trained the model.
+        Ok(torch_runtime(&worker_info(cache_dir)?, DeviceName::Cpu))
     }
 
     fn metrics(_p: &PredictParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {

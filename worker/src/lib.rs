@@ -2,6 +2,7 @@
 //! stopping. Only the `magpipe-worker` process links this; the engine never does.
 
 pub mod adam;
+pub mod host;
 pub mod metrics;
 pub mod model;
 pub mod predict;

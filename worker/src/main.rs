@@ -1,19 +1,26 @@
 //! `magpipe-worker`: the process in which stages that need libtorch run. The engine binary never
 //! links libtorch (its start-up alone costs ≈0.2 s), so it stays fast when everything is cached.
 //!
-//! `magpipe-worker info` prints the libtorch build facts that enter the keys of torch stages.
+//! `magpipe-worker info` prints the libtorch build facts that enter the keys of torch stages, and
+//! what the machine offers it (CPU, instruction sets, CUDA build, driver, devices, cuDNN).
 
 use anyhow::bail;
 use serde::Serialize;
+
+use magpipe_worker::host;
 
 #[derive(Serialize)]
 struct Info {
     worker_version: &'static str,
     libtorch_version: String,
+    /// A usable CUDA device: compiled in, a driver, and at least one device.
     cuda_available: bool,
     cuda_devices: i64,
+    cuda: host::Cuda,
+    cpu: host::Cpu,
     intra_op_threads: i32,
     cpu_bf16: bool,
+    allocator: host::Allocator,
 }
 
 fn libtorch_version() -> String {
@@ -30,12 +37,6 @@ fn libtorch_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn cpu_bf16() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| c.contains("avx512_bf16") || c.contains("amx_bf16"))
-        .unwrap_or(false)
-}
-
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -48,6 +49,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    let allocator = host::keep_freed_memory();
     // Die with the engine: a killed `magpipe run` must not leave a training running on.
     // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on this process.
     unsafe {
@@ -67,13 +69,17 @@ fn real_main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("info") => {
+            let cpu = host::cpu();
             let info = Info {
                 worker_version: env!("CARGO_PKG_VERSION"),
                 libtorch_version: libtorch_version(),
                 cuda_available: tch::Cuda::is_available(),
                 cuda_devices: tch::Cuda::device_count(),
+                cuda: host::cuda(),
+                cpu_bf16: cpu.bf16,
+                cpu,
                 intra_op_threads: tch::get_num_threads(),
-                cpu_bf16: cpu_bf16(),
+                allocator,
             };
             // A real tensor op proves the library loaded and runs, not just that it linked.
             let t = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
@@ -92,50 +98,70 @@ fn real_main() -> anyhow::Result<()> {
         }
         Some("bench-train") => bench_train(&args[1..]),
         _ => bail!(
-            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS [fp32|bf16-mixed]"
+            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS [fp32|bf16-mixed] [cpu|cuda] [lstm|encdec]"
         ),
     }
 }
 
-/// Training throughput of the Table 1 best configuration (h=128, L=4, B=64, W=110, hybrid loss,
-/// Adam, clipping) on random data: the same model and step as bench/torch_train.py, for
-/// `make bench`. Prints windows/s.
+/// Training throughput of a Table 1 best configuration (MagFluxLSTM h=128 L=4 B=64, or
+/// MagFluxEnc-Dec h=64 L=4 B=32 with teacher forcing; W=110, hybrid loss, Adam, clipping) on
+/// random data: the same model and step as bench/torch_train.py, for `make bench`. Prints
+/// windows/s.
 fn bench_train(args: &[String]) -> anyhow::Result<()> {
     use magpipe_worker::model::{Arch, ModelConfig};
     use magpipe_worker::train::{EarlyStop, Loss, TrainConfig, Trainer};
     let threads: i32 = args.first().map_or(Ok(1), |a| a.parse())?;
     let steps: i64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
     let bf16 = args.get(2).map(String::as_str) == Some("bf16-mixed");
+    let device = match args.get(3).map(String::as_str) {
+        None | Some("cpu") => tch::Device::Cpu,
+        Some("cuda") => {
+            host::pick("cuda", &host::cuda()).map_err(|e| anyhow::anyhow!(e))?;
+            tch::Device::Cuda(0)
+        }
+        Some(d) => bail!("unknown device `{d}` (cpu or cuda)"),
+    };
+    let encdec = match args.get(4).map(String::as_str) {
+        None | Some("lstm") => false,
+        Some("encdec") => true,
+        Some(m) => bail!("unknown model `{m}` (lstm or encdec)"),
+    };
     tch::set_num_threads(threads);
+    // Table 1's best configuration of each model (pipeline.yaml's lstm_hybrid, encdec_hybrid).
+    let (arch, hidden, dropout, batch, lr, wd, alpha, tf) = if encdec {
+        (Arch::EncDec, 64, 0.2, 32, 9.7e-3, 2.5e-5, 0.9, 0.15)
+    } else {
+        (Arch::Lstm, 128, 0.1, 64, 7e-3, 1.4e-6, 0.7, 0.0)
+    };
     let cfg = TrainConfig {
         model: ModelConfig {
-            arch: Arch::Lstm,
+            arch,
             input: 5,
-            hidden: 128,
+            hidden,
             layers: 4,
-            dropout: 0.1,
+            dropout,
             horizon: 12,
             bf16,
         },
-        batch_size: 64,
+        batch_size: batch,
         shuffle: false,
-        lr: 7e-3,
-        weight_decay: 1.4e-6,
-        loss: Loss::Hybrid { alpha: 0.7 },
+        lr,
+        weight_decay: wd,
+        loss: Loss::Hybrid { alpha },
         loss_scale: 100.0,
-        teacher_forcing_ratio: 0.0,
+        teacher_forcing_ratio: tf,
         epochs: 1,
         early_stop: EarlyStop::None,
         seed: 0,
     };
-    let mut t = Trainer::new(cfg, tch::Device::Cpu);
-    let opts = (tch::Kind::Float, tch::Device::Cpu);
+    let mut t = Trainer::new(cfg, device);
+    let opts = (tch::Kind::Float, device);
     // A pool of 4 batches, as the PyTorch reference uses; 5 warm-up steps, then timed ones.
     let batches: Vec<(tch::Tensor, tch::Tensor)> = (0..4)
         .map(|_| {
             (
-                tch::Tensor::randn([64, 110, 5], opts),
-                tch::Tensor::randn([64, 12], opts),
+                tch::Tensor::randn([batch as i64, 110, 5], opts),
+                tch::Tensor::randn([batch as i64, 12], opts),
             )
         })
         .collect();
@@ -148,7 +174,10 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         let (x, y) = &batches[i % 4];
         t.step(x, y);
     }
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
     let secs = t0.elapsed().as_secs_f64();
-    println!("{:.1}", (steps * 64) as f64 / secs);
+    println!("{:.1}", (steps * batch as i64) as f64 / secs);
     Ok(())
 }

@@ -13,6 +13,7 @@ use polars::prelude::*;
 use serde_json::json;
 use tch::{Device, Tensor};
 
+use crate::host;
 use crate::model::{Arch, ModelConfig, param_count};
 use crate::train::{EarlyStop, Epoch, Loss, TrainConfig, Trainer, Windows};
 
@@ -38,11 +39,12 @@ fn progress(done: u64, total: u64) {
     })
 }
 
+/// Predictions run on the CPU (see `Predict::runtime`).
 fn report(summary: String) -> anyhow::Result<()> {
     emit(&WorkerEvent::Report {
         summary,
         stdout: None,
-        facts: json!({}),
+        facts: json!({ "hardware": host::hardware(Device::Cpu, &host::cpu(), &host::cuda()) }),
     });
     Ok(())
 }
@@ -170,14 +172,19 @@ fn fault_pause(epoch: usize) {
 fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
     tch::set_num_threads(req.threads.max(1) as i32);
-    let device = match p.device {
-        DeviceName::Cpu => Device::Cpu,
-        DeviceName::Cuda if !tch::Cuda::is_available() => {
-            bail!("device: cuda was asked for, but no CUDA device is available")
-        }
-        DeviceName::Cuda => Device::Cuda(0),
-        DeviceName::Auto => Device::cuda_if_available(),
+    let (cpu, cuda) = (host::cpu(), host::cuda());
+    let asked = match p.device {
+        DeviceName::Cpu => "cpu",
+        DeviceName::Cuda => "cuda",
+        DeviceName::Auto => "auto",
     };
+    let (device, why) = host::pick(asked, &cuda).map_err(|e| anyhow!(e))?;
+    log(format!(
+        "{why}; {} threads on {} ({})",
+        req.threads.max(1),
+        cpu.model,
+        cpu.onednn_isa
+    ));
     let input = |slot: &str| {
         req.inputs
             .get(slot)
@@ -352,6 +359,7 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
             "collapsed": collapse.is_some(),
             "param_count": param_count(&t.vs),
             "seconds": history.iter().map(|e| e.seconds).sum::<f64>(),
+            "hardware": host::hardware(device, &cpu, &cuda),
         }),
     });
     Ok(())

@@ -115,8 +115,13 @@ fn uniform(r: &mut SplitMix64) -> f64 {
 impl Trainer {
     pub fn new(cfg: TrainConfig, device: Device) -> Trainer {
         tch::manual_seed(cfg.seed as i64);
-        let vs = nn::VarStore::new(device);
+        // Drawn on the CPU, then moved: CUDA's generator draws other numbers, and one seed
+        // should give one initial model whatever the device.
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let model = Model::new(&vs.root(), &cfg.model);
+        if device != Device::Cpu {
+            vs.set_device(device);
+        }
         // Our own Adam (same update as torch's), because its state must go into checkpoints.
         let opt = Adam::new(vs.trainable_variables(), cfg.lr, cfg.weight_decay);
         let (plateau, patience) = match cfg.early_stop {

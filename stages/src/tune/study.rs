@@ -25,7 +25,10 @@ use crate::kind::{
     Context, Events, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind,
 };
 use crate::table;
-use crate::train::{StopRule, TrainParams, WorkerEvent, WorkerRequest, spawn_worker, worker_info};
+use crate::train::{
+    DeviceName, StopRule, TrainParams, WorkerEvent, WorkerRequest, spawn_worker, torch_runtime,
+    worker_info,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,9 +36,13 @@ pub struct TuneParams {
     /// The search space (default: the paper's Listing 1).
     pub space: BTreeMap<String, ParamSpec>,
     pub num_samples: usize,
-    /// Trials at once. Unbounded concurrency would turn TPE into random search: every
+    /// Trials at once on the CPU. Unbounded concurrency would turn TPE into random search: every
     /// suggestion would be made before any trial finished.
     pub max_concurrent: usize,
+    /// Trials sharing one GPU when the trials run on CUDA (`fixed: {device: cuda}`, or `auto` on
+    /// a machine with a GPU): then `trials_per_gpu` × GPUs run at once, each on the GPU with the
+    /// fewest trials, in place of `max_concurrent`. The study ran 32 trials at 1/32 GPU each.
+    pub trials_per_gpu: usize,
     pub seed: u64,
     pub tpe: TpeParams,
     pub asha: AshaParams,
@@ -59,6 +66,7 @@ impl Default for TuneParams {
             space: Space::listing1(),
             num_samples: 40,
             max_concurrent: 2,
+            trials_per_gpu: 32,
             seed: 0,
             tpe: TpeParams::default(),
             asha: AshaParams::default(),
@@ -311,6 +319,8 @@ fn asha_final(t: &TrialState) -> Final {
 struct Running {
     id: u32,
     child: Child,
+    /// The GPU it was given, when the trials run on CUDA.
+    gpu: Option<usize>,
 }
 
 enum Msg {
@@ -324,6 +334,7 @@ fn spawn(
     t: &TrialState,
     data: &TrialData,
     tx: &mpsc::Sender<Msg>,
+    gpu: Option<usize>,
 ) -> Result<Running, StageError> {
     let d = study.trial_dir(t.id);
     let mut params: serde_json::Map<String, Value> = p.fixed.clone();
@@ -363,7 +374,7 @@ fn spawn(
         checkpoint_dir: d.join("ckpt"),
         threads: train.threads,
     };
-    let mut child = spawn_worker(&req)?;
+    let mut child = spawn_worker(&req, gpu)?;
     let (stdout, stderr) = (
         child.stdout.take().expect("piped"),
         child.stderr.take().expect("piped"),
@@ -385,7 +396,11 @@ fn spawn(
         let last = errs.join().ok().flatten();
         let _ = tx2.send(Msg::Exit(id, last));
     });
-    Ok(Running { id: t.id, child })
+    Ok(Running {
+        id: t.id,
+        child,
+        gpu,
+    })
 }
 
 /// What a trial task needs: the study's params, its data and its directory.
@@ -465,6 +480,31 @@ pub fn run_study_with(
     Ok(trials)
 }
 
+/// How many GPUs the trials run on: 0 when they run on the CPU (their `device`, from `fixed`,
+/// resolves as `train`'s does).
+fn trial_gpus(p: &TuneParams, cache_dir: &Path) -> Result<usize, StageError> {
+    let device = match p.fixed.get("device") {
+        Some(d) => serde_json::from_value(d.clone())
+            .map_err(|e| StageError::Invalid(format!("fixed.device: {e}")))?,
+        None => TrainParams::default().device,
+    };
+    if device == DeviceName::Cpu {
+        return Ok(0);
+    }
+    let info = worker_info(cache_dir)?;
+    if torch_runtime(&info, device)["device"] != "cuda" {
+        return Ok(0);
+    }
+    Ok(info["cuda_devices"].as_u64().unwrap_or(0).max(1) as usize)
+}
+
+/// The GPU running the fewest trials (the lowest index on a tie).
+fn least_used_gpu(running: &[Running], gpus: usize) -> usize {
+    (0..gpus)
+        .min_by_key(|g| running.iter().filter(|r| r.gpu == Some(*g)).count())
+        .unwrap_or(0)
+}
+
 /// One trial task (`magpipe task`): takes a trial from the study directory — the one this
 /// task held before a requeue, else one a dead task left unfinished, else a new TPE suggestion —
 /// trains it in a worker, and records each epoch with ASHA's decision under the study lock.
@@ -514,7 +554,7 @@ pub fn run_task(
         serde_json::to_string(&t.config).unwrap_or_default()
     ));
     let (tx, rx) = mpsc::channel::<Msg>();
-    let mut running = spawn(p, &study, &t, &req.data, &tx)?;
+    let mut running = spawn(p, &study, &t, &req.data, &tx, None)?;
     drop(tx);
     let mut stopped = false;
     while let Ok(msg) = rx.recv() {
@@ -587,6 +627,16 @@ pub fn run_study(
         dir: dir.to_path_buf(),
     };
     let data = TrialData::of(ctx)?;
+    let gpus = trial_gpus(p, &ctx.checkpoint_dir)?;
+    let slots = if gpus > 0 {
+        ctx.events.log(&format!(
+            "trials on CUDA: {} per GPU × {gpus} GPU(s) at once",
+            p.trials_per_gpu
+        ));
+        p.trials_per_gpu * gpus
+    } else {
+        p.max_concurrent
+    };
     write_json(&dir.join("study.json"), p)?;
     let mut trials = study.load();
     let resumed = trials.iter().filter(|t| t.fin.is_some()).count();
@@ -648,7 +698,7 @@ pub fn run_study(
     };
     loop {
         // Fill the free slots: unfinished trials first (a resume), then new suggestions.
-        while running.len() < p.max_concurrent {
+        while running.len() < slots {
             let restart = trials
                 .iter()
                 .find(|t| t.fin.is_none() && !running.iter().any(|r| r.id == t.id))
@@ -669,7 +719,8 @@ pub fn run_study(
                 None => break,
             };
             let t = trials[id as usize].clone();
-            running.push(spawn(p, &study, &t, &data, &tx)?);
+            let gpu = (gpus > 0).then(|| least_used_gpu(&running, gpus));
+            running.push(spawn(p, &study, &t, &data, &tx, gpu)?);
         }
         if running.is_empty() {
             break;
@@ -822,6 +873,7 @@ impl TypedKind for Tune {
         for (name, v) in [
             ("num_samples", p.num_samples),
             ("max_concurrent", p.max_concurrent),
+            ("trials_per_gpu", p.trials_per_gpu),
             ("max_epochs", p.max_epochs),
             ("top_k", p.top_k),
         ] {
@@ -841,9 +893,24 @@ impl TypedKind for Tune {
         Ok(())
     }
 
-    fn runtime(_p: &TuneParams, cache_dir: &Path) -> Result<Value, StageError> {
-        let info = worker_info(cache_dir)?;
-        Ok(json!({ "libtorch": info["libtorch_version"], "device": "cpu" }))
+    fn key_params(p: &TuneParams) -> Value {
+        let mut v = serde_json::to_value(p).expect("params serialise");
+        // Added later: out of the key at its default, so existing studies keep their keys.
+        if p.trials_per_gpu == TuneParams::default().trials_per_gpu {
+            v.as_object_mut()
+                .expect("a struct")
+                .remove("trials_per_gpu");
+        }
+        v
+    }
+
+    fn runtime(p: &TuneParams, cache_dir: &Path) -> Result<Value, StageError> {
+        let device = p
+            .fixed
+            .get("device")
+            .and_then(|d| serde_json::from_value(d.clone()).ok())
+            .unwrap_or(TrainParams::default().device);
+        Ok(torch_runtime(&worker_info(cache_dir)?, device))
     }
 
     fn run(p: &TuneParams, ctx: &Context<'_>) -> Result<Report, StageError> {
