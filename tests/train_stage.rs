@@ -129,3 +129,59 @@ fn bad_train_params_are_located() {
         r.stderr
     );
 }
+
+#[test]
+fn the_device_choice_is_logged_and_the_hardware_recorded_and_shown_by_lineage() {
+    let p = project();
+    let r = p.run(&["run", "train"]);
+    r.assert_ok();
+    let logs: Vec<String> = r
+        .events
+        .iter()
+        .filter(|e| e["event"] == "stage_log" && e["stage"] == "train")
+        .filter_map(|e| e["msg"].as_str().map(str::to_string))
+        .collect();
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::process::Command::new(common::worker())
+            .arg("info")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let gpu = info["cuda_available"] == true;
+    let picked = if gpu {
+        "device auto → cuda:0"
+    } else {
+        "device auto → cpu: "
+    };
+    assert!(logs.iter().any(|l| l.starts_with(picked)), "{logs:?}");
+    let l = p.run(&["lineage", "train"]);
+    l.assert_ok();
+    let ran_on = l
+        .stdout
+        .lines()
+        .find(|x| x.trim_start().starts_with("ran on "))
+        .unwrap_or_else(|| panic!("no `ran on` line: {}", l.stdout));
+    let cpu = info["cpu"]["model"].as_str().unwrap();
+    assert!(ran_on.contains(&format!("cpu {cpu}")), "{ran_on}");
+    assert!(
+        ran_on.contains(&format!(
+            "cpu_isa {} (ATen {})",
+            info["cpu"]["onednn_isa"].as_str().unwrap(),
+            info["cpu"]["aten_capability"].as_str().unwrap()
+        )),
+        "{ran_on}"
+    );
+    assert!(ran_on.contains(if gpu { "device cuda" } else { "device cpu" }));
+    // The data stages report no hardware: only the torch stage has the line.
+    assert_eq!(
+        l.stdout
+            .lines()
+            .filter(|x| x.trim_start().starts_with("ran on "))
+            .count(),
+        1,
+        "{}",
+        l.stdout
+    );
+}

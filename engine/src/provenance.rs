@@ -1217,3 +1217,39 @@ pub fn log_run(
         eprintln!("warning: the run log was not written: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_audit_names_the_hardware_that_changed() {
+        let then =
+            json!({"hardware": {"device": "cpu", "cpu": "EPYC", "cpu_isa": "avx512_core_bf16"}});
+        let same = hardware_then_and_now(&then, &then).unwrap();
+        assert!(
+            same.starts_with(
+                "same hardware as the stored run (cpu EPYC, cpu_isa avx512_core_bf16, device cpu)"
+            ),
+            "{same}"
+        );
+        let now = json!({"hardware": {"device": "cpu", "cpu": "EPYC", "cpu_isa": "avx2"}});
+        assert_eq!(
+            hardware_then_and_now(&then, &now).unwrap(),
+            "other hardware than the stored run: cpu_isa avx512_core_bf16 → avx2"
+        );
+        let gpu = json!({"hardware": {"device": "cuda", "cpu": "EPYC", "cpu_isa": "avx512_core_bf16", "gpu": "H200"}});
+        assert_eq!(
+            hardware_then_and_now(&then, &gpu).unwrap(),
+            "other hardware than the stored run: device cpu → cuda; gpu — → H200"
+        );
+        assert!(
+            hardware_then_and_now(&json!({}), &then)
+                .unwrap()
+                .contains("not recorded")
+        );
+        // Kinds that report no hardware (data stages, commands) get no line.
+        assert_eq!(hardware_then_and_now(&json!({}), &json!({"x": 1})), None);
+    }
+}

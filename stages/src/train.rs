@@ -624,3 +624,37 @@ impl TypedKind for Predict {
         run_in_worker(&req, ctx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(gpu: bool) -> Value {
+        json!({
+            "libtorch_version": "2.13.0+cu130",
+            "cuda_available": gpu,
+            "cuda_devices": if gpu { 1 } else { 0 },
+            "cuda": {
+                "devices": if gpu { json!(["NVIDIA H200"]) } else { json!([]) },
+                "driver_cuda_version": if gpu { json!("13.0") } else { Value::Null },
+                "runtime_version": "13.0",
+                "cudnn_version": "9.20.0",
+            },
+            "cpu": {"model": "any", "onednn_isa": "avx2"},
+        })
+    }
+
+    #[test]
+    fn a_cpu_key_holds_libtorch_and_device_only_and_a_gpu_key_its_versions() {
+        let cpu = json!({"libtorch": "2.13.0+cu130", "device": "cpu"});
+        // The CPU model and ISA never enter the key; on a CPU the runtime is what it always was.
+        assert_eq!(torch_runtime(&info(false), DeviceName::Auto), cpu);
+        assert_eq!(torch_runtime(&info(true), DeviceName::Cpu), cpu);
+        let gpu = json!({
+            "libtorch": "2.13.0+cu130", "device": "cuda", "gpu": "NVIDIA H200",
+            "driver_cuda": "13.0", "cuda": "13.0", "cudnn": "9.20.0",
+        });
+        assert_eq!(torch_runtime(&info(true), DeviceName::Auto), gpu);
+        assert_eq!(torch_runtime(&info(true), DeviceName::Cuda), gpu);
+    }
+}

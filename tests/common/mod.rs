@@ -12,6 +12,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_magpipe")
 }
 
+/// The worker the engine starts: beside the engine binary.
+pub fn worker() -> PathBuf {
+    Path::new(bin()).with_file_name("magpipe-worker")
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

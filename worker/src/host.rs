@@ -219,8 +219,26 @@ fn driver() -> Option<(Option<String>, Vec<String>)> {
     }
 }
 
+/// Whether libtorch_cuda is in this process, i.e. the binary was linked to it. (`at::hasCUDA`
+/// cannot tell: it is false on a CUDA build without a device.)
+fn cuda_linked() -> bool {
+    // SAFETY: RTLD_NOLOAD only looks the library up among those already loaded; the handle is
+    // released at once.
+    unsafe {
+        let h = libc::dlopen(
+            c"libtorch_cuda.so".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_NOLOAD,
+        );
+        if h.is_null() {
+            return false;
+        }
+        libc::dlclose(h);
+        true
+    }
+}
+
 pub fn cuda() -> Cuda {
-    let compiled = tch::utils::has_cuda();
+    let compiled = cuda_linked();
     let (driver_ok, driver_cuda_version, devices) = match driver() {
         Some((v, d)) => (true, v, d),
         None => (false, None, Vec::new()),

@@ -15,6 +15,8 @@ fn faults(steps: u32, malloc_default: bool) -> i64 {
     } else {
         cmd.env_remove("MAGPIPE_MALLOC");
     }
+    // Reaped by wait4 below, which also returns its resource usage (std's wait does not).
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;

@@ -1121,3 +1121,27 @@ fn write_outputs(
         facts: json!({ "trials": trials.len(), "best_val_rmse": ranked.first().map(|(_, m)| *m) }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trials_per_gpu_stays_out_of_the_key_at_its_default_and_cpu_trials_use_no_gpu() {
+        let p = TuneParams::default();
+        assert!(Tune::key_params(&p).get("trials_per_gpu").is_none());
+        assert!(Tune::key_params(&p).get("max_concurrent").is_some());
+        let q = TuneParams {
+            trials_per_gpu: 8,
+            ..TuneParams::default()
+        };
+        assert_eq!(Tune::key_params(&q)["trials_per_gpu"], 8);
+        let mut cpu = TuneParams::default();
+        cpu.fixed.insert("device".into(), json!("cpu"));
+        // Resolved without asking the worker: a CPU study needs no GPU count.
+        let nowhere = Path::new("/nonexistent/cache");
+        assert_eq!(trial_gpus(&cpu, nowhere).unwrap(), 0);
+        cpu.fixed.insert("device".into(), json!("tpu"));
+        assert!(trial_gpus(&cpu, nowhere).is_err());
+    }
+}
