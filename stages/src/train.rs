@@ -349,11 +349,35 @@ pub fn torch_runtime(info: &Value, device: DeviceName) -> Value {
         "device": if cuda { "cuda" } else { "cpu" },
     });
     if cuda {
-        let c = &info["cuda"];
-        v["gpu"] = c["devices"][0].clone();
-        v["driver_cuda"] = c["driver_cuda_version"].clone();
-        v["cuda"] = c["runtime_version"].clone();
-        v["cudnn"] = c["cudnn_version"].clone();
+        add_gpu(&mut v, &info["cuda"]);
+    }
+    v
+}
+
+/// The GPU's name and the driver's, CUDA's and cuDNN's versions, from `info`'s `cuda`.
+fn add_gpu(v: &mut Value, c: &Value) {
+    v["gpu"] = c["devices"][0].clone();
+    v["driver_cuda"] = c["driver_cuda_version"].clone();
+    v["cuda"] = c["runtime_version"].clone();
+    v["cudnn"] = c["cudnn_version"].clone();
+}
+
+/// What a torch stage records about where it ran (its record's `facts.hardware`, which lineage
+/// prints and audit compares), from `magpipe-worker info`'s `cpu` and `cuda`. The CPU is always
+/// there: the same seed gives other weights on a CPU whose kernels use another instruction set.
+pub fn hardware_facts(info: &Value, cuda: bool) -> Value {
+    let (cpu, c) = (&info["cpu"], &info["cuda"]);
+    let mut v = json!({
+        "device": if cuda { "cuda" } else { "cpu" },
+        "cpu": cpu["model"],
+        "cpu_isa": format!(
+            "{} (ATen {})",
+            cpu["onednn_isa"].as_str().unwrap_or("unknown"),
+            cpu["aten_capability"].as_str().unwrap_or("unknown")
+        ),
+    });
+    if cuda {
+        add_gpu(&mut v, c);
     }
     v
 }
@@ -656,5 +680,22 @@ mod tests {
         });
         assert_eq!(torch_runtime(&info(true), DeviceName::Auto), gpu);
         assert_eq!(torch_runtime(&info(true), DeviceName::Cuda), gpu);
+    }
+
+    #[test]
+    fn the_hardware_record_names_the_cpu_always_and_the_gpu_on_cuda() {
+        let mut i = info(true);
+        i["cpu"]["aten_capability"] = json!("AVX2");
+        assert_eq!(
+            hardware_facts(&i, false),
+            json!({"device": "cpu", "cpu": "any", "cpu_isa": "avx2 (ATen AVX2)"})
+        );
+        assert_eq!(
+            hardware_facts(&i, true),
+            json!({
+                "device": "cuda", "cpu": "any", "cpu_isa": "avx2 (ATen AVX2)", "gpu": "NVIDIA H200",
+                "driver_cuda": "13.0", "cuda": "13.0", "cudnn": "9.20.0",
+            })
+        );
     }
 }

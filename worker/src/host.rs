@@ -2,6 +2,7 @@
 //! CUDA build, driver, devices and cuDNN), which device a stage gets and why, and how the process
 //! keeps its freed memory.
 
+use magpipe_stages::train::hardware_facts;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -293,22 +294,9 @@ pub fn pick(asked: &str, cuda: &Cuda) -> Result<(tch::Device, String), String> {
     }
 }
 
-/// What a torch stage records about where it ran (its record's `facts.hardware`, which lineage
-/// prints and audit compares). The CPU is always there: the same seed gives different weights on
-/// CPUs whose kernels dispatch to different instruction sets.
+/// `facts.hardware` of a torch stage run on `device` (see [`hardware_facts`]).
 pub fn hardware(device: tch::Device, cpu: &Cpu, cuda: &Cuda) -> Value {
-    let mut v = json!({
-        "device": if device.is_cuda() { "cuda" } else { "cpu" },
-        "cpu": cpu.model,
-        "cpu_isa": format!("{} (ATen {})", cpu.onednn_isa, cpu.aten_capability),
-    });
-    if device.is_cuda() {
-        v["gpu"] = json!(cuda.devices.first());
-        v["driver_cuda"] = json!(cuda.driver_cuda_version);
-        v["cuda"] = json!(cuda.runtime_version);
-        v["cudnn"] = json!(cuda.cudnn_version);
-    }
-    v
+    hardware_facts(&json!({ "cpu": cpu, "cuda": cuda }), device.is_cuda())
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ use crate::kind::{
 };
 use crate::table;
 use crate::train::{
-    DeviceName, StopRule, TrainParams, WorkerEvent, WorkerRequest, spawn_worker, torch_runtime,
-    worker_info,
+    DeviceName, StopRule, TrainParams, WorkerEvent, WorkerRequest, hardware_facts, spawn_worker,
+    torch_runtime, worker_info,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -483,11 +483,7 @@ pub fn run_study_with(
 /// How many GPUs the trials run on: 0 when they run on the CPU (their `device`, from `fixed`,
 /// resolves as `train`'s does).
 fn trial_gpus(p: &TuneParams, cache_dir: &Path) -> Result<usize, StageError> {
-    let device = match p.fixed.get("device") {
-        Some(d) => serde_json::from_value(d.clone())
-            .map_err(|e| StageError::Invalid(format!("fixed.device: {e}")))?,
-        None => TrainParams::default().device,
-    };
+    let device = trial_device(p)?;
     if device == DeviceName::Cpu {
         return Ok(0);
     }
@@ -496,6 +492,15 @@ fn trial_gpus(p: &TuneParams, cache_dir: &Path) -> Result<usize, StageError> {
         return Ok(0);
     }
     Ok(info["cuda_devices"].as_u64().unwrap_or(0).max(1) as usize)
+}
+
+/// The trials' `device`: `fixed.device`, else `train`'s default.
+fn trial_device(p: &TuneParams) -> Result<DeviceName, StageError> {
+    match p.fixed.get("device") {
+        Some(d) => serde_json::from_value(d.clone())
+            .map_err(|e| StageError::Invalid(format!("fixed.device: {e}"))),
+        None => Ok(TrainParams::default().device),
+    }
 }
 
 /// The GPU running the fewest trials (the lowest index on a tie).
@@ -905,12 +910,7 @@ impl TypedKind for Tune {
     }
 
     fn runtime(p: &TuneParams, cache_dir: &Path) -> Result<Value, StageError> {
-        let device = p
-            .fixed
-            .get("device")
-            .and_then(|d| serde_json::from_value(d.clone()).ok())
-            .unwrap_or(TrainParams::default().device);
-        Ok(torch_runtime(&worker_info(cache_dir)?, device))
+        Ok(torch_runtime(&worker_info(cache_dir)?, trial_device(p)?))
     }
 
     fn run(p: &TuneParams, ctx: &Context<'_>) -> Result<Report, StageError> {
@@ -928,6 +928,13 @@ fn write_outputs(
     ctx: &Context<'_>,
     trials: &[TrialState],
 ) -> Result<Report, StageError> {
+    // Where this engine's workers ran the trials (under Slurm, the nodes' own hardware is in
+    // each job's log; this is the submitting machine's).
+    let info = worker_info(&ctx.checkpoint_dir)?;
+    let hardware = hardware_facts(
+        &info,
+        torch_runtime(&info, trial_device(p)?)["device"] == "cuda",
+    );
     let mut ranked: Vec<(&TrialState, f64)> = trials
         .iter()
         .filter_map(|t| last_metric(t).map(|m| (t, m)))
@@ -1118,7 +1125,11 @@ fn write_outputs(
                 .map_or("–".into(), |(_, m)| format!("{m:.4e}"))
         ),
         stdout: Some(t1),
-        facts: json!({ "trials": trials.len(), "best_val_rmse": ranked.first().map(|(_, m)| *m) }),
+        facts: json!({
+            "trials": trials.len(),
+            "best_val_rmse": ranked.first().map(|(_, m)| *m),
+            "hardware": hardware,
+        }),
     })
 }
 
