@@ -50,7 +50,7 @@ $(STAMP):
 	touch $@
 
 $(CUDA_STAMP): $(STAMP)
-	@echo "installing the CUDA libraries libtorch_cuda loads (about 3.5 GB; MAGPIPE_CUDA=$(MAGPIPE_CUDA))" >&2
+	@echo "installing the CUDA libraries libtorch_cuda loads (2.7 GB on disk; MAGPIPE_CUDA=$(MAGPIPE_CUDA))" >&2
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps $(CUDA_WHEELS)
 	touch $@
 

@@ -203,19 +203,10 @@ def train_wall(q, env):
 TUNED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
 
 
-def measured(cmd, env=None):
-    """(windows/s, system CPU seconds, minor page faults) of one trainer process."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    out = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({status})")
-    return float(out.strip()), ru.ru_stime, ru.ru_minflt
-
-
-def side_by_side(cmd, env=None):
-    """Two copies of a 1-thread trainer at once: aggregate windows/s, summed sys s and faults."""
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+def side_by_side(cmd, env=None, copies=2):
+    """`copies` trainer processes at once: their summed windows/s, system CPU seconds and minor
+    page faults (from wait4, which std's wait does not report)."""
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(copies)]
     wps = sys_s = flt = 0.0
     for p in procs:
         out = p.stdout.read()
@@ -224,6 +215,11 @@ def side_by_side(cmd, env=None):
             raise SystemExit(f"{' '.join(cmd)} failed ({status})")
         wps, sys_s, flt = wps + float(out.strip()), sys_s + ru.ru_stime, flt + ru.ru_minflt
     return wps, sys_s, flt
+
+
+def measured(cmd, env=None):
+    """(windows/s, system CPU seconds, minor page faults) of one trainer process."""
+    return side_by_side(cmd, env, copies=1)
 
 
 def epoch_windows(q, env):

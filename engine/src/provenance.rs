@@ -53,15 +53,20 @@ pub struct LineageStage {
     pub hardware: Option<Value>,
 }
 
+/// A fact as a reader wants it: strings without their quotes.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
 /// `facts.hardware` as one line: `key value` pairs in key order.
-pub fn hardware_line(h: &Value) -> Option<String> {
+fn hardware_line(h: &Value) -> Option<String> {
     let o = h.as_object()?;
     Some(
         o.iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k} {s}"),
-                v => format!("{k} {v}"),
-            })
+            .map(|(k, v)| format!("{k} {}", plain(v)))
             .collect::<Vec<_>>()
             .join(", "),
     )
@@ -1114,11 +1119,7 @@ fn hardware_then_and_now(then: &Value, now: &Value) -> Option<String> {
                 .into_iter()
                 .filter(|k| x.get(*k) != y.get(*k))
                 .map(|k| {
-                    let show = |v: Option<&Value>| match v {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(v) => v.to_string(),
-                        None => "—".into(),
-                    };
+                    let show = |v: Option<&Value>| v.map_or("—".into(), plain);
                     format!("{k} {} → {}", show(x.get(k)), show(y.get(k)))
                 })
                 .collect();

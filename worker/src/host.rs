@@ -2,15 +2,18 @@
 //! CUDA build, driver, devices and cuDNN), which device a stage gets and why, and how the process
 //! keeps its freed memory.
 
-use magpipe_stages::train::hardware_facts;
+use magpipe_stages::train::{DeviceName, hardware_facts};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Where the allocator settings of [`keep_freed_memory`] came from, for `info`.
+/// The allocator settings of [`keep_freed_memory`], for `info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Allocator {
-    pub mmap_threshold: i64,
-    pub trim_threshold: i64,
+    /// Who set glibc's thresholds: "magpipe", "GLIBC_TUNABLES" (the user's) or "glibc defaults"
+    /// (`MAGPIPE_MALLOC=default`).
+    pub set_by: &'static str,
+    /// The mmap and trim thresholds magpipe set, when it set them.
+    pub threshold_bytes: Option<i64>,
     /// False when glibc refused a setting (then freed memory may still go back to the OS).
     pub applied: bool,
 }
@@ -24,20 +27,17 @@ pub struct Allocator {
 /// step anyway, so the resident size barely grows. A user's own `GLIBC_TUNABLES` wins.
 pub fn keep_freed_memory() -> Allocator {
     const GIB: i32 = 1 << 30;
+    let left = |set_by| Allocator {
+        set_by,
+        threshold_bytes: None,
+        applied: false,
+    };
     if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
-        return Allocator {
-            mmap_threshold: -1,
-            trim_threshold: -1,
-            applied: false,
-        };
+        return left("GLIBC_TUNABLES");
     }
     // Benchmarks compare against glibc's defaults.
     if std::env::var("MAGPIPE_MALLOC").as_deref() == Ok("default") {
-        return Allocator {
-            mmap_threshold: 0,
-            trim_threshold: 0,
-            applied: false,
-        };
+        return left("glibc defaults");
     }
     // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
     // exists (first thing in main).
@@ -48,8 +48,8 @@ pub fn keep_freed_memory() -> Allocator {
         )
     };
     Allocator {
-        mmap_threshold: i64::from(GIB),
-        trim_threshold: i64::from(GIB),
+        set_by: "magpipe",
+        threshold_bytes: Some(i64::from(GIB)),
         applied: m == 1 && t == 1,
     }
 }
@@ -267,7 +267,7 @@ pub fn cuda() -> Cuda {
 }
 
 /// A stage's `device` param resolved: the device, and the sentence its log shows.
-pub fn pick(asked: &str, cuda: &Cuda) -> Result<(tch::Device, String), String> {
+pub fn pick(asked: DeviceName, cuda: &Cuda) -> Result<(tch::Device, String), String> {
     let usable = if !cuda.compiled {
         Err(
             "this worker was built without CUDA (build it on a machine with an NVIDIA driver, or with MAGPIPE_CUDA=1 make build)",
@@ -280,17 +280,17 @@ pub fn pick(asked: &str, cuda: &Cuda) -> Result<(tch::Device, String), String> {
         Ok(())
     };
     match (asked, usable) {
-        ("cpu", _) => Ok((tch::Device::Cpu, "device cpu (asked for)".into())),
-        ("cuda", Ok(())) => Ok((
+        (DeviceName::Cpu, _) => Ok((tch::Device::Cpu, "device cpu (asked for)".into())),
+        (DeviceName::Cuda, Ok(())) => Ok((
             tch::Device::Cuda(0),
             format!("device cuda:0, {} (asked for)", cuda.devices[0]),
         )),
-        ("cuda", Err(why)) => Err(format!("device: cuda was asked for, but {why}")),
-        (_, Ok(())) => Ok((
+        (DeviceName::Cuda, Err(why)) => Err(format!("device: cuda was asked for, but {why}")),
+        (DeviceName::Auto, Ok(())) => Ok((
             tch::Device::Cuda(0),
             format!("device auto → cuda:0, {}", cuda.devices[0]),
         )),
-        (_, Err(why)) => Ok((tch::Device::Cpu, format!("device auto → cpu: {why}"))),
+        (DeviceName::Auto, Err(why)) => Ok((tch::Device::Cpu, format!("device auto → cpu: {why}"))),
     }
 }
 
@@ -347,13 +347,13 @@ mod tests {
             cudnn_available: false,
             devices: Vec::new(),
         };
-        let e = pick("cuda", &none).unwrap_err();
+        let e = pick(DeviceName::Cuda, &none).unwrap_err();
         assert!(e.contains("built without CUDA"), "{e}");
         let no_driver = Cuda {
             compiled: true,
             ..none.clone()
         };
-        let e = pick("cuda", &no_driver).unwrap_err();
+        let e = pick(DeviceName::Cuda, &no_driver).unwrap_err();
         assert!(e.contains("no NVIDIA driver"), "{e}");
         let no_device = Cuda {
             compiled: true,
@@ -361,16 +361,16 @@ mod tests {
             ..none.clone()
         };
         assert!(
-            pick("cuda", &no_device)
+            pick(DeviceName::Cuda, &no_device)
                 .unwrap_err()
                 .contains("no CUDA device")
         );
-        let (d, why) = pick("auto", &no_driver).unwrap();
+        let (d, why) = pick(DeviceName::Auto, &no_driver).unwrap();
         assert_eq!(d, tch::Device::Cpu);
         assert!(
             why.starts_with("device auto → cpu: no NVIDIA driver"),
             "{why}"
         );
-        assert_eq!(pick("cpu", &none).unwrap().0, tch::Device::Cpu);
+        assert_eq!(pick(DeviceName::Cpu, &none).unwrap().0, tch::Device::Cpu);
     }
 }

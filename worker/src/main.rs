@@ -116,7 +116,9 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
     let device = match args.get(3).map(String::as_str) {
         None | Some("cpu") => tch::Device::Cpu,
         Some("cuda") => {
-            host::pick("cuda", &host::cuda()).map_err(|e| anyhow::anyhow!(e))?;
+            let cuda = host::cuda();
+            host::pick(magpipe_stages::train::DeviceName::Cuda, &cuda)
+                .map_err(|e| anyhow::anyhow!(e))?;
             tch::Device::Cuda(0)
         }
         Some(d) => bail!("unknown device `{d}` (cpu or cuda)"),

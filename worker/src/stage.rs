@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
 use magpipe_stages::train::{
-    DeviceName, LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
+    LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
 };
 use magpipe_stages::{plot, table};
 use polars::prelude::*;
@@ -173,12 +173,7 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
     tch::set_num_threads(req.threads.max(1) as i32);
     let (cpu, cuda) = (host::cpu(), host::cuda());
-    let asked = match p.device {
-        DeviceName::Cpu => "cpu",
-        DeviceName::Cuda => "cuda",
-        DeviceName::Auto => "auto",
-    };
-    let (device, why) = host::pick(asked, &cuda).map_err(|e| anyhow!(e))?;
+    let (device, why) = host::pick(p.device, &cuda).map_err(|e| anyhow!(e))?;
     log(format!(
         "{why}; {} threads on {} ({})",
         req.threads.max(1),

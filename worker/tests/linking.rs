@@ -71,6 +71,7 @@ fn libtorch_cuda_is_linked_exactly_in_the_cuda_build_and_info_says_so() {
     assert!(!info["cpu"]["model"].as_str().unwrap().is_empty(), "{info}");
     assert!(!info["cpu"]["onednn_isa"].as_str().unwrap().is_empty());
     assert_eq!(info["allocator"]["applied"], true, "{info}");
+    assert_eq!(info["allocator"]["set_by"], "magpipe", "{info}");
     if !cuda_build {
         assert_eq!(info["cuda"]["cudnn_version"], serde_json::Value::Null);
     }
