@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs
 
 all: build
 
@@ -40,7 +40,7 @@ check-env:
 	@if [ -n "$${LIBTORCH:-}" ] && [ "$$(realpath -m "$$LIBTORCH")" != "$$(realpath -m $(VENV)/libtorch)" ]; then \
 	  echo "error: LIBTORCH=$$LIBTORCH is exported in your shell, but magpipe builds against its pinned torch $(TORCH_VERSION) in $(VENV)/libtorch. Run: unset LIBTORCH LIBTORCH_USE_PYTORCH" >&2; exit 2; fi
 
-# The slim install: torch without its dependency set (1.2 GB instead of 4.7 GB); see README.
+# The slim install: torch without its dependency set (1.2 GB instead of 4.7 GB); see docs/src/install.md.
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
@@ -118,6 +118,17 @@ bench: build
 gpu-check:
 	$(MAKE) MAGPIPE_CUDA=1 build
 	bash bench/gpu-check.sh
+
+# The book (docs/): the reference pages are regenerated from the binary, then mdBook, installed
+# from crates.io into .tools/ at a pinned version, builds the HTML into docs/book/.
+MDBOOK_VERSION := 0.5.4
+MDBOOK := .tools/bin/mdbook
+$(MDBOOK):
+	cargo install mdbook --version $(MDBOOK_VERSION) --locked --root .tools
+docs: build $(MDBOOK)
+	./target/release/magpipe docs write docs/src/reference
+	$(MDBOOK) build docs
+	@echo "the book: docs/book/index.html"
 
 # Coverage-guided fuzzing of the npz/npy/pickle readers and the pipeline.yaml → plan builder,
 # FUZZ_SECONDS per target (see fuzz/run.sh).

@@ -13,7 +13,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$BV/bin/python" bench/bench.py --magpipe "$PWD/target/release/magpipe" \
   --data "$(realpath "$SOLARED_DIR")" --pipeline "$PWD/pipeline.yaml" \
-  --dvc "$PWD/$BV/bin/dvc" --worker "$PWD/target/release/magpipe-worker" --work "$work" "$@"
+  --dvc "$PWD/$BV/bin/dvc" --worker "$PWD/target/release/magpipe-worker" --work "$work" "$@" \
+  | tee "$work/bench.md"
 # The command kind's own overhead against DVC, and the all-cached default pipeline.
 "$BV/bin/python" bench/command_overhead.py --magpipe "$PWD/target/release/magpipe" \
-  --dvc "$PWD/$BV/bin/dvc" --pipeline "$PWD/pipeline.yaml"
+  --dvc "$PWD/$BV/bin/dvc" --pipeline "$PWD/pipeline.yaml" | tee "$work/command.md"
+# The book's measurements page is this run's output, with when and where it ran
+# (MEASUREMENTS= to write it elsewhere, MEASUREMENTS=none not at all).
+out=${MEASUREMENTS:-docs/src/measurements.md}
+if [ "$out" != none ]; then
+  "$BV/bin/python" bench/page.py --out "$out" --worker "$PWD/target/release/magpipe-worker" \
+    --magpipe "$PWD/target/release/magpipe" --args "$*" "$work/bench.md" "$work/command.md"
+fi

@@ -7,18 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use magpipe_engine::error::{RunError, SpecError, printable};
 
-#[derive(Parser)]
-#[command(
-    name = "magpipe",
-    version,
-    about = "Reproducible, cached pipeline for the MagFlux emerging-flux study"
-)]
-struct Cli {
-    #[command(flatten)]
-    global: cmd::Global,
-    #[command(subcommand)]
-    cmd: cmd::Cmd,
-}
+use cmd::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

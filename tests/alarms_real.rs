@@ -1,6 +1,6 @@
 //! The study's ground truth on the real data, no model needed: the observed side of the
 //! emergence criterion must flag exactly the scored tiles that the published Table 2 scores as
-//! alarms (SEMANTICS.md §5, §13), and the test protocol must resolve to the published geometry.
+//! alarms (docs/src/semantics.md §5, §13), and the test protocol must resolve to the published geometry.
 
 mod common;
 
@@ -55,7 +55,7 @@ fn observed_emergence_matches_the_published_table_2_tiles() {
     let got: BTreeMap<&str, BTreeSet<u32>> =
         got.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     assert_eq!(got, expected);
-    // The first-emerging tiles of SEMANTICS.md §13.
+    // The first-emerging tiles of docs/src/semantics.md §13.
     let firsts: BTreeMap<&str, u32> = first_emerging
         .iter()
         .map(|(k, v)| (k.as_str(), v.1))
@@ -100,7 +100,7 @@ fn the_protocol_resolves_to_the_published_geometry() {
             )
         })
         .collect();
-    // SEMANTICS.md §5: nwin, lk, L and where the first prediction is plotted.
+    // docs/src/semantics.md §5: nwin, lk, L and where the first prediction is plotted.
     assert_eq!(
         rows,
         [
@@ -117,7 +117,7 @@ fn the_protocol_resolves_to_the_published_geometry() {
 
 /// The derivation rule (`derive:`, what k-fold folds use) on the study's own test ARs: the same
 /// slice for all five, the whole geometry for the three 2022–23 ARs; for AR11698 and AR11726 the
-/// study chose per-AR values no rule from the data gives (README: "Cross-validation").
+/// study chose per-AR values no rule from the data gives (docs/src/guide/evaluation.md, "Cross-validation").
 #[test]
 fn the_derived_protocol_reproduces_the_study_geometry_where_a_rule_can() {
     let p = baselines_only();

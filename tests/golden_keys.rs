@@ -2,7 +2,7 @@
 //! (and the reference predictors on them) on the real SolARED files, and of a small trained chain
 //! on a fixture, are the ones recorded here (taken from the code before the engine was split off,
 //! commit fdc2332). A key changes only when a kind's version is bumped on purpose, and then this
-//! table changes in the same commit with the reason in the README.
+//! table changes in the same commit with the reason in docs/src/guide/store.md.
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Links the worker against the project-local libtorch (the PyPI torch wheel in `.venv/`) and
 //! bakes its library folder into the binary's RUNPATH, so it runs without LD_LIBRARY_PATH.
 //! `MAGPIPE_CUDA=1` (which `make` sets on a machine with an NVIDIA driver) also links
-//! libtorch_cuda; see README "GPU".
+//! libtorch_cuda; see docs/src/guide/gpu.md.
 
 use std::path::{Path, PathBuf};
 

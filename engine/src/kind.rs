@@ -415,11 +415,17 @@ pub trait Kind: Send + Sync {
     fn open_inputs(&self) -> bool {
         false
     }
+    /// The JSON Schema of the params (types, allowed values, the doc comments of the param
+    /// struct's fields), from which `magpipe kinds --format md` writes the reference; `null`
+    /// when a kind's params are free-form.
+    fn params_schema(&self) -> Value {
+        Value::Null
+    }
 }
 
 /// The typed side of a kind: implement this, and [`Kind`] comes for free.
 pub trait TypedKind: Send + Sync {
-    type Params: Serialize + DeserializeOwned + Default;
+    type Params: Serialize + DeserializeOwned + Default + schemars::JsonSchema;
     const NAME: &'static str;
     const VERSION: u32;
     const DOC: &'static str;
@@ -655,5 +661,8 @@ impl<K: TypedKind> Kind for Typed<K> {
 
     fn input_contracts(&self) -> &'static [InputContract] {
         K::INPUT_CONTRACTS
+    }
+    fn params_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(K::Params)).expect("a schema serialises")
     }
 }

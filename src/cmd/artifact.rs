@@ -10,7 +10,9 @@ use super::{Ctx, Select};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The stage.
     stage: String,
+    /// One output's name (default: every output, `name<TAB>path`).
     output: Option<String>,
     #[command(flatten)]
     select: Select,

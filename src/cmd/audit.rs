@@ -8,6 +8,7 @@ use super::{Ctx, Select, default_jobs, status_code};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The stage whose chain is re-executed.
     stage: String,
     #[command(flatten)]
     select: Select,

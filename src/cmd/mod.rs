@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod audit;
 pub mod compare;
 pub mod dag;
+pub mod docs;
 pub mod forecast;
 pub mod gc;
 pub mod job;
@@ -28,6 +29,21 @@ use magpipe_engine::spec::RawSpec;
 use magpipe_engine::store::Store;
 use magpipe_engine::sweep;
 
+/// The whole command line; `magpipe docs` renders its reference page from this definition.
+#[derive(clap::Parser)]
+#[command(
+    name = "magpipe",
+    version,
+    about = "Reproducible, cached pipeline for the MagFlux emerging-flux study",
+    after_help = "Book: docs/src/SUMMARY.md (`make docs` builds it as HTML in docs/book/)"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
 /// The options every command takes.
 #[derive(clap::Args)]
 pub struct Global {
@@ -36,20 +52,27 @@ pub struct Global {
         short = 'f',
         long = "file",
         global = true,
+        help_heading = "Global options",
         default_value = "pipeline.yaml"
     )]
     pub file: PathBuf,
     /// The artifact store (default: `artifacts/` beside the pipeline file, or $MAGPIPE_STORE).
-    #[arg(long, global = true, env = "MAGPIPE_STORE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MAGPIPE_STORE",
+        hide_env_values = true
+    )]
     pub store: Option<PathBuf>,
     /// How progress and logs are written to stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
     /// No progress output (results and errors still print).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// Where stages run: here, or as Slurm jobs (settings: the pipeline's `executor.slurm`).
-    #[arg(long, global = true, value_enum, default_value_t = ExecutorFlag::Local, env = "MAGPIPE_EXECUTOR")]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = ExecutorFlag::Local, env = "MAGPIPE_EXECUTOR", hide_env_values = true)]
     pub executor: ExecutorFlag,
 }
 
@@ -79,6 +102,7 @@ pub struct Select {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run the targets (default: every stage) and what they need; cached stages are skipped.
+    #[command(after_help = "Book: docs/src/guide/reproducing.md")]
     Run(run::Args),
     /// The body of a Slurm job: run one stage from its job file (used by `--executor slurm`).
     #[command(hide = true)]
@@ -87,33 +111,48 @@ pub enum Cmd {
     #[command(hide = true)]
     Task(job::TaskArgs),
     /// Show which stages are fresh or stale.
+    #[command(after_help = "Book: docs/src/guide/store.md")]
     Status(status::Args),
     /// Print the stage graph.
+    #[command(after_help = "Book: docs/src/reference/pipeline-yaml.md")]
     Dag(dag::Args),
     /// Print the path of a stage's current output (all outputs, `name<TAB>path`, without OUTPUT).
+    #[command(after_help = "Book: docs/src/guide/store.md")]
     Artifact(artifact::Args),
     /// List the stage kinds with their inputs, outputs and params.
-    Kinds,
+    #[command(after_help = "Book: docs/src/reference/kinds.md")]
+    Kinds(kinds::Args),
     /// The chain from an output back to the raw files: every stage's kind, key, params, inputs,
     /// outputs, runtime and timing, and every raw file with its size and blake3 hash.
+    #[command(after_help = "Book: docs/src/guide/store.md")]
     Lineage(lineage::Args),
     /// Re-execute the chain that produced STAGE in a scratch store and compare every output byte
     /// for byte with the stored one; exits 1 if any differs.
+    #[command(after_help = "Book: docs/src/guide/store.md")]
     Audit(audit::Args),
     /// Re-hash stored objects and check every record's chain; exits 1 on any problem.
+    #[command(after_help = "Book: docs/src/guide/reliability.md")]
     Verify(verify::Args),
     /// The run log: every `magpipe run` on this store, what ran, what was cached, final outputs.
+    #[command(after_help = "Book: docs/src/guide/store.md")]
     Runs(runs::Args),
     /// Variants side by side: the params that differ, then the results (`default` = no variant).
+    #[command(after_help = "Book: docs/src/guide/variants.md")]
     Compare(compare::Args),
     /// One self-contained HTML report: Table 1, Table 2 coloured and against the published one,
     /// the figures, predictors and variants compared, the lineage of Table 2.
+    #[command(after_help = "Book: docs/src/guide/evaluation.md")]
     Report(report::Args),
     /// Forecast an AR from a trained model: the next 12 hours per tile, the emergence criterion
     /// on the predicted series, the alarm, its lead and margin; or `--replay` ARs hour by hour.
+    #[command(after_help = "Book: docs/src/guide/forecasts.md")]
     Forecast(forecast::Args),
     /// Remove records and objects that no ref and none of the last N runs reach.
+    #[command(after_help = "Book: docs/src/guide/store.md")]
     Gc(gc::Args),
+    /// The book's reference pages, generated from this binary: print one, or write them all.
+    #[command(after_help = "Book: docs/src/reference/cli.md")]
+    Docs(docs::Args),
 }
 
 /// What every command works with, built once: the global options, the kinds, the store, the
@@ -204,7 +243,7 @@ pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Status(a) => status::run(ctx, a),
         Cmd::Dag(a) => dag::run(ctx, a),
         Cmd::Artifact(a) => artifact::run(ctx, a),
-        Cmd::Kinds => kinds::run(ctx),
+        Cmd::Kinds(a) => kinds::run(ctx, a),
         Cmd::Lineage(a) => lineage::run(ctx, a),
         Cmd::Audit(a) => audit::run(ctx, a),
         Cmd::Verify(a) => verify::run(ctx, a),
@@ -213,5 +252,6 @@ pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Report(a) => report::run(ctx, a),
         Cmd::Forecast(a) => forecast::run(ctx, a),
         Cmd::Gc(a) => gc::run(ctx, a),
+        Cmd::Docs(a) => docs::run(ctx, a),
     }
 }

@@ -14,6 +14,8 @@ use super::{Ctx, Select, default_jobs};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Stages to run, with everything they need (default: every stage not marked
+    /// `default: false`).
     targets: Vec<String>,
     #[command(flatten)]
     select: Select,

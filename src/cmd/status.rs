@@ -19,6 +19,7 @@ pub enum StatusFormat {
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only these stages and what they need (default: every stage).
     targets: Vec<String>,
     #[command(flatten)]
     select: Select,

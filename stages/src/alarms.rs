@@ -1,4 +1,4 @@
-//! `score_alarms`: the study's Table 2 (SEMANTICS.md §13). Per scored tile the first observed and
+//! `score_alarms`: the study's Table 2 (docs/src/semantics.md §13). Per scored tile the first observed and
 //! first predicted emergence on the common plot axis, the category and the alarm lead; per AR the
 //! Emergence column (earliest observed vs earliest predicted over the scored tiles, which may come
 //! from different tiles) and the operational success after the processing delay.
@@ -15,7 +15,7 @@ use crate::protocol::{ArGeometry, PredictorSummary, Protocol, TileSeries, read_p
 use crate::solared::time::format_micros;
 use crate::table::{self, SeriesTable};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmParams {
     /// Smoothed derivative (scaled flux per hour) at or above which a sample counts.

@@ -14,7 +14,7 @@ use crate::protocol::{
 use crate::scale::Scaler;
 use crate::table::{self, FLUX, SeriesTable};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// The last observed value, held for the horizon.
@@ -26,7 +26,7 @@ pub enum Method {
     ZeroSlope,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BaselineParams {
     pub method: Method,
@@ -93,7 +93,7 @@ impl BaselineParams {
 }
 
 /// Validation derivative RMSE of the baseline and of the zero-slope predictor, over the
-/// validation windows of `window.index` (the metric the models report, SEMANTICS.md §10).
+/// validation windows of `window.index` (the metric the models report, docs/src/semantics.md §10).
 pub fn val_rmse(
     p: &BaselineParams,
     val: &SeriesTable,

@@ -1,4 +1,4 @@
-//! The study's emergence criterion (SEMANTICS.md §12), for observed and predicted flux alike:
+//! The study's emergence criterion (docs/src/semantics.md §12), for observed and predicted flux alike:
 //! numpy-gradient derivative → centred moving mean with edge replication → threshold (≥) →
 //! runs shorter than the sustain time removed. All in f64, in scaled flux per hour.
 

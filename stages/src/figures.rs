@@ -1,4 +1,4 @@
-//! `render_figure`: the paper's Figure 3 layout for each of a list of test ARs (SEMANTICS.md §15),
+//! `render_figure`: the paper's Figure 3 layout for each of a list of test ARs (docs/src/semantics.md §15),
 //! one PNG and one SVG output per AR: a 4×2 grid,
 //! seven scored tiles with flux in Gauss (observed and the four models), the observed and the
 //! primary model's predicted derivative with the criterion's samples in red, first-warning and
@@ -21,13 +21,14 @@ use crate::solared::time::format_micros;
 use crate::solared::{GRID, TILES};
 use crate::table::{self, FLUX, SeriesTable};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FigureParams {
     /// The test ARs to draw, one figure each (outputs `png_<AR>` and `svg_<AR>`).
     pub ars: Vec<u32>,
     /// Pixels (the paper's figure is 14 × 12 in).
     pub width: u32,
+    /// Pixels.
     pub height: u32,
 }
 

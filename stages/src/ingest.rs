@@ -12,7 +12,7 @@ use crate::kind::{Context, InputSlot, OutputSlot, Report, Source, StageError, Ty
 use crate::solared::{self, ArSeries, GRID, TILES, time::format_micros};
 use crate::table;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestParams {
     /// The folder holding the `AR<n>/` folders. A location, not content: it is not in the key,

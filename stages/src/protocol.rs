@@ -1,4 +1,4 @@
-//! The study's test-time protocol (SEMANTICS.md §5, §8): per test AR a 9-tile slice whose local
+//! The study's test-time protocol (docs/src/semantics.md §5, §8): per test AR a 9-tile slice whose local
 //! tiles 1…7 are scored, the input length, the history shown before the predictions, the end
 //! trim and the 72-h metric window; the plot axis that pairs observed and predicted flux; the
 //! per-tile recalibration; and the metrics in Gauss. The per-AR table is data in pipeline.yaml
@@ -17,9 +17,10 @@ use crate::solared::time::format_micros;
 use crate::table::{self, FEATURES, FLUX, SeriesTable};
 
 /// One row of the per-AR protocol table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestAr {
+    /// The AR number.
     pub ar: u32,
     /// Flat index of local tile 0 of the AR's 9-tile slice.
     pub k0: usize,
@@ -33,9 +34,11 @@ pub struct TestAr {
     pub metric_start: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtocolParams {
+    /// The study's test table, one row per test AR: `ar`, `k0` (flat index of local tile 0 of
+    /// its 9-tile slice), `input` (W), `history` (bp), `trim` (e ≤ 0), `metric_start` (ws).
     pub ars: Vec<TestAr>,
     /// Local index of the first scored tile of a slice.
     pub first_scored: usize,
@@ -53,11 +56,11 @@ pub struct ProtocolParams {
     pub derive: Option<DeriveRule>,
 }
 
-/// The documented rule that gives a test AR its geometry from its data (README: "Cross-
+/// The documented rule that gives a test AR its geometry from its data (docs/src/guide/evaluation.md, "Cross-
 /// validation"). Input, history and the end trim are the study's values for its three 2022–23
 /// test ARs; the slice is the grid row whose scored tiles show the most observed emergences,
-/// which is how the study's rows differ from the central row (SEMANTICS.md §5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// which is how the study's rows differ from the central row (docs/src/semantics.md §5).
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeriveRule {
     /// Input length W (hours) of the test windows.

@@ -17,11 +17,12 @@ use crate::kind::{
 use crate::protocol::PredictorSummary;
 use crate::table;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TablesParams {
     /// The published Table 2 as CSV (`ar,tile,category`; tile `Emergence` for the AR column).
     pub published: Option<String>,
+    /// The operational delay (hours) an alarm must lead by to count as a success.
     pub delay_hours: i64,
 }
 
@@ -429,7 +430,7 @@ impl TypedKind for RenderTables {
             "# Table 1 — configurations and validation derivative RMSE\n\n{t1}\nRMSE of the \
              forward differences over all validation windows, scaled units. Skill = 1 − RMSE / \
              zero-slope RMSE. FLAGGED: the run does not beat the zero-slope predictor, or its \
-             predictions barely vary — a collapsed run (SEMANTICS.md §18). The top-100 column needs a tuning study.\n"
+             predictions barely vary — a collapsed run (docs/src/semantics.md §18). The top-100 column needs a tuning study.\n"
         );
         write("table1.md", &t1md)?;
         write("table1.csv", &t1csv)?;

@@ -1,5 +1,5 @@
 //! `minmax_scale`: NaN → fill value in raw units, then min-max scaling fitted on the training ARs'
-//! central row only (SEMANTICS.md §6), applied to every role without clamping.
+//! central row only (docs/src/semantics.md §6), applied to every role without clamping.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,9 @@ use crate::solared::{GRID, TILES};
 use crate::split;
 use crate::table::{CHANNELS, FLUX, IC, POWER, SeriesTable};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleMode {
     /// One pair pooled over the four power bands, one for Ic, one for flux (published code).
@@ -21,7 +23,7 @@ pub enum ScaleMode {
     PerChannel,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScaleParams {
     pub mode: ScaleMode,

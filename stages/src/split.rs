@@ -9,7 +9,9 @@ use serde_json::json;
 use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
 use crate::table;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SplitMode {
     /// The lists given in params (the study's split).
@@ -23,21 +25,28 @@ pub enum SplitMode {
     Kfold,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fractions {
+    /// Share of the ARs in training.
     pub train: f64,
+    /// Share in validation.
     pub val: f64,
+    /// Share in test.
     pub test: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitParams {
     pub mode: SplitMode,
+    /// For `mode: fixed`: the training ARs, in the order windows are cut.
     pub train: Vec<u32>,
+    /// For `mode: fixed`: the validation ARs.
     pub val: Vec<u32>,
+    /// For `mode: fixed`: the test ARs.
     pub test: Vec<u32>,
+    /// ARs left out of every role (every mode).
     pub exclude: Vec<u32>,
     /// Only for `mode: random`.
     pub fractions: Fractions,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError, TypedKind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelName {
     #[serde(rename = "MagFluxLSTM")]
     MagFluxLstm,
@@ -19,7 +19,7 @@ pub enum ModelName {
     MagFluxEncDec,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossName {
     Value,
@@ -45,7 +45,7 @@ impl LossName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopRule {
     /// Ray Tune's TrialPlateauStopper (std over the last `stop_num_results` values below
@@ -53,18 +53,20 @@ pub enum StopRule {
     Plateau,
     /// Stop after `patience` epochs without a relative improvement of `min_delta`.
     Patience,
+    /// Run every epoch up to `epochs`.
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
+    /// Single precision throughout (the study's).
     Fp32,
     /// LSTMs in bf16 from fp32 master weights (fast on CPUs with avx512_bf16/AMX).
     Bf16Mixed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceName {
     Auto,
@@ -73,17 +75,26 @@ pub enum DeviceName {
 }
 
 /// Defaults: the paper's best configuration (Table 1, MagFluxLSTM hybrid).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainParams {
+    /// The architecture.
     pub model: ModelName,
+    /// LSTM hidden size h.
     pub hidden: usize,
+    /// Stacked LSTM layers L (the encoder's and the decoder's each).
     pub layers: usize,
+    /// Dropout between LSTM layers, in training only.
     pub dropout: f64,
+    /// Windows per optimiser step.
     pub batch_size: usize,
+    /// Shuffle the training windows every epoch (seeded).
     pub shuffle: bool,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Adam's coupled L2 weight decay.
     pub weight_decay: f64,
+    /// `hybrid`: value and derivative terms weighted by `alpha`; `value`: MSE on the values.
     pub loss: LossName,
     /// Weight of the value term in the hybrid loss.
     pub alpha: f64,
@@ -94,14 +105,22 @@ pub struct TrainParams {
     /// Maximum epochs.
     pub epochs: usize,
     pub early_stop: StopRule,
+    /// Plateau stopper: stop when the standard deviation of the last `stop_num_results`
+    /// validation metrics is below this.
     pub stop_std: f64,
+    /// Plateau stopper: how many recent results it looks at.
     pub stop_num_results: usize,
+    /// Plateau stopper: epochs before it may stop a run.
     pub stop_grace: usize,
+    /// Patience rule: epochs without improvement before stopping.
     pub patience: usize,
+    /// Patience rule: the improvement that counts.
     pub min_delta: f64,
     /// `null` draws a seed from the OS at run time (recorded in model.json): a deliberately
     /// unreproducible run, which `magpipe audit` reports.
     pub seed: Option<u64>,
+    /// `auto`: a CUDA device when the worker is CUDA-linked and one is usable, else the CPU (the
+    /// log says which and why); `cuda` fails with the reason when none is usable.
     pub device: DeviceName,
     /// libtorch intra-op threads of this training (1: run several trainings side by side).
     pub threads: usize,
@@ -574,11 +593,12 @@ impl TypedKind for Train {
 }
 
 /// Params of `predict`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PredictParams {
     /// Name in tables and figures (default: "<model> <loss>", e.g. "MagFluxLSTM hybrid").
     pub label: Option<String>,
+    /// libtorch intra-op threads of the model run.
     pub threads: usize,
 }
 

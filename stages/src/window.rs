@@ -1,4 +1,4 @@
-//! `window`: sliding windows over the scaled central-row series (SEMANTICS.md §7), written as
+//! `window`: sliding windows over the scaled central-row series (docs/src/semantics.md §7), written as
 //! safetensors `x` (N, W, 5) and `y` (N, P) in f32, plus an index of where each window came from.
 
 use polars::prelude::*;
@@ -9,13 +9,14 @@ use crate::kind::{Context, InputSlot, OutputSlot, ParamError, Report, StageError
 use crate::solared::GRID;
 use crate::table::{self, FEATURES, FLUX, SeriesTable};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowParams {
     /// Input width W (hours).
     pub input: usize,
     /// Output length P (hours).
     pub horizon: usize,
+    /// Hours between the starts of consecutive windows.
     pub stride: usize,
     /// 0: the target starts at the last input step (published code); 1: the next P hours (true
     /// P-hour horizon, paper text).

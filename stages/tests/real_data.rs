@@ -1,5 +1,5 @@
 //! The reader, inventory, scaling and windows checked against the real SolARED files and the
-//! facts SEMANTICS.md records about them.
+//! facts docs/src/semantics.md records about them.
 
 use std::path::PathBuf;
 
@@ -187,7 +187,7 @@ fn scaler_is_fitted_on_the_training_central_row_after_nan_fill() {
     for c in POWER {
         assert_eq!((shared.pair(c).min, shared.pair(c).max), pooled);
     }
-    // SEMANTICS §6: the 3–4 mHz band sets both pooled extremes.
+    // docs/src/semantics.md §6: the 3–4 mHz band sets both pooled extremes.
     assert_eq!((lo[POWER[1]], hi[POWER[1]]), pooled);
     assert_eq!(shared.pair(FLUX), per.pair(FLUX));
     assert_eq!(shared.fit_samples, 41 * 9 * 240);

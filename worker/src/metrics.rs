@@ -1,7 +1,7 @@
 //! The study's validation metric, on plain slices (f64 accumulation over f32 predictions).
 
 /// `R = sqrt(mean over windows n and steps t = 1..P−1 of ((ŷ[n,t] − ŷ[n,t−1]) − (y[n,t] − y[n,t−1]))²)`:
-/// the RMSE of forward differences, in scaled units (SEMANTICS.md §10).
+/// the RMSE of forward differences, in scaled units (docs/src/semantics.md §10).
 pub fn derivative_rmse(pred: &[f32], target: &[f32], horizon: usize) -> f64 {
     assert_eq!(pred.len(), target.len());
     assert!(horizon >= 2 && pred.len().is_multiple_of(horizon));

@@ -1,4 +1,4 @@
-//! MagFluxLSTM and MagFluxEnc-Dec on libtorch (SEMANTICS.md §9), built on the fused `Tensor::lstm`
+//! MagFluxLSTM and MagFluxEnc-Dec on libtorch (docs/src/semantics.md §9), built on the fused `Tensor::lstm`
 //! with PyTorch's layout (gates i, f, g, o; two bias vectors per layer) and PyTorch's default
 //! initialisation, so results are comparable with the published code. Dropout follows the call's
 //! `train` flag (tch's `nn::LSTM` freezes it at construction, which is why it is not used).

@@ -1,4 +1,4 @@
-//! `predict`: a trained model run over the test protocol (SEMANTICS.md §8): every test window of
+//! `predict`: a trained model run over the test protocol (docs/src/semantics.md §8): every test window of
 //! every scored tile as one batch in eval mode, output step `output_step` kept, recalibrated and
 //! denormalised, written in the same layout as the baselines'.
 

@@ -1,5 +1,5 @@
 //! Learning-rate scheduling and early stopping with the exact semantics the study's runs had
-//! (SEMANTICS.md §10–11): PyTorch's `ReduceLROnPlateau` and Ray Tune's `TrialPlateauStopper`,
+//! (docs/src/semantics.md §10–11): PyTorch's `ReduceLROnPlateau` and Ray Tune's `TrialPlateauStopper`,
 //! plus a plain patience rule. Pure Rust, so they are tested on hand-computed sequences.
 
 /// PyTorch `ReduceLROnPlateau(mode="min", threshold_mode="rel")`.

@@ -256,7 +256,7 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
         fault_pause(e.epoch);
     }
 
-    // A collapsed run (SEMANTICS.md §18) predicts an almost constant series: its metric does not
+    // A collapsed run (docs/src/semantics.md §18) predicts an almost constant series: its metric does not
     // beat the zero-slope predictor, or its predictions barely vary.
     let history = &t.progress.history;
     let last = history.last().expect("at least one epoch");

@@ -1,4 +1,4 @@
-//! The study's training procedure (SEMANTICS.md §10): Adam with coupled L2 weight decay, the loss
+//! The study's training procedure (docs/src/semantics.md §10): Adam with coupled L2 weight decay, the loss
 //! scaled ×100 for the hybrid loss only, gradient-norm clipping at 1.0 (which therefore sees the
 //! scaled gradient), ReduceLROnPlateau stepped with the validation derivative RMSE each epoch, and
 //! an early-stopping rule. Every random choice (init, dropout, shuffling, teacher forcing) flows

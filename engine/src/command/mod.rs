@@ -4,7 +4,7 @@
 //! lets it read only what it declared, and what it writes is checked against the contracts its
 //! outputs claim before anything is committed.
 //!
-//! What the program sees (also in the README, "Your own code as a stage"):
+//! What the program sees (also in docs/src/guide/own-stage.md):
 //! - its working directory: an empty folder of its own (`TMPDIR` and `HOME` inside it);
 //! - `MAGPIPE_STAGE`: the path of a JSON file with `stage`, `params`, `inputs` (slot → path),
 //!   `outputs` (name → path), `threads`, `seed` and `device`;
@@ -36,15 +36,20 @@ pub const DECLARATION: &[&str] = &[
     "run", "shell", "code", "env", "outputs", "threads", "sandbox",
 ];
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxMode {
+    /// Under Landlock: read only the declared inputs, code, env and system folders; write only
+    /// the scratch folder; no TCP where the kernel allows.
     #[default]
     Strict,
+    /// No sandbox.
     Off,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputDecl {
     /// Relative to the stage's output folder; a trailing `/` declares a folder.
@@ -55,7 +60,7 @@ pub struct OutputDecl {
 }
 
 /// A command stage's declaration and params, as resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandParams {
     /// argv, run without a shell.
@@ -71,8 +76,12 @@ pub struct CommandParams {
     /// resolved path and version, enter the key. An argv[0] that names one runs it.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// name → `{path, schema}`: the files (or, with a trailing `/`, folders) the program must
+    /// write, each optionally claiming a contract.
     #[serde(default)]
     pub outputs: BTreeMap<String, OutputDecl>,
+    /// Cores the program may use: passed as `MAGPIPE_THREADS` and `{threads}`, and the Slurm
+    /// job's `--cpus-per-task` unless `executor.slurm` sets one.
     #[serde(default = "one")]
     pub threads: usize,
     #[serde(default)]
@@ -472,6 +481,9 @@ impl Kind for CommandKind {
                 }
             })
             .collect()
+    }
+    fn params_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(CommandParams)).expect("a schema serialises")
     }
     fn volatile_outputs(&self) -> &'static [&'static str] {
         &[]

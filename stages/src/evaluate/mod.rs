@@ -23,7 +23,7 @@ use crate::scale::Scaler;
 use crate::table::{self, FLUX};
 use stats::{ArUnit, Dataset, Estimate, Outcome, Paired, Resampling, Stat, Tally};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvaluateParams {
     /// Bootstrap replicates.

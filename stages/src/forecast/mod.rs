@@ -2,7 +2,7 @@
 //! forecaster would see it at one hour — only the hours up to then — with the study's scaler,
 //! windows, recalibration and emergence criterion; and the replay of an AR's history hour by hour.
 //!
-//! The geometry is the study's test protocol (SEMANTICS.md §8): prediction j comes from the
+//! The geometry is the study's test protocol (docs/src/semantics.md §8): prediction j comes from the
 //! window of hours j … j+W−1, keeps output `output_step`, and sits on the plot axis at hour
 //! lk + j, one hour before its target (lk = the last known index). What is new here is time:
 //! at hour s only the windows ending by s exist, the recalibration offset needs φ[lk] (so it
@@ -26,7 +26,7 @@ pub mod timeline;
 
 pub use report::*;
 
-/// The JSON schema names of `forecast` and `forecast --replay` (README: "Forecast JSON").
+/// The JSON schema names of `forecast` and `forecast --replay` (docs/src/reference/schemas.md, generated from the report types).
 pub const SCHEMA: &str = "magpipe.forecast/1";
 pub const REPLAY_SCHEMA: &str = "magpipe.forecast-replay/1";
 
@@ -81,7 +81,7 @@ pub struct Choice {
 }
 
 /// The geometry of one AR's forecasts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct Geometry {
     pub ar: u32,
     /// Flat tile indices k (paper tile = k + 1).

@@ -1,5 +1,5 @@
 //! What `magpipe forecast` reports: the JSON documents (`magpipe.forecast/1`,
-//! `magpipe.forecast-replay/1`, described in the README), the replay's timeline table, and
+//! `magpipe.forecast-replay/1`, whose schemas docs/src/reference/schemas.md is generated from), the replay's timeline table, and
 //! their text and Markdown renderings.
 
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ pub(super) fn tile_status(q_obs: Option<usize>, alarm: bool) -> &'static str {
 }
 
 /// Where the model of a forecast came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
     /// The `train` stage and the variant it was taken from.
     pub stage: String,
@@ -48,7 +48,7 @@ pub struct ModelInfo {
 }
 
 /// What was read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct DataInfo {
     /// The AR folder as given.
     pub dir: String,
@@ -83,7 +83,7 @@ impl DataInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct CriterionInfo {
     pub threshold: f64,
     pub smoothing: usize,
@@ -107,7 +107,7 @@ impl CriterionInfo {
 }
 
 /// One output of the latest window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub step: usize,
     /// The hour it targets.
@@ -118,7 +118,7 @@ pub struct Step {
 }
 
 /// One point of the predicted series the criterion runs on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesPoint {
     /// Plot position (one hour before the target, as in the study).
     pub time: String,
@@ -129,14 +129,14 @@ pub struct SeriesPoint {
 
 /// A first emergence: its time, its hour in the AR's data and its plot-axis position (Table 2's
 /// `*_first_q`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct Emergence {
     pub time: String,
     pub hour: usize,
     pub q: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct TileEmergence {
     /// Paper tile number.
     pub tile: u32,
@@ -144,14 +144,14 @@ pub struct TileEmergence {
 }
 
 /// A Table 2 cell: category, lead and colour class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct Table2Cell {
     pub category: String,
     pub lead_h: Option<i64>,
     pub status: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct TileForecast {
     pub tile: u32,
     pub k: usize,
@@ -178,7 +178,7 @@ pub struct TileForecast {
     pub table2: Table2Cell,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ArForecast {
     pub alarm: bool,
     pub alarm_tiles: Vec<u32>,
@@ -191,7 +191,7 @@ pub struct ArForecast {
 }
 
 /// `magpipe forecast` (schema `magpipe.forecast/1`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ForecastReport {
     pub schema: &'static str,
     pub model: ModelInfo,
@@ -206,7 +206,7 @@ pub struct ForecastReport {
 }
 
 /// One row of a replay's timeline: a tile's state at one hour.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineRow {
     pub ar: u32,
     pub tile: u32,
@@ -220,7 +220,7 @@ pub struct TimelineRow {
 }
 
 /// The first alarm of a tile in a replay.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct FirstAlarm {
     /// The hour the alarm was first raised (the last hour of data it rests on).
     pub issued: String,
@@ -231,7 +231,7 @@ pub struct FirstAlarm {
     pub predicted_emergence: Emergence,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayTile {
     pub tile: u32,
     pub k: usize,
@@ -252,7 +252,7 @@ pub struct ReplayTile {
     pub operational_margin_h: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayEmergence {
     pub observed_emergence: Option<TileEmergence>,
     pub predicted_emergence: Option<TileEmergence>,
@@ -267,14 +267,14 @@ pub struct ReplayEmergence {
     pub operational_status: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayHours {
     pub first: String,
     pub last: String,
     pub count: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayAr {
     pub ar: u32,
     pub geometry: Geometry,
@@ -287,7 +287,7 @@ pub struct ReplayAr {
     pub files: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct Successes {
     pub ars: usize,
     /// Table 2's Emergence column: leads ≥ delay and > delay.
@@ -299,7 +299,7 @@ pub struct Successes {
 }
 
 /// `magpipe forecast --replay` (schema `magpipe.forecast-replay/1`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayReport {
     pub schema: &'static str,
     pub model: ModelInfo,

@@ -1,5 +1,5 @@
 //! The SolARED dataset on disk: one folder `AR{n}/` per active region with three `.npz` files.
-//! See SEMANTICS.md §1 for the layout this module reads and validates.
+//! See docs/src/semantics.md §1 for the layout this module reads and validates.
 
 pub mod fuzzing;
 pub mod npy;

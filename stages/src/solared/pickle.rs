@@ -2,7 +2,7 @@
 //! `datetime.datetime` that hold the SolARED timestamps.
 //!
 //! This is not a general unpickler: it runs only the opcodes that pickles of such an array use
-//! (numpy 1.x writes protocol 3, the SolARED files' form documented in SEMANTICS.md §1.2; numpy
+//! (numpy 1.x writes protocol 3, the SolARED files' form documented in docs/src/semantics.md §1.2; numpy
 //! 2.x writes protocol 4 with frames, `SHORT_BINUNICODE`, `MEMOIZE` and `STACK_GLOBAL`) and
 //! resolves only the five globals such an array names, so a hostile or foreign pickle is
 //! rejected, never executed. Widening it means adding opcodes, never globals.

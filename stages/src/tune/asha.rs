@@ -1,4 +1,4 @@
-//! Ray Tune's `AsyncHyperBandScheduler` (ASHA, the stopping variant, one bracket) as SEMANTICS.md
+//! Ray Tune's `AsyncHyperBandScheduler` (ASHA, the stopping variant, one bracket) as docs/src/semantics.md
 //! §11 describes it. Its whole state is the rewards recorded at each rung, so a study can keep
 //! it in its record files and any process (or machine) can decide.
 
@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AshaParams {
     pub grace_period: u32,

@@ -1,4 +1,4 @@
-//! The study's hyper-parameter search (SEMANTICS.md §11): the search space, hyperopt-faithful
+//! The study's hyper-parameter search (docs/src/semantics.md §11): the search space, hyperopt-faithful
 //! TPE, Ray-faithful ASHA. The stopper with Ray's TrialPlateauStopper semantics is the training
 //! one (`worker/src/schedule.rs`), which the tune trials use as their early-stopping rule.
 

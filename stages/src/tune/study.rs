@@ -30,11 +30,12 @@ use crate::train::{
     torch_runtime, worker_info,
 };
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TuneParams {
     /// The search space (default: the paper's Listing 1).
     pub space: BTreeMap<String, ParamSpec>,
+    /// Trials in the study.
     pub num_samples: usize,
     /// Trials at once on the CPU. Unbounded concurrency would turn TPE into random search: every
     /// suggestion would be made before any trial finished.
@@ -43,8 +44,12 @@ pub struct TuneParams {
     /// a machine with a GPU): then `trials_per_gpu` × GPUs run at once, each on the GPU with the
     /// fewest trials, in place of `max_concurrent`. The study ran 32 trials at 1/32 GPU each.
     pub trials_per_gpu: usize,
+    /// Seeds the suggestions; trial i trains with seed `seed + i`.
     pub seed: u64,
+    /// Hyperopt TPE's settings (`n_startup`, `gamma`, `n_ei_candidates`, `prior_weight`,
+    /// `linear_forgetting`).
     pub tpe: TpeParams,
+    /// ASHA's settings (`grace_period`, `reduction_factor`, `max_t`).
     pub asha: AshaParams,
     /// Epochs a trial may run at most (Ray's `max_t`).
     pub max_epochs: usize,

@@ -2,7 +2,7 @@
 //! random start-up suggestions, then per parameter (univariate) a "below" and an "above"
 //! adaptive Parzen estimator fitted on the trials where the parameter was active, 24 candidates
 //! drawn from "below", the one with the best log-ratio kept. Constants as in hyperopt and
-//! SEMANTICS.md §11: γ = 0.25, n_below = min(⌈γ·√N⌉, 25), prior weight 1, linear forgetting 25.
+//! docs/src/semantics.md §11: γ = 0.25, n_below = min(⌈γ·√N⌉, 25), prior weight 1, linear forgetting 25.
 //! The random numbers are magpipe's own (SplitMix64), so suggestions are deterministic for a
 //! seed but not numpy's.
 
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::space::{Config, Dist, Space};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TpeParams {
     pub n_startup: usize,
