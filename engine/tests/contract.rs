@@ -29,7 +29,7 @@ use serde_json::json;
 
 // ---- the toy kinds ----------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 struct ReadParams {
     /// A raw file outside the store.
@@ -82,7 +82,7 @@ impl TypedKind for ToyRead {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 struct CountParams {
     /// One output per letter: `count_<letter>`.
@@ -157,7 +157,7 @@ impl TypedKind for ToyCount {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 struct ChunkParams {
     /// Characters per chunk file.
@@ -393,6 +393,20 @@ fn why_stale(plan: &Plan, store: &Store) -> BTreeMap<String, Vec<String>> {
 
 /// The engine's own `command` kind and a contract, with no study linked: a shell line that
 /// writes what its contract says is committed; one that does not is refused and leaves nothing.
+fn a_typed_kind_describes_its_params_from_the_struct() {
+    // What `magpipe kinds --format md` builds the reference from: types and doc comments.
+    let schema = Typed::<ToyRead>::default().params_schema();
+    let repeat = &schema["properties"]["repeat"];
+    assert_eq!(repeat["type"], "integer", "{schema}");
+    assert_eq!(
+        repeat["description"],
+        "How many times the text is repeated."
+    );
+    assert_eq!(schema["properties"]["path"]["type"], "string");
+    let command = magpipe_engine::command::CommandKind.params_schema();
+    assert!(command["properties"]["sandbox"].is_object(), "{command}");
+}
+
 fn a_command_stage_and_its_contract_need_no_study() {
     let p = Project::new("abc\n");
     let yaml = |line: &str| {
@@ -861,7 +875,11 @@ fn main() {
         std::process::exit(magpipe_engine::executor::stage_job_main(&registry(), job));
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let scenarios: [(&str, fn()); 6] = [
+    let scenarios: [(&str, fn()); 7] = [
+        (
+            "a_typed_kind_describes_its_params_from_the_struct",
+            a_typed_kind_describes_its_params_from_the_struct,
+        ),
         (
             "a_command_stage_and_its_contract_need_no_study",
             a_command_stage_and_its_contract_need_no_study,
