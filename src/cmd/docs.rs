@@ -100,13 +100,16 @@ pub fn run(ctx: &super::Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Written whole beside the page, then renamed over it: a reader never sees half a page.
+/// Through the store's own atomic write: a reader never sees half a page, a failed write leaves
+/// nothing behind.
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    Ok(magpipe_engine::fsutil::write_atomic(
+        dir,
+        path,
+        text.as_bytes(),
+    )?)
 }
 
 /// Every command's `--help`, rendered at a fixed width so the page does not depend on the
