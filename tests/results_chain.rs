@@ -223,31 +223,42 @@ fn killed_at_twenty_random_points_the_pipeline_still_ends_with_the_same_table_2(
     let want = hash_of(&whole, "tables", "table2_csv");
 
     let p = project_with_study();
-    // Seeded delays spread over the whole run (data stages, both trainings, predictions,
-    // scoring, rendering and the study); each kill is followed by the next run, which resumes.
+    // Each kill waits for the k-th stage of its run to start (k seeded in 1..=3), then a seeded
+    // 0–400 ms more: the kills walk through the whole run (data stages, both trainings,
+    // predictions, scoring, rendering and the study) at the same places however loaded the
+    // machine is, and every run but a k = 1 one finishes stages before it dies.
     let mut rng = magpipe_stages::tune::tpe::Rng::new(20);
     let mut stages_hit = std::collections::BTreeSet::new();
     for _ in 0..20 {
+        let k = 1 + (rng.uniform() * 3.0) as usize;
+        let delay = std::time::Duration::from_millis((rng.uniform() * 400.0) as u64);
         let mut child = p
             .cmd(&["run", "tables", "figure", "tune"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let delay = std::time::Duration::from_millis(50 + (rng.uniform() * 1500.0) as u64);
         let err = child.stderr.take().unwrap();
+        let (kth_started, started) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            let mut running = None;
+            let (mut running, mut n) = (None, 0);
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["event"] == "stage_started"
                 {
                     running = v["stage"].as_str().map(str::to_string);
+                    n += 1;
+                    if n == k {
+                        let _ = kth_started.send(());
+                    }
                 }
             }
             running
         });
-        std::thread::sleep(delay);
+        // A run with fewer than k stages left ends on its own and closes the channel.
+        if started.recv().is_ok() {
+            std::thread::sleep(delay);
+        }
         let _ = child.kill(); // SIGKILL; a run that already finished is simply reaped
         child.wait().unwrap();
         if let Some(s) = reader.join().unwrap() {
