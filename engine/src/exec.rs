@@ -383,7 +383,10 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, RunError>)>();
     pool.in_place_scope(|scope| {
         loop {
-            // Start every stage whose inputs are all done.
+            // Of the stages whose inputs are all done, start as many as `jobs` has room for,
+            // highest priority first (plan order among equals): queueing them all on the pool
+            // would start them in plan order whatever their priority.
+            let mut ready = Vec::new();
             for &i in &selected {
                 if outcomes.contains_key(&i) || started.contains(&i) {
                     continue;
@@ -406,6 +409,11 @@ pub fn run(
                 if !deps.iter().all(|d| done.contains_key(d)) {
                     continue;
                 }
+                ready.push(i);
+            }
+            ready.sort_by_key(|&i| std::cmp::Reverse(plan.stages[i].priority));
+            for i in ready.into_iter().take(jobs.saturating_sub(running)) {
+                let deps = plan.deps(i);
                 started.insert(i);
                 running += 1;
                 let ups: BTreeMap<usize, Record> =

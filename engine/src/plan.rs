@@ -34,6 +34,8 @@ pub struct Stage {
     pub doc: Option<String>,
     /// Part of a plain `magpipe run`.
     pub default: bool,
+    /// Start order among stages ready at once (higher first); never part of a key.
+    pub priority: i64,
 }
 
 #[derive(Clone)]
@@ -365,6 +367,7 @@ impl Plan {
                 inputs,
                 doc: raw.doc.clone(),
                 default: raw.default,
+                priority: raw.priority,
             });
         }
 

@@ -21,10 +21,13 @@ pub struct RawStage {
     pub doc: Option<String>,
     /// Part of a plain `magpipe run` (false: only when named as a target, or needed by one).
     pub default: bool,
+    /// Of the stages ready at once, higher starts first when `--jobs` has no free slot for all
+    /// (default 0; ties keep YAML order). Scheduling only: it enters no key.
+    pub priority: i64,
 }
 
 /// The keys every stage may have.
-pub const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "doc", "default"];
+pub const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "doc", "default", "priority"];
 
 /// What an input slot is wired to, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +202,16 @@ impl RawSpec {
                     ));
                 }
             };
+            let priority = match body.get("priority") {
+                None => 0,
+                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or(0),
+                Some(_) => {
+                    return Err(loc.err(
+                        &[at[0], at[1], "priority"],
+                        "`priority:` is an integer (of the stages ready at once, higher starts first)",
+                    ));
+                }
+            };
             stages.push(RawStage {
                 name,
                 kind,
@@ -207,6 +220,7 @@ impl RawSpec {
                 inputs,
                 doc,
                 default,
+                priority,
             });
         }
         let mut variants = Vec::new();

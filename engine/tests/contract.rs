@@ -867,6 +867,82 @@ fn the_slurm_executor_runs_toy_stages_to_the_same_bytes() {
     );
 }
 
+/// Of the stages ready at once, `--jobs` slots go to the highest `priority:` first and to YAML
+/// order among equals; a dependency still comes first, and the priority enters no key.
+fn ready_stages_start_by_priority() {
+    let p = Project::new("x");
+    // `prio` is the priority line of `c`; `d` gets a higher one and reads `a`, so it can only
+    // start after `a`.
+    let yaml = |prio: &str| {
+        let stage = |name: &str, shell: &str, extra: &str| {
+            format!(
+                "  {name}:\n    kind: command\n    shell: \"{shell} > {{outputs.o}}\"\n    outputs: {{o: {{path: {name}.txt}}}}\n{extra}"
+            )
+        };
+        let mut y = String::from("stages:\n");
+        y += &stage("a", "echo a", "");
+        y += &stage("b", "echo b", "");
+        y += &stage("c", "echo c", prio);
+        let d = format!("    inputs: {{i: a.o}}\n{}", prio.replace('5', "9"));
+        y += &stage("d", "cat {inputs.i}", &d);
+        y
+    };
+    let plan = |text: &str| {
+        let spec = RawSpec::parse(&p.dir.path().join("pipeline.yaml"), text).expect("parses");
+        Plan::build(&spec, &registry(), None, &[]).expect("plan")
+    };
+    let started = |plan: &Plan, store: &Store, jobs: usize| {
+        let events = Events::default();
+        let opts = RunOptions {
+            jobs,
+            ..RunOptions::default()
+        };
+        exec::run(plan, store, &opts, &events).expect("the run starts");
+        let order: Vec<String> = events
+            .0
+            .into_inner()
+            .expect("events")
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::StageStarted { stage, .. } => Some(stage),
+                _ => None,
+            })
+            .collect();
+        order
+    };
+    let prio = "    priority: 5\n";
+    let with = plan(&yaml(prio));
+    assert_eq!(with.stages[with.index("c").unwrap()].priority, 5);
+    assert_eq!(with.stages[with.index("d").unwrap()].priority, 9);
+    assert_eq!(
+        started(&with, &p.store("one"), 1),
+        ["c", "a", "d", "b"],
+        "one slot: c outranks a and b; d outranks b once a is done"
+    );
+    let without = plan(&yaml(""));
+    assert_eq!(
+        started(&without, &p.store("plain"), 1),
+        ["a", "b", "c", "d"]
+    );
+    // Scheduling only: the same stages without priorities are the cached ones.
+    let store = p.store("one");
+    assert_eq!(
+        run(&without, &store, Choice::Local),
+        outcomes(&[
+            ("a", "cached"),
+            ("b", "cached"),
+            ("c", "cached"),
+            ("d", "cached")
+        ])
+    );
+    let bad = yaml("    priority: high\n");
+    let e = RawSpec::parse(&p.dir.path().join("pipeline.yaml"), &bad).expect_err("refused");
+    assert!(
+        e.to_string().contains("stages.c.priority") && e.to_string().contains("is an integer"),
+        "{e}"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // The job side of the Slurm executor: this program is what it runs on the node.
@@ -875,7 +951,7 @@ fn main() {
         std::process::exit(magpipe_engine::executor::stage_job_main(&registry(), job));
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
-    let scenarios: [(&str, fn()); 7] = [
+    let scenarios: [(&str, fn()); 8] = [
         (
             "a_typed_kind_describes_its_params_from_the_struct",
             a_typed_kind_describes_its_params_from_the_struct,
@@ -895,6 +971,10 @@ fn main() {
         (
             "a_sweep_over_seeds_shares_what_it_can_and_compares",
             a_sweep_over_seeds_shares_what_it_can_and_compares,
+        ),
+        (
+            "ready_stages_start_by_priority",
+            ready_stages_start_by_priority,
         ),
         (
             "folder_outputs_are_trees_of_files",
