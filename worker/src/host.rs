@@ -295,6 +295,21 @@ pub fn pick(asked: DeviceName, cuda: &Cuda) -> Result<(tch::Device, String), Str
 }
 
 /// `facts.hardware` of a torch stage run on `device` (see [`hardware_facts`]).
+/// What a stage's log says when it is asked for bf16-mixed on a CPU that has no bf16
+/// instructions: libtorch then emulates bf16 in software, and a MagFluxLSTM hybrid step ran about 14
+/// times slower than fp32 on an AVX2 EPYC (`bench-train 1`: 13.1–14.3 against 186.7–193.0
+/// windows/s), so a user who chose it for speed should know at once.
+pub fn bf16_warning(bf16: bool, device: tch::Device, cpu: &Cpu) -> Option<String> {
+    (bf16 && device == tch::Device::Cpu && !cpu.bf16).then(|| {
+        format!(
+            "warning: precision bf16-mixed on a CPU without bf16 instructions ({}, {}): libtorch \
+             emulates bf16 here, which is an order of magnitude slower than fp32 \
+             (see docs/src/guide/performance.md); precision: fp32 is the fast choice on this CPU",
+            cpu.model, cpu.onednn_isa
+        )
+    })
+}
+
 pub fn hardware(device: tch::Device, cpu: &Cpu, cuda: &Cuda) -> Value {
     hardware_facts(&json!({ "cpu": cpu, "cuda": cuda }), device.is_cuda())
 }
@@ -323,6 +338,22 @@ mod tests {
         // avx512_vnni without the AVX-512 core set is not an AVX-512 machine.
         assert_eq!(onednn_isa(&["avx2", "avx512_vnni"], None), "avx2");
         assert_eq!(onednn_isa(&[], None), "default");
+    }
+
+    #[test]
+    fn bf16_on_a_cpu_without_bf16_instructions_is_warned_of_and_only_then() {
+        let cpu = |bf16| Cpu {
+            model: "AMD EPYC".into(),
+            aten_capability: "AVX2".into(),
+            onednn_isa: "avx2".into(),
+            bf16,
+        };
+        let w = bf16_warning(true, tch::Device::Cpu, &cpu(false)).expect("a warning");
+        assert!(w.contains("AMD EPYC, avx2") && w.contains("fp32"), "{w}");
+        assert_eq!(bf16_warning(true, tch::Device::Cpu, &cpu(true)), None);
+        assert_eq!(bf16_warning(false, tch::Device::Cpu, &cpu(false)), None);
+        // A GPU computes bf16 itself, whatever the host CPU lacks.
+        assert_eq!(bf16_warning(true, tch::Device::Cuda(0), &cpu(false)), None);
     }
 
     #[test]

@@ -180,6 +180,9 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
         cpu.model,
         cpu.onednn_isa
     ));
+    if let Some(w) = host::bf16_warning(p.precision == Precision::Bf16Mixed, device, &cpu) {
+        log(w);
+    }
     let input = |slot: &str| {
         req.inputs
             .get(slot)
