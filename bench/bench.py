@@ -231,6 +231,10 @@ def epoch_windows(q, env):
         return json.loads(f.read(n))["x"]["shape"][0]
 
 
+# Lines printed after the training tables (why a row was not run).
+NOTES = []
+
+
 def train_bench(a, q, env):
     """magpipe's trainer vs PyTorch eager on the same model, alternating within each round.
     Returns rows (model, trainer, [per-round (windows/s, sys s, faults, windows)], [ratios to
@@ -263,6 +267,13 @@ def train_bench(a, q, env):
              lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec"], plain)),
         ],
     }
+    cpu = json.loads(subprocess.run([w, "info"], capture_output=True, text=True, check=True).stdout)["cpu"]
+    if not cpu["bf16"]:
+        # Emulated bf16 is an order of magnitude slower than fp32 (performance.md); its rows
+        # would take most of the bench's time and say only that.
+        variants = {m: [v for v in vs if "bf16" not in v[0]] for m, vs in variants.items()}
+        NOTES.append(f"bf16-mixed rows not run: this CPU ({cpu['model']}, oneDNN ISA {cpu['onednn_isa']}) has no "
+                     "bf16 instructions, so libtorch emulates bf16 ([Performance](guide/performance.md)).")
     batch = {"lstm": 64, "encdec": 32}
     runs = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
     ratios = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
@@ -299,6 +310,8 @@ def print_train(rows, per_epoch):
             print(f"| {name} | {mmm([r[0] for r in runs])} | {rat(ratios)} | {sys_epoch:.1f} | {flt_epoch:,.0f} |")
     print(f"\n(one epoch = the default pipeline's {per_epoch} training windows; system time and faults are "
           "the whole process's, start-up included, scaled by windows trained)")
+    for n in NOTES:
+        print(f"\n{n}")
 
 
 if __name__ == "__main__":

@@ -175,8 +175,9 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     let (cpu, cuda) = (host::cpu(), host::cuda());
     let (device, why) = host::pick(p.device, &cuda).map_err(|e| anyhow!(e))?;
     log(format!(
-        "{why}; {} threads on {} ({})",
+        "{why}; {} thread{} on {} ({})",
         req.threads.max(1),
+        if req.threads > 1 { "s" } else { "" },
         cpu.model,
         cpu.onednn_isa
     ));
