@@ -384,9 +384,9 @@ fn bad_declarations_are_refused_with_their_location() {
     p.set_pipeline(&text);
     let r = p.run(&["status"]);
     assert!(
-        r.error_lines()
-            .join("\n")
-            .contains("unknown stage key `run` (expected kind, params, inputs, doc, default)"),
+        r.error_lines().join("\n").contains(
+            "unknown stage key `run` (expected kind, params, inputs, doc, default, priority)"
+        ),
         "{}",
         r.stderr
     );

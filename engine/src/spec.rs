@@ -202,10 +202,10 @@ impl RawSpec {
                     ));
                 }
             };
-            let priority = match body.get("priority") {
+            let priority = match body.get("priority").map(Value::as_i64) {
                 None => 0,
-                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or(0),
-                Some(_) => {
+                Some(Some(p)) => p,
+                Some(None) => {
                     return Err(loc.err(
                         &[at[0], at[1], "priority"],
                         "`priority:` is an integer (of the stages ready at once, higher starts first)",

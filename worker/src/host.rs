@@ -294,7 +294,6 @@ pub fn pick(asked: DeviceName, cuda: &Cuda) -> Result<(tch::Device, String), Str
     }
 }
 
-/// `facts.hardware` of a torch stage run on `device` (see [`hardware_facts`]).
 /// What a stage's log says when it is asked for bf16-mixed on a CPU that has no bf16
 /// instructions: libtorch then emulates bf16 in software, and a MagFluxLSTM hybrid step ran about 14
 /// times slower than fp32 on an AVX2 EPYC (`bench-train 1`: 13.1–14.3 against 186.7–193.0
@@ -310,6 +309,7 @@ pub fn bf16_warning(bf16: bool, device: tch::Device, cpu: &Cpu) -> Option<String
     })
 }
 
+/// `facts.hardware` of a torch stage run on `device` (see [`hardware_facts`]).
 pub fn hardware(device: tch::Device, cpu: &Cpu, cuda: &Cuda) -> Value {
     hardware_facts(&json!({ "cpu": cpu, "cuda": cuda }), device.is_cuda())
 }
