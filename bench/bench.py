@@ -106,7 +106,7 @@ def main():
     dv, dv_min = wall(dvc + ["repro", "-q"], a.reps, cwd=d)
     rows.append(("no-op `magpipe run window` (4 stages cached)", noop, "no-op `dvc repro` (same 4 stages)", dv))
 
-    train_rows = train_bench(a, q, env) if a.train_rounds > 0 else []
+    train_rows, train_notes = train_bench(a, q, env) if a.train_rounds > 0 else ([], [])
     per_epoch = epoch_windows(q, env)
     wall_train = train_wall(q, env) if a.train_wall else None
     tune_rows = tune_bench(a, env) if a.tune else None
@@ -115,7 +115,7 @@ def main():
     print("|---|---|---|---|---|")
     for what, m, ref, r in rows:
         print(f"| {what} | {m:.3f} | {ref} | {r:.3f} | {m / r:.3f} |")
-    print_train(train_rows, per_epoch)
+    print_train(train_rows, per_epoch, train_notes)
     print()
     print(f"ingest: {npl / ing:.2f}x faster than np.load alone (target: ratio < 1.0)")
     print(f"no-op:  {noop * 1000:.1f} ms (target ≤ 100 ms), {dv / noop:.1f}x faster than DVC (target ≥ 10x)")
@@ -231,14 +231,10 @@ def epoch_windows(q, env):
         return json.loads(f.read(n))["x"]["shape"][0]
 
 
-# Lines printed after the training tables (why a row was not run).
-NOTES = []
-
-
 def train_bench(a, q, env):
     """magpipe's trainer vs PyTorch eager on the same model, alternating within each round.
     Returns rows (model, trainer, [per-round (windows/s, sys s, faults, windows)], [ratios to
-    that round's PyTorch-as-users-run-it])."""
+    that round's PyTorch-as-users-run-it]) and notes on rows not run."""
     here = os.path.dirname(os.path.abspath(__file__))
     steps = str(a.train_steps)
     plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MAGPIPE_MALLOC")}
@@ -267,12 +263,13 @@ def train_bench(a, q, env):
              lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec"], plain)),
         ],
     }
+    notes = []
     cpu = json.loads(subprocess.run([w, "info"], capture_output=True, text=True, check=True).stdout)["cpu"]
     if not cpu["bf16"]:
         # Emulated bf16 is an order of magnitude slower than fp32 (performance.md); its rows
         # would take most of the bench's time and say only that.
         variants = {m: [v for v in vs if "bf16" not in v[0]] for m, vs in variants.items()}
-        NOTES.append(f"bf16-mixed rows not run: this CPU ({cpu['model']}, oneDNN ISA {cpu['onednn_isa']}) has no "
+        notes.append(f"bf16-mixed rows not run: this CPU ({cpu['model']}, oneDNN ISA {cpu['onednn_isa']}) has no "
                      "bf16 instructions, so libtorch emulates bf16 ([Performance](guide/performance.md)).")
     batch = {"lstm": 64, "encdec": 32}
     runs = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
@@ -288,10 +285,10 @@ def train_bench(a, q, env):
                 runs[(m, name)].append((wps, sys_s, flt, n))
                 base = base or wps
                 ratios[(m, name)].append(wps / base)
-    return [(m, name, runs[(m, name)], ratios[(m, name)]) for m, vs in variants.items() for name, _ in vs]
+    return [(m, name, runs[(m, name)], ratios[(m, name)]) for m, vs in variants.items() for name, _ in vs], notes
 
 
-def print_train(rows, per_epoch):
+def print_train(rows, per_epoch, notes):
     mmm = lambda xs: f"{min(xs):.0f} / {statistics.median(xs):.0f} / {max(xs):.0f}"
     rat = lambda xs: f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
     names = {"lstm": "MagFluxLSTM hybrid (h=128 L=4 B=64, W=110)",
@@ -310,7 +307,7 @@ def print_train(rows, per_epoch):
             print(f"| {name} | {mmm([r[0] for r in runs])} | {rat(ratios)} | {sys_epoch:.1f} | {flt_epoch:,.0f} |")
     print(f"\n(one epoch = the default pipeline's {per_epoch} training windows; system time and faults are "
           "the whole process's, start-up included, scaled by windows trained)")
-    for n in NOTES:
+    for n in notes:
         print(f"\n{n}")
 
 

@@ -409,11 +409,10 @@ pub fn run(
                 if !deps.iter().all(|d| done.contains_key(d)) {
                     continue;
                 }
-                ready.push(i);
+                ready.push((i, deps));
             }
-            ready.sort_by_key(|&i| std::cmp::Reverse(plan.stages[i].priority));
-            for i in ready.into_iter().take(jobs.saturating_sub(running)) {
-                let deps = plan.deps(i);
+            ready.sort_by_key(|(i, _)| std::cmp::Reverse(plan.stages[*i].priority));
+            for (i, deps) in ready.into_iter().take(jobs.saturating_sub(running)) {
                 started.insert(i);
                 running += 1;
                 let ups: BTreeMap<usize, Record> =

@@ -871,9 +871,8 @@ fn the_slurm_executor_runs_toy_stages_to_the_same_bytes() {
 /// order among equals; a dependency still comes first, and the priority enters no key.
 fn ready_stages_start_by_priority() {
     let p = Project::new("x");
-    // `prio` is the priority line of `c`; `d` gets a higher one and reads `a`, so it can only
-    // start after `a`.
-    let yaml = |prio: &str| {
+    // `c` and `d` get the given priorities; `d` reads `a`, so it can only start after `a`.
+    let yaml = |prio_c: &str, prio_d: &str| {
         let stage = |name: &str, shell: &str, extra: &str| {
             format!(
                 "  {name}:\n    kind: command\n    shell: \"{shell} > {{outputs.o}}\"\n    outputs: {{o: {{path: {name}.txt}}}}\n{extra}"
@@ -882,8 +881,8 @@ fn ready_stages_start_by_priority() {
         let mut y = String::from("stages:\n");
         y += &stage("a", "echo a", "");
         y += &stage("b", "echo b", "");
-        y += &stage("c", "echo c", prio);
-        let d = format!("    inputs: {{i: a.o}}\n{}", prio.replace('5', "9"));
+        y += &stage("c", "echo c", prio_c);
+        let d = format!("    inputs: {{i: a.o}}\n{prio_d}");
         y += &stage("d", "cat {inputs.i}", &d);
         y
     };
@@ -898,7 +897,7 @@ fn ready_stages_start_by_priority() {
             ..RunOptions::default()
         };
         exec::run(plan, store, &opts, &events).expect("the run starts");
-        let order: Vec<String> = events
+        events
             .0
             .into_inner()
             .expect("events")
@@ -907,11 +906,9 @@ fn ready_stages_start_by_priority() {
                 Event::StageStarted { stage, .. } => Some(stage),
                 _ => None,
             })
-            .collect();
-        order
+            .collect::<Vec<String>>()
     };
-    let prio = "    priority: 5\n";
-    let with = plan(&yaml(prio));
+    let with = plan(&yaml("    priority: 5\n", "    priority: 9\n"));
     assert_eq!(with.stages[with.index("c").unwrap()].priority, 5);
     assert_eq!(with.stages[with.index("d").unwrap()].priority, 9);
     assert_eq!(
@@ -919,7 +916,7 @@ fn ready_stages_start_by_priority() {
         ["c", "a", "d", "b"],
         "one slot: c outranks a and b; d outranks b once a is done"
     );
-    let without = plan(&yaml(""));
+    let without = plan(&yaml("", ""));
     assert_eq!(
         started(&without, &p.store("plain"), 1),
         ["a", "b", "c", "d"]
@@ -935,7 +932,7 @@ fn ready_stages_start_by_priority() {
             ("d", "cached")
         ])
     );
-    let bad = yaml("    priority: high\n");
+    let bad = yaml("    priority: high\n", "");
     let e = RawSpec::parse(&p.dir.path().join("pipeline.yaml"), &bad).expect_err("refused");
     assert!(
         e.to_string().contains("stages.c.priority") && e.to_string().contains("is an integer"),
