@@ -48,7 +48,7 @@ pub enum StoreError {
     Record { path: PathBuf, msg: String },
     #[error("stage `{stage}` did not write its output `{file}`")]
     MissingOutput { stage: String, file: String },
-    #[error("{}: {what} in an output folder; outputs hold plain files and folders only", .path.display())]
+    #[error("{}: {what}; an output must be a regular file, or a folder of regular files", .path.display())]
     NotPlain { path: PathBuf, what: &'static str },
 }
 

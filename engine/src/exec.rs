@@ -159,141 +159,56 @@ fn fault_pause(stage: &str, sink: &dyn Sink) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    plan: &Plan,
-    store: &Store,
-    executor: &dyn Executor,
+/// What one stage's run needs from the scheduler.
+struct StageRun<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    executor: &'a dyn Executor,
     i: usize,
-    done: &BTreeMap<usize, Record>,
+    done: &'a BTreeMap<usize, Record>,
     force: bool,
     threads: usize,
-    sink: &dyn Sink,
-) -> Result<Outcome, RunError> {
-    let s = &plan.stages[i];
-    let pre = preimage(plan, store, i, done)?;
+    sink: &'a dyn Sink,
+}
+
+/// One stage: its key, a cache hit or its lock, then run → check → commit → record.
+fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
+    let s = &r.plan.stages[r.i];
+    let pre = preimage(r.plan, r.store, r.i, r.done)?;
     let key = pre.key();
     tracing::debug!(stage = %s.name, %key, preimage = %serde_json::to_string(&pre).unwrap_or_default(), "key");
-    let _lock = match store.claim(&key, force)? {
-        Claim::Hit(r) => {
-            sink.emit(Event::StageCached {
+    let _lock = match r.store.claim(&key, r.force)? {
+        Claim::Hit(rec) => {
+            r.sink.emit(Event::StageCached {
                 stage: s.name.clone(),
                 key,
             });
-            return Ok(Outcome::Cached(*r));
+            return Ok(Outcome::Cached(*rec));
         }
         Claim::Miss(lock) => lock,
     };
     if let Some(prev) = &_lock.stale {
-        sink.emit(Event::StageLog {
+        r.sink.emit(Event::StageLog {
             stage: s.name.clone(),
             msg: format!("took over a stale lock left by a process that died holding it ({prev})"),
         });
     }
-    sink.emit(Event::StageStarted {
+    r.sink.emit(Event::StageStarted {
         stage: s.name.clone(),
         key: key.clone(),
     });
-    let scratch = store.scratch(&key)?;
-    let inputs: BTreeMap<String, PathBuf> = s
-        .inputs
-        .iter()
-        .map(|w| {
-            let o = &done[&w.from].outputs[&w.output];
-            (w.slot.clone(), store.object_path(o))
-        })
-        .collect();
-    let peers = crate::contract::Peers {
-        inputs: s
-            .inputs
-            .iter()
-            .map(|w| {
-                let claims = plan.stages[w.from]
-                    .outputs
-                    .iter()
-                    .find(|o| o.name == w.output)
-                    .and_then(|o| o.contract.clone());
-                (claims, inputs[&w.slot].clone())
-            })
-            .collect(),
-    };
-    let events = StageEvents {
-        sink,
-        stage: &s.name,
-    };
-    let checkpoint_dir = store.root.join("checkpoints").join(&key);
-    let job = StageJob {
-        stage: s.name.clone(),
-        kind: s.kind.name().to_string(),
-        params: s.params.clone(),
-        inputs,
-        out_dir: scratch.to_path_buf(),
-        checkpoint_dir: checkpoint_dir.clone(),
-        threads,
-        attempt: 0,
-    };
+    let scratch = r.store.scratch(&key)?;
+    let checkpoint_dir = r.store.root.join("checkpoints").join(&key);
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let t0 = Instant::now();
-    let ran = executor
-        .run_stage(s.kind.as_ref(), job, &events)
-        .map_err(|error| RunError::Stage {
-            stage: s.name.clone(),
-            error,
-        })?;
-    let report = ran.report;
-    let out_dir = ran.out_dir;
+    let ran = run_job(r, &scratch, &checkpoint_dir)?;
     let seconds = t0.elapsed().as_secs_f64();
-    if let Some(o) = s.outputs.iter().find(|o| !o.written_in(&out_dir)) {
-        return Err(StoreError::MissingOutput {
-            stage: s.name.clone(),
-            file: o.file.clone(),
-        }
-        .into());
-    }
-    // What an output claims is checked before anything of the stage is committed.
-    for o in &s.outputs {
-        let Some(name) = &o.contract else { continue };
-        let c = plan
-            .registry
-            .contract(name)
-            .ok_or_else(|| RunError::Stage {
-                stage: s.name.clone(),
-                error: crate::kind::StageError::Invalid(format!(
-                    "output {}: no contract `{name}` is known",
-                    o.name
-                )),
-            })?;
-        c.check(&out_dir.join(&o.file), &peers)
-            .map_err(|m| RunError::Stage {
-                stage: s.name.clone(),
-                error: crate::kind::StageError::Invalid(format!("output {}: {m} ({name})", o.name)),
-            })?;
-    }
-    // Outputs are fsynced and hashed in parallel: the fsync of a large one dominates otherwise.
-    let committed = s
-        .outputs
-        .par_iter()
-        .map(|o| {
-            Ok((
-                o.name.clone(),
-                if o.dir {
-                    store.commit_dir(&out_dir.join(&o.file), &o.file)?
-                } else {
-                    store.commit_object(&out_dir.join(&o.file), &o.file)?
-                },
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>();
-    let outputs: BTreeMap<String, _> = match committed {
-        Ok(v) => v.into_iter().collect(),
-        Err(e) => {
-            return Err(e.into());
-        }
-    };
-    fault_pause(&s.name, sink);
+    check_outputs(r, &ran.out_dir)?;
+    let outputs = commit_outputs(r, &ran.out_dir)?;
+    fault_pause(&s.name, r.sink);
     let record = Record {
         key: key.clone(),
         stage: s.name.clone(),
@@ -302,36 +217,162 @@ fn execute(
         started_unix,
         seconds,
         magpipe_version: env!("CARGO_PKG_VERSION").to_string(),
-        summary: report.summary.clone(),
-        facts: report.facts.clone(),
+        summary: ran.report.summary.clone(),
+        facts: ran.report.facts.clone(),
         git_commit: crate::GIT_COMMIT.to_string(),
         upstream: s
             .inputs
             .iter()
-            .map(|w| (w.slot.clone(), done[&w.from].key.clone()))
+            .map(|w| (w.slot.clone(), r.done[&w.from].key.clone()))
             .collect(),
-        source_paths: s
-            .kind
-            .sources(&s.params)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|src| {
-                let path = std::fs::canonicalize(&src.path).unwrap_or(src.path);
-                (src.name, path.display().to_string())
-            })
-            .collect(),
+        source_paths: source_paths(s),
         executor: ran.info,
     };
-    store.write_record(&record)?;
+    r.store.write_record(&record)?;
     drop(scratch);
-    store.remove_checkpoints(&checkpoint_dir);
-    sink.emit(Event::StageFinished {
+    r.store.remove_checkpoints(&checkpoint_dir);
+    r.sink.emit(Event::StageFinished {
         stage: s.name.clone(),
         key,
         seconds,
-        summary: report.summary.clone(),
+        summary: ran.report.summary.clone(),
     });
-    Ok(Outcome::Ran(record, report))
+    Ok(Outcome::Ran(record, ran.report))
+}
+
+/// Hands the stage to the executor with its inputs (the upstream objects) and scratch folder.
+fn run_job(
+    r: &StageRun<'_>,
+    scratch: &std::path::Path,
+    checkpoint_dir: &std::path::Path,
+) -> Result<crate::executor::Ran, RunError> {
+    let s = &r.plan.stages[r.i];
+    let inputs: BTreeMap<String, PathBuf> = s
+        .inputs
+        .iter()
+        .map(|w| {
+            let o = &r.done[&w.from].outputs[&w.output];
+            (w.slot.clone(), r.store.object_path(o))
+        })
+        .collect();
+    let events = StageEvents {
+        sink: r.sink,
+        stage: &s.name,
+    };
+    let job = StageJob {
+        stage: s.name.clone(),
+        kind: s.kind.name().to_string(),
+        params: s.params.clone(),
+        inputs,
+        out_dir: scratch.to_path_buf(),
+        checkpoint_dir: checkpoint_dir.to_path_buf(),
+        threads: r.threads,
+        attempt: 0,
+    };
+    r.executor
+        .run_stage(s.kind.as_ref(), job, &events)
+        .map_err(|error| RunError::Stage {
+            stage: s.name.clone(),
+            error,
+        })
+}
+
+/// Every declared output is there and of its declared type (a link, FIFO, socket or device is
+/// refused with what it is, and never followed), and satisfies the contract it claims, before
+/// anything of the stage is committed.
+fn check_outputs(r: &StageRun<'_>, out_dir: &std::path::Path) -> Result<(), RunError> {
+    let s = &r.plan.stages[r.i];
+    let invalid = |msg: String| RunError::Stage {
+        stage: s.name.clone(),
+        error: crate::kind::StageError::Invalid(msg),
+    };
+    for o in &s.outputs {
+        let m = match std::fs::symlink_metadata(out_dir.join(&o.file)) {
+            Ok(m) => m,
+            Err(_) => {
+                return Err(StoreError::MissingOutput {
+                    stage: s.name.clone(),
+                    file: o.file.clone(),
+                }
+                .into());
+            }
+        };
+        let (ok, want) = if o.dir {
+            (m.is_dir(), "a folder")
+        } else {
+            (m.is_file(), "a regular file")
+        };
+        if !ok {
+            return Err(invalid(format!(
+                "output `{}` ({}) is {}, not {want}; it was not committed",
+                o.name,
+                o.file,
+                crate::store::file_type_name(&m.file_type())
+            )));
+        }
+    }
+    let peers = crate::contract::Peers {
+        inputs: s
+            .inputs
+            .iter()
+            .map(|w| {
+                let claims = r.plan.stages[w.from]
+                    .outputs
+                    .iter()
+                    .find(|o| o.name == w.output)
+                    .and_then(|o| o.contract.clone());
+                let o = &r.done[&w.from].outputs[&w.output];
+                (claims, r.store.object_path(o))
+            })
+            .collect(),
+    };
+    for o in &s.outputs {
+        let Some(name) = &o.contract else { continue };
+        let c =
+            r.plan.registry.contract(name).ok_or_else(|| {
+                invalid(format!("output {}: no contract `{name}` is known", o.name))
+            })?;
+        c.check(&out_dir.join(&o.file), &peers)
+            .map_err(|m| invalid(format!("output {}: {m} ({name})", o.name)))?;
+    }
+    Ok(())
+}
+
+/// Copies the outputs into the store: fsynced and hashed in parallel, since the fsync of a
+/// large one dominates otherwise.
+fn commit_outputs(
+    r: &StageRun<'_>,
+    out_dir: &std::path::Path,
+) -> Result<BTreeMap<String, crate::store::OutputRecord>, RunError> {
+    let s = &r.plan.stages[r.i];
+    let committed = s
+        .outputs
+        .par_iter()
+        .map(|o| {
+            Ok((
+                o.name.clone(),
+                if o.dir {
+                    r.store.commit_dir(&out_dir.join(&o.file), &o.file)?
+                } else {
+                    r.store.commit_object(&out_dir.join(&o.file), &o.file)?
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(committed.into_iter().collect())
+}
+
+/// raw-file name → the path it was read from, for the record.
+fn source_paths(s: &crate::plan::Stage) -> BTreeMap<String, String> {
+    s.kind
+        .sources(&s.params)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|src| {
+            let path = std::fs::canonicalize(&src.path).unwrap_or(src.path);
+            (src.name, path.display().to_string())
+        })
+        .collect()
 }
 
 pub fn run(
@@ -370,6 +411,8 @@ pub fn run(
         }
     };
     let executor = executor.as_ref();
+    // Held until the run returns: gc keeps what this run validates and commits meanwhile.
+    store.begin_lease("run")?;
     let t0 = Instant::now();
     sink.emit(Event::RunStarted {
         stages: selected.len(),
@@ -420,7 +463,16 @@ pub fn run(
                 let force = opts.force.contains(&plan.stages[i].name);
                 let tx = tx.clone();
                 scope.spawn(move |_| {
-                    let r = execute(plan, store, executor, i, &ups, force, jobs, sink);
+                    let r = execute(&StageRun {
+                        plan,
+                        store,
+                        executor,
+                        i,
+                        done: &ups,
+                        force,
+                        threads: jobs,
+                        sink,
+                    });
                     let _ = tx.send((i, r));
                 });
             }

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod key;
 pub mod kind;
+pub mod lease;
 pub mod plan;
 pub mod provenance;
 pub mod registry;

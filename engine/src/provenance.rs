@@ -823,11 +823,28 @@ pub struct GcReport {
     pub removed_records: usize,
     pub removed_objects: usize,
     pub freed_bytes: u64,
+    /// Running magpipe processes whose leases were honoured.
+    pub live_leases: usize,
+    /// Leases left by processes that died (removed).
+    pub stale_leases: usize,
+    /// Records and objects kept only because they are younger than the grace period.
+    pub kept_young: usize,
 }
 
-/// Removes every record and object that no ref and none of the last `keep_runs` runs reach.
-pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, StoreError> {
-    let records = all_records(store)?;
+/// What gc may not remove: everything reachable from a ref, the last `keep_runs` runs or a live
+/// lease (following upstream keys), and whatever is younger than `grace`.
+struct Roots {
+    records: BTreeSet<String>,
+    objects: BTreeSet<String>,
+}
+
+fn reachable(
+    store: &Store,
+    records: &[Record],
+    keep_runs: usize,
+    held: &crate::lease::Held,
+    young: &BTreeSet<String>,
+) -> Result<Roots, StoreError> {
     let by_key: BTreeMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
     let mut roots: Vec<String> = Vec::new();
     let refs = store.root.join("refs");
@@ -844,6 +861,8 @@ pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, St
     for l in logs.iter().rev().take(keep_runs) {
         roots.extend(l.stages.values().filter_map(|(_, k)| k.clone()));
     }
+    roots.extend(held.records.iter().cloned());
+    roots.extend(young.iter().cloned());
     let mut keep: BTreeSet<String> = BTreeSet::new();
     while let Some(k) = roots.pop() {
         if !keep.insert(k.clone()) {
@@ -853,14 +872,55 @@ pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, St
             roots.extend(r.upstream.values().cloned());
         }
     }
-    let live: BTreeSet<String> = records
+    let mut objects: BTreeSet<String> = records
         .iter()
         .filter(|r| keep.contains(&r.key))
         .flat_map(|r| r.outputs.values().map(|o| o.hash.clone()))
         .collect();
-    let mut rep = GcReport::default();
+    objects.extend(held.objects.iter().cloned());
+    Ok(Roots {
+        records: keep,
+        objects,
+    })
+}
+
+/// Whether a path changed within `grace` of now.
+fn younger_than(path: &Path, grace: std::time::Duration) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < grace)
+}
+
+/// Removes every record and object that no ref, none of the last `keep_runs` runs and no
+/// running magpipe (its lease) reaches, and that is older than `grace`. Runs, audits and
+/// forecasts going on meanwhile are safe: gc holds the store's gc lock exclusively throughout,
+/// and they register what they use under the shared lock (see `lease`).
+pub fn gc(
+    store: &Store,
+    keep_runs: usize,
+    grace: std::time::Duration,
+    dry_run: bool,
+) -> Result<GcReport, StoreError> {
+    let _exclusive = crate::lease::GcLock::exclusive(&store.root)?;
+    let held = crate::lease::read_all(&store.root, dry_run)?;
+    let records = all_records(store)?;
+    let young: BTreeSet<String> = records
+        .iter()
+        .filter(|r| younger_than(&store.record_path(&r.key), grace))
+        .map(|r| r.key.clone())
+        .collect();
+    let old_enough = reachable(store, &records, keep_runs, &held, &BTreeSet::new())?;
+    let keep = reachable(store, &records, keep_runs, &held, &young)?;
+    let mut rep = GcReport {
+        live_leases: held.live,
+        stale_leases: held.stale,
+        kept_young: keep.records.len() - old_enough.records.len(),
+        ..GcReport::default()
+    };
     for r in &records {
-        if keep.contains(&r.key) {
+        if keep.records.contains(&r.key) {
             rep.kept_records += 1;
         } else {
             rep.removed_records += 1;
@@ -873,10 +933,14 @@ pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> Result<GcReport, St
     let objects = store.root.join("objects");
     for e in fs::read_dir(&objects).into_iter().flatten().flatten() {
         let hash = e.file_name().to_string_lossy().to_string();
-        if live.contains(&hash) {
+        if keep.objects.contains(&hash) {
             continue;
         }
         let dir = e.path();
+        if younger_than(&dir, grace) {
+            rep.kept_young += 1;
+            continue;
+        }
         for f in fs::read_dir(&dir).into_iter().flatten().flatten() {
             // A folder object: the bytes of its files.
             if f.file_type().is_ok_and(|t| t.is_dir()) {
@@ -986,6 +1050,8 @@ pub fn audit(
     sink: &dyn crate::events::Sink,
 ) -> Result<AuditReport, RunError> {
     let selected = plan.select(&[stage.to_string()]).map_err(RunError::Usage)?;
+    // The stored chain is compared at the end: held against gc from the moment it is found.
+    store.begin_lease("audit")?;
     let mut stored: BTreeMap<usize, Record> = BTreeMap::new();
     for (j, f) in exec::status(plan, store, &selected)? {
         match f {

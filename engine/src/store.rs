@@ -6,11 +6,18 @@
 //! refs/<variant>/<stage> the key a stage last had, for `status --explain`
 //! tmp/                   stage outputs under construction
 //! locks/<key>.lock       one writer per key across processes
+//! locks/gc.lock          shared while a lease registers, exclusive while gc runs
+//! leases/<host>-<pid>-…  what each running magpipe holds (see `lease`)
 //! cache/sources.json     stat → hash cache of raw files
 //! ```
 //!
 //! Writes are tmp → fsync → rename, the record after its objects, so a crash at any point leaves
 //! at worst junk in `tmp/`, never a record that points at a missing or partial object.
+//!
+//! An output is copied into the store, never renamed: a program that left a process behind, or
+//! a hard link, keeps a handle on the inode it wrote, and that inode must not become an object.
+//! The copy is opened without following links and must be a regular file (or, for a folder
+//! output, a folder of regular files); the store only ever changes the mode of its own copies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -24,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::fsutil::{fsync_dir, hostname, write_atomic};
 use crate::key::PreImage;
+use crate::lease::{GcLock, Lease};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputRecord {
@@ -87,11 +95,7 @@ pub fn tree_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
             } else {
                 return Err(StoreError::NotPlain {
                     path: e.path(),
-                    what: if t.is_symlink() {
-                        "a symbolic link"
-                    } else {
-                        "not a plain file"
-                    },
+                    what: file_type_name(&t),
                 });
             }
         }
@@ -163,6 +167,8 @@ pub struct Attempt {
 pub struct Store {
     pub root: PathBuf,
     sources: Mutex<SourceCache>,
+    /// Held by a process that uses the store's contents while it runs (see `lease`).
+    lease: Mutex<Option<Lease>>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -215,6 +221,71 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::io(path, e)
 }
 
+/// What a file type is, in words, for an error.
+pub fn file_type_name(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a Unix socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Copies a regular file to `dest` (a new file, fsynced, read-only), opening the source
+/// without following a link and without blocking on a FIFO: whatever else `src` is, it is
+/// refused with what it is.
+fn copy_plain(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut from = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(src)
+    {
+        Ok(f) => f,
+        // A link (ELOOP), a socket (ENXIO): say what is there, not the errno.
+        Err(e) => {
+            return Err(match fs::symlink_metadata(src) {
+                Ok(m) if !m.is_file() => StoreError::NotPlain {
+                    path: src.to_path_buf(),
+                    what: file_type_name(&m.file_type()),
+                },
+                _ => StoreError::io(src, e),
+            });
+        }
+    };
+    let m = from.metadata().map_err(io(src))?;
+    if !m.is_file() {
+        return Err(StoreError::NotPlain {
+            path: src.to_path_buf(),
+            what: file_type_name(&m.file_type()),
+        });
+    }
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(io(dest))?;
+    // copy_file_range underneath: in the kernel, a reflink where the file system has them.
+    std::io::copy(&mut from, &mut to).map_err(io(dest))?;
+    to.sync_all().map_err(io(dest))?;
+    let mut perm = to.metadata().map_err(io(dest))?.permissions();
+    // Objects are shared by every record that has these bytes: keep users' tools from editing
+    // them in place through a path printed by `magpipe artifact`.
+    perm.set_readonly(true);
+    to.set_permissions(perm).map_err(io(dest))?;
+    Ok(())
+}
+
 /// Hashes a file's bytes with blake3.
 pub fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
     let mut h = blake3::Hasher::new();
@@ -235,7 +306,37 @@ impl Store {
         Store {
             root: root.to_path_buf(),
             sources: Mutex::new(entries),
+            lease: Mutex::new(None),
         }
+    }
+
+    /// Takes a lease for this process's lifetime (`run`, `audit`, `forecast`): from now on every
+    /// record this store finds complete and every object and record it commits is held against
+    /// `gc` until the store is dropped or the process dies. A second call keeps the first lease.
+    pub fn begin_lease(&self, what: &str) -> Result<(), StoreError> {
+        let mut l = self.lease.lock().expect("lease lock");
+        if l.is_none() {
+            *l = Some(Lease::take(&self.root, what)?);
+        }
+        Ok(())
+    }
+
+    /// Holds records this process will read against gc (a no-op without a lease); whatever gc
+    /// removed before this call is missing, and the reader's own checks say so.
+    pub fn hold_records(&self, keys: &[&str]) -> Result<(), StoreError> {
+        self.pin("record", keys).map(drop)
+    }
+
+    /// Registers `names` in the lease, if any, and returns the shared gc lock to hold while the
+    /// step they protect runs (nothing without a lease: read-only commands take no lock).
+    fn pin(&self, kind: &str, names: &[&str]) -> Result<Option<GcLock>, StoreError> {
+        let l = self.lease.lock().expect("lease lock");
+        let Some(lease) = l.as_ref() else {
+            return Ok(None);
+        };
+        let guard = GcLock::shared(&self.root)?;
+        lease.hold(kind, names)?;
+        Ok(Some(guard))
     }
 
     fn dir(&self, name: &str) -> Result<PathBuf, StoreError> {
@@ -270,6 +371,8 @@ impl Store {
     /// object is moved to `tmp/corrupt/` and the record does not count, so the stage reruns and
     /// recreates it: a run never hands a damaged object to the next stage.
     pub fn complete_record(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        // Held before it is checked, so a gc that starts after the check keeps it.
+        let _gc = self.pin("record", &[key])?;
         let Some(r) = self.record(key)? else {
             return Ok(None);
         };
@@ -373,29 +476,53 @@ impl Store {
         Ok(false)
     }
 
-    /// Moves one finished folder output into `objects/<tree hash>/<folder>`, its files
-    /// fsynced and read-only (its folders stay writable, so `gc` can remove them).
+    /// Copies one finished folder output into `objects/<tree hash>/<folder>`, its files fsynced
+    /// and read-only (its folders stay writable, so `gc` can remove them).
     pub fn commit_dir(&self, scratch_dir: &Path, folder: &str) -> Result<OutputRecord, StoreError> {
-        let files = hash_tree(scratch_dir)?;
-        let mut stats = BTreeMap::new();
-        for f in &files {
-            let p = scratch_dir.join(&f.path);
-            File::open(&p).and_then(|h| h.sync_all()).map_err(io(&p))?;
-            let mut perm = fs::metadata(&p).map_err(io(&p))?.permissions();
-            perm.set_readonly(true);
-            fs::set_permissions(&p, perm).map_err(io(&p))?;
+        let m = fs::symlink_metadata(scratch_dir).map_err(io(scratch_dir))?;
+        if !m.is_dir() {
+            return Err(StoreError::NotPlain {
+                path: scratch_dir.to_path_buf(),
+                what: file_type_name(&m.file_type()),
+            });
         }
+        let staging = self.staging()?;
+        let committed = self.commit_tree(scratch_dir, &staging, folder);
+        let _ = fs::remove_dir_all(&staging);
+        committed
+    }
+
+    fn commit_tree(
+        &self,
+        scratch_dir: &Path,
+        staging: &Path,
+        folder: &str,
+    ) -> Result<OutputRecord, StoreError> {
+        let copy = staging.join(folder);
+        for (rel, src) in tree_files(scratch_dir)? {
+            let dest = copy.join(&rel);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            copy_plain(&src, &dest)?;
+        }
+        fs::create_dir_all(&copy).map_err(io(&copy))?;
+        let files = hash_tree(&copy)?;
         let hash = tree_hash(&files);
+        fsync_tree(&copy)?;
         let objects = self.dir("objects")?;
         let dir = objects.join(&hash);
         let dest = dir.join(folder);
-        if !dest.is_dir() {
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            fsync_tree(scratch_dir)?;
-            fs::rename(scratch_dir, &dest).map_err(io(&dest))?;
-            fsync_dir(&dir)?;
-            fsync_dir(&objects)?;
+        {
+            let _gc = self.pin("object", &[&hash])?;
+            if !dest.is_dir() {
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                fs::rename(&copy, &dest).map_err(io(&dest))?;
+                fsync_dir(&dir)?;
+                fsync_dir(&objects)?;
+            }
         }
+        let mut stats = BTreeMap::new();
         for f in &files {
             if let Ok(m) = fs::metadata(dest.join(&f.path)) {
                 stats.insert(f.path.clone(), ObjectStat::of(&m));
@@ -415,6 +542,21 @@ impl Store {
         Ok(out)
     }
 
+    /// A fresh folder under `tmp/` for copies on their way into `objects/`.
+    fn staging(&self) -> Result<PathBuf, StoreError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let d = self
+            .dir("tmp")?
+            .join(format!("commit-{}-{nanos}-{n}", std::process::id()));
+        fs::create_dir_all(&d).map_err(io(&d))?;
+        Ok(d)
+    }
+
     /// A fresh folder for a stage to write its outputs into, removed when dropped: whichever way
     /// the stage ends (an error, a panic, a full disk at commit), its scratch does not stay.
     pub fn scratch(&self, key: &str) -> Result<Scratch, StoreError> {
@@ -428,31 +570,38 @@ impl Store {
         Ok(Scratch(d))
     }
 
-    /// Moves one finished output into `objects/`, returning its record.
+    /// Copies one finished output into `objects/`, returning its record.
     pub fn commit_object(
         &self,
         scratch_file: &Path,
         file: &str,
     ) -> Result<OutputRecord, StoreError> {
-        File::open(scratch_file)
-            .and_then(|f| f.sync_all())
-            .map_err(io(scratch_file))?;
-        let (hash, size) = hash_file(scratch_file)?;
+        let staging = self.staging()?;
+        let copy = staging.join(file);
+        let committed = self.commit_copy(scratch_file, &copy, file);
+        let _ = fs::remove_dir_all(&staging);
+        committed
+    }
+
+    fn commit_copy(
+        &self,
+        scratch_file: &Path,
+        copy: &Path,
+        file: &str,
+    ) -> Result<OutputRecord, StoreError> {
+        copy_plain(scratch_file, copy)?;
+        let (hash, size) = hash_file(copy)?;
         let objects = self.dir("objects")?;
         let dir = objects.join(&hash);
         let dest = dir.join(file);
-        if !dest.is_file() {
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            let mut perm = fs::metadata(scratch_file)
-                .map_err(io(scratch_file))?
-                .permissions();
-            // Objects are shared by every record that has these bytes: keep users' tools from
-            // editing them in place through a path printed by `magpipe artifact`.
-            perm.set_readonly(true);
-            fs::set_permissions(scratch_file, perm).map_err(io(scratch_file))?;
-            fs::rename(scratch_file, &dest).map_err(io(&dest))?;
-            fsync_dir(&dir)?;
-            fsync_dir(&objects)?;
+        {
+            let _gc = self.pin("object", &[&hash])?;
+            if !dest.is_file() {
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                fs::rename(copy, &dest).map_err(io(&dest))?;
+                fsync_dir(&dir)?;
+                fsync_dir(&objects)?;
+            }
         }
         let out = OutputRecord {
             file: file.to_string(),
@@ -472,6 +621,7 @@ impl Store {
 
     /// Writes a record atomically; it is what makes a stage's outputs count as done.
     pub fn write_record(&self, r: &Record) -> Result<(), StoreError> {
+        let _gc = self.pin("record", &[&r.key])?;
         let dir = self.dir("records")?;
         let dest = self.record_path(&r.key);
         let bytes = serde_json::to_vec_pretty(r).expect("record serialises");

@@ -596,7 +596,7 @@ fn run_status_lineage_verify_audit_gc() {
     assert_eq!(verdicts, ["identical", "identical"]);
 
     // gc: the first `count` record is no longer referenced and goes; what plan3 uses stays.
-    let gc = provenance::gc(&store, 0, false).unwrap();
+    let gc = provenance::gc(&store, 0, std::time::Duration::ZERO, false).unwrap();
     assert_eq!(gc.removed_records, 1, "{gc:?}");
     assert!(why_stale(&plan3, &store).is_empty());
     let left = provenance::all_records(&store).unwrap();
@@ -817,7 +817,7 @@ fn folder_outputs_are_trees_of_files() {
             .is_empty()
     );
     // gc removes the folder objects nothing reaches any more, and keeps the live one.
-    provenance::gc(&store, 0, false).unwrap();
+    provenance::gc(&store, 0, std::time::Duration::ZERO, false).unwrap();
     assert!(folder.join("meta/count.txt").is_file());
 }
 

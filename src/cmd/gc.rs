@@ -10,20 +10,73 @@ use super::Ctx;
 pub struct Args {
     #[arg(long, default_value_t = 10)]
     keep_runs: usize,
+    /// Keep records and objects younger than this (`0`, `90s`, `15m`, `1h`, `2d`), whatever
+    /// reaches them: a safety margin for a process that holds no lease (see the store page).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    grace: std::time::Duration,
     /// Say what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: a number with s, m, h or d (`15m`)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
-    let rep = provenance::gc(&ctx.store, a.keep_runs, a.dry_run)?;
+    let rep = provenance::gc(&ctx.store, a.keep_runs, a.grace, a.dry_run)?;
+    let mut kept = format!("kept {} records", rep.kept_records);
+    if rep.live_leases > 0 {
+        kept.push_str(&format!(
+            ", with what {} running magpipe process{} use{}",
+            rep.live_leases,
+            if rep.live_leases == 1 { "" } else { "es" },
+            if rep.live_leases == 1 { "s" } else { "" }
+        ));
+    }
+    if rep.kept_young > 0 {
+        kept.push_str(&format!(
+            "; {} younger than --grace {}",
+            rep.kept_young,
+            humantime(a.grace)
+        ));
+    }
     println!(
-        "{} {} records and {} objects ({:.1} MB); kept {} records",
+        "{} {} records and {} objects ({:.1} MB); {kept}",
         if a.dry_run { "would remove" } else { "removed" },
         rep.removed_records,
         rep.removed_objects,
         rep.freed_bytes as f64 / 1e6,
-        rep.kept_records
     );
+    if rep.stale_leases > 0 {
+        eprintln!(
+            "{} {} lease{} left by magpipe processes that died",
+            if a.dry_run { "would remove" } else { "removed" },
+            rep.stale_leases,
+            if rep.stale_leases == 1 { "" } else { "s" }
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0".into(),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }

@@ -244,6 +244,10 @@ pub fn resolve(
     }
     let (record, stale) = model_record(&plan, store, i, variant)?;
     let chain = provenance::record_chain(store, &record.key)?;
+    // Held against a gc in another terminal while the forecast reads them; the objects are
+    // checked against their hashes below, so anything removed before this is refused, not used.
+    store.begin_lease("forecast")?;
+    store.hold_records(&chain.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())?;
     let lineage = provenance::records_lineage(&chain, registry, variant);
     let by_key =
         |k: Option<&String>, kind: &str| -> Result<&magpipe_engine::store::Record, Error> {

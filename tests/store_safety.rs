@@ -1,0 +1,261 @@
+//! The store cannot be damaged by magpipe's own commands running side by side: `gc` in a loop
+//! against a running pipeline (command stages, the study's stages and a training on fixture
+//! ARs) removes nothing the run makes or reads, and still frees what is truly unreachable; a
+//! lease left by a killed run does not block gc.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Project, Run, fixture_project};
+
+/// ingest → split → scale → window → train on fixture ARs, and beside them a command chain
+/// a → b → c whose middle stage sleeps, so the run is long enough for many gcs.
+fn project(n: u32) -> Project {
+    let p = fixture_project(&[15001, 15002], &[15003], &[15004], 120);
+    let py = Project::python();
+    let py = py.display();
+    p.set_pipeline(&format!(
+        "{}  train:
+    kind: train
+    inputs:
+      train: window.train
+      val: window.val
+    params:
+      model: MagFluxLSTM
+      hidden: 8
+      layers: 1
+      epochs: 2
+      batch_size: 32
+      early_stop: none
+      seed: 3
+  a:
+    kind: command
+    shell: \"seq 1 {n} > {{outputs.nums}}\"
+    outputs: {{nums: {{path: nums.txt}}}}
+  b:
+    kind: command
+    run: [python, b.py]
+    code: [b.py]
+    env: {{python: {py}}}
+    inputs: {{nums: a.nums}}
+    outputs: {{sum: {{path: sum.txt}}, parts: {{path: parts/}}}}
+  c:
+    kind: command
+    shell: \"cat {{inputs.sum}} {{inputs.parts}}/one.txt > {{outputs.all}}\"
+    inputs: {{sum: b.sum, parts: b.parts}}
+    outputs: {{all: {{path: all.txt}}}}
+",
+        p.pipeline()
+    ));
+    std::fs::write(
+        p.path().join("b.py"),
+        "import os, time\nnums = [int(l) for l in open(os.environ['MAGPIPE_IN_NUMS'])]\n\
+         time.sleep(4)\nopen(os.environ['MAGPIPE_OUT_SUM'], 'w').write(str(sum(nums)))\n\
+         d = os.environ['MAGPIPE_OUT_PARTS']\nos.makedirs(d)\n\
+         open(os.path.join(d, 'one.txt'), 'w').write(str(nums[0]))\n",
+    )
+    .unwrap();
+    p
+}
+
+fn set_n(p: &Project, n: u32) {
+    let text = p.pipeline();
+    let at = text.find("seq 1 ").unwrap();
+    let end = text[at..].find(" >").unwrap() + at;
+    p.set_pipeline(&format!("{}seq 1 {n}{}", &text[..at], &text[end..]));
+}
+
+fn start(p: &Project, args: &[&str]) -> Child {
+    p.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the store holds `n` records (the run under test has committed its a).
+fn wait_for_records(p: &Project, n: usize) {
+    let t0 = std::time::Instant::now();
+    let count = || {
+        std::fs::read_dir(p.store().join("records"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while count() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never committed a"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn gc(p: &Project) -> Run {
+    let r = p.run(&["gc", "--keep-runs", "0", "--grace", "0"]);
+    r.assert_ok();
+    r
+}
+
+#[test]
+fn gc_in_a_loop_against_a_running_pipeline_removes_nothing_it_uses_and_frees_the_rest() {
+    let p = project(5);
+    p.run(&["run"]).assert_ok();
+    // Every stage of the first run becomes garbage once this run has moved the refs on; until
+    // then the refs keep it. The train stage is shared (its inputs did not change).
+    set_n(&p, 7);
+    p.set_pipeline(&p.pipeline().replace("epochs: 2", "epochs: 3"));
+    let mut run = start(&p, &["run"]);
+    let mut gcs = 0;
+    let mut removed_during = 0;
+    while run.try_wait().unwrap().is_none() {
+        let g = gc(&p);
+        gcs += 1;
+        removed_during += g
+            .stdout
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let out = Run::from(run.wait_with_output().unwrap());
+    out.assert_ok();
+    assert!(gcs >= 5, "the run ended before gc had a chance ({gcs} gcs)");
+    assert_eq!(
+        out.stages("stage_finished").len(),
+        4,
+        "train, a, b, c ran: {:?}",
+        out.stages("stage_finished")
+    );
+    // During the run the old records were still named by the refs: nothing was garbage yet.
+    assert_eq!(removed_during, 0);
+    p.run(&["verify"]).assert_ok();
+    // Now the first run's train, a, b and c are unreachable, and gc frees them.
+    let g = gc(&p);
+    assert!(
+        g.stdout.starts_with("removed 4 records and "),
+        "{}",
+        g.stdout
+    );
+    p.run(&["verify"]).assert_ok();
+    let again = p.run(&["run"]);
+    again.assert_ok();
+    assert!(again.stages("stage_finished").is_empty());
+}
+
+#[test]
+fn gc_during_a_run_keeps_the_stages_it_has_committed_though_nothing_else_names_them() {
+    // Without refs or run log (keep-runs 0) naming them, a's and b's records are reachable only
+    // through the run's lease while c waits.
+    let p = project(5);
+    p.run(&["run", "a"]).assert_ok();
+    set_n(&p, 9);
+    let run = start(&p, &["run", "c"]);
+    // The new a is committed; b sleeps.
+    wait_for_records(&p, 2);
+    let g = gc(&p);
+    assert!(
+        g.stdout.contains("1 running magpipe process"),
+        "{}",
+        g.stdout
+    );
+    let out = Run::from(run.wait_with_output().unwrap());
+    out.assert_ok();
+    assert_eq!(out.stages("stage_finished"), ["a", "b", "c"]);
+    p.run(&["verify"]).assert_ok();
+}
+
+#[test]
+fn a_lease_left_by_a_killed_run_does_not_block_gc() {
+    let p = project(5);
+    p.run(&["run", "a"]).assert_ok();
+    set_n(&p, 11);
+    let mut run = start(&p, &["run", "c"]);
+    // The new a is committed; b sleeps.
+    wait_for_records(&p, 2);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let leases = std::fs::read_dir(p.store().join("leases")).unwrap().count();
+    assert_eq!(leases, 1, "the killed run's lease is still there");
+    // The killed run's a (seq 1 11) is unreachable, and its lease is recognised as dead.
+    let g = gc(&p);
+    assert!(g.stdout.starts_with("removed 1 records"), "{}", g.stdout);
+    assert!(
+        g.stderr
+            .contains("removed 1 lease left by magpipe processes that died"),
+        "{}",
+        g.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(p.store().join("leases")).unwrap().count(),
+        0
+    );
+    p.run(&["verify"]).assert_ok();
+    // The grace period keeps what is young, whatever reaches it.
+    set_n(&p, 13);
+    p.run(&["run", "a"]).assert_ok();
+    set_n(&p, 5);
+    p.run(&["run", "a"]).assert_ok();
+    let g = p.run(&["gc", "--keep-runs", "0"]);
+    g.assert_ok();
+    assert!(
+        g.stdout.starts_with("removed 0 records") && g.stdout.contains("1 younger than --grace 1h"),
+        "{}",
+        g.stdout
+    );
+    let bad = p.run(&["gc", "--grace", "soon"]);
+    assert_eq!(bad.code(), Some(2), "{}", bad.stderr);
+}
+
+#[test]
+fn a_live_lease_of_another_process_keeps_what_it_names() {
+    // A lease held by a live process (here `flock`, as if a run on another host) keeps the
+    // records it names though no ref or run names them; once the process is gone, gc frees them.
+    let p = project(5);
+    p.run(&["run", "a"]).assert_ok();
+    let rec_dir = p.store().join("records");
+    let count = || std::fs::read_dir(&rec_dir).unwrap().count();
+    assert_eq!(count(), 1);
+    std::fs::remove_dir_all(p.store().join("refs")).unwrap();
+    std::fs::remove_dir_all(p.store().join("runs")).unwrap();
+    let lease_dir = p.store().join("leases");
+    std::fs::create_dir_all(&lease_dir).unwrap();
+    let key = std::fs::read_dir(&rec_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let lease = lease_dir.join("elsewhere-1-1.lease");
+    std::fs::write(
+        &lease,
+        format!("magpipe lease pid 1 host elsewhere for audit\nrecord {key}\n"),
+    )
+    .unwrap();
+    // --no-fork: the process that holds the lock is the one killed below.
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lease)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let g = gc(&p);
+    assert!(g.stdout.starts_with("removed 0 records"), "{}", g.stdout);
+    assert_eq!(count(), 1);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let g = gc(&p);
+    assert!(g.stdout.starts_with("removed 1 records"), "{}", g.stdout);
+    assert_eq!(count(), 0);
+}
