@@ -200,28 +200,28 @@ fn an_undeclared_read_or_a_write_outside_the_scratch_folder_is_denied_by_the_san
                 .next()
         })
         .expect("a SolARED file");
-    for (what, line) in [
+    let objects = p.store().join("objects");
+    let escape = p.path().join("escape.txt");
+    for (what, line, path) in [
         (
             "a project file",
             format!("open({:?}).read()", secret.display().to_string()),
+            &secret,
         ),
         (
             "the data folder",
             format!("open({:?}, 'rb').read(10)", data_file.display().to_string()),
+            &data_file,
         ),
         (
             "another stage's objects",
-            format!(
-                "os.listdir({:?})",
-                p.store().join("objects").display().to_string()
-            ),
+            format!("os.listdir({:?})", objects.display().to_string()),
+            &objects,
         ),
         (
             "a write outside its folder",
-            format!(
-                "open({:?}, 'w').write('x')",
-                p.path().join("escape.txt").display().to_string()
-            ),
+            format!("open({:?}, 'w').write('x')", escape.display().to_string()),
+            &escape,
         ),
     ] {
         std::fs::write(
@@ -234,9 +234,10 @@ fn an_undeclared_read_or_a_write_outside_the_scratch_folder_is_denied_by_the_san
         let err = r.error_lines().join("\n");
         assert!(
             err.contains("stage `double`")
-                && err.contains(
-                    "the command was denied a file it did not declare (sandbox); declare it under inputs or code, or set sandbox: off"
-                ),
+                && err.contains(&format!(
+                    "the command was denied a file it did not declare (sandbox): {}; declare it under inputs or code, or set sandbox: off",
+                    path.display()
+                )),
             "{what}: {err}"
         );
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
@@ -253,7 +254,10 @@ fn an_undeclared_read_or_a_write_outside_the_scratch_folder_is_denied_by_the_san
         "    sandbox: off\n    run: [python, double.py]",
     ));
     p.run(&["run"]).assert_ok();
-    assert_eq!(record(&p, "double")["facts"]["sandbox"]["text"], "off");
+    assert_eq!(
+        record(&p, "double")["facts"]["sandbox"]["text"],
+        "off (processes contained)"
+    );
 }
 
 #[test]

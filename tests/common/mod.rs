@@ -26,6 +26,11 @@ pub fn solared_dir() -> PathBuf {
     solared::checkout_data_dir(&repo())
 }
 
+/// A temporary folder outside `/tmp`.
+pub fn outside_tmp() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
+}
+
 /// A scratch project: a pipeline file, an optional data folder, its own store.
 pub struct Project {
     pub dir: tempfile::TempDir,
@@ -33,7 +38,16 @@ pub struct Project {
 
 impl Project {
     pub fn new(pipeline: &str) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Project::in_dir(tempfile::tempdir().expect("tempdir"), pipeline)
+    }
+
+    /// A project outside `/tmp` (under the build's own temporary folder), where a command stage
+    /// gets a private `/tmp` of its own.
+    pub fn outside_tmp(pipeline: &str) -> Project {
+        Project::in_dir(outside_tmp(), pipeline)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, pipeline: &str) -> Project {
         std::fs::write(dir.path().join("pipeline.yaml"), pipeline).expect("write pipeline");
         Project { dir }
     }

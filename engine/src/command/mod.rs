@@ -18,7 +18,6 @@ pub mod sandbox;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -33,7 +32,7 @@ use sandbox::Enforcement;
 
 /// The stage keys of a command stage (beside `kind`, `params`, `inputs`, `doc`, `default`).
 pub const DECLARATION: &[&str] = &[
-    "run", "shell", "code", "env", "outputs", "threads", "sandbox",
+    "run", "shell", "code", "env", "outputs", "threads", "sandbox", "network",
 ];
 
 #[derive(
@@ -41,11 +40,12 @@ pub const DECLARATION: &[&str] = &[
 )]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxMode {
-    /// Under Landlock: read only the declared inputs, code, env and system folders; write only
-    /// the scratch folder; no TCP where the kernel allows.
+    /// In namespaces of its own (processes, /proc, /tmp, /dev/shm, no network unless declared)
+    /// and under Landlock: read only the declared inputs, code, env and system folders; write
+    /// only the scratch folder.
     #[default]
     Strict,
-    /// No sandbox.
+    /// No file or network confinement; the program's processes still end with it.
     Off,
 }
 
@@ -86,6 +86,11 @@ pub struct CommandParams {
     pub threads: usize,
     #[serde(default)]
     pub sandbox: SandboxMode,
+    /// The program may use the network (any family, any address). Off by default: the program
+    /// runs in a network namespace of its own with no device up. Recorded and shown by
+    /// `lineage`; not part of the key (a result does not depend on being allowed to connect).
+    #[serde(default)]
+    pub network: bool,
     /// The program's own params, passed on as they are.
     #[serde(default)]
     pub params: serde_json::Map<String, Value>,
@@ -105,6 +110,7 @@ impl Default for CommandParams {
             outputs: BTreeMap::new(),
             threads: 1,
             sandbox: SandboxMode::Strict,
+            network: false,
             params: serde_json::Map::new(),
         }
     }
@@ -426,16 +432,6 @@ fn progress_line(line: &str) -> Option<(u64, u64, String)> {
     Some((a.parse().ok()?, b.parse().ok()?, unit.trim().to_string()))
 }
 
-/// Whether a failed command's words say a file or connection was refused to it.
-fn looks_denied(lines: &[String]) -> bool {
-    lines.iter().any(|l| {
-        l.contains("Permission denied")
-            || l.contains("PermissionError")
-            || l.contains("Operation not permitted")
-            || l.contains("EACCES")
-    })
-}
-
 impl Kind for CommandKind {
     fn name(&self) -> &'static str {
         "command"
@@ -446,8 +442,8 @@ impl Kind for CommandKind {
     fn doc(&self) -> &'static str {
         "Any program as a stage: `run:` argv (or `shell:`), `code:` and `env:` paths whose content \
          enters the key, free-form `inputs:` and `params:`, declared `outputs:` (with `schema:` \
-         contracts checked before commit), run in a scratch folder under a Landlock sandbox \
-         (`sandbox: strict`, or `off`)."
+         contracts checked before commit), run in a scratch folder in namespaces of its own and under Landlock \
+         (`sandbox: strict`, or `off`), with no network unless `network: true`."
     }
     fn inputs(&self) -> &'static [InputSlot] {
         &[]
@@ -535,7 +531,7 @@ impl Kind for CommandKind {
         };
         k.extend(
             decl.into_iter()
-                .filter(|(name, _)| name != "params" && name != "sandbox"),
+                .filter(|(name, _)| !matches!(name.as_str(), "params" | "sandbox" | "network")),
         );
         Value::Object(k)
     }
@@ -623,59 +619,148 @@ impl Kind for CommandKind {
 }
 
 fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageError> {
-    let out_dir = absolute(ctx.out_dir);
-    let work = out_dir.join(".work");
-    let tmp = work.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| StageError::io(&tmp, e))?;
-    let outputs: BTreeMap<String, PathBuf> = p
-        .outputs
-        .iter()
-        .map(|(n, o)| (n.clone(), out_dir.join(o.path.trim_end_matches('/'))))
-        .collect();
-    for path in outputs.values() {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
-        }
+    let lay = Layout::new(p, ctx)?;
+    let argv = Argv::new(p, &lay)?;
+    let (prepared, granted) = confine(p, &lay, &argv)?;
+    let enforcement = prepared.enforcement.clone();
+    if !enforcement.missing.is_empty() {
+        ctx.events.log(&format!(
+            "warning: sandbox: not enforced on this machine: {}",
+            enforcement.missing.join("; ")
+        ));
     }
-    let inputs: BTreeMap<String, PathBuf> = ctx
-        .inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), absolute(v)))
-        .collect();
-    let seed = p.seed();
-    let seed_text = match &seed {
-        Value::Null => String::new(),
-        v => v.to_string(),
-    };
-    let stage_json = serde_json::json!({
-        "stage": ctx.stage,
-        "params": p.params,
-        "inputs": inputs,
-        "outputs": outputs,
-        "threads": p.threads,
-        "seed": seed,
-        "device": p.device(),
-        "scratch": work,
-    });
-    let stage_file = work.join("stage.json");
-    std::fs::write(
-        &stage_file,
-        serde_json::to_string_pretty(&stage_json).expect("serialises") + "\n",
-    )
-    .map_err(|e| StageError::io(&stage_file, e))?;
+    let mut cmd = std::process::Command::new(&argv.program_path);
+    cmd.args(&argv.args)
+        .current_dir(&lay.work)
+        .env_clear()
+        .envs(environment(p, &lay))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    ctx.events.log(&format!(
+        "running `{}` (sandbox {})",
+        argv.shown,
+        enforcement.describe()
+    ));
+    let t0 = std::time::Instant::now();
+    let (ended, lines) = run_streaming(&prepared, &mut cmd, &argv.program, ctx.events)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    if ended.killed > 0 {
+        ctx.events.log(&format!(
+            "the command left {} process{} running when it exited; killed before its outputs were read",
+            ended.killed,
+            if ended.killed == 1 { "" } else { "es" }
+        ));
+    }
+    if !ended.status.success() {
+        return Err(StageError::Invalid(failure(
+            &ended.status,
+            &lines,
+            &enforcement,
+            &granted,
+        )));
+    }
+    let _ = std::fs::remove_dir_all(&lay.work);
+    Ok(Report {
+        summary: format!(
+            "`{}` ran in {seconds:.1} s, sandbox {}",
+            argv.shown,
+            enforcement.describe()
+        ),
+        stdout: None,
+        facts: serde_json::json!({
+            "program": argv.program_path.display().to_string(),
+            "sandbox": enforcement.to_json(),
+            "left_behind_killed": ended.killed,
+        }),
+    })
+}
 
-    let fill = |word: &str| -> Result<String, StageError> {
+/// The stage's folders and files: its output folder, the scratch folder inside it (`.work`,
+/// with `tmp/`), where each output goes, the inputs, and `stage.json`.
+struct Layout {
+    out_dir: PathBuf,
+    work: PathBuf,
+    tmp: PathBuf,
+    outputs: BTreeMap<String, PathBuf>,
+    inputs: BTreeMap<String, PathBuf>,
+    stage_file: PathBuf,
+    seed_text: String,
+    code_abs: Vec<(String, PathBuf)>,
+}
+
+impl Layout {
+    fn new(p: &CommandParams, ctx: &Context<'_>) -> Result<Layout, StageError> {
+        let out_dir = absolute(ctx.out_dir);
+        let work = out_dir.join(".work");
+        let tmp = work.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| StageError::io(&tmp, e))?;
+        let outputs: BTreeMap<String, PathBuf> = p
+            .outputs
+            .iter()
+            .map(|(n, o)| (n.clone(), out_dir.join(o.path.trim_end_matches('/'))))
+            .collect();
+        for path in outputs.values() {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
+            }
+        }
+        let inputs: BTreeMap<String, PathBuf> = ctx
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), absolute(v)))
+            .collect();
+        let seed = p.seed();
+        let seed_text = match &seed {
+            Value::Null => String::new(),
+            v => v.to_string(),
+        };
+        let stage_json = serde_json::json!({
+            "stage": ctx.stage,
+            "params": p.params,
+            "inputs": inputs,
+            "outputs": outputs,
+            "threads": p.threads,
+            "seed": seed,
+            "device": p.device(),
+            "scratch": work,
+        });
+        let stage_file = work.join("stage.json");
+        std::fs::write(
+            &stage_file,
+            serde_json::to_string_pretty(&stage_json).expect("serialises") + "\n",
+        )
+        .map_err(|e| StageError::io(&stage_file, e))?;
+        let code_abs = p
+            .code
+            .iter()
+            .map(|c| (c.clone(), absolute(Path::new(c))))
+            .collect();
+        Ok(Layout {
+            out_dir,
+            work,
+            tmp,
+            outputs,
+            inputs,
+            stage_file,
+            seed_text,
+            code_abs,
+        })
+    }
+
+    /// One argv word with its placeholders filled.
+    fn fill(&self, p: &CommandParams, word: &str) -> Result<String, StageError> {
         let mut s = word.to_string();
         for (g, n) in placeholders(word) {
             let (pat, val) = match g.as_str() {
                 "inputs" => (
                     format!("{{inputs.{n}}}"),
-                    inputs
+                    self.inputs
                         .get(&n)
                         .ok_or_else(|| {
                             StageError::Invalid(format!(
                                 "`{{inputs.{n}}}` in the command: no input `{n}` (inputs: {})",
-                                inputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                                self.inputs.keys().cloned().collect::<Vec<_>>().join(", ")
                             ))
                         })?
                         .display()
@@ -683,7 +768,7 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
                 ),
                 "outputs" => (
                     format!("{{outputs.{n}}}"),
-                    outputs[&n].display().to_string(),
+                    self.outputs[&n].display().to_string(),
                 ),
                 "params" => (
                     format!("{{params.{n}}}"),
@@ -693,25 +778,23 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
                     },
                 ),
                 "threads" => ("{threads}".into(), p.threads.to_string()),
-                "seed" => ("{seed}".into(), seed_text.clone()),
-                "scratch" => ("{scratch}".into(), work.display().to_string()),
+                "seed" => ("{seed}".into(), self.seed_text.clone()),
+                "scratch" => ("{scratch}".into(), self.work.display().to_string()),
                 _ => continue,
             };
             s = s.replace(&pat, &val);
         }
         Ok(s)
-    };
-    let code_abs: Vec<(String, PathBuf)> = p
-        .code
-        .iter()
-        .map(|c| (c.clone(), absolute(Path::new(c))))
-        .collect();
-    // A code path written in argv is relative to where magpipe runs, not to the scratch folder.
-    let word = |w: &str| -> Result<String, StageError> {
-        if let Some((_, abs)) = code_abs.iter().find(|(c, _)| c == w) {
+    }
+
+    /// An argv word: a code path written in argv is relative to where magpipe runs, not to the
+    /// scratch folder; anything else has its placeholders filled.
+    fn word(&self, p: &CommandParams, w: &str) -> Result<String, StageError> {
+        if let Some((_, abs)) = self.code_abs.iter().find(|(c, _)| c == w) {
             return Ok(abs.display().to_string());
         }
-        if let Some((c, abs)) = code_abs
+        if let Some((c, abs)) = self
+            .code_abs
             .iter()
             .find(|(c, _)| Path::new(w).starts_with(c.trim_end_matches('/')))
         {
@@ -720,61 +803,96 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
                 .unwrap_or(Path::new(""));
             return Ok(abs.join(rel).display().to_string());
         }
-        fill(w)
-    };
-    let (program, _) = p.program();
-    let program_path = absolute(
-        &locate(&program)
-            .ok_or_else(|| StageError::Invalid(format!("program `{program}` is not on PATH")))?,
-    );
-    let args: Vec<String> = match (&p.run, &p.shell) {
-        (Some(argv), _) => argv[1..]
-            .iter()
-            .map(|w| word(w))
-            .collect::<Result<_, _>>()?,
-        (_, Some(line)) => vec!["-c".into(), fill(line)?],
-        _ => unreachable!("checked when resolved"),
-    };
+        self.fill(p, w)
+    }
+}
 
-    let enforcement;
-    let prepared = match p.sandbox {
-        SandboxMode::Off => {
-            enforcement = Enforcement::Off;
-            None
-        }
-        SandboxMode::Strict => {
-            let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
-            read.extend(inputs.values().cloned());
-            read.extend(code_abs.iter().map(|(_, a)| a.clone()));
-            for e in p.env.values() {
-                let e = absolute(Path::new(e));
-                if is_executable(&e) {
-                    read.extend(prefixes(&e));
-                } else {
-                    read.push(e.clone());
-                    read.extend(std::fs::canonicalize(&e).ok());
-                }
-            }
-            read.extend(prefixes(&program_path));
-            let write = vec![out_dir.clone(), PathBuf::from("/dev/null")];
-            let prepared = sandbox::prepare(&read, &write).map_err(StageError::Invalid)?;
-            enforcement = prepared.enforcement.clone();
-            if let Enforcement::NotEnforced { why } = &enforcement {
-                ctx.events.log(&format!(
-                    "warning: sandbox not enforced ({why}); the command runs unconfined"
-                ));
-            }
-            Some(prepared)
-        }
-    };
+/// The program to run, its arguments, and the command line as the log shows it.
+struct Argv {
+    program: String,
+    program_path: PathBuf,
+    args: Vec<String>,
+    shown: String,
+}
 
-    let mut cmd = std::process::Command::new(&program_path);
-    cmd.args(&args)
-        .current_dir(&work)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+impl Argv {
+    fn new(p: &CommandParams, lay: &Layout) -> Result<Argv, StageError> {
+        let (program, _) = p.program();
+        let program_path =
+            absolute(&locate(&program).ok_or_else(|| {
+                StageError::Invalid(format!("program `{program}` is not on PATH"))
+            })?);
+        let args: Vec<String> = match (&p.run, &p.shell) {
+            (Some(argv), _) => argv[1..]
+                .iter()
+                .map(|w| lay.word(p, w))
+                .collect::<Result<_, _>>()?,
+            (_, Some(line)) => vec!["-c".into(), lay.fill(p, line)?],
+            _ => unreachable!("checked when resolved"),
+        };
+        let shown = std::iter::once(program.clone())
+            .chain(match (&p.run, &p.shell) {
+                (Some(argv), _) => argv[1..].to_vec(),
+                (_, Some(line)) => vec!["-c".into(), line.clone()],
+                _ => Vec::new(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Argv {
+            program,
+            program_path,
+            args,
+            shown,
+        })
+    }
+}
+
+/// The sandbox for this stage, and the paths it grants (read or write), by which a failure
+/// is judged a denial.
+fn confine(
+    p: &CommandParams,
+    lay: &Layout,
+    argv: &Argv,
+) -> Result<(sandbox::Prepared, Vec<PathBuf>), StageError> {
+    let strict = p.sandbox == SandboxMode::Strict;
+    let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
+    read.extend(lay.inputs.values().cloned());
+    read.extend(lay.code_abs.iter().map(|(_, a)| a.clone()));
+    for e in p.env.values() {
+        let e = absolute(Path::new(e));
+        if is_executable(&e) {
+            read.extend(prefixes(&e));
+        } else {
+            read.push(e.clone());
+            read.extend(std::fs::canonicalize(&e).ok());
+        }
+    }
+    read.extend(prefixes(&argv.program_path));
+    let write = vec![lay.out_dir.clone(), PathBuf::from("/dev/null")];
+    let under_tmp = |p: &PathBuf| {
+        p.starts_with("/tmp") || std::fs::canonicalize(p).is_ok_and(|c| c.starts_with("/tmp"))
+    };
+    let prepared = sandbox::prepare(&sandbox::Ask {
+        strict,
+        network: p.network,
+        read: &read,
+        write: &write,
+        private_tmp: !read.iter().chain(&write).any(under_tmp),
+    })
+    .map_err(StageError::Invalid)?;
+    let mut granted = read;
+    granted.extend(write);
+    if prepared.enforcement.namespaces && strict {
+        granted.push(PathBuf::from("/dev/shm"));
+    }
+    if prepared.enforcement.private_tmp {
+        granted.push(PathBuf::from("/tmp"));
+    }
+    Ok((prepared, granted))
+}
+
+/// The program's whole environment: nothing of magpipe's but `PATH`.
+fn environment(p: &CommandParams, lay: &Layout) -> Vec<(String, String)> {
     let threads = p.threads.to_string();
     let mut envs: Vec<(String, String)> = vec![
         (
@@ -782,8 +900,8 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
             std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
         ),
         ("LANG".into(), "C.UTF-8".into()),
-        ("HOME".into(), work.display().to_string()),
-        ("TMPDIR".into(), tmp.display().to_string()),
+        ("HOME".into(), lay.work.display().to_string()),
+        ("TMPDIR".into(), lay.tmp.display().to_string()),
         ("PYTHONNOUSERSITE".into(), "1".into()),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ("PYTHONHASHSEED".into(), "0".into()),
@@ -792,56 +910,44 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
         ("OPENBLAS_NUM_THREADS".into(), threads.clone()),
         ("MKL_NUM_THREADS".into(), threads.clone()),
         ("MAGPIPE_THREADS".into(), threads),
-        ("MAGPIPE_STAGE".into(), stage_file.display().to_string()),
+        ("MAGPIPE_STAGE".into(), lay.stage_file.display().to_string()),
         (
             "MAGPIPE_PARAMS".into(),
             Value::Object(p.params.clone()).to_string(),
         ),
-        ("MAGPIPE_SEED".into(), seed_text.clone()),
+        ("MAGPIPE_SEED".into(), lay.seed_text.clone()),
         ("MAGPIPE_DEVICE".into(), p.device()),
     ];
-    for (k, v) in &inputs {
+    for (k, v) in &lay.inputs {
         envs.push((
             format!("MAGPIPE_IN_{}", env_name(k)),
             v.display().to_string(),
         ));
     }
-    for (k, v) in &outputs {
+    for (k, v) in &lay.outputs {
         envs.push((
             format!("MAGPIPE_OUT_{}", env_name(k)),
             v.display().to_string(),
         ));
     }
-    cmd.envs(envs);
-    if let Some(prepared) = &prepared {
-        // SAFETY: the hook makes only async-signal-safe system calls (see sandbox.rs).
-        unsafe { cmd.pre_exec(prepared.child_hook()) };
-    } else {
-        let hook = sandbox::Prepared::none_hook();
-        // SAFETY: as above.
-        unsafe { cmd.pre_exec(hook) };
-    }
-    let shown = std::iter::once(program.clone())
-        .chain(match (&p.run, &p.shell) {
-            (Some(argv), _) => argv[1..].to_vec(),
-            (_, Some(line)) => vec!["-c".into(), line.clone()],
-            _ => Vec::new(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    ctx.events.log(&format!(
-        "running `{shown}` (sandbox {})",
-        enforcement.describe()
-    ));
-    let t0 = std::time::Instant::now();
-    let mut child = cmd
-        .spawn()
+    envs
+}
+
+/// Starts the program confined, streams its stdout and stderr into the stage's log (progress
+/// lines move the bar), and waits until it and everything it started are gone.
+fn run_streaming(
+    prepared: &sandbox::Prepared,
+    cmd: &mut std::process::Command,
+    program: &str,
+    events: &dyn Events,
+) -> Result<(sandbox::Ended, Vec<String>), StageError> {
+    let mut running = prepared
+        .spawn(cmd)
         .map_err(|e| StageError::Invalid(format!("cannot start `{program}`: {e}")))?;
     let tail = Tail(Mutex::new(VecDeque::new()));
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    let events: &dyn Events = ctx.events;
-    let status = std::thread::scope(|s| {
+    let stdout = running.child.stdout.take().expect("piped");
+    let stderr = running.child.stderr.take().expect("piped");
+    let ended = std::thread::scope(|s| {
         s.spawn(|| {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 events.log(&line);
@@ -862,40 +968,61 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
                 }
             }
         });
-        child.wait()
+        running.wait()
     })
     .map_err(|e| StageError::Invalid(format!("waiting for `{program}`: {e}")))?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let lines = tail.lines();
-    if !status.success() {
-        use std::os::unix::process::ExitStatusExt;
-        let how = match (status.code(), status.signal()) {
-            (Some(c), _) => format!("exited with status {c}"),
-            (None, Some(sig)) => format!("was killed by signal {sig}"),
-            _ => "failed".into(),
-        };
-        let last = lines.last().cloned().unwrap_or_default();
-        let msg = if enforcement.enforced() && looks_denied(&lines) {
-            format!(
-                "the command was denied a file it did not declare (sandbox); declare it under inputs or code, or set sandbox: off ({how}: {last})"
-            )
-        } else if last.is_empty() {
-            format!("the command {how}")
-        } else {
-            format!("the command {how}: {last}")
-        };
-        return Err(StageError::Invalid(msg));
-    }
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(Report {
-        summary: format!(
-            "`{shown}` ran in {seconds:.1} s, sandbox {}",
-            enforcement.describe()
+    Ok((ended, tail.lines()))
+}
+
+/// The one line a failed command gets: its own last error, or, when that error says a path was
+/// refused and the path is outside everything the sandbox granted, that the sandbox denied it.
+fn failure(
+    status: &std::process::ExitStatus,
+    lines: &[String],
+    enforcement: &Enforcement,
+    granted: &[PathBuf],
+) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "failed".into(),
+    };
+    let last = lines.last().cloned().unwrap_or_default();
+    let denied = enforcement
+        .enforced()
+        .then(|| denied_path(&last, granted))
+        .flatten();
+    match denied {
+        Some(path) => format!(
+            "the command was denied a file it did not declare (sandbox): {path}; declare it under inputs or code, or set sandbox: off ({how}: {last})"
         ),
-        stdout: None,
-        facts: serde_json::json!({
-            "program": program_path.display().to_string(),
-            "sandbox": enforcement.to_json(),
-        }),
-    })
+        None if last.is_empty() => format!("the command {how}"),
+        None => format!("the command {how}: {last}"),
+    }
+}
+
+/// The path a program's final error line says was refused, when the sandbox granted nothing
+/// at or above it. Only that line counts: a warning earlier in the log that mentions a
+/// permission is not the program's failure.
+fn denied_path(last: &str, granted: &[PathBuf]) -> Option<String> {
+    let refused = [
+        "Permission denied",
+        "PermissionError",
+        "Operation not permitted",
+        "EACCES",
+    ]
+    .iter()
+    .any(|w| last.contains(w));
+    if !refused {
+        return None;
+    }
+    last.split(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == '`')
+        .map(|t| t.trim_end_matches([':', ',', ';', ')']))
+        .filter(|t| t.starts_with('/'))
+        .find(|t| {
+            let path = Path::new(t);
+            !granted.iter().any(|g| path.starts_with(g))
+        })
+        .map(str::to_string)
 }
