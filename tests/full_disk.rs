@@ -183,3 +183,58 @@ fn dir_size(root: &Path) -> u64 {
         .map(|(n, _)| n.div_ceil(4096) * 4096)
         .sum()
 }
+
+#[test]
+fn a_command_that_fills_the_disk_fails_its_stage_and_leaves_the_store_as_it_was() {
+    // The program writes its output until the store's volume is full, swallows the error and
+    // exits 0; magpipe's copy of the output then finds no space either.
+    let py = Project::python();
+    let p = Project::new(&format!(
+        "version: 1
+stages:
+  small:
+    kind: command
+    shell: \"echo 42 > {{outputs.n}}\"
+    outputs: {{n: {{path: n.txt}}}}
+  hog:
+    kind: command
+    run: [python, hog.py]
+    code: [hog.py]
+    env: {{python: {}}}
+    inputs: {{n: small.n}}
+    outputs: {{big: {{path: big.bin}}}}
+",
+        py.display()
+    ));
+    std::fs::write(
+        p.path().join("hog.py"),
+        "import os\ntry:\n    with open(os.environ['MAGPIPE_OUT_BIG'], 'wb') as f:\n        \
+         while True:\n            f.write(b'x' * (1 << 20))\n            f.flush()\nexcept OSError as e:\n    \
+         print('swallowed', e)\n",
+    )
+    .unwrap();
+    let vol = tempfile::tempdir().unwrap();
+    let fs = Tmpfs::mount(vol.path(), 48 << 20);
+    let store = fs.dir.join("store");
+    run_on(&p, &store, &["run", "small"]).assert_ok();
+    let before = common::snapshot_without_runs(&store);
+    let free = fs.free();
+    let r = run_on(&p, &store, &["run"]);
+    assert!(!r.ok(), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let errs = r.error_lines();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("stage `hog`") && errs[0].contains("No space left on device"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(common::snapshot_without_runs(&store), before);
+    // The program's output and the half-made copy are gone: the space is free again.
+    assert!(
+        fs.free() + (1 << 20) >= free,
+        "{} of {free} free",
+        fs.free()
+    );
+    run_on(&p, &store, &["verify"]).assert_ok();
+}

@@ -541,3 +541,69 @@ os.chmod(os.getcwd(), 0o000)
         c.unchanged_outside("a hard link");
     }
 }
+
+#[test]
+fn a_killed_magpipe_leaves_no_process_of_the_stage_behind() {
+    // The program and a setsid'd grandchild both wait; magpipe is killed with SIGKILL.
+    let program = r#"
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.close(0); os.close(1); os.close(2)
+        time.sleep(120)
+    os._exit(0)
+print("waiting", flush=True)
+time.sleep(120)
+"#;
+    let c = Case::new(program, FILE_OUT);
+    let mut run =
+        c.p.cmd(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    // Wait for the program's first line in the log, then kill magpipe.
+    let stderr = run.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    assert!(
+        lines.any(|l| l.unwrap().contains("\"msg\":\"waiting\"")),
+        "the program never started"
+    );
+    let store = c.p.store().canonicalize().unwrap();
+    let in_store = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&store))
+            })
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    };
+    assert!(
+        !in_store().is_empty(),
+        "the stage's processes were not found"
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    while !in_store().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        in_store(),
+        Vec::<String>::new(),
+        "processes of the stage survived"
+    );
+    assert_eq!(
+        snapshot_without_runs(&c.p.store())
+            .keys()
+            .filter(|k| k.starts_with("records/"))
+            .count(),
+        c.store_before
+            .keys()
+            .filter(|k| k.starts_with("records/"))
+            .count()
+    );
+}
