@@ -217,7 +217,13 @@ stages:
     let fs = Tmpfs::mount(vol.path(), 48 << 20);
     let store = fs.dir.join("store");
     run_on(&p, &store, &["run", "small"]).assert_ok();
-    let before = common::snapshot_without_runs(&store);
+    // The interpreter's version, remembered while hog's key was computed, is a cache.
+    let snapshot = || {
+        let mut s = common::snapshot_without_runs(&store);
+        s.retain(|k, _| !k.starts_with("cache/"));
+        s
+    };
+    let before = snapshot();
     let free = fs.free();
     let r = run_on(&p, &store, &["run"]);
     assert!(!r.ok(), "{}", r.stderr);
@@ -229,7 +235,7 @@ stages:
         "{}",
         errs[0]
     );
-    assert_eq!(common::snapshot_without_runs(&store), before);
+    assert_eq!(snapshot(), before);
     // The program's output and the half-made copy are gone: the space is free again.
     assert!(
         fs.free() + (1 << 20) >= free,

@@ -213,6 +213,66 @@ fn a_declared_output_that_is_a_link_a_fifo_or_a_socket_is_refused_and_never_foll
         "a folder output that is a link",
         "is a symbolic link, not a folder",
     );
+
+    // An output in a subfolder whose folder is a link to the victim's: magpipe would copy
+    // secret.txt through it.
+    let c = Case::new(
+        "import os, shutil\nd = os.path.dirname(os.environ['MAGPIPE_OUT_OUT'])\nshutil.rmtree(d)\nos.symlink('VICTIM', d)\n",
+        "    outputs: {out: {path: sub/secret.txt}}\n",
+    );
+    c.refused(
+        "a link on the way to an output",
+        "output `out` (sub/secret.txt): sub is a symbolic link, not a folder",
+    );
+    // The same output written plainly is committed, in its subfolder.
+    let c = Case::new(
+        "import os\nopen(os.environ['MAGPIPE_OUT_OUT'], 'w').write('plain')\n",
+        "    outputs: {out: {path: sub/secret.txt}}\n",
+    );
+    c.contained("an output in a subfolder");
+    assert_eq!(c.output(), "plain");
+}
+
+#[test]
+fn files_outside_keep_their_modes_times_and_bytes() {
+    // Landlock has no right for chmod, chown or utimes: the read-only mount tree stops them.
+    let program = r#"
+import os
+tried = {}
+for name, f in [
+    ("chmod", lambda: os.chmod("VICTIM/secret.txt", 0)),
+    ("chmod-dir", lambda: os.chmod("VICTIM", 0)),
+    ("utime", lambda: os.utime("VICTIM/secret.txt", (0, 0))),
+    ("truncate", lambda: os.truncate("VICTIM/secret.txt", 0)),
+    ("chown", lambda: os.chown("VICTIM/secret.txt", 65534, 65534)),
+    ("store", lambda: os.chmod(os.path.dirname(os.path.dirname(os.getcwd())), 0)),
+]:
+    try:
+        f()
+        tried[name] = "done"
+    except OSError as e:
+        tried[name] = e.strerror
+open(os.environ["MAGPIPE_OUT_OUT"], "w").write(repr(tried))
+"#;
+    let c = Case::new(program, FILE_OUT);
+    let mtime = std::fs::metadata(c.victim.path().join("secret.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    c.contained("chmod, chown, utime, truncate");
+    assert!(!c.output().contains("done"), "{}", c.output());
+    assert_eq!(
+        std::fs::metadata(c.victim.path().join("secret.txt"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    assert_eq!(
+        std::fs::metadata(c.p.store()).unwrap().mode() & 0o777,
+        0o755,
+        "the store's folder changed mode"
+    );
 }
 
 #[test]
@@ -224,7 +284,8 @@ out = os.environ["MAGPIPE_OUT_OUT"]
 f = open(out, "w")
 f.write("what the record says\n")
 f.flush()
-if os.fork() == 0:
+middle = os.fork()
+if middle == 0:
     os.setsid()
     if os.fork() == 0:
         os.close(0); os.close(1); os.close(2)
@@ -234,7 +295,7 @@ if os.fork() == 0:
         os.replace(out, out)  # and a rename over it, for good measure
         time.sleep(60)
     os._exit(0)
-time.sleep(0.2)
+os.waitpid(middle, 0)
 "#;
     let c = Case::new(program, FILE_OUT);
     let r = c.contained("a survivor");
@@ -287,6 +348,12 @@ for pid in [{victim}, os.getppid(), 1]:
         killed.append(pid)
     except OSError:
         pass
+# Every process it may signal (signal 0 sends nothing): magpipe, the test, the machine's.
+try:
+    os.kill(-1, 0)
+    killed.append(-1)
+except OSError:
+    pass
 json.dump({{"seen": seen, "leaks": leaks, "killed": killed}}, open(os.environ["MAGPIPE_OUT_OUT"], "w"))
 "#,
         victim = victim.id()

@@ -287,6 +287,24 @@ fn check_outputs(r: &StageRun<'_>, out_dir: &std::path::Path) -> Result<(), RunE
         error: crate::kind::StageError::Invalid(msg),
     };
     for o in &s.outputs {
+        // The folders on the way (`sub/` of `sub/x.txt`) must be folders too: a link there would
+        // make magpipe, which runs unconfined, read through it.
+        let mut at = out_dir.to_path_buf();
+        let parts: Vec<_> = std::path::Path::new(&o.file).components().collect();
+        for c in &parts[..parts.len().saturating_sub(1)] {
+            at.push(c);
+            if let Ok(m) = std::fs::symlink_metadata(&at)
+                && !m.is_dir()
+            {
+                return Err(invalid(format!(
+                    "output `{}` ({}): {} is {}, not a folder; it was not committed",
+                    o.name,
+                    o.file,
+                    at.strip_prefix(out_dir).unwrap_or(&at).display(),
+                    crate::store::file_type_name(&m.file_type())
+                )));
+            }
+        }
         let m = match std::fs::symlink_metadata(out_dir.join(&o.file)) {
             Ok(m) => m,
             Err(_) => {

@@ -39,25 +39,31 @@ impl Lease {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let host = hostname();
-        let path = dir.join(format!(
-            "{}-{}-{nanos}.lease",
+        let name = format!(
+            "{}-{}-{nanos}",
             crate::store::file_safe(&host),
             std::process::id()
-        ));
-        // Opened close-on-exec (Rust's default), so no program magpipe starts inherits the flock
-        // and keeps a dead run's lease alive.
+        );
+        let path = dir.join(format!("{name}.lease"));
+        // Made under another name, locked, then renamed: gc reads `*.lease` only, so it never
+        // sees a lease before its flock is held (and would take it for a dead one). Opened
+        // close-on-exec (Rust's default), so no program magpipe starts inherits the flock and
+        // keeps a dead run's lease alive.
+        let making = dir.join(format!("{name}.making"));
         let mut file = fs::OpenOptions::new()
             .create_new(true)
+            .read(true)
             .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        file.lock().map_err(io(&path))?;
+            .open(&making)
+            .map_err(io(&making))?;
+        file.lock().map_err(io(&making))?;
         writeln!(
             file,
             "magpipe lease pid {} host {host} for {what}",
             std::process::id()
         )
-        .map_err(io(&path))?;
+        .map_err(io(&making))?;
+        fs::rename(&making, &path).map_err(io(&path))?;
         Ok(Lease { path, file })
     }
 
@@ -106,10 +112,23 @@ pub fn read_all(root: &Path, dry_run: bool) -> Result<Held, StoreError> {
     };
     for e in entries.flatten() {
         let path = e.path();
-        if path.extension().and_then(|x| x.to_str()) != Some("lease") {
-            continue;
+        match path.extension().and_then(|x| x.to_str()) {
+            Some("lease") => {}
+            // A lease its process did not finish making: removed once nobody holds it.
+            Some("making") => {
+                if !dry_run
+                    && let Ok(f) = File::open(&path)
+                    && f.try_lock().is_ok()
+                {
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
+            _ => continue,
         }
-        let file = match File::open(&path) {
+        // Read-write: on NFS, flock is emulated with POSIX locks, which need it for an
+        // exclusive lock.
+        let file = match fs::OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
             // Its owner finished between the listing and the open.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -516,9 +516,15 @@ impl Store {
         {
             let _gc = self.pin("object", &[&hash])?;
             if !dest.is_dir() {
-                fs::create_dir_all(&dir).map_err(io(&dir))?;
-                fs::rename(&copy, &dest).map_err(io(&dest))?;
-                fsync_dir(&dir)?;
+                let parent = dest.parent().expect("inside objects/");
+                fs::create_dir_all(parent).map_err(io(parent))?;
+                match fs::rename(&copy, &dest) {
+                    Ok(()) => {}
+                    // Another process committed the same tree meanwhile.
+                    Err(_) if dest.is_dir() => {}
+                    Err(e) => return Err(StoreError::io(&dest, e)),
+                }
+                fsync_dir(parent)?;
                 fsync_dir(&objects)?;
             }
         }
@@ -589,6 +595,9 @@ impl Store {
         copy: &Path,
         file: &str,
     ) -> Result<OutputRecord, StoreError> {
+        if let Some(parent) = copy.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
         copy_plain(scratch_file, copy)?;
         let (hash, size) = hash_file(copy)?;
         let objects = self.dir("objects")?;
@@ -597,9 +606,11 @@ impl Store {
         {
             let _gc = self.pin("object", &[&hash])?;
             if !dest.is_file() {
-                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                // An output declared in a subfolder (`sub/x.txt`) has its folders in the object.
+                let parent = dest.parent().expect("inside objects/");
+                fs::create_dir_all(parent).map_err(io(parent))?;
                 fs::rename(copy, &dest).map_err(io(&dest))?;
-                fsync_dir(&dir)?;
+                fsync_dir(parent)?;
                 fsync_dir(&objects)?;
             }
         }

@@ -364,14 +364,18 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// The folders a program needs to read beside itself: its install prefix (`…/bin/python` →
-/// `…`), for the written path (a venv) and the resolved one (the interpreter it links to).
+/// `…`), for the written path (a venv) and the resolved one (the interpreter it links to). A
+/// program outside a `bin` folder (`./tools/x.sh`) gets itself only: the folder above it may
+/// be the project, store included.
 fn prefixes(program: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in [
         absolute(program),
         std::fs::canonicalize(program).unwrap_or_default(),
     ] {
-        if let Some(prefix) = p.parent().and_then(Path::parent)
+        if let Some(bin) = p.parent()
+            && bin.file_name().is_some_and(|n| n == "bin")
+            && let Some(prefix) = bin.parent()
             && prefix.parent().is_some()
         {
             out.push(prefix.to_path_buf());
@@ -878,6 +882,7 @@ fn confine(
         read: &read,
         write: &write,
         private_tmp: !read.iter().chain(&write).any(under_tmp),
+        writable: Some(lay.out_dir.clone()),
     })
     .map_err(StageError::Invalid)?;
     let mut granted = read;
@@ -944,7 +949,10 @@ fn run_streaming(
     let mut running = prepared
         .spawn(cmd)
         .map_err(|e| StageError::Invalid(format!("cannot start `{program}`: {e}")))?;
-    let tail = Tail(Mutex::new(VecDeque::new()));
+    // Apart, so the line a failure is judged by does not depend on how two threads interleave:
+    // a program's error is on stderr; stdout's last line counts only when stderr has none.
+    let out_tail = Tail(Mutex::new(VecDeque::new()));
+    let err_tail = Tail(Mutex::new(VecDeque::new()));
     let stdout = running.child.stdout.take().expect("piped");
     let stderr = running.child.stderr.take().expect("piped");
     let ended = std::thread::scope(|s| {
@@ -952,7 +960,7 @@ fn run_streaming(
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 events.log(&line);
                 if !line.trim().is_empty() {
-                    tail.push(&line);
+                    out_tail.push(&line);
                 }
             }
         });
@@ -964,14 +972,18 @@ fn run_streaming(
                 }
                 events.log(&line);
                 if !line.trim().is_empty() {
-                    tail.push(&line);
+                    err_tail.push(&line);
                 }
             }
         });
         running.wait()
     })
     .map_err(|e| StageError::Invalid(format!("waiting for `{program}`: {e}")))?;
-    Ok((ended, tail.lines()))
+    let lines = match err_tail.lines() {
+        l if l.is_empty() => out_tail.lines(),
+        l => l,
+    };
+    Ok((ended, lines))
 }
 
 /// The one line a failed command gets: its own last error, or, when that error says a path was
@@ -1006,11 +1018,14 @@ fn failure(
 /// at or above it. Only that line counts: a warning earlier in the log that mentions a
 /// permission is not the program's failure.
 fn denied_path(last: &str, granted: &[PathBuf]) -> Option<String> {
+    // EROFS too: outside its folder the program's mount tree is read-only.
     let refused = [
         "Permission denied",
         "PermissionError",
         "Operation not permitted",
         "EACCES",
+        "Read-only file system",
+        "EROFS",
     ]
     .iter()
     .any(|w| last.contains(w));

@@ -137,6 +137,9 @@ pub struct Ask<'a> {
     pub write: &'a [PathBuf],
     /// A tmpfs over `/tmp` (the caller checks that nothing it needs is there).
     pub private_tmp: bool,
+    /// The one folder of the machine's that stays writable in the namespace, where every other
+    /// mount is made read-only (Landlock has no right for chmod, chown or utimes).
+    pub writable: Option<PathBuf>,
 }
 
 /// Everything the child side needs, built before `fork`.
@@ -149,6 +152,8 @@ pub struct Prepared {
 /// The namespace set-up's constants, as C strings and bytes ready for system calls.
 struct NsPlan {
     flags: libc::c_int,
+    /// Bind-mounted writable over a read-only tree (`None`: the tree stays as it is).
+    writable: Option<CString>,
     private_shm: bool,
     private_tmp: bool,
     uid_map: Vec<u8>,
@@ -190,7 +195,12 @@ fn own_strings() -> [(usize, usize); 2] {
 }
 
 impl NsPlan {
-    fn new(network: bool, private_shm: bool, private_tmp: bool) -> NsPlan {
+    fn new(
+        network: bool,
+        private_shm: bool,
+        private_tmp: bool,
+        writable: Option<&std::path::Path>,
+    ) -> NsPlan {
         let c = |s: &str| CString::new(s).expect("no NUL");
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -201,6 +211,9 @@ impl NsPlan {
         }
         NsPlan {
             flags,
+            writable: writable.map(|w| {
+                CString::new(w.as_os_str().as_encoded_bytes()).expect("a path has no NUL")
+            }),
             private_shm,
             private_tmp,
             // The same ids inside as outside: files the program writes stay the user's.
@@ -230,7 +243,7 @@ fn namespaces_work() -> Result<(), String> {
         .get_or_init(|| {
             let prepared = Prepared {
                 landlock: None,
-                ns: Some(NsPlan::new(false, true, false)),
+                ns: Some(NsPlan::new(false, true, false, Some(&std::env::temp_dir()))),
                 enforcement: Enforcement {
                     strict: true,
                     landlock: 0,
@@ -274,13 +287,15 @@ pub fn prepare(ask: &Ask<'_>) -> Result<Prepared, String> {
                 ask.network || !ask.strict,
                 ask.strict,
                 enforcement.private_tmp,
+                ask.writable.as_deref().filter(|_| ask.strict),
             ))
         }
         Err(why) => {
             enforcement.missing.push(format!(
-                "{why}: other processes, their /proc files and signals, leftover processes{}",
+                "{why}: other processes, their /proc files and signals, leftover processes \
+                 that leave its process group{}",
                 if ask.strict && !ask.network {
-                    ", UDP and abstract Unix sockets"
+                    ", UDP and abstract Unix sockets, chmod and chown of your files"
                 } else {
                     ""
                 }
@@ -367,6 +382,8 @@ fn landlock_ruleset(ask: &Ask<'_>) -> Result<(Option<OwnedFd>, i32), String> {
 pub struct Running {
     pub child: std::process::Child,
     report: Option<std::fs::File>,
+    /// No namespaces: the program leads a process group of its own, killed when it exits.
+    group: bool,
 }
 
 /// How the program ended, and how many processes it left behind (killed).
@@ -381,6 +398,10 @@ impl Running {
         use std::io::Read;
         use std::os::unix::process::ExitStatusExt;
         let outer = self.child.wait()?;
+        if self.group {
+            // SAFETY: kill of the process group the program led (setpgid in the child).
+            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        }
         let mut buf = Vec::new();
         if let Some(r) = self.report.as_mut() {
             let _ = r.read_to_end(&mut buf);
@@ -426,6 +447,8 @@ impl Prepared {
             landlock: self.landlock.as_ref().map(|f| f.as_raw_fd()),
             ns: self.ns.as_ref().map(|n| n as *const NsPlan),
             report: report.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
+            parent: std::process::id() as libc::pid_t,
+            max_fd: max_fd(),
         };
         // SAFETY: the hook makes only async-signal-safe system calls on data prepared before
         // the fork, which `self` keeps alive until `spawn` returns (the child has its own copy).
@@ -435,6 +458,7 @@ impl Prepared {
         Ok(Running {
             child,
             report: report.map(|(r, _w)| r),
+            group: self.ns.is_none(),
         })
     }
 }
@@ -445,6 +469,23 @@ struct ChildHook {
     landlock: Option<RawFd>,
     ns: Option<*const NsPlan>,
     report: RawFd,
+    /// magpipe's pid: C checks that it is still its parent once the parent-death signal is set.
+    parent: libc::pid_t,
+    /// The highest descriptor to close where `close_range` is missing.
+    max_fd: libc::c_int,
+}
+
+/// The descriptor limit, read before fork.
+fn max_fd() -> libc::c_int {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 4096;
+    }
+    r.rlim_cur.min(1 << 20) as libc::c_int
 }
 
 // SAFETY: the pointer is only read in the forked child, where the parent's memory is a copy.
@@ -476,16 +517,35 @@ unsafe fn write_file(path: &CString, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Closes every fd from 3 up, except `keep`.
-fn close_from_3(keep: RawFd) {
-    // SAFETY: close_range only closes descriptors.
+/// Closes every fd from 3 up, except `keep` (one by one up to `max_fd` where the kernel has no
+/// `close_range`: std's error pipe must not stay open here, or `spawn` waits for this process).
+fn close_from_3(keep: RawFd, max_fd: libc::c_int) {
+    // SAFETY: close_range and close only close descriptors.
     unsafe {
-        if keep >= 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-            libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        let ok = if keep >= 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32) == 0
+                && libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32) == 0
         } else {
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) == 0
+        };
+        if !ok {
+            for fd in 3..max_fd {
+                if fd != keep {
+                    libc::close(fd);
+                }
+            }
         }
+    }
+}
+
+/// Resets SIGCHLD to its default: an ignored SIGCHLD (inherited from whoever started magpipe)
+/// would make the kernel reap children by itself and `waitpid` lose their status.
+fn default_sigchld() {
+    // SAFETY: sigaction with a zeroed struct and SIG_DFL.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut());
     }
 }
 
@@ -500,13 +560,18 @@ impl ChildHook {
                 0,
                 0,
             ))?;
+            // magpipe died before the signal was armed: nobody would end this process.
+            if libc::getppid() != self.parent {
+                libc::_exit(1);
+            }
             let Some(ns) = self.ns else {
-                // No namespaces: its own process group, so what it leaves behind can at least
-                // be found; then the restrictions.
+                // No namespaces: its own process group, killed when it exits; then the
+                // restrictions.
                 libc::setpgid(0, 0);
                 return self.restrict();
             };
             let ns = &*ns;
+            default_sigchld();
             check(libc::unshare(ns.flags))?;
             write_file(&ns.setgroups_path, b"deny")?;
             write_file(&ns.uid_map_path, &ns.uid_map)?;
@@ -540,6 +605,9 @@ impl ChildHook {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ))?;
+            if let Some(w) = &ns.writable {
+                read_only_but(&ns.root, w)?;
+            }
             check(libc::mount(
                 ns.proc_fs.as_ptr(),
                 ns.proc_dir.as_ptr(),
@@ -585,14 +653,19 @@ impl ChildHook {
     /// are close-on-exec, but whatever magpipe inherited, a jobserver pipe say, is not), no new
     /// privileges, then the Landlock domain.
     fn restrict(self) -> std::io::Result<()> {
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC and fcntl only set flags.
         unsafe {
-            libc::syscall(
+            if libc::syscall(
                 libc::SYS_close_range,
                 3u32,
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-            );
+            ) != 0
+            {
+                for fd in 3..self.max_fd {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
         }
         if let Some(fd) = self.landlock {
             // SAFETY: plain system calls.
@@ -614,7 +687,7 @@ impl ChildHook {
 
     /// C: waits for G and exits as it did. Never returns.
     fn relay(self, g: libc::pid_t) -> ! {
-        close_from_3(-1);
+        close_from_3(-1, self.max_fd);
         let mut status = 0;
         // SAFETY: waitpid and _exit are plain system calls.
         unsafe {
@@ -630,9 +703,10 @@ impl ChildHook {
 
     /// G: reaps until P exits, kills and reaps what P left behind, reports. Never returns.
     fn init(self, p: libc::pid_t) -> ! {
-        close_from_3(self.report);
+        close_from_3(self.report, self.max_fd);
         let mut status = 0;
-        let mut p_status = 0;
+        // What P's status reads as if it was never seen (exit 127).
+        let mut p_status = 127 << 8;
         // SAFETY: waitpid, kill, write and _exit are plain system calls.
         unsafe {
             loop {
@@ -661,6 +735,58 @@ impl ChildHook {
             libc::_exit(0)
         }
     }
+}
+
+/// Makes every mount read-only except a writable bind of `writable` (in the namespace's own
+/// mount tree: nothing outside changes). Landlock cannot deny chmod, chown or utimes; a
+/// read-only mount can.
+///
+/// # Safety
+/// Plain system calls; both are valid C strings.
+unsafe fn read_only_but(root: &CString, writable: &CString) -> std::io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let setattr = |path: &CString, set: u64, clr: u64| -> std::io::Result<()> {
+        let attr = MountAttr {
+            attr_set: set,
+            attr_clr: clr,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: mount_setattr reads `attr`, of the size given.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    unsafe {
+        check(libc::mount(
+            writable.as_ptr(),
+            writable.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ))?;
+    }
+    setattr(root, MOUNT_ATTR_RDONLY, 0)?;
+    setattr(writable, 0, MOUNT_ATTR_RDONLY)
 }
 
 /// Adds a path-beneath rule to a Landlock ruleset, from inside the namespace.
