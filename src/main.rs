@@ -10,6 +10,7 @@ use magpipe_engine::error::{RunError, SpecError, printable};
 use cmd::Cli;
 
 fn main() -> ExitCode {
+    quiet_on_a_closed_stdout();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -28,4 +29,23 @@ fn main() -> ExitCode {
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// `magpipe status | head -3`: once the reader has gone, end quietly as Unix tools do (status
+/// 141, as if killed by SIGPIPE) instead of panicking in `println!`. SIGPIPE itself stays
+/// ignored, so a worker that dies while magpipe writes to it is an error, not magpipe's death.
+fn quiet_on_a_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

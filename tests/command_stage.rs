@@ -631,3 +631,91 @@ fn kinds_lists_the_command_kind_and_every_contract_field_by_field() {
         assert!(r.stdout.contains(want), "missing {want:?}:\n{}", r.stdout);
     }
 }
+
+#[test]
+fn the_run_log_keeps_failed_runs_and_every_sweep_point() {
+    let p = toy();
+    let count = || -> Vec<serde_json::Value> {
+        let r = p.run(&["runs", "--json"]);
+        r.assert_ok();
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // A run whose only stage to run fails: nothing ran, and it is still in the log.
+    p.run(&["run", "make"]).assert_ok();
+    std::fs::write(p.path().join("double.py"), "raise KeyError('x')\n").unwrap();
+    assert!(!p.run(&["run"]).ok());
+    let runs = count();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1]["ok"], false);
+    assert_eq!(runs[1]["stages"]["double"][0], "failed");
+    // Two sweep points started together are two entries.
+    std::fs::write(p.path().join("double.py"), DOUBLE).unwrap();
+    p.run(&["run", "--set", "make.n=3,4", "--jobs", "2"])
+        .assert_ok();
+    let runs = count();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    let variants: std::collections::BTreeSet<String> = runs[2..]
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(variants.len(), 2, "{variants:?}");
+}
+
+#[test]
+fn a_stale_stage_suggests_the_command_that_builds_what_was_asked() {
+    let p = toy();
+    p.run(&["run"]).assert_ok();
+    for cmd in [
+        &["artifact", "make", "data"][..],
+        &["lineage", "make"],
+        &["audit", "make"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.extend(["--set", "make.n=9", "--set", "make.note=two words"]);
+        let r = p.run(&args);
+        assert_eq!(r.code(), Some(1), "{cmd:?}: {}", r.stderr);
+        let err = r.error_lines().join("\n");
+        assert!(
+            err.contains("run `magpipe run make --set make.n=9 --set 'make.note=two words'` first"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn lineage_lists_every_lock_file_on_the_chain() {
+    let p = toy();
+    let py = Project::python().display().to_string();
+    let text = p.pipeline().replace(
+        &format!("    env: {{python: {py}}}\n    inputs: {{data: make.data}}"),
+        &format!("    env: {{python: {py}, lock: other.lock}}\n    inputs: {{data: make.data}}"),
+    );
+    assert!(text.contains("other.lock"));
+    p.set_pipeline(&text);
+    std::fs::write(p.path().join("other.lock"), "scikit-learn==1.7.2\n").unwrap();
+    p.run(&["run"]).assert_ok();
+    for format in ["json", "md", "text"] {
+        let r = p.run(&["lineage", "double", "--format", format]);
+        r.assert_ok();
+        for lock in ["req.lock", "other.lock"] {
+            assert!(
+                r.stdout.contains(lock),
+                "{format}: {lock} missing:\n{}",
+                r.stdout
+            );
+        }
+    }
+    let r = p.run(&["lineage", "double", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let locks = v["raw_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "lock")
+        .count();
+    assert_eq!(locks, 2, "{v}");
+}

@@ -77,8 +77,14 @@ pub enum RunError {
     /// The store could not take what a stage produced (a full disk, say).
     #[error("stage `{stage}`: {error}")]
     Commit { stage: String, error: StoreError },
-    #[error("stage `{stage}` is not up to date ({why}); run `magpipe run {stage}` first")]
-    Stale { stage: String, why: String },
+    /// `flags`: the `--variant`/`--set` of the command that found it, so the suggested
+    /// command builds what was asked for (empty from the engine; the CLI fills it).
+    #[error("stage `{stage}` is not up to date ({why}); run `magpipe run {stage}{flags}` first")]
+    Stale {
+        stage: String,
+        why: String,
+        flags: String,
+    },
     #[error("{0}")]
     Usage(String),
     /// The executor could not start (no Slurm reachable, say).

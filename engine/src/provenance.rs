@@ -109,11 +109,26 @@ pub fn lineage_hash(stages: &[LineageStage], raw: &[RawFile]) -> String {
                 "outputs": s.outputs.iter().map(|(n, o)| (n.clone(), o.hash.clone())).collect::<BTreeMap<_, _>>(),
             })))
             .collect::<BTreeMap<_, _>>(),
-        "raw_files": raw.iter().map(|f| (f.name.clone(), f.blake3.clone())).collect::<BTreeMap<_, _>>(),
+        "raw_files": raw_names(raw),
     });
     blake3::hash(chain.to_string().as_bytes())
         .to_hex()
         .to_string()
+}
+
+/// Raw files as the lineage hash names them: by name, and a name read with two contents (each
+/// model's `lock`) by name and content after its first, so a chain without such names hashes as
+/// it always did.
+fn raw_names(raw: &[RawFile]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for f in raw {
+        if out.contains_key(&f.name) {
+            out.insert(format!("{}@{}", f.name, f.blake3), f.blake3.clone());
+        } else {
+            out.insert(f.name.clone(), f.blake3.clone());
+        }
+    }
+    out
 }
 
 /// The lineage of `stage` (optionally one output) in the current plan; every stage on the chain
@@ -138,6 +153,7 @@ pub fn lineage(
                 return Err(RunError::Stale {
                     stage: plan.stages[j].name.clone(),
                     why: crate::stale::joined(&why),
+                    flags: String::new(),
                 });
             }
         }
@@ -161,7 +177,7 @@ pub fn lineage(
         None => (None, None),
     };
     let mut stages = Vec::new();
-    let mut raw: BTreeMap<String, RawFile> = BTreeMap::new();
+    let mut raw: BTreeMap<(String, String), RawFile> = BTreeMap::new();
     for &j in &selected {
         let s = &plan.stages[j];
         let r = &recs[&j];
@@ -236,7 +252,7 @@ pub fn records_lineage(
     variant: Option<&str>,
 ) -> Lineage {
     let by_key: BTreeMap<&str, &Record> = chain.iter().map(|r| (r.key.as_str(), r)).collect();
-    let mut raw: BTreeMap<String, RawFile> = BTreeMap::new();
+    let mut raw: BTreeMap<(String, String), RawFile> = BTreeMap::new();
     let mut stages = Vec::new();
     for r in chain {
         let defaults = registry.get(&r.preimage.kind).map(|k| k.defaults());
@@ -292,25 +308,28 @@ fn non_default(params: &Value, defaults: &Value) -> Vec<String> {
 }
 
 /// The raw files a record read, with the paths it read them from (else `current`).
+/// Raw files by name and content: two stages that read one file under one name list it once;
+/// two files under one name (each model's `lock`) are both listed.
 fn add_raw(
-    raw: &mut BTreeMap<String, RawFile>,
+    raw: &mut BTreeMap<(String, String), RawFile>,
     r: &Record,
     current: &BTreeMap<String, String>,
     read_by: &str,
 ) {
     for src in &r.preimage.sources {
-        raw.entry(src.name.clone()).or_insert_with(|| RawFile {
-            name: src.name.clone(),
-            path: r
-                .source_paths
-                .get(&src.name)
-                .or_else(|| current.get(&src.name))
-                .cloned()
-                .unwrap_or_default(),
-            size: src.size,
-            blake3: src.hash.clone(),
-            read_by: read_by.to_string(),
-        });
+        raw.entry((src.name.clone(), src.hash.clone()))
+            .or_insert_with(|| RawFile {
+                name: src.name.clone(),
+                path: r
+                    .source_paths
+                    .get(&src.name)
+                    .or_else(|| current.get(&src.name))
+                    .cloned()
+                    .unwrap_or_default(),
+                size: src.size,
+                blake3: src.hash.clone(),
+                read_by: read_by.to_string(),
+            });
     }
 }
 
@@ -742,10 +761,13 @@ fn local() -> String {
 pub fn append_run(store: &Store, log: &RunLog) -> Result<(), StoreError> {
     let dir = store.root.join("runs");
     fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    // A sweep logs its points from one process, possibly in the same microsecond.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!(
-        "{:020}-{}.json",
+        "{:020}-{}-{}.json",
         (log.started_unix * 1e6) as u64,
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let tmp = dir.join(format!(".{name}.tmp"));
     let dest = dir.join(name);
@@ -1062,6 +1084,7 @@ pub fn audit(
                 return Err(RunError::Stale {
                     stage: plan.stages[j].name.clone(),
                     why: crate::stale::joined(&why),
+                    flags: String::new(),
                 });
             }
         }
@@ -1257,13 +1280,6 @@ pub fn log_run(
             crate::exec::Outcome::Skipped(_) => ("skipped", None),
         };
         stages.insert(plan.stages[*i].name.clone(), (what.to_string(), key));
-    }
-    let ran = result
-        .outcomes
-        .iter()
-        .any(|(_, o)| matches!(o, crate::exec::Outcome::Ran(..)));
-    if result.failed() > 0 && !ran {
-        return;
     }
     let selected: Vec<usize> = result.outcomes.iter().map(|(i, _)| *i).collect();
     let log = RunLog {

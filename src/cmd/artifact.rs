@@ -31,11 +31,14 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let rec = match rows.into_iter().find(|(j, _)| *j == i).map(|(_, f)| f) {
         Some(Freshness::Fresh(r)) => r,
         Some(Freshness::Stale { why, .. }) => {
-            return Err(RunError::Stale {
-                stage: stage.clone(),
-                why: magpipe_engine::stale::joined(&why),
-            }
-            .into());
+            return Err(a
+                .select
+                .in_hint(RunError::Stale {
+                    stage: stage.clone(),
+                    why: magpipe_engine::stale::joined(&why),
+                    flags: String::new(),
+                })
+                .into());
         }
         None => unreachable!("the stage is selected"),
     };

@@ -20,7 +20,8 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let plan = ctx.plan(Some(&a.select))?;
     let jobs = a.jobs.unwrap_or_else(default_jobs);
-    let r = provenance::audit(&plan, &ctx.store, &a.stage, jobs, ctx.sink.as_ref())?;
+    let r = provenance::audit(&plan, &ctx.store, &a.stage, jobs, ctx.sink.as_ref())
+        .map_err(|e| a.select.in_hint(e))?;
     print!("{}", provenance::audit_text(&r));
     Ok(status_code(r.first_difference.is_none()))
 }

@@ -30,7 +30,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         Some((s, o)) => (s, Some(o)),
         None => (a.target.as_str(), None),
     };
-    let l = provenance::lineage(&plan, &ctx.store, stage, output)?;
+    let l =
+        provenance::lineage(&plan, &ctx.store, stage, output).map_err(|e| a.select.in_hint(e))?;
     match a.format {
         LineageFormat::Text => print!("{}", provenance::lineage_text(&l)),
         LineageFormat::Md => print!("{}", provenance::lineage_markdown(&l)),

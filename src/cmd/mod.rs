@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 use magpipe_engine::Registry;
+use magpipe_engine::error::RunError;
 use magpipe_engine::events::{HumanSink, JsonSink, Sink};
 use magpipe_engine::executor::Choice;
 use magpipe_engine::plan::{Plan, SetOverride};
@@ -97,6 +98,41 @@ pub struct Select {
     /// Override one param: `stage.param=value` (value in YAML syntax). Repeatable.
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub sets: Vec<String>,
+}
+
+impl Select {
+    /// This selection as flags (` --variant quick --set 'a.b=x y'`), for a command to suggest.
+    pub fn flags(&self) -> String {
+        let quote = |s: &str| {
+            if s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-+=,:/@".contains(c))
+            {
+                s.to_string()
+            } else {
+                format!("'{}'", s.replace('\'', r"'\''"))
+            }
+        };
+        let mut out = String::new();
+        if let Some(v) = &self.variant {
+            out.push_str(&format!(" --variant {}", quote(v)));
+        }
+        for s in &self.sets {
+            out.push_str(&format!(" --set {}", quote(s)));
+        }
+        out
+    }
+
+    /// A stale-stage error that suggests rerunning with this selection, not without it.
+    pub fn in_hint(&self, e: RunError) -> RunError {
+        match e {
+            RunError::Stale { stage, why, .. } => RunError::Stale {
+                stage,
+                why,
+                flags: self.flags(),
+            },
+            e => e,
+        }
+    }
 }
 
 #[derive(Subcommand)]
