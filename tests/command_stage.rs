@@ -155,8 +155,22 @@ fn a_command_stage_runs_caches_and_reruns_for_what_it_declares() {
     )
     .unwrap();
     assert_eq!(p.run(&["run"]).stages("stage_finished"), ["double", "make"]);
-    // The lock file is part of the environment.
+    // The lock file is part of the environment (and is checked against it: a pin the venv does
+    // not satisfy is refused, naming it).
     std::fs::write(p.path().join("req.lock"), "numpy==2.4.5\n").unwrap();
+    let r = p.run(&["run", "make"]);
+    assert!(
+        r.error_lines()
+            .join("\n")
+            .contains("env `lock` (req.lock) pins numpy==2.4.5, but 2.4.6 is installed"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        p.path().join("req.lock"),
+        "# numpy for gen.py\nnumpy==2.4.6\n",
+    )
+    .unwrap();
     assert!(explain(&p, "make").contains("env lock changed"));
     assert_eq!(p.run(&["run", "make"]).stages("stage_finished"), ["make"]);
     // A param is named as a param.
@@ -696,7 +710,7 @@ fn lineage_lists_every_lock_file_on_the_chain() {
     );
     assert!(text.contains("other.lock"));
     p.set_pipeline(&text);
-    std::fs::write(p.path().join("other.lock"), "scikit-learn==1.7.2\n").unwrap();
+    std::fs::write(p.path().join("other.lock"), "pyarrow==22.0.0\n").unwrap();
     p.run(&["run"]).assert_ok();
     for format in ["json", "md", "text"] {
         let r = p.run(&["lineage", "double", "--format", format]);

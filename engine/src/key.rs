@@ -83,7 +83,9 @@ impl PreImage {
         for role in [SourceRole::Data, SourceRole::Code, SourceRole::Env] {
             out.extend(diff_sources(role, &old.sources, &self.sources));
         }
-        out.extend(diff_values(&old.runtime, &self.runtime).map(StaleReason::Runtime));
+        let mut runtime = Vec::new();
+        diff_nested(None, &old.runtime, &self.runtime, &mut runtime);
+        out.extend(runtime.into_iter().map(StaleReason::Runtime));
         out
     }
 }
@@ -135,6 +137,42 @@ fn diff_sources(role: SourceRole, old: &[SourceRef], new: &[SourceRef]) -> Vec<S
 pub use crate::stale::short;
 
 /// The fields of two JSON objects that differ (or the whole values, when not objects).
+/// Runtime facts nest (an interpreter's version and packages): name the leaf that changed
+/// (`python.packages.six: 1.16.0 … → 1.17.0 …`), not the whole object.
+fn diff_nested(at: Option<&str>, old: &Value, new: &Value, out: &mut Vec<ValueChange>) {
+    let name = |k: &str| match at {
+        Some(a) => format!("{a}.{k}"),
+        None => k.to_string(),
+    };
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, nv) in n {
+                match o.get(k) {
+                    Some(ov) => diff_nested(Some(&name(k)), ov, nv, out),
+                    None => out.push(ValueChange {
+                        name: Some(name(k)),
+                        old: None,
+                        new: Some(nv.clone()),
+                    }),
+                }
+            }
+            for (k, ov) in o.iter().filter(|(k, _)| !n.contains_key(*k)) {
+                out.push(ValueChange {
+                    name: Some(name(k)),
+                    old: Some(ov.clone()),
+                    new: None,
+                });
+            }
+        }
+        (o, n) if o != n => out.push(ValueChange {
+            name: at.map(str::to_string),
+            old: Some(o.clone()),
+            new: Some(n.clone()),
+        }),
+        _ => {}
+    }
+}
+
 fn diff_values(old: &Value, new: &Value) -> impl Iterator<Item = ValueChange> {
     let mut out = Vec::new();
     match (old, new) {

@@ -14,6 +14,7 @@
 //! - a stderr line `magpipe: progress 3/10 epochs` moves the stage's progress bar; every other
 //!   line goes to the stage's log, and the last ones into the error if the program fails.
 
+pub mod pyenv;
 pub mod sandbox;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -72,8 +73,9 @@ pub struct CommandParams {
     /// Files and folders whose content enters the key.
     #[serde(default)]
     pub code: Vec<String>,
-    /// Named environment files (an interpreter, a lock file): content, and for a program its
-    /// resolved path and version, enter the key. An argv[0] that names one runs it.
+    /// Named environment files (an interpreter, a lock file): their content, a program's
+    /// version and an interpreter's installed packages enter the key, their paths do not; a lock
+    /// file is checked against the packages. An argv[0] that names one runs it.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// name → `{path, schema}`: the files (or, with a trailing `/`, folders) the program must
@@ -535,7 +537,10 @@ impl Kind for CommandKind {
         };
         k.extend(
             decl.into_iter()
-                .filter(|(name, _)| !matches!(name.as_str(), "params" | "sandbox" | "network")),
+                // The env files enter by content (sources) and version (runtime), not by path.
+                .filter(|(name, _)| {
+                    !matches!(name.as_str(), "params" | "sandbox" | "network" | "env")
+                }),
         );
         Value::Object(k)
     }
@@ -601,15 +606,32 @@ impl Kind for CommandKind {
         {
             programs.push(("program".into(), path));
         }
+        // By content and version, never by location: a colleague's venv elsewhere with the same
+        // interpreter and packages gives the same key.
+        let mut installed = BTreeMap::new();
+        let mut interpreter = None;
         for (name, path) in programs {
             let real = std::fs::canonicalize(&path).map_err(|e| StageError::io(&path, e))?;
-            facts.insert(
-                name,
-                serde_json::json!({
-                    "path": real.display().to_string(),
-                    "version": version_of(&real, cache_dir),
-                }),
-            );
+            let mut fact = serde_json::json!({ "version": version_of(&real, cache_dir) });
+            let dists = pyenv::installed(&absolute(&path), cache_dir);
+            if !dists.is_empty() {
+                fact["packages"] = dists
+                    .iter()
+                    .map(|(n, d)| {
+                        (
+                            n.clone(),
+                            Value::from(format!("{} {}", d.version, &d.record[..16])),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                interpreter.get_or_insert_with(|| path.display().to_string());
+                installed.extend(dists);
+            }
+            facts.insert(name, fact);
+        }
+        if let Some(interpreter) = interpreter {
+            check_locks(&p, &installed, &interpreter)?;
         }
         Ok(Value::Object(facts))
     }
@@ -620,6 +642,36 @@ impl Kind for CommandKind {
         let p = Self::typed(params)?;
         run_command(&p, ctx)
     }
+}
+
+/// Every lock file among the env files (an env named `lock`, or a `*.lock` or
+/// `requirements*.txt` file) is satisfied by the packages installed beside the interpreter.
+fn check_locks(
+    p: &CommandParams,
+    installed: &BTreeMap<String, pyenv::Dist>,
+    interpreter: &str,
+) -> Result<(), StageError> {
+    for (name, path) in &p.env {
+        let file = Path::new(path);
+        let file_name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let lock = name.ends_with("lock")
+            || file_name.ends_with(".lock")
+            || (file_name.starts_with("requirements") && file_name.ends_with(".txt"));
+        if !lock || is_executable(file) {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| StageError::io(file, e))?;
+        if let Some(why) = pyenv::unmet(&text, installed) {
+            return Err(StageError::Invalid(format!(
+                "env `{name}` ({path}) {why} in the environment of {interpreter}; install the lock \
+                 (`{interpreter} -m pip install --no-deps --require-hashes -r {path}`) or update it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageError> {
