@@ -136,6 +136,21 @@ pub struct InputContract {
     pub contract: &'static str,
 }
 
+/// A list slot that must name the same stages as a list of the stage behind one of its single
+/// inputs (the tables' predictors and the alarms' they read), checked when the plan is built,
+/// so a stage left out of one list is an error naming it instead of silently missing.
+#[derive(Debug, Clone, Copy)]
+pub struct ListAgreement {
+    /// This kind's list slot.
+    pub slot: &'static str,
+    /// The single input slot whose upstream stage holds the other list.
+    pub via: &'static str,
+    /// That stage's list slot.
+    pub upstream: &'static str,
+    /// Only a subset is needed (a figure of some of the models scored).
+    pub subset: bool,
+}
+
 /// Progress and log events a running stage reports.
 pub trait Events: Sync {
     /// `done` of `total` units of `unit` (e.g. "ARs", "epochs").
@@ -405,6 +420,11 @@ pub trait Kind: Send + Sync {
     fn input_contracts(&self) -> &'static [InputContract] {
         &[]
     }
+    /// Its list slots that must agree with an upstream stage's list (checked when the plan is
+    /// built).
+    fn list_agreements(&self) -> &'static [ListAgreement] {
+        &[]
+    }
     /// Stage keys besides `kind`, `params`, `inputs`, `doc` and `default` that a stage of this
     /// kind declares (the command kind's `run`, `code`, `env`…). They reach [`Kind::resolve`]
     /// with the params, and variants and `--set` override them like params.
@@ -439,6 +459,7 @@ pub trait TypedKind: Send + Sync {
     /// output name → the contract it claims.
     const CONTRACTS: &'static [(&'static str, &'static str)] = &[];
     const INPUT_CONTRACTS: &'static [InputContract] = &[];
+    const LIST_AGREEMENTS: &'static [ListAgreement] = &[];
 
     /// Checks across params (or of values serde cannot check), after typing.
     fn check(_p: &Self::Params) -> Result<(), ParamError> {
@@ -661,6 +682,9 @@ impl<K: TypedKind> Kind for Typed<K> {
 
     fn input_contracts(&self) -> &'static [InputContract] {
         K::INPUT_CONTRACTS
+    }
+    fn list_agreements(&self) -> &'static [ListAgreement] {
+        K::LIST_AGREEMENTS
     }
     fn params_schema(&self) -> Value {
         serde_json::to_value(schemars::schema_for!(K::Params)).expect("a schema serialises")

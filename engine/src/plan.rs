@@ -181,6 +181,8 @@ impl Plan {
             }
         }
 
+        // Each stage's inputs as written (after the variant), for the lists' agreement.
+        let mut lists: Vec<Vec<(String, RawInput)>> = Vec::with_capacity(spec.stages.len());
         // Params first, for every stage: a stage's outputs follow from its params, and any stage
         // may wire to any other.
         let mut typed: Vec<(Arc<dyn Kind>, Json)> = Vec::with_capacity(spec.stages.len());
@@ -346,6 +348,7 @@ impl Plan {
                 &loc,
                 &at,
             )?;
+            lists.push(raw_inputs.clone());
             for slot in k.inputs() {
                 if !inputs.iter().any(|w| w.slot == slot.name) {
                     return Err(loc.err(
@@ -370,6 +373,8 @@ impl Plan {
                 priority: raw.priority,
             });
         }
+
+        check_list_agreements(&stages, &lists, &names, &loc)?;
 
         let mut graph = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
@@ -477,6 +482,61 @@ fn wire_ref<'d>(
         ));
     }
     Ok((from, picked))
+}
+
+/// The stages a list slot names (`stage` or `stage.output` entries), in order.
+fn listed<'a>(inputs: &'a [(String, RawInput)], slot: &str) -> Vec<&'a str> {
+    match inputs.iter().find(|(s, _)| s == slot).map(|(_, r)| r) {
+        Some(RawInput::One(e)) => vec![e.split_once('.').map_or(e.as_str(), |(a, _)| a)],
+        Some(RawInput::Many(m)) => m
+            .iter()
+            .map(|e| e.split_once('.').map_or(e.as_str(), |(a, _)| a))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Every [`crate::kind::ListAgreement`]: a list slot names the stages the upstream stage's list
+/// names (or, for a subset, only such stages); the error names the stage that is missing.
+fn check_list_agreements(
+    stages: &[Stage],
+    lists: &[Vec<(String, RawInput)>],
+    names: &[&str],
+    loc: &Locator,
+) -> Result<(), SpecError> {
+    for (i, s) in stages.iter().enumerate() {
+        for a in s.kind.list_agreements() {
+            let Some(w) = s.inputs.iter().find(|w| w.slot == a.via) else {
+                continue;
+            };
+            let here = listed(&lists[i], a.slot);
+            let there = listed(&lists[w.from], a.upstream);
+            let at = ["stages", names[i], "inputs", a.slot];
+            if let Some(extra) = here.iter().find(|h| !there.contains(h)) {
+                return Err(loc.err(
+                    &at,
+                    &format!(
+                        "`{extra}` is listed here but not in `{}`'s `{}`, which this stage reads \
+                         through `{}`: list it there too",
+                        names[w.from], a.upstream, a.via
+                    ),
+                ));
+            }
+            if !a.subset
+                && let Some(missing) = there.iter().find(|t| !here.contains(t))
+            {
+                return Err(loc.err(
+                    &at,
+                    &format!(
+                        "`{missing}` is in `{}`'s `{}` but missing here, so this stage would \
+                         leave it out: list it here too",
+                        names[w.from], a.upstream
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The contracts a kind's slots ask of what is wired to them: a single slot's output must claim

@@ -314,6 +314,13 @@ pub struct RenderTables;
 impl TypedKind for RenderTables {
     const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
         &crate::contract_names::predictor_slot("predictors");
+    const LIST_AGREEMENTS: &'static [magpipe_engine::kind::ListAgreement] =
+        &[magpipe_engine::kind::ListAgreement {
+            slot: "predictors",
+            via: "alarms",
+            upstream: "predictors",
+            subset: false,
+        }];
     type Params = TablesParams;
     const NAME: &'static str = "render_tables";
     const VERSION: u32 = 2;
