@@ -337,18 +337,21 @@ fn method(ev: &Evaluation) -> String {
         format!("{} random swap patterns (seed {})", r.permutations, r.seed)
     };
     format!(
-        "Intervals: {:.0} % percentile bootstrap, {} replicates with seed {}, resampling {}ARs \
-         (the independent unit) and the tiles within each drawn AR, with replacement; every \
+        "Intervals: {:.0} % percentile bootstrap, {} replicates with seed {}, resampling ARs \
+         (the independent unit) and the tiles within each drawn AR, with replacement{}; every \
          predictor sees the same draws, so the differences are paired. p-values: two-sided \
          permutation test of Δ = primary − predictor, swapping the two predictors' outcomes per \
          AR; {perm}.\n",
         r.level * 100.0,
         r.resamples,
         r.seed,
-        if ev.data.seeds.len() > 1 {
-            "seeds, then "
-        } else {
-            ""
+        match ev.data.seeds.len() {
+            0 | 1 => String::new(),
+            n => format!(
+                "; the {n} seeds are nested in each drawn AR (all of them count, with the \
+                 same tiles), so a predictor that does not depend on the seed keeps the \
+                 interval of one run"
+            ),
         }
     )
 }

@@ -376,20 +376,19 @@ impl Dataset {
         d
     }
 
-    /// Seeds (when more than one), then ARs, then tiles within each drawn AR, with replacement.
+    /// ARs, then tiles within each drawn AR, with replacement; every seed of a drawn AR counts,
+    /// with the same tiles. Seeds are nested in the AR draw, not drawn beside it: the ARs are the
+    /// independent unit, so a predictor whose outcomes do not change with the seed gets exactly
+    /// the interval of one run (drawing S seeds × the ARs counted each AR S times and shrank it).
+    /// The draws are the ones a single run makes, so single-run intervals are unchanged.
     fn resample(&self, rng: &mut SplitMix64) -> Draw {
-        let ns = self.seeds.len();
-        let seeds: Vec<usize> = if ns > 1 {
-            (0..ns).map(|_| rng.below(ns)).collect()
-        } else {
-            vec![0]
-        };
         let mut d = Vec::new();
-        for &s in &seeds {
-            for _ in 0..self.ars.len() {
-                let a = rng.below(self.ars.len());
-                let n = self.ars[a].tiles.len();
-                d.push((s, a, (0..n).map(|_| rng.below(n)).collect()));
+        for _ in 0..self.ars.len() {
+            let a = rng.below(self.ars.len());
+            let n = self.ars[a].tiles.len();
+            let tiles: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+            for s in 0..self.seeds.len() {
+                d.push((s, a, tiles.clone()));
             }
         }
         d
@@ -705,6 +704,49 @@ mod tests {
         assert!(
             !exact && p >= 1.0 / (r.permutations + 1) as f64 && p < 0.01,
             "p = {p}"
+        );
+    }
+
+    #[test]
+    fn seeds_that_change_nothing_leave_the_intervals_of_one_run() {
+        let one = synthetic(8, &[("oracle", oracle), ("guess", guesser)]);
+        let mut three = one.clone();
+        three.seeds = vec![Some(0), Some(1), Some(2)];
+        for a in &mut three.ars {
+            a.cells = vec![a.cells[0].clone(); 3];
+        }
+        let r = Resampling {
+            resamples: 400,
+            ..Resampling::default()
+        };
+        let stats = Stat::PAIRED;
+        let (a1, d1) = one.bootstrap(&stats, &r);
+        let (a3, d3) = three.bootstrap(&stats, &r);
+        let close = |x: f64, y: f64| (x.is_nan() && y.is_nan()) || (x - y).abs() < 1e-12;
+        for p in 0..2 {
+            for i in 0..stats.len() {
+                for (e1, e3) in [(a1[p][i], a3[p][i]), (d1[p][i], d3[p][i])] {
+                    assert!(
+                        close(e1.value, e3.value)
+                            && close(e1.low, e3.low)
+                            && close(e1.high, e3.high),
+                        "{:?} of predictor {p}: one run {e1:?}, three identical seeds {e3:?}",
+                        stats[i]
+                    );
+                }
+            }
+        }
+        // A predictor that does change with the seed still draws its seeds' outcomes.
+        let mut varied = three.clone();
+        for (k, a) in varied.ars.iter_mut().enumerate() {
+            a.cells[1][1] = a.cells[0][0].clone();
+            a.cells[2][1].0.alarmed = k % 2 == 0;
+        }
+        let (av, _) = varied.bootstrap(&stats, &r);
+        assert_ne!(
+            format!("{:?}", av[1]),
+            format!("{:?}", a3[1]),
+            "the second predictor's seeds differ now"
         );
     }
 
