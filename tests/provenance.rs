@@ -163,8 +163,15 @@ fn verify_finds_a_flipped_byte_and_run_log_and_gc_keep_what_is_reachable() {
         v.stdout
     );
 
-    // gc keeping only the last run drops the variant's three records, nothing reachable (with
-    // no grace period: they were all made a moment ago).
+    // The one-off run is a variant of its own, named by its override, with its own refs.
+    assert_eq!(runs[1]["variant"], "default+zero_slope.label=flat");
+    let own = p.store().join("refs").join("default+zero_slope.label=flat");
+    assert!(own.join("zero_slope").is_file());
+    // gc keeps what refs name; once that experiment's refs are gone, keeping only the last run
+    // drops its three records, nothing reachable (no grace period: all were made a moment ago).
+    let g = p.run(&["gc", "--keep-runs", "1", "--grace", "0"]);
+    assert!(g.stdout.starts_with("removed 0 records"), "{}", g.stdout);
+    std::fs::remove_dir_all(&own).unwrap();
     let g = p.run(&["gc", "--keep-runs", "1", "--grace", "0"]);
     g.assert_ok();
     assert!(g.stdout.starts_with("removed 3 records"), "{}", g.stdout);

@@ -204,15 +204,35 @@ fn seeds_and_set_sweeps_run_as_variants_sharing_upstream_stages() {
         "train_encdec.seed=1",
     ]);
     r.assert_ok();
+    // Each point is named by every override, the fixed one too.
     assert!(
-        r.stdout.contains("train.seed=1: 0 ran, 13 cached"),
+        r.stdout
+            .contains("train.seed=1,train_encdec.seed=1: 0 ran, 13 cached"),
         "{}",
         r.stdout
     );
     assert!(
-        r.stdout.contains("train.seed=9: 4 ran, 9 cached"),
+        r.stdout
+            .contains("train.seed=9,train_encdec.seed=1: 4 ran, 9 cached"),
         "{}",
         r.stdout
+    );
+    // The name resolves to what made it: its status is fresh, its own refs are there.
+    let s = p.run(&[
+        "status",
+        "tables",
+        "--variant",
+        "default+train.seed=9,train_encdec.seed=1",
+    ]);
+    s.assert_ok();
+    assert!(!s.stdout.contains("stale"), "{}", s.stdout);
+    // A --set with alternatives names several points: a command that shows one says so.
+    let many = p.run(&["status", "tables", "--set", "train.seed=1,9"]);
+    assert_eq!(many.code(), Some(2), "{}", many.stderr);
+    assert!(
+        many.stderr.contains("--set names 2 sweep points"),
+        "{}",
+        many.stderr
     );
 }
 

@@ -54,12 +54,12 @@ pub fn expand(sets: &[String]) -> Result<Vec<Point>, String> {
             for a in &alts {
                 let mut q = p.clone();
                 q.sets.push(format!("{lhs}={a}"));
-                if alts.len() > 1 {
-                    if !q.label.is_empty() {
-                        q.label.push(',');
-                    }
-                    q.label.push_str(&format!("{lhs}={a}"));
+                // Every override, not only the swept ones: the label is the point's name, and a
+                // name must produce what it names (`quick+hgb.subsample=0.8,hgb.seed=1`).
+                if !q.label.is_empty() {
+                    q.label.push(',');
                 }
+                q.label.push_str(&format!("{lhs}={a}"));
                 next.push(q);
             }
         }
@@ -102,6 +102,20 @@ pub fn parse_values(dim: Dimension, s: &str) -> Result<Vec<u64>, String> {
         return Err(bad());
     }
     Ok(v)
+}
+
+/// The name of a run of `variant` (or of a sweep point already) with these `--set` overrides:
+/// `quick+hgb.alpha=2`, `quick+hgb.seed=1,hgb.alpha=2`. It names the run's refs and resolves
+/// back to the same plan ([`plan_for`]), so no other run's result is shown under it.
+pub fn run_name(variant: Option<&str>, sets: &[String]) -> Option<String> {
+    if sets.is_empty() {
+        return variant.map(str::to_string);
+    }
+    let label = sets.join(",");
+    Some(match variant {
+        Some(v) if v.contains('+') => format!("{v},{label}"),
+        v => variant_name(v, &label),
+    })
 }
 
 /// Makes a ref/variant name out of a label: no path separators.
@@ -384,9 +398,11 @@ mod tests {
         assert_eq!(alternatives("'a,b',c"), ["'a,b'", "c"]);
         let p = expand(&["a.x=1,2".into(), "b.y=3".into(), "c.z=u,v".into()]).unwrap();
         assert_eq!(p.len(), 4);
-        assert_eq!(p[3].label, "a.x=2,c.z=v");
+        // A point is named by every override, the fixed ones too.
+        assert_eq!(p[3].label, "a.x=2,b.y=3,c.z=v");
         assert_eq!(p[3].sets, ["a.x=2", "b.y=3", "c.z=v"]);
-        assert_eq!(expand(&["a.x=1".into()]).unwrap()[0].label, "");
+        assert_eq!(expand(&["a.x=1".into()]).unwrap()[0].label, "a.x=1");
+        assert_eq!(expand(&[]).unwrap()[0].label, "");
         assert!(expand(&["a.x=1,,2".into()]).is_err());
     }
 

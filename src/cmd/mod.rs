@@ -220,13 +220,27 @@ impl<'a> Ctx<'a> {
     }
 
     /// The plan, with `--variant`/`--set` applied when given.
+    /// The plan of one run: `--variant` with every `--set`, named by both (its own refs). A
+    /// `--set` with alternatives names several points, which only `run` sweeps.
     pub fn plan(&self, select: Option<&Select>) -> anyhow::Result<Plan> {
         let spec = self.spec()?;
-        let (variant, sets) = match select {
-            Some(s) => (s.variant.as_deref(), parse_sets(&s.sets)?),
-            None => (None, Vec::new()),
+        let Some(s) = select else {
+            return Ok(sweep::plan_for(&spec, &self.registry, None, &[])?);
         };
-        Ok(sweep::plan_for(&spec, &self.registry, variant, &sets)?)
+        let points = sweep::expand(&s.sets).map_err(RunError::Usage)?;
+        if points.len() > 1 {
+            return Err(RunError::Usage(format!(
+                "--set names {} sweep points ({}, …); this command shows one: give each --set \
+                 one value (`magpipe run` sweeps them)",
+                points.len(),
+                points[0].label
+            ))
+            .into());
+        }
+        let variant = s.variant.as_deref();
+        let mut plan = sweep::plan_for(&spec, &self.registry, variant, &parse_sets(&s.sets)?)?;
+        plan.variant = sweep::run_name(variant, &s.sets);
+        Ok(plan)
     }
 
     /// The executor `--executor` asks for, with the plan's Slurm settings.
