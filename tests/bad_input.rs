@@ -280,7 +280,7 @@ fn set_overrides_are_checked() {
     assert_eq!(r.code(), Some(2));
     assert!(
         r.stderr
-            .contains("--set split.nope=1: unknown param `nope`"),
+            .contains("--set split.nope=1: stage `split` has no param `nope` (params: "),
         "{}",
         r.stderr
     );

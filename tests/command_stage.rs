@@ -689,12 +689,14 @@ fn a_stale_stage_suggests_the_command_that_builds_what_was_asked() {
         &["audit", "make"],
     ] {
         let mut args = cmd.to_vec();
-        args.extend(["--set", "make.n=9", "--set", "make.note=two words"]);
+        args.extend(["--set", "make.n=9", "--set", "+make.note=two words"]);
         let r = p.run(&args);
         assert_eq!(r.code(), Some(1), "{cmd:?}: {}", r.stderr);
         let err = r.error_lines().join("\n");
         assert!(
-            err.contains("run `magpipe run make --set make.n=9 --set 'make.note=two words'` first"),
+            err.contains(
+                "run `magpipe run make --set make.n=9 --set '+make.note=two words'` first"
+            ),
             "{cmd:?}: {err}"
         );
     }
@@ -732,4 +734,34 @@ fn lineage_lists_every_lock_file_on_the_chain() {
         .filter(|f| f["name"] == "lock")
         .count();
     assert_eq!(locks, 2, "{v}");
+}
+
+#[test]
+fn a_set_of_a_param_the_stage_does_not_have_is_refused_unless_added() {
+    let p = toy();
+    p.run(&["run"]).assert_ok();
+    let r = p.run(&["status", "--set", "make.seeed=3"]);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    let err = r.error_lines().join("\n");
+    assert!(
+        err.contains(
+            "--set make.seeed=3: stage `make` has no param `seeed` (did you mean `seed`?)"
+        ) && err.contains("to add one, write --set +make.seeed=…"),
+        "{err}"
+    );
+    let r = p.run(&["run", "--set", "mkae.n=3"]);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.error_lines()
+            .join("\n")
+            .contains("no stage `mkae` (did you mean `make`?)"),
+        "{}",
+        r.stderr
+    );
+    // Added on purpose: accepted, passed on, and part of the key (make reruns; its output is
+    // the same bytes, so double stays cached).
+    let r = p.run(&["run", "--set", "+make.extra=1"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_finished"), ["make"]);
+    assert_eq!(r.stages("stage_cached"), ["double"]);
 }

@@ -59,6 +59,8 @@ pub struct SetOverride {
     pub param: String,
     pub value: Value,
     pub text: String,
+    /// `+stage.param=value` (Hydra's convention): adds a param the stage does not declare.
+    pub add: bool,
 }
 
 impl SetOverride {
@@ -66,6 +68,10 @@ impl SetOverride {
         let (lhs, rhs) = s
             .split_once('=')
             .ok_or_else(|| format!("--set {s}: expected stage.param=value"))?;
+        let (add, lhs) = match lhs.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, lhs),
+        };
         let (stage, param) = lhs
             .split_once('.')
             .ok_or_else(|| format!("--set {s}: expected stage.param=value"))?;
@@ -76,8 +82,46 @@ impl SetOverride {
             param: param.to_string(),
             value,
             text: s.to_string(),
+            add,
         })
     }
+}
+
+/// The edit distance of two names (optimal string alignment: a swap of two neighbours is one
+/// edit, as in `mkae`), for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// ` (did you mean `x`?)` when one of `known` is within two edits of `name`.
+pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    known
+        .into_iter()
+        .map(|k| (distance(name, k), k))
+        // A third of the name at most, so `nope` does not suggest `mode`.
+        .filter(|(d, _)| *d <= (name.chars().count() / 3).max(1))
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
 }
 
 fn yaml_to_json(v: &Value) -> Result<Json, String> {
@@ -172,9 +216,10 @@ impl Plan {
                     line: None,
                     path: String::new(),
                     msg: format!(
-                        "--set {}: no stage `{}` (stages: {})",
+                        "--set {}: no stage `{}`{} (stages: {})",
                         s.text,
                         s.stage,
+                        did_you_mean(&s.stage, names.iter().copied()),
                         names.join(", ")
                     ),
                 });
@@ -242,6 +287,7 @@ impl Plan {
                 }
             }
             for s in sets.iter().filter(|s| s.stage == raw.name) {
+                check_declared(k.as_ref(), &params, s, &spec.file)?;
                 origins.insert(s.param.clone(), Origin::Set(s.text.clone()));
                 params.insert(Value::String(s.param.clone()), s.value.clone());
             }
@@ -482,6 +528,43 @@ fn wire_ref<'d>(
         ));
     }
     Ok((from, picked))
+}
+
+/// A `--set` overrides a param the stage has (in pipeline.yaml, its variant or its kind's
+/// defaults) unless it says `+stage.param=…`: a misspelt param would otherwise be accepted (a
+/// command stage passes any param on) and rerun the stage for nothing.
+fn check_declared(
+    k: &dyn Kind,
+    params: &Mapping,
+    s: &SetOverride,
+    file: &std::path::Path,
+) -> Result<(), SpecError> {
+    let defaults = k.defaults();
+    let mut known: Vec<&str> = params.keys().filter_map(Value::as_str).collect();
+    if let Json::Object(d) = &defaults {
+        known.extend(d.keys().map(String::as_str).filter(|n| *n != "params"));
+    }
+    known.extend(k.stage_keys());
+    if s.add || known.contains(&s.param.as_str()) {
+        return Ok(());
+    }
+    known.sort_unstable();
+    known.dedup();
+    Err(SpecError {
+        file: file.to_path_buf(),
+        line: None,
+        path: String::new(),
+        msg: format!(
+            "--set {}: stage `{}` has no param `{}`{} (params: {}); to add one, write --set +{}.{}=…",
+            s.text,
+            s.stage,
+            s.param,
+            did_you_mean(&s.param, known.iter().copied()),
+            known.join(", "),
+            s.stage,
+            s.param
+        ),
+    })
 }
 
 /// The stages a list slot names (`stage` or `stage.output` entries), in order.
@@ -770,5 +853,23 @@ fn order_or_cycle(
         }
         path.push(next);
         cur = next;
+    }
+}
+
+#[cfg(test)]
+mod did_you_mean_tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn close_names_are_suggested_far_ones_are_not() {
+        assert_eq!(
+            did_you_mean("max_iters", ["max_iter", "alpha"]),
+            " (did you mean `max_iter`?)"
+        );
+        assert_eq!(
+            did_you_mean("mkae", ["make", "double"]),
+            " (did you mean `make`?)"
+        );
+        assert_eq!(did_you_mean("nope", ["mode", "seed"]), "");
     }
 }

@@ -229,7 +229,8 @@ pub fn plan_for(
         match dim {
             Some((d, v)) => {
                 for (stage, param) in d.stages(&base_plan) {
-                    all.push(SetOverride::parse(&format!("{stage}.{param}={v}")).map_err(bad)?);
+                    // `+`: a dimension sets its param whether the stage declares it or not.
+                    all.push(SetOverride::parse(&format!("+{stage}.{param}={v}")).map_err(bad)?);
                 }
             }
             None => all.push(SetOverride::parse(&part).map_err(bad)?),
@@ -322,7 +323,8 @@ pub fn point_plans(
             }
             for v in values {
                 let mut sets = sets.clone();
-                sets.extend(stages.iter().map(|(t, param)| format!("{t}.{param}={v}")));
+                // `+`: a dimension sets its param whether the stage declares it or not.
+                sets.extend(stages.iter().map(|(t, param)| format!("+{t}.{param}={v}")));
                 let part = format!("{}={v}", dim.name());
                 let label = if label.is_empty() {
                     part

@@ -95,7 +95,8 @@ pub struct Select {
     /// Apply this named variant's param overrides.
     #[arg(long)]
     pub variant: Option<String>,
-    /// Override one param: `stage.param=value` (value in YAML syntax). Repeatable.
+    /// Override one param: `stage.param=value` (value in YAML syntax); `+stage.param=value`
+    /// adds one the stage does not declare (a misspelt name is refused). Repeatable.
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub sets: Vec<String>,
 }
