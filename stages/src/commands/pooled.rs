@@ -1,7 +1,7 @@
 //! The pooled evaluation of `magpipe run --folds/--seeds`: every point's `evaluate` rows, tagged
 //! with the point's fold and seed, evaluated as one set. Folds pool their test ARs (over k folds
-//! every AR is a test AR once); seeds repeat the same ARs, and are nested in each AR the bootstrap
-//! draws (the ARs stay the independent unit).
+//! every AR is a test AR once); seeds repeat the same ARs, and the bootstrap resamples them within
+//! each AR it draws (the ARs stay the independent unit).
 
 use std::path::PathBuf;
 

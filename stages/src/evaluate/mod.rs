@@ -712,7 +712,7 @@ mod tests {
             (0, 2, 3, 6)
         );
         // Seed 1 alarms everything, seed 2 nothing: pooled, half the emerging tiles are hits,
-        // and resampling the seeds spreads the POD over [0, 1].
+        // and resampling the seeds within each drawn AR spreads the POD around it.
         let ev = evaluate(
             d,
             &Resampling {
@@ -722,7 +722,7 @@ mod tests {
         );
         let pod = ev.estimate(0, Stat::Pod(stats::EventSet::TileDelay));
         assert_eq!(pod.value, 0.5);
-        assert_eq!((pod.low, pod.high), (0.0, 1.0));
+        assert!(pod.low < 0.5 && pod.high > 0.5, "{pod:?}");
         assert!(
             render::units(&ev).ends_with("× 2 seeds"),
             "{}",

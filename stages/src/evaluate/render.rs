@@ -348,9 +348,9 @@ fn method(ev: &Evaluation) -> String {
         match ev.data.seeds.len() {
             0 | 1 => String::new(),
             n => format!(
-                "; the {n} seeds are nested in each drawn AR (all of them count, with the \
-                 same tiles), so a predictor that does not depend on the seed keeps the \
-                 interval of one run"
+                "; the {n} seeds are resampled within each drawn AR (with its tiles), so the \
+                 ARs stay the independent unit and a predictor that does not depend on the \
+                 seed keeps the interval of one run"
             ),
         }
     )

@@ -376,19 +376,25 @@ impl Dataset {
         d
     }
 
-    /// ARs, then tiles within each drawn AR, with replacement; every seed of a drawn AR counts,
-    /// with the same tiles. Seeds are nested in the AR draw, not drawn beside it: the ARs are the
-    /// independent unit, so a predictor whose outcomes do not change with the seed gets exactly
-    /// the interval of one run (drawing S seeds × the ARs counted each AR S times and shrank it).
-    /// The draws are the ones a single run makes, so single-run intervals are unchanged.
-    fn resample(&self, rng: &mut SplitMix64) -> Draw {
+    /// ARs, then tiles within each drawn AR, with replacement; then, within each drawn AR, its
+    /// seeds (as many as there are, with replacement, the same tiles for each). Seeds are nested
+    /// in the AR draw, not drawn beside it: the ARs are the independent unit (drawing S seeds ×
+    /// the ARs counted each AR S times and shrank the intervals). The seeds come from a stream
+    /// of their own (`seeds`), so the AR and tile draws are the ones a single run makes: a
+    /// predictor whose outcomes do not change with the seed gets exactly one run's interval.
+    fn resample(&self, rng: &mut SplitMix64, seeds: &mut SplitMix64) -> Draw {
+        let ns = self.seeds.len();
         let mut d = Vec::new();
         for _ in 0..self.ars.len() {
             let a = rng.below(self.ars.len());
             let n = self.ars[a].tiles.len();
             let tiles: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
-            for s in 0..self.seeds.len() {
-                d.push((s, a, tiles.clone()));
+            if ns == 1 {
+                d.push((0, a, tiles));
+                continue;
+            }
+            for _ in 0..ns {
+                d.push((seeds.below(ns), a, tiles.clone()));
             }
         }
         d
@@ -424,10 +430,11 @@ impl Dataset {
         let point = self.tallies();
         let np = self.predictors.len();
         let mut rng = SplitMix64(r.seed);
+        let mut seed_rng = SplitMix64(r.seed ^ 0x5345_4544_5321);
         let mut reps: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); stats.len()]; np];
         let mut deltas: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); stats.len()]; np];
         for _ in 0..r.resamples {
-            let draw = self.resample(&mut rng);
+            let draw = self.resample(&mut rng, &mut seed_rng);
             let t: Vec<Tally> = (0..np).map(|p| self.tally(p, &draw)).collect();
             let primary: Vec<f64> = stats.iter().map(|&m| t[self.primary].value(m)).collect();
             for (p, tp) in t.iter().enumerate() {
