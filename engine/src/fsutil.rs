@@ -1,5 +1,5 @@
-//! File-system helpers shared by the store and the executors: atomic writes that survive a
-//! crash or a full disk, and this machine's name.
+//! File-system helpers shared by the store, its leases and the executors: atomic writes that
+//! survive a crash or a full disk, this machine's name, names made safe as path components.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -46,4 +46,23 @@ pub fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// A name that becomes one path component (a sweep's variant label carries `--set` values,
+/// `paper+ingest.data_dir=/x`; a host name): percent-encode anything that could leave the
+/// folder it names.
+pub fn file_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, c) in name.chars().enumerate() {
+        let plain = c.is_ascii_alphanumeric() || "_-+=,@".contains(c) || (c == '.' && i > 0);
+        if plain {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }

@@ -41,7 +41,7 @@ impl Lease {
         let host = hostname();
         let name = format!(
             "{}-{}-{nanos}",
-            crate::store::file_safe(&host),
+            crate::fsutil::file_safe(&host),
             std::process::id()
         );
         let path = dir.join(format!("{name}.lease"));

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+pub use crate::fsutil::file_safe;
 use crate::fsutil::{fsync_dir, hostname, write_atomic};
 use crate::key::PreImage;
 use crate::lease::{GcLock, Lease};
@@ -779,24 +780,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-/// A sweep's variant label carries `--set` values (`paper+ingest.data_dir=/x`): percent-encode
-/// anything that could leave the folder it names.
-pub fn file_safe(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for (i, c) in name.chars().enumerate() {
-        let plain = c.is_ascii_alphanumeric() || "_-+=,@".contains(c) || (c == '.' && i > 0);
-        if plain {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
 }
 
 /// Held while a stage with this key runs; removed on drop.
