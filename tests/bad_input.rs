@@ -868,26 +868,21 @@ fn a_predictor_left_out_of_one_list_is_a_plan_error_naming_it() {
     let real = std::fs::read_to_string(common::repo().join("pipeline.yaml")).unwrap();
     let all = "persistence, linear_trend, zero_slope, ridge]";
     assert_eq!(real.matches(all).count(), 3, "the pipeline's lists changed");
+    let without_ridge_at = |at: usize| {
+        format!(
+            "{}persistence, linear_trend, zero_slope]{}",
+            &real[..at],
+            &real[at + all.len()..]
+        )
+    };
     // Left out of evaluate (it used to be dropped from the skill scores without a word).
-    let at = real.rfind(all).unwrap();
-    let text = format!(
-        "{}persistence, linear_trend, zero_slope]{}",
-        &real[..at],
-        &real[at + all.len()..]
-    );
-    let e = spec_error(&text);
+    let e = spec_error(&without_ridge_at(real.rfind(all).unwrap()));
     assert!(
         e.contains("stages.evaluate.inputs.predictors: `ridge` is in `alarms`'s `predictors` but missing here"),
         "{e}"
     );
     // Left out of alarms (it used to fail at run time): the tables name it.
-    let at = real.find(all).unwrap();
-    let text = format!(
-        "{}persistence, linear_trend, zero_slope]{}",
-        &real[..at],
-        &real[at + all.len()..]
-    );
-    let e = spec_error(&text);
+    let e = spec_error(&without_ridge_at(real.find(all).unwrap()));
     assert!(
         e.contains("stages.tables.inputs.predictors: `ridge` is listed here but not in `alarms`'s `predictors`"),
         "{e}"

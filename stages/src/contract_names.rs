@@ -28,3 +28,17 @@ pub const fn predictor_slot(slot: &'static str) -> [magpipe_engine::kind::InputC
         },
     ]
 }
+
+/// A list slot that must name the predictors the alarms stage it reads (through its `alarms`
+/// input) scores: all of them, or with `subset` only some (a figure's models).
+pub const fn agrees_with_alarms(
+    slot: &'static str,
+    subset: bool,
+) -> [magpipe_engine::kind::ListAgreement; 1] {
+    [magpipe_engine::kind::ListAgreement {
+        slot,
+        via: "alarms",
+        upstream: "predictors",
+        subset,
+    }]
+}

@@ -389,12 +389,7 @@ impl TypedKind for RenderFigure {
     const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
         &crate::contract_names::predictor_slot("models");
     const LIST_AGREEMENTS: &'static [magpipe_engine::kind::ListAgreement] =
-        &[magpipe_engine::kind::ListAgreement {
-            slot: "models",
-            via: "alarms",
-            upstream: "predictors",
-            subset: true,
-        }];
+        &crate::contract_names::agrees_with_alarms("models", true);
     type Params = FigureParams;
     const NAME: &'static str = "render_figure";
     // 2: one stage draws a list of ARs (`ars`), one PNG and one SVG output per AR.

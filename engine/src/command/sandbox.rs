@@ -500,6 +500,20 @@ fn check(r: libc::c_int) -> std::io::Result<()> {
     }
 }
 
+/// The parent's death kills this process (SIGKILL).
+fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+}
+
 /// Writes `bytes` to the file at `path` (open, write, close).
 ///
 /// # Safety
@@ -553,13 +567,7 @@ impl ChildHook {
     fn run(self) -> std::io::Result<()> {
         // SAFETY: every call below is a plain system call on memory prepared before the fork.
         unsafe {
-            check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ))?;
+            die_with_parent()?;
             // magpipe died before the signal was armed: nobody would end this process.
             if libc::getppid() != self.parent {
                 libc::_exit(1);
@@ -582,13 +590,7 @@ impl ChildHook {
                 self.relay(g);
             }
             // G: pid 1 of the new namespace.
-            check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ))?;
+            die_with_parent()?;
             // Its memory is magpipe's (environment included): no process may read it, and the
             // strings /proc shows to anyone are blanked.
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -632,13 +634,7 @@ impl ChildHook {
                 self.init(p);
             }
             // P: the program.
-            check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ))?;
+            die_with_parent()?;
             drop_capabilities();
             if let Some(fd) = self.landlock {
                 for (path, access) in &ns.late_rules {

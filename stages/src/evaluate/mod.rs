@@ -467,12 +467,7 @@ impl TypedKind for Evaluate {
     const INPUT_CONTRACTS: &'static [magpipe_engine::kind::InputContract] =
         &crate::contract_names::predictor_slot("predictors");
     const LIST_AGREEMENTS: &'static [magpipe_engine::kind::ListAgreement] =
-        &[magpipe_engine::kind::ListAgreement {
-            slot: "predictors",
-            via: "alarms",
-            upstream: "predictors",
-            subset: false,
-        }];
+        &crate::contract_names::agrees_with_alarms("predictors", false);
     type Params = EvaluateParams;
     const NAME: &'static str = "evaluate";
     const VERSION: u32 = 1;
