@@ -25,8 +25,9 @@ pub struct Args {
     /// Stages run at once (default: number of cores). Sweep points run this many at a time.
     #[arg(short, long)]
     jobs: Option<usize>,
-    /// Run every seed (`1..5` or `1,4,9`): each stage whose kind has a seed param (`train`) gets
-    /// the seed, the seeds run as a sweep, and a multi-seed Table 2 is printed.
+    /// Run every seed (`1..5` or `1,4,9`) as a sweep: each value sets `seed` on every `train`
+    /// stage and every `command` stage at once (declared or not), and the run ends with the
+    /// multi-seed Table 2 and the pooled evaluation.
     #[arg(long)]
     seeds: Option<String>,
     /// Run every cross-validation fold (`0..9` or `0,3`): the stage whose kind has a fold param
