@@ -585,14 +585,16 @@ os.chmod(os.getcwd(), 0o000)
         "the scratch folder stayed"
     );
 
-    // A hard link of its input into its output: under the sandbox it is refused (or, if the
-    // kernel allowed it, committed as a copy); the input object stays as it was.
+    // A hard link of its input into its output: under the sandbox it is refused (the input is
+    // read-only to it); with the sandbox off the link is made and the output is committed as a
+    // copy. The input object stays as it was either way.
     let program =
         "import os\nos.link(os.environ['MAGPIPE_IN_DATA'], os.environ['MAGPIPE_OUT_OUT'])\n";
-    for sandbox in ["", "    sandbox: off\n"] {
+    for (sandbox, linked) in [("", false), ("    sandbox: off\n", true)] {
         let c = Case::new(program, &format!("{sandbox}{FILE_OUT}"));
         let input = PathBuf::from(c.p.run(&["artifact", "seed", "data"]).stdout.trim());
         let r = c.run();
+        assert_eq!(r.ok(), linked, "sandbox {sandbox:?}: {}", r.stderr);
         if r.ok() {
             let obj = PathBuf::from(c.p.run(&["artifact", "evil", "out"]).stdout.trim());
             assert_ne!(

@@ -380,8 +380,8 @@ fn commit_outputs(
     Ok(committed.into_iter().collect())
 }
 
-/// raw-file name → the path it was read from, for the record.
-fn source_paths(s: &crate::plan::Stage) -> BTreeMap<String, String> {
+/// raw-file name → the path it was read from, for the record (and lineage).
+pub(crate) fn source_paths(s: &crate::plan::Stage) -> BTreeMap<String, String> {
     s.kind
         .sources(&s.params)
         .unwrap_or_default()

@@ -194,16 +194,7 @@ pub fn lineage(
             .collect();
         // Records written before paths were kept: the stage is fresh, so its current sources are
         // the very files the record hashed.
-        let current: BTreeMap<String, String> = s
-            .kind
-            .sources(&s.params)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|src| {
-                let p = std::fs::canonicalize(&src.path).unwrap_or(src.path);
-                (src.name, p.display().to_string())
-            })
-            .collect();
+        let current = exec::source_paths(s);
         add_raw(&mut raw, r, &current, &s.name);
         stages.push(lineage_stage(r, &s.name, &s.params, non_default, inputs));
     }
@@ -853,21 +844,12 @@ pub struct GcReport {
     pub kept_young: usize,
 }
 
-/// What gc may not remove: everything reachable from a ref, the last `keep_runs` runs or a live
-/// lease (following upstream keys), and whatever is younger than `grace`.
-struct Roots {
-    records: BTreeSet<String>,
-    objects: BTreeSet<String>,
-}
-
-fn reachable(
+/// The keys gc starts from: every ref, the last `keep_runs` runs and every live lease.
+fn gc_roots(
     store: &Store,
-    records: &[Record],
     keep_runs: usize,
     held: &crate::lease::Held,
-    young: &BTreeSet<String>,
-) -> Result<Roots, StoreError> {
-    let by_key: BTreeMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
+) -> Result<Vec<String>, StoreError> {
     let mut roots: Vec<String> = Vec::new();
     let refs = store.root.join("refs");
     if let Ok(variants) = fs::read_dir(&refs) {
@@ -879,31 +861,29 @@ fn reachable(
             }
         }
     }
-    let logs = runs(store)?;
-    for l in logs.iter().rev().take(keep_runs) {
+    for l in runs(store)?.iter().rev().take(keep_runs) {
         roots.extend(l.stages.values().filter_map(|(_, k)| k.clone()));
     }
     roots.extend(held.records.iter().cloned());
-    roots.extend(young.iter().cloned());
-    let mut keep: BTreeSet<String> = BTreeSet::new();
-    while let Some(k) = roots.pop() {
+    Ok(roots)
+}
+
+/// `roots` and every record upstream of them.
+fn upstream_closure(
+    by_key: &BTreeMap<&str, &Record>,
+    roots: impl IntoIterator<Item = String>,
+) -> BTreeSet<String> {
+    let mut todo: Vec<String> = roots.into_iter().collect();
+    let mut keep = BTreeSet::new();
+    while let Some(k) = todo.pop() {
         if !keep.insert(k.clone()) {
             continue;
         }
         if let Some(r) = by_key.get(k.as_str()) {
-            roots.extend(r.upstream.values().cloned());
+            todo.extend(r.upstream.values().cloned());
         }
     }
-    let mut objects: BTreeSet<String> = records
-        .iter()
-        .filter(|r| keep.contains(&r.key))
-        .flat_map(|r| r.outputs.values().map(|o| o.hash.clone()))
-        .collect();
-    objects.extend(held.objects.iter().cloned());
-    Ok(Roots {
-        records: keep,
-        objects,
-    })
+    keep
 }
 
 /// Whether a path changed within `grace` of now.
@@ -933,16 +913,24 @@ pub fn gc(
         .filter(|r| younger_than(&store.record_path(&r.key), grace))
         .map(|r| r.key.clone())
         .collect();
-    let old_enough = reachable(store, &records, keep_runs, &held, &BTreeSet::new())?;
-    let keep = reachable(store, &records, keep_runs, &held, &young)?;
+    let by_key: BTreeMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
+    let roots = gc_roots(store, keep_runs, &held)?;
+    let old_enough = upstream_closure(&by_key, roots.iter().cloned());
+    let keep = upstream_closure(&by_key, roots.into_iter().chain(young.iter().cloned()));
+    let mut live: BTreeSet<String> = records
+        .iter()
+        .filter(|r| keep.contains(&r.key))
+        .flat_map(|r| r.outputs.values().map(|o| o.hash.clone()))
+        .collect();
+    live.extend(held.objects.iter().cloned());
     let mut rep = GcReport {
         live_leases: held.live,
         stale_leases: held.stale,
-        kept_young: keep.records.len() - old_enough.records.len(),
+        kept_young: keep.len() - old_enough.len(),
         ..GcReport::default()
     };
     for r in &records {
-        if keep.records.contains(&r.key) {
+        if keep.contains(&r.key) {
             rep.kept_records += 1;
         } else {
             rep.removed_records += 1;
@@ -955,7 +943,7 @@ pub fn gc(
     let objects = store.root.join("objects");
     for e in fs::read_dir(&objects).into_iter().flatten().flatten() {
         let hash = e.file_name().to_string_lossy().to_string();
-        if keep.objects.contains(&hash) {
+        if live.contains(&hash) {
             continue;
         }
         let dir = e.path();
