@@ -511,24 +511,7 @@ impl Store {
         let files = hash_tree(&copy)?;
         let hash = tree_hash(&files);
         fsync_tree(&copy)?;
-        let objects = self.dir("objects")?;
-        let dir = objects.join(&hash);
-        let dest = dir.join(folder);
-        {
-            let _gc = self.pin("object", &[&hash])?;
-            if !dest.is_dir() {
-                let parent = dest.parent().expect("inside objects/");
-                fs::create_dir_all(parent).map_err(io(parent))?;
-                match fs::rename(&copy, &dest) {
-                    Ok(()) => {}
-                    // Another process committed the same tree meanwhile.
-                    Err(_) if dest.is_dir() => {}
-                    Err(e) => return Err(StoreError::io(&dest, e)),
-                }
-                fsync_dir(parent)?;
-                fsync_dir(&objects)?;
-            }
-        }
+        let dest = self.place(&copy, &hash, folder)?;
         let mut stats = BTreeMap::new();
         for f in &files {
             if let Ok(m) = fs::metadata(dest.join(&f.path)) {
@@ -547,6 +530,29 @@ impl Store {
             serde_json::to_vec(&stats).expect("stat"),
         );
         Ok(out)
+    }
+
+    /// Renames a staged copy (a file or a folder) to `objects/<hash>/<name>`, held against gc
+    /// from before it appears; when the object is there already (the same bytes, committed
+    /// before or meanwhile by another process) the copy is left for the caller to remove.
+    fn place(&self, staged: &Path, hash: &str, name: &str) -> Result<PathBuf, StoreError> {
+        let objects = self.dir("objects")?;
+        let dest = objects.join(hash).join(name);
+        let _gc = self.pin("object", &[hash])?;
+        if dest.exists() {
+            return Ok(dest);
+        }
+        // An output declared in a subfolder (`sub/x.txt`) has its folders in the object.
+        let parent = dest.parent().expect("inside objects/");
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        match fs::rename(staged, &dest) {
+            Ok(()) => {}
+            Err(_) if dest.exists() => return Ok(dest),
+            Err(e) => return Err(StoreError::io(&dest, e)),
+        }
+        fsync_dir(parent)?;
+        fsync_dir(&objects)?;
+        Ok(dest)
     }
 
     /// A fresh folder under `tmp/` for copies on their way into `objects/`.
@@ -601,20 +607,7 @@ impl Store {
         }
         copy_plain(scratch_file, copy)?;
         let (hash, size) = hash_file(copy)?;
-        let objects = self.dir("objects")?;
-        let dir = objects.join(&hash);
-        let dest = dir.join(file);
-        {
-            let _gc = self.pin("object", &[&hash])?;
-            if !dest.is_file() {
-                // An output declared in a subfolder (`sub/x.txt`) has its folders in the object.
-                let parent = dest.parent().expect("inside objects/");
-                fs::create_dir_all(parent).map_err(io(parent))?;
-                fs::rename(copy, &dest).map_err(io(&dest))?;
-                fsync_dir(parent)?;
-                fsync_dir(&objects)?;
-            }
-        }
+        let dest = self.place(copy, &hash, file)?;
         let out = OutputRecord {
             file: file.to_string(),
             hash,
