@@ -267,6 +267,28 @@ fn missing_inputs_duplicates_and_bad_yaml() {
         e.contains("variants.v.split.nope") && e.contains("unknown param"),
         "{e}"
     );
+    // `extends:`: unknown names, cycles, and a bad override inherited from the variant that wrote it.
+    let e = spec_error(&format!(
+        "{BASE}variants:\n  fast:\n    split: {{seed: 1}}\n  v:\n    extends: fats\n"
+    ));
+    assert!(
+        e.contains("pipeline.yaml:13:5: variants.v.extends: extends an unknown variant `fats` (did you mean `fast`?)"),
+        "{e}"
+    );
+    let e = spec_error(&format!(
+        "{BASE}variants:\n  a:\n    extends: [b]\n  b:\n    extends: a\n"
+    ));
+    assert!(
+        e.contains("variants extend each other in a cycle: a → b → a"),
+        "{e}"
+    );
+    let e = spec_error(&format!(
+        "{BASE}variants:\n  a:\n    split: {{sed: 1}}\n  b:\n    extends: a\n"
+    ));
+    assert!(
+        e.contains("pipeline.yaml:11:5: variants.a.split.sed: unknown param `sed`"),
+        "{e}"
+    );
     let e = spec_error(&format!(
         "{BASE}    params:\n      exclude: [1]\n      test: [1]\n"
     ));

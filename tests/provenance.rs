@@ -241,10 +241,27 @@ fn variants_differing_in_scoring_share_everything_upstream_and_compare_side_by_s
         "{}",
         csv.stdout
     );
-    // A variant whose scoring has not run shows its shared results and says what is missing.
+    // A variant that extends another runs its overrides: the same keys, so nothing reruns, and
+    // one more override is the only difference `compare` sees.
     p.set_pipeline(&p.pipeline().replace(
         "alarms: {lead_offset: 1}",
-        "alarms: {lead_offset: 1}\n  strict:\n    alarms: {sustain: 5}",
+        "alarms: {lead_offset: 1}\n  same-lead:\n    extends: published-code-lead\n  \
+         strict-lead:\n    extends: [same-lead]\n    alarms: {sustain: 5}",
+    ));
+    let same = p.run(&["run", "tables", "--variant", "same-lead"]);
+    same.assert_ok();
+    assert!(same.stages("stage_finished").is_empty(), "{}", same.stderr);
+    let c = p.run(&["compare", "published-code-lead", "strict-lead"]);
+    c.assert_ok();
+    assert!(
+        c.stdout.contains("| alarms.sustain | `4` | `5` |") && !c.stdout.contains("lead_offset"),
+        "{}",
+        c.stdout
+    );
+    // A variant whose scoring has not run shows its shared results and says what is missing.
+    p.set_pipeline(&p.pipeline().replace(
+        "alarms: {sustain: 5}",
+        "alarms: {sustain: 5}\n  strict:\n    alarms: {sustain: 5}",
     ));
     let c = p.run(&["compare", "default", "strict"]);
     c.assert_ok();

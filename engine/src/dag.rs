@@ -31,10 +31,19 @@ pub fn text(plan: &Plan) -> String {
             }
         }
     }
-    for (name, doc) in &plan.variants {
+    for v in &plan.variants {
+        let extends = if v.extends.is_empty() {
+            String::new()
+        } else {
+            format!(" (extends {})", v.extends.join(", "))
+        };
         out.push_str(&format!(
-            "variant {name}{}\n",
-            doc.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+            "variant {}{extends}{}\n",
+            v.name,
+            v.doc
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
         ));
     }
     out

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod spec;
 pub mod stale;
 pub mod store;
+pub mod suggest;
 pub mod sweep;
 pub mod time;
 

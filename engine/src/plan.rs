@@ -11,7 +11,8 @@ use serde_yaml::{Mapping, Value};
 
 use crate::error::SpecError;
 use crate::registry::Registry;
-use crate::spec::{Locator, RawInput, RawSpec};
+use crate::spec::{Locator, Override, RawInput, RawSpec};
+use crate::suggest::did_you_mean;
 
 /// One input wire: `slot` reads output `output` of stage `from`.
 #[derive(Debug, Clone)]
@@ -38,6 +39,14 @@ pub struct Stage {
     pub priority: i64,
 }
 
+/// A variant as `magpipe dag` lists it.
+#[derive(Debug, Clone)]
+pub struct VariantInfo {
+    pub name: String,
+    pub doc: Option<String>,
+    pub extends: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct Plan {
     pub stages: Vec<Stage>,
@@ -45,7 +54,7 @@ pub struct Plan {
     /// Stage indices in a dependency order (YAML order where free).
     pub order: Vec<usize>,
     pub variant: Option<String>,
-    pub variants: Vec<(String, Option<String>)>,
+    pub variants: Vec<VariantInfo>,
     /// The pipeline's Slurm settings (defaults when it has none).
     pub slurm: crate::spec::SlurmConfig,
     /// The kinds the plan was built with.
@@ -85,43 +94,6 @@ impl SetOverride {
             add,
         })
     }
-}
-
-/// The edit distance of two names (optimal string alignment: a swap of two neighbours is one
-/// edit, as in `mkae`), for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-/// ` (did you mean `x`?)` when one of `known` is within two edits of `name`.
-pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
-    known
-        .into_iter()
-        .map(|k| (distance(name, k), k))
-        // A third of the name at most, so `nope` does not suggest `mode`.
-        .filter(|(d, _)| *d <= (name.chars().count() / 3).max(1))
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
 }
 
 fn yaml_to_json(v: &Value) -> Result<Json, String> {
@@ -177,11 +149,17 @@ impl Plan {
 
         // Every variant is checked, whichever one runs, so a typo never waits for its day.
         for v in &spec.variants {
-            for (stage, ov) in &v.overrides {
-                let Some(raw) = spec.stages.iter().find(|s| &s.name == stage) else {
+            let touched: BTreeSet<&str> = v.overrides.iter().map(|o| o.stage.as_str()).collect();
+            for stage in touched {
+                let Some(raw) = spec.stages.iter().find(|s| s.name == stage) else {
+                    let o = v.overrides.iter().find(|o| o.stage == stage);
                     return Err(loc.err(
-                        &["variants", &v.name, stage],
-                        &format!("no stage `{stage}` (stages: {})", names.join(", ")),
+                        &["variants", o.map_or(&v.name, |o| &o.variant), stage],
+                        &format!(
+                            "no stage `{stage}`{} (stages: {})",
+                            did_you_mean(stage, names.iter().copied()),
+                            names.join(", ")
+                        ),
                     ));
                 };
                 let Some(k) = registry.get(&raw.kind) else {
@@ -190,7 +168,9 @@ impl Plan {
                 let mut merged = raw.params.clone();
                 merged.extend(raw.decl.clone());
                 let mut origins = BTreeMap::new();
-                apply_variant(&mut merged, &mut origins, &v.name, stage, ov);
+                for o in v.overrides.iter().filter(|o| o.stage == stage) {
+                    apply_variant(&mut merged, &mut origins, o);
+                }
                 resolve(k.as_ref(), &merged, &loc, &raw.name, &origins)?;
             }
         }
@@ -280,10 +260,8 @@ impl Plan {
                 params.insert(Value::String(dk), dv.clone());
             }
             if let Some(v) = chosen {
-                for (stage, ov) in &v.overrides {
-                    if stage == &raw.name {
-                        apply_variant(&mut params, &mut origins, &v.name, stage, ov);
-                    }
+                for o in v.overrides.iter().filter(|o| o.stage == raw.name) {
+                    apply_variant(&mut params, &mut origins, o);
                 }
             }
             for s in sets.iter().filter(|s| s.stage == raw.name) {
@@ -438,7 +416,11 @@ impl Plan {
             variants: spec
                 .variants
                 .iter()
-                .map(|v| (v.name.clone(), v.doc.clone()))
+                .map(|v| VariantInfo {
+                    name: v.name.clone(),
+                    doc: v.doc.clone(),
+                    extends: v.extends.clone(),
+                })
                 .collect(),
             slurm: spec.slurm.clone().unwrap_or_default(),
             registry: registry.clone(),
@@ -730,19 +712,13 @@ fn list_wires(
 }
 
 /// Applies one variant's overrides of one stage, remembering where each value was written.
-fn apply_variant(
-    params: &mut Mapping,
-    origins: &mut BTreeMap<String, Origin>,
-    variant: &str,
-    stage: &str,
-    overrides: &Mapping,
-) {
-    for (pk, pv) in overrides {
+fn apply_variant(params: &mut Mapping, origins: &mut BTreeMap<String, Origin>, o: &Override) {
+    for (pk, pv) in &o.params {
         let pk = pk.as_str().unwrap_or_default().to_string();
         let at = vec![
             "variants".into(),
-            variant.to_string(),
-            stage.to_string(),
+            o.variant.clone(),
+            o.stage.clone(),
             pk.clone(),
         ];
         origins.insert(pk.clone(), Origin::Yaml(at));
@@ -853,23 +829,5 @@ fn order_or_cycle(
         }
         path.push(next);
         cur = next;
-    }
-}
-
-#[cfg(test)]
-mod did_you_mean_tests {
-    use super::did_you_mean;
-
-    #[test]
-    fn close_names_are_suggested_far_ones_are_not() {
-        assert_eq!(
-            did_you_mean("max_iters", ["max_iter", "alpha"]),
-            " (did you mean `max_iter`?)"
-        );
-        assert_eq!(
-            did_you_mean("mkae", ["make", "double"]),
-            " (did you mean `make`?)"
-        );
-        assert_eq!(did_you_mean("nope", ["mode", "seed"]), "");
     }
 }

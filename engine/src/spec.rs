@@ -37,13 +37,25 @@ pub enum RawInput {
 }
 
 /// A named set of overrides: stage → param → value, and stage → rewired inputs (the reserved
-/// key `inputs:` inside a stage's overrides).
+/// key `inputs:` inside a stage's overrides). A variant may `extends:` others; after parsing,
+/// `overrides` and `inputs` hold the whole chain, the furthest ancestor first, so applying them
+/// in order lets the nearer variant win.
 #[derive(Debug, Clone)]
 pub struct RawVariant {
     pub name: String,
     pub doc: Option<String>,
-    pub overrides: Vec<(String, Mapping)>,
+    /// The variants this one builds on, as written.
+    pub extends: Vec<String>,
+    pub overrides: Vec<Override>,
     pub inputs: Vec<(String, Vec<(String, RawInput)>)>,
+}
+
+/// One stage's param overrides, with the variant that wrote them (errors point there).
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub variant: String,
+    pub stage: String,
+    pub params: Mapping,
 }
 
 /// A stage's (or a variant's) `inputs:` mapping.
@@ -239,12 +251,17 @@ impl RawSpec {
                         .as_mapping()
                         .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
                     let mut doc = None;
+                    let mut extends = Vec::new();
                     let mut overrides = Vec::new();
                     let mut rewired = Vec::new();
                     for (stage, ov) in body {
                         let stage = key_str(stage, &loc, &at)?.to_string();
                         if stage == "doc" {
                             doc = ov.as_str().map(str::to_string);
+                            continue;
+                        }
+                        if stage == "extends" {
+                            extends = parse_extends(ov, &loc, &[at[0], at[1], "extends"])?;
                             continue;
                         }
                         let mut m = ov
@@ -265,11 +282,16 @@ impl RawSpec {
                             let k = key_str(k, &loc, &[at[0], at[1], &stage])?.to_string();
                             interpolate(v, &loc, &[at[0], at[1], &stage, &k])?;
                         }
-                        overrides.push((stage, m));
+                        overrides.push(Override {
+                            variant: name.clone(),
+                            stage,
+                            params: m,
+                        });
                     }
                     variants.push(RawVariant {
                         name,
                         doc,
+                        extends,
                         overrides,
                         inputs: rewired,
                     });
@@ -277,6 +299,7 @@ impl RawSpec {
             }
             Some(_) => return Err(loc.err(&["variants"], "`variants:` must be a mapping")),
         }
+        let variants = flatten_extends(&variants, &loc)?;
         let slurm = match top.get("executor") {
             None | Some(Value::Null) => None,
             Some(Value::Mapping(m)) => {
@@ -339,6 +362,75 @@ fn strip_location(msg: &str) -> String {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }
+}
+
+/// `extends: quick` or `extends: [quick, gpu]` (later ones win over earlier ones).
+fn parse_extends(v: &Value, loc: &Locator, at: &[&str]) -> Result<Vec<String>, SpecError> {
+    let one = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| loc.err(at, "`extends:` names a variant, or a list of variants"))
+    };
+    match v {
+        Value::Sequence(items) => items.iter().map(one).collect(),
+        v => Ok(vec![one(v)?]),
+    }
+}
+
+/// Each variant with its ancestors' overrides and rewirings before its own. Unknown parents and
+/// cycles are refused here, at plan time, whichever variant runs.
+fn flatten_extends(variants: &[RawVariant], loc: &Locator) -> Result<Vec<RawVariant>, SpecError> {
+    fn visit<'a>(
+        v: &'a RawVariant,
+        all: &'a [RawVariant],
+        loc: &Locator,
+        path: &mut Vec<&'a str>,
+        out: &mut RawVariant,
+    ) -> Result<(), SpecError> {
+        path.push(&v.name);
+        for parent in &v.extends {
+            let at = ["variants", v.name.as_str(), "extends"];
+            if let Some(i) = path.iter().position(|p| p == parent) {
+                let mut cycle: Vec<&str> = path[i..].to_vec();
+                cycle.push(parent);
+                return Err(loc.err(
+                    &at,
+                    &format!(
+                        "variants extend each other in a cycle: {}",
+                        cycle.join(" → ")
+                    ),
+                ));
+            }
+            let Some(p) = all.iter().find(|x| &x.name == parent) else {
+                let names = all.iter().map(|x| x.name.as_str());
+                return Err(loc.err(
+                    &at,
+                    &format!(
+                        "extends an unknown variant `{parent}`{} (variants: {})",
+                        crate::suggest::did_you_mean(parent, names.clone()),
+                        names.collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            };
+            visit(p, all, loc, path, out)?;
+        }
+        out.overrides.extend(v.overrides.iter().cloned());
+        out.inputs.extend(v.inputs.iter().cloned());
+        path.pop();
+        Ok(())
+    }
+    variants
+        .iter()
+        .map(|v| {
+            let mut out = RawVariant {
+                overrides: Vec::new(),
+                inputs: Vec::new(),
+                ..v.clone()
+            };
+            visit(v, variants, loc, &mut Vec::new(), &mut out)?;
+            Ok(out)
+        })
+        .collect()
 }
 
 fn key_str<'a>(k: &'a Value, loc: &Locator, at: &[&str]) -> Result<&'a str, SpecError> {
