@@ -52,13 +52,83 @@ struct Curve<'a> {
 
 /// The paper's colours: Enc-Dec MSE blue, Enc-Dec hybrid orange, LSTM MSE purple, LSTM hybrid
 /// green.
-fn color_of(s: &PredictorSummary) -> RGBColor {
-    match (s.model.as_str(), s.loss.as_str()) {
+fn paper_color(s: &PredictorSummary) -> Option<RGBColor> {
+    Some(match (s.model.as_str(), s.loss.as_str()) {
         ("MagFluxEnc-Dec", "MSE") => RGBColor(31, 119, 180),
-        ("MagFluxEnc-Dec", _) => RGBColor(255, 127, 14),
+        ("MagFluxEnc-Dec", "hybrid") => RGBColor(255, 127, 14),
         ("MagFluxLSTM", "MSE") => RGBColor(148, 103, 189),
-        _ => RGBColor(44, 160, 44),
+        ("MagFluxLSTM", "hybrid") => RGBColor(44, 160, 44),
+        _ => return None,
+    })
+}
+
+/// The rest of the tab10 palette for other predictors, without its red: the emergence marker is
+/// red, the warning marker blue.
+const MORE_COLORS: [RGBColor; 5] = [
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The `n`th colour past the palette: hues a golden angle apart, away from the markers' red and
+/// blue.
+fn generated_color(n: usize) -> RGBColor {
+    let mut hue = (n as f64 * 137.507_764 + 20.0) % 360.0;
+    for marker in [0.0, 240.0, 360.0] {
+        if (hue - marker).abs() < 20.0 {
+            hue = (hue + 40.0) % 360.0;
+        }
     }
+    let (s, v) = (0.7, 0.72);
+    let c = v * s;
+    let x = c * (1.0 - ((hue / 60.0) % 2.0 - 1.0).abs());
+    let (r, g, b) = match (hue / 60.0) as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    let byte = |f: f64| ((f + m) * 255.0).round() as u8;
+    RGBColor(byte(r), byte(g), byte(b))
+}
+
+/// One colour per predictor, none shared, whatever their number: the primary first (its paper
+/// colour, else the palette's first), then the paper's models their own colours, then the others
+/// in list order from the palette and past it.
+fn assign_colors(predictors: &[&PredictorSummary], primary: &str) -> Vec<RGBColor> {
+    let mut out: Vec<Option<RGBColor>> = vec![None; predictors.len()];
+    let mut used: Vec<RGBColor> = Vec::new();
+    let mut spare = MORE_COLORS
+        .iter()
+        .copied()
+        .chain((0..).map(generated_color));
+    let mut take = |want: Option<RGBColor>, used: &mut Vec<RGBColor>| {
+        let c = want
+            .filter(|c| !used.contains(c))
+            .unwrap_or_else(|| spare.by_ref().find(|c| !used.contains(c)).expect("endless"));
+        used.push(c);
+        c
+    };
+    let order = (0..predictors.len())
+        .filter(|&i| predictors[i].predictor == primary)
+        .chain((0..predictors.len()).filter(|&i| {
+            predictors[i].predictor != primary && paper_color(predictors[i]).is_some()
+        }))
+        .chain((0..predictors.len()).filter(|&i| {
+            predictors[i].predictor != primary && paper_color(predictors[i]).is_none()
+        }))
+        .collect::<Vec<_>>();
+    for i in order {
+        out[i] = Some(take(paper_color(predictors[i]), &mut used));
+    }
+    out.into_iter()
+        .map(|c| c.expect("every index is ordered"))
+        .collect()
 }
 
 struct FigData<'a> {
@@ -555,11 +625,16 @@ fn draw_ar(
     primary_label: &str,
 ) -> Result<(), StageError> {
     {
+        let colors = assign_colors(
+            &loaded.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+            primary_label,
+        );
         let curves: Vec<Curve<'_>> = loaded
             .iter()
-            .map(|(s, t)| Curve {
+            .zip(colors)
+            .map(|((s, t), color)| Curve {
                 label: &s.predictor,
-                color: color_of(s),
+                color,
                 primary: s.predictor == primary_label,
                 tiles: t,
             })
@@ -596,5 +671,64 @@ fn draw_ar(
             draw(&root, &d).map_err(|e| StageError::table(&svg, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(predictor: &str, model: &str, loss: &str) -> PredictorSummary {
+        PredictorSummary {
+            predictor: predictor.into(),
+            kind: "model".into(),
+            model: model.into(),
+            loss: loss.into(),
+            val_rmse: 0.0,
+            zero_slope_rmse: 0.0,
+            collapsed: false,
+            params: serde_json::Value::Null,
+            param_count: None,
+            epochs_run: None,
+            mean_rmse_gauss: Default::default(),
+        }
+    }
+
+    #[test]
+    fn every_predictor_gets_its_own_colour_whatever_their_number() {
+        let mut list = vec![
+            summary("predict_lstm_hybrid", "MagFluxLSTM", "hybrid"),
+            summary("predict_lstm_mse", "MagFluxLSTM", "MSE"),
+            summary("predict_encdec_mse", "MagFluxEnc-Dec", "MSE"),
+            summary("predict_encdec_hybrid", "MagFluxEnc-Dec", "hybrid"),
+            // A second LSTM hybrid (a tuned one) cannot take the primary's green.
+            summary("predict_lstm_tuned", "MagFluxLSTM", "hybrid"),
+        ];
+        for i in 0..20 {
+            list.push(summary(&format!("user_model_{i}"), "command", ""));
+        }
+        let refs: Vec<&PredictorSummary> = list.iter().collect();
+        let colors = assign_colors(&refs, "predict_lstm_hybrid");
+        assert_eq!(colors.len(), list.len());
+        for (i, a) in colors.iter().enumerate() {
+            for (j, b) in colors.iter().enumerate().skip(i + 1) {
+                assert_ne!(
+                    a, b,
+                    "{} and {} share a colour",
+                    list[i].predictor, list[j].predictor
+                );
+            }
+        }
+        assert_eq!(
+            colors[0],
+            RGBColor(44, 160, 44),
+            "the primary keeps the paper's green"
+        );
+        assert_eq!(colors[3], RGBColor(255, 127, 14));
+        // A primary that is not one of the paper's models still gets a colour no one else has.
+        let colors = assign_colors(&refs, "user_model_7");
+        let primary = colors[5 + 7];
+        assert_eq!(colors.iter().filter(|&&c| c == primary).count(), 1);
+        assert_eq!(colors[0], RGBColor(44, 160, 44));
     }
 }
