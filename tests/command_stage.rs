@@ -381,6 +381,12 @@ fn bad_declarations_are_refused_with_their_location() {
             "    params: {n: 5, seed: 0, run: x}",
             "is a stage key of kind `command`",
         ),
+        // A declaration is named as the stage key it is, not as a param.
+        (
+            "    run: [python, double.py]",
+            "    run: [python, double.py]\n    sandbox: loose",
+            "stages.double.sandbox: stage key `sandbox`: unknown variant `loose`",
+        ),
     ] {
         let text = p.pipeline();
         let bad = text.replacen(from, to, 1);
@@ -633,7 +639,8 @@ fn kinds_lists_the_command_kind_and_every_contract_field_by_field() {
     r.assert_ok();
     for want in [
         "command (v1)",
-        "  key    sandbox",
+        "  key    sandbox      default \"strict\"",
+        "  param  params       default {}",
         "magpipe.predictions/1 (Parquet)",
         "predicted_gauss",
         "magpipe.windows/1 (safetensors)",
@@ -745,9 +752,25 @@ fn a_set_of_a_param_the_stage_does_not_have_is_refused_unless_added() {
     let err = r.error_lines().join("\n");
     assert!(
         err.contains(
-            "--set make.seeed=3: stage `make` has no param `seeed` (did you mean `seed`?)"
+            "--set make.seeed=3: stage `make` has no param `seeed` (did you mean `seed`?) \
+             (params: n, seed; stage keys: run, shell, code, env, outputs, threads, sandbox, network)"
         ) && err.contains("to add one, write --set +make.seeed=…"),
         "{err}"
+    );
+    // `compare` shows a command stage's own params under the names `--set` takes, one row each.
+    p.set_pipeline(&format!(
+        "{}variants:\n  more:\n    make: {{n: 6, threads: 2}}\n",
+        p.pipeline()
+    ));
+    p.run(&["run", "--variant", "more"]).assert_ok();
+    let c = p.run(&["compare", "default", "more"]);
+    c.assert_ok();
+    assert!(
+        c.stdout.contains("| make.n | `5` | `6` |")
+            && c.stdout.contains("| make.threads | `1` | `2` |")
+            && !c.stdout.contains("make.params"),
+        "{}",
+        c.stdout
     );
     let r = p.run(&["run", "--set", "mkae.n=3"]);
     assert_eq!(r.code(), Some(2), "{}", r.stderr);

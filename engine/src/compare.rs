@@ -116,23 +116,26 @@ pub fn compare(plans: &[(String, Plan)], store: &Store) -> Result<Comparison, Ru
         stale.push(s);
     }
     // Params: every stage.param whose resolved value is not the same in all variants.
-    let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
-    for (_, plan) in plans {
-        for s in &plan.stages {
-            if let Value::Object(p) = &s.params {
-                keys.extend(p.keys().map(|k| (s.name.clone(), k.clone())));
-            }
-        }
-    }
+    let shown: Vec<BTreeMap<(String, String), Value>> = plans
+        .iter()
+        .map(|(_, plan)| {
+            plan.stages
+                .iter()
+                .flat_map(|s| {
+                    s.kind
+                        .shown_params(&s.params)
+                        .into_iter()
+                        .map(|(k, v)| ((s.name.clone(), k), v))
+                })
+                .collect()
+        })
+        .collect();
+    let keys: BTreeSet<&(String, String)> = shown.iter().flat_map(|m| m.keys()).collect();
     let mut params = Vec::new();
-    for (stage, param) in keys {
-        let vals: Vec<Value> = plans
+    for key @ (stage, param) in keys {
+        let vals: Vec<Value> = shown
             .iter()
-            .map(|(_, plan)| {
-                plan.index(&stage)
-                    .map(|i| plan.stages[i].params[&param].clone())
-                    .unwrap_or(Value::Null)
-            })
+            .map(|m| m.get(key).cloned().unwrap_or(Value::Null))
             .collect();
         if vals.iter().any(|v| v != &vals[0]) {
             params.push((format!("{stage}.{param}"), vals));

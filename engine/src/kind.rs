@@ -431,6 +431,15 @@ pub trait Kind: Send + Sync {
     fn stage_keys(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The resolved params as `name → value` under the names `--set` takes, for `compare`. A kind
+    /// whose own params sit in one map beside its stage keys (the command kind's `params:`) lifts
+    /// them out of it.
+    fn shown_params(&self, resolved: &Value) -> Vec<(String, Value)> {
+        match resolved {
+            Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => Vec::new(),
+        }
+    }
     /// Whether any slot name is an input (one `stage.output` each): the stage names its own.
     fn open_inputs(&self) -> bool {
         false

@@ -522,27 +522,43 @@ fn check_declared(
     file: &std::path::Path,
 ) -> Result<(), SpecError> {
     let defaults = k.defaults();
-    let mut known: Vec<&str> = params.keys().filter_map(Value::as_str).collect();
+    let keys = k.stage_keys();
+    let mut known: Vec<&str> = params
+        .keys()
+        .filter_map(Value::as_str)
+        .filter(|n| !keys.contains(n))
+        .collect();
     if let Json::Object(d) = &defaults {
-        known.extend(d.keys().map(String::as_str).filter(|n| *n != "params"));
+        known.extend(
+            d.keys()
+                .map(String::as_str)
+                .filter(|n| *n != "params" && !keys.contains(n)),
+        );
     }
-    known.extend(k.stage_keys());
-    if s.add || known.contains(&s.param.as_str()) {
+    if s.add || known.contains(&s.param.as_str()) || keys.contains(&s.param.as_str()) {
         return Ok(());
     }
     known.sort_unstable();
     known.dedup();
+    let listed = match (known.is_empty(), keys.is_empty()) {
+        (_, true) => format!("params: {}", known.join(", ")),
+        (true, false) => format!("params: none; stage keys: {}", keys.join(", ")),
+        (false, false) => format!(
+            "params: {}; stage keys: {}",
+            known.join(", "),
+            keys.join(", ")
+        ),
+    };
     Err(SpecError {
         file: file.to_path_buf(),
         line: None,
         path: String::new(),
         msg: format!(
-            "--set {}: stage `{}` has no param `{}`{} (params: {}); to add one, write --set +{}.{}=…",
+            "--set {}: stage `{}` has no param `{}`{} ({listed}); to add one, write --set +{}.{}=…",
             s.text,
             s.stage,
             s.param,
-            did_you_mean(&s.param, known.iter().copied()),
-            known.join(", "),
+            did_you_mean(&s.param, known.iter().chain(keys).copied()),
             s.stage,
             s.param
         ),
@@ -767,6 +783,10 @@ fn resolve(
     k.resolve(&user).map_err(|e: ParamError| {
         let msg = match &e {
             ParamError::Unknown { .. } => format!("{e} for kind `{}`", k.name()),
+            // A declaration (a command's `run:`) is written beside `kind:`, so it is named so.
+            ParamError::Invalid { name, msg } if k.stage_keys().contains(&name.as_str()) => {
+                format!("stage key `{name}`: {msg}")
+            }
             _ => e.to_string(),
         };
         fail(e.param(), msg)

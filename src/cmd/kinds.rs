@@ -67,11 +67,22 @@ fn text(registry: &Registry) -> String {
                 .unwrap_or_default();
             let _ = writeln!(s, "  output {:<12} {} — {}{c}", o.name, o.file, o.doc);
         }
+        let defaults = k.defaults();
         for key in k.stage_keys() {
-            let _ = writeln!(s, "  key    {key}");
+            match defaults.get(*key) {
+                Some(v) => {
+                    let _ = writeln!(s, "  key    {key:<12} default {v}");
+                }
+                None => {
+                    let _ = writeln!(s, "  key    {key}");
+                }
+            }
         }
-        if let Value::Object(p) = k.defaults() {
-            for (name, v) in p {
+        if let Value::Object(p) = &defaults {
+            for (name, v) in p
+                .iter()
+                .filter(|(n, _)| !k.stage_keys().contains(&n.as_str()))
+            {
                 let _ = writeln!(s, "  param  {name:<12} default {v}");
             }
         }
@@ -232,26 +243,14 @@ fn kind_section(s: &mut String, k: &dyn Kind) {
         }
         s.push('\n');
     }
-    if !k.stage_keys().is_empty() {
-        let keys: Vec<String> = k.stage_keys().iter().map(|k| format!("`{k}`")).collect();
-        let _ = writeln!(
-            s,
-            "**Stage keys** besides `kind`, `inputs` and `params`: {}.\n",
-            keys.join(", ")
-        );
-    }
     let defaults = k.defaults();
     let Value::Object(params) = &defaults else {
         return;
     };
-    if params.is_empty() {
-        return;
-    }
     let schema = k.params_schema();
     let props = schema.get("properties");
     let mut long = Vec::new();
-    s.push_str("**Params**\n\n| param | type | default | meaning |\n|---|---|---|---|\n");
-    for (name, default) in params {
+    let mut row = |s: &mut String, name: &String, default: &Value| {
         let prop = props.and_then(|p| p.get(name));
         let ty = prop.map(|p| type_of(p, &schema)).unwrap_or_default();
         let doc = prop.map(|p| describe(p, &schema)).unwrap_or_default();
@@ -267,6 +266,41 @@ fn kind_section(s: &mut String, k: &dyn Kind) {
             )
         };
         let _ = writeln!(s, "| `{name}` | {} | {shown} | {} |", cell(&ty), cell(&doc));
+    };
+    // A kind's declaration keys are written beside `kind:`, its params under `params:`; the two
+    // tables keep them apart, as the plan's errors do.
+    let (keys, own): (Vec<_>, Vec<_>) = params
+        .iter()
+        .partition(|(n, _)| k.stage_keys().contains(&n.as_str()));
+    if !keys.is_empty() {
+        s.push_str(
+            "**Stage keys** (written beside `kind:`)\n\n| key | type | default | meaning |\n|---|---|---|---|\n",
+        );
+        for (name, default) in keys {
+            row(s, name, default);
+        }
+        s.push('\n');
+    }
+    match own.as_slice() {
+        [] => {}
+        // The kind's own params are one free-form map: say so instead of a one-row table.
+        [(name, Value::Object(_))] if !k.stage_keys().is_empty() && name.as_str() == "params" => {
+            let doc = props
+                .and_then(|p| p.get("params"))
+                .map(|p| describe(p, &schema))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "**Params**: free-form, any names under `params:`. {} `--set STAGE.NAME=…` sets one; `compare` shows each under its own name.",
+                cell(&doc)
+            );
+        }
+        own => {
+            s.push_str("**Params**\n\n| param | type | default | meaning |\n|---|---|---|---|\n");
+            for (name, default) in own {
+                row(s, name, default);
+            }
+        }
     }
     for (name, v) in long {
         let yaml = serde_yaml::to_string(&v).unwrap_or_default();

@@ -463,6 +463,20 @@ impl Kind for CommandKind {
     fn stage_keys(&self) -> &'static [&'static str] {
         DECLARATION
     }
+    fn shown_params(&self, resolved: &Value) -> Vec<(String, Value)> {
+        let Value::Object(m) = resolved else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Value)> = m
+            .iter()
+            .filter(|(k, _)| k.as_str() != "params")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(Value::Object(own)) = m.get("params") {
+            out.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out
+    }
     fn outputs(&self, params: &Value) -> Vec<Output> {
         let Ok(p) = Self::typed(params) else {
             return Vec::new();
