@@ -117,12 +117,22 @@ fn the_kinds_page_documents_every_param_of_every_kind_with_its_type() {
             .nth(1)
             .unwrap_or_else(|| panic!("no section for {kind}"));
         let section = section.split("\n## ").next().unwrap();
-        let params = section.split("**Params**").nth(1).expect("a params table");
-        params
+        // A free-form params map is one sentence, not a row.
+        if param == "params" && section.contains("**Params**: free-form, any names under `params:`")
+        {
+            return "| `params` | free-form map | |".to_string();
+        }
+        // The stage-keys and params tables come last in a section, after inputs and outputs.
+        let start = ["**Stage keys**", "**Params**"]
+            .iter()
+            .filter_map(|t| section.find(t))
+            .min()
+            .expect("a params table");
+        section[start..]
             .lines()
+            .map(str::to_string)
             .find(|l| l.starts_with(&format!("| `{param}` |")))
             .unwrap_or_else(|| panic!("{kind}: no row for param {param}"))
-            .to_string()
     };
     // Every kind the binary registers has its section, and every param its row with a type.
     let text = magpipe(&["kinds"]);
@@ -135,7 +145,11 @@ fn the_kinds_page_documents_every_param_of_every_kind_with_its_type() {
         if !line.starts_with(' ') && line.contains(" (v") {
             kind = line.split(' ').next().unwrap().to_string();
         }
-        if let Some(rest) = line.trim_start().strip_prefix("param  ") {
+        if let Some(rest) = line
+            .trim_start()
+            .strip_prefix("param  ")
+            .or_else(|| line.trim_start().strip_prefix("key    "))
+        {
             let name = rest.split_whitespace().next().unwrap();
             let r = row(&kind, name);
             let ty = r.split(" | ").nth(1).unwrap_or("");
