@@ -146,7 +146,7 @@ fn table1(summaries: &[PredictorSummary]) -> (String, String) {
             } else {
                 s.predictor.clone()
             },
-            if model_row {
+            if model_row && !s.loss.is_empty() {
                 s.loss.clone()
             } else {
                 "–".into()
@@ -171,15 +171,13 @@ fn table1(summaries: &[PredictorSummary]) -> (String, String) {
             opt(model_row
                 .then(|| num("weight_decay").map(|v| format!("{v:.1e}")))
                 .flatten()),
-            opt(model_row
-                .then(|| {
-                    if s.loss == "hybrid" {
-                        num("alpha").map(|v| v.to_string())
-                    } else {
-                        Some("1".into())
-                    }
-                })
-                .flatten()),
+            // α weighs the hybrid loss's value term; MSE is α = 1. A model trained on another
+            // loss has none, whatever its own params call `alpha` (ridge's is a penalty).
+            opt(match (model_row, s.loss.as_str()) {
+                (true, "hybrid") => num("alpha").map(|v| v.to_string()),
+                (true, "MSE") => Some("1".into()),
+                _ => None,
+            }),
             opt((s.model == "MagFluxEnc-Dec")
                 .then(|| num("teacher_forcing_ratio").map(|v| v.to_string()))
                 .flatten()),
@@ -541,6 +539,38 @@ mod tests {
         ours.insert(("AR11698".into(), "49".into()), Category::Alarm(2));
         ours.insert(("AR11698".into(), "50".into()), Category::Quiet);
         assert_eq!(matches(&ours, &p), (39, 38, 40));
+    }
+
+    #[test]
+    fn table_1_gives_alpha_only_to_the_losses_that_have_one() {
+        let summary = |model: &str, loss: &str, params: Value| PredictorSummary {
+            predictor: model.into(),
+            kind: "model".into(),
+            model: model.into(),
+            loss: loss.into(),
+            val_rmse: 1.0,
+            zero_slope_rmse: 2.0,
+            collapsed: false,
+            params,
+            param_count: None,
+            epochs_run: None,
+            mean_rmse_gauss: Default::default(),
+        };
+        let (md, _) = table1(&[
+            summary("MagFluxLSTM", "hybrid", serde_json::json!({"alpha": 0.3})),
+            summary("MagFluxLSTM", "MSE", serde_json::json!({})),
+            summary("Ridge", "", serde_json::json!({"alpha": 10.0})),
+        ]);
+        let alpha = |model: &str, loss: &str| -> String {
+            let row = md
+                .lines()
+                .find(|l| l.starts_with(&format!("| {model} | {loss} |")))
+                .unwrap_or_else(|| panic!("no row for {model} {loss} in\n{md}"));
+            row.split(" | ").nth(9).unwrap().to_string()
+        };
+        assert_eq!(alpha("MagFluxLSTM", "hybrid"), "0.3");
+        assert_eq!(alpha("MagFluxLSTM", "MSE"), "1");
+        assert_eq!(alpha("Ridge", "–"), "–");
     }
 
     #[test]
