@@ -590,6 +590,24 @@ fn the_python_protocol_helper_reproduces_the_rust_protocol_and_ridge_enters_tabl
         ridge["val_rmse"].as_f64().unwrap() < ridge["zero_slope_rmse"].as_f64().unwrap(),
         "{ridge}"
     );
+    // `compare` shows a command model's validation RMSE as it shows a trained one's, from its
+    // summary; a baseline has none.
+    let c = p.run(&["compare", "default", "default"]);
+    c.assert_ok();
+    let want = format!(
+        "| ridge: val derivative RMSE | {v:.4e} | {v:.4e} |",
+        v = ridge["val_rmse"].as_f64().unwrap()
+    );
+    assert!(
+        c.stdout.contains(&want),
+        "{want} missing from\n{}",
+        c.stdout
+    );
+    assert!(
+        !c.stdout.contains("zero_slope: val derivative RMSE"),
+        "{}",
+        c.stdout
+    );
 }
 
 /// record key → output → content hash, for every record in a store.

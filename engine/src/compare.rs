@@ -81,15 +81,18 @@ fn metrics(
                 .map(|(name, o)| (name.clone(), store.object_path(o)))
                 .collect(),
         };
-        for metric in s.kind.metrics(&s.params, &finished) {
+        let own = s.kind.metrics(&s.params, &finished);
+        let said = !own.is_empty();
+        for metric in own {
             m.insert(
                 format!("{}: {}", s.name, metric.name),
                 (metric.value, metric.detail),
             );
         }
-        // What the contracts of its outputs say of them, where the kind said nothing of its
-        // own under that name (so a command stage's outputs read like a built-in kind's).
-        for o in &s.outputs {
+        // What the contracts of its outputs say of them, where the kind says nothing of its own
+        // (so a command stage's outputs read like a built-in kind's, and a built-in's results
+        // are not shown twice).
+        for o in s.outputs.iter().filter(|_| !said) {
             let (Some(c), Some(path)) = (
                 o.contract
                     .as_deref()

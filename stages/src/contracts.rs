@@ -448,7 +448,7 @@ impl Contract for Summary {
         Ok(())
     }
     fn metrics(&self, path: &Path) -> Vec<Metric> {
-        crate::protocol::summary_metrics(path)
+        crate::protocol::summary_contract_metrics(path)
     }
 }
 

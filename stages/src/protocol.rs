@@ -997,6 +997,32 @@ pub fn summary_metrics(path: &std::path::Path) -> Vec<crate::kind::Metric> {
         .collect()
 }
 
+/// What a `magpipe.summary/1` file says in `compare` for a stage whose kind says nothing (a
+/// command stage): the per-AR test RMSE, and a model's validation derivative RMSE under the
+/// name `train` gives it.
+pub fn summary_contract_metrics(path: &std::path::Path) -> Vec<crate::kind::Metric> {
+    let mut out = summary_metrics(path);
+    let Some(v) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return out;
+    };
+    if v["kind"] == "model"
+        && let Some(rmse) = v["val_rmse"].as_f64()
+    {
+        let collapsed = v["collapsed"].as_bool() == Some(true);
+        out.insert(
+            0,
+            crate::kind::Metric::summary(
+                "val derivative RMSE",
+                format!("{rmse:.4e}{}", if collapsed { " (COLLAPSED)" } else { "" }),
+            ),
+        );
+    }
+    out
+}
+
 pub const PREDICTOR_OUTPUTS: &[OutputSlot] = &[
     OutputSlot {
         name: "predictions",

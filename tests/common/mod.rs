@@ -56,8 +56,9 @@ impl Project {
     pub fn real() -> Project {
         let text = std::fs::read_to_string(repo().join("pipeline.yaml")).expect("pipeline.yaml");
         let p = Project::new(&text);
-        // The pipeline's Python model and its interpreter, at the paths pipeline.yaml names.
-        for dir in ["models", ".venv"] {
+        // The pipeline's Python model, its interpreter and the published Table 2, at the paths
+        // pipeline.yaml names.
+        for dir in ["models", ".venv", "reference"] {
             std::os::unix::fs::symlink(repo().join(dir), p.path().join(dir)).expect("symlink");
         }
         p
