@@ -171,6 +171,33 @@ fn seeds_and_set_sweeps_run_as_variants_sharing_upstream_stages() {
         "{}",
         r.stdout
     );
+    // Every predictor's success shares, not only the primary's; a baseline ignores the seed, so
+    // its shares are all or nothing.
+    assert!(
+        r.stdout
+            .contains(&format!("| predictor | AR{TEST_AR} | all ARs |")),
+        "{}",
+        r.stdout
+    );
+    let row = |label: &str| -> Vec<String> {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} | ")))
+            .unwrap_or_else(|| panic!("no row for {label}:\n{}", r.stdout));
+        line.trim_matches('|')
+            .split(" | ")
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    assert_eq!(row("MagFluxEnc-Dec MSE").len(), 3);
+    for label in ["persistence", "linear trend (6 h)"] {
+        let cell = &row(label)[1];
+        assert!(
+            ["0/3 (0)", "3/3 (0)", "3/3 (3)"].contains(&cell.as_str()),
+            "{label}: {cell}"
+        );
+    }
     // Every point trains its own models; the data stages and the baselines run once in all.
     let finished = r.stages("stage_finished");
     let count = |suffix: &str| finished.iter().filter(|s| s.ends_with(suffix)).count();

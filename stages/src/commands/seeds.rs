@@ -114,6 +114,74 @@ pub fn seeds_markdown(tables: &[(u64, Table2)], delay: i64) -> String {
     out
 }
 
+/// One seed's per-predictor Emergence leads, from a `score_alarms` stage's alarms.parquet:
+/// predictor → AR → lead (None: no alarm before emergence).
+pub type Leads = Vec<(String, BTreeMap<u32, Option<i64>>)>;
+
+pub fn read_leads(path: &std::path::Path) -> Result<Leads, String> {
+    let df = crate::table::read_parquet(path).map_err(|e| e.to_string())?;
+    let scored = crate::alarms::read_alarms(&df).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(scored
+        .into_iter()
+        .map(|(label, s)| {
+            let leads = s.ars.iter().map(|a| (a.ar, a.category.lead())).collect();
+            (label, leads)
+        })
+        .collect())
+}
+
+/// Markdown of every predictor's Emergence success over the seeds: per AR the seeds whose lead
+/// passes the delay under ≥ (and under >), and over all ARs. A predictor that ignores the seed
+/// shows n/n or 0/n everywhere.
+pub fn predictors_markdown(leads: &[(u64, Leads)], delay: i64) -> String {
+    let n = leads.len();
+    let Some((_, first)) = leads.first() else {
+        return String::new();
+    };
+    let ars: Vec<u32> = first
+        .iter()
+        .flat_map(|(_, m)| m.keys().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut out = format!(
+        "\n## Every predictor's Emergence success over the {n} seeds\n\nPer AR: the seeds whose \
+         Emergence alarm leads by ≥ {delay} h (in brackets: > {delay} h); the last column sums over \
+         the ARs.\n\n| predictor | {} | all ARs |\n|---|{}---|\n",
+        ars.iter()
+            .map(|a| format!("AR{a}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(ars.len())
+    );
+    for (label, _) in first {
+        let per_seed: Vec<&BTreeMap<u32, Option<i64>>> = leads
+            .iter()
+            .filter_map(|(_, l)| l.iter().find(|(p, _)| p == label).map(|(_, m)| m))
+            .collect();
+        let count = |ar: u32, pass: &dyn Fn(i64) -> bool| {
+            per_seed
+                .iter()
+                .filter(|m| m.get(&ar).copied().flatten().is_some_and(pass))
+                .count()
+        };
+        let (mut ge_all, mut gt_all) = (0, 0);
+        let mut row = vec![label.replace('|', "\\|")];
+        for &ar in &ars {
+            let (ge, gt) = (count(ar, &|l| l >= delay), count(ar, &|l| l > delay));
+            ge_all += ge;
+            gt_all += gt;
+            row.push(format!("{ge}/{} ({gt})", per_seed.len()));
+        }
+        row.push(format!(
+            "{ge_all}/{} ({gt_all})",
+            per_seed.len() * ars.len()
+        ));
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
 /// The multi-seed Table 2 of a finished seed sweep, from each seed's (first) alarms stage, written
 /// to the store's `reports/`: its Markdown and path, or `None` when no point scored alarms.
 pub fn seeds_table(
@@ -122,10 +190,14 @@ pub fn seeds_table(
     points: &[(&PointPlan, &RunResult)],
 ) -> Result<Option<(String, PathBuf)>, String> {
     let mut tables = Vec::new();
+    let mut leads = Vec::new();
     for (p, res) in points {
-        let table = super::point_output(store, p, res, crate::alarms::ScoreAlarms::NAME, "table2");
-        if let (Some((_, path)), Some(seed)) = (table, p.seed) {
+        let out = |name| super::point_output(store, p, res, crate::alarms::ScoreAlarms::NAME, name);
+        if let (Some((_, path)), Some(seed)) = (out("table2"), p.seed) {
             tables.push((seed, read_table2(&path)?));
+        }
+        if let (Some((_, path)), Some(seed)) = (out("alarms"), p.seed) {
+            leads.push((seed, read_leads(&path)?));
         }
     }
     let Some((first, _)) = points.first() else {
@@ -135,7 +207,7 @@ pub fn seeds_table(
         return Ok(None);
     }
     let delay = crate::alarms::plan_delay_hours(&first.plan);
-    let md = seeds_markdown(&tables, delay);
+    let md = seeds_markdown(&tables, delay) + &predictors_markdown(&leads, delay);
     let dir = store.root.join("reports");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let name = format!(
@@ -178,6 +250,34 @@ mod tests {
         );
         assert!(
             md.contains("| AR1 | 2 Alarm 5.0±1.4h (2/3) | Alarm 5.0±1.4h (2/3) | 2/3 | 1/3 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn every_predictor_gets_its_success_shares_over_the_seeds() {
+        let seed = |model: [Option<i64>; 2]| -> Leads {
+            vec![
+                ("model".into(), [(1, model[0]), (2, model[1])].into()),
+                // The same every seed, as a baseline is.
+                ("persistence".into(), [(1, Some(5)), (2, None)].into()),
+            ]
+        };
+        let md = predictors_markdown(
+            &[
+                (0, seed([Some(4), Some(6)])),
+                (1, seed([Some(5), None])),
+                (2, seed([None, Some(3)])),
+            ],
+            4,
+        );
+        assert!(md.contains("| predictor | AR1 | AR2 | all ARs |"), "{md}");
+        assert!(
+            md.contains("| model | 2/3 (1) | 1/3 (1) | 3/6 (2) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| persistence | 3/3 (3) | 0/3 (0) | 3/6 (3) |"),
             "{md}"
         );
     }
