@@ -136,6 +136,18 @@ fn a_command_stage_runs_caches_and_reruns_for_what_it_declares() {
         "{}",
         l.stdout
     );
+    // The Markdown a paper's supplement takes says it too, in the stage's row.
+    let md = p.run(&["lineage", "double", "--format", "md"]);
+    md.assert_ok();
+    let row = md
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| double | command"))
+        .unwrap_or_else(|| panic!("no row for double:\n{}", md.stdout));
+    assert!(
+        row.contains("sandbox enforced (Landlock ABI") && row.contains("no network"),
+        "{row}"
+    );
 
     // Unchanged: all cached. A comment in pipeline.yaml changes nothing.
     assert_eq!(p.run(&["run"]).stages("stage_cached"), ["double", "make"]);

@@ -519,6 +519,9 @@ pub fn lineage_markdown(l: &Lineage) -> String {
                 if let Some(h) = s.hardware.as_ref().and_then(hardware_line) {
                     r.push_str(&format!("; ran on {h}"));
                 }
+                if let Some(sb) = &s.sandbox {
+                    r.push_str(&format!("; sandbox {sb}"));
+                }
                 r.replace('|', "\\|")
             },
             s.started,
