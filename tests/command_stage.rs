@@ -348,6 +348,45 @@ os.makedirs(os.environ["MAGPIPE_OUT_FOLDER"])
         "{err}"
     );
     same("contract violation");
+    assert!(
+        !p.store().join("failed").exists(),
+        "kept without --keep-failed"
+    );
+
+    // --keep-failed keeps what the program left and its log, and says where; the store's
+    // records and objects stay as they were.
+    std::fs::write(
+        p.path().join("double.py"),
+        "import os, sys\nopen(os.path.join(os.environ['MAGPIPE_OUT_FOLDER'] + '.partial'), 'w').write('half')\nprint('epoch 1 of 3')\nprint('boom', file=sys.stderr)\nsys.exit(4)\n",
+    )
+    .unwrap();
+    let r = p.run(&["run", "--keep-failed"]);
+    assert!(!r.ok());
+    let err = r.error_lines().join("\n");
+    let at = err
+        .split("; its scratch folder and log are kept in ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no kept folder named: {err}"))
+        .trim();
+    assert!(
+        err.contains("stage `double`: the command exited with status 4: boom"),
+        "{err}"
+    );
+    let at = std::path::Path::new(at);
+    assert!(at.starts_with(p.store().join("failed")), "{}", at.display());
+    assert_eq!(
+        std::fs::read_to_string(at.join("scratch/folder.partial")).unwrap(),
+        "half"
+    );
+    let log = std::fs::read_to_string(at.join("log.txt")).unwrap();
+    assert!(
+        log.contains("epoch 1 of 3")
+            && log.contains("boom")
+            && log.contains("exited with status 4"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(p.store().join("failed")).unwrap();
+    same("a kept failure");
 
     // An unknown contract is a plan error with its YAML location.
     p.set_pipeline(

@@ -85,6 +85,9 @@ pub enum RunError {
         why: String,
         flags: String,
     },
+    /// A stage's failure whose scratch folder and log `--keep-failed` kept.
+    #[error("{error}; its scratch folder and log are kept in {}", .at.display())]
+    Kept { error: Box<RunError>, at: PathBuf },
     #[error("{0}")]
     Usage(String),
     /// The executor could not start (no Slurm reachable, say).

@@ -75,6 +75,8 @@ pub struct RunOptions {
     pub force: Vec<String>,
     pub jobs: usize,
     pub executor: Choice,
+    /// Keep a failed stage's scratch folder and its log under `failed/` instead of removing them.
+    pub keep_failed: bool,
 }
 
 #[derive(Debug)]
@@ -96,12 +98,20 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.error {
-            // These already say which stage they stopped.
-            e @ (RunError::Stage { .. }
-            | RunError::Commit { .. }
-            | RunError::Store(StoreError::MissingOutput { .. })) => write!(f, "{e}"),
-            e => write!(f, "stage `{}`: {e}", self.stage),
+        // These already say which stage they stopped.
+        fn names_stage(e: &RunError) -> bool {
+            match e {
+                RunError::Stage { .. }
+                | RunError::Commit { .. }
+                | RunError::Store(StoreError::MissingOutput { .. }) => true,
+                RunError::Kept { error, .. } => names_stage(error),
+                _ => false,
+            }
+        }
+        if names_stage(&self.error) {
+            write!(f, "{}", self.error)
+        } else {
+            write!(f, "stage `{}`: {}", self.stage, self.error)
         }
     }
 }
@@ -160,6 +170,7 @@ fn fault_pause(stage: &str, sink: &dyn Sink) {
 }
 
 /// What one stage's run needs from the scheduler.
+#[derive(Clone, Copy)]
 struct StageRun<'a> {
     plan: &'a Plan,
     store: &'a Store,
@@ -169,9 +180,68 @@ struct StageRun<'a> {
     force: bool,
     threads: usize,
     sink: &'a dyn Sink,
+    keep_failed: bool,
 }
 
-/// One stage: its key, a cache hit or its lock, then run → check → commit → record.
+/// Passes every event on and keeps one stage's log lines, for `--keep-failed`.
+struct LogTee<'a> {
+    inner: &'a dyn Sink,
+    stage: &'a str,
+    lines: std::sync::Mutex<Vec<String>>,
+}
+
+impl Sink for LogTee<'_> {
+    fn emit(&self, e: Event) {
+        if let Event::StageLog { stage, msg } = &e
+            && stage == self.stage
+            && let Ok(mut lines) = self.lines.lock()
+        {
+            lines.push(msg.clone());
+        }
+        self.inner.emit(e);
+    }
+}
+
+/// Moves a failed stage's scratch folder to `failed/<stage>-<key>-<time>/scratch/` beside the
+/// stage's log (`log.txt`, ending with the error), and says where in the error.
+fn keep_failed(
+    store: &Store,
+    stage: &str,
+    key: &str,
+    scratch: crate::store::Scratch,
+    log: &LogTee<'_>,
+    error: RunError,
+) -> RunError {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let at = store
+        .root
+        .join("failed")
+        .join(format!("{stage}-{}-{stamp}", &key[..12]));
+    let mut text = log.lines.lock().map(|l| l.join("\n")).unwrap_or_default();
+    text.push_str(&format!("\nerror: {error}\n"));
+    let kept = std::fs::create_dir_all(&at)
+        .and_then(|()| std::fs::write(at.join("log.txt"), text))
+        .and_then(|()| scratch.keep(&at.join("scratch")));
+    match kept {
+        Ok(()) => RunError::Kept {
+            error: Box::new(error),
+            at,
+        },
+        Err(e) => {
+            tracing::warn!(
+                "stage `{stage}`: could not keep its scratch folder in {}: {e}",
+                at.display()
+            );
+            error
+        }
+    }
+}
+
+/// One stage: its key, a cache hit or its lock, then run → check → commit → record; with
+/// `--keep-failed`, a failure keeps what the stage left.
 fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
     let s = &r.plan.stages[r.i];
     let pre = preimage(r.plan, r.store, r.i, r.done)?;
@@ -197,14 +267,36 @@ fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
         stage: s.name.clone(),
         key: key.clone(),
     });
+    // Removed when dropped, whatever happens, unless kept for `--keep-failed`.
     let scratch = r.store.scratch(&key)?;
+    if !r.keep_failed {
+        return run_claimed(r, pre, key, &scratch);
+    }
+    let log = LogTee {
+        inner: r.sink,
+        stage: &s.name,
+        lines: std::sync::Mutex::new(Vec::new()),
+    };
+    let teed = StageRun { sink: &log, ..*r };
+    run_claimed(&teed, pre, key.clone(), &scratch)
+        .map_err(|error| keep_failed(r.store, &s.name, &key, scratch, &log, error))
+}
+
+/// Run → check → commit → record, for a claimed key in its scratch folder.
+fn run_claimed(
+    r: &StageRun<'_>,
+    pre: crate::key::PreImage,
+    key: String,
+    scratch: &std::path::Path,
+) -> Result<Outcome, RunError> {
+    let s = &r.plan.stages[r.i];
     let checkpoint_dir = r.store.root.join("checkpoints").join(&key);
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let t0 = Instant::now();
-    let ran = run_job(r, &scratch, &checkpoint_dir)?;
+    let ran = run_job(r, scratch, &checkpoint_dir)?;
     let seconds = t0.elapsed().as_secs_f64();
     check_outputs(r, &ran.out_dir)?;
     let outputs = commit_outputs(r, &ran.out_dir)?;
@@ -229,7 +321,6 @@ fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
         executor: ran.info,
     };
     r.store.write_record(&record)?;
-    drop(scratch);
     r.store.remove_checkpoints(&checkpoint_dir);
     r.sink.emit(Event::StageFinished {
         stage: s.name.clone(),
@@ -490,6 +581,7 @@ pub fn run(
                         force,
                         threads: jobs,
                         sink,
+                        keep_failed: opts.keep_failed,
                     });
                     let _ = tx.send((i, r));
                 });

@@ -1093,6 +1093,7 @@ pub fn audit(
         force: Vec::new(),
         jobs,
         executor: crate::executor::Choice::Local,
+        keep_failed: false,
     };
     let result = exec::run(plan, &fresh, &opts, sink);
     let result = match result {

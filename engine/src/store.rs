@@ -769,6 +769,15 @@ impl std::ops::Deref for Scratch {
     }
 }
 
+impl Scratch {
+    /// Moves the folder to `to` (same file system: under the store's root) instead of removing it.
+    pub fn keep(self, to: &Path) -> std::io::Result<()> {
+        let from = self.0.clone();
+        std::mem::forget(self);
+        fs::rename(&from, to)
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);

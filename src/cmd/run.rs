@@ -25,6 +25,10 @@ pub struct Args {
     /// Stages run at once (default: number of cores). Sweep points run this many at a time.
     #[arg(short, long)]
     jobs: Option<usize>,
+    /// Keep a failed stage's scratch folder (what its program wrote) and its log under
+    /// `artifacts/failed/`, and say where; remove them yourself when done (gc leaves them).
+    #[arg(long)]
+    keep_failed: bool,
     /// Run every seed (`1..5` or `1,4,9`) as a sweep: each value sets `seed` on every `train`
     /// stage and every `command` stage at once (declared or not), and the run ends with the
     /// multi-seed Table 2 and the pooled evaluation.
@@ -62,6 +66,7 @@ fn run_one(
         force: a.force.clone(),
         jobs,
         executor: ctx.executor(plan),
+        keep_failed: a.keep_failed,
     };
     let started = std::time::SystemTime::now();
     let result = exec::run(plan, &ctx.store, &opts, sink)?;
