@@ -25,6 +25,14 @@ pub enum Event {
         stage: String,
         key: String,
     },
+    /// Its result came from a remote instead of being computed (`run --pull`, `pull`).
+    StagePulled {
+        stage: String,
+        key: String,
+        remote: String,
+        /// The key whose signature verified (`name:base64`), if the record was signed.
+        signer: Option<String>,
+    },
     StageProgress {
         stage: String,
         done: u64,
@@ -52,6 +60,7 @@ pub enum Event {
     RunFinished {
         ran: usize,
         cached: usize,
+        pulled: usize,
         failed: usize,
         skipped: usize,
         seconds: f64,
@@ -144,6 +153,22 @@ impl Sink for HumanSink {
                 self.line(&format!("  cached  {stage} ({})", &key[..12]));
                 self.tick_total();
             }
+            Event::StagePulled {
+                stage,
+                key,
+                remote,
+                signer,
+            } => {
+                let by = signer
+                    .as_deref()
+                    .map(|s| format!(", signed by {}", s.split(':').next().unwrap_or(s)))
+                    .unwrap_or_default();
+                self.line(&format!(
+                    "  pulled  {stage} ({}) from {remote}{by}",
+                    &key[..12]
+                ));
+                self.tick_total();
+            }
             Event::StageStarted { stage, key } => {
                 if let Some(m) = &self.multi {
                     let b = m.insert_from_back(1, ProgressBar::new(0));
@@ -195,6 +220,7 @@ impl Sink for HumanSink {
             Event::RunFinished {
                 ran,
                 cached,
+                pulled,
                 failed,
                 skipped,
                 seconds,
@@ -203,6 +229,9 @@ impl Sink for HumanSink {
                     t.finish_and_clear();
                 }
                 let mut s = format!("{ran} ran, {cached} cached");
+                if pulled > 0 {
+                    s.push_str(&format!(", {pulled} pulled"));
+                }
                 if failed > 0 {
                     s.push_str(&format!(", {failed} failed"));
                 }

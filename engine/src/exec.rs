@@ -77,12 +77,19 @@ pub struct RunOptions {
     pub executor: Choice,
     /// Keep a failed stage's scratch folder and its log under `failed/` instead of removing them.
     pub keep_failed: bool,
+    /// Look each stale stage's key up on this remote first, and take a verified hit instead of
+    /// computing it.
+    pub pull: Option<std::sync::Arc<crate::remote::Remote>>,
+    /// With `pull`: never compute; a stage the remote lacks is skipped (`magpipe pull`).
+    pub pull_only: bool,
 }
 
 #[derive(Debug)]
 pub enum Outcome {
     Ran(Record, Report),
     Cached(Record),
+    /// Taken from a remote, verified, into the store.
+    Pulled(Record),
     Failed(Failure),
     /// Not run because an upstream stage did not finish; says which.
     Skipped(String),
@@ -181,6 +188,50 @@ struct StageRun<'a> {
     threads: usize,
     sink: &'a dyn Sink,
     keep_failed: bool,
+    remote: Option<&'a crate::remote::Remote>,
+    pull_only: bool,
+}
+
+/// The stage's record from the remote, verified and in the store, or `None` (it is then
+/// computed): a miss other than "absent" and an unreachable remote are said, never fatal.
+fn pull_from(r: &StageRun<'_>, remote: &crate::remote::Remote, key: &str) -> Option<Record> {
+    let s = &r.plan.stages[r.i];
+    let say = |msg: String| {
+        r.sink.emit(Event::StageLog {
+            stage: s.name.clone(),
+            msg,
+        })
+    };
+    match remote.fetch(r.store, key, &|_| {}) {
+        Ok(Ok(rec)) => {
+            if let Some(note) = remote.open_trust_note() {
+                say(note);
+            }
+            r.sink.emit(Event::StagePulled {
+                stage: s.name.clone(),
+                key: key.to_string(),
+                remote: remote.name.clone(),
+                signer: rec.pulled.as_ref().and_then(|p| p.signer.clone()),
+            });
+            Some(rec)
+        }
+        Ok(Err(crate::remote::Miss::Absent)) => None,
+        Ok(Err(miss)) => {
+            say(format!(
+                "remote `{}` has {} but it was not taken: {miss}",
+                remote.name,
+                crate::stale::short(key)
+            ));
+            None
+        }
+        Err(e) => {
+            say(format!(
+                "remote `{}` could not be read ({e}); computing instead",
+                remote.name
+            ));
+            None
+        }
+    }
 }
 
 /// Passes every event on and keeps one stage's log lines, for `--keep-failed`.
@@ -257,6 +308,19 @@ fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
         }
         Claim::Miss(lock) => lock,
     };
+    if let Some(remote) = r.remote {
+        if let Some(rec) = pull_from(r, remote, &key) {
+            return Ok(Outcome::Pulled(rec));
+        }
+        if r.pull_only {
+            let because = format!("not on remote `{}`", remote.name);
+            r.sink.emit(Event::StageSkipped {
+                stage: s.name.clone(),
+                because: because.clone(),
+            });
+            return Ok(Outcome::Skipped(because));
+        }
+    }
     if let Some(prev) = &_lock.stale {
         r.sink.emit(Event::StageLog {
             stage: s.name.clone(),
@@ -319,6 +383,7 @@ fn run_claimed(
             .collect(),
         source_paths: source_paths(s),
         executor: ran.info,
+        pulled: None,
     };
     r.store.write_record(&record)?;
     r.store.remove_checkpoints(&checkpoint_dir);
@@ -582,6 +647,8 @@ pub fn run(
                         threads: jobs,
                         sink,
                         keep_failed: opts.keep_failed,
+                        remote: opts.pull.as_deref(),
+                        pull_only: opts.pull_only,
                     });
                     let _ = tx.send((i, r));
                 });
@@ -594,7 +661,7 @@ pub fn run(
             let o = match r {
                 Ok(o) => {
                     match &o {
-                        Outcome::Ran(rec, _) | Outcome::Cached(rec) => {
+                        Outcome::Ran(rec, _) | Outcome::Cached(rec) | Outcome::Pulled(rec) => {
                             done.insert(i, rec.clone());
                         }
                         _ => {}
@@ -636,12 +703,13 @@ pub fn run(
     sink.emit(Event::RunFinished {
         ran: count(|o| matches!(o, Outcome::Ran(..))),
         cached: count(|o| matches!(o, Outcome::Cached(_))),
+        pulled: count(|o| matches!(o, Outcome::Pulled(_))),
         failed: count(|o| matches!(o, Outcome::Failed(_))),
         skipped: count(|o| matches!(o, Outcome::Skipped(_))),
         seconds: t0.elapsed().as_secs_f64(),
     });
     for (i, o) in &result.outcomes {
-        if let Outcome::Ran(r, _) | Outcome::Cached(r) = o {
+        if let Outcome::Ran(r, _) | Outcome::Cached(r) | Outcome::Pulled(r) = o {
             let stage = &plan.stages[*i].name;
             let written = store.write_ref(plan.variant.as_deref(), stage, &r.key);
             match written {

@@ -19,6 +19,7 @@ pub mod lease;
 pub mod plan;
 pub mod provenance;
 pub mod registry;
+pub mod remote;
 pub mod spec;
 pub mod stale;
 pub mod store;

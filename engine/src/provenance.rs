@@ -51,6 +51,23 @@ pub struct LineageStage {
     /// GPU…): not in the key, but it explains why a rerun elsewhere may differ.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardware: Option<Value>,
+    /// Where this store got it from, when it was pulled from a remote, and who signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<crate::store::Pulled>,
+}
+
+/// `pulled from lab (/shared/cache), signed by ci@lab:…` for a pulled record.
+fn pulled_line(p: &crate::store::Pulled) -> String {
+    format!(
+        "pulled from {} ({}) on {}, {}",
+        p.remote,
+        p.url,
+        utc(p.pulled_unix),
+        match &p.signer {
+            Some(k) => format!("signed by {k}"),
+            None => "unsigned".to_string(),
+        }
+    )
 }
 
 /// A fact as a reader wants it: strings without their quotes.
@@ -354,6 +371,7 @@ fn lineage_stage(
         executor: r.executor.clone(),
         sandbox: r.facts["sandbox"]["text"].as_str().map(str::to_string),
         hardware: r.facts.get("hardware").filter(|h| h.is_object()).cloned(),
+        pulled: r.pulled.clone(),
     }
 }
 
@@ -467,6 +485,9 @@ pub fn lineage_text(l: &Lineage) -> String {
         if let Some(sb) = &s.sandbox {
             out.push_str(&format!("  sandbox {sb}\n"));
         }
+        if let Some(p) = &s.pulled {
+            out.push_str(&format!("  {}\n", pulled_line(p)));
+        }
         if let Some(h) = s.hardware.as_ref().and_then(hardware_line) {
             out.push_str(&format!("  ran on {h}\n"));
         }
@@ -521,6 +542,9 @@ pub fn lineage_markdown(l: &Lineage) -> String {
                 }
                 if let Some(sb) = &s.sandbox {
                     r.push_str(&format!("; sandbox {sb}"));
+                }
+                if let Some(p) = &s.pulled {
+                    r.push_str(&format!("; {}", pulled_line(p)));
                 }
                 r.replace('|', "\\|")
             },
@@ -1093,7 +1117,7 @@ pub fn audit(
         force: Vec::new(),
         jobs,
         executor: crate::executor::Choice::Local,
-        keep_failed: false,
+        ..exec::RunOptions::default()
     };
     let result = exec::run(plan, &fresh, &opts, sink);
     let result = match result {
@@ -1111,7 +1135,7 @@ pub fn audit(
     for (i, o) in &result.outcomes {
         let name = plan.stages[*i].name.clone();
         let again = match o {
-            exec::Outcome::Ran(r, _) | exec::Outcome::Cached(r) => r,
+            exec::Outcome::Ran(r, _) | exec::Outcome::Cached(r) | exec::Outcome::Pulled(r) => r,
             exec::Outcome::Failed(_) | exec::Outcome::Skipped(_) => {
                 let detail = match o {
                     exec::Outcome::Failed(f) => f.to_string(),
@@ -1267,6 +1291,10 @@ pub fn log_run(
             crate::exec::Outcome::Cached(r) => {
                 recs.insert(*i, r);
                 ("cached", Some(r.key.clone()))
+            }
+            crate::exec::Outcome::Pulled(r) => {
+                recs.insert(*i, r);
+                ("pulled", Some(r.key.clone()))
             }
             crate::exec::Outcome::Failed(_) => ("failed", None),
             crate::exec::Outcome::Skipped(_) => ("skipped", None),

@@ -146,6 +146,19 @@ pub struct Record {
     /// How the stage ran when not in-process (the Slurm jobs, their nodes and logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<ExecInfo>,
+    /// Where this store got the record from, when it was pulled rather than computed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<Pulled>,
+}
+
+/// A record pulled from a remote: which, and who signed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pulled {
+    pub remote: String,
+    pub url: String,
+    /// The public key (`name:base64`) whose signature verified, if it was signed.
+    pub signer: Option<String>,
+    pub pulled_unix: f64,
 }
 
 /// How a stage ran, kept in its record when that was not in-process.
@@ -385,6 +398,11 @@ impl Store {
         Ok(Some(r))
     }
 
+    /// Whether the store holds this output intact (re-hashed when its stat changed).
+    pub fn has_object(&self, o: &OutputRecord) -> Result<bool, StoreError> {
+        self.object_ok(o)
+    }
+
     fn stat_path(&self, o: &OutputRecord) -> PathBuf {
         self.root
             .join("objects")
@@ -556,7 +574,8 @@ impl Store {
     }
 
     /// A fresh folder under `tmp/` for copies on their way into `objects/`.
-    fn staging(&self) -> Result<PathBuf, StoreError> {
+    /// A fresh folder under `tmp/` for building what is committed next (remove it after).
+    pub fn staging(&self) -> Result<PathBuf, StoreError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()

@@ -47,6 +47,14 @@ pub fn utc(unix: f64) -> String {
     )
 }
 
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

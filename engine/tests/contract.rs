@@ -345,6 +345,7 @@ fn run(plan: &Plan, store: &Store, executor: Choice) -> Vec<(String, &'static st
             let what = match o {
                 Outcome::Ran(..) => "ran",
                 Outcome::Cached(_) => "cached",
+                Outcome::Pulled(_) => "pulled",
                 Outcome::Failed(f) => panic!("{f}"),
                 Outcome::Skipped(why) => panic!("skipped: {why}"),
             };
@@ -651,7 +652,7 @@ fn a_sweep_over_seeds_shares_what_it_can_and_compares() {
             .iter()
             .find(|(j, _)| *j == i)
             .map(|(_, o)| match o {
-                Outcome::Ran(r, _) | Outcome::Cached(r) => r.key.clone(),
+                Outcome::Ran(r, _) | Outcome::Cached(r) | Outcome::Pulled(r) => r.key.clone(),
                 _ => panic!("{stage} did not finish"),
             })
             .unwrap()

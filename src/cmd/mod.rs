@@ -9,8 +9,12 @@ pub mod docs;
 pub mod forecast;
 pub mod gc;
 pub mod job;
+pub mod key;
 pub mod kinds;
 pub mod lineage;
+pub mod pull;
+pub mod push;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod runs;
@@ -184,6 +188,20 @@ pub enum Cmd {
     /// on the predicted series, the alarm, its lead and margin; or `--replay` ARs hour by hour.
     #[command(after_help = "Book: docs/src/guide/forecasts.md")]
     Forecast(forecast::Args),
+    /// Upload the named stages' current results, with their whole upstream chain, to a remote:
+    /// the objects it lacks, then the records, signed with this user's key.
+    #[command(after_help = "Book: docs/src/guide/sharing.md")]
+    Push(push::Args),
+    /// Fetch from a remote what the plan needs for the targets, each record verified and every
+    /// object re-hashed before it enters the store; nothing is computed.
+    #[command(after_help = "Book: docs/src/guide/sharing.md")]
+    Pull(pull::Args),
+    /// The project's remotes: add, list, remove, trust a signing key, print the default.
+    #[command(after_help = "Book: docs/src/guide/sharing.md")]
+    Remote(remote::Args),
+    /// This user's signing key for `push`: generate one, or show its public half.
+    #[command(after_help = "Book: docs/src/guide/sharing.md")]
+    Key(key::Args),
     /// Remove records and objects that no ref and none of the last N runs reach.
     #[command(after_help = "Book: docs/src/guide/store.md")]
     Gc(gc::Args),
@@ -244,6 +262,17 @@ impl<'a> Ctx<'a> {
         Ok(plan)
     }
 
+    /// The folder of the pipeline file: where `.magpipe/` (the remotes) lives.
+    pub fn project_dir(&self) -> PathBuf {
+        let dir = self
+            .global
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+    }
+
     /// The executor `--executor` asks for, with the plan's Slurm settings.
     pub fn executor(&self, plan: &Plan) -> Choice {
         match self.global.executor {
@@ -302,6 +331,10 @@ pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Compare(a) => compare::run(ctx, a),
         Cmd::Report(a) => report::run(ctx, a),
         Cmd::Forecast(a) => forecast::run(ctx, a),
+        Cmd::Push(a) => push::run(ctx, a),
+        Cmd::Pull(a) => pull::run(ctx, a),
+        Cmd::Remote(a) => remote::run(ctx, a),
+        Cmd::Key(a) => key::run(ctx, a),
         Cmd::Gc(a) => gc::run(ctx, a),
         Cmd::Docs(a) => docs::run(ctx, a),
     }

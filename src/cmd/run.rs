@@ -29,6 +29,16 @@ pub struct Args {
     /// `artifacts/failed/`, and say where; remove them yourself when done (gc leaves them).
     #[arg(long)]
     keep_failed: bool,
+    /// Look each stale stage up on the remote first and take a verified hit instead of
+    /// computing it.
+    #[arg(long)]
+    pull: bool,
+    /// Push what the run produced (its targets and their upstream chain) when it succeeds.
+    #[arg(long)]
+    push: bool,
+    /// The remote for --pull and --push (default: $MAGPIPE_REMOTE, else the project's default).
+    #[arg(long)]
+    remote: Option<String>,
     /// Run every seed (`1..5` or `1,4,9`) as a sweep: each value sets `seed` on every `train`
     /// stage and every `command` stage at once (declared or not), and the run ends with the
     /// multi-seed Table 2 and the pooled evaluation.
@@ -43,6 +53,9 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let jobs = a.jobs.unwrap_or_else(default_jobs);
+    if a.remote.is_some() && !a.pull && !a.push {
+        bail!("--remote names the remote for --pull or --push; give one of them");
+    }
     let points = sweep::expand(&a.select.sets).map_err(RunError::Usage)?;
     if points.len() == 1 && a.seeds.is_none() && a.folds.is_none() {
         let plan = ctx.plan(Some(&a.select))?;
@@ -61,12 +74,22 @@ fn run_one(
     sink: &dyn Sink,
     print: bool,
 ) -> anyhow::Result<exec::RunResult> {
+    let remote = if a.pull || a.push {
+        Some(std::sync::Arc::new(super::push::open_remote(
+            ctx,
+            a.remote.as_deref(),
+        )?))
+    } else {
+        None
+    };
     let opts = RunOptions {
         targets: a.targets.clone(),
         force: a.force.clone(),
         jobs,
         executor: ctx.executor(plan),
         keep_failed: a.keep_failed,
+        pull: remote.clone().filter(|_| a.pull),
+        pull_only: false,
     };
     let started = std::time::SystemTime::now();
     let result = exec::run(plan, &ctx.store, &opts, sink)?;
@@ -93,6 +116,24 @@ fn run_one(
         _ => None,
     }) {
         bail!("{f}");
+    }
+    if let Some(remote) = remote.filter(|_| a.push) {
+        let records: Vec<_> = result
+            .outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Ran(r, _) | Outcome::Cached(r) | Outcome::Pulled(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let report = remote.push(&ctx.store, &records, &|_| {})?;
+        eprintln!(
+            "pushed {} record(s) and {} object(s) to {} ({} record(s) there already)",
+            report.records,
+            report.objects,
+            remote.describe(),
+            report.records_existing
+        );
     }
     Ok(result)
 }
@@ -128,11 +169,17 @@ fn run_sweep(
             Ok(res) => {
                 let count =
                     |f: fn(&Outcome) -> bool| res.outcomes.iter().filter(|(_, o)| f(o)).count();
+                let pulled = count(|o| matches!(o, Outcome::Pulled(_)));
                 println!(
-                    "  {}: {} ran, {} cached (variant `{}`)",
+                    "  {}: {} ran, {} cached{} (variant `{}`)",
                     p.label,
                     count(|o| matches!(o, Outcome::Ran(..))),
                     count(|o| matches!(o, Outcome::Cached(_))),
+                    if pulled > 0 {
+                        format!(", {pulled} pulled")
+                    } else {
+                        String::new()
+                    },
                     p.plan.variant.as_deref().unwrap_or_default()
                 );
             }

@@ -22,7 +22,7 @@ pub fn point_output(
     output: &str,
 ) -> Option<(usize, PathBuf)> {
     result.outcomes.iter().find_map(|(j, o)| match o {
-        Outcome::Ran(rec, _) | Outcome::Cached(rec)
+        Outcome::Ran(rec, _) | Outcome::Cached(rec) | Outcome::Pulled(rec)
             if point.plan.stages[*j].kind.name() == kind =>
         {
             rec.outputs.get(output).map(|o| (*j, store.object_path(o)))

@@ -1,0 +1,99 @@
+//! Where a project's remotes are declared: `.magpipe/config.yaml` beside the pipeline file, which
+//! is committed (no secrets: credentials come from the environment), and
+//! `.magpipe/config.local.yaml`, which is not (a path on this machine, a private remote).
+//!
+//! ```yaml
+//! default_remote: lab
+//! remotes:
+//!   lab:
+//!     url: /shared/lab/magpipe-cache
+//!     trusted_keys: ["ci@lab:Base64…"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::RemoteError;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub url: String,
+    /// Public keys (`name:base64`) whose records a pull accepts; empty: anyone's, said once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_remote: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remotes: BTreeMap<String, RemoteConfig>,
+}
+
+/// The committed file and the local one, for a project whose pipeline file lies in `dir`.
+pub fn files(dir: &Path) -> (PathBuf, PathBuf) {
+    let d = dir.join(".magpipe");
+    (d.join("config.yaml"), d.join("config.local.yaml"))
+}
+
+fn read(path: &Path) -> Result<ProjectConfig, RemoteError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(ProjectConfig::default()),
+        Ok(text) => serde_yaml::from_str(&text)
+            .map_err(|e| RemoteError::Config(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProjectConfig::default()),
+        Err(e) => Err(RemoteError::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// One file, for `remote add/remove` to edit.
+pub fn read_one(path: &Path) -> Result<ProjectConfig, RemoteError> {
+    read(path)
+}
+
+pub fn write_one(path: &Path, c: &ProjectConfig) -> Result<(), RemoteError> {
+    let dir = path.parent().expect("a config file lies in .magpipe/");
+    std::fs::create_dir_all(dir)
+        .map_err(|e| RemoteError::Config(format!("{}: {e}", dir.display())))?;
+    let text = format!(
+        "# magpipe's remotes (`magpipe remote add/remove`); credentials never go here.\n{}",
+        serde_yaml::to_string(c).expect("serialises")
+    );
+    crate::fsutil::write_atomic(dir, path, text.as_bytes())
+        .map_err(|e| RemoteError::Config(e.to_string()))
+}
+
+/// The project's configuration: the committed file, then the local one over it (a remote of the
+/// same name is replaced whole).
+pub fn load(dir: &Path) -> Result<ProjectConfig, RemoteError> {
+    let (shared, local) = files(dir);
+    let mut c = read(&shared)?;
+    let l = read(&local)?;
+    c.remotes.extend(l.remotes);
+    if l.default_remote.is_some() {
+        c.default_remote = l.default_remote;
+    }
+    if let Some(d) = &c.default_remote
+        && !c.remotes.contains_key(d)
+    {
+        return Err(RemoteError::Config(format!(
+            "{}: default_remote `{d}` is not among the remotes ({})",
+            shared.display(),
+            names(&c)
+        )));
+    }
+    Ok(c)
+}
+
+pub fn names(c: &ProjectConfig) -> String {
+    if c.remotes.is_empty() {
+        "none; `magpipe remote add NAME URL` adds one".into()
+    } else {
+        c.remotes.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}

@@ -1,0 +1,469 @@
+//! A shared cache of results, by key, as DVC's remotes and Bazel's remote cache share theirs: a
+//! record and every object it names, pushed from the machine that computed them and pulled by
+//! any other that computes the same key.
+//!
+//! ```text
+//! cas/<blake3>        file contents (a folder output: each of its files), by hash
+//! ac/<key>.json       a record in its envelope: the record's exact bytes, signer, signature
+//! tmp/                a folder remote's writes in progress
+//! ```
+//!
+//! A record is published only after every object it names is there, and create-only, so a
+//! reader sees a whole record with its objects, or nothing. A pull re-hashes every byte before it
+//! enters the store; a record that does not verify (a corrupted or missing object, a bad or
+//! untrusted signature, a key that does not match its pre-image) is a miss with a warning, never
+//! an error that stops a run, and never enters the store.
+
+pub mod config;
+pub mod folder;
+pub mod sign;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{OutputRecord, Pulled, Record, Store, hash_file};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Key(String),
+    #[error("{0}")]
+    Store(#[from] crate::error::StoreError),
+}
+
+/// What a create-only write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    /// The name was taken: by the same content, since every name is a hash or a key.
+    Existed,
+}
+
+/// Where a remote keeps its files: a folder, or an S3 bucket.
+pub trait Backend: Send + Sync {
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+    /// Reachable and usable, checked once before any transfer.
+    fn check(&self) -> Result<(), RemoteError>;
+    fn exists(&self, key: &str) -> Result<bool, RemoteError>;
+    fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, RemoteError>;
+    /// Streams `key` into `dest`; false when there is no such key.
+    fn get_file(&self, key: &str, dest: &Path) -> Result<bool, RemoteError>;
+    /// Create-only: a taken name is left as it is.
+    fn put_file(&self, key: &str, src: &Path) -> Result<Put, RemoteError>;
+    fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<Put, RemoteError>;
+    fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError>;
+}
+
+const ENVELOPE_FORMAT: &str = "magpipe.remote-record/1";
+
+/// A record as a remote holds it: its exact bytes, so the signature covers what is read.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    format: String,
+    record: String,
+    #[serde(default)]
+    signer: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+    pushed_unix: f64,
+    pushed_from: String,
+}
+
+fn blob_key(hash: &str) -> String {
+    format!("cas/{hash}")
+}
+
+fn record_key(key: &str) -> String {
+    format!("ac/{key}.json")
+}
+
+/// Every file of an output: (content hash, size, where the store has it).
+fn blobs(store: &Store, o: &OutputRecord) -> Vec<(String, u64, PathBuf)> {
+    let at = store.object_path(o);
+    if o.dir {
+        o.files
+            .iter()
+            .map(|f| (f.hash.clone(), f.size, at.join(&f.path)))
+            .collect()
+    } else {
+        vec![(o.hash.clone(), o.size, at)]
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PushReport {
+    pub records: usize,
+    pub records_existing: usize,
+    pub objects: usize,
+    pub objects_existing: usize,
+    pub bytes: u64,
+}
+
+/// Why a record on the remote was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Miss {
+    Absent,
+    Unsigned,
+    Untrusted(String),
+    BadSignature(String),
+    /// The record is damaged, or is not the one its name says.
+    BadRecord(String),
+    /// An object it names is not on the remote.
+    MissingObject(String),
+    /// An object's bytes do not hash to its name.
+    CorruptObject(String),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Absent => write!(f, "not on the remote"),
+            Miss::Unsigned => write!(f, "unsigned, and the remote trusts only its trusted_keys"),
+            Miss::Untrusted(k) => write!(f, "signed by {k}, which is not among trusted_keys"),
+            Miss::BadSignature(k) => write!(f, "its signature by {k} does not verify"),
+            Miss::BadRecord(why) => write!(f, "a damaged record: {why}"),
+            Miss::MissingObject(h) => write!(f, "its object {h} is missing on the remote"),
+            Miss::CorruptObject(h) => {
+                write!(f, "its object {h} on the remote does not hash to its name")
+            }
+        }
+    }
+}
+
+/// A remote as one command uses it.
+pub struct Remote {
+    pub name: String,
+    backend: Box<dyn Backend>,
+    trusted: Vec<String>,
+    signer: Option<sign::Signer>,
+    said_open: AtomicBool,
+}
+
+impl Remote {
+    /// The remote `name` of the project's configuration (`None`: `$MAGPIPE_REMOTE`, else the
+    /// default remote). `Ok(None)` when none is chosen and none is the default.
+    pub fn open(project_dir: &Path, name: Option<&str>) -> Result<Option<Remote>, RemoteError> {
+        let c = config::load(project_dir)?;
+        let env = std::env::var("MAGPIPE_REMOTE")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let Some(name) = name
+            .map(str::to_string)
+            .or(env)
+            .or(c.default_remote.clone())
+        else {
+            return Ok(None);
+        };
+        let rc = c.remotes.get(&name).ok_or_else(|| {
+            RemoteError::Config(format!(
+                "no remote `{name}` (remotes: {})",
+                config::names(&c)
+            ))
+        })?;
+        for k in &rc.trusted_keys {
+            sign::check_public(k)
+                .map_err(|e| RemoteError::Config(format!("remote `{name}`: trusted_keys: {e}")))?;
+        }
+        let backend = backend_for(project_dir, &name, &rc.url)?;
+        Ok(Some(Remote {
+            name,
+            backend,
+            trusted: rc.trusted_keys.clone(),
+            signer: sign::Signer::load()?,
+            said_open: AtomicBool::new(false),
+        }))
+    }
+
+    /// A remote on a backend, for tests and tools.
+    pub fn with_backend(name: &str, backend: Box<dyn Backend>, trusted: Vec<String>) -> Remote {
+        Remote {
+            name: name.into(),
+            backend,
+            trusted,
+            signer: sign::Signer::load().ok().flatten(),
+            said_open: AtomicBool::new(false),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.name, self.backend.describe())
+    }
+
+    fn err(&self, e: RemoteError) -> RemoteError {
+        match e {
+            RemoteError::Io(m) => RemoteError::Io(format!("remote `{}`: {m}", self.name)),
+            e => e,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), RemoteError> {
+        self.backend.check().map_err(|e| self.err(e))
+    }
+
+    /// The public key records are signed with on push, if this user has one.
+    pub fn signer(&self) -> Option<String> {
+        self.signer.as_ref().map(sign::Signer::public)
+    }
+
+    /// Uploads records and everything they name: objects first (those the remote lacks), then
+    /// each record, create-only. `progress` is told the bytes of each object sent.
+    pub fn push(
+        &self,
+        store: &Store,
+        records: &[Record],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<PushReport, RemoteError> {
+        let mut report = PushReport::default();
+        let mut all: Vec<(String, u64, PathBuf)> = Vec::new();
+        for r in records {
+            for o in r.outputs.values() {
+                if !store.has_object(o)? {
+                    return Err(RemoteError::Io(format!(
+                        "stage `{}`: its output `{}` is missing or damaged in the store; run it again before pushing",
+                        r.stage, o.file
+                    )));
+                }
+                all.extend(blobs(store, o));
+            }
+        }
+        all.sort();
+        all.dedup_by(|a, b| a.0 == b.0);
+        let sent: Vec<Result<(Put, u64), RemoteError>> = all
+            .par_iter()
+            .map(|(hash, size, path)| {
+                let put = self
+                    .backend
+                    .put_file(&blob_key(hash), path)
+                    .map_err(|e| self.err(e))?;
+                progress(*size);
+                Ok((put, *size))
+            })
+            .collect();
+        for s in sent {
+            match s? {
+                (Put::Created, n) => {
+                    report.objects += 1;
+                    report.bytes += n;
+                }
+                (Put::Existed, _) => report.objects_existing += 1,
+            }
+        }
+        for r in records {
+            let mut r = r.clone();
+            // Where this copy came from is this store's business, not the remote's.
+            r.pulled = None;
+            let text = serde_json::to_string_pretty(&r).expect("a record serialises");
+            let env = Envelope {
+                format: ENVELOPE_FORMAT.into(),
+                signature: self.signer.as_ref().map(|s| s.sign(text.as_bytes())),
+                signer: self.signer(),
+                record: text,
+                pushed_unix: crate::time::now_unix(),
+                pushed_from: crate::fsutil::hostname(),
+            };
+            let bytes = serde_json::to_vec_pretty(&env).expect("an envelope serialises");
+            match self
+                .backend
+                .put_bytes(&record_key(&r.key), &bytes)
+                .map_err(|e| self.err(e))?
+            {
+                Put::Created => report.records += 1,
+                Put::Existed => report.records_existing += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether the remote holds a record under `key` (not yet verified).
+    pub fn has_record(&self, key: &str) -> Result<bool, RemoteError> {
+        self.backend
+            .exists(&record_key(key))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Reads and verifies the record `key` without touching the store: the record, or why not.
+    fn verified_record(
+        &self,
+        key: &str,
+    ) -> Result<Result<(Record, Option<String>), Miss>, RemoteError> {
+        let Some(bytes) = self
+            .backend
+            .get_bytes(&record_key(key))
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(Err(Miss::Absent));
+        };
+        let env: Envelope = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(Miss::BadRecord(e.to_string()))),
+        };
+        if env.format != ENVELOPE_FORMAT {
+            return Ok(Err(Miss::BadRecord(format!(
+                "unknown format `{}`",
+                env.format
+            ))));
+        }
+        match (&env.signer, &env.signature) {
+            (Some(k), Some(sig)) => {
+                if !sign::verify(k, env.record.as_bytes(), sig) {
+                    return Ok(Err(Miss::BadSignature(k.clone())));
+                }
+                if !self.trusted.is_empty() && !self.trusted.contains(k) {
+                    return Ok(Err(Miss::Untrusted(k.clone())));
+                }
+            }
+            _ if !self.trusted.is_empty() => return Ok(Err(Miss::Unsigned)),
+            _ => {}
+        }
+        let rec: Record = match serde_json::from_str(&env.record) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(Miss::BadRecord(e.to_string()))),
+        };
+        if rec.key != key || rec.preimage.key() != key {
+            return Ok(Err(Miss::BadRecord(format!(
+                "filed under {} but its pre-image hashes to {}",
+                crate::stale::short(key),
+                crate::stale::short(&rec.preimage.key())
+            ))));
+        }
+        Ok(Ok((rec, env.signer)))
+    }
+
+    /// Once per command, for the first record taken from a remote that trusts anyone: the note
+    /// to show the user.
+    pub fn open_trust_note(&self) -> Option<String> {
+        (self.trusted.is_empty() && !self.said_open.swap(true, Ordering::Relaxed)).then(|| {
+            format!(
+                "remote `{}` lists no trusted_keys, so records are taken whoever signed them (`magpipe remote trust {} KEY` restricts them)",
+                self.name, self.name
+            )
+        })
+    }
+
+    /// Brings the record `key` and its objects into the store, each object re-hashed before it
+    /// enters. `Ok(Err(miss))` when the remote has no usable record; the store is then as it was
+    /// (objects already verified and committed stay: they are correct by their hash).
+    pub fn fetch(
+        &self,
+        store: &Store,
+        key: &str,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Result<Record, Miss>, RemoteError> {
+        let (mut rec, signer) = match self.verified_record(key)? {
+            Ok(r) => r,
+            Err(m) => return Ok(Err(m)),
+        };
+        for o in rec.outputs.values() {
+            if store.has_object(o)? {
+                continue;
+            }
+            if let Err(m) = self.fetch_object(store, o, progress)? {
+                return Ok(Err(m));
+            }
+        }
+        rec.pulled = Some(Pulled {
+            remote: self.name.clone(),
+            url: self.backend.describe(),
+            signer,
+            pulled_unix: crate::time::now_unix(),
+        });
+        store.write_record(&rec)?;
+        Ok(Ok(rec))
+    }
+
+    /// One output: its file(s) into the store's staging, each checked against its hash, then
+    /// committed as the stage would have committed it.
+    fn fetch_object(
+        &self,
+        store: &Store,
+        o: &OutputRecord,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Result<(), Miss>, RemoteError> {
+        let staging = store.staging()?;
+        let result = (|| {
+            let root = staging.join("pull");
+            let parts: Vec<(String, String, u64)> = if o.dir {
+                o.files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.hash.clone(), f.size))
+                    .collect()
+            } else {
+                vec![(o.file.clone(), o.hash.clone(), o.size)]
+            };
+            let got: Vec<Result<Result<(), Miss>, RemoteError>> = parts
+                .par_iter()
+                .map(|(rel, hash, size)| {
+                    let dest = root.join(rel);
+                    if let Some(p) = dest.parent() {
+                        std::fs::create_dir_all(p)
+                            .map_err(|e| RemoteError::Io(format!("{}: {e}", p.display())))?;
+                    }
+                    if !self
+                        .backend
+                        .get_file(&blob_key(hash), &dest)
+                        .map_err(|e| self.err(e))?
+                    {
+                        return Ok(Err(Miss::MissingObject(crate::stale::short(hash).into())));
+                    }
+                    let (h, n) = hash_file(&dest)?;
+                    if &h != hash || n != *size {
+                        return Ok(Err(Miss::CorruptObject(crate::stale::short(hash).into())));
+                    }
+                    progress(n);
+                    Ok(Ok(()))
+                })
+                .collect();
+            for g in got {
+                if let Err(m) = g? {
+                    return Ok(Err(m));
+                }
+            }
+            let committed = if o.dir {
+                store.commit_dir(&root, &o.file)?
+            } else {
+                store.commit_object(&root.join(&o.file), &o.file)?
+            };
+            if committed.hash != o.hash {
+                return Ok(Err(Miss::CorruptObject(
+                    crate::stale::short(&o.hash).into(),
+                )));
+            }
+            Ok(Ok(()))
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+}
+
+/// The backend a URL names: a folder (a path, or `file://`), relative paths from the project.
+fn backend_for(project_dir: &Path, name: &str, url: &str) -> Result<Box<dyn Backend>, RemoteError> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Ok(Box::new(folder::Folder::new(Path::new(rest))));
+    }
+    if url.starts_with("s3://") {
+        return Err(RemoteError::Config(format!(
+            "remote `{name}`: {url}: S3 remotes are not supported by this magpipe yet; use a folder remote"
+        )));
+    }
+    if url.contains("://") {
+        return Err(RemoteError::Config(format!(
+            "remote `{name}`: {url}: unknown scheme (a folder path, file://PATH)"
+        )));
+    }
+    Ok(Box::new(folder::Folder::new(&project_dir.join(url))))
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remote({})", self.describe())
+    }
+}

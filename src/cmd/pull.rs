@@ -1,0 +1,56 @@
+//! `magpipe pull [STAGE…]`: fetch from a remote what the plan needs for the targets, stage by
+//! stage in plan order (a stage's key follows from what its inputs hold), each record verified
+//! and every object re-hashed before it enters the store. Nothing is computed.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use magpipe_engine::exec::{self, Outcome, RunOptions};
+
+use super::{Ctx, Select, default_jobs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stages to pull, with what they need (default: every stage of a plain run).
+    targets: Vec<String>,
+    #[command(flatten)]
+    select: Select,
+    /// The remote (default: $MAGPIPE_REMOTE, else the project's default remote).
+    #[arg(long)]
+    remote: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
+    let remote = Arc::new(super::push::open_remote(ctx, a.remote.as_deref())?);
+    let plan = ctx.plan(Some(&a.select))?;
+    let opts = RunOptions {
+        targets: a.targets.clone(),
+        jobs: default_jobs(),
+        pull: Some(remote.clone()),
+        pull_only: true,
+        ..RunOptions::default()
+    };
+    let result = exec::run(&plan, &ctx.store, &opts, ctx.sink.as_ref())?;
+    let count = |f: fn(&Outcome) -> bool| result.outcomes.iter().filter(|(_, o)| f(o)).count();
+    let missing: Vec<String> = result
+        .outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Skipped(_)))
+        .map(|(i, _)| plan.stages[*i].name.clone())
+        .collect();
+    println!(
+        "pulled {} stage(s) from {}; {} already here{}",
+        count(|o| matches!(o, Outcome::Pulled(_))),
+        remote.describe(),
+        count(|o| matches!(o, Outcome::Cached(_))),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; not on the remote (or upstream of one that is not): {}",
+                missing.join(", ")
+            )
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

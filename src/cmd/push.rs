@@ -1,0 +1,141 @@
+//! `magpipe push [STAGE…]`: upload the named stages' current results, with their whole upstream
+//! chain, to a remote: objects first, then the signed records.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use magpipe_engine::exec::{self, Freshness};
+use magpipe_engine::remote::Remote;
+use magpipe_engine::store::Record;
+
+use super::{Ctx, Select};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Stages to push, with everything upstream of them (default: every stage of a plain run).
+    targets: Vec<String>,
+    #[command(flatten)]
+    select: Select,
+    /// Every complete record in the store, whatever the plan.
+    #[arg(long, conflicts_with_all = ["targets", "variant", "sets"])]
+    all: bool,
+    /// The remote (default: $MAGPIPE_REMOTE, else the project's default remote).
+    #[arg(long)]
+    remote: Option<String>,
+}
+
+/// A bar over bytes on stderr, hidden with `-q` or `--log-format json`.
+pub fn bytes_bar(ctx: &Ctx, total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if ctx.global.quiet || !matches!(ctx.global.log_format, super::LogFormat::Human) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+            .expect("template"),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// The records to push: the plan's fresh ones for the targets, and the names of stale stages.
+fn plan_records(ctx: &Ctx, a: &Args) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+    let plan = ctx.plan(Some(&a.select))?;
+    let selected = plan
+        .select(&a.targets)
+        .map_err(magpipe_engine::error::RunError::Usage)?;
+    let mut fresh = Vec::new();
+    let mut stale = Vec::new();
+    for (i, f) in exec::status(&plan, &ctx.store, &selected)? {
+        match f {
+            Freshness::Fresh(r) => fresh.push(*r),
+            Freshness::Stale { .. } => stale.push(plan.stages[i].name.clone()),
+        }
+    }
+    Ok((fresh, stale))
+}
+
+/// Every complete record of the store.
+fn all_records(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
+    let dir = ctx.store.root.join("records");
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => bail!("{}: {e}", dir.display()),
+    };
+    let mut keys: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_string)
+        })
+        .collect();
+    keys.sort();
+    for k in keys {
+        if let Some(r) = ctx.store.complete_record(&k)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+pub fn open_remote(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<Remote> {
+    let Some(remote) = Remote::open(&ctx.project_dir(), name)? else {
+        bail!(
+            "no remote: name one with --remote or MAGPIPE_REMOTE, or make one the default (`magpipe remote add NAME URL --default`)"
+        );
+    };
+    remote.check()?;
+    Ok(remote)
+}
+
+pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
+    let remote = open_remote(ctx, a.remote.as_deref())?;
+    let (records, stale) = if a.all {
+        (all_records(ctx)?, Vec::new())
+    } else {
+        plan_records(ctx, a)?
+    };
+    if records.is_empty() {
+        bail!(
+            "nothing to push: no stage{} has a result yet; run it first",
+            if a.targets.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", a.targets.join(", "))
+            }
+        );
+    }
+    let total: u64 = records
+        .iter()
+        .flat_map(|r| r.outputs.values())
+        .map(|o| o.size)
+        .sum();
+    let bar = bytes_bar(ctx, total, "push");
+    let report = remote.push(&ctx.store, &records, &|n| bar.inc(n))?;
+    bar.finish_and_clear();
+    let signed = match remote.signer() {
+        Some(k) => format!(", signed by {}", k.split(':').next().unwrap_or(&k)),
+        None => ", unsigned (`magpipe key generate NAME` makes a signing key)".to_string(),
+    };
+    println!(
+        "pushed {} record(s) and {} object(s) ({:.1} MB) to {}{signed}; {} record(s) and {} object(s) were there already",
+        report.records,
+        report.objects,
+        report.bytes as f64 / 1e6,
+        remote.describe(),
+        report.records_existing,
+        report.objects_existing
+    );
+    if !stale.is_empty() {
+        println!(
+            "not pushed, not up to date: {} (run them first)",
+            stale.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
