@@ -218,8 +218,20 @@ fn a_corrupted_or_missing_object_on_the_remote_is_a_miss_and_the_stage_is_comput
     assert_eq!(hash_of(&b, "window", "train"), train);
     bob.run(&b, &["verify"]).assert_ok();
 
+    // `verify --remote` finds the damage, naming the object and its record.
+    let v = alice.run(&a, &["verify", "--remote"]);
+    assert_eq!(v.code(), Some(1), "{}", v.stdout);
+    assert!(
+        v.stdout
+            .contains(&format!("object {} of record", &train[..12]))
+            && v.stdout.contains("(window) does not hash to its name"),
+        "{}",
+        v.stdout
+    );
     // An object missing on the remote: the same.
     std::fs::remove_file(&blob).unwrap();
+    let v = alice.run(&a, &["verify", "--remote", "lab"]);
+    assert!(v.stdout.contains("(window) is missing"), "{}", v.stdout);
     let c = clone_of(&a);
     let r = bob.run(&c, &["pull", "window"]);
     r.assert_ok();
@@ -271,4 +283,147 @@ fn remotes_are_checked_and_named_in_every_error() {
         "{}",
         r.stderr
     );
+}
+
+/// Delays spread over `0..3 × full`, from a fixed seed, so a failure reproduces.
+fn kill_points(full: std::time::Duration, n: usize, seed: u64) -> Vec<std::time::Duration> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            // SplitMix64.
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            full.mul_f64(3.0 * (z % 10_000) as f64 / 10_000.0)
+        })
+        .collect()
+}
+
+/// Starts `args` as `user`, kills it with SIGKILL after `after`, and reaps it.
+fn killed(user: &User, p: &Project, args: &[&str], after: std::time::Duration) {
+    let mut child = p
+        .cmd(args)
+        .env("MAGPIPE_CONFIG_DIR", user.0.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let _ = child.kill(); // SIGKILL; one that already finished is simply reaped
+    let _ = child.wait();
+}
+
+#[test]
+fn a_push_or_a_pull_killed_at_any_moment_leaves_the_remote_and_the_store_consistent() {
+    let alice = User::new();
+    let a = Project::real();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    alice.key(&a, "alice@lab");
+    let remote = tempfile::tempdir().unwrap();
+    alice
+        .run(
+            &a,
+            &[
+                "remote",
+                "add",
+                "lab",
+                remote.path().to_str().unwrap(),
+                "--default",
+            ],
+        )
+        .assert_ok();
+    // How long a whole push takes here, to spread the kills over it.
+    let scratch = tempfile::tempdir().unwrap();
+    alice
+        .run(
+            &a,
+            &["remote", "add", "scratch", scratch.path().to_str().unwrap()],
+        )
+        .assert_ok();
+    let t0 = std::time::Instant::now();
+    alice
+        .run(&a, &["push", "window", "--remote", "scratch"])
+        .assert_ok();
+    let full = t0.elapsed();
+
+    for after in kill_points(full, 8, 29) {
+        killed(&alice, &a, &["push", "window"], after);
+        // Whatever was published is whole: every record's objects are there and intact.
+        let v = alice.run(&a, &["verify", "--remote"]);
+        assert!(v.ok(), "after a push killed at {after:?}:\n{}", v.stdout);
+    }
+    alice.run(&a, &["push", "window"]).assert_ok();
+    alice.run(&a, &["verify", "--remote", "lab"]).assert_ok();
+
+    let bob = User::new();
+    let b = clone_of(&a);
+    let t0 = std::time::Instant::now();
+    let c = clone_of(&a);
+    bob.run(&c, &["pull", "window"]).assert_ok();
+    let full = t0.elapsed();
+    for after in kill_points(full, 8, 31) {
+        killed(&bob, &b, &["pull", "window"], after);
+        // No record without its objects in the store: what was pulled verifies, and a later run
+        // treats the rest as not there.
+        let v = bob.run(&b, &["verify"]);
+        assert!(v.ok(), "after a pull killed at {after:?}:\n{}", v.stdout);
+    }
+    let r = bob.run(&b, &["run", "--pull", "window"]);
+    r.assert_ok();
+    assert!(r.stages("stage_finished").is_empty(), "{}", r.stderr);
+    assert_eq!(
+        hash_of(&b, "window", "train"),
+        hash_of(&a, "window", "train")
+    );
+}
+
+#[test]
+fn two_pushers_of_the_same_results_both_succeed_and_leave_one_copy() {
+    let alice = User::new();
+    let bob = User::new();
+    let a = results_project();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    let remote = tempfile::tempdir().unwrap();
+    alice
+        .run(
+            &a,
+            &[
+                "remote",
+                "add",
+                "lab",
+                remote.path().to_str().unwrap(),
+                "--default",
+            ],
+        )
+        .assert_ok();
+    let b = clone_of(&a);
+    bob.run(&b, &["run", "window"]).assert_ok();
+    alice.key(&a, "alice@lab");
+    bob.key(&b, "bob@lab");
+    let spawn = |u: &User, p: &Project| {
+        p.cmd(&["push", "window"])
+            .env("MAGPIPE_CONFIG_DIR", u.0.path())
+            .output()
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| spawn(&alice, &a));
+        let hb = s.spawn(|| spawn(&bob, &b));
+        (
+            Run::from(ha.join().unwrap().unwrap()),
+            Run::from(hb.join().unwrap().unwrap()),
+        )
+    });
+    ra.assert_ok();
+    rb.assert_ok();
+    let stages = std::fs::read_dir(a.store().join("records"))
+        .unwrap()
+        .count();
+    assert_eq!(remote_files(remote.path(), "ac").len(), stages);
+    alice.run(&a, &["verify", "--remote"]).assert_ok();
+    // Nothing half-written is left visible.
+    for f in remote_files(remote.path(), "cas") {
+        assert!(!f.to_string_lossy().ends_with(".part"), "{}", f.display());
+    }
 }

@@ -108,6 +108,15 @@ pub struct PushReport {
     pub bytes: u64,
 }
 
+/// What `verify --remote` found.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RemoteReport {
+    pub records: usize,
+    pub objects: usize,
+    pub bytes: u64,
+    pub problems: Vec<String>,
+}
+
 /// Why a record on the remote was not taken.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Miss {
@@ -290,10 +299,85 @@ impl Remote {
             .map_err(|e| self.err(e))
     }
 
+    /// Checks everything the remote holds: every record (its envelope, its signature if any, its
+    /// key against its pre-image) and every object a record names, downloaded into `scratch` and
+    /// re-hashed. Trust is not checked: this is about damage, not about who pushed.
+    pub fn verify(&self, scratch: &Path) -> Result<RemoteReport, RemoteError> {
+        let mut rep = RemoteReport::default();
+        let mut blobs: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+        let keys = self.backend.list("ac").map_err(|e| self.err(e))?;
+        for k in &keys {
+            let Some(key) = k.strip_prefix("ac/").and_then(|n| n.strip_suffix(".json")) else {
+                rep.problems.push(format!("{k}: not a record's name"));
+                continue;
+            };
+            rep.records += 1;
+            match self.read_record(key, false)? {
+                Ok((r, _)) => {
+                    for o in r.outputs.values() {
+                        let parts: Vec<(String, u64)> = if o.dir {
+                            o.files.iter().map(|f| (f.hash.clone(), f.size)).collect()
+                        } else {
+                            vec![(o.hash.clone(), o.size)]
+                        };
+                        for (h, n) in parts {
+                            let owner =
+                                format!("record {} ({})", crate::stale::short(key), r.stage);
+                            blobs.entry(h).or_insert((n, owner));
+                        }
+                    }
+                }
+                Err(m) => rep
+                    .problems
+                    .push(format!("record {}: {m}", crate::stale::short(key))),
+            }
+        }
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| RemoteError::Io(format!("{}: {e}", scratch.display())))?;
+        let checked: Vec<Result<Option<String>, RemoteError>> = blobs
+            .par_iter()
+            .map(|(hash, (size, owner))| {
+                let dest = scratch.join(hash);
+                let found = self
+                    .backend
+                    .get_file(&blob_key(hash), &dest)
+                    .map_err(|e| self.err(e))?;
+                let short = crate::stale::short(hash);
+                let problem = if !found {
+                    Some(format!("object {short} of {owner} is missing"))
+                } else {
+                    let (h, n) = hash_file(&dest)?;
+                    (h != *hash || n != *size)
+                        .then(|| format!("object {short} of {owner} does not hash to its name"))
+                };
+                let _ = std::fs::remove_file(&dest);
+                Ok(problem)
+            })
+            .collect();
+        for c in checked {
+            if let Some(p) = c? {
+                rep.problems.push(p);
+            }
+        }
+        rep.objects = blobs.len();
+        rep.bytes = blobs.values().map(|(n, _)| n).sum();
+        Ok(rep)
+    }
+
     /// Reads and verifies the record `key` without touching the store: the record, or why not.
     fn verified_record(
         &self,
         key: &str,
+    ) -> Result<Result<(Record, Option<String>), Miss>, RemoteError> {
+        self.read_record(key, true)
+    }
+
+    /// The record `key`, its signature checked, and its signer checked against trusted_keys when
+    /// `trust` is set.
+    fn read_record(
+        &self,
+        key: &str,
+        trust: bool,
     ) -> Result<Result<(Record, Option<String>), Miss>, RemoteError> {
         let Some(bytes) = self
             .backend
@@ -317,11 +401,11 @@ impl Remote {
                 if !sign::verify(k, env.record.as_bytes(), sig) {
                     return Ok(Err(Miss::BadSignature(k.clone())));
                 }
-                if !self.trusted.is_empty() && !self.trusted.contains(k) {
+                if trust && !self.trusted.is_empty() && !self.trusted.contains(k) {
                     return Ok(Err(Miss::Untrusted(k.clone())));
                 }
             }
-            _ if !self.trusted.is_empty() => return Ok(Err(Miss::Unsigned)),
+            _ if trust && !self.trusted.is_empty() => return Ok(Err(Miss::Unsigned)),
             _ => {}
         }
         let rec: Record = match serde_json::from_str(&env.record) {
