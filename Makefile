@@ -74,8 +74,12 @@ models: $(MODELS_STAMP)
 build: setup
 	cargo build $(CARGO_FLAGS)
 
+# With a default remote (`magpipe remote add NAME URL --default`), take what it has first.
 run: build models
-	./target/release/magpipe run
+	@if ./target/release/magpipe remote default >/dev/null 2>&1; then \
+	  echo "pulling from remote $$(./target/release/magpipe remote default) first" >&2; \
+	  ./target/release/magpipe run --pull; \
+	else ./target/release/magpipe run; fi
 	@echo
 	@cat "$$(./target/release/magpipe artifact tables table2)"
 	@echo

@@ -7,6 +7,7 @@ use clap::ValueEnum;
 use magpipe_engine::error::RunError;
 use magpipe_engine::exec::{self, Freshness};
 use magpipe_engine::key::short;
+use magpipe_engine::remote::Remote;
 
 use super::{Ctx, Select};
 
@@ -28,16 +29,61 @@ pub struct Args {
     explain: bool,
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     format: StatusFormat,
+    /// Look stale stages up on this remote (default: $MAGPIPE_REMOTE, else the project's
+    /// default remote, if any).
+    #[arg(long)]
+    remote: Option<String>,
+}
+
+/// Per stale stage whose key is known: whether the remote holds a record for it. `None` without
+/// a remote; a remote that cannot be read is said on stderr and treated as none.
+fn on_remote(
+    ctx: &Ctx,
+    a: &Args,
+    rows: &[(usize, Freshness)],
+) -> anyhow::Result<Option<(String, Vec<bool>)>> {
+    let remote = match Remote::open(&ctx.project_dir(), a.remote.as_deref()) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(e) if a.remote.is_some() => return Err(e.into()),
+        Err(e) => {
+            eprintln!("note: {e}");
+            return Ok(None);
+        }
+    };
+    let mut has = Vec::with_capacity(rows.len());
+    for (_, f) in rows {
+        let found = match f {
+            Freshness::Stale { key: Some(k), .. } => match remote.has_record(k) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("note: {e}; not looking further");
+                    return Ok(None);
+                }
+            },
+            _ => false,
+        };
+        has.push(found);
+    }
+    Ok(Some((remote.name.clone(), has)))
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let plan = ctx.plan(Some(&a.select))?;
     let selected = plan.select(&a.targets).map_err(RunError::Usage)?;
     let rows = exec::status(&plan, &ctx.store, &selected)?;
+    let remote = on_remote(ctx, a, &rows)?;
+    let there = |n: usize| -> Option<&str> {
+        remote
+            .as_ref()
+            .filter(|(_, has)| has[n])
+            .map(|(name, _)| name.as_str())
+    };
     if a.format == StatusFormat::Json {
         let v: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(i, f)| match f {
+            .enumerate()
+            .map(|(n, (i, f))| match f {
                 Freshness::Fresh(r) => serde_json::json!({
                     "stage": plan.stages[*i].name,
                     "state": "fresh",
@@ -49,6 +95,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                     "state": "stale",
                     "key": key,
                     "reasons": why.iter().map(magpipe_engine::stale::to_json).collect::<Vec<_>>(),
+                    "on_remote": there(n),
                 }),
             })
             .collect();
@@ -56,8 +103,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(5);
-    for (i, f) in rows {
-        let s = &plan.stages[i];
+    for (n, (i, f)) in rows.iter().enumerate() {
+        let s = &plan.stages[*i];
         match f {
             Freshness::Fresh(r) => {
                 println!(
@@ -71,8 +118,11 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                 let k = key
                     .as_deref()
                     .map_or("-".repeat(12), |k| short(k).to_string());
+                let pull = there(n)
+                    .map(|r| format!("; on remote `{r}` (`magpipe pull` takes it)"))
+                    .unwrap_or_default();
                 println!(
-                    "{:<width$}  stale  {k}  {}",
+                    "{:<width$}  stale  {k}  {}{pull}",
                     s.name,
                     why.first().map(ToString::to_string).unwrap_or_default()
                 );
