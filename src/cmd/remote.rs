@@ -17,10 +17,17 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Sub {
-    /// Add a remote: a folder (a path, relative to the project, or file://PATH).
+    /// Add a remote: a folder (a path, relative to the project, or file://PATH) or an S3
+    /// bucket (s3://BUCKET/PREFIX; credentials from AWS_* or ~/.aws/credentials, never here).
     Add {
         name: String,
         url: String,
+        /// An S3-compatible server's address (for example http://127.0.0.1:8333).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The S3 bucket's region.
+        #[arg(long)]
+        region: Option<String>,
         /// Make it the remote `push`, `pull` and `run --pull` use when none is named.
         #[arg(long)]
         default: bool,
@@ -56,6 +63,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         Sub::Add {
             name,
             url,
+            endpoint,
+            region,
             default,
             local: to_local,
         } => {
@@ -71,6 +80,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                 name.clone(),
                 RemoteConfig {
                     url: url.clone(),
+                    endpoint: endpoint.clone(),
+                    region: region.clone(),
                     trusted_keys: Vec::new(),
                 },
             );

@@ -21,6 +21,12 @@ use super::RemoteError;
 #[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
     pub url: String,
+    /// An S3-compatible server's address (`http://127.0.0.1:8333`); AWS itself needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The bucket's region (else `$AWS_REGION`, else us-east-1 with an endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Public keys (`name:base64`) whose records a pull accepts; empty: anyone's, said once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_keys: Vec<String>,

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod folder;
+pub mod s3;
 pub mod sign;
 
 use std::path::{Path, PathBuf};
@@ -182,7 +183,7 @@ impl Remote {
             sign::check_public(k)
                 .map_err(|e| RemoteError::Config(format!("remote `{name}`: trusted_keys: {e}")))?;
         }
-        let backend = backend_for(project_dir, &name, &rc.url)?;
+        let backend = backend_for(project_dir, &name, rc)?;
         Ok(Some(Remote {
             name,
             backend,
@@ -528,19 +529,33 @@ impl Remote {
     }
 }
 
-/// The backend a URL names: a folder (a path, or `file://`), relative paths from the project.
-fn backend_for(project_dir: &Path, name: &str, url: &str) -> Result<Box<dyn Backend>, RemoteError> {
+/// The backend a URL names: a folder (a path, or `file://`; relative paths from the project)
+/// or an S3 bucket (`s3://bucket/prefix`).
+fn backend_for(
+    project_dir: &Path,
+    name: &str,
+    rc: &config::RemoteConfig,
+) -> Result<Box<dyn Backend>, RemoteError> {
+    let url = rc.url.as_str();
+    let named = |e: RemoteError| match e {
+        RemoteError::Config(m) => RemoteError::Config(format!("remote `{name}`: {m}")),
+        e => e,
+    };
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Box::new(folder::Folder::new(Path::new(rest))));
     }
     if url.starts_with("s3://") {
-        return Err(RemoteError::Config(format!(
-            "remote `{name}`: {url}: S3 remotes are not supported by this magpipe yet; use a folder remote"
-        )));
+        let s = s3::S3::new(&s3::S3Settings {
+            url: url.to_string(),
+            endpoint: rc.endpoint.clone(),
+            region: rc.region.clone(),
+        })
+        .map_err(named)?;
+        return Ok(Box::new(s));
     }
     if url.contains("://") {
         return Err(RemoteError::Config(format!(
-            "remote `{name}`: {url}: unknown scheme (a folder path, file://PATH)"
+            "remote `{name}`: {url}: unknown scheme (a folder path, file://PATH or s3://BUCKET/PREFIX)"
         )));
     }
     Ok(Box::new(folder::Folder::new(&project_dir.join(url))))
