@@ -654,9 +654,17 @@ fn two_pushers(remote: Where) {
             .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
             .output()
     };
+    // And a third user collecting the remote meanwhile, with the default grace.
+    let carol = User::new();
     let (ra, rb) = std::thread::scope(|s| {
         let ha = s.spawn(|| spawn(&alice, &a));
         let hb = s.spawn(|| spawn(&bob, &b));
+        let hc = s.spawn(|| {
+            for _ in 0..5 {
+                carol.run(&a, &["gc", "--remote"]).assert_ok();
+            }
+        });
+        hc.join().unwrap();
         (
             Run::from(ha.join().unwrap().unwrap()),
             Run::from(hb.join().unwrap().unwrap()),
@@ -673,4 +681,67 @@ fn two_pushers(remote: Where) {
     for f in remote.names("cas") {
         assert!(!f.ends_with(".part"), "{f}");
     }
+}
+
+#[test]
+fn gc_on_a_folder_remote_removes_only_what_no_pushed_ref_reaches() {
+    remote_gc(Where::folder());
+}
+
+#[test]
+fn gc_on_an_s3_remote_removes_only_what_no_pushed_ref_reaches() {
+    remote_gc(Where::s3());
+}
+
+fn remote_gc(remote: Where) {
+    let alice = User::new();
+    let a = results_project();
+    alice.run(&a, &["run"]).assert_ok();
+    remote.add(&alice, &a, "lab", true);
+    alice.run(&a, &["push"]).assert_ok();
+    let kept = remote.names("ac").len();
+    // A one-off experiment pushed with --all: its records have no ref of their own.
+    alice
+        .run(&a, &["run", "--set", "alarms.sustain=5"])
+        .assert_ok();
+    alice.run(&a, &["push", "--all"]).assert_ok();
+    let all = remote.names("ac").len();
+    assert!(all > kept, "{all} records after the one-off, {kept} before");
+
+    // Young things are kept whatever reaches them; --dry-run removes nothing.
+    let r = alice.run(&a, &["gc", "--remote"]);
+    r.assert_ok();
+    assert!(
+        r.stdout.starts_with("removed 0 records, 0 objects"),
+        "{}",
+        r.stdout
+    );
+    let r = alice.run(&a, &["gc", "--remote", "lab", "--grace", "0", "--dry-run"]);
+    r.assert_ok();
+    assert!(
+        r.stdout
+            .starts_with(&format!("would remove {} records", all - kept)),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(remote.names("ac").len(), all);
+
+    let r = alice.run(&a, &["gc", "--remote", "--grace", "0"]);
+    r.assert_ok();
+    assert!(
+        r.stdout
+            .starts_with(&format!("removed {} records", all - kept))
+            && r.stdout
+                .contains(&format!("kept {kept} records reached by a pushed ref")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(remote.names("ac").len(), kept);
+    alice.run(&a, &["verify", "--remote"]).assert_ok();
+    // What the refs reach still pulls whole into a fresh clone.
+    let bob = User::new();
+    let b = clone_of(&a);
+    let r = bob.run(&b, &["run", "--pull"]);
+    r.assert_ok();
+    assert!(r.stages("stage_finished").is_empty(), "{}", r.stderr);
 }

@@ -17,6 +17,34 @@ pub struct Args {
     /// Say what would be removed, remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Collect a remote instead of the store (`--remote` alone: the default remote): remove
+    /// what no pushed ref of any variant reaches and is older than --grace.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
+    remote: Option<String>,
+}
+
+fn gc_remote(ctx: &Ctx, a: &Args, name: &str) -> anyhow::Result<ExitCode> {
+    let remote = super::push::open_remote(ctx, Some(name).filter(|n| !n.is_empty()))?;
+    let rep = remote.gc(a.grace, a.dry_run)?;
+    println!(
+        "{} {} records, {} objects and {} unfinished uploads on {}; kept {} records reached by a pushed ref{}",
+        if a.dry_run { "would remove" } else { "removed" },
+        rep.removed_records,
+        rep.removed_objects,
+        rep.removed_unfinished,
+        remote.describe(),
+        rep.kept_records,
+        if rep.kept_young > 0 {
+            format!(
+                ", and {} younger than --grace {}",
+                rep.kept_young,
+                humantime(a.grace)
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -35,6 +63,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &a.remote {
+        return gc_remote(ctx, a, name);
+    }
     let rep = provenance::gc(&ctx.store, a.keep_runs, a.grace, a.dry_run)?;
     let mut kept = format!("kept {} records", rep.kept_records);
     if rep.live_leases > 0 {

@@ -39,21 +39,40 @@ pub fn bytes_bar(ctx: &Ctx, total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// What a push of a plan publishes: its fresh records, the refs (variant, stage → key) that
+/// keep them on the remote, and the names of its stale stages.
+struct Planned {
+    records: Vec<Record>,
+    variant: String,
+    refs: Vec<(String, String)>,
+    stale: Vec<String>,
+}
+
 /// The records to push: the plan's fresh ones for the targets, and the names of stale stages.
-fn plan_records(ctx: &Ctx, a: &Args) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+fn plan_records(ctx: &Ctx, a: &Args) -> anyhow::Result<Planned> {
     let plan = ctx.plan(Some(&a.select))?;
     let selected = plan
         .select(&a.targets)
         .map_err(magpipe_engine::error::RunError::Usage)?;
-    let mut fresh = Vec::new();
-    let mut stale = Vec::new();
+    let mut out = Planned {
+        records: Vec::new(),
+        variant: plan
+            .variant
+            .clone()
+            .unwrap_or_else(|| magpipe_engine::compare::DEFAULT.to_string()),
+        refs: Vec::new(),
+        stale: Vec::new(),
+    };
     for (i, f) in exec::status(&plan, &ctx.store, &selected)? {
         match f {
-            Freshness::Fresh(r) => fresh.push(*r),
-            Freshness::Stale { .. } => stale.push(plan.stages[i].name.clone()),
+            Freshness::Fresh(r) => {
+                out.refs.push((plan.stages[i].name.clone(), r.key.clone()));
+                out.records.push(*r);
+            }
+            Freshness::Stale { .. } => out.stale.push(plan.stages[i].name.clone()),
         }
     }
-    Ok((fresh, stale))
+    Ok(out)
 }
 
 /// Every complete record of the store.
@@ -95,11 +114,17 @@ pub fn open_remote(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<Remote> {
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let remote = open_remote(ctx, a.remote.as_deref())?;
-    let (records, stale) = if a.all {
-        (all_records(ctx)?, Vec::new())
+    let planned = if a.all {
+        Planned {
+            records: all_records(ctx)?,
+            variant: String::new(),
+            refs: Vec::new(),
+            stale: Vec::new(),
+        }
     } else {
         plan_records(ctx, a)?
     };
+    let (records, stale) = (&planned.records, &planned.stale);
     if records.is_empty() {
         bail!(
             "nothing to push: no stage{} has a result yet; run it first",
@@ -116,7 +141,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         .map(|o| o.size)
         .sum();
     let bar = bytes_bar(ctx, total, "push");
-    let report = remote.push(&ctx.store, &records, &|n| bar.inc(n))?;
+    let report = remote.push(&ctx.store, records, &|n| bar.inc(n))?;
+    remote.push_refs(&planned.variant, &planned.refs)?;
     bar.finish_and_clear();
     let signed = match remote.signer() {
         Some(k) => format!(", signed by {}", k.split(':').next().unwrap_or(&k)),

@@ -127,6 +127,16 @@ fn run_one(
             })
             .collect();
         let report = remote.push(&ctx.store, &records, &|_| {})?;
+        let refs: Vec<(String, String)> = records
+            .iter()
+            .map(|r| (r.stage.clone(), r.key.clone()))
+            .collect();
+        remote.push_refs(
+            plan.variant
+                .as_deref()
+                .unwrap_or(magpipe_engine::compare::DEFAULT),
+            &refs,
+        )?;
         eprintln!(
             "pushed {} record(s) and {} object(s) to {} ({} record(s) there already)",
             report.records,

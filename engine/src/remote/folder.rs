@@ -146,6 +146,52 @@ impl Backend for Folder {
         self.publish(&tmp, key)
     }
 
+    fn list_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, RemoteError> {
+        let mut out = Vec::new();
+        for name in self.list(prefix)? {
+            let p = self.path(&name);
+            match fs::symlink_metadata(&p).and_then(|m| m.modified()) {
+                Ok(t) => out.push((name, t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err(&p, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_replace(&self, key: &str, bytes: &[u8]) -> Result<(), RemoteError> {
+        let tmp = self.temp()?;
+        let dest = self.path(key);
+        let written = File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(bytes)?;
+                f.sync_all()
+            })
+            .and_then(|()| {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::rename(&tmp, &dest)
+            })
+            .map_err(|e| self.err(&dest, e));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    fn delete(&self, key: &str) -> Result<(), RemoteError> {
+        let p = self.path(key);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err(&p, e)),
+        }
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
         let dir = self.path(prefix);
         let mut out = Vec::new();

@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync {
     fn put_file(&self, key: &str, src: &Path) -> Result<Put, RemoteError>;
     fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<Put, RemoteError>;
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError>;
+    /// The names under `prefix` with when each was last written.
+    fn list_times(&self, prefix: &str)
+    -> Result<Vec<(String, std::time::SystemTime)>, RemoteError>;
+    /// Writes `key` whether or not it exists (a ref: the last push wins).
+    fn put_replace(&self, key: &str, bytes: &[u8]) -> Result<(), RemoteError>;
+    fn delete(&self, key: &str) -> Result<(), RemoteError>;
 }
 
 const ENVELOPE_FORMAT: &str = "magpipe.remote-record/1";
@@ -86,6 +92,27 @@ fn record_key(key: &str) -> String {
     format!("ac/{key}.json")
 }
 
+/// `refs/<variant>/<stage>`: the key a push of that variant last published for the stage; what
+/// `gc --remote` keeps, with everything upstream of it.
+fn ref_key(variant: &str, stage: &str) -> String {
+    format!(
+        "refs/{}/{}",
+        crate::fsutil::file_safe(variant),
+        crate::fsutil::file_safe(stage)
+    )
+}
+
+/// What `gc --remote` removed (or would).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RemoteGc {
+    pub kept_records: usize,
+    pub removed_records: usize,
+    pub removed_objects: usize,
+    pub removed_unfinished: usize,
+    /// Unreached but younger than the grace period.
+    pub kept_young: usize,
+}
+
 /// Every file of an output: (content hash, size, where the store has it).
 fn blobs(store: &Store, o: &OutputRecord) -> Vec<(String, u64, PathBuf)> {
     let at = store.object_path(o);
@@ -96,6 +123,15 @@ fn blobs(store: &Store, o: &OutputRecord) -> Vec<(String, u64, PathBuf)> {
             .collect()
     } else {
         vec![(o.hash.clone(), o.size, at)]
+    }
+}
+
+/// The content hashes an output's files have on a remote.
+fn blobs_of(o: &OutputRecord) -> Vec<String> {
+    if o.dir {
+        o.files.iter().map(|f| f.hash.clone()).collect()
+    } else {
+        vec![o.hash.clone()]
     }
 }
 
@@ -291,6 +327,98 @@ impl Remote {
             }
         }
         Ok(report)
+    }
+
+    /// Records which key each pushed stage of `variant` has now, so `gc --remote` keeps them
+    /// (the last push of a variant wins).
+    pub fn push_refs(&self, variant: &str, refs: &[(String, String)]) -> Result<(), RemoteError> {
+        for (stage, key) in refs {
+            self.backend
+                .put_replace(&ref_key(variant, stage), key.as_bytes())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes what no pushed ref of any variant reaches (records, then the objects only they
+    /// named, then unfinished uploads) and is older than `grace`. A push in progress publishes
+    /// its objects before its record, so `grace` must outlast the longest push.
+    pub fn gc(&self, grace: std::time::Duration, dry_run: bool) -> Result<RemoteGc, RemoteError> {
+        let now = std::time::SystemTime::now();
+        let old =
+            |t: &std::time::SystemTime| now.duration_since(*t).map(|d| d >= grace).unwrap_or(false);
+        let mut rep = RemoteGc::default();
+        // Roots: every ref's key; then upstream through each record's `upstream` keys.
+        let mut todo: Vec<String> = Vec::new();
+        for (name, _) in self.backend.list_times("refs").map_err(|e| self.err(e))? {
+            if let Some(b) = self.backend.get_bytes(&name).map_err(|e| self.err(e))? {
+                todo.push(String::from_utf8_lossy(&b).trim().to_string());
+            }
+        }
+        let mut keep: std::collections::BTreeSet<String> = Default::default();
+        let mut blobs_kept: std::collections::BTreeSet<String> = Default::default();
+        while let Some(k) = todo.pop() {
+            if !keep.insert(k.clone()) {
+                continue;
+            }
+            if let Ok((r, _)) = self.read_record(&k, false)? {
+                for o in r.outputs.values() {
+                    if o.dir {
+                        blobs_kept.extend(o.files.iter().map(|f| f.hash.clone()));
+                    } else {
+                        blobs_kept.insert(o.hash.clone());
+                    }
+                }
+                todo.extend(r.upstream.values().cloned());
+            }
+        }
+        for (name, t) in self.backend.list_times("ac").map_err(|e| self.err(e))? {
+            let key = name
+                .strip_prefix("ac/")
+                .and_then(|n| n.strip_suffix(".json"))
+                .unwrap_or_default();
+            if keep.contains(key) {
+                rep.kept_records += 1;
+                continue;
+            }
+            if !old(&t) {
+                rep.kept_young += 1;
+                // A young record keeps its objects, as a kept one does.
+                if let Ok((r, _)) = self.read_record(key, false)? {
+                    for o in r.outputs.values() {
+                        blobs_kept.extend(blobs_of(o));
+                    }
+                }
+                continue;
+            }
+            rep.removed_records += 1;
+            if !dry_run {
+                self.backend.delete(&name).map_err(|e| self.err(e))?;
+            }
+        }
+        for (name, t) in self.backend.list_times("cas").map_err(|e| self.err(e))? {
+            let hash = name.strip_prefix("cas/").unwrap_or_default();
+            if blobs_kept.contains(hash) {
+                continue;
+            }
+            if !old(&t) {
+                rep.kept_young += 1;
+                continue;
+            }
+            rep.removed_objects += 1;
+            if !dry_run {
+                self.backend.delete(&name).map_err(|e| self.err(e))?;
+            }
+        }
+        for (name, t) in self.backend.list_times("tmp").map_err(|e| self.err(e))? {
+            if old(&t) {
+                rep.removed_unfinished += 1;
+                if !dry_run {
+                    self.backend.delete(&name).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        Ok(rep)
     }
 
     /// Whether the remote holds a record under `key` (not yet verified).

@@ -278,6 +278,50 @@ impl Backend for S3 {
         self.put_create(key, PutPayload::from(bytes.to_vec()))
     }
 
+    fn list_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, RemoteError> {
+        let base = self.path(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut out: Vec<(String, std::time::SystemTime)> = self.rt.block_on(async {
+            let mut s = self.store.list(Some(&base));
+            let mut v = Vec::new();
+            while let Some(m) = s.next().await {
+                let m = m.map_err(|e| self.err(prefix, e))?;
+                let loc = m.location.to_string();
+                v.push((
+                    loc.strip_prefix(&strip).unwrap_or(&loc).to_string(),
+                    std::time::SystemTime::from(m.last_modified),
+                ));
+            }
+            Ok::<_, RemoteError>(v)
+        })?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn put_replace(&self, key: &str, bytes: &[u8]) -> Result<(), RemoteError> {
+        self.rt
+            .block_on(
+                self.store
+                    .put(&self.path(key), PutPayload::from(bytes.to_vec())),
+            )
+            .map(drop)
+            .map_err(|e| self.err(key, e))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), RemoteError> {
+        match self.rt.block_on(self.store.delete(&self.path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
         let base = self.path(prefix);
         let strip = if self.prefix.is_empty() {
