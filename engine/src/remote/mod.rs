@@ -5,6 +5,7 @@
 //! ```text
 //! cas/<blake3>        file contents (a folder output: each of its files), by hash
 //! ac/<key>.json       a record in its envelope: the record's exact bytes, signer, signature
+//! refs/<variant>/<stage>  the key the last push of that variant published (gc --remote's roots)
 //! tmp/                a folder remote's writes in progress
 //! ```
 //!
