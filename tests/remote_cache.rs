@@ -398,9 +398,24 @@ fn results_travel(remote: Where) {
     carol
         .run(&c, &["remote", "trust", "lab", &carol_key])
         .assert_ok();
-    let r = carol.run(&c, &["pull"]);
+    let r = carol.run(&c, &["pull", "--explain"]);
     r.assert_ok();
     assert!(r.stages("stage_pulled").is_empty(), "{}", r.stderr);
+    let ingest = r.stdout.lines().find(|l| l.starts_with("ingest ")).unwrap();
+    assert!(
+        ingest.contains("not pulled: remote `lab` has")
+            && ingest.contains(&format!(
+                "signed by {alice_key}, which is not among trusted_keys"
+            )),
+        "{}",
+        r.stdout
+    );
+    let split = r.stdout.lines().find(|l| l.starts_with("split ")).unwrap();
+    assert!(
+        split.contains("not pulled: upstream `ingest` did not finish"),
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stderr.contains("which is not among trusted_keys"),
         "{}",
@@ -484,7 +499,12 @@ fn corrupted_or_missing(remote: Where) {
         "{}",
         r.stderr
     );
-    assert!(r.stdout.contains("not on the remote"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("not pulled (`pull --explain` says why): window"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

@@ -192,9 +192,14 @@ struct StageRun<'a> {
     pull_only: bool,
 }
 
-/// The stage's record from the remote, verified and in the store, or `None` (it is then
-/// computed): a miss other than "absent" and an unreachable remote are said, never fatal.
-fn pull_from(r: &StageRun<'_>, remote: &crate::remote::Remote, key: &str) -> Option<Record> {
+/// The stage's record from the remote, verified and in the store, or why not (the stage is then
+/// computed, or skipped by `pull`): a miss other than "absent" and an unreachable remote are
+/// said, never fatal.
+fn pull_from(
+    r: &StageRun<'_>,
+    remote: &crate::remote::Remote,
+    key: &str,
+) -> Result<Record, String> {
     let s = &r.plan.stages[r.i];
     let say = |msg: String| {
         r.sink.emit(Event::StageLog {
@@ -213,23 +218,30 @@ fn pull_from(r: &StageRun<'_>, remote: &crate::remote::Remote, key: &str) -> Opt
                 remote: remote.name.clone(),
                 signer: rec.pulled.as_ref().and_then(|p| p.signer.clone()),
             });
-            Some(rec)
+            Ok(rec)
         }
-        Ok(Err(crate::remote::Miss::Absent)) => None,
+        Ok(Err(crate::remote::Miss::Absent)) => Err(format!(
+            "{} is not on remote `{}`",
+            crate::stale::short(key),
+            remote.name
+        )),
         Ok(Err(miss)) => {
-            say(format!(
+            let why = format!(
                 "remote `{}` has {} but it was not taken: {miss}",
                 remote.name,
                 crate::stale::short(key)
-            ));
-            None
+            );
+            say(why.clone());
+            Err(why)
         }
         Err(e) => {
-            say(format!(
-                "remote `{}` could not be read ({e}); computing instead",
-                remote.name
-            ));
-            None
+            let why = format!("remote `{}` could not be read ({e})", remote.name);
+            say(if r.pull_only {
+                why.clone()
+            } else {
+                format!("{why}; computing instead")
+            });
+            Err(why)
         }
     }
 }
@@ -309,11 +321,12 @@ fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
         Claim::Miss(lock) => lock,
     };
     if let Some(remote) = r.remote {
-        if let Some(rec) = pull_from(r, remote, &key) {
-            return Ok(Outcome::Pulled(rec));
-        }
+        let why = match pull_from(r, remote, &key) {
+            Ok(rec) => return Ok(Outcome::Pulled(rec)),
+            Err(why) => why,
+        };
         if r.pull_only {
-            let because = format!("not on remote `{}`", remote.name);
+            let because = why;
             r.sink.emit(Event::StageSkipped {
                 stage: s.name.clone(),
                 because: because.clone(),

@@ -18,6 +18,10 @@ pub struct Args {
     /// The remote (default: $MAGPIPE_REMOTE, else the project's default remote).
     #[arg(long)]
     remote: Option<String>,
+    /// Say for every stage what happened: pulled (and who signed it), already here, or why not
+    /// (not on the remote, unsigned, untrusted, damaged, or an upstream stage was not pulled).
+    #[arg(long)]
+    explain: bool,
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
@@ -31,6 +35,24 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         ..RunOptions::default()
     };
     let result = exec::run(&plan, &ctx.store, &opts, ctx.sink.as_ref())?;
+    if a.explain {
+        let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(5);
+        for (i, o) in &result.outcomes {
+            let what = match o {
+                Outcome::Pulled(r) => format!(
+                    "pulled, {}",
+                    match r.pulled.as_ref().and_then(|p| p.signer.as_deref()) {
+                        Some(k) => format!("signed by {k}"),
+                        None => "unsigned".to_string(),
+                    }
+                ),
+                Outcome::Cached(_) | Outcome::Ran(..) => "already here".to_string(),
+                Outcome::Skipped(why) => format!("not pulled: {why}"),
+                Outcome::Failed(f) => format!("failed: {f}"),
+            };
+            println!("{:<width$}  {what}", plan.stages[*i].name);
+        }
+    }
     let count = |f: fn(&Outcome) -> bool| result.outcomes.iter().filter(|(_, o)| f(o)).count();
     let missing: Vec<String> = result
         .outcomes
@@ -47,7 +69,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
             String::new()
         } else {
             format!(
-                "; not on the remote (or upstream of one that is not): {}",
+                "; not pulled (`pull --explain` says why): {}",
                 missing.join(", ")
             )
         }
