@@ -555,7 +555,7 @@ fn remotes_are_checked_and_named_in_every_error() {
     assert_eq!(err.len(), 1, "{}", r.stderr);
     assert!(
         err[0].contains("remote `s3`")
-            && err[0].contains("access denied (SignatureDoesNotMatch)")
+            && err[0].contains("access denied (")
             && err[0].contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
         "{}",
         err[0]
@@ -836,4 +836,77 @@ fn a_server_that_stops_in_the_middle_of_a_push_leaves_nothing_half_published() {
         let _ = w.kill();
         let _ = w.wait();
     }
+}
+
+#[test]
+fn a_hostile_remote_cannot_write_outside_the_store_and_pulled_work_keeps_its_signer() {
+    let alice = User::new();
+    let a = results_project();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    let alice_key = alice.key(&a, "alice@lab");
+    let remote = Where::folder();
+    remote.add(&alice, &a, "lab", true);
+    alice.run(&a, &["push", "window"]).assert_ok();
+
+    // Bob pulls alice's work and pushes it on to a second remote with his own key: it still
+    // says alice computed it.
+    let bob = User::new();
+    let b = clone_of(&a);
+    bob.key(&b, "bob@lab");
+    bob.run(&b, &["pull", "window"]).assert_ok();
+    let second = Where::folder();
+    second.add(&bob, &b, "second", false);
+    bob.run(&b, &["push", "window", "--remote", "second"])
+        .assert_ok();
+    let carol = User::new();
+    let c = clone_of(&b);
+    carol
+        .run(&c, &["pull", "window", "--remote", "second"])
+        .assert_ok();
+    let l = carol.run(&c, &["lineage", "window"]);
+    assert!(
+        l.stdout.contains(&format!("signed by {alice_key}")),
+        "{}",
+        l.stdout
+    );
+    // --force computes here, whatever a remote holds.
+    let r = carol.run(&c, &["run", "--pull", "--force", "ingest", "ingest"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_finished"), ["ingest"], "{}", r.stderr);
+
+    // A record that names a path outside the store is refused before anything is written.
+    let Where::Folder(dir) = &remote else {
+        unreachable!()
+    };
+    let ingest = hash_of(&a, "ingest", "inventory");
+    let key = std::fs::read_dir(dir.path().join("ac"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains(&ingest))
+        .unwrap();
+    let text = std::fs::read_to_string(&key).unwrap();
+    let hostile = text.replace(
+        "\\\"file\\\": \\\"inventory.md\\\"",
+        "\\\"file\\\": \\\"../../../escape.md\\\"",
+    );
+    assert_ne!(hostile, text, "the record names inventory.md");
+    // Unsigned, as anyone could write it to a remote that trusts anyone.
+    let mut env: serde_json::Value = serde_json::from_str(&hostile).unwrap();
+    env["signer"] = serde_json::Value::Null;
+    env["signature"] = serde_json::Value::Null;
+    remote.overwrite(
+        &format!("ac/{}", key.file_name().unwrap().to_string_lossy()),
+        serde_json::to_string(&env).unwrap().as_bytes(),
+    );
+    let d = clone_of(&a);
+    let r = carol.run(&d, &["pull", "--explain", "ingest"]);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains("names an unsafe path or hash"),
+        "{}",
+        r.stdout
+    );
+    assert!(!d.path().join("escape.md").exists());
+    assert!(!d.store().join("escape.md").exists());
 }

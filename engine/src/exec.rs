@@ -207,7 +207,33 @@ fn pull_from(
             msg,
         })
     };
-    match remote.fetch(r.store, key, &|_| {}) {
+    // A record must give the outputs this stage declares, or the stages after it could not
+    // read them.
+    let expect = |rec: &Record| -> Result<(), String> {
+        let want: Vec<(&str, &str, bool)> = s
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.file.as_str(), o.dir))
+            .collect();
+        let got: Vec<(&str, &str, bool)> = rec
+            .outputs
+            .iter()
+            .map(|(n, o)| (n.as_str(), o.file.as_str(), o.dir))
+            .collect();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        if want_sorted == got {
+            Ok(())
+        } else {
+            Err(format!(
+                "its outputs ({}) are not the ones stage `{}` declares ({})",
+                got.iter().map(|g| g.0).collect::<Vec<_>>().join(", "),
+                s.name,
+                want.iter().map(|w| w.0).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    };
+    match remote.fetch(r.store, key, &expect, &|_| {}) {
         Ok(Ok(rec)) => {
             if let Some(note) = remote.open_trust_note() {
                 say(note);
@@ -320,7 +346,8 @@ fn execute(r: &StageRun<'_>) -> Result<Outcome, RunError> {
         }
         Claim::Miss(lock) => lock,
     };
-    if let Some(remote) = r.remote {
+    // `--force` means computing it here, whatever any cache holds.
+    if let Some(remote) = r.remote.filter(|_| !r.force) {
         let why = match pull_from(r, remote, &key) {
             Ok(rec) => return Ok(Outcome::Pulled(rec)),
             Err(why) => why,

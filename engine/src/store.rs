@@ -158,6 +158,9 @@ pub struct Pulled {
     pub url: String,
     /// The public key (`name:base64`) whose signature verified, if it was signed.
     pub signer: Option<String>,
+    /// That signature, so a push onward carries it instead of re-signing another's work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     pub pulled_unix: f64,
 }
 

@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 fn gc_remote(ctx: &Ctx, a: &Args, name: &str) -> anyhow::Result<ExitCode> {
-    let remote = super::push::open_remote(ctx, Some(name).filter(|n| !n.is_empty()))?;
+    let remote = super::push::open_remote(ctx, Some(name).filter(|n| !n.is_empty()), false)?;
     let rep = remote.gc(a.grace, a.dry_run)?;
     println!(
         "{} {} records, {} objects and {} unfinished uploads on {}; kept {} records reached by a pushed ref{}",

@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
-    let remote = Arc::new(super::push::open_remote(ctx, a.remote.as_deref())?);
+    let remote = Arc::new(super::push::open_remote(ctx, a.remote.as_deref(), false)?);
     let plan = ctx.plan(Some(&a.select))?;
     let opts = RunOptions {
         targets: a.targets.clone(),

@@ -102,18 +102,24 @@ fn all_records(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     Ok(out)
 }
 
-pub fn open_remote(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<Remote> {
+/// The remote a command names (or the default), checked: for writing when `write` is set (an
+/// S3 server must honour create-only writes), else for reading only.
+pub fn open_remote(ctx: &Ctx, name: Option<&str>, write: bool) -> anyhow::Result<Remote> {
     let Some(remote) = Remote::open(&ctx.project_dir(), name)? else {
         bail!(
             "no remote: name one with --remote or MAGPIPE_REMOTE, or make one the default (`magpipe remote add NAME URL --default`)"
         );
     };
-    remote.check()?;
+    if write {
+        remote.check_writes()?;
+    } else {
+        remote.check()?;
+    }
     Ok(remote)
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
-    let remote = open_remote(ctx, a.remote.as_deref())?;
+    let remote = open_remote(ctx, a.remote.as_deref(), true)?;
     let planned = if a.all {
         Planned {
             records: all_records(ctx)?,
@@ -144,10 +150,16 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let report = remote.push(&ctx.store, records, &|n| bar.inc(n))?;
     remote.push_refs(&planned.variant, &planned.refs)?;
     bar.finish_and_clear();
-    let signed = match remote.signer() {
-        Some(k) => format!(", signed by {}", k.split(':').next().unwrap_or(&k)),
+    let signed = match &report.signer {
+        Some(k) => format!(", signed by {}", k.split(':').next().unwrap_or(k)),
         None => ", unsigned (`magpipe key generate NAME` makes a signing key)".to_string(),
     };
+    if report.left_out > 0 {
+        println!(
+            "left out {} pulled record(s) whose signature no longer covers them (not re-signed as yours)",
+            report.left_out
+        );
+    }
     println!(
         "pushed {} record(s) and {} object(s) ({:.1} MB) to {}{signed}; {} record(s) and {} object(s) were there already",
         report.records,

@@ -74,11 +74,21 @@ fn run_one(
     sink: &dyn Sink,
     print: bool,
 ) -> anyhow::Result<exec::RunResult> {
-    let remote = if a.pull || a.push {
+    let remote = if a.push {
         Some(std::sync::Arc::new(super::push::open_remote(
             ctx,
             a.remote.as_deref(),
+            true,
         )?))
+    } else if a.pull {
+        // A remote that cannot be reached only costs the time of computing: said, not fatal.
+        match super::push::open_remote(ctx, a.remote.as_deref(), false) {
+            Ok(r) => Some(std::sync::Arc::new(r)),
+            Err(e) => {
+                eprintln!("warning: {e:#}; computing everything here");
+                None
+            }
+        }
     } else {
         None
     };

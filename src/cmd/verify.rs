@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 fn verify_remote(ctx: &Ctx, name: &str) -> anyhow::Result<ExitCode> {
-    let remote = super::push::open_remote(ctx, Some(name).filter(|n| !n.is_empty()))?;
+    let remote = super::push::open_remote(ctx, Some(name).filter(|n| !n.is_empty()), false)?;
     let scratch = ctx.store.staging()?;
     let rep = remote.verify(&scratch);
     let _ = std::fs::remove_dir_all(&scratch);

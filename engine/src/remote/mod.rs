@@ -52,8 +52,12 @@ pub enum Put {
 pub trait Backend: Send + Sync {
     /// Where it is, for messages.
     fn describe(&self) -> String;
-    /// Reachable and usable, checked once before any transfer.
+    /// Reachable and readable, checked once before any transfer.
     fn check(&self) -> Result<(), RemoteError>;
+    /// Safe to write to (an S3 server must honour create-only writes); checked before a push.
+    fn check_writes(&self) -> Result<(), RemoteError> {
+        Ok(())
+    }
     fn exists(&self, key: &str) -> Result<bool, RemoteError>;
     fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, RemoteError>;
     /// Streams `key` into `dest`; false when there is no such key.
@@ -127,18 +131,37 @@ fn blobs(store: &Store, o: &OutputRecord) -> Vec<(String, u64, PathBuf)> {
     }
 }
 
-/// The content hashes an output's files have on a remote.
-fn blobs_of(o: &OutputRecord) -> Vec<String> {
-    if o.dir {
-        o.files.iter().map(|f| f.hash.clone()).collect()
-    } else {
-        vec![o.hash.clone()]
+/// Names that come from a remote become paths in the store: each output's file and folder files
+/// must be plain relative paths (no `..`, no root, nothing empty) and each hash 64 hex digits,
+/// or a record could reach outside the store.
+fn safe_outputs(r: &Record) -> Result<(), String> {
+    let plain = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('/')
+            && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            && !p.contains('\0')
+    };
+    let hash = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    for (name, o) in &r.outputs {
+        if !plain(&o.file) || !hash(&o.hash) {
+            return Err(format!("output `{name}` names an unsafe path or hash"));
+        }
+        for f in &o.files {
+            if !plain(&f.path) || !hash(&f.hash) {
+                return Err(format!("output `{name}` lists an unsafe file path or hash"));
+            }
+        }
     }
+    Ok(())
 }
 
 /// What a push did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PushReport {
+    /// The key this push signed with, if the user has one.
+    pub signer: Option<String>,
+    /// Pulled records whose signature no longer matches their bytes: not pushed.
+    pub left_out: usize,
     pub records: usize,
     pub records_existing: usize,
     pub objects: usize,
@@ -191,7 +214,6 @@ pub struct Remote {
     pub name: String,
     backend: Box<dyn Backend>,
     trusted: Vec<String>,
-    signer: Option<sign::Signer>,
     said_open: AtomicBool,
 }
 
@@ -225,7 +247,6 @@ impl Remote {
             name,
             backend,
             trusted: rc.trusted_keys.clone(),
-            signer: sign::Signer::load()?,
             said_open: AtomicBool::new(false),
         }))
     }
@@ -236,7 +257,6 @@ impl Remote {
             name: name.into(),
             backend,
             trusted,
-            signer: sign::Signer::load().ok().flatten(),
             said_open: AtomicBool::new(false),
         }
     }
@@ -245,20 +265,38 @@ impl Remote {
         format!("{} ({})", self.name, self.backend.describe())
     }
 
+    /// Every error names the remote it is about.
     fn err(&self, e: RemoteError) -> RemoteError {
+        let named = |m: String| {
+            if m.starts_with("remote `") {
+                m
+            } else {
+                format!("remote `{}`: {m}", self.name)
+            }
+        };
         match e {
-            RemoteError::Io(m) => RemoteError::Io(format!("remote `{}`: {m}", self.name)),
-            e => e,
+            RemoteError::Io(m) => RemoteError::Io(named(m)),
+            RemoteError::Config(m) => RemoteError::Config(named(m)),
+            RemoteError::Key(m) => RemoteError::Key(named(m)),
+            RemoteError::Store(e) => RemoteError::Io(named(e.to_string())),
         }
     }
 
+    /// Reachable, for reading.
     pub fn check(&self) -> Result<(), RemoteError> {
         self.backend.check().map_err(|e| self.err(e))
     }
 
+    /// Reachable, and safe to write to: an S3 server must honour create-only writes. Only
+    /// commands that write call it, so read-only credentials can still pull.
+    pub fn check_writes(&self) -> Result<(), RemoteError> {
+        self.check()?;
+        self.backend.check_writes().map_err(|e| self.err(e))
+    }
+
     /// The public key records are signed with on push, if this user has one.
-    pub fn signer(&self) -> Option<String> {
-        self.signer.as_ref().map(sign::Signer::public)
+    pub fn signer(&self) -> Result<Option<String>, RemoteError> {
+        Ok(sign::Signer::load()?.as_ref().map(sign::Signer::public))
     }
 
     /// Uploads records and everything they name: objects first (those the remote lacks), then
@@ -269,15 +307,16 @@ impl Remote {
         records: &[Record],
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PushReport, RemoteError> {
+        let signer = sign::Signer::load().map_err(|e| self.err(e))?;
         let mut report = PushReport::default();
         let mut all: Vec<(String, u64, PathBuf)> = Vec::new();
         for r in records {
             for o in r.outputs.values() {
                 if !store.has_object(o)? {
-                    return Err(RemoteError::Io(format!(
+                    return Err(self.err(RemoteError::Io(format!(
                         "stage `{}`: its output `{}` is missing or damaged in the store; run it again before pushing",
                         r.stage, o.file
-                    )));
+                    ))));
                 }
                 all.extend(blobs(store, o));
             }
@@ -307,12 +346,30 @@ impl Remote {
         for r in records {
             let mut r = r.clone();
             // Where this copy came from is this store's business, not the remote's.
-            r.pulled = None;
+            let pulled = r.pulled.take();
             let text = serde_json::to_string_pretty(&r).expect("a record serialises");
+            // A pulled record travels on with the signature it came with, never re-signed as
+            // this user's work; one whose signature no longer covers these bytes is left out.
+            let (signer, signature) = match &pulled {
+                Some(p) => match (&p.signer, &p.signature) {
+                    (Some(k), Some(sig)) if sign::verify(k, text.as_bytes(), sig) => {
+                        (Some(k.clone()), Some(sig.clone()))
+                    }
+                    (None, _) => (None, None),
+                    _ => {
+                        report.left_out += 1;
+                        continue;
+                    }
+                },
+                None => (
+                    signer.as_ref().map(sign::Signer::public),
+                    signer.as_ref().map(|s| s.sign(text.as_bytes())),
+                ),
+            };
             let env = Envelope {
                 format: ENVELOPE_FORMAT.into(),
-                signature: self.signer.as_ref().map(|s| s.sign(text.as_bytes())),
-                signer: self.signer(),
+                signature,
+                signer,
                 record: text,
                 pushed_unix: crate::time::now_unix(),
                 pushed_from: crate::fsutil::hostname(),
@@ -327,6 +384,21 @@ impl Remote {
                 Put::Existed => report.records_existing += 1,
             }
         }
+        // An object that was already there may have been old enough for a concurrent
+        // `gc --remote` to take it meanwhile: put back any that went, so the records just
+        // published keep everything they name.
+        for (hash, _, path) in &all {
+            if !self
+                .backend
+                .exists(&blob_key(hash))
+                .map_err(|e| self.err(e))?
+            {
+                self.backend
+                    .put_file(&blob_key(hash), path)
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        report.signer = signer.as_ref().map(sign::Signer::public);
         Ok(report)
     }
 
@@ -358,6 +430,19 @@ impl Remote {
         }
         let mut keep: std::collections::BTreeSet<String> = Default::default();
         let mut blobs_kept: std::collections::BTreeSet<String> = Default::default();
+        // A young record (a push in progress) keeps what it names and its upstream chain, as
+        // a ref does: found first, so the closure below covers both.
+        let mut young: Vec<String> = Vec::new();
+        let listed = self.backend.list_times("ac").map_err(|e| self.err(e))?;
+        for (name, t) in &listed {
+            if !old(t)
+                && let Some(k) = name
+                    .strip_prefix("ac/")
+                    .and_then(|n| n.strip_suffix(".json"))
+            {
+                todo.push(k.to_string());
+            }
+        }
         while let Some(k) = todo.pop() {
             if !keep.insert(k.clone()) {
                 continue;
@@ -373,23 +458,18 @@ impl Remote {
                 todo.extend(r.upstream.values().cloned());
             }
         }
-        for (name, t) in self.backend.list_times("ac").map_err(|e| self.err(e))? {
+        for (name, t) in listed {
             let key = name
                 .strip_prefix("ac/")
                 .and_then(|n| n.strip_suffix(".json"))
                 .unwrap_or_default();
-            if keep.contains(key) {
+            if keep.contains(key) && old(&t) {
                 rep.kept_records += 1;
                 continue;
             }
             if !old(&t) {
                 rep.kept_young += 1;
-                // A young record keeps its objects, as a kept one does.
-                if let Ok((r, _)) = self.read_record(key, false)? {
-                    for o in r.outputs.values() {
-                        blobs_kept.extend(blobs_of(o));
-                    }
-                }
+                young.push(key.to_string());
                 continue;
             }
             rep.removed_records += 1;
@@ -535,13 +615,24 @@ impl Remote {
                     return Ok(Err(Miss::Untrusted(k.clone())));
                 }
             }
-            _ if trust && !self.trusted.is_empty() => return Ok(Err(Miss::Unsigned)),
-            _ => {}
+            (None, None) if trust && !self.trusted.is_empty() => {
+                return Ok(Err(Miss::Unsigned));
+            }
+            (None, None) => {}
+            // A signer with no signature (or the reverse) claims what it cannot show.
+            _ => {
+                return Ok(Err(Miss::BadRecord(
+                    "a signer without a signature, or a signature without a signer".into(),
+                )));
+            }
         }
         let rec: Record = match serde_json::from_str(&env.record) {
             Ok(r) => r,
             Err(e) => return Ok(Err(Miss::BadRecord(e.to_string()))),
         };
+        if let Err(why) = safe_outputs(&rec) {
+            return Ok(Err(Miss::BadRecord(why)));
+        }
         if rec.key != key || rec.preimage.key() != key {
             return Ok(Err(Miss::BadRecord(format!(
                 "filed under {} but its pre-image hashes to {}",
@@ -549,7 +640,8 @@ impl Remote {
                 crate::stale::short(&rec.preimage.key())
             ))));
         }
-        Ok(Ok((rec, env.signer)))
+        let signer = env.signature.and(env.signer);
+        Ok(Ok((rec, signer)))
     }
 
     /// Once per command, for the first record taken from a remote that trusts anyone: the note
@@ -570,11 +662,19 @@ impl Remote {
         &self,
         store: &Store,
         key: &str,
+        expect: &dyn Fn(&Record) -> Result<(), String>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Result<Record, Miss>, RemoteError> {
         let (mut rec, signer) = match self.verified_record(key)? {
             Ok(r) => r,
             Err(m) => return Ok(Err(m)),
+        };
+        if let Err(why) = expect(&rec) {
+            return Ok(Err(Miss::BadRecord(why)));
+        }
+        let signature = match signer {
+            Some(_) => self.signature_of(key)?,
+            None => None,
         };
         for o in rec.outputs.values() {
             if store.has_object(o)? {
@@ -588,10 +688,22 @@ impl Remote {
             remote: self.name.clone(),
             url: self.backend.describe(),
             signer,
+            signature,
             pulled_unix: crate::time::now_unix(),
         });
         store.write_record(&rec)?;
         Ok(Ok(rec))
+    }
+
+    /// The signature of the record `key`'s envelope, as read (already verified by the caller).
+    fn signature_of(&self, key: &str) -> Result<Option<String>, RemoteError> {
+        let bytes = self
+            .backend
+            .get_bytes(&record_key(key))
+            .map_err(|e| self.err(e))?;
+        Ok(bytes
+            .and_then(|b| serde_json::from_slice::<Envelope>(&b).ok())
+            .and_then(|e| e.signature))
     }
 
     /// One output: its file(s) into the store's staging, each checked against its hash, then
@@ -605,6 +717,10 @@ impl Remote {
         let staging = store.staging()?;
         let result = (|| {
             let root = staging.join("pull");
+            // A folder output may hold no file at all.
+            let folder = if o.dir { root.clone() } else { staging.clone() };
+            std::fs::create_dir_all(&folder)
+                .map_err(|e| RemoteError::Io(format!("{}: {e}", folder.display())))?;
             let parts: Vec<(String, String, u64)> = if o.dir {
                 o.files
                     .iter()

@@ -174,9 +174,14 @@ impl Backend for S3 {
         self.url.clone()
     }
 
-    /// Reachable, the credentials accepted, and create-only writes honoured: a second
-    /// create-only PUT of one name must fail, or two pushers could replace each other's records.
+    /// Reachable and the credentials accepted: a HEAD of a name that is not there.
     fn check(&self) -> Result<(), RemoteError> {
+        self.exists("tmp/magpipe-reachability").map(drop)
+    }
+
+    /// Create-only writes honoured: a second create-only PUT of one name must fail, or two
+    /// pushers could replace each other's records.
+    fn check_writes(&self) -> Result<(), RemoteError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -261,13 +266,21 @@ impl Backend for S3 {
                 .map_err(|e| self.err(key, e))?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
             let mut buf = vec![0u8; PART];
-            loop {
-                let n = f.read(&mut buf).map_err(io)?;
-                if n == 0 {
-                    break;
+            let sent: Result<(), RemoteError> = async {
+                loop {
+                    let n = f.read(&mut buf).map_err(io)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    w.wait_for_capacity(4).await.map_err(|e| self.err(key, e))?;
+                    w.write(&buf[..n]);
                 }
-                w.wait_for_capacity(4).await.map_err(|e| self.err(key, e))?;
-                w.write(&buf[..n]);
+            }
+            .await;
+            if let Err(e) = sent {
+                // Not left behind as an invisible, billed, unfinished upload.
+                let _ = w.abort().await;
+                return Err(e);
             }
             w.finish().await.map_err(|e| self.err(key, e))?;
             Ok(Put::Created)
