@@ -18,10 +18,15 @@ trap 'rm -rf "$work"' EXIT
 # The command kind's own overhead against DVC, and the all-cached default pipeline.
 "$BV/bin/python" bench/command_overhead.py --magpipe "$PWD/target/release/magpipe" \
   --dvc "$PWD/$BV/bin/dvc" --pipeline "$PWD/pipeline.yaml" | tee "$work/command.md"
+# Sharing results: push/pull against dvc push/pull to a folder remote, and run --pull.
+"$BV/bin/python" bench/remote.py --magpipe "$PWD/target/release/magpipe" \
+  --dvc "$PWD/$BV/bin/dvc" --pipeline "$PWD/pipeline.yaml" --data "$(realpath "$SOLARED_DIR")" \
+  | tee "$work/remote.md"
 # The book's measurements page is this run's output, with when and where it ran
 # (MEASUREMENTS= to write it elsewhere, MEASUREMENTS=none not at all).
 out=${MEASUREMENTS:-docs/src/measurements.md}
 if [ "$out" != none ]; then
   "$BV/bin/python" bench/page.py --out "$out" --worker "$PWD/target/release/magpipe-worker" \
-    --magpipe "$PWD/target/release/magpipe" --args "$*" "$work/bench.md" "$work/command.md"
+    --magpipe "$PWD/target/release/magpipe" --args "$*" "$work/bench.md" "$work/command.md" \
+    "$work/remote.md"
 fi

@@ -576,7 +576,6 @@ impl Store {
         Ok(dest)
     }
 
-    /// A fresh folder under `tmp/` for copies on their way into `objects/`.
     /// A fresh folder under `tmp/` for building what is committed next (remove it after).
     pub fn staging(&self) -> Result<PathBuf, StoreError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -633,6 +632,38 @@ impl Store {
         let out = OutputRecord {
             file: file.to_string(),
             hash,
+            size,
+            dir: false,
+            files: Vec::new(),
+        };
+        if let Ok(m) = fs::metadata(&dest) {
+            let _ = fs::write(
+                self.stat_path(&out),
+                serde_json::to_vec(&ObjectStat::of(&m)).expect("stat"),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Commits a file this process wrote itself into its own staging folder (a pull's download)
+    /// and has already hashed: synced, made read-only and renamed into `objects/`, not copied
+    /// and hashed a second time. Never for a program's output, which is copied (see the top).
+    pub fn commit_downloaded(
+        &self,
+        staged: &Path,
+        file: &str,
+        hash: &str,
+        size: u64,
+    ) -> Result<OutputRecord, StoreError> {
+        let f = File::open(staged).map_err(io(staged))?;
+        f.sync_all().map_err(io(staged))?;
+        let mut perm = f.metadata().map_err(io(staged))?.permissions();
+        perm.set_readonly(true);
+        f.set_permissions(perm).map_err(io(staged))?;
+        let dest = self.place(staged, hash, file)?;
+        let out = OutputRecord {
+            file: file.to_string(),
+            hash: hash.to_string(),
             size,
             dir: false,
             files: Vec::new(),

@@ -757,10 +757,11 @@ impl Remote {
                     return Ok(Err(m));
                 }
             }
+            // A file was hashed as it came in; a folder's tree hash is checked as it commits.
             let committed = if o.dir {
                 store.commit_dir(&root, &o.file)?
             } else {
-                store.commit_object(&root.join(&o.file), &o.file)?
+                store.commit_downloaded(&root.join(&o.file), &o.file, &o.hash, o.size)?
             };
             if committed.hash != o.hash {
                 return Ok(Err(Miss::CorruptObject(
