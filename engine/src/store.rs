@@ -628,7 +628,18 @@ impl Store {
         }
         copy_plain(scratch_file, copy)?;
         let (hash, size) = hash_file(copy)?;
-        let dest = self.place(copy, &hash, file)?;
+        self.place_file(copy, file, hash, size)
+    }
+
+    /// Renames a staged, hashed, read-only file into `objects/` and keeps its stat beside it.
+    fn place_file(
+        &self,
+        staged: &Path,
+        file: &str,
+        hash: String,
+        size: u64,
+    ) -> Result<OutputRecord, StoreError> {
+        let dest = self.place(staged, &hash, file)?;
         let out = OutputRecord {
             file: file.to_string(),
             hash,
@@ -660,21 +671,7 @@ impl Store {
         let mut perm = f.metadata().map_err(io(staged))?.permissions();
         perm.set_readonly(true);
         f.set_permissions(perm).map_err(io(staged))?;
-        let dest = self.place(staged, hash, file)?;
-        let out = OutputRecord {
-            file: file.to_string(),
-            hash: hash.to_string(),
-            size,
-            dir: false,
-            files: Vec::new(),
-        };
-        if let Ok(m) = fs::metadata(&dest) {
-            let _ = fs::write(
-                self.stat_path(&out),
-                serde_json::to_vec(&ObjectStat::of(&m)).expect("stat"),
-            );
-        }
-        Ok(out)
+        self.place_file(staged, file, hash.to_string(), size)
     }
 
     /// Writes a record atomically; it is what makes a stage's outputs count as done.

@@ -24,22 +24,31 @@ fn verify_remote(ctx: &Ctx, name: &str) -> anyhow::Result<ExitCode> {
     let rep = remote.verify(&scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     let rep = rep?;
-    for p in &rep.problems {
+    let what = format!("{}: {} records", remote.describe(), rep.records);
+    print_report(&what, &rep.problems, rep.objects, rep.bytes)
+}
+
+/// Each problem, then `verified WHAT, N objects (MB): ok` (or the count of problems); exit 1 on
+/// any.
+fn print_report(
+    what: &str,
+    problems: &[String],
+    objects: usize,
+    bytes: u64,
+) -> anyhow::Result<ExitCode> {
+    for p in problems {
         println!("{p}");
     }
     println!(
-        "verified {}: {} records, {} objects ({:.1} MB): {}",
-        remote.describe(),
-        rep.records,
-        rep.objects,
-        rep.bytes as f64 / 1e6,
-        match rep.problems.len() {
+        "verified {what}, {objects} objects ({:.1} MB): {}",
+        bytes as f64 / 1e6,
+        match problems.len() {
             0 => "ok".to_string(),
             1 => "1 problem".to_string(),
             n => format!("{n} problems"),
         }
     );
-    Ok(status_code(rep.problems.is_empty()))
+    Ok(status_code(problems.is_empty()))
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
@@ -53,19 +62,10 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         provenance::chain_records(&plan, &ctx.store, &a.stages)?
     };
     let rep = provenance::verify(&ctx.store, &records)?;
-    for p in &rep.problems {
-        println!("{p}");
-    }
-    println!(
-        "verified {} records, {} objects ({:.1} MB): {}",
-        rep.records,
+    print_report(
+        &format!("{} records", rep.records),
+        &rep.problems,
         rep.objects,
-        rep.bytes as f64 / 1e6,
-        match rep.problems.len() {
-            0 => "ok".to_string(),
-            1 => "1 problem".to_string(),
-            n => format!("{n} problems"),
-        }
-    );
-    Ok(status_code(rep.problems.is_empty()))
+        rep.bytes,
+    )
 }

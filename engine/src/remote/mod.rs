@@ -77,6 +77,9 @@ pub trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), RemoteError>;
 }
 
+/// A verified (signer `name:base64`, signature) pair.
+type Signed = (String, String);
+
 const ENVELOPE_FORMAT: &str = "magpipe.remote-record/1";
 
 /// A record as a remote holds it: its exact bytes, so the signature covers what is read.
@@ -234,16 +237,6 @@ impl Remote {
         }))
     }
 
-    /// A remote on a backend, for tests and tools.
-    pub fn with_backend(name: &str, backend: Box<dyn Backend>, trusted: Vec<String>) -> Remote {
-        Remote {
-            name: name.into(),
-            backend,
-            trusted,
-            said_open: AtomicBool::new(false),
-        }
-    }
-
     pub fn describe(&self) -> String {
         format!("{} ({})", self.name, self.backend.describe())
     }
@@ -275,11 +268,6 @@ impl Remote {
     pub fn check_writes(&self) -> Result<(), RemoteError> {
         self.check()?;
         self.backend.check_writes().map_err(|e| self.err(e))
-    }
-
-    /// The public key records are signed with on push, if this user has one.
-    pub fn signer(&self) -> Result<Option<String>, RemoteError> {
-        Ok(sign::Signer::load()?.as_ref().map(sign::Signer::public))
     }
 
     /// Uploads records and everything they name: objects first (those the remote lacks), then
@@ -403,21 +391,14 @@ impl Remote {
             .map_err(|e| self.err(e))
     }
 
-    /// Reads and verifies the record `key` without touching the store: the record, or why not.
-    fn verified_record(
-        &self,
-        key: &str,
-    ) -> Result<Result<(Record, Option<String>), Miss>, RemoteError> {
-        self.read_record(key, true)
-    }
-
-    /// The record `key`, its signature checked, and its signer checked against trusted_keys when
-    /// `trust` is set.
+    /// The record `key` without touching the store, its signature checked, and its signer
+    /// checked against trusted_keys when `trust` is set: the record with its verified
+    /// (signer, signature), or why not.
     fn read_record(
         &self,
         key: &str,
         trust: bool,
-    ) -> Result<Result<(Record, Option<String>), Miss>, RemoteError> {
+    ) -> Result<Result<(Record, Option<Signed>), Miss>, RemoteError> {
         let Some(bytes) = self
             .backend
             .get_bytes(&record_key(key))
@@ -469,8 +450,7 @@ impl Remote {
                 crate::stale::short(&rec.preimage.key())
             ))));
         }
-        let signer = env.signature.and(env.signer);
-        Ok(Ok((rec, signer)))
+        Ok(Ok((rec, env.signer.zip(env.signature))))
     }
 
     /// Once per command, for the first record taken from a remote that trusts anyone: the note
@@ -494,17 +474,14 @@ impl Remote {
         expect: &dyn Fn(&Record) -> Result<(), String>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Result<Record, Miss>, RemoteError> {
-        let (mut rec, signer) = match self.verified_record(key)? {
+        let (mut rec, signed) = match self.read_record(key, true)? {
             Ok(r) => r,
             Err(m) => return Ok(Err(m)),
         };
         if let Err(why) = expect(&rec) {
             return Ok(Err(Miss::BadRecord(why)));
         }
-        let signature = match signer {
-            Some(_) => self.signature_of(key)?,
-            None => None,
-        };
+        let (signer, signature) = signed.unzip();
         for o in rec.outputs.values() {
             if store.has_object(o)? {
                 continue;
@@ -522,17 +499,6 @@ impl Remote {
         });
         store.write_record(&rec)?;
         Ok(Ok(rec))
-    }
-
-    /// The signature of the record `key`'s envelope, as read (already verified by the caller).
-    fn signature_of(&self, key: &str) -> Result<Option<String>, RemoteError> {
-        let bytes = self
-            .backend
-            .get_bytes(&record_key(key))
-            .map_err(|e| self.err(e))?;
-        Ok(bytes
-            .and_then(|b| serde_json::from_slice::<Envelope>(&b).ok())
-            .and_then(|e| e.signature))
     }
 
     /// One output: its file(s) into the store's staging, each checked against its hash, then

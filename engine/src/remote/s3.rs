@@ -336,23 +336,10 @@ impl Backend for S3 {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, RemoteError> {
-        let base = self.path(prefix);
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
-        let mut out: Vec<String> = self.rt.block_on(async {
-            let mut s = self.store.list(Some(&base));
-            let mut v = Vec::new();
-            while let Some(m) = s.next().await {
-                let m = m.map_err(|e| self.err(prefix, e))?;
-                let loc = m.location.to_string();
-                v.push(loc.strip_prefix(&strip).unwrap_or(&loc).to_string());
-            }
-            Ok::<_, RemoteError>(v)
-        })?;
-        out.sort();
-        Ok(out)
+        Ok(self
+            .list_times(prefix)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
     }
 }
