@@ -126,7 +126,7 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
 
-bench: build
+bench: build models s3server
 	bash bench/run.sh $(BENCH_ARGS)
 
 # What a GPU machine must pass (bench/gpu-check.sh); forces the CUDA build.
