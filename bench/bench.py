@@ -249,6 +249,8 @@ def train_bench(a, q, env):
             ("magpipe fp32, 2 threads, glibc's allocator defaults", lambda: measured([w, "bench-train", "2", steps], glibc)),
             ("magpipe fp32, 2 threads", lambda: measured([w, "bench-train", "2", steps], plain)),
             ("magpipe fp32, 2 processes × 1 thread (aggregate)", lambda: side_by_side([w, "bench-train", "1", steps], plain)),
+            ("magpipe fp32, 2 threads, portable kernels",
+             lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "lstm", "portable"], plain)),
             ("magpipe bf16-mixed, 2 threads", lambda: measured([w, "bench-train", "2", steps, "bf16-mixed"], plain)),
             ("magpipe bf16-mixed, 2 processes × 1 thread (aggregate)",
              lambda: side_by_side([w, "bench-train", "1", steps, "bf16-mixed"], plain)),
@@ -261,6 +263,8 @@ def train_bench(a, q, env):
             ("magpipe fp32, 2 threads", lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec"], plain)),
             ("magpipe fp32, 2 processes × 1 thread (aggregate)",
              lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec"], plain)),
+            ("magpipe fp32, 2 threads, portable kernels",
+             lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec", "portable"], plain)),
         ],
     }
     notes = []

@@ -185,3 +185,93 @@ fn the_device_choice_is_logged_and_the_hardware_recorded_and_shown_by_lineage() 
         l.stdout
     );
 }
+
+fn train_key(p: &Project, set: &[&str]) -> String {
+    let mut args = vec!["status", "--format", "json"];
+    args.extend_from_slice(set);
+    args.push("train");
+    let r = p.run(&args);
+    r.assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "train")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn portable_kernels_are_their_own_key_are_recorded_and_audit_byte_identical() {
+    let p = project();
+    let portable = ["--set", "train.kernels=portable"];
+    // A stage's key is known once its inputs are.
+    p.run(&["run", "window"]).assert_ok();
+    let native_key = train_key(&p, &[]);
+    // `native` is the default and stays out of the key: existing results keep theirs.
+    assert_eq!(
+        native_key,
+        train_key(&p, &["--set", "train.kernels=native"])
+    );
+    assert_ne!(native_key, train_key(&p, &portable));
+
+    p.run(&["run", "train"]).assert_ok();
+    let native = model_bytes(&p);
+    let mut run = vec!["run"];
+    run.extend_from_slice(&portable);
+    run.push("train");
+    let r = p.run(&run);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_finished"), ["train"]);
+    let mut art = vec!["artifact"];
+    art.extend_from_slice(&portable);
+    art.extend_from_slice(&["train", "model"]);
+    let portable_weights = std::fs::read(p.run(&art).stdout.trim()).unwrap();
+    assert_ne!(
+        native, portable_weights,
+        "another computation, other floats"
+    );
+
+    // What was pinned is in the record, and lineage shows it.
+    let mut lin = vec!["lineage"];
+    lin.extend_from_slice(&portable);
+    lin.push("train");
+    let l = p.run(&lin);
+    l.assert_ok();
+    assert!(
+        l.stdout
+            .contains("kernels portable: ATen AVX2, MKL COMPATIBLE, oneDNN off"),
+        "{}",
+        l.stdout
+    );
+    // Re-executed from scratch on this machine: the same bytes.
+    let mut audit = portable.to_vec();
+    audit.push("train");
+    common::assert_audit_clean(&p, &audit);
+}
+
+#[test]
+fn portable_kernels_refuse_a_gpu_and_bf16_at_plan_time() {
+    let p = project();
+    for (set, says) in [
+        ("train.device=cuda", "`portable` kernels are CPU kernels"),
+        (
+            "train.precision=bf16-mixed",
+            "`portable` kernels compute in fp32",
+        ),
+    ] {
+        let r = p.run(&[
+            "status",
+            "--set",
+            "train.kernels=portable",
+            "--set",
+            set,
+            "train",
+        ]);
+        assert_eq!(r.code(), Some(2), "{set}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{set}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    }
+}

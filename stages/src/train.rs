@@ -66,6 +66,59 @@ pub enum Precision {
     Bf16Mixed,
 }
 
+/// Which CPU kernels a torch stage's floats come from (docs/src/guide/reproducing.md).
+#[derive(
+    schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// libtorch's automatic dispatch: the fastest kernels this CPU has. The same seed gives
+    /// other bytes on a CPU with other instruction sets.
+    #[default]
+    Native,
+    /// Pinned kernels: the same seed gives the same bytes on every x86-64 CPU with AVX2 and FMA
+    /// (ATen and oneDNN capped at AVX2, MKL in its COMPATIBLE branch, the LSTM through ATen ops
+    /// instead of oneDNN, dropout masks from magpipe's own counter-based generator). CPU only.
+    Portable,
+}
+
+/// The environment a worker for portable kernels starts with: every dispatcher reads its pin
+/// once, when libtorch first uses it, so it must be there before the process starts. The worker
+/// checks that each one took (`magpipe_worker::host::check_portable`).
+pub const PORTABLE_ENV: &[(&str, &str)] = &[
+    // ATen's own kernels (elementwise, reductions, Adam's arithmetic).
+    ("ATEN_CPU_CAPABILITY", "avx2"),
+    // oneDNN is switched off for portable runs; these pin whatever still reaches it.
+    ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+    ("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT"),
+    // MKL's conditional numerical reproducibility: COMPATIBLE is the one branch MKL honours on
+    // Intel and AMD alike (an AVX2 branch falls back to automatic dispatch on AMD); sgemm (the
+    // LSTM's and the head's matrix products) and the vector maths (tanh) go through it.
+    ("MKL_CBWR", "COMPATIBLE"),
+    ("MKL_DYNAMIC", "FALSE"),
+];
+
+impl Kernels {
+    pub fn is_native(&self) -> bool {
+        *self == Kernels::Native
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kernels::Native => "native",
+            Kernels::Portable => "portable",
+        }
+    }
+
+    /// What a worker for these kernels adds to its environment.
+    pub fn worker_env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Kernels::Native => &[],
+            Kernels::Portable => PORTABLE_ENV,
+        }
+    }
+}
+
 #[derive(schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceName {
@@ -132,6 +185,10 @@ pub struct TrainParams {
     /// study fits a CPU budget; validation always uses every window. Left out of the key at its
     /// default (see `key_params`), so adding it kept every existing training's key.
     pub subsample: f64,
+    /// `native` (libtorch picks kernels for this CPU) or `portable` (the same bytes from the same
+    /// seed on every x86-64 CPU with AVX2 and FMA; CPU only, fp32 only). Left out of the key
+    /// and of model.json at `native`, so existing results keep their keys and bytes.
+    pub kernels: Kernels,
 }
 
 impl Default for TrainParams {
@@ -162,11 +219,20 @@ impl Default for TrainParams {
             precision: Precision::Fp32,
             subsample: 1.0,
             from_study: None,
+            kernels: Kernels::Native,
         }
     }
 }
 
 impl TrainParams {
+    /// The device the run asks for: portable kernels are CPU kernels, so `auto` means the CPU.
+    pub fn device(&self) -> DeviceName {
+        match self.kernels {
+            Kernels::Portable => DeviceName::Cpu,
+            Kernels::Native => self.device,
+        }
+    }
+
     pub fn loss_scale(&self) -> f64 {
         self.loss_scale.unwrap_or(match self.loss {
             LossName::Hybrid => 100.0,
@@ -195,6 +261,9 @@ pub struct WorkerRequest {
     pub out_dir: PathBuf,
     pub checkpoint_dir: PathBuf,
     pub threads: usize,
+    /// The kernels the worker runs with; its environment follows them.
+    #[serde(default, skip_serializing_if = "Kernels::is_native")]
+    pub kernels: Kernels,
 }
 
 /// One line a worker writes on its stdout.
@@ -236,6 +305,7 @@ pub fn spawn_worker(
     if let Some(g) = gpu {
         cmd.env("CUDA_VISIBLE_DEVICES", g.to_string());
     }
+    cmd.envs(req.kernels.worker_env().iter().copied());
     let mut child = cmd
         .arg("run-stage")
         .env("MAGPIPE_PARENT_PID", std::process::id().to_string())
@@ -401,6 +471,31 @@ pub fn hardware_facts(info: &Value, cuda: bool) -> Value {
     v
 }
 
+/// Portable kernels are fp32 CPU kernels: a GPU or bf16 (native on some CPUs, emulated on
+/// others) would give other bytes on other machines, so asking for both is an error.
+pub fn check_kernels(
+    kernels: Kernels,
+    device: DeviceName,
+    precision: Precision,
+) -> Result<(), ParamError> {
+    let bad = |msg: &str| {
+        Err(ParamError::Invalid {
+            name: "kernels".into(),
+            msg: msg.into(),
+        })
+    };
+    match (kernels, device, precision) {
+        (Kernels::Portable, DeviceName::Cuda, _) => {
+            bad("`portable` kernels are CPU kernels; set device: cpu (or auto) or kernels: native")
+        }
+        (Kernels::Portable, _, Precision::Bf16Mixed) => bad(
+            "`portable` kernels compute in fp32; bf16 is native on some CPUs and emulated on \
+             others, so set precision: fp32 or kernels: native",
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub struct Train;
 
 /// The inputs of every kind that trains: the training and validation windows.
@@ -547,7 +642,7 @@ impl TypedKind for Train {
         if p.loss_scale.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
             return bad("loss_scale", "must be a positive number or null");
         }
-        Ok(())
+        check_kernels(p.kernels, p.device, p.precision)
     }
 
     fn key_params(p: &TrainParams) -> Value {
@@ -560,11 +655,14 @@ impl TypedKind for Train {
         if p.from_study.is_none() {
             o.remove("from_study");
         }
+        if p.kernels.is_native() {
+            o.remove("kernels");
+        }
         v
     }
 
     fn runtime(p: &TrainParams, cache_dir: &Path) -> Result<Value, StageError> {
-        Ok(torch_runtime(&worker_info(cache_dir)?, p.device))
+        Ok(torch_runtime(&worker_info(cache_dir)?, p.device()))
     }
 
     fn metrics(_p: &TrainParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
@@ -587,6 +685,7 @@ impl TypedKind for Train {
             out_dir: ctx.out_dir.to_path_buf(),
             checkpoint_dir: ctx.checkpoint_dir.clone(),
             threads: p.threads,
+            kernels: p.kernels,
         };
         run_in_worker(&req, ctx)
     }
@@ -600,6 +699,10 @@ pub struct PredictParams {
     pub label: Option<String>,
     /// libtorch intra-op threads of the model run.
     pub threads: usize,
+    /// The kernels of the model run; null: the ones the model was trained with (its
+    /// model.json), so a `portable` training also predicts the same bytes everywhere. Left out
+    /// of the key when null (the model's own kernels are in its model.json, an input).
+    pub kernels: Option<Kernels>,
 }
 
 impl Default for PredictParams {
@@ -607,7 +710,20 @@ impl Default for PredictParams {
         PredictParams {
             label: None,
             threads: 1,
+            kernels: None,
         }
+    }
+}
+
+/// The kernels a trained model was trained with, from its model.json (`params.kernels`, absent
+/// when `native`).
+pub fn trained_kernels(config: &Path) -> Result<Kernels, StageError> {
+    let text = std::fs::read_to_string(config).map_err(|e| StageError::io(config, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| StageError::table(config, e))?;
+    match v["params"].get("kernels") {
+        None | Some(Value::Null) => Ok(Kernels::Native),
+        Some(k) => serde_json::from_value(k.clone())
+            .map_err(|e| StageError::table(config, format!("params.kernels: {e}"))),
     }
 }
 
@@ -646,6 +762,14 @@ impl TypedKind for Predict {
         Ok(())
     }
 
+    fn key_params(p: &PredictParams) -> Value {
+        let mut v = serde_json::to_value(p).expect("params serialise");
+        if p.kernels.is_none() {
+            v.as_object_mut().expect("a struct").remove("kernels");
+        }
+        v
+    }
+
     fn runtime(_p: &PredictParams, cache_dir: &Path) -> Result<Value, StageError> {
         // Inference over a few hundred windows: the CPU, always, so Table 2 does not depend on
         // whether a GPU trained the model.
@@ -657,6 +781,10 @@ impl TypedKind for Predict {
     }
 
     fn run(p: &PredictParams, ctx: &Context<'_>) -> Result<Report, StageError> {
+        let kernels = match p.kernels {
+            Some(k) => k,
+            None => trained_kernels(ctx.input("config")?)?,
+        };
         let req = WorkerRequest {
             kind: Self::NAME.into(),
             params: serde_json::to_value(p).expect("params serialise"),
@@ -664,6 +792,7 @@ impl TypedKind for Predict {
             out_dir: ctx.out_dir.to_path_buf(),
             checkpoint_dir: ctx.checkpoint_dir.clone(),
             threads: p.threads,
+            kernels,
         };
         run_in_worker(&req, ctx)
     }

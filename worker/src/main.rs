@@ -7,6 +7,7 @@
 use anyhow::bail;
 use serde::Serialize;
 
+use magpipe_stages::train::Kernels;
 use magpipe_worker::host;
 
 #[derive(Serialize)]
@@ -98,7 +99,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Some("bench-train") => bench_train(&args[1..]),
         _ => bail!(
-            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS [fp32|bf16-mixed] [cpu|cuda] [lstm|encdec]"
+            "usage: magpipe-worker info | run-stage (a JSON request on stdin) | bench-train THREADS STEPS [fp32|bf16-mixed] [cpu|cuda] [lstm|encdec] [native|portable]"
         ),
     }
 }
@@ -128,6 +129,24 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         Some("encdec") => true,
         Some(m) => bail!("unknown model `{m}` (lstm or encdec)"),
     };
+    let kernels = match args.get(5).map(String::as_str) {
+        None | Some("native") => Kernels::Native,
+        Some("portable") => Kernels::Portable,
+        Some(k) => bail!("unknown kernels `{k}` (native or portable)"),
+    };
+    if kernels == Kernels::Portable {
+        if std::env::var_os("ATEN_CPU_CAPABILITY").is_none() {
+            // The pins are read when libtorch first dispatches, so they must be in the
+            // environment the process starts with, as the engine starts a stage's worker.
+            let status = std::process::Command::new(std::env::current_exe()?)
+                .arg("bench-train")
+                .args(args)
+                .envs(kernels.worker_env().iter().copied())
+                .status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        host::check_portable(&host::cpu()).map_err(|e| anyhow::anyhow!(e))?;
+    }
     tch::set_num_threads(threads);
     // Table 1's best configuration of each model (pipeline.yaml's lstm_hybrid, encdec_hybrid).
     let (arch, hidden, dropout, batch, lr, wd, alpha, tf) = if encdec {
@@ -144,6 +163,7 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
             dropout,
             horizon: 12,
             bf16,
+            kernels,
         },
         batch_size: batch,
         shuffle: false,
@@ -169,11 +189,13 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         .collect();
     for i in 0..5 {
         let (x, y) = &batches[i % 4];
+        t.model.masks.begin_step(0, 0, i as u64);
         t.step(x, y);
     }
     let t0 = std::time::Instant::now();
     for i in 0..steps as usize {
         let (x, y) = &batches[i % 4];
+        t.model.masks.begin_step(0, 1, i as u64);
         t.step(x, y);
     }
     if let tch::Device::Cuda(i) = device {

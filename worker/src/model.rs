@@ -2,7 +2,12 @@
 //! with PyTorch's layout (gates i, f, g, o; two bias vectors per layer) and PyTorch's default
 //! initialisation, so results are comparable with the published code. Dropout follows the call's
 //! `train` flag (tch's `nn::LSTM` freezes it at construction, which is why it is not used).
+//! With portable kernels the layers run one by one and dropout masks come from
+//! [`DropoutMasks`], so no mask depends on which CPU or library drew it.
 
+use std::cell::Cell;
+
+use magpipe_stages::train::Kernels;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
@@ -30,6 +35,58 @@ pub struct ModelConfig {
     /// loss and the optimiser stay fp32.
     #[serde(default)]
     pub bf16: bool,
+    /// Absent from model.json when `native`, so native models keep their bytes.
+    #[serde(default, skip_serializing_if = "Kernels::is_native")]
+    pub kernels: Kernels,
+}
+
+/// Dropout masks for portable kernels, drawn by magpipe instead of libtorch: libtorch's
+/// `bernoulli_` goes through MKL's generator on Intel CPUs and its own elsewhere, so the same
+/// seed drops other units on another vendor's CPU. Each element's draw is a hash of (the step's
+/// key, the mask's number within the step, the element's index): it depends on nothing but the
+/// seed, the epoch, the batch and the model's shape (not on threads, CPU or library), and a
+/// resumed run draws what an uninterrupted one would.
+#[derive(Debug, Default)]
+pub struct DropoutMasks {
+    step_key: Cell<u64>,
+    drawn: Cell<u64>,
+}
+
+/// SplitMix64's finaliser: a bijective 64-bit mix, good enough to turn counters into
+/// independent-looking uniform bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl DropoutMasks {
+    /// Keys the masks of one optimisation step.
+    pub fn begin_step(&self, seed: u64, epoch: u64, batch: u64) {
+        self.step_key.set(mix(
+            mix(seed ^ 0x4452_4f50_4f55_5400) ^ mix((epoch << 32) | batch)
+        ));
+        self.drawn.set(0);
+    }
+
+    /// The next mask of this step for a tensor of `shape`: each element kept with probability
+    /// 1 − p and then scaled by 1 / (1 − p), as libtorch's dropout does.
+    pub fn next(&self, shape: &[i64], p: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let key = mix(self.step_key.get() ^ mix(self.drawn.get().wrapping_add(1)));
+        self.drawn.set(self.drawn.get() + 1);
+        // Keep when the top 24 bits, read as a fraction, are at least p (what a float uniform
+        // draw against p is, without float rounding in the comparison).
+        let threshold = (p * f64::from(1u32 << 24)).ceil() as u64;
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let values: Vec<f32> = (0..n as u64)
+            .map(|i| {
+                let u = mix(key.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15))) >> 40;
+                if u >= threshold { scale } else { 0.0 }
+            })
+            .collect();
+        Tensor::from_slice(&values).view(shape)
+    }
 }
 
 /// The flat weights of an L-layer LSTM in PyTorch's order: per layer w_ih, w_hh, b_ih, b_hh.
@@ -39,6 +96,7 @@ struct Lstm {
     layers: usize,
     dropout: f64,
     bf16: bool,
+    kernels: Kernels,
 }
 
 impl Lstm {
@@ -62,6 +120,7 @@ impl Lstm {
             layers,
             dropout,
             bf16: c.bf16,
+            kernels: c.kernels,
         }
     }
 
@@ -71,7 +130,11 @@ impl Lstm {
         x: &Tensor,
         state: Option<(&Tensor, &Tensor)>,
         train: bool,
+        masks: &DropoutMasks,
     ) -> (Tensor, Tensor, Tensor) {
+        if self.kernels == Kernels::Portable {
+            return self.run_layers(x, state, train, masks);
+        }
         // The casts are differentiable, so gradients land in the fp32 master weights.
         let kind = if self.bf16 {
             Kind::BFloat16
@@ -113,6 +176,51 @@ impl Lstm {
     }
 }
 
+impl Lstm {
+    /// Portable kernels: one fused single-layer call per layer, with magpipe's dropout between
+    /// layers (the same computation as the L-layer call, whose dropout is libtorch's). fp32 only
+    /// (`kernels: portable` refuses bf16).
+    fn run_layers(
+        &self,
+        x: &Tensor,
+        state: Option<(&Tensor, &Tensor)>,
+        train: bool,
+        masks: &DropoutMasks,
+    ) -> (Tensor, Tensor, Tensor) {
+        let shape = [1, x.size()[0], self.hidden as i64];
+        let zeros = || Tensor::zeros(shape, (Kind::Float, x.device()));
+        let mut input = x.shallow_clone();
+        let (mut hs, mut cs) = (Vec::new(), Vec::new());
+        for l in 0..self.layers {
+            let (h0, c0) = match state {
+                Some((h, c)) => (h.narrow(0, l as i64, 1), c.narrow(0, l as i64, 1)),
+                None => (zeros(), zeros()),
+            };
+            let (out, h, c) = input.lstm(
+                &[h0, c0],
+                &self.weights[4 * l..4 * l + 4],
+                true,
+                1,
+                0.0,
+                train,
+                false,
+                true,
+            );
+            hs.push(h);
+            cs.push(c);
+            input = if train && self.dropout > 0.0 && l + 1 < self.layers {
+                let mask = masks
+                    .next(&out.size(), self.dropout)
+                    .to_device(out.device());
+                out * mask
+            } else {
+                out
+            };
+        }
+        (input, Tensor::cat(&hs, 0), Tensor::cat(&cs, 0))
+    }
+}
+
 /// PyTorch's `nn.Linear` with its default init: weight and bias ~ U(±1/√fan_in).
 struct Linear {
     w: Tensor,
@@ -139,6 +247,8 @@ pub struct Model {
     encoder: Lstm,
     decoder: Option<Lstm>,
     head: Linear,
+    /// Used by portable kernels only; the trainer keys it per step.
+    pub masks: DropoutMasks,
 }
 
 /// Teacher forcing for one forward pass: the targets and a source of uniform draws in [0, 1).
@@ -164,13 +274,14 @@ impl Model {
             encoder,
             decoder,
             head,
+            masks: DropoutMasks::default(),
         }
     }
 
     /// `x` (B, W, 5) → (B, P). `train` switches dropout on; teacher forcing applies to Enc-Dec in
     /// training only. Sequence length is free: test inputs are shorter than training ones.
     pub fn forward(&self, x: &Tensor, train: bool, tf: Option<TeacherForcing<'_>>) -> Tensor {
-        let (out, h, c) = self.encoder.run(x, None, train);
+        let (out, h, c) = self.encoder.run(x, None, train, &self.masks);
         let Some(dec) = &self.decoder else {
             return self.head.forward(&out.select(1, -1));
         };
@@ -180,7 +291,7 @@ impl Model {
         let mut tf = tf.filter(|_| train);
         let mut steps = Vec::with_capacity(self.config.horizon);
         for t in 0..self.config.horizon as i64 {
-            let (o, h2, c2) = dec.run(&input, Some((&h, &c)), train);
+            let (o, h2, c2) = dec.run(&input, Some((&h, &c)), train, &self.masks);
             (h, c) = (h2, c2);
             let y_hat = self.head.forward(&o.select(1, 0)); // (B, 1)
             // One draw per step for the whole batch, also after the last step (as published).
@@ -231,6 +342,7 @@ mod tests {
             dropout,
             horizon: 12,
             bf16: false,
+            kernels: Kernels::Native,
         }
     }
 

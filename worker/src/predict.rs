@@ -10,7 +10,7 @@ use magpipe_stages::protocol::{
 };
 use magpipe_stages::scale::Scaler;
 use magpipe_stages::table::{FEATURES, SeriesTable};
-use magpipe_stages::train::{PredictParams, WorkerRequest};
+use magpipe_stages::train::{Kernels, PredictParams, WorkerRequest};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -24,12 +24,18 @@ pub struct Loaded {
 
 /// Rebuilds the model that `train` wrote: its architecture from model.json, weights from
 /// model.safetensors.
-pub fn load_model(weights: &std::path::Path, config: &std::path::Path) -> anyhow::Result<Loaded> {
+/// It runs with the request's kernels, which are the training's unless `predict` overrides them.
+pub fn load_model(
+    weights: &std::path::Path,
+    config: &std::path::Path,
+    kernels: Kernels,
+) -> anyhow::Result<Loaded> {
     let text = std::fs::read_to_string(config).with_context(|| config.display().to_string())?;
     let cfg: Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", config.display()))?;
-    let arch: ModelConfig = serde_json::from_value(cfg["architecture"].clone())
+    let mut arch: ModelConfig = serde_json::from_value(cfg["architecture"].clone())
         .with_context(|| format!("{}: no valid `architecture`", config.display()))?;
+    arch.kernels = kernels;
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Model::new(&vs.root(), &arch);
     vs.load(weights)
@@ -51,7 +57,7 @@ pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Res
     let p: PredictParams = serde_json::from_value(req.params.clone()).context("predict params")?;
     tch::set_num_threads(req.threads.max(1) as i32);
     let input = |slot: &str| input(req, slot);
-    let m = load_model(input("model")?, input("config")?)?;
+    let m = load_model(input("model")?, input("config")?, req.kernels)?;
     let proto = Protocol::read(input("protocol")?).map_err(|e| anyhow!("{e}"))?;
     let series = SeriesTable::read(input("test")?).map_err(|e| anyhow!("{e}"))?;
     let scaler = Scaler::read(input("scaler")?).map_err(|e| anyhow!("{e}"))?;
@@ -132,7 +138,7 @@ pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Res
 pub fn infer(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
     tch::set_num_threads(req.threads.max(1) as i32);
     let input = |slot: &str| input(req, slot);
-    let m = load_model(input("model")?, input("config")?)?;
+    let m = load_model(input("model")?, input("config")?, req.kernels)?;
     let batches =
         magpipe_stages::forecast::read_f32(input("windows")?, "x").map_err(|e| anyhow!(e))?;
     let features = m.model.config.input;

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
 use magpipe_stages::train::{
-    LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
+    Kernels, LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
 };
 use magpipe_stages::{plot, table};
 use polars::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
 use crate::host;
@@ -40,20 +40,28 @@ fn progress(done: u64, total: u64) {
 }
 
 /// Predictions run on the CPU (see `Predict::runtime`).
-fn report(summary: String) -> anyhow::Result<()> {
+fn report(summary: String, kernels: Value) -> anyhow::Result<()> {
+    let mut hardware = host::hardware(Device::Cpu, &host::cpu(), &host::cuda());
+    hardware["kernels"] = kernels;
     emit(&WorkerEvent::Report {
         summary,
         stdout: None,
-        facts: json!({ "hardware": host::hardware(Device::Cpu, &host::cpu(), &host::cuda()) }),
+        facts: json!({ "hardware": hardware }),
     });
     Ok(())
 }
 
 pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
+    // Before any tensor op: portable kernels switch oneDNN off, and the checks must see the
+    // pins as the process started with them.
+    let kernels = match req.kernels {
+        Kernels::Portable => host::check_portable(&host::cpu()).map_err(|e| anyhow!(e))?,
+        Kernels::Native => host::native_kernels(&host::cpu()),
+    };
     match req.kind.as_str() {
-        "train" => train(&req),
-        "predict" => report(crate::predict::run(&req, &progress)?),
-        "infer" => report(crate::predict::infer(&req, &progress)?),
+        "train" => train(&req, kernels),
+        "predict" => report(crate::predict::run(&req, &progress)?, kernels),
+        "infer" => report(crate::predict::infer(&req, &progress)?, kernels),
         k => bail!("unknown worker stage kind `{k}`"),
     }
 }
@@ -110,6 +118,7 @@ pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
             dropout: p.dropout,
             horizon,
             bf16: p.precision == Precision::Bf16Mixed,
+            kernels: p.kernels,
         },
         batch_size: p.batch_size,
         shuffle: p.shuffle,
@@ -169,11 +178,25 @@ fn fault_pause(epoch: usize) {
     }
 }
 
-fn train(req: &WorkerRequest) -> anyhow::Result<()> {
+fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
     let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
+    if p.kernels != req.kernels {
+        bail!(
+            "the request's kernels ({}) are not its params' ({})",
+            req.kernels.as_str(),
+            p.kernels.as_str()
+        );
+    }
+    magpipe_stages::train::check_kernels(p.kernels, p.device, p.precision)
+        .map_err(|e| anyhow!("{e}"))?;
     tch::set_num_threads(req.threads.max(1) as i32);
     let (cpu, cuda) = (host::cpu(), host::cuda());
-    let (device, why) = host::pick(p.device, &cuda).map_err(|e| anyhow!(e))?;
+    let (device, why) = host::pick(p.device(), &cuda).map_err(|e| anyhow!(e))?;
+    let why = if p.kernels == Kernels::Portable {
+        "device cpu (portable kernels are CPU kernels)".to_string()
+    } else {
+        why
+    };
     log(format!(
         "{why}; {} thread{} on {} ({})",
         req.threads.max(1),
@@ -288,8 +311,13 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     let out = |f: &str| req.out_dir.join(f);
     t.vs.save(out("model.safetensors"))
         .context("model.safetensors")?;
+    let mut params = serde_json::to_value(&p)?;
+    if p.kernels.is_native() {
+        // model.json of a native run keeps the bytes it had before `kernels` existed.
+        params.as_object_mut().expect("a struct").remove("kernels");
+    }
     let cfg = json!({
-        "params": p,
+        "params": params,
         "architecture": t.cfg.model,
         "param_count": param_count(&t.vs),
         "epochs_run": history.len(),
@@ -349,6 +377,8 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
     if let Some(c) = &collapse {
         summary.push_str(&format!(" — COLLAPSED: {c}"));
     }
+    let mut hardware = host::hardware(device, &cpu, &cuda);
+    hardware["kernels"] = kernels;
     emit(&WorkerEvent::Report {
         summary,
         stdout: None,
@@ -358,7 +388,7 @@ fn train(req: &WorkerRequest) -> anyhow::Result<()> {
             "collapsed": collapse.is_some(),
             "param_count": param_count(&t.vs),
             "seconds": history.iter().map(|e| e.seconds).sum::<f64>(),
-            "hardware": host::hardware(device, &cpu, &cuda),
+            "hardware": hardware,
         }),
     });
     Ok(())

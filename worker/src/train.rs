@@ -216,6 +216,9 @@ impl Trainer {
         for (b, idx) in order.chunks(bs).enumerate() {
             let idx = Tensor::from_slice(idx).to_device(train.x.device());
             let (x, y) = (train.x.index_select(0, &idx), train.y.index_select(0, &idx));
+            self.model
+                .masks
+                .begin_step(self.cfg.seed, epoch as u64, b as u64);
             let l = self.step(&x, &y);
             total += l;
             on_batch(b + 1, batches, l);

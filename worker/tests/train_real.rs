@@ -45,6 +45,7 @@ fn config(seed: u64) -> TrainConfig {
             dropout: 0.1,
             horizon: 12,
             bf16: false,
+            kernels: magpipe_stages::train::Kernels::Native,
         },
         batch_size: 64,
         shuffle: true,

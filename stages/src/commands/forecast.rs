@@ -432,6 +432,9 @@ fn infer(
         out_dir: tmp.path().to_path_buf(),
         checkpoint_dir: tmp.path().to_path_buf(),
         threads,
+        // The alarms an operator gets are the ones Table 2 was scored from.
+        kernels: crate::train::trained_kernels(&res.config)
+            .map_err(|e| Error::Forecast(e.to_string()))?,
     };
     run_in_worker_with(&req, events).map_err(|e| Error::Forecast(e.to_string()))?;
     let ys = fc::read_f32(&tmp.path().join("outputs.safetensors"), "y").map_err(Error::Forecast)?;

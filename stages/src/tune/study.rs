@@ -26,8 +26,8 @@ use crate::kind::{
 };
 use crate::table;
 use crate::train::{
-    DeviceName, StopRule, TrainParams, WorkerEvent, WorkerRequest, hardware_facts, spawn_worker,
-    torch_runtime, worker_info,
+    DeviceName, Kernels, StopRule, TrainParams, WorkerEvent, WorkerRequest, hardware_facts,
+    spawn_worker, torch_runtime, worker_info,
 };
 
 #[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -378,6 +378,7 @@ fn spawn(
         out_dir: out,
         checkpoint_dir: d.join("ckpt"),
         threads: train.threads,
+        kernels: train.kernels,
     };
     let mut child = spawn_worker(&req, gpu)?;
     let (stdout, stderr) = (
@@ -499,8 +500,16 @@ fn trial_gpus(p: &TuneParams, cache_dir: &Path) -> Result<usize, StageError> {
     Ok(info["cuda_devices"].as_u64().unwrap_or(0).max(1) as usize)
 }
 
-/// The trials' `device`: `fixed.device`, else `train`'s default.
+/// The trials' `device`: `fixed.device`, else `train`'s default; the CPU for portable kernels
+/// (`fixed.kernels`).
 fn trial_device(p: &TuneParams) -> Result<DeviceName, StageError> {
+    if let Some(k) = p.fixed.get("kernels") {
+        let k: Kernels = serde_json::from_value(k.clone())
+            .map_err(|e| StageError::Invalid(format!("fixed.kernels: {e}")))?;
+        if k == Kernels::Portable {
+            return Ok(DeviceName::Cpu);
+        }
+    }
     match p.fixed.get("device") {
         Some(d) => serde_json::from_value(d.clone())
             .map_err(|e| StageError::Invalid(format!("fixed.device: {e}"))),
