@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator
 
 all: build
 
@@ -73,6 +73,18 @@ $(SEAWEED_STAMP): $(STAMP)
 
 s3server: $(SEAWEED_STAMP)
 
+# The RO-Crate community's validator, which the tests run offline on exported crates
+# (tests/support/rocrate/README.md): a venv of its own, so its pins never meet the models'.
+ROCV := .venv-rocrate
+ROCV_STAMP := $(ROCV)/.lock
+$(ROCV_STAMP): tests/support/rocrate/requirements.lock
+	rm -rf $(ROCV)
+	$(PYTHON) -m venv $(ROCV)
+	$(ROCV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r tests/support/rocrate/requirements.lock
+	cp tests/support/rocrate/requirements.lock $@
+
+rocrate-validator: $(ROCV_STAMP)
+
 # What the Python model stages import (models/ridge.py): pinned, with hashes, in the lock file
 # that enters their keys; reinstalled when the lock changes.
 MODELS_STAMP := $(VENV)/.models-lock
@@ -110,7 +122,7 @@ run: build models
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy models s3server
+test: lint browser numpy models s3server rocrate-validator
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 

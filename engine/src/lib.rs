@@ -20,6 +20,7 @@ pub mod plan;
 pub mod provenance;
 pub mod registry;
 pub mod remote;
+pub mod rocrate;
 pub mod spec;
 pub mod stale;
 pub mod store;

@@ -151,6 +151,32 @@ pub struct Record {
     pub pulled: Option<Pulled>,
 }
 
+impl Record {
+    /// Names that come from outside (a remote, a crate) become paths in the store: each
+    /// output's file and folder files must be plain relative paths (no `..`, no root, nothing
+    /// empty) and each hash 64 hex digits, or a record could reach outside the store.
+    pub fn check_paths(&self) -> Result<(), String> {
+        let plain = |p: &str| {
+            !p.is_empty()
+                && !p.starts_with('/')
+                && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+                && !p.contains('\0')
+        };
+        let hash = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        for (name, o) in &self.outputs {
+            if !plain(&o.file) || !hash(&o.hash) {
+                return Err(format!("output `{name}` names an unsafe path or hash"));
+            }
+            for f in &o.files {
+                if !plain(&f.path) || !hash(&f.hash) {
+                    return Err(format!("output `{name}` lists an unsafe file path or hash"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A record pulled from a remote: which, and who signed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pulled {

@@ -6,8 +6,10 @@ pub mod audit;
 pub mod compare;
 pub mod dag;
 pub mod docs;
+pub mod export;
 pub mod forecast;
 pub mod gc;
+pub mod import;
 pub mod job;
 pub mod key;
 pub mod kinds;
@@ -174,6 +176,14 @@ pub enum Cmd {
     /// Re-hash stored objects and check every record's chain; exits 1 on any problem.
     #[command(after_help = "Book: docs/src/guide/reliability.md")]
     Verify(verify::Args),
+    /// Write a stage's results and their provenance in a standard others read without magpipe
+    /// (`export crate`: a Workflow Run RO-Crate).
+    #[command(after_help = "Book: docs/src/guide/publishing.md")]
+    Export(export::Args),
+    /// Bring results another machine exported into this store (`import crate`), so `audit`
+    /// re-executes them.
+    #[command(after_help = "Book: docs/src/guide/publishing.md")]
+    Import(import::Args),
     /// The run log: every `magpipe run` on this store, what ran, what was cached, final outputs.
     #[command(after_help = "Book: docs/src/guide/store.md")]
     Runs(runs::Args),
@@ -327,6 +337,8 @@ pub fn run(ctx: &Ctx, cmd: &Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Lineage(a) => lineage::run(ctx, a),
         Cmd::Audit(a) => audit::run(ctx, a),
         Cmd::Verify(a) => verify::run(ctx, a),
+        Cmd::Export(a) => export::run(ctx, a),
+        Cmd::Import(a) => import::run(ctx, a),
         Cmd::Runs(a) => runs::run(ctx, a),
         Cmd::Compare(a) => compare::run(ctx, a),
         Cmd::Report(a) => report::run(ctx, a),

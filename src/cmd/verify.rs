@@ -16,6 +16,11 @@ pub struct Args {
     /// downloaded and re-hashed (`--remote` alone: the default remote).
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
     remote: Option<String>,
+    /// Check an exported RO-Crate folder instead, without a store: every file it lists
+    /// re-hashed (size, sha256, blake3), and every stage run's inputs traced to a raw file or an
+    /// earlier run's result.
+    #[arg(long = "crate", value_name = "DIR", conflicts_with = "remote")]
+    krate: Option<std::path::PathBuf>,
 }
 
 fn verify_remote(ctx: &Ctx, name: &str) -> anyhow::Result<ExitCode> {
@@ -25,7 +30,7 @@ fn verify_remote(ctx: &Ctx, name: &str) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&scratch);
     let rep = rep?;
     let what = format!("{}: {} records", remote.describe(), rep.records);
-    print_report(&what, &rep.problems, rep.objects, rep.bytes)
+    print_report(&what, &rep.problems, rep.objects, "objects", rep.bytes)
 }
 
 /// Each problem, then `verified WHAT, N objects (MB): ok` (or the count of problems); exit 1 on
@@ -33,14 +38,15 @@ fn verify_remote(ctx: &Ctx, name: &str) -> anyhow::Result<ExitCode> {
 fn print_report(
     what: &str,
     problems: &[String],
-    objects: usize,
+    count: usize,
+    unit: &str,
     bytes: u64,
 ) -> anyhow::Result<ExitCode> {
     for p in problems {
         println!("{p}");
     }
     println!(
-        "verified {what}, {objects} objects ({:.1} MB): {}",
+        "verified {what}, {count} {unit} ({:.1} MB): {}",
         bytes as f64 / 1e6,
         match problems.len() {
             0 => "ok".to_string(),
@@ -51,9 +57,18 @@ fn print_report(
     Ok(status_code(problems.is_empty()))
 }
 
+fn verify_crate(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let rep = magpipe_engine::rocrate::verify(dir)?;
+    let what = format!("crate {}: {} stage runs", dir.display(), rep.actions);
+    print_report(&what, &rep.problems, rep.files, "files", rep.bytes)
+}
+
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     if let Some(name) = &a.remote {
         return verify_remote(ctx, name);
+    }
+    if let Some(dir) = &a.krate {
+        return verify_crate(dir);
     }
     let records = if a.stages.is_empty() {
         provenance::all_records(&ctx.store)?
@@ -66,6 +81,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         &format!("{} records", rep.records),
         &rep.problems,
         rep.objects,
+        "objects",
         rep.bytes,
     )
 }

@@ -477,3 +477,17 @@ pub fn replay_rows(v: &serde_json::Value) -> Vec<Row> {
     }
     out
 }
+
+/// `magpipe audit ARGS…` came out clean: every output of the re-executed chain byte-identical.
+pub fn assert_audit_clean(p: &Project, args: &[&str]) -> Run {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    let a = p.run(&all);
+    a.assert_ok();
+    assert!(
+        a.stdout.contains("clean: every output is byte-identical"),
+        "{}",
+        a.stdout
+    );
+    a
+}

@@ -1,6 +1,7 @@
 //! Where a project's remotes are declared: `.magpipe/config.yaml` beside the pipeline file, which
 //! is committed (no secrets: credentials come from the environment), and
-//! `.magpipe/config.local.yaml`, which is not (a path on this machine, a private remote).
+//! `.magpipe/config.local.yaml`, which is not (a path on this machine, a private remote). Its
+//! `export:` section says who publishes crates (`magpipe export crate`) and under which licence.
 //!
 //! ```yaml
 //! default_remote: lab
@@ -39,6 +40,46 @@ pub struct ProjectConfig {
     pub default_remote: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remotes: BTreeMap<String, RemoteConfig>,
+    /// Licence, authors and publisher of exported crates (`magpipe export crate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<CrateMeta>,
+}
+
+/// Who publishes the crate and under which licence: the `export:` section of
+/// `.magpipe/config.yaml`, or flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrateMeta {
+    /// An SPDX licence id (`CC-BY-4.0`) or a licence's URL; a crate without one is refused, as
+    /// the RO-Crate profiles require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<Person>,
+    /// The organisation that publishes the results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<Organization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where the project lives (its repository), for the workflow and its tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub name: String,
+    /// An ORCID or other URL that identifies the person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organization {
+    pub name: String,
+    pub url: String,
 }
 
 /// The committed file and the local one, for a project whose pipeline file lies in `dir`.
@@ -81,6 +122,9 @@ pub fn load(dir: &Path) -> Result<ProjectConfig, RemoteError> {
     let mut c = read(&shared)?;
     let l = read(&local)?;
     c.remotes.extend(l.remotes);
+    if l.export.is_some() {
+        c.export = l.export;
+    }
     if l.default_remote.is_some() {
         c.default_remote = l.default_remote;
     }

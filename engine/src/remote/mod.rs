@@ -126,30 +126,6 @@ fn blobs(store: &Store, o: &OutputRecord) -> Vec<(String, u64, PathBuf)> {
     }
 }
 
-/// Names that come from a remote become paths in the store: each output's file and folder files
-/// must be plain relative paths (no `..`, no root, nothing empty) and each hash 64 hex digits,
-/// or a record could reach outside the store.
-fn safe_outputs(r: &Record) -> Result<(), String> {
-    let plain = |p: &str| {
-        !p.is_empty()
-            && !p.starts_with('/')
-            && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-            && !p.contains('\0')
-    };
-    let hash = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
-    for (name, o) in &r.outputs {
-        if !plain(&o.file) || !hash(&o.hash) {
-            return Err(format!("output `{name}` names an unsafe path or hash"));
-        }
-        for f in &o.files {
-            if !plain(&f.path) || !hash(&f.hash) {
-                return Err(format!("output `{name}` lists an unsafe file path or hash"));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// What a push did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PushReport {
@@ -440,7 +416,7 @@ impl Remote {
             Ok(r) => r,
             Err(e) => return Ok(Err(Miss::BadRecord(e.to_string()))),
         };
-        if let Err(why) = safe_outputs(&rec) {
+        if let Err(why) = rec.check_paths() {
             return Ok(Err(Miss::BadRecord(why)));
         }
         if rec.key != key || rec.preimage.key() != key {
