@@ -240,6 +240,11 @@ def train_bench(a, q, env):
     plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MAGPIPE_MALLOC")}
     tuned = dict(plain, GLIBC_TUNABLES=TUNED)
     glibc = dict(plain, MAGPIPE_MALLOC="default")
+    # magpipe's portable pins (stages/src/train.rs, PORTABLE_ENV) with oneDNN off, for the
+    # PyTorch reference: the ratio to it says what the pins cost and what magpipe's path adds.
+    pinned = dict(plain, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
+                  ONEDNN_DEFAULT_FPMATH_MODE="STRICT", MKL_CBWR="COMPATIBLE", MKL_DYNAMIC="FALSE",
+                  MAGPIPE_BENCH_NO_MKLDNN="1")
     ref = lambda m, env: measured([sys.executable, os.path.join(here, "torch_train.py"), "2", steps, m], env)
     w = a.worker
     variants = {
@@ -251,6 +256,9 @@ def train_bench(a, q, env):
             ("magpipe fp32, 2 processes × 1 thread (aggregate)", lambda: side_by_side([w, "bench-train", "1", steps], plain)),
             ("magpipe fp32, 2 threads, portable kernels",
              lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "lstm", "portable"], plain)),
+            ("magpipe fp32, 2 processes × 1 thread, portable kernels (aggregate)",
+             lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "lstm", "portable"], plain)),
+            ("PyTorch eager, 2 threads, portable pins and oneDNN off", lambda: ref("lstm", pinned)),
             ("magpipe bf16-mixed, 2 threads", lambda: measured([w, "bench-train", "2", steps, "bf16-mixed"], plain)),
             ("magpipe bf16-mixed, 2 processes × 1 thread (aggregate)",
              lambda: side_by_side([w, "bench-train", "1", steps, "bf16-mixed"], plain)),
@@ -265,6 +273,9 @@ def train_bench(a, q, env):
              lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec"], plain)),
             ("magpipe fp32, 2 threads, portable kernels",
              lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec", "portable"], plain)),
+            ("magpipe fp32, 2 processes × 1 thread, portable kernels (aggregate)",
+             lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec", "portable"], plain)),
+            ("PyTorch eager, 2 threads, portable pins and oneDNN off", lambda: ref("encdec", pinned)),
         ],
     }
     notes = []

@@ -412,4 +412,62 @@ fn a_kfold_sweep_makes_every_ar_a_test_ar_once_and_pools_the_evaluation() {
     let paired = frame(dir.join("paired.parquet").to_str().unwrap());
     // More than 12 ARs: random swaps, not enumeration.
     assert!(bools(&paired, "exact").iter().all(|e| !e));
+
+    // The whole cross-validation as one publication crate: every fold's chain (ridge's program
+    // with it), the pooled evaluation made from the folds, accepted by the standard validator.
+    let krate = p.path().join("kfold-crate");
+    let e = p.run(&[
+        "export",
+        "crate",
+        "evaluate",
+        "--variant",
+        "kfold",
+        "--folds",
+        "0..2",
+        "--set",
+        "split.folds=3",
+        "--license",
+        "CC-BY-4.0",
+        "--author",
+        "A. Researcher",
+        "--publisher",
+        "Example Lab=https://example.org/",
+        "--url",
+        "https://example.org/magpipe",
+        "-o",
+        krate.to_str().unwrap(),
+    ]);
+    e.assert_ok();
+    assert!(e.stdout.contains("in 3 sweep points"), "{}", e.stdout);
+    let (ok, issues) = common::validate_crate(&krate);
+    assert!(ok, "the validator refused the crate:\n{issues}");
+    p.run(&["verify", "--crate", krate.to_str().unwrap()])
+        .assert_ok();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(krate.join("ro-crate-metadata.json")).unwrap())
+            .unwrap();
+    let graph = doc["@graph"].as_array().unwrap();
+    let pooled = graph
+        .iter()
+        .find(|e| e["@id"] == "#aggregate-pooled-evaluation")
+        .expect("the pooled evaluation's action");
+    assert_eq!(pooled["object"].as_array().unwrap().len(), 3, "{pooled}");
+    assert_eq!(
+        std::fs::read(krate.join("outputs/sweep/pooled-evaluation/events.parquet")).unwrap(),
+        std::fs::read(dir.join("events.parquet")).unwrap()
+    );
+    // Ridge ran once per fold, its program in the crate as their input.
+    let ridge_runs: Vec<_> = graph
+        .iter()
+        .filter(|e| e["@type"] == "CreateAction" && e["instrument"]["@id"] == "#stage-ridge")
+        .collect();
+    assert_eq!(ridge_runs.len(), 3);
+    assert!(
+        ridge_runs
+            .iter()
+            .all(|r| r["object"].to_string().contains("code/")
+                && r["object"].to_string().contains("ridge.py")),
+        "{:?}",
+        ridge_runs
+    );
 }

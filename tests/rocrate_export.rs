@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Project, results_project};
+use common::{Project, results_project, validate_crate as validate};
 use serde_json::Value;
 
 const META: [&str; 8] = [
@@ -20,39 +20,6 @@ const META: [&str; 8] = [
     "--url",
     "https://example.org/magpipe",
 ];
-
-/// The validator's verdict and, when it fails, its issues one per line.
-fn validate(dir: &Path) -> (bool, String) {
-    let report = dir.with_extension("report.json");
-    let out = Command::new(common::repo().join("tests/support/rocrate/validate.sh"))
-        .arg(dir)
-        .arg(&report)
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&report).unwrap_or_default();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let issues = v["issues"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| {
-                    format!(
-                        "{} {} {} ({})",
-                        i["severity"], i["check"]["identifier"], i["message"], i["violatingEntity"]
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_else(|| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    (out.status.success() && v["passed"] == true, issues)
-}
 
 fn export(p: &Project, extra: &[&str]) -> (std::path::PathBuf, common::Run) {
     let dir = p.path().join("crate");
@@ -431,4 +398,207 @@ stages:
     p.run(&["import", "crate", dir.to_str().unwrap()])
         .assert_ok();
     common::assert_audit_clean(&p, &["total"]);
+}
+
+/// A zip `python3`'s zipfile writes, with the members given (name, bytes).
+fn python_zip(path: &Path, members: &[(&str, &[u8])]) {
+    let dir = path.with_extension("members");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut script = String::from("import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w')\n");
+    for (i, (name, bytes)) in members.iter().enumerate() {
+        std::fs::write(dir.join(i.to_string()), bytes).unwrap();
+        script.push_str(&format!(
+            "z.write({:?}, {name:?})\n",
+            dir.join(i.to_string()).to_str().unwrap()
+        ));
+    }
+    script.push_str("z.close()\n");
+    let o = Command::new("python3")
+        .args(["-c", &script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_zipped_crate_verifies_imports_and_audits_and_a_bad_zip_is_refused() {
+    let p = results_project();
+    p.run(&["run"]).assert_ok();
+    let zip = p.path().join("table2.crate.zip");
+    let mut args = vec!["export", "crate", "--zip", zip.to_str().unwrap()];
+    args.extend_from_slice(&META);
+    let r = p.run(&args);
+    r.assert_ok();
+    assert!(r.stdout.contains("table2.crate.zip"), "{}", r.stdout);
+    // The archive's first member is the metadata file, at its root (the spec's convention).
+    let bytes = std::fs::read(&zip).unwrap();
+    assert_eq!(&bytes[..4], b"PK\x03\x04");
+    assert_eq!(
+        &bytes[30..30 + "ro-crate-metadata.json".len()],
+        b"ro-crate-metadata.json"
+    );
+    // The same crate as a folder: the zip holds what the folder holds.
+    let (dir, r) = export(&p, &META);
+    r.assert_ok();
+    let (ok, issues) = validate(&dir);
+    assert!(ok, "the validator refused the crate:\n{issues}");
+    let v = p.run(&["verify", "--crate", zip.to_str().unwrap()]);
+    v.assert_ok();
+    assert!(v.stdout.trim_end().ends_with(": ok"), "{}", v.stdout);
+    // A second export to the same file is refused; the first is untouched.
+    let again = p.run(&args);
+    assert_eq!(again.code(), Some(1), "{}", again.stderr);
+    assert!(again.stderr.contains("exists"), "{}", again.stderr);
+    assert_eq!(std::fs::read(&zip).unwrap(), bytes);
+
+    // The referee's workflow from the zip alone.
+    let table2 = std::fs::read(p.run(&["artifact", "alarms", "table2"]).stdout.trim()).unwrap();
+    std::fs::remove_dir_all(p.store()).unwrap();
+    p.run(&["import", "crate", zip.to_str().unwrap()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read(p.run(&["artifact", "alarms", "table2"]).stdout.trim()).unwrap(),
+        table2
+    );
+    common::assert_audit_clean(&p, &["tables"]);
+
+    // Zips that must not be read: a member that climbs out, one that is a changed file, and
+    // one that is not a zip at all. Each is one line naming the zip, and the store is as it was.
+    let records_before = std::fs::read_dir(p.store().join("records"))
+        .unwrap()
+        .count();
+    let meta = std::fs::read(dir.join("ro-crate-metadata.json")).unwrap();
+    let escape = p.path().join("escape.zip");
+    python_zip(
+        &escape,
+        &[("ro-crate-metadata.json", &meta), ("../outside.txt", b"x")],
+    );
+    let mut changed = std::fs::read(dir.join("outputs/alarms/table2.csv")).unwrap();
+    changed[0] ^= 1;
+    let edited = p.path().join("edited.zip");
+    python_zip(
+        &edited,
+        &[
+            ("ro-crate-metadata.json", &meta),
+            ("outputs/alarms/table2.csv", &changed),
+        ],
+    );
+    let not_zip = p.path().join("not.zip");
+    std::fs::write(&not_zip, b"PK but not really").unwrap();
+    for (z, why) in [
+        (&escape, "lands outside the crate"),
+        (&edited, "the crate does not verify"),
+        (&not_zip, "not a zip"),
+    ] {
+        let i = p.run(&["import", "crate", z.to_str().unwrap()]);
+        assert_eq!(i.code(), Some(1), "{}: {}", z.display(), i.stdout);
+        assert!(i.stderr.contains(why), "{}", i.stderr);
+        assert!(i.stderr.contains(z.to_str().unwrap()), "{}", i.stderr);
+        assert_eq!(i.stderr.trim().lines().count(), 1, "{}", i.stderr);
+        assert!(!p.path().join("outside.txt").exists());
+        assert_eq!(
+            std::fs::read_dir(p.store().join("records"))
+                .unwrap()
+                .count(),
+            records_before
+        );
+    }
+    let v = p.run(&["verify", "--crate", edited.to_str().unwrap()]);
+    assert_eq!(v.code(), Some(1));
+    assert!(
+        v.stdout.contains("outputs/alarms/table2.csv: sha256 "),
+        "{}",
+        v.stdout
+    );
+}
+
+#[test]
+fn a_seed_sweep_exports_every_seed_once_with_the_multi_seed_table_and_imports_whole() {
+    let p = results_project();
+    let r = p.run(&["run", "tables", "--seeds", "1..2"]);
+    r.assert_ok();
+    // Not run with these seeds: a clear error naming the point, nothing written.
+    let dir = p.path().join("sweep");
+    let mut args = vec![
+        "export",
+        "crate",
+        "--seeds",
+        "1..3",
+        "-o",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&META);
+    let bad = p.run(&args);
+    assert_eq!(bad.code(), Some(1), "{}", bad.stderr);
+    assert!(bad.stderr.contains("sweep point seed=3"), "{}", bad.stderr);
+    assert!(!dir.exists());
+
+    args[3] = "1..2";
+    let e = p.run(&args);
+    e.assert_ok();
+    assert!(e.stdout.contains("in 2 sweep points"), "{}", e.stdout);
+    assert!(
+        e.stdout.contains("identifier magpipe-sweep:"),
+        "{}",
+        e.stdout
+    );
+    let (ok, issues) = validate(&dir);
+    assert!(ok, "the validator refused the crate:\n{issues}");
+    p.run(&["verify", "--crate", dir.to_str().unwrap()])
+        .assert_ok();
+
+    let graph = metadata(&dir);
+    let runs_of = |stage: &str| {
+        graph
+            .iter()
+            .filter(|e| {
+                e["@type"] == "CreateAction" && e["instrument"]["@id"] == format!("#stage-{stage}")
+            })
+            .count()
+    };
+    // The data stages ran once for both seeds; every seeded stage twice.
+    assert_eq!(runs_of("ingest"), 1);
+    assert_eq!(runs_of("window"), 1);
+    assert_eq!(runs_of("alarms"), 2);
+    assert_eq!(runs_of("tables"), 2);
+    // One tool and one step per stage, however many runs.
+    let tools = graph.iter().filter(|e| e["@id"] == "#stage-alarms").count();
+    assert_eq!(tools, 1);
+    // The multi-seed Table 2, made from both seeds' alarms, byte for byte what the run wrote.
+    let agg = graph
+        .iter()
+        .find(|e| e["@id"] == "#aggregate-seeds-table")
+        .expect("the multi-seed table's action");
+    assert_eq!(agg["object"].as_array().unwrap().len(), 4, "{agg}");
+    let reports = p.store().join("reports");
+    let name = std::fs::read_dir(&reports)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("seeds-default-1_2"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("outputs/sweep/seeds-table").join(&name)).unwrap(),
+        std::fs::read(reports.join(&name)).unwrap()
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("outputs/sweep/seeds-table").join(&name))
+            .unwrap()
+            .contains("# Table 2 over 2 seeds (1, 2)")
+    );
+
+    // Imported into an empty store, the sweep needs nothing computed.
+    std::fs::remove_dir_all(p.store()).unwrap();
+    p.run(&["import", "crate", dir.to_str().unwrap()])
+        .assert_ok();
+    let again = p.run(&["run", "tables", "--seeds", "1..2"]);
+    again.assert_ok();
+    assert!(
+        again.stdout.contains("seed=1: 0 ran") && again.stdout.contains("seed=2: 0 ran"),
+        "{}",
+        again.stdout
+    );
+    // One point re-executed from the raw files under its own variant name, byte for byte.
+    common::assert_audit_clean(&p, &["--variant", "default+seed=2", "tables"]);
 }

@@ -20,7 +20,7 @@ enum What {
     /// each record with its key checked against its pre-image, each output re-hashed into the
     /// store before the record that names it.
     Crate {
-        /// The crate folder.
+        /// The crate: its folder, or its zip.
         dir: PathBuf,
     },
 }

@@ -158,6 +158,23 @@ fn run_one(
     Ok(result)
 }
 
+/// `--folds` and `--seeds` as sweep dimensions, each applied to its stages at once.
+pub(super) fn dimensions(
+    folds: &Option<String>,
+    seeds: &Option<String>,
+) -> Result<Vec<(sweep::Dimension, Vec<u64>)>, RunError> {
+    let mut dims = Vec::new();
+    for (dim, flag) in [
+        (sweep::Dimension::Fold, folds),
+        (sweep::Dimension::Seed, seeds),
+    ] {
+        if let Some(v) = flag {
+            dims.push((dim, sweep::parse_values(dim, v).map_err(RunError::Usage)?));
+        }
+    }
+    Ok(dims)
+}
+
 /// A sweep: every point is a variant of its own (`<variant>+<label>`), `jobs` points at a time,
 /// one stage at a time within a point; shared stages are computed once (per-key locks).
 fn run_sweep(
@@ -168,16 +185,7 @@ fn run_sweep(
 ) -> anyhow::Result<ExitCode> {
     let spec = ctx.spec()?;
     let base = a.select.variant.as_deref();
-    // Seeds and folds are more sweep dimensions, each applied to its stages at once.
-    let mut dims = Vec::new();
-    for (dim, flag) in [
-        (sweep::Dimension::Fold, &a.folds),
-        (sweep::Dimension::Seed, &a.seeds),
-    ] {
-        if let Some(v) = flag {
-            dims.push((dim, sweep::parse_values(dim, v).map_err(RunError::Usage)?));
-        }
-    }
+    let dims = dimensions(&a.folds, &a.seeds)?;
     let plans = sweep::point_plans(&spec, &ctx.registry, base, &points, &dims)?;
     let results = sweep::run_points(&plans, jobs, ctx.sink.as_ref(), &|plan, sink| {
         run_one(ctx, plan, a, 1, sink, false)

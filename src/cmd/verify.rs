@@ -16,10 +16,10 @@ pub struct Args {
     /// downloaded and re-hashed (`--remote` alone: the default remote).
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
     remote: Option<String>,
-    /// Check an exported RO-Crate folder instead, without a store: every file it lists
-    /// re-hashed (size, sha256, blake3), and every stage run's inputs traced to a raw file or an
-    /// earlier run's result.
-    #[arg(long = "crate", value_name = "DIR", conflicts_with = "remote")]
+    /// Check an exported RO-Crate (its folder or its zip) instead, without a store: every file
+    /// it lists re-hashed (size, sha256, blake3), and every stage run's inputs traced to a raw
+    /// file or an earlier run's result.
+    #[arg(long = "crate", value_name = "DIR|ZIP", conflicts_with = "remote")]
     krate: Option<std::path::PathBuf>,
 }
 

@@ -491,3 +491,37 @@ pub fn assert_audit_clean(p: &Project, args: &[&str]) -> Run {
     );
     a
 }
+
+/// The RO-Crate community validator's verdict (Provenance Run Crate 0.5, RECOMMENDED, run
+/// offline: tests/support/rocrate/) and, when it fails, its issues one per line.
+pub fn validate_crate(dir: &Path) -> (bool, String) {
+    let report = dir.with_extension("report.json");
+    let out = Command::new(repo().join("tests/support/rocrate/validate.sh"))
+        .arg(dir)
+        .arg(&report)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let issues = v["issues"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    format!(
+                        "{} {} {} ({})",
+                        i["severity"], i["check"]["identifier"], i["message"], i["violatingEntity"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (out.status.success() && v["passed"] == true, issues)
+}

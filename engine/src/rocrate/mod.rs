@@ -14,6 +14,9 @@ use crate::provenance::{Lineage, LineageStage};
 pub use crate::remote::config::{CrateMeta, Organization, Person};
 use crate::store::{OutputRecord, Store};
 
+mod archive;
+pub use archive::write_zip;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CrateError {
     #[error("{0}")]
@@ -150,6 +153,14 @@ fn add_example(graph: &mut [Value], target: &Value, param: &str) {
     };
     if let Some(e) = graph.iter_mut().find(|e| e["@id"] == want) {
         let new = id(param);
+        // Two runs of one stage (a sweep) read one file through the same parameter.
+        if e["exampleOfWork"] == new
+            || e["exampleOfWork"]
+                .as_array()
+                .is_some_and(|a| a.contains(&new))
+        {
+            return;
+        }
         e["exampleOfWork"] = match e["exampleOfWork"].take() {
             Value::Null => new,
             Value::Array(mut a) => {
@@ -169,6 +180,8 @@ struct Builder<'a> {
     top: Vec<String>,
     files: usize,
     bytes: u64,
+    /// The FormalParameters added so far: one per stage and name, however many runs used it.
+    formals: std::collections::BTreeSet<String>,
 }
 
 impl Builder<'_> {
@@ -207,13 +220,14 @@ impl Builder<'_> {
     fn output(
         &mut self,
         store: &Store,
+        folder: &str,
         stage: &str,
         name: &str,
         o: &OutputRecord,
         param: &str,
     ) -> Result<Value, CrateError> {
         let src = store.object_path(o);
-        let rel = format!("outputs/{stage}/{}", o.file);
+        let rel = format!("{folder}/{}", o.file);
         let example = json!({ "exampleOfWork": id(param) });
         if !o.dir {
             self.top.push(rel.clone());
@@ -239,7 +253,10 @@ impl Builder<'_> {
         Ok(id(&format!("{rel}/")))
     }
 
-    fn formal(&mut self, pid: &str, name: &str, kind: &str) -> Value {
+    fn formal(&mut self, pid: &str, name: &str, kind: &str) {
+        if !self.formals.insert(pid.to_string()) {
+            return;
+        }
         self.graph.push(json!({
             "@id": pid,
             "@type": "FormalParameter",
@@ -247,14 +264,109 @@ impl Builder<'_> {
             "additionalType": kind,
             "conformsTo": id("https://bioschemas.org/profiles/FormalParameter/1.0-RELEASE"),
         }));
-        id(pid)
     }
 }
 
-/// Writes the crate of `l` into `out` (which must not exist or be empty): `pipeline` is the
-/// pipeline file the chain was planned from.
+/// What magpipe made of a sweep's points together (the multi-seed Table 2, the pooled
+/// evaluation): files of no stage, computed from outputs of the chains' runs.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// A short name (`seeds-table`): the action's id and the folder `outputs/sweep/<name>/`.
+    pub name: String,
+    pub description: String,
+    /// What it wrote: each file with its path inside the aggregate's folder.
+    pub files: Vec<(PathBuf, String)>,
+    /// What it read: the (stage key, output name) of runs in the chains.
+    pub reads: Vec<(String, String)>,
+}
+
+/// The stage runs of one or more chains, each once (a sweep's points share their data stages),
+/// in an order where every run comes after the runs it read from.
+struct Runs<'a> {
+    runs: Vec<(&'a LineageStage, &'a Lineage)>,
+    /// Stage names run under more than one key: their runs' ids and folders carry the key.
+    several: std::collections::BTreeSet<&'a str>,
+}
+
+impl<'a> Runs<'a> {
+    fn of(chains: &'a [Lineage]) -> Self {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut runs = Vec::new();
+        let mut keys: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        // Each chain is in pipeline order, so appending what a later chain adds keeps every
+        // run after its inputs (shared upstream runs were appended first).
+        for l in chains {
+            for s in &l.stages {
+                keys.entry(&s.stage).or_default().insert(&s.key);
+                if seen.insert(s.key.as_str()) {
+                    runs.push((s, l));
+                }
+            }
+        }
+        let several = keys
+            .into_iter()
+            .filter(|(_, k)| k.len() > 1)
+            .map(|(s, _)| s)
+            .collect();
+        Runs { runs, several }
+    }
+
+    /// `""` or `-<key prefix>`: what tells apart two runs of one stage in ids.
+    fn tag(&self, s: &LineageStage) -> String {
+        if self.several.contains(s.stage.as_str()) {
+            format!("-{}", &s.key[..12])
+        } else {
+            String::new()
+        }
+    }
+
+    /// The crate folder of a run's outputs.
+    fn folder(&self, s: &LineageStage) -> String {
+        if self.several.contains(s.stage.as_str()) {
+            format!("outputs/{}/{}", s.stage, &s.key[..12])
+        } else {
+            format!("outputs/{}", s.stage)
+        }
+    }
+
+    fn first(&self) -> String {
+        self.runs
+            .iter()
+            .map(|(s, _)| iso(&s.started))
+            .min()
+            .unwrap_or_default()
+    }
+
+    fn last(&self) -> String {
+        self.runs
+            .iter()
+            .map(|(s, _)| iso(&s.finished))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// One hash for the crate: the chain's lineage hash, or for a sweep the blake3 of its points'
+/// lineage hashes (sorted, so the order the points were given in does not matter).
+fn identifier(chains: &[Lineage]) -> String {
+    if let [one] = chains {
+        return format!("magpipe-lineage:{}", one.lineage_hash);
+    }
+    let mut hashes: Vec<&str> = chains.iter().map(|l| l.lineage_hash.as_str()).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    format!(
+        "magpipe-sweep:{}",
+        blake3::hash(hashes.join("\n").as_bytes()).to_hex()
+    )
+}
+
+/// Writes the crate of `chains` (one stage's chain, or the same stage's chain in every point of
+/// a sweep) and of what was made of them together into `out` (which must not exist or be
+/// empty): `pipeline` is the pipeline file the chains were planned from.
 pub fn export(
-    l: &Lineage,
+    chains: &[Lineage],
+    aggregates: &[Aggregate],
     store: &Store,
     pipeline: &Path,
     meta: &CrateMeta,
@@ -267,6 +379,9 @@ pub fn export(
              (an SPDX id such as CC-BY-4.0) or set export.license in .magpipe/config.yaml"
                 .into(),
         ));
+    };
+    let Some(target) = chains.first().map(|l| l.target.clone()) else {
+        return Err(CrateError::Refused("nothing to export".into()));
     };
     if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
         return Err(CrateError::Refused(format!(
@@ -281,8 +396,10 @@ pub fn export(
         top: Vec::new(),
         files: 0,
         bytes: 0,
+        formals: Default::default(),
     };
     let url = meta.url.clone();
+    let runs = Runs::of(chains);
 
     // The workflow and its language.
     b.file(
@@ -293,76 +410,242 @@ pub fn export(
     // The File entity becomes the workflow: more types, the same id.
     let wf = b.graph.pop().expect("just added");
 
-    let (raw_ids, read_by) = raw_entities(&mut b, l, contents)?;
+    let (raw_ids, read_by) = raw_entities(&mut b, chains, contents)?;
+    let (produced, controls, mut run_ids, final_results) =
+        run_entities(&mut b, store, &runs, &read_by, contents)?;
+    let (tools, steps) = tool_entities(&mut b, &runs, url.as_deref());
+    workflow_entities(&mut b, wf, &runs, tools, steps, url.as_deref());
+    let mut results = final_results;
+    for a in aggregates {
+        let (action, made) = aggregate_entities(&mut b, a, &produced, &runs.last())?;
+        run_ids.push(id(&action));
+        results.extend(made);
+    }
+    whole_run_entities(&mut b, chains, &runs, raw_ids, controls, results);
+    record_files(&mut b, &runs, store)?;
+    let identifier = identifier(chains);
+    let readme = readme(&target, chains.len(), &identifier);
+    std::fs::write(out.join("README.md"), &readme).map_err(io(out))?;
+    b.placed("README.md", json!({"about": id("./")}))?;
+    let root = root_entities(
+        &mut b,
+        meta,
+        license,
+        &target,
+        chains.len(),
+        &identifier,
+        &runs,
+        run_ids,
+    );
+    write_metadata(b, root, out, identifier)
+}
 
-    let mut steps = Vec::new();
-    let mut tools = Vec::new();
-    let mut runs = Vec::new();
-    let mut controls = Vec::new();
-    // (stage, output) → the crate id of that output, for the inputs of later stages.
+/// Every run of the chains: its entities, its outputs copied in, and the ControlAction that
+/// orchestrated it. Returns each output's crate id by (stage key, output name), the control
+/// actions, the runs' ids, and the outputs of each chain's last stage.
+#[allow(clippy::type_complexity)]
+fn run_entities(
+    b: &mut Builder<'_>,
+    store: &Store,
+    runs: &Runs<'_>,
+    read_by: &[(String, Value)],
+    contents: Contents,
+) -> Result<
+    (
+        BTreeMap<(String, String), Value>,
+        Vec<Value>,
+        Vec<Value>,
+        Vec<Value>,
+    ),
+    CrateError,
+> {
+    // (stage key, output) → the crate id of that output, for the inputs of later runs.
     let mut produced: BTreeMap<(String, String), Value> = BTreeMap::new();
-    let mut final_results = Vec::new();
-    for (pos, s) in l.stages.iter().enumerate() {
+    let mut controls = Vec::new();
+    let mut run_ids = Vec::new();
+    let mut finals = Vec::new();
+    for (s, l) in &runs.runs {
         let raw: Vec<Value> = read_by
             .iter()
             .filter(|(by, _)| *by == s.stage)
             .map(|(_, v)| v.clone())
             .collect();
-        let (run, tool, step, outs) = stage_entities(
-            &mut b,
-            store,
-            s,
-            pos,
-            &produced,
-            &raw,
-            contents,
-            url.as_deref(),
-        )?;
+        let (run, outs) = stage_entities(b, store, s, l, runs, &produced, &raw, contents)?;
         for (name, v) in outs {
-            if pos + 1 == l.stages.len() {
-                final_results.push(v.clone());
+            if s.stage == l.target && !finals.contains(&v) {
+                finals.push(v.clone());
             }
-            produced.insert((s.stage.clone(), name), v);
+            produced.insert((s.key.clone(), name), v);
         }
-        steps.push(id(&step));
-        tools.push(id(&tool));
-        let control = format!("#control-{}", s.stage);
+        let control = format!("#control-{}{}", s.stage, runs.tag(s));
         b.graph.push(json!({
             "@id": control,
             "@type": "ControlAction",
             "name": format!("orchestrate {}", s.stage),
-            "instrument": id(&step),
+            "instrument": id(&format!("#step-{}", s.stage)),
             "object": id(&run),
             "actionStatus": "http://schema.org/CompletedActionStatus",
         }));
         controls.push(id(&control));
-        runs.push(id(&run));
+        run_ids.push(id(&run));
     }
+    // A chain's last stage may have left every output out (--no-models on a training).
+    Ok((produced, controls, run_ids, finals))
+}
 
-    workflow_entities(&mut b, wf, l, tools, steps, url.as_deref());
+/// Each stage's tool and step, once however many runs it had, with the parameters its runs
+/// used; in the order the stages first ran.
+fn tool_entities(
+    b: &mut Builder<'_>,
+    runs: &Runs<'_>,
+    url: Option<&str>,
+) -> (Vec<Value>, Vec<Value>) {
+    let mut names: Vec<&LineageStage> = Vec::new();
+    for (s, _) in &runs.runs {
+        if !names.iter().any(|n| n.stage == s.stage) {
+            names.push(s);
+        }
+    }
+    let (mut tools, mut steps) = (Vec::new(), Vec::new());
+    for (pos, s) in names.iter().enumerate() {
+        let (tool, step) = (format!("#stage-{}", s.stage), format!("#step-{}", s.stage));
+        let mine = |prefix: &str, out: bool| -> Vec<Value> {
+            b.formals
+                .iter()
+                .filter(|f| f.starts_with(prefix) && f.contains("-out-") == out)
+                .map(|f| id(f))
+                .collect()
+        };
+        let prefix = format!("#param-{}-", s.stage);
+        let (formal_in, formal_out) = (mine(&prefix, false), mine(&prefix, true));
+        let mut app = json!({
+            "@id": tool,
+            "@type": "SoftwareApplication",
+            "name": s.stage,
+            "description": format!("magpipe kind `{}` v{}", s.kind, s.kind_version),
+            "softwareVersion": s.kind_version.to_string(),
+        });
+        if let Some(u) = url {
+            app["url"] = json!(u);
+        }
+        if !formal_in.is_empty() {
+            app["input"] = one_or_many(formal_in);
+        }
+        if !formal_out.is_empty() {
+            app["output"] = one_or_many(formal_out);
+        }
+        b.graph.push(app);
+        b.graph.push(json!({
+            "@id": step,
+            "@type": "HowToStep",
+            "name": s.stage,
+            "position": pos.to_string(),
+            "workExample": id(&tool),
+        }));
+        tools.push(id(&tool));
+        steps.push(id(&step));
+    }
+    (tools, steps)
+}
 
-    // The run of the whole chain, and magpipe orchestrating it.
-    let first = l
-        .stages
-        .first()
-        .map(|s| iso(&s.started))
-        .unwrap_or_default();
-    let last = l
-        .stages
+/// A file made from the points of a sweep together: copied under `outputs/sweep/<name>/`, and
+/// the action that made it from the runs' outputs, by magpipe. Returns the action's id and
+/// the files' ids.
+fn aggregate_entities(
+    b: &mut Builder<'_>,
+    a: &Aggregate,
+    produced: &BTreeMap<(String, String), Value>,
+    after: &str,
+) -> Result<(String, Vec<Value>), CrateError> {
+    let mut made = Vec::new();
+    for (src, rel) in &a.files {
+        let path = format!("outputs/sweep/{}/{rel}", a.name);
+        made.push(b.file(src, &path, json!({}))?);
+        b.top.push(path);
+    }
+    let objects: Vec<Value> = a
+        .reads
         .iter()
-        .map(|s| iso(&s.finished))
-        .max()
+        .filter_map(|k| produced.get(k).cloned())
+        .collect();
+    let action = format!("#aggregate-{}", a.name);
+    // Made when the crate was written, from results that were all there by then.
+    let now = iso(&crate::time::utc(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default(),
+    ));
+    let when = if now.as_str() < after {
+        after.to_string()
+    } else {
+        now
+    };
+    let mut e = json!({
+        "@id": action,
+        "@type": "CreateAction",
+        "name": a.name,
+        "description": a.description,
+        "instrument": id(MAGPIPE),
+        "startTime": when,
+        "endTime": when,
+        "actionStatus": "http://schema.org/CompletedActionStatus",
+    });
+    if !objects.is_empty() {
+        e["object"] = one_or_many(objects);
+    }
+    if !made.is_empty() {
+        e["result"] = one_or_many(made.clone());
+    }
+    b.graph.push(e);
+    Ok((action, made))
+}
+
+/// The run of the whole chain (or sweep), and magpipe orchestrating it.
+fn whole_run_entities(
+    b: &mut Builder<'_>,
+    chains: &[Lineage],
+    runs: &Runs<'_>,
+    raw_ids: Vec<Value>,
+    controls: Vec<Value>,
+    results: Vec<Value>,
+) {
+    let (first, last) = (runs.first(), runs.last());
+    let target = chains
+        .first()
+        .map(|l| l.target.as_str())
         .unwrap_or_default();
+    let variants: Vec<&str> = chains.iter().filter_map(|l| l.variant.as_deref()).collect();
+    let (name, description) = if chains.len() == 1 {
+        (
+            format!("magpipe run of {target}"),
+            format!(
+                "the chain of stage `{target}`{}",
+                variants
+                    .first()
+                    .map(|v| format!(", variant {v}"))
+                    .unwrap_or_default()
+            ),
+        )
+    } else {
+        (
+            format!("magpipe sweep of {target} over {} points", chains.len()),
+            format!(
+                "the chain of stage `{target}` in each point of a sweep: {}",
+                variants.join(", ")
+            ),
+        )
+    };
     let mut whole = json!({
         "@id": "#run",
         "@type": "CreateAction",
-        "name": format!("magpipe run of {}", l.target),
-        "description": format!("the chain of stage `{}`{}", l.target, l.variant.as_ref().map(|v| format!(", variant {v}")).unwrap_or_default()),
+        "name": name,
+        "description": description,
         "instrument": id("pipeline.yaml"),
         "startTime": first,
         "endTime": last,
         "actionStatus": "http://schema.org/CompletedActionStatus",
-        "result": one_or_many(final_results),
+        "result": one_or_many(results),
     });
     if !raw_ids.is_empty() {
         whole["object"] = one_or_many(raw_ids);
@@ -379,13 +662,20 @@ pub fn export(
         "endTime": last,
         "actionStatus": "http://schema.org/CompletedActionStatus",
     }));
+}
 
-    record_files(&mut b, l, store)?;
-
-    // README, licence, people, profiles, and the root.
-    let readme = readme(l);
-    std::fs::write(out.join("README.md"), &readme).map_err(io(out))?;
-    b.placed("README.md", json!({"about": id("./")}))?;
+/// The licence, the profiles, the people, and the root Dataset that names them all.
+#[allow(clippy::too_many_arguments)]
+fn root_entities(
+    b: &mut Builder<'_>,
+    meta: &CrateMeta,
+    license: &str,
+    target: &str,
+    points: usize,
+    identifier: &str,
+    runs: &Runs<'_>,
+    run_ids: Vec<Value>,
+) -> Value {
     let license_id = if license.contains("://") {
         license.to_string()
     } else {
@@ -417,17 +707,21 @@ pub fn export(
         }
     }
     let mut mentions = vec![id("#run")];
-    mentions.extend(runs.iter().cloned());
+    mentions.extend(run_ids);
+    let of = if points == 1 {
+        format!("stage `{target}`")
+    } else {
+        format!("stage `{target}` in {points} sweep points")
+    };
     let mut root = json!({
         "@id": "./",
         "@type": "Dataset",
-        "name": format!("Provenance of {}", l.target),
+        "name": format!("Provenance of {target}"),
         "description": meta.description.clone().unwrap_or_else(|| format!(
-            "The results of magpipe stage `{}` and the chain of stage runs that produced them, down to the raw files.",
-            l.target
+            "The results of magpipe {of} and the chain of stage runs that produced them, down to the raw files."
         )),
-        "identifier": format!("magpipe-lineage:{}", l.lineage_hash),
-        "datePublished": last,
+        "identifier": identifier,
+        "datePublished": runs.last(),
         "license": id(&license_id),
         "conformsTo": PROFILES.iter().map(|(p, _)| id(p)).collect::<Vec<_>>(),
         "mainEntity": id("pipeline.yaml"),
@@ -446,7 +740,16 @@ pub fn export(
     let mut parts = vec![id("pipeline.yaml"), id("README.md")];
     parts.extend(b.top.iter().map(|t| id(t)));
     root["hasPart"] = one_or_many(parts);
+    root
+}
 
+/// `ro-crate-metadata.json`: the metadata descriptor, the root, then everything else.
+fn write_metadata(
+    b: Builder<'_>,
+    root: Value,
+    out: &Path,
+    identifier: String,
+) -> Result<Written, CrateError> {
     let mut graph = vec![
         json!({
             "@id": "ro-crate-metadata.json",
@@ -476,32 +779,54 @@ pub fn export(
     Ok(Written {
         files: b.files + 2,
         bytes: b.bytes,
-        identifier: l.lineage_hash.clone(),
+        identifier,
     })
 }
 
-/// The raw files' entities: a command stage's (its program, code and lock file) copied in
-/// always, since the crate is the place to read what ran; data files only with
-/// `--include-data`, else named, sized and hashed. Returns their ids, and each with the stage
-/// that read it.
+/// The raw files' entities, each once however many chains read it: a command stage's (its
+/// program, code and lock file) copied in always, since the crate is the place to read what
+/// ran; data files only with `--include-data`, else named, sized and hashed. Returns their
+/// ids, and each with the stage that read it.
 #[allow(clippy::type_complexity)]
 fn raw_entities(
     b: &mut Builder<'_>,
-    l: &Lineage,
+    chains: &[Lineage],
     contents: Contents,
 ) -> Result<(Vec<Value>, Vec<(String, Value)>), CrateError> {
     let mut raw_ids = Vec::new();
     let mut read_by: Vec<(String, Value)> = Vec::new();
-    for (i, f) in l.raw_files.iter().enumerate() {
-        let pid = format!("#raw-{i}");
+    let mut seen = std::collections::BTreeSet::new();
+    let files = chains
+        .iter()
+        .flat_map(|l| l.raw_files.iter().map(move |f| (l, f)));
+    for (l, f) in files {
+        if !seen.insert((f.read_by.clone(), f.name.clone(), f.blake3.clone())) {
+            continue;
+        }
+        let pid = format!("#raw-{}", raw_ids.len());
         let code = l
             .stages
             .iter()
             .any(|s| s.stage == f.read_by && s.kind == "command");
         if code || contents.include_data {
             let rel = format!("{}/{}", if code { "code" } else { "data" }, f.name);
-            let v = b.file(Path::new(&f.path), &rel, json!({}))?;
-            b.top.push(rel);
+            // Two chains may read one name with other bytes (a program edited between points
+            // is another key): the first keeps the plain name.
+            let v = if b.out.join(&rel).exists() {
+                let rel = format!(
+                    "{}/{}/{}",
+                    if code { "code" } else { "data" },
+                    &f.blake3[..12],
+                    f.name
+                );
+                let v = b.file(Path::new(&f.path), &rel, json!({}))?;
+                b.top.push(rel);
+                v
+            } else {
+                let v = b.file(Path::new(&f.path), &rel, json!({}))?;
+                b.top.push(rel);
+                v
+            };
             read_by.push((f.read_by.clone(), v.clone()));
             raw_ids.push(v);
         } else {
@@ -521,10 +846,10 @@ fn raw_entities(
     Ok((raw_ids, read_by))
 }
 
-/// The store's own records of the chain, under `magpipe/records/`, so `magpipe import crate`
+/// The store's own records of the runs, under `magpipe/records/`, so `magpipe import crate`
 /// can rebuild a store from the crate.
-fn record_files(b: &mut Builder<'_>, l: &Lineage, store: &Store) -> Result<(), CrateError> {
-    for st in &l.stages {
+fn record_files(b: &mut Builder<'_>, runs: &Runs<'_>, store: &Store) -> Result<(), CrateError> {
+    for (st, _) in &runs.runs {
         let rec = store
             .record(&st.key)
             .map_err(|e| CrateError::Refused(e.to_string()))?
@@ -553,20 +878,18 @@ fn record_files(b: &mut Builder<'_>, l: &Lineage, store: &Store) -> Result<(), C
 fn workflow_entities(
     b: &mut Builder<'_>,
     mut wf: Value,
-    l: &Lineage,
+    runs: &Runs<'_>,
     tools: Vec<Value>,
     steps: Vec<Value>,
     url: Option<&str>,
 ) {
-    let version = l
-        .stages
-        .last()
+    let newest = runs
+        .runs
+        .iter()
+        .map(|(s, _)| *s)
+        .max_by(|a, b| a.finished.cmp(&b.finished));
+    let version = newest
         .map(|s| s.magpipe_version.clone())
-        .unwrap_or_default();
-    // The file's content is its version: a pipeline has no release numbers.
-    let version_of_file = wf["identifier"]
-        .as_str()
-        .map(|h| h.chars().take("blake3:".len() + 16).collect::<String>())
         .unwrap_or_default();
     let o = wf.as_object_mut().expect("an entity");
     o.insert(
@@ -580,6 +903,10 @@ fn workflow_entities(
     );
     o.insert("name".into(), json!("pipeline.yaml"));
     // The file's content is its version: a pipeline has no release numbers.
+    let version_of_file = o["identifier"]
+        .as_str()
+        .map(|h| h.chars().take("blake3:".len() + 16).collect::<String>())
+        .unwrap_or_default();
     o.insert("version".into(), json!(version_of_file));
     o.insert("programmingLanguage".into(), id("#magpipe-pipeline-yaml"));
     o.insert(
@@ -604,7 +931,7 @@ fn workflow_entities(
         "@type": "SoftwareApplication",
         "name": "magpipe",
         "softwareVersion": version,
-        "identifier": l.stages.last().map(|s| format!("git:{}", s.git_commit)).unwrap_or_default(),
+        "identifier": newest.map(|s| format!("git:{}", s.git_commit)).unwrap_or_default(),
     });
     if let Some(u) = url {
         app["url"] = json!(u);
@@ -612,30 +939,31 @@ fn workflow_entities(
     b.graph.push(app);
 }
 
-/// A stage's tool, step and run; returns their ids and its outputs' crate ids by output name.
+/// One stage run: its parameter values, its outputs copied in, the facts of where it ran, and
+/// its CreateAction. Its tool's FormalParameters are added once per stage (`Builder::formal`).
+/// Returns the run's id and its outputs' crate ids by output name.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn stage_entities(
     b: &mut Builder<'_>,
     store: &Store,
     s: &LineageStage,
-    pos: usize,
+    chain: &Lineage,
+    runs: &Runs<'_>,
     produced: &BTreeMap<(String, String), Value>,
     raw: &[Value],
     contents: Contents,
-    url: Option<&str>,
-) -> Result<(String, String, String, Vec<(String, Value)>), CrateError> {
-    let (tool, step, run) = (
-        format!("#stage-{}", s.stage),
-        format!("#step-{}", s.stage),
-        format!("#run-{}", s.stage),
-    );
-    let mut formal_in = Vec::new();
-    let mut formal_out = Vec::new();
+) -> Result<(String, Vec<(String, Value)>), CrateError> {
+    let tag = runs.tag(s);
+    let run = format!("#run-{}{tag}", s.stage);
     // The raw files this stage read (data, or a command stage's code) are its inputs too.
     let mut objects: Vec<Value> = raw.to_vec();
     for i in &s.inputs {
+        // Within one chain a stage name is one run: its key says which output this is.
+        let Some(from) = chain.stages.iter().find(|u| u.stage == i.from_stage) else {
+            continue;
+        };
         // An input left out of the crate (a model, with --no-models) has no entity to describe.
-        let Some(v) = produced.get(&(i.from_stage.clone(), i.output.clone())) else {
+        let Some(v) = produced.get(&(from.key.clone(), i.output.clone())) else {
             continue;
         };
         let pid = format!("#param-{}-in-{}", s.stage, i.slot);
@@ -644,15 +972,15 @@ fn stage_entities(
         } else {
             "File"
         };
-        formal_in.push(b.formal(&pid, &i.slot, kind));
+        b.formal(&pid, &i.slot, kind);
         add_example(&mut b.graph, v, &pid);
         objects.push(v.clone());
     }
     if let Some(o) = s.params.as_object() {
         for (name, v) in o {
             let pid = format!("#param-{}-{name}", s.stage);
-            formal_in.push(b.formal(&pid, name, param_type(v)));
-            let vid = format!("#pv-{}-{name}", s.stage);
+            b.formal(&pid, name, param_type(v));
+            let vid = format!("#pv-{}{tag}-{name}", s.stage);
             b.graph.push(json!({
                 "@id": vid,
                 "@type": "PropertyValue",
@@ -665,69 +993,25 @@ fn stage_entities(
     }
     let mut results = Vec::new();
     let mut outs = Vec::new();
+    let folder = runs.folder(s);
     for (name, o) in &s.outputs {
         // Left out of the crate, it has no entity for a parameter to describe.
         if contents.no_models && name == "model" {
             continue;
         }
         let pid = format!("#param-{}-out-{name}", s.stage);
-        formal_out.push(b.formal(&pid, name, if o.dir { "Dataset" } else { "File" }));
-        let v = b.output(store, &s.stage, name, o, &pid)?;
+        b.formal(&pid, name, if o.dir { "Dataset" } else { "File" });
+        let v = b.output(store, &folder, &s.stage, name, o, &pid)?;
         results.push(v.clone());
         outs.push((name.clone(), v));
     }
-    let mut app = json!({
-        "@id": tool,
-        "@type": "SoftwareApplication",
-        "name": s.stage,
-        "description": format!("magpipe kind `{}` v{}", s.kind, s.kind_version),
-        "softwareVersion": s.kind_version.to_string(),
-    });
-    if let Some(u) = url {
-        app["url"] = json!(u);
-    }
-    if !formal_in.is_empty() {
-        app["input"] = one_or_many(formal_in);
-    }
-    if !formal_out.is_empty() {
-        app["output"] = one_or_many(formal_out);
-    }
-    b.graph.push(app);
-    b.graph.push(json!({
-        "@id": step,
-        "@type": "HowToStep",
-        "name": s.stage,
-        "position": pos.to_string(),
-        "workExample": id(&tool),
-    }));
-    // What changed the floats, as the environment of the run.
-    let mut env = Vec::new();
-    let mut facts: Vec<(String, Value)> = vec![
-        ("key".into(), json!(s.key)),
-        ("magpipe_git_commit".into(), json!(s.git_commit)),
-    ];
-    if let Some(rt) = s.runtime.as_object() {
-        facts.extend(rt.iter().map(|(k, v)| (format!("runtime.{k}"), v.clone())));
-    }
-    if let Some(h) = s.hardware.as_ref().and_then(Value::as_object) {
-        facts.extend(h.iter().map(|(k, v)| (format!("hardware.{k}"), v.clone())));
-    }
-    for (k, v) in facts {
-        let eid = format!("#env-{}-{}", s.stage, k.replace('.', "-"));
-        b.graph.push(json!({
-            "@id": eid,
-            "@type": "PropertyValue",
-            "name": k,
-            "value": match v { Value::String(t) => t, other => other.to_string() },
-        }));
-        env.push(id(&eid));
-    }
+    let env = environment(b, s, &tag);
     let mut action = json!({
         "@id": run,
         "@type": "CreateAction",
         "name": format!("run of stage {}", s.stage),
         "description": s.summary,
-        "instrument": id(&tool),
+        "instrument": id(&format!("#stage-{}", s.stage)),
         "identifier": s.key,
         "startTime": iso(&s.started),
         "endTime": iso(&s.finished),
@@ -741,22 +1025,56 @@ fn stage_entities(
         action["result"] = one_or_many(results);
     }
     b.graph.push(action);
-    Ok((run, tool, step, outs))
+    Ok((run, outs))
 }
 
-fn readme(l: &Lineage) -> String {
+/// What changed the floats of a run (its key, magpipe's commit, the runtime and the hardware),
+/// as PropertyValues for its `environment`.
+fn environment(b: &mut Builder<'_>, s: &LineageStage, tag: &str) -> Vec<Value> {
+    let mut env = Vec::new();
+    let mut facts: Vec<(String, Value)> = vec![
+        ("key".into(), json!(s.key)),
+        ("magpipe_git_commit".into(), json!(s.git_commit)),
+    ];
+    if let Some(rt) = s.runtime.as_object() {
+        facts.extend(rt.iter().map(|(k, v)| (format!("runtime.{k}"), v.clone())));
+    }
+    if let Some(h) = s.hardware.as_ref().and_then(Value::as_object) {
+        facts.extend(h.iter().map(|(k, v)| (format!("hardware.{k}"), v.clone())));
+    }
+    for (k, v) in facts {
+        let eid = format!("#env-{}{tag}-{}", s.stage, k.replace('.', "-"));
+        b.graph.push(json!({
+            "@id": eid,
+            "@type": "PropertyValue",
+            "name": k,
+            "value": match v { Value::String(t) => t, other => other.to_string() },
+        }));
+        env.push(id(&eid));
+    }
+    env
+}
+
+fn readme(target: &str, points: usize, identifier: &str) -> String {
+    let what = if points == 1 {
+        format!("every stage run that produced `{target}`")
+    } else {
+        format!(
+            "every stage run that produced `{target}` in each of the {points} points of a sweep \
+             (a run the points share appears once; what magpipe made of the points together, \
+             under `outputs/sweep/`)"
+        )
+    };
     format!(
         "# Provenance of `{target}`\n\n\
          This folder is a Workflow Run RO-Crate (Provenance Run Crate 0.5) written by `magpipe \
-         export crate`: `ro-crate-metadata.json` describes the workflow (`pipeline.yaml`), every \
-         stage run that produced `{target}` with its inputs, parameter values, outputs and the \
-         machine facts that changed its floats, and every raw file by name and hash.\n\n\
-         Its identifier is the chain's lineage hash, `{hash}`.\n\n\
+         export crate`: `ro-crate-metadata.json` describes the workflow (`pipeline.yaml`), \
+         {what}, with its inputs, parameter values, outputs and the machine facts that changed \
+         its floats, and every raw file by name and hash.\n\n\
+         Its identifier is `{identifier}`.\n\n\
          Every file lists its `sha256` in `ro-crate-metadata.json`, so `sha256sum` checks each \
          one without magpipe; any JSON-LD reader reads the rest. With magpipe, `magpipe verify \
          --crate .` re-hashes every file and follows the chain of actions.\n",
-        target = l.target,
-        hash = l.lineage_hash
     )
 }
 
@@ -782,19 +1100,25 @@ fn ids(v: &Value) -> Vec<String> {
     }
 }
 
-/// Checks a crate folder without a store: each listed file's size, sha256 and blake3, and that
-/// every object of every stage run is a param value, a raw file, or the result of a run that
-/// ended before it started. A crate that cannot be read at all is an error; what differs is a
-/// problem, one line each, naming the file or the action.
-pub fn verify(dir: &Path) -> Result<CrateReport, CrateError> {
+/// Checks a crate (a folder, or a zip of one) without a store: each listed file's size, sha256
+/// and blake3, and that every object of every stage run is a param value, a raw file, or the
+/// result of a run that ended before it started. A crate that cannot be read at all is an
+/// error; what differs is a problem, one line each, naming the file or the action.
+pub fn verify(path: &Path) -> Result<CrateReport, CrateError> {
+    verify_dir(&archive::open(path)?.dir, path)
+}
+
+/// `shown` is the crate as the user named it (a zip's folder is a private one).
+fn verify_dir(dir: &Path, shown: &Path) -> Result<CrateReport, CrateError> {
     let meta = dir.join("ro-crate-metadata.json");
-    let text = std::fs::read(&meta).map_err(io(&meta))?;
+    let named = shown.join("ro-crate-metadata.json");
+    let text = std::fs::read(&meta).map_err(io(&named))?;
     let doc: Value = serde_json::from_slice(&text)
-        .map_err(|e| CrateError::Refused(format!("{}: not JSON: {e}", meta.display())))?;
+        .map_err(|e| CrateError::Refused(format!("{}: not JSON: {e}", named.display())))?;
     let Some(graph) = doc["@graph"].as_array() else {
         return Err(CrateError::Refused(format!(
             "{}: no @graph: not an RO-Crate",
-            meta.display()
+            named.display()
         )));
     };
     let mut rep = CrateReport::default();
@@ -904,13 +1228,15 @@ pub struct Imported {
 /// Brings a crate's records and outputs into `store`, so `magpipe audit` can re-execute the
 /// chain: the crate must verify clean first; each record's key must be the hash of its
 /// pre-image and its paths plain; each output enters the store re-hashed, and its record only
-/// after all of its outputs.
-pub fn import(dir: &Path, store: &Store) -> Result<Imported, CrateError> {
-    let rep = verify(dir)?;
+/// after all of its outputs. `path` is a crate folder or a zip of one.
+pub fn import(path: &Path, store: &Store) -> Result<Imported, CrateError> {
+    let opened = archive::open(path)?;
+    let dir = opened.dir.as_path();
+    let rep = verify_dir(dir, path)?;
     if let Some(first) = rep.problems.first() {
         return Err(CrateError::Refused(format!(
             "{}: the crate does not verify ({} problems; the first: {first}); `magpipe verify --crate` lists them",
-            dir.display(),
+            path.display(),
             rep.problems.len()
         )));
     }
@@ -922,17 +1248,21 @@ pub fn import(dir: &Path, store: &Store) -> Result<Imported, CrateError> {
         .collect();
     names.sort();
     let mut records = Vec::new();
-    for path in &names {
-        let text = std::fs::read(path).map_err(io(path))?;
-        let rec: crate::store::Record = serde_json::from_slice(&text).map_err(|e| {
-            CrateError::Refused(format!("{}: not a magpipe record: {e}", path.display()))
-        })?;
+    for file in &names {
+        // Named as the user knows the crate, not by where a zip was unpacked.
+        let shown = format!(
+            "{}: {}",
+            path.display(),
+            file.strip_prefix(dir).unwrap_or(file).display()
+        );
+        let text = std::fs::read(file).map_err(io(file))?;
+        let rec: crate::store::Record = serde_json::from_slice(&text)
+            .map_err(|e| CrateError::Refused(format!("{shown}: not a magpipe record: {e}")))?;
         rec.check_paths()
-            .map_err(|e| CrateError::Refused(format!("{}: {e}", path.display())))?;
+            .map_err(|e| CrateError::Refused(format!("{shown}: {e}")))?;
         if rec.preimage.key() != rec.key {
             return Err(CrateError::Refused(format!(
-                "{}: its key {} is not the hash of its pre-image ({}): the record was changed",
-                path.display(),
+                "{shown}: its key {} is not the hash of its pre-image ({}): the record was changed",
                 rec.key,
                 rec.preimage.key()
             )));
@@ -941,7 +1271,14 @@ pub fn import(dir: &Path, store: &Store) -> Result<Imported, CrateError> {
     }
     let mut done = Imported::default();
     for rec in records {
-        let src = |o: &OutputRecord| dir.join("outputs").join(&rec.stage).join(&o.file);
+        // A stage run under several keys (a sweep) has its outputs in a folder per key.
+        let tagged = dir.join("outputs").join(&rec.stage).join(&rec.key[..12]);
+        let folder = if tagged.is_dir() {
+            tagged
+        } else {
+            dir.join("outputs").join(&rec.stage)
+        };
+        let src = |o: &OutputRecord| folder.join(&o.file);
         if let Some((name, _)) = rec.outputs.iter().find(|(_, o)| !src(o).exists()) {
             done.skipped.push(format!(
                 "{} (key {}): its output `{name}` is not in the crate",
