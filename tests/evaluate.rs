@@ -416,7 +416,7 @@ fn a_kfold_sweep_makes_every_ar_a_test_ar_once_and_pools_the_evaluation() {
     // The whole cross-validation as one publication crate: every fold's chain (ridge's program
     // with it), the pooled evaluation made from the folds, accepted by the standard validator.
     let krate = p.path().join("kfold-crate");
-    let e = p.run(&[
+    let mut args = vec![
         "export",
         "crate",
         "evaluate",
@@ -426,17 +426,11 @@ fn a_kfold_sweep_makes_every_ar_a_test_ar_once_and_pools_the_evaluation() {
         "0..2",
         "--set",
         "split.folds=3",
-        "--license",
-        "CC-BY-4.0",
-        "--author",
-        "A. Researcher",
-        "--publisher",
-        "Example Lab=https://example.org/",
-        "--url",
-        "https://example.org/magpipe",
         "-o",
         krate.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(&common::CRATE_META);
+    let e = p.run(&args);
     e.assert_ok();
     assert!(e.stdout.contains("in 3 sweep points"), "{}", e.stdout);
     let (ok, issues) = common::validate_crate(&krate);

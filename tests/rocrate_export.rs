@@ -10,16 +10,7 @@ use std::process::Command;
 use common::{Project, results_project, validate_crate as validate};
 use serde_json::Value;
 
-const META: [&str; 8] = [
-    "--license",
-    "CC-BY-4.0",
-    "--author",
-    "A. Researcher",
-    "--publisher",
-    "Example Lab=https://example.org/",
-    "--url",
-    "https://example.org/magpipe",
-];
+use common::CRATE_META as META;
 
 fn export(p: &Project, extra: &[&str]) -> (std::path::PathBuf, common::Run) {
     let dir = p.path().join("crate");

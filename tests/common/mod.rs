@@ -525,3 +525,16 @@ pub fn validate_crate(dir: &Path) -> (bool, String) {
         });
     (out.status.success() && v["passed"] == true, issues)
 }
+
+/// What `export crate` needs for a crate the validator passes at RECOMMENDED: licence, author,
+/// publisher, project address.
+pub const CRATE_META: [&str; 8] = [
+    "--license",
+    "CC-BY-4.0",
+    "--author",
+    "A. Researcher",
+    "--publisher",
+    "Example Lab=https://example.org/",
+    "--url",
+    "https://example.org/magpipe",
+];
