@@ -425,6 +425,12 @@ fn a_zipped_crate_verifies_imports_and_audits_and_a_bad_zip_is_refused() {
     // The archive's first member is the metadata file, at its root (the spec's convention).
     let bytes = std::fs::read(&zip).unwrap();
     assert_eq!(&bytes[..4], b"PK\x03\x04");
+    // Made to be shared: readable by others, not a temporary file's 0600.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&zip).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     assert_eq!(
         &bytes[30..30 + "ro-crate-metadata.json".len()],
         b"ro-crate-metadata.json"

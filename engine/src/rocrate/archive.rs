@@ -71,6 +71,12 @@ pub fn write_zip(dir: &Path, zip: &Path) -> Result<u64, CrateError> {
     f.flush().map_err(io(tmp.path()))?;
     f.sync_all().map_err(io(tmp.path()))?;
     let size = f.metadata().map_err(io(tmp.path()))?.len();
+    // A temporary file is private (0600); a crate is made to be shared.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(io(tmp.path()))?;
+    }
     tmp.persist_noclobber(zip).map_err(|e| io(zip)(e.error))?;
     Ok(size)
 }

@@ -777,7 +777,8 @@ fn write_metadata(
     )
     .map_err(io(&path))?;
     Ok(Written {
-        files: b.files + 2,
+        // The files with entities, and the metadata file.
+        files: b.files + 1,
         bytes: b.bytes,
         identifier,
     })
