@@ -211,6 +211,10 @@ def main():
         print(row("up to window", run_pull, compute))
         if not a.no_full:
             full_pipeline(a, repo, work, env, mp)
+        else:
+            print("\nThe whole default pipeline pulled against a cold run: not measured in this run "
+                  "(`REMOTE_BENCH=--no-full` skips its cold run, most of an hour); the guide's "
+                  "Sharing results page quotes the last full measurement, with its date.")
     finally:
         if weed:
             weed.stop()
