@@ -106,6 +106,7 @@ pub fn open(path: &Path) -> Result<Opened, CrateError> {
         .prefix("magpipe-crate-")
         .tempdir()
         .map_err(io(&std::env::temp_dir()))?;
+    fits(path, &mut ar, tmp.path())?;
     for i in 0..ar.len() {
         let mut m = ar.by_index(i).map_err(|e| bad(path, e))?;
         let name = m.name().to_string();
@@ -157,6 +158,40 @@ pub fn open(path: &Path) -> Result<Opened, CrateError> {
         dir: root,
         _unpacked: Some(tmp),
     })
+}
+
+/// Refuses an archive whose members declare more bytes than the unpacking folder's disk has
+/// free, before any is written: a crate is unpacked whole, and members are held to what they
+/// declare, so this bounds what opening a zip can take.
+fn fits(zip: &Path, ar: &mut zip::ZipArchive<File>, dir: &Path) -> Result<(), CrateError> {
+    let mut declared = 0u64;
+    for i in 0..ar.len() {
+        let m = ar.by_index_raw(i).map_err(|e| bad(zip, e))?;
+        declared = declared.saturating_add(m.size());
+    }
+    let free = free_bytes(dir).map_err(io(dir))?;
+    if declared > free {
+        return Err(bad(
+            zip,
+            format!(
+                "its members declare {declared} bytes, more than the {free} free in {}",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// The metadata file at the archive's root, or in its one top folder (how some tools zip a
