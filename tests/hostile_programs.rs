@@ -513,9 +513,13 @@ import os, multiprocessing
 lock = multiprocessing.Lock()  # a POSIX semaphore in /dev/shm
 with lock:
     pass
-open("/tmp/{marker}", "w").write("x")
+try:
+    open("/tmp/{marker}", "w").write("x")
+    tmp = "private"
+except OSError as e:
+    tmp = "read-only" if e.errno == 30 else f"errno {{e.errno}}"
 open("/dev/shm/{marker}", "w").write("x")
-open(os.environ["MAGPIPE_OUT_OUT"], "w").write("ok")
+open(os.environ["MAGPIPE_OUT_OUT"], "w").write("ok, /tmp " + tmp)
 "#
     );
     let c = Case::new(&program, FILE_OUT);
@@ -525,7 +529,15 @@ open(os.environ["MAGPIPE_OUT_OUT"], "w").write("ok")
         "{}",
         Case::log(&r)
     );
-    assert_eq!(c.output(), "ok");
+    // A project cloned under /tmp cannot have a tmpfs laid over /tmp (it would hide the project):
+    // then /tmp stays the machine's, read-only to the stage (docs: the sandbox's layers).
+    let under_tmp = c.p.path().canonicalize().unwrap().starts_with("/tmp");
+    let want = if under_tmp {
+        "ok, /tmp read-only"
+    } else {
+        "ok, /tmp private"
+    };
+    assert_eq!(c.output(), want);
     assert!(!Path::new("/tmp").join(&marker).exists());
     assert!(!Path::new("/dev/shm").join(&marker).exists());
 }
