@@ -9,86 +9,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::{Project, Run, hash_of, results_project_with_study};
+use common::{Project, Run, Tmpfs, hash_of, results_project_with_study};
 
 const TARGETS: [&str; 4] = ["tables", "figure", "tune", "--jobs=2"];
-
-/// A tmpfs mounted for the life of the value.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, bytes: u64) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "the full-disk test mounts a tmpfs and needs root or CAP_SYS_ADMIN for it: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Tmpfs {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn free(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(&self.dir)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    /// Fills the volume until at most `left` bytes are free.
-    fn fill_leaving(&self, left: u64) {
-        let ballast = self.dir.join("ballast");
-        let have = std::fs::metadata(&ballast).map(|m| m.len()).unwrap_or(0);
-        let want = have + self.free().saturating_sub(left);
-        // Writing real pages (not fallocate) so the tmpfs accounts them like any other data.
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&ballast)
-            .unwrap();
-        let mut w = std::io::BufWriter::new(f);
-        let chunk = vec![0x5au8; 1 << 16];
-        let mut n = have;
-        while n < want {
-            let k = chunk.len().min((want - n) as usize);
-            use std::io::Write;
-            if w.write_all(&chunk[..k]).is_err() {
-                break;
-            }
-            n += k as u64;
-        }
-        let _ = std::io::Write::flush(&mut w);
-    }
-
-    fn empty_ballast(&self) {
-        let _ = std::fs::remove_file(self.dir.join("ballast"));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
 
 fn run_on(p: &Project, store: &Path, args: &[&str]) -> Run {
     let mut all = vec!["--store", store.to_str().unwrap()];

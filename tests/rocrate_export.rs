@@ -600,33 +600,6 @@ fn a_seed_sweep_exports_every_seed_once_with_the_multi_seed_table_and_imports_wh
     common::assert_audit_clean(&p, &["--variant", "default+seed=2", "tables"]);
 }
 
-/// A tmpfs of `bytes` at `dir`, unmounted when dropped (needs root, as CI runs; the full-disk
-/// test says the same).
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &Path, bytes: u64) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and needs root or CAP_SYS_ADMIN: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        SmallDisk(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_zip_larger_than_the_free_space_is_refused_before_anything_is_unpacked() {
     let p = results_project();
@@ -635,14 +608,14 @@ fn a_zip_larger_than_the_free_space_is_refused_before_anything_is_unpacked() {
     let mut args = vec!["export", "crate", "--zip", zip.to_str().unwrap()];
     args.extend_from_slice(&META);
     p.run(&args).assert_ok();
-    let disk = SmallDisk::mount(&p.path().join("small-tmp"), 64 * 1024);
+    let disk = common::Tmpfs::mount(&p.path().join("small-tmp"), 64 * 1024);
     for cmd in [
         vec!["verify", "--crate", zip.to_str().unwrap()],
         vec!["import", "crate", zip.to_str().unwrap()],
     ] {
         let r = common::Run::from(
             p.cmd(&cmd)
-                .env("TMPDIR", &disk.0)
+                .env("TMPDIR", &disk.dir)
                 .output()
                 .expect("spawn magpipe"),
         );
@@ -651,7 +624,7 @@ fn a_zip_larger_than_the_free_space_is_refused_before_anything_is_unpacked() {
         assert!(r.stderr.contains("crate.zip"), "{}", r.stderr);
         assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
         // Nothing was unpacked onto the small disk.
-        assert_eq!(std::fs::read_dir(&disk.0).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(&disk.dir).unwrap().count(), 0);
     }
     // With room, the same zip verifies.
     drop(disk);

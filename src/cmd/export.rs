@@ -6,11 +6,14 @@ use std::process::ExitCode;
 
 use magpipe_engine::error::RunError;
 use magpipe_engine::exec::{Outcome, RunResult};
+use magpipe_engine::kind::TypedKind;
 use magpipe_engine::provenance::{self, Lineage};
 use magpipe_engine::remote::config;
 use magpipe_engine::rocrate::{self, Aggregate, Contents, CrateMeta, Organization, Person};
 use magpipe_engine::store::Store;
 use magpipe_engine::sweep::{self, PointPlan};
+use magpipe_stages::alarms::ScoreAlarms;
+use magpipe_stages::evaluate::Evaluate;
 
 use super::{Ctx, Select};
 
@@ -227,11 +230,15 @@ fn aggregates(
         results.push(RunResult { outcomes });
     }
     let done: Vec<(&PointPlan, &RunResult)> = plans.iter().zip(&results).collect();
+    // A run two points share is one object of the aggregate, not two.
     let reads = |kind: &str, outputs: &[&str]| -> Vec<(String, String)> {
-        chains
+        let runs: std::collections::BTreeSet<&str> = chains
             .iter()
             .flat_map(|l| l.stages.iter().filter(|s| s.kind == kind))
-            .flat_map(|s| outputs.iter().map(|o| (s.key.clone(), o.to_string())))
+            .map(|s| s.key.as_str())
+            .collect();
+        runs.iter()
+            .flat_map(|k| outputs.iter().map(move |o| (k.to_string(), o.to_string())))
             .collect()
     };
     let mut out = Vec::new();
@@ -245,7 +252,7 @@ fn aggregates(
                           with the seeds' lead times, from each seed's alarms stage."
                 .into(),
             files: vec![(path.clone(), file_name(&path))],
-            reads: reads("score_alarms", &["table2", "alarms"]),
+            reads: reads(ScoreAlarms::NAME, &["table2", "alarms"]),
         });
     }
     if let Some((_, dir)) = magpipe_stages::commands::pooled::pooled_evaluation(store, base, &done)
@@ -265,7 +272,7 @@ fn aggregates(
                           each seed), with skill scores and their intervals."
                 .into(),
             files,
-            reads: reads("evaluate", &["events"]),
+            reads: reads(Evaluate::NAME, &["events"]),
         });
     }
     Ok(out)

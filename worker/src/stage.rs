@@ -39,10 +39,16 @@ fn progress(done: u64, total: u64) {
     })
 }
 
+/// Where the floats came from: the machine's facts and the kernels checked at start.
+fn hardware(device: Device, cpu: &host::Cpu, cuda: &host::Cuda, kernels: Value) -> Value {
+    let mut h = host::hardware(device, cpu, cuda);
+    h["kernels"] = kernels;
+    h
+}
+
 /// Predictions run on the CPU (see `Predict::runtime`).
 fn report(summary: String, kernels: Value) -> anyhow::Result<()> {
-    let mut hardware = host::hardware(Device::Cpu, &host::cpu(), &host::cuda());
-    hardware["kernels"] = kernels;
+    let hardware = hardware(Device::Cpu, &host::cpu(), &host::cuda(), kernels);
     emit(&WorkerEvent::Report {
         summary,
         stdout: None,
@@ -377,8 +383,7 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
     if let Some(c) = &collapse {
         summary.push_str(&format!(" — COLLAPSED: {c}"));
     }
-    let mut hardware = host::hardware(device, &cpu, &cuda);
-    hardware["kernels"] = kernels;
+    let hardware = hardware(device, &cpu, &cuda, kernels);
     emit(&WorkerEvent::Report {
         summary,
         stdout: None,

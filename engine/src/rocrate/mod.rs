@@ -810,24 +810,15 @@ fn raw_entities(
             .iter()
             .any(|s| s.stage == f.read_by && s.kind == "command");
         if code || contents.include_data {
-            let rel = format!("{}/{}", if code { "code" } else { "data" }, f.name);
+            let folder = if code { "code" } else { "data" };
+            let mut rel = format!("{folder}/{}", f.name);
             // Two chains may read one name with other bytes (a program edited between points
             // is another key): the first keeps the plain name.
-            let v = if b.out.join(&rel).exists() {
-                let rel = format!(
-                    "{}/{}/{}",
-                    if code { "code" } else { "data" },
-                    &f.blake3[..12],
-                    f.name
-                );
-                let v = b.file(Path::new(&f.path), &rel, json!({}))?;
-                b.top.push(rel);
-                v
-            } else {
-                let v = b.file(Path::new(&f.path), &rel, json!({}))?;
-                b.top.push(rel);
-                v
-            };
+            if b.out.join(&rel).exists() {
+                rel = format!("{folder}/{}/{}", &f.blake3[..12], f.name);
+            }
+            let v = b.file(Path::new(&f.path), &rel, json!({}))?;
+            b.top.push(rel);
             read_by.push((f.read_by.clone(), v.clone()));
             raw_ids.push(v);
         } else {
