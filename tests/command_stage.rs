@@ -491,23 +491,26 @@ fn a_killed_run_leaves_no_record_of_the_command_and_the_next_run_redoes_it() {
         }
     }
     assert!(seen, "the command never started");
+    // gen.py's processes whose working folder is in this project.
+    let mine = || {
+        let ps = Command::new("pgrep")
+            .args(["-f", "gen.py"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ps.stdout).lines().any(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(p.path()))
+        })
+    };
+    assert!(
+        mine(),
+        "the running command is not seen, so its death could not be"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The command died with it (its parent-death signal), so nothing writes into the store.
     let mut alive = true;
     for _ in 0..50 {
-        let ps = Command::new("pgrep")
-            .args(["-f", "gen.py"])
-            .output()
-            .unwrap();
-        let mine = String::from_utf8_lossy(&ps.stdout).lines().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cwd"))
-                .map(|_| true)
-                .unwrap_or(false)
-                && std::fs::read_link(format!("/proc/{pid}/cwd"))
-                    .is_ok_and(|c| c.starts_with(p.path()))
-        });
-        if !mine {
+        if !mine() {
             alive = false;
             break;
         }

@@ -324,8 +324,9 @@ os.waitpid(middle, 0)
 
 #[test]
 fn the_program_sees_only_its_own_processes_and_cannot_signal_or_read_others() {
+    // Alive however long the test takes: a victim that exited on its own would read as killed.
     let mut victim = std::process::Command::new("sleep")
-        .arg("120")
+        .arg("infinity")
         .spawn()
         .unwrap();
     let program = format!(
