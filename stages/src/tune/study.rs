@@ -937,32 +937,74 @@ impl TypedKind for Tune {
     }
 }
 
+/// A finished trial and its last validation metric.
+type Ranked<'a> = Vec<(&'a TrialState, f64)>;
+/// The best trial of each (model, loss) and its metric.
+type Best<'a> = BTreeMap<(String, String), (&'a TrialState, f64)>;
+
 fn write_outputs(
     p: &TuneParams,
     ctx: &Context<'_>,
     trials: &[TrialState],
 ) -> Result<Report, StageError> {
-    // Where this engine's workers ran the trials (under Slurm, the nodes' own hardware is in
-    // each job's log; this is the submitting machine's).
+    let hardware = trials_hardware(p, ctx)?;
+    let ranked = rank(trials);
+    write_trials_parquet(p, ctx, trials)?;
+    write_trials_md(p, ctx, &ranked)?;
+    let best = best_per_model_loss(&ranked);
+    let t1 = table1(p, trials.len(), &ranked, &best);
+    let tp = ctx.output("table1.md");
+    std::fs::write(&tp, &t1).map_err(|e| StageError::io(&tp, e))?;
+    write_best_json(ctx, &best)?;
+    Ok(Report {
+        summary: summary(trials, &ranked),
+        stdout: Some(t1),
+        facts: json!({
+            "trials": trials.len(),
+            "best_val_rmse": ranked.first().map(|(_, m)| *m),
+            "hardware": hardware,
+        }),
+    })
+}
+
+/// Where this engine's workers ran the trials (under Slurm, the nodes' own hardware is in
+/// each job's log; this is the submitting machine's).
+fn trials_hardware(p: &TuneParams, ctx: &Context<'_>) -> Result<Value, StageError> {
     let info = worker_info(&ctx.checkpoint_dir)?;
-    let hardware = hardware_facts(
+    Ok(hardware_facts(
         &info,
         torch_runtime(&info, trial_device(p)?)["device"] == "cuda",
-    );
-    let mut ranked: Vec<(&TrialState, f64)> = trials
+    ))
+}
+
+/// The trials with a metric, best first (ties by trial id).
+fn rank(trials: &[TrialState]) -> Ranked<'_> {
+    let mut ranked: Ranked<'_> = trials
         .iter()
         .filter_map(|t| last_metric(t).map(|m| (t, m)))
         .collect();
     ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+    ranked
+}
 
-    // Trials table.
-    let keys: Vec<String> = p.space.keys().cloned().collect();
+fn status(t: &TrialState) -> String {
+    t.fin
+        .as_ref()
+        .map_or("unfinished".to_string(), |f| f.status.clone())
+}
+
+/// Every trial in id order: its configuration, status and per-epoch validation RMSE.
+fn write_trials_parquet(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    trials: &[TrialState],
+) -> Result<(), StageError> {
     let path = ctx.output("trials.parquet");
     let mut cols = vec![Column::new(
         "trial".into(),
         trials.iter().map(|t| t.id).collect::<Vec<_>>(),
     )];
-    for k in &keys {
+    for k in p.space.keys() {
         cols.push(Column::new(
             k.as_str().into(),
             trials
@@ -973,14 +1015,7 @@ fn write_outputs(
     }
     cols.push(Column::new(
         "status".into(),
-        trials
-            .iter()
-            .map(|t| {
-                t.fin
-                    .as_ref()
-                    .map_or("unfinished".to_string(), |f| f.status.clone())
-            })
-            .collect::<Vec<_>>(),
+        trials.iter().map(status).collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
         "epochs".into(),
@@ -1007,9 +1042,18 @@ fn write_outputs(
         trials.iter().map(last_metric).collect::<Vec<_>>(),
     ));
     let mut df = DataFrame::new(trials.len(), cols).map_err(|e| StageError::table(&path, e))?;
-    table::write_parquet(&mut df, &path)?;
+    table::write_parquet(&mut df, &path)
+}
+
+/// The ranked trials as a markdown table.
+fn write_trials_md(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    ranked: &Ranked<'_>,
+) -> Result<(), StageError> {
+    let keys: Vec<&String> = p.space.keys().collect();
     let mut header: Vec<&str> = vec!["rank", "trial"];
-    header.extend(keys.iter().map(String::as_str));
+    header.extend(keys.iter().map(|k| k.as_str()));
     header.extend(["status", "epochs", "final val R"]);
     let rows: Vec<Vec<String>> = ranked
         .iter()
@@ -1017,33 +1061,37 @@ fn write_outputs(
         .map(|(i, (t, m))| {
             let mut r = vec![(i + 1).to_string(), t.id.to_string()];
             r.extend(keys.iter().map(|k| cell(&t.config, k)));
-            r.push(
-                t.fin
-                    .as_ref()
-                    .map_or("unfinished".into(), |f| f.status.clone()),
-            );
+            r.push(status(t));
             r.push(t.epochs.len().to_string());
             r.push(format!("{m:.4e}"));
             r
         })
         .collect();
     let md = ctx.output("trials.md");
-    std::fs::write(&md, table::markdown(&header, &rows)).map_err(|e| StageError::io(&md, e))?;
+    std::fs::write(&md, table::markdown(&header, &rows)).map_err(|e| StageError::io(&md, e))
+}
 
-    // Table 1: best per (model, loss) and its share of the top K.
+/// The first (best) trial of each (model, loss).
+fn best_per_model_loss<'a>(ranked: &Ranked<'a>) -> Best<'a> {
+    let mut best: Best<'a> = BTreeMap::new();
+    for (t, m) in ranked {
+        best.entry(model_loss(&t.config)).or_insert((t, *m));
+    }
+    best
+}
+
+/// Table 1: the best configuration per (model, loss) and that pair's share of the top K.
+fn table1(p: &TuneParams, n_trials: usize, ranked: &Ranked<'_>, best: &Best<'_>) -> String {
     let k = p.top_k.min(ranked.len());
     let mut share: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (t, _) in ranked.iter().take(k) {
         *share.entry(model_loss(&t.config)).or_default() += 1;
     }
-    let mut best: BTreeMap<(String, String), (&TrialState, f64)> = BTreeMap::new();
-    for (t, m) in &ranked {
-        best.entry(model_loss(&t.config)).or_insert((t, *m));
-    }
-    let t1_header = [
+    let top = format!("top-{k}");
+    let header = [
         "model",
         "loss",
-        &format!("top-{k}"),
+        top.as_str(),
         "Pd",
         "h",
         "L",
@@ -1057,7 +1105,7 @@ fn write_outputs(
         "val R",
         "epochs",
     ];
-    let t1_rows: Vec<Vec<String>> = best
+    let rows: Vec<Vec<String>> = best
         .iter()
         .map(|((model, loss), (t, m))| {
             let c = &t.config;
@@ -1088,7 +1136,6 @@ fn write_outputs(
             ]
         })
         .collect();
-    let h: Vec<&str> = t1_header.iter().map(|s| &s[..]).collect();
     let note = if k < p.top_k {
         format!(
             "\nThe study has {} finished trials, fewer than {}: shares are of the top {k}.\n",
@@ -1098,13 +1145,13 @@ fn write_outputs(
     } else {
         String::new()
     };
-    let t1 = format!(
-        "# Table 1 — best configuration per model × loss ({} trials)\n\n{}{note}",
-        trials.len(),
-        table::markdown(&h, &t1_rows)
-    );
-    let tp = ctx.output("table1.md");
-    std::fs::write(&tp, &t1).map_err(|e| StageError::io(&tp, e))?;
+    format!(
+        "# Table 1 — best configuration per model × loss ({n_trials} trials)\n\n{}{note}",
+        table::markdown(&header, &rows)
+    )
+}
+
+fn write_best_json(ctx: &Context<'_>, best: &Best<'_>) -> Result<(), StageError> {
     let best_json: BTreeMap<String, Value> = best
         .iter()
         .map(|((m, l), (t, r))| {
@@ -1119,32 +1166,27 @@ fn write_outputs(
         &bp,
         serde_json::to_string_pretty(&best_json).expect("json") + "\n",
     )
-    .map_err(|e| StageError::io(&bp, e))?;
+    .map_err(|e| StageError::io(&bp, e))
+}
+
+fn summary(trials: &[TrialState], ranked: &Ranked<'_>) -> String {
     let count = |s: &str| {
         trials
             .iter()
             .filter(|t| t.fin.as_ref().is_some_and(|f| f.status == s))
             .count()
     };
-    Ok(Report {
-        summary: format!(
-            "{} trials ({} completed, {} stopped by the stopper, {} by ASHA, {} failed); best val R {}",
-            trials.len(),
-            count("completed"),
-            count("stopper"),
-            count("asha"),
-            count("failed"),
-            ranked
-                .first()
-                .map_or("–".into(), |(_, m)| format!("{m:.4e}"))
-        ),
-        stdout: Some(t1),
-        facts: json!({
-            "trials": trials.len(),
-            "best_val_rmse": ranked.first().map(|(_, m)| *m),
-            "hardware": hardware,
-        }),
-    })
+    format!(
+        "{} trials ({} completed, {} stopped by the stopper, {} by ASHA, {} failed); best val R {}",
+        trials.len(),
+        count("completed"),
+        count("stopper"),
+        count("asha"),
+        count("failed"),
+        ranked
+            .first()
+            .map_or("–".into(), |(_, m)| format!("{m:.4e}"))
+    )
 }
 
 #[cfg(test)]
