@@ -809,9 +809,15 @@ impl Store {
                 return Ok((e.hash.clone(), e.size));
             }
         }
+        let racy = racily_clean(&m);
         let (hash, size) = hash_file(&abs)?;
         let mut cache = self.sources.lock().expect("source cache lock");
-        cache.entries.insert(abs, stat(hash.clone()));
+        if racy {
+            // Not remembered: a rewrite in the same clock tick would leave every stat the same.
+            cache.entries.remove(&abs);
+        } else {
+            cache.entries.insert(abs, stat(hash.clone()));
+        }
         cache.dirty = true;
         Ok((hash, size))
     }
@@ -833,6 +839,25 @@ impl Store {
     pub fn remove_checkpoints(&self, dir: &Path) {
         let _ = fs::remove_dir_all(dir);
     }
+}
+
+/// How recent a change must be for its stat to prove nothing: file systems keep times in ticks of
+/// up to 2 s (FAT, some NFS servers; ext4 with small inodes keeps seconds), and a file rewritten
+/// in place within one tick of being hashed keeps its size, inode and times.
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a file changed too recently (or, by a skewed clock, in the future) for its stat to
+/// stand for its bytes later: git's "racily clean" entries, which it likewise re-hashes.
+pub(crate) fn racily_clean(m: &fs::Metadata) -> bool {
+    let changed = [(m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec())]
+        .into_iter()
+        .map(|(s, ns)| std::time::Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32))
+        .max()
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.checked_sub(changed).is_none_or(|age| age < RACY_WINDOW)
 }
 
 /// A stage's scratch folder under `tmp/`; see [`Store::scratch`].
@@ -886,6 +911,36 @@ impl Drop for KeyLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_changed_within_the_racy_window_is_hashed_again_not_remembered() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("store"));
+        let f = d.path().join("ar.npz");
+        fs::write(&f, b"first").unwrap();
+        let (h1, _) = s.source_hash(&f).unwrap();
+        let abs = fs::canonicalize(&f).unwrap();
+        let cached = |s: &Store| s.sources.lock().unwrap().entries.contains_key(&abs);
+        assert!(
+            !cached(&s),
+            "a file changed just now was remembered by its stat"
+        );
+        // Same size, same mtime: on a file system with coarse times nothing else would differ.
+        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+        fs::write(&f, b"again").unwrap();
+        File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let (h2, _) = s.source_hash(&f).unwrap();
+        assert_ne!(h1, h2);
+        // Once its times are older than the window, its stat stands for its bytes.
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        s.source_hash(&f).unwrap();
+        assert!(cached(&s));
+    }
 
     #[test]
     fn ref_paths_stay_inside_the_store_whatever_the_variant_label() {

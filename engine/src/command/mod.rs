@@ -348,6 +348,10 @@ fn version_of(program: &Path, cache_dir: &Path) -> String {
                 .to_string()
         })
         .unwrap_or_default();
+    // An interpreter replaced just now is asked again next time (see `racily_clean`).
+    if crate::store::racily_clean(&meta) {
+        return v;
+    }
     cache.insert(id, v.clone());
     if std::fs::create_dir_all(cache_dir).is_ok()
         && let Ok(text) = serde_json::to_vec_pretty(&cache)

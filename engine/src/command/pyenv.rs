@@ -116,16 +116,20 @@ pub fn installed(program: &Path, cache_dir: &Path) -> BTreeMap<String, Dist> {
                     let Some(dist) = read_dist(&info) else {
                         continue;
                     };
-                    cache.insert(
-                        id,
-                        Cached {
-                            size: stat.0,
-                            mtime_ns: stat.1,
-                            ino: stat.2,
-                            dist: dist.clone(),
-                        },
-                    );
-                    changed = true;
+                    // A distribution installed just now is read again next time (see
+                    // `racily_clean`).
+                    if !crate::store::racily_clean(&m) {
+                        cache.insert(
+                            id,
+                            Cached {
+                                size: stat.0,
+                                mtime_ns: stat.1,
+                                ino: stat.2,
+                                dist: dist.clone(),
+                            },
+                        );
+                        changed = true;
+                    }
                     dist
                 }
             };
