@@ -82,7 +82,7 @@ fn start_weed(dir: &Path, base: u16) -> std::process::Child {
         .spawn()
         .expect("start weed");
     for _ in 0..240 {
-        if http("GET", base + 2, "/buckets/test/", b"").0 == 200 {
+        if weed_ready(base) {
             return watchdog;
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
@@ -91,6 +91,18 @@ fn start_weed(dir: &Path, base: u16) -> std::process::Child {
     let _ = watchdog.wait();
     let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
     panic!("SeaweedFS did not start: {log}");
+}
+
+/// Whether every part of the server the tests use answers: the filer serves the bucket, a file
+/// written through it reads back (the volume server has registered with the master, which a
+/// restart on the same data redoes), and the S3 gateway, which starts last, answers at all.
+fn weed_ready(base: u16) -> bool {
+    let probe = "/buckets/test/.ready/probe";
+    http("GET", base + 2, "/buckets/test/", b"").0 == 200
+        && (200..300).contains(&http("PUT", base + 2, probe, b"ready").0)
+        && http("GET", base + 2, probe, b"") == (200, b"ready".to_vec())
+        && (200..300).contains(&http("DELETE", base + 2, probe, b"").0)
+        && http("GET", base + 3, "/", b"").0 != 0
 }
 
 /// One plain HTTP/1.0 request to the server's filer on 127.0.0.1 (which reads and writes the
