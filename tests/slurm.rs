@@ -315,7 +315,9 @@ fn a_requeued_job_gives_one_result() {
     requeue_now(&id);
     let t0 = std::time::Instant::now();
     while job_state(&id) != "COMPLETED" || t0.elapsed().as_secs() < 2 {
-        assert!(t0.elapsed().as_secs() < 120, "job {id}: {}", job_state(&id));
+        // A guard against a hang, not a timing: the requeued job may wait for the node while
+        // another test's job sleeps out its time limit (a minute and a half) on it.
+        assert!(t0.elapsed().as_secs() < 600, "job {id}: {}", job_state(&id));
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     eprintln!("second requeue took {:?}", t_requeue.elapsed());
