@@ -186,6 +186,56 @@ fn fault_pause(epoch: usize) {
 
 fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
     let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
+    let (device, cpu, cuda) = choose_device(req, &p)?;
+    let (train, val) = load_inputs(req, &p, device)?;
+    let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
+    let mut t = Trainer::new(config(&p, horizon, features), device);
+    resume(req, &mut t)?;
+    let zero = t.zero_slope(&val);
+    run_epochs(req, &p, &mut t, &train, &val, zero)?;
+    let history = &t.progress.history;
+    let last = history.last().expect("at least one epoch");
+    let (pred_std, collapse) = collapse(&t, &val, last.val_rmse, zero);
+
+    let out = |f: &str| req.out_dir.join(f);
+    t.vs.save(out("model.safetensors"))
+        .context("model.safetensors")?;
+    write_model_json(req, &p, &t, device, zero, pred_std, &collapse)?;
+    write_history(history, zero, &out("history.parquet"), &out("history.md"))?;
+    write_loss_curve(&p, &t, zero, collapse.is_some(), &out("loss.png"))?;
+
+    let mut summary = format!(
+        "{} epochs, val derivative RMSE {:.4e} (zero-slope {:.4e}), {} params",
+        history.len(),
+        last.val_rmse,
+        zero,
+        param_count(&t.vs)
+    );
+    if let Some(c) = &collapse {
+        summary.push_str(&format!(" — COLLAPSED: {c}"));
+    }
+    let hardware = hardware(device, &cpu, &cuda, kernels);
+    emit(&WorkerEvent::Report {
+        summary,
+        stdout: None,
+        facts: json!({
+            "val_rmse": last.val_rmse,
+            "zero_slope_rmse": zero,
+            "collapsed": collapse.is_some(),
+            "param_count": param_count(&t.vs),
+            "seconds": history.iter().map(|e| e.seconds).sum::<f64>(),
+            "hardware": hardware,
+        }),
+    });
+    Ok(())
+}
+
+/// Checks the kernels the request and its params name, sets the threads and picks the device,
+/// saying which and why.
+fn choose_device(
+    req: &WorkerRequest,
+    p: &TrainParams,
+) -> anyhow::Result<(Device, host::Cpu, host::Cuda)> {
     if p.kernels != req.kernels {
         bail!(
             "the request's kernels ({}) are not its params' ({})",
@@ -213,6 +263,15 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
     if let Some(w) = host::bf16_warning(p.precision == Precision::Bf16Mixed, device, &cpu) {
         log(w);
     }
+    Ok((device, cpu, cuda))
+}
+
+/// The training windows (subsampled when asked) and the validation windows, on `device`.
+fn load_inputs(
+    req: &WorkerRequest,
+    p: &TrainParams,
+    device: Device,
+) -> anyhow::Result<(Windows, Windows)> {
     let input = |slot: &str| {
         req.inputs
             .get(slot)
@@ -223,28 +282,45 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
         train = subsample(train, p.subsample, p.seed.unwrap_or(0));
     }
     let val = load_windows(input("val")?, device)?;
-    let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
-    let mut t = Trainer::new(config(&p, horizon, features), device);
+    Ok((train, val))
+}
+
+/// Continues from the stage's checkpoint, if it has one.
+fn resume(req: &WorkerRequest, t: &mut Trainer) -> anyhow::Result<()> {
     std::fs::create_dir_all(&req.checkpoint_dir).context("checkpoint folder")?;
-    if t.load_checkpoint(&req.checkpoint_dir)
+    if !t
+        .load_checkpoint(&req.checkpoint_dir)
         .map_err(|e| anyhow!("checkpoint: {e}"))?
     {
-        log(format!(
-            "resuming after epoch {} from its checkpoint",
-            t.progress.history.len()
-        ));
-        // Re-sent in case the driver died before recording them (a tune study skips the ones
-        // it has).
-        for e in &t.progress.history {
-            emit(&WorkerEvent::Epoch {
-                epoch: e.epoch,
-                train_loss: e.train_loss,
-                val_rmse: e.val_rmse,
-                lr: e.lr,
-            });
-        }
+        return Ok(());
     }
-    let zero = t.zero_slope(&val);
+    log(format!(
+        "resuming after epoch {} from its checkpoint",
+        t.progress.history.len()
+    ));
+    // Re-sent in case the driver died before recording them (a tune study skips the ones it
+    // has).
+    for e in &t.progress.history {
+        emit(&WorkerEvent::Epoch {
+            epoch: e.epoch,
+            train_loss: e.train_loss,
+            val_rmse: e.val_rmse,
+            lr: e.lr,
+        });
+    }
+    Ok(())
+}
+
+/// Trains epoch by epoch until the trainer is done, with progress, a log line, a checkpoint and
+/// an event after each epoch.
+fn run_epochs(
+    req: &WorkerRequest,
+    p: &TrainParams,
+    t: &mut Trainer,
+    train: &Windows,
+    val: &Windows,
+    zero: f64,
+) -> anyhow::Result<()> {
     let batches = (train.len() as usize).div_ceil(p.batch_size) as u64;
     let total = batches * p.epochs as u64;
     let step = (batches / 50).max(1);
@@ -262,7 +338,7 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
                 )
             })
             .unwrap_or_default();
-        let e = t.epoch(&train, &val, &mut |b, _, loss| {
+        let e = t.epoch(train, val, &mut |b, _, loss| {
             if (b as u64).is_multiple_of(step) {
                 emit(&WorkerEvent::Progress {
                     done: before + b as u64,
@@ -288,12 +364,14 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
         });
         fault_pause(e.epoch);
     }
+    Ok(())
+}
 
-    // A collapsed run (docs/src/semantics.md §18) predicts an almost constant series: its metric does not
-    // beat the zero-slope predictor, or its predictions barely vary.
-    let history = &t.progress.history;
-    let last = history.last().expect("at least one epoch");
-    let preds = t.predict(&val, 4096);
+/// The spread of the validation predictions, and why the run collapsed if it did
+/// (docs/src/semantics.md §18): its metric does not beat the zero-slope predictor, or its
+/// predictions barely vary.
+fn collapse(t: &Trainer, val: &Windows, val_rmse: f64, zero: f64) -> (f64, Option<String>) {
+    let preds = t.predict(val, 4096);
     let mean = preds.iter().map(|&v| f64::from(v)).sum::<f64>() / preds.len() as f64;
     let pred_std = (preds
         .iter()
@@ -301,10 +379,9 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
         .sum::<f64>()
         / preds.len() as f64)
         .sqrt();
-    let collapse = if last.val_rmse >= zero * (1.0 - 1e-3) {
+    let collapse = if val_rmse >= zero * (1.0 - 1e-3) {
         Some(format!(
-            "val derivative RMSE {:.4e} does not beat the zero-slope predictor's {zero:.4e}",
-            last.val_rmse
+            "val derivative RMSE {val_rmse:.4e} does not beat the zero-slope predictor's {zero:.4e}"
         ))
     } else if pred_std < 1e-4 {
         Some(format!(
@@ -313,16 +390,26 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
     } else {
         None
     };
+    (pred_std, collapse)
+}
 
-    let out = |f: &str| req.out_dir.join(f);
-    t.vs.save(out("model.safetensors"))
-        .context("model.safetensors")?;
-    let mut params = serde_json::to_value(&p)?;
+fn write_model_json(
+    req: &WorkerRequest,
+    p: &TrainParams,
+    t: &Trainer,
+    device: Device,
+    zero: f64,
+    pred_std: f64,
+    collapse: &Option<String>,
+) -> anyhow::Result<()> {
+    let history = &t.progress.history;
+    let last = history.last().expect("at least one epoch");
+    let mut params = serde_json::to_value(p)?;
     if p.kernels.is_native() {
         // model.json of a native run keeps the bytes it had before `kernels` existed.
         params.as_object_mut().expect("a struct").remove("kernels");
     }
-    let cfg = json!({
+    let mut cfg = json!({
         "params": params,
         "architecture": t.cfg.model,
         "param_count": param_count(&t.vs),
@@ -336,18 +423,24 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
         "device": format!("{device:?}"),
         "threads": req.threads,
     });
-    let mut cfg = cfg;
     if p.seed.is_none() {
         // Only an unseeded run needs its drawn seed written down; seeded runs keep their bytes.
         cfg["drawn_seed"] = json!(t.cfg.seed);
     }
-    std::fs::write(
-        out("model.json"),
-        serde_json::to_string_pretty(&cfg)? + "\n",
-    )
-    .context("model.json")?;
-    write_history(history, zero, &out("history.parquet"), &out("history.md"))?;
-    let points: Vec<plot::CurvePoint> = history
+    let path = req.out_dir.join("model.json");
+    std::fs::write(path, serde_json::to_string_pretty(&cfg)? + "\n").context("model.json")
+}
+
+fn write_loss_curve(
+    p: &TrainParams,
+    t: &Trainer,
+    zero: f64,
+    collapsed: bool,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let points: Vec<plot::CurvePoint> = t
+        .progress
+        .history
         .iter()
         .map(|e| plot::CurvePoint {
             epoch: e.epoch,
@@ -365,37 +458,9 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
         p.batch_size,
         p.lr,
         t.cfg.seed,
-        if collapse.is_some() {
-            " — COLLAPSED"
-        } else {
-            ""
-        }
+        if collapsed { " — COLLAPSED" } else { "" }
     );
-    plot::loss_curve(&out("loss.png"), &title, &points, zero)?;
-
-    let mut summary = format!(
-        "{} epochs, val derivative RMSE {:.4e} (zero-slope {:.4e}), {} params",
-        history.len(),
-        last.val_rmse,
-        zero,
-        param_count(&t.vs)
-    );
-    if let Some(c) = &collapse {
-        summary.push_str(&format!(" — COLLAPSED: {c}"));
-    }
-    let hardware = hardware(device, &cpu, &cuda, kernels);
-    emit(&WorkerEvent::Report {
-        summary,
-        stdout: None,
-        facts: json!({
-            "val_rmse": last.val_rmse,
-            "zero_slope_rmse": zero,
-            "collapsed": collapse.is_some(),
-            "param_count": param_count(&t.vs),
-            "seconds": history.iter().map(|e| e.seconds).sum::<f64>(),
-            "hardware": hardware,
-        }),
-    });
+    plot::loss_curve(path, &title, &points, zero)?;
     Ok(())
 }
 
