@@ -11,7 +11,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::error::SpecError;
 use crate::registry::Registry;
-use crate::spec::{Locator, Override, RawInput, RawSpec};
+use crate::spec::{Locator, Override, RawInput, RawSpec, RawStage, RawVariant};
 use crate::suggest::did_you_mean;
 
 /// One input wire: `slot` reads output `output` of stage `from`.
@@ -145,250 +145,30 @@ impl Plan {
     ) -> Result<Plan, SpecError> {
         let loc = spec.locator();
         let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
-        let mut stages = Vec::with_capacity(spec.stages.len());
+        check_every_variant(spec, registry, &loc, &names)?;
+        let chosen = chosen_variant(spec, variant)?;
+        check_sets(spec, sets, &names)?;
 
-        // Every variant is checked, whichever one runs, so a typo never waits for its day.
-        for v in &spec.variants {
-            let touched: BTreeSet<&str> = v.overrides.iter().map(|o| o.stage.as_str()).collect();
-            for stage in touched {
-                let Some(raw) = spec.stages.iter().find(|s| s.name == stage) else {
-                    let o = v.overrides.iter().find(|o| o.stage == stage);
-                    return Err(loc.err(
-                        &["variants", o.map_or(&v.name, |o| &o.variant), stage],
-                        &format!(
-                            "no stage `{stage}`{} (stages: {})",
-                            did_you_mean(stage, names.iter().copied()),
-                            names.join(", ")
-                        ),
-                    ));
-                };
-                let Some(k) = registry.get(&raw.kind) else {
-                    continue;
-                };
-                let mut merged = raw.params.clone();
-                merged.extend(raw.decl.clone());
-                let mut origins = BTreeMap::new();
-                for o in v.overrides.iter().filter(|o| o.stage == stage) {
-                    apply_variant(&mut merged, &mut origins, o);
-                }
-                resolve(k.as_ref(), &merged, &loc, &raw.name, &origins)?;
-            }
-        }
-        let chosen =
-            match variant {
-                None => None,
-                Some(name) => Some(spec.variants.iter().find(|v| v.name == name).ok_or_else(
-                    || SpecError {
-                        file: spec.file.clone(),
-                        line: None,
-                        path: String::new(),
-                        msg: format!(
-                    "no variant `{name}` (variants: {})",
-                    spec.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-                    },
-                )?),
-            };
-        for s in sets {
-            if !names.contains(&s.stage.as_str()) {
-                return Err(SpecError {
-                    file: spec.file.clone(),
-                    line: None,
-                    path: String::new(),
-                    msg: format!(
-                        "--set {}: no stage `{}`{} (stages: {})",
-                        s.text,
-                        s.stage,
-                        did_you_mean(&s.stage, names.iter().copied()),
-                        names.join(", ")
-                    ),
-                });
-            }
-        }
-
-        // Each stage's inputs as written (after the variant), for the lists' agreement.
-        let mut lists: Vec<Vec<(String, RawInput)>> = Vec::with_capacity(spec.stages.len());
         // Params first, for every stage: a stage's outputs follow from its params, and any stage
         // may wire to any other.
-        let mut typed: Vec<(Arc<dyn Kind>, Json)> = Vec::with_capacity(spec.stages.len());
-        for raw in &spec.stages {
-            let at = ["stages", raw.name.as_str()];
-            let k = registry.get(&raw.kind).cloned().ok_or_else(|| {
-                loc.err(
-                    &[at[0], at[1], "kind"],
-                    &format!("unknown kind `{}` (known: {})", raw.kind, registry.names()),
-                )
-            })?;
-            let mut params = raw.params.clone();
-            let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
-            for (pk, _) in &raw.params {
-                let pk = pk.as_str().unwrap_or_default().to_string();
-                if k.stage_keys().contains(&pk.as_str()) {
-                    return Err(loc.err(
-                        &[at[0], at[1], "params", &pk],
-                        &format!(
-                            "`{pk}` is a stage key of kind `{}`: write it beside `kind:`, not under `params:`",
-                            k.name()
-                        ),
-                    ));
-                }
-                origins.insert(
-                    pk.clone(),
-                    Origin::Yaml(vec![at[0].into(), at[1].into(), "params".into(), pk]),
-                );
-            }
-            for (dk, dv) in &raw.decl {
-                let dk = dk.as_str().unwrap_or_default().to_string();
-                if !k.stage_keys().contains(&dk.as_str()) {
-                    let expected: Vec<&str> = crate::spec::STAGE_KEYS
-                        .iter()
-                        .chain(k.stage_keys())
-                        .copied()
-                        .collect();
-                    return Err(loc.err(
-                        &[at[0], at[1], &dk],
-                        &format!(
-                            "unknown stage key `{dk}` (expected {})",
-                            expected.join(", ")
-                        ),
-                    ));
-                }
-                origins.insert(
-                    dk.clone(),
-                    Origin::Yaml(vec![at[0].into(), at[1].into(), dk.clone()]),
-                );
-                params.insert(Value::String(dk), dv.clone());
-            }
-            if let Some(v) = chosen {
-                for o in v.overrides.iter().filter(|o| o.stage == raw.name) {
-                    apply_variant(&mut params, &mut origins, o);
-                }
-            }
-            for s in sets.iter().filter(|s| s.stage == raw.name) {
-                check_declared(k.as_ref(), &params, s, &spec.file)?;
-                origins.insert(s.param.clone(), Origin::Set(s.text.clone()));
-                params.insert(Value::String(s.param.clone()), s.value.clone());
-            }
-            let resolved = resolve(k.as_ref(), &params, &loc, &raw.name, &origins)?;
-            typed.push((k, resolved));
-        }
+        let typed = spec
+            .stages
+            .iter()
+            .map(|raw| typed_params(raw, registry, chosen, sets, spec, &loc))
+            .collect::<Result<Vec<_>, _>>()?;
         let declared: Vec<Vec<Output>> = typed.iter().map(|(k, p)| k.outputs(p)).collect();
-        for (raw, outs) in spec.stages.iter().zip(&declared) {
-            for o in outs {
-                if let Some(c) = &o.contract
-                    && registry.contract(c).is_none()
-                {
-                    let known: Vec<&str> = registry.contracts().map(|c| c.name()).collect();
-                    return Err(loc.err(
-                        &["stages", &raw.name, "outputs", &o.name],
-                        &format!(
-                            "output `{}`: unknown contract `{c}` (known: {})",
-                            o.name,
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    ));
-                }
-            }
-        }
+        check_output_contracts(spec, &declared, registry, &loc)?;
 
-        for (raw, (k, resolved)) in spec.stages.iter().zip(typed) {
-            let at = ["stages", raw.name.as_str()];
-            // A variant may rewire inputs (e.g. train from a tuning study's best configurations).
-            let mut raw_inputs = raw.inputs.clone();
-            if let Some(v) = chosen {
-                for (stage, ins) in &v.inputs {
-                    if stage != &raw.name {
-                        continue;
-                    }
-                    for (slot, src) in ins {
-                        match raw_inputs.iter_mut().find(|(s, _)| s == slot) {
-                            Some(e) => e.1 = src.clone(),
-                            None => raw_inputs.push((slot.clone(), src.clone())),
-                        }
-                    }
-                }
-            }
-            let mut inputs = Vec::new();
-            for (slot, src) in &raw_inputs {
-                let here = [at[0], at[1], "inputs", slot.as_str()];
-                let single = k.open_inputs() || k.inputs().iter().any(|s| s.name == slot);
-                let list = k.list_inputs().iter().any(|s| s.name == slot);
-                if !single && !list {
-                    return Err(loc.err(
-                        &here,
-                        &format!(
-                            "kind `{}` has no input `{slot}` (inputs: {})",
-                            k.name(),
-                            k.inputs()
-                                .iter()
-                                .chain(k.list_inputs())
-                                .map(|s| s.name)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-                match src {
-                    RawInput::One(src) if single => {
-                        let (from, outs) = wire_ref(&declared, &names, &loc, &here, src, false)?;
-                        let out = outs[0];
-                        inputs.push(Wire {
-                            slot: slot.clone(),
-                            from,
-                            output: out.name.clone(),
-                            file: out.file.clone(),
-                        });
-                    }
-                    RawInput::Many(_) if single => {
-                        return Err(loc.err(
-                            &here,
-                            &format!("input `{slot}` takes one `stage.output`, not a list"),
-                        ));
-                    }
-                    RawInput::One(one) => list_wires(
-                        &declared,
-                        &names,
-                        &loc,
-                        &here,
-                        slot,
-                        std::slice::from_ref(one),
-                        &mut inputs,
-                    )?,
-                    RawInput::Many(many) => {
-                        list_wires(&declared, &names, &loc, &here, slot, many, &mut inputs)?
-                    }
-                }
-            }
-            check_contracts(
-                k.as_ref(),
-                &inputs,
-                &raw_inputs,
-                &declared,
-                &names,
-                &loc,
-                &at,
-            )?;
-            lists.push(raw_inputs.clone());
-            for slot in k.inputs() {
-                if !inputs.iter().any(|w| w.slot == slot.name) {
-                    return Err(loc.err(
-                        &at,
-                        &format!(
-                            "missing input `{}` ({}) for kind `{}`",
-                            slot.name,
-                            slot.doc,
-                            k.name()
-                        ),
-                    ));
-                }
-            }
+        let mut stages = Vec::with_capacity(spec.stages.len());
+        // Each stage's inputs as written (after the variant), for the lists' agreement.
+        let mut lists: Vec<Vec<(String, RawInput)>> = Vec::with_capacity(spec.stages.len());
+        for (i, (raw, (k, resolved))) in spec.stages.iter().zip(typed).enumerate() {
+            let raw_inputs = rewired_inputs(raw, chosen);
+            let inputs = wire_stage(raw, k.as_ref(), &raw_inputs, &declared, &names, &loc)?;
+            lists.push(raw_inputs);
             stages.push(Stage {
                 name: raw.name.clone(),
-                outputs: declared[stages.len()].clone(),
+                outputs: declared[i].clone(),
                 kind: k,
                 params: resolved,
                 inputs,
@@ -397,7 +177,6 @@ impl Plan {
                 priority: raw.priority,
             });
         }
-
         check_list_agreements(&stages, &lists, &names, &loc)?;
 
         let mut graph = DiGraph::new();
@@ -469,6 +248,292 @@ impl Plan {
             .filter(|i| want.contains(i))
             .collect())
     }
+}
+
+/// Every variant's overrides against its stages' kinds, whichever variant runs, so a typo never
+/// waits for its day.
+fn check_every_variant(
+    spec: &RawSpec,
+    registry: &Registry,
+    loc: &Locator,
+    names: &[&str],
+) -> Result<(), SpecError> {
+    for v in &spec.variants {
+        let touched: BTreeSet<&str> = v.overrides.iter().map(|o| o.stage.as_str()).collect();
+        for stage in touched {
+            let Some(raw) = spec.stages.iter().find(|s| s.name == stage) else {
+                let o = v.overrides.iter().find(|o| o.stage == stage);
+                return Err(loc.err(
+                    &["variants", o.map_or(&v.name, |o| &o.variant), stage],
+                    &format!(
+                        "no stage `{stage}`{} (stages: {})",
+                        did_you_mean(stage, names.iter().copied()),
+                        names.join(", ")
+                    ),
+                ));
+            };
+            let Some(k) = registry.get(&raw.kind) else {
+                continue;
+            };
+            let mut merged = raw.params.clone();
+            merged.extend(raw.decl.clone());
+            let mut origins = BTreeMap::new();
+            for o in v.overrides.iter().filter(|o| o.stage == stage) {
+                apply_variant(&mut merged, &mut origins, o);
+            }
+            resolve(k.as_ref(), &merged, loc, &raw.name, &origins)?;
+        }
+    }
+    Ok(())
+}
+
+/// The variant named by `--variant`, if any.
+fn chosen_variant<'s>(
+    spec: &'s RawSpec,
+    variant: Option<&str>,
+) -> Result<Option<&'s RawVariant>, SpecError> {
+    let Some(name) = variant else {
+        return Ok(None);
+    };
+    spec.variants
+        .iter()
+        .find(|v| v.name == name)
+        .map(Some)
+        .ok_or_else(|| SpecError {
+            file: spec.file.clone(),
+            line: None,
+            path: String::new(),
+            msg: format!(
+                "no variant `{name}` (variants: {})",
+                spec.variants
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// Every `--set` names a stage of the pipeline.
+fn check_sets(spec: &RawSpec, sets: &[SetOverride], names: &[&str]) -> Result<(), SpecError> {
+    for s in sets {
+        if !names.contains(&s.stage.as_str()) {
+            return Err(SpecError {
+                file: spec.file.clone(),
+                line: None,
+                path: String::new(),
+                msg: format!(
+                    "--set {}: no stage `{}`{} (stages: {})",
+                    s.text,
+                    s.stage,
+                    did_you_mean(&s.stage, names.iter().copied()),
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A stage's kind and its params resolved against it: as written, then its stage keys, the
+/// chosen variant's overrides and the `--set`s, each remembered by where it came from.
+fn typed_params(
+    raw: &RawStage,
+    registry: &Registry,
+    chosen: Option<&RawVariant>,
+    sets: &[SetOverride],
+    spec: &RawSpec,
+    loc: &Locator,
+) -> Result<(Arc<dyn Kind>, Json), SpecError> {
+    let at = ["stages", raw.name.as_str()];
+    let k = registry.get(&raw.kind).cloned().ok_or_else(|| {
+        loc.err(
+            &[at[0], at[1], "kind"],
+            &format!("unknown kind `{}` (known: {})", raw.kind, registry.names()),
+        )
+    })?;
+    let mut params = raw.params.clone();
+    let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
+    for (pk, _) in &raw.params {
+        let pk = pk.as_str().unwrap_or_default().to_string();
+        if k.stage_keys().contains(&pk.as_str()) {
+            return Err(loc.err(
+                &[at[0], at[1], "params", &pk],
+                &format!(
+                    "`{pk}` is a stage key of kind `{}`: write it beside `kind:`, not under `params:`",
+                    k.name()
+                ),
+            ));
+        }
+        origins.insert(
+            pk.clone(),
+            Origin::Yaml(vec![at[0].into(), at[1].into(), "params".into(), pk]),
+        );
+    }
+    for (dk, dv) in &raw.decl {
+        let dk = dk.as_str().unwrap_or_default().to_string();
+        if !k.stage_keys().contains(&dk.as_str()) {
+            let expected: Vec<&str> = crate::spec::STAGE_KEYS
+                .iter()
+                .chain(k.stage_keys())
+                .copied()
+                .collect();
+            return Err(loc.err(
+                &[at[0], at[1], &dk],
+                &format!(
+                    "unknown stage key `{dk}` (expected {})",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        origins.insert(
+            dk.clone(),
+            Origin::Yaml(vec![at[0].into(), at[1].into(), dk.clone()]),
+        );
+        params.insert(Value::String(dk), dv.clone());
+    }
+    if let Some(v) = chosen {
+        for o in v.overrides.iter().filter(|o| o.stage == raw.name) {
+            apply_variant(&mut params, &mut origins, o);
+        }
+    }
+    for s in sets.iter().filter(|s| s.stage == raw.name) {
+        check_declared(k.as_ref(), &params, s, &spec.file)?;
+        origins.insert(s.param.clone(), Origin::Set(s.text.clone()));
+        params.insert(Value::String(s.param.clone()), s.value.clone());
+    }
+    let resolved = resolve(k.as_ref(), &params, loc, &raw.name, &origins)?;
+    Ok((k, resolved))
+}
+
+/// Every output's contract is one the registry knows.
+fn check_output_contracts(
+    spec: &RawSpec,
+    declared: &[Vec<Output>],
+    registry: &Registry,
+    loc: &Locator,
+) -> Result<(), SpecError> {
+    for (raw, outs) in spec.stages.iter().zip(declared) {
+        for o in outs {
+            if let Some(c) = &o.contract
+                && registry.contract(c).is_none()
+            {
+                let known: Vec<&str> = registry.contracts().map(|c| c.name()).collect();
+                return Err(loc.err(
+                    &["stages", &raw.name, "outputs", &o.name],
+                    &format!(
+                        "output `{}`: unknown contract `{c}` (known: {})",
+                        o.name,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A stage's inputs as written, rewired by the chosen variant (e.g. train from a tuning study's
+/// best configurations).
+fn rewired_inputs(raw: &RawStage, chosen: Option<&RawVariant>) -> Vec<(String, RawInput)> {
+    let mut raw_inputs = raw.inputs.clone();
+    if let Some(v) = chosen {
+        for (stage, ins) in &v.inputs {
+            if stage != &raw.name {
+                continue;
+            }
+            for (slot, src) in ins {
+                match raw_inputs.iter_mut().find(|(s, _)| s == slot) {
+                    Some(e) => e.1 = src.clone(),
+                    None => raw_inputs.push((slot.clone(), src.clone())),
+                }
+            }
+        }
+    }
+    raw_inputs
+}
+
+/// A stage's wires: each input slot checked against its kind and wired to the outputs it names,
+/// the contracts checked, and every input the kind needs present.
+fn wire_stage(
+    raw: &RawStage,
+    k: &dyn Kind,
+    raw_inputs: &[(String, RawInput)],
+    declared: &[Vec<Output>],
+    names: &[&str],
+    loc: &Locator,
+) -> Result<Vec<Wire>, SpecError> {
+    let at = ["stages", raw.name.as_str()];
+    let mut inputs = Vec::new();
+    for (slot, src) in raw_inputs {
+        let here = [at[0], at[1], "inputs", slot.as_str()];
+        let single = k.open_inputs() || k.inputs().iter().any(|s| s.name == slot);
+        let list = k.list_inputs().iter().any(|s| s.name == slot);
+        if !single && !list {
+            return Err(loc.err(
+                &here,
+                &format!(
+                    "kind `{}` has no input `{slot}` (inputs: {})",
+                    k.name(),
+                    k.inputs()
+                        .iter()
+                        .chain(k.list_inputs())
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        match src {
+            RawInput::One(src) if single => {
+                let (from, outs) = wire_ref(declared, names, loc, &here, src, false)?;
+                let out = outs[0];
+                inputs.push(Wire {
+                    slot: slot.clone(),
+                    from,
+                    output: out.name.clone(),
+                    file: out.file.clone(),
+                });
+            }
+            RawInput::Many(_) if single => {
+                return Err(loc.err(
+                    &here,
+                    &format!("input `{slot}` takes one `stage.output`, not a list"),
+                ));
+            }
+            RawInput::One(one) => list_wires(
+                declared,
+                names,
+                loc,
+                &here,
+                slot,
+                std::slice::from_ref(one),
+                &mut inputs,
+            )?,
+            RawInput::Many(many) => {
+                list_wires(declared, names, loc, &here, slot, many, &mut inputs)?
+            }
+        }
+    }
+    check_contracts(k, &inputs, raw_inputs, declared, names, loc, &at)?;
+    for slot in k.inputs() {
+        if !inputs.iter().any(|w| w.slot == slot.name) {
+            return Err(loc.err(
+                &at,
+                &format!(
+                    "missing input `{}` ({}) for kind `{}`",
+                    slot.name,
+                    slot.doc,
+                    k.name()
+                ),
+            ));
+        }
+    }
+    Ok(inputs)
 }
 
 /// Resolves `stage` or `stage.output` to the stage index and the outputs it names: the one
