@@ -15,7 +15,9 @@ use crate::kind::{
     Context, InputSlot, Output, OutputSlot, ParamError, Report, StageError, TypedKind,
 };
 use crate::plot::{FONT, init_fonts};
-use crate::protocol::{ArGeometry, PredictorSummary, Protocol, Tiles, read_predictions};
+use crate::protocol::{
+    ArGeometry, PredictorSummary, Protocol, TileSeries, Tiles, read_predictions,
+};
 use crate::scale::Scaler;
 use crate::solared::time::format_micros;
 use crate::solared::{GRID, TILES};
@@ -166,246 +168,296 @@ fn e2s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
+/// A chart whose x axis is the plot position and whose y axis is a value.
+type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordusize, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One tile's vertical lines: where the warning (blue) and the emergence (red) fall, and
+/// whether this tile is the one that attains the AR's minimum (solid) or not (dashed).
+type Lines = [(Option<usize>, Option<bool>, RGBColor); 2];
+
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &FigData<'_>) -> DrawResult {
     root.fill(&WHITE).map_err(e2s)?;
     let root = root
         .titled(&format!("Comparison Results for AR{}", d.g.ar), (FONT, 24))
         .map_err(e2s)?;
     let cells = root.split_evenly((4, 2));
+    for (cell, &k) in cells.iter().zip(&d.g.tiles) {
+        draw_tile(cell, d, k)?;
+    }
+    // Cell 7: the 9×9 tile maps before and after the metric window.
+    draw_maps(&cells[7], d)?;
+    root.present().map_err(e2s)?;
+    Ok(())
+}
+
+/// The last plot position shown.
+fn last_shown(g: &ArGeometry) -> usize {
+    g.history + g.span - 1
+}
+
+/// One tile's cell: its flux with every model's prediction above, the observed and predicted
+/// derivatives below.
+fn draw_tile<DB: DrawingBackend>(
+    cell: &DrawingArea<DB, Shift>,
+    d: &FigData<'_>,
+    k: usize,
+) -> DrawResult {
+    let (_, h) = cell.dim_in_pixel();
+    let (top, rest) = cell.split_vertically(h * 4 / 6);
+    let (mid, bottom) = rest.split_vertically(h / 6);
+    let Some(pt) = d
+        .curves
+        .iter()
+        .find(|c| c.primary)
+        .map(|c| &c.tiles[&(d.g.ar, k)])
+    else {
+        return Err("no primary model among the curves".into());
+    };
+    let lines = tile_lines(d, pt);
+    draw_flux(&top, d, k, pt, &lines)?;
+    draw_derivatives(&mid, &bottom, d, pt, &lines)
+}
+
+/// The AR's warning (its first predicted emergence, a horizon earlier) and its first observed
+/// emergence, each solid where this tile attains it.
+fn tile_lines(d: &FigData<'_>, pt: &TileSeries) -> Lines {
     let g = d.g;
-    let end = g.history + g.span; // plot positions shown
-    let last = end - 1;
-    let pair = d.scaler.pair(FLUX);
-    let q_obs_min = d
-        .primary
-        .ars
-        .iter()
-        .find(|a| a.ar == g.ar)
-        .and_then(|a| a.q_obs);
-    let q_pred_min = d
-        .primary
-        .ars
-        .iter()
-        .find(|a| a.ar == g.ar)
-        .and_then(|a| a.q_pred);
+    let last = last_shown(g);
+    let ar = d.primary.ars.iter().find(|a| a.ar == g.ar);
+    let q_obs_min = ar.and_then(|a| a.q_obs);
+    let q_pred_min = ar.and_then(|a| a.q_pred);
     let warn = q_pred_min.map(|q| (q as i64 - d.horizon_hours).clamp(0, last as i64) as usize);
     let emerge = q_obs_min.map(|q| q.min(last));
+    let ap = AlarmParams {
+        threshold: d.criterion.threshold,
+        smoothing: d.criterion.smoothing,
+        sustain: d.criterion.sustain,
+        ..AlarmParams::default()
+    };
+    let (tq_obs, tq_pred) = ap.firsts(g, pt);
+    [
+        (warn, tq_pred.map(|q| Some(q) == q_pred_min), BLUE),
+        (emerge, tq_obs.map(|q| Some(q) == q_obs_min), RED),
+    ]
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    lines: &Lines,
+    ylo: f64,
+    yhi: f64,
+) -> DrawResult {
+    for &(q, own, color) in lines {
+        let Some(q) = q else { continue };
+        let pts = vec![(q, ylo), (q, yhi)];
+        if own == Some(true) {
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(e2s)?;
+        } else {
+            chart
+                .draw_series(DashedLineSeries::new(pts, 5, 4, color.stroke_width(1)))
+                .map_err(e2s)?;
+        }
+    }
+    Ok(())
+}
+
+/// The tile's |B| in Gauss: observed, every model's prediction (the primary solid and on top),
+/// the metric window shaded; the legend on the first tile.
+fn draw_flux<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    d: &FigData<'_>,
+    k: usize,
+    pt: &TileSeries,
+    lines: &Lines,
+) -> DrawResult {
+    let g = d.g;
+    let last = last_shown(g);
+    let pair = d.scaler.pair(FLUX);
+    let o_g: Vec<f64> = pt.observed[..=last]
+        .iter()
+        .map(|&v| pair.invert(v))
+        .collect();
+    let mut lo = o_g.iter().cloned().fold(f64::INFINITY, f64::min);
+    let mut hi = o_g.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    for c in &d.curves {
+        for &v in c.tiles[&(g.ar, k)].predicted_span(g) {
+            let v = pair.invert(v);
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    }
+    let pad = ((hi - lo) * 0.08).max(1.0);
+    let mut chart = ChartBuilder::on(area)
+        .margin(4)
+        .x_label_area_size(0)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0usize..last, lo - pad..hi + pad)
+        .map_err(e2s)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc(format!("Tile {} |B| (G)", k + 1))
+        .y_labels(4)
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 12))
+        .draw()
+        .map_err(e2s)?;
+    let mr = g.metric_start..g.metric_start + d.metric_hours;
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(mr.start.min(last), lo - pad), (mr.end.min(last), hi + pad)],
+            RGBColor(255, 243, 176).mix(0.6).filled(),
+        )))
+        .map_err(e2s)?;
+    chart
+        .draw_series(LineSeries::new(
+            o_g.iter().enumerate().map(|(q, &v)| (q, v)),
+            BLACK.stroke_width(2),
+        ))
+        .map_err(e2s)?
+        .label("observed")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+    for c in d
+        .curves
+        .iter()
+        .filter(|c| !c.primary)
+        .chain(d.curves.iter().filter(|c| c.primary))
+    {
+        let pts: Vec<(usize, f64)> = c.tiles[&(g.ar, k)]
+            .predicted_span(g)
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| (g.history + j, pair.invert(v)))
+            .collect();
+        let color = c.color;
+        if c.primary {
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(e2s)?
+                .label(c.label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        } else {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    pts,
+                    6,
+                    4,
+                    color.mix(0.6).stroke_width(1),
+                ))
+                .map_err(e2s)?
+                .label(c.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.mix(0.6)));
+        }
+    }
+    draw_lines(&mut chart, lines, lo - pad, hi + pad)?;
+    if k == g.tiles[0] {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 11))
+            .draw()
+            .map_err(e2s)?;
+    }
+    Ok(())
+}
+
+/// Derivative panels: observed over the whole span, predicted after the history; flagged steps
+/// in red.
+fn draw_derivatives<DB: DrawingBackend>(
+    mid: &DrawingArea<DB, Shift>,
+    bottom: &DrawingArea<DB, Shift>,
+    d: &FigData<'_>,
+    pt: &TileSeries,
+    lines: &Lines,
+) -> DrawResult {
+    let g = d.g;
+    let last = last_shown(g);
     let label_q = |q: &usize| {
         let i = g.time_index((*q).min(g.axis_len - 1));
         format_micros(d.times[i])[5..13].replace(' ', "T")
     };
-    for (cell, &k) in cells.iter().zip(&g.tiles) {
-        let (w, h) = cell.dim_in_pixel();
-        let (top, rest) = cell.split_vertically(h * 4 / 6);
-        let (mid, bottom) = rest.split_vertically(h / 6);
-        let _ = w;
-        let primary_tile = d
-            .curves
-            .iter()
-            .find(|c| c.primary)
-            .map(|c| &c.tiles[&(g.ar, k)]);
-        let Some(pt) = primary_tile else {
-            return Err("no primary model among the curves".into());
-        };
-        let o_g: Vec<f64> = pt.observed[..end].iter().map(|&v| pair.invert(v)).collect();
-        let mut lo = o_g.iter().cloned().fold(f64::INFINITY, f64::min);
-        let mut hi = o_g.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        for c in &d.curves {
-            for &v in c.tiles[&(g.ar, k)].predicted_span(g) {
-                let v = pair.invert(v);
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-        }
-        let pad = ((hi - lo) * 0.08).max(1.0);
-        let mut chart = ChartBuilder::on(&top)
+    let obs = &pt.observed[..=last];
+    let pred = pt.predicted_span(g);
+    let obs_d = gradient(obs);
+    let obs_f = d.criterion.flags(obs);
+    let mut pred_d = vec![0.0; g.history];
+    pred_d.extend(gradient(pred));
+    let mut pred_f = vec![false; g.history];
+    pred_f.extend(d.criterion.flags(pred));
+    for (area, deriv, flags, base, desc, xlabels) in [
+        (mid, &obs_d, &obs_f, BLACK, "observed dΦ/dt", false),
+        (
+            bottom,
+            &pred_d,
+            &pred_f,
+            RGBColor(44, 160, 44),
+            "predicted dΦ/dt (solid model)",
+            true,
+        ),
+    ] {
+        let mut ch = ChartBuilder::on(area)
             .margin(4)
-            .x_label_area_size(0)
+            .x_label_area_size(if xlabels { 22 } else { 0 })
             .y_label_area_size(48)
-            .build_cartesian_2d(0usize..last, lo - pad..hi + pad)
+            .build_cartesian_2d(0usize..last, -0.05f64..0.05f64)
             .map_err(e2s)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(format!("Tile {} |B| (G)", k + 1))
-            .y_labels(4)
-            .label_style((FONT, 11))
-            .axis_desc_style((FONT, 12))
-            .draw()
-            .map_err(e2s)?;
-        let mr = g.metric_start..g.metric_start + d.metric_hours;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(mr.start.min(last), lo - pad), (mr.end.min(last), hi + pad)],
-                RGBColor(255, 243, 176).mix(0.6).filled(),
-            )))
-            .map_err(e2s)?;
-        chart
-            .draw_series(LineSeries::new(
-                o_g.iter().enumerate().map(|(q, &v)| (q, v)),
-                BLACK.stroke_width(2),
-            ))
-            .map_err(e2s)?
-            .label("observed")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
-        for c in d
-            .curves
-            .iter()
-            .filter(|c| !c.primary)
-            .chain(d.curves.iter().filter(|c| c.primary))
-        {
-            let pts: Vec<(usize, f64)> = c.tiles[&(g.ar, k)]
-                .predicted_span(g)
-                .iter()
-                .enumerate()
-                .map(|(j, &v)| (g.history + j, pair.invert(v)))
-                .collect();
-            let color = c.color;
-            if c.primary {
-                chart
-                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                    .map_err(e2s)?
-                    .label(c.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-            } else {
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        pts,
-                        6,
-                        4,
-                        color.mix(0.6).stroke_width(1),
-                    ))
-                    .map_err(e2s)?
-                    .label(c.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.mix(0.6))
-                    });
-            }
-        }
-        let (tq_obs, tq_pred) = {
-            let ap = AlarmParams {
-                threshold: d.criterion.threshold,
-                smoothing: d.criterion.smoothing,
-                sustain: d.criterion.sustain,
-                ..AlarmParams::default()
-            };
-            ap.firsts(g, pt)
-        };
-        // Solid where this tile attains the AR's minimum, dashed elsewhere.
-        let vlines = |chart: &mut ChartContext<
-            '_,
-            DB,
-            Cartesian2d<
-                plotters::coord::types::RangedCoordusize,
-                plotters::coord::types::RangedCoordf64,
-            >,
-        >,
-                      ylo: f64,
-                      yhi: f64|
-         -> DrawResult {
-            for (q, own, color) in [
-                (warn, tq_pred.map(|q| Some(q) == q_pred_min), BLUE),
-                (emerge, tq_obs.map(|q| Some(q) == q_obs_min), RED),
-            ] {
-                let Some(q) = q else { continue };
-                let pts = vec![(q, ylo), (q, yhi)];
-                if own == Some(true) {
-                    chart
-                        .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                        .map_err(e2s)?;
+        let mut mesh = ch.configure_mesh();
+        mesh.disable_x_mesh()
+            .disable_y_mesh()
+            .y_labels(3)
+            .y_label_formatter(&|v| {
+                if v.abs() < 1e-9 {
+                    "0".into()
                 } else {
-                    chart
-                        .draw_series(DashedLineSeries::new(pts, 5, 4, color.stroke_width(1)))
-                        .map_err(e2s)?;
+                    String::new()
                 }
-            }
-            Ok(())
-        };
-        vlines(&mut chart, lo - pad, hi + pad)?;
-        if k == g.tiles[0] {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 11))
-                .draw()
-                .map_err(e2s)?;
+            })
+            .label_style((FONT, 10));
+        if xlabels {
+            mesh.x_labels(5).x_label_formatter(&label_q);
         }
-
-        // Derivative panels: observed over the whole span, predicted after the history.
-        let obs = &pt.observed[..end];
-        let pred = pt.predicted_span(g);
-        let obs_d = gradient(obs);
-        let obs_f = d.criterion.flags(obs);
-        let mut pred_d = vec![0.0; g.history];
-        pred_d.extend(gradient(pred));
-        let mut pred_f = vec![false; g.history];
-        pred_f.extend(d.criterion.flags(pred));
-        for (area, deriv, flags, base, desc, xlabels) in [
-            (&mid, &obs_d, &obs_f, BLACK, "observed dΦ/dt", false),
-            (
-                &bottom,
-                &pred_d,
-                &pred_f,
-                RGBColor(44, 160, 44),
-                "predicted dΦ/dt (solid model)",
-                true,
-            ),
-        ] {
-            let mut ch = ChartBuilder::on(area)
-                .margin(4)
-                .x_label_area_size(if xlabels { 22 } else { 0 })
-                .y_label_area_size(48)
-                .build_cartesian_2d(0usize..last, -0.05f64..0.05f64)
-                .map_err(e2s)?;
-            let mut mesh = ch.configure_mesh();
-            mesh.disable_x_mesh()
-                .disable_y_mesh()
-                .y_labels(3)
-                .y_label_formatter(&|v| {
-                    if v.abs() < 1e-9 {
-                        "0".into()
-                    } else {
-                        String::new()
-                    }
-                })
-                .label_style((FONT, 10));
-            if xlabels {
-                mesh.x_labels(5).x_label_formatter(&label_q);
-            }
-            mesh.draw().map_err(e2s)?;
-            let clamp = |v: f64| v.clamp(-0.05, 0.05);
-            ch.draw_series((0..deriv.len().saturating_sub(1)).map(|j| {
-                let from_history = std::ptr::eq(deriv, &pred_d) && j < g.history;
-                let color = if flags[j] {
-                    RED
-                } else if from_history {
-                    RGBColor(120, 120, 120)
-                } else {
-                    base
-                };
-                PathElement::new(
-                    vec![(j, clamp(deriv[j])), (j + 1, clamp(deriv[j + 1]))],
-                    color.stroke_width(2),
-                )
-            }))
-            .map_err(e2s)?;
-            vlines(&mut ch, -0.05, 0.05)?;
-            ch.draw_series(std::iter::once(Text::new(
-                desc,
-                (1usize, 0.045f64),
-                (FONT, 10).into_font().color(&RGBColor(80, 80, 80)),
-            )))
-            .map_err(e2s)?;
-        }
+        mesh.draw().map_err(e2s)?;
+        let clamp = |v: f64| v.clamp(-0.05, 0.05);
+        ch.draw_series((0..deriv.len().saturating_sub(1)).map(|j| {
+            let from_history = std::ptr::eq(deriv, &pred_d) && j < g.history;
+            let color = if flags[j] {
+                RED
+            } else if from_history {
+                RGBColor(120, 120, 120)
+            } else {
+                base
+            };
+            PathElement::new(
+                vec![(j, clamp(deriv[j])), (j + 1, clamp(deriv[j + 1]))],
+                color.stroke_width(2),
+            )
+        }))
+        .map_err(e2s)?;
+        draw_lines(&mut ch, lines, -0.05, 0.05)?;
+        ch.draw_series(std::iter::once(Text::new(
+            desc,
+            (1usize, 0.045f64),
+            (FONT, 10).into_font().color(&RGBColor(80, 80, 80)),
+        )))
+        .map_err(e2s)?;
     }
+    Ok(())
+}
 
-    // Cell 7: the 9×9 tile maps before and after the metric window.
-    let map_cell = &cells[7];
-    let map_cell = map_cell
+/// The 9×9 tile-mean |B| maps at the metric window's start and end, the scored tiles boxed.
+fn draw_maps<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, d: &FigData<'_>) -> DrawResult {
+    let g = d.g;
+    let map_cell = cell
         .titled("Tile-mean |B| (G); scored tiles boxed", (FONT, 14))
         .map_err(e2s)?;
     let halves = map_cell.split_evenly((1, 2));
@@ -449,7 +501,6 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &FigData<'_>) -> D
         }))
         .map_err(e2s)?;
     }
-    root.present().map_err(e2s)?;
     Ok(())
 }
 
