@@ -589,6 +589,8 @@ pub(crate) fn source_paths(s: &crate::plan::Stage) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs the selected stages (the targets and what they need): each is cached, pulled or run,
+/// in dependency order, `jobs` at a time; then moves their refs.
 pub fn run(
     plan: &Plan,
     store: &Store,
@@ -607,24 +609,7 @@ pub fn run(
         .thread_name(|i| format!("magpipe-{i}"))
         .build()
         .map_err(|e| RunError::Usage(format!("cannot start {jobs} worker threads: {e}")))?;
-    let executor: Box<dyn Executor> = match &opts.executor {
-        Choice::Local => Box::new(Local),
-        Choice::Slurm(cfg) => {
-            let run_id = format!(
-                "{}-{}",
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-                std::process::id()
-            );
-            Box::new(
-                Slurm::new(cfg.clone(), &run_id, store.root.join("logs").join("slurm"))
-                    .map_err(|e| RunError::Executor(e.to_string()))?,
-            )
-        }
-    };
-    let executor = executor.as_ref();
+    let executor = executor_for(&opts.executor, store)?;
     // Held until the run returns: gc keeps what this run validates and commits meanwhile.
     store.begin_lease("run")?;
     let t0 = Instant::now();
@@ -632,100 +617,15 @@ pub fn run(
         stages: selected.len(),
         variant: plan.variant.clone(),
     });
-
-    let mut done: BTreeMap<usize, Record> = BTreeMap::new();
-    let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
-    let mut started = std::collections::BTreeSet::new();
-    let mut running = 0usize;
-    let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, RunError>)>();
-    pool.in_place_scope(|scope| {
-        loop {
-            // Of the stages whose inputs are all done, start as many as `jobs` has room for,
-            // highest priority first (plan order among equals): queueing them all on the pool
-            // would start them in plan order whatever their priority.
-            let mut ready = Vec::new();
-            for &i in &selected {
-                if outcomes.contains_key(&i) || started.contains(&i) {
-                    continue;
-                }
-                let deps = plan.deps(i);
-                if let Some(bad) = deps.iter().find(|d| {
-                    matches!(
-                        outcomes.get(d),
-                        Some(Outcome::Failed(_) | Outcome::Skipped(_))
-                    )
-                }) {
-                    let because = format!("upstream `{}` did not finish", plan.stages[*bad].name);
-                    sink.emit(Event::StageSkipped {
-                        stage: plan.stages[i].name.clone(),
-                        because: because.clone(),
-                    });
-                    outcomes.insert(i, Outcome::Skipped(because));
-                    continue;
-                }
-                if !deps.iter().all(|d| done.contains_key(d)) {
-                    continue;
-                }
-                ready.push((i, deps));
-            }
-            ready.sort_by_key(|(i, _)| std::cmp::Reverse(plan.stages[*i].priority));
-            for (i, deps) in ready.into_iter().take(jobs.saturating_sub(running)) {
-                started.insert(i);
-                running += 1;
-                let ups: BTreeMap<usize, Record> =
-                    deps.iter().map(|d| (*d, done[d].clone())).collect();
-                let force = opts.force.contains(&plan.stages[i].name);
-                let tx = tx.clone();
-                scope.spawn(move |_| {
-                    let r = execute(&StageRun {
-                        plan,
-                        store,
-                        executor,
-                        i,
-                        done: &ups,
-                        force,
-                        threads: jobs,
-                        sink,
-                        keep_failed: opts.keep_failed,
-                        remote: opts.pull.as_deref(),
-                        pull_only: opts.pull_only,
-                    });
-                    let _ = tx.send((i, r));
-                });
-            }
-            if running == 0 {
-                break;
-            }
-            let (i, r) = rx.recv().expect("a running stage reports back");
-            running -= 1;
-            let o = match r {
-                Ok(o) => {
-                    match &o {
-                        Outcome::Ran(rec, _) | Outcome::Cached(rec) | Outcome::Pulled(rec) => {
-                            done.insert(i, rec.clone());
-                        }
-                        _ => {}
-                    }
-                    o
-                }
-                Err(error) => {
-                    // Store failures (a full disk, say) happen outside the stage's own code;
-                    // the message still says which stage they stopped.
-                    let failure = Failure {
-                        stage: plan.stages[i].name.clone(),
-                        error,
-                    };
-                    sink.emit(Event::StageFailed {
-                        stage: failure.stage.clone(),
-                        error: failure.to_string(),
-                    });
-                    Outcome::Failed(failure)
-                }
-            };
-            outcomes.insert(i, o);
-        }
-    });
-
+    let sched = Scheduler {
+        plan,
+        store,
+        opts,
+        sink,
+        executor: executor.as_ref(),
+        jobs,
+    };
+    let mut outcomes = pool.in_place_scope(|scope| sched.run_all(scope, &selected));
     let result = RunResult {
         outcomes: selected
             .iter()
@@ -748,6 +648,164 @@ pub fn run(
         skipped: count(|o| matches!(o, Outcome::Skipped(_))),
         seconds: t0.elapsed().as_secs_f64(),
     });
+    move_refs(plan, store, &result)?;
+    if result.failed() == 0 {
+        store.save_source_cache()?;
+    }
+    Ok(result)
+}
+
+/// The executor `--executor` chose; a Slurm one logs under the store, named by this run.
+fn executor_for(choice: &Choice, store: &Store) -> Result<Box<dyn Executor>, RunError> {
+    Ok(match choice {
+        Choice::Local => Box::new(Local),
+        Choice::Slurm(cfg) => {
+            let run_id = format!(
+                "{}-{}",
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                std::process::id()
+            );
+            Box::new(
+                Slurm::new(cfg.clone(), &run_id, store.root.join("logs").join("slurm"))
+                    .map_err(|e| RunError::Executor(e.to_string()))?,
+            )
+        }
+    })
+}
+
+/// What a run's stages share while they are scheduled.
+struct Scheduler<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    opts: &'a RunOptions,
+    sink: &'a dyn Sink,
+    executor: &'a dyn Executor,
+    jobs: usize,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Runs every selected stage once its inputs are done, at most `jobs` at a time; a stage
+    /// whose upstream failed or was skipped is skipped. Returns each stage's outcome.
+    fn run_all<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        selected: &[usize],
+    ) -> BTreeMap<usize, Outcome> {
+        let mut done: BTreeMap<usize, Record> = BTreeMap::new();
+        let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
+        let mut started = std::collections::BTreeSet::new();
+        let mut running = 0usize;
+        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, RunError>)>();
+        loop {
+            let ready = self.ready(selected, &done, &mut outcomes, &started);
+            for (i, deps) in ready.into_iter().take(self.jobs.saturating_sub(running)) {
+                started.insert(i);
+                running += 1;
+                let ups: BTreeMap<usize, Record> =
+                    deps.iter().map(|d| (*d, done[d].clone())).collect();
+                let tx = tx.clone();
+                scope.spawn(move |_| {
+                    let _ = tx.send((i, self.execute(i, &ups)));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, r) = rx.recv().expect("a running stage reports back");
+            running -= 1;
+            let o = self.outcome(i, r);
+            if let Outcome::Ran(rec, _) | Outcome::Cached(rec) | Outcome::Pulled(rec) = &o {
+                done.insert(i, rec.clone());
+            }
+            outcomes.insert(i, o);
+        }
+        outcomes
+    }
+
+    /// The stages whose inputs are all done and that have not started, highest priority first
+    /// (plan order among equals), with their inputs; a stage whose upstream failed or was
+    /// skipped is skipped here, saying which. Queueing them all on the pool would start them in
+    /// plan order whatever their priority, so the caller starts only as many as it has room
+    /// for.
+    fn ready(
+        &self,
+        selected: &[usize],
+        done: &BTreeMap<usize, Record>,
+        outcomes: &mut BTreeMap<usize, Outcome>,
+        started: &std::collections::BTreeSet<usize>,
+    ) -> Vec<(usize, std::collections::BTreeSet<usize>)> {
+        let plan = self.plan;
+        let mut ready = Vec::new();
+        for &i in selected {
+            if outcomes.contains_key(&i) || started.contains(&i) {
+                continue;
+            }
+            let deps = plan.deps(i);
+            if let Some(bad) = deps.iter().find(|d| {
+                matches!(
+                    outcomes.get(d),
+                    Some(Outcome::Failed(_) | Outcome::Skipped(_))
+                )
+            }) {
+                let because = format!("upstream `{}` did not finish", plan.stages[*bad].name);
+                self.sink.emit(Event::StageSkipped {
+                    stage: plan.stages[i].name.clone(),
+                    because: because.clone(),
+                });
+                outcomes.insert(i, Outcome::Skipped(because));
+                continue;
+            }
+            if !deps.iter().all(|d| done.contains_key(d)) {
+                continue;
+            }
+            ready.push((i, deps));
+        }
+        ready.sort_by_key(|(i, _)| std::cmp::Reverse(plan.stages[*i].priority));
+        ready
+    }
+
+    fn execute(&self, i: usize, ups: &BTreeMap<usize, Record>) -> Result<Outcome, RunError> {
+        let opts = self.opts;
+        execute(&StageRun {
+            plan: self.plan,
+            store: self.store,
+            executor: self.executor,
+            i,
+            done: ups,
+            force: opts.force.contains(&self.plan.stages[i].name),
+            threads: self.jobs,
+            sink: self.sink,
+            keep_failed: opts.keep_failed,
+            remote: opts.pull.as_deref(),
+            pull_only: opts.pull_only,
+        })
+    }
+
+    /// A stage's outcome; a store failure (a full disk, say) happens outside the stage's own
+    /// code, and the failure still says which stage it stopped.
+    fn outcome(&self, i: usize, r: Result<Outcome, RunError>) -> Outcome {
+        match r {
+            Ok(o) => o,
+            Err(error) => {
+                let failure = Failure {
+                    stage: self.plan.stages[i].name.clone(),
+                    error,
+                };
+                self.sink.emit(Event::StageFailed {
+                    stage: failure.stage.clone(),
+                    error: failure.to_string(),
+                });
+                Outcome::Failed(failure)
+            }
+        }
+    }
+}
+
+/// Points each finished stage's ref at the key it finished under.
+fn move_refs(plan: &Plan, store: &Store, result: &RunResult) -> Result<(), RunError> {
     for (i, o) in &result.outcomes {
         if let Outcome::Ran(r, _) | Outcome::Cached(r) | Outcome::Pulled(r) = o {
             let stage = &plan.stages[*i].name;
@@ -768,10 +826,7 @@ pub fn run(
             }
         }
     }
-    if result.failed() == 0 {
-        store.save_source_cache()?;
-    }
-    Ok(result)
+    Ok(())
 }
 
 /// Freshness of one stage, as `magpipe status` reports it.
