@@ -83,9 +83,15 @@ fn four_runs_on_one_store_at_once_each_stage_executes_once() {
                 .unwrap()
         })
         .collect();
+    // Each run's stderr is read as it comes: a run blocked on a full pipe would hold its key
+    // locks, and a run waiting on them would never end.
+    let outputs: Vec<_> = runs
+        .into_iter()
+        .map(|c| std::thread::spawn(move || c.wait_with_output().unwrap()))
+        .collect();
     let mut finished: Vec<String> = Vec::new();
-    for c in runs {
-        let out = c.wait_with_output().unwrap();
+    for o in outputs {
+        let out = o.join().unwrap();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(out.status.success(), "{err}");
         for line in err.lines() {
@@ -122,7 +128,8 @@ fn two_runs_on_one_store_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let b = std::thread::spawn(move || b.wait_with_output().unwrap());
+    let (a, b) = (a.wait_with_output().unwrap(), b.join().unwrap());
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     let snap = snapshot(&p.store());
