@@ -647,74 +647,12 @@ pub fn run_study(
     };
     let data = TrialData::of(ctx)?;
     let gpus = trial_gpus(p, &ctx.checkpoint_dir)?;
-    let slots = if gpus > 0 {
-        ctx.events.log(&format!(
-            "trials on CUDA: {} per GPU × {gpus} GPU(s) at once",
-            p.trials_per_gpu
-        ));
-        p.trials_per_gpu * gpus
-    } else {
-        p.max_concurrent
-    };
+    let slots = trial_slots(p, ctx, gpus);
     write_json(&dir.join("study.json"), p)?;
-    let mut trials = study.load();
-    let resumed = trials.iter().filter(|t| t.fin.is_some()).count();
-    if !trials.is_empty() {
-        ctx.events.log(&format!(
-            "resuming the study: {resumed} finished trials kept, {} to restart from their checkpoints",
-            trials.len() - resumed
-        ));
-    }
+    let (mut trials, mut stopped_by_asha) = recover(p, ctx, &study)?;
     let mut rungs = Study::rungs(&trials);
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut running: Vec<Running> = Vec::new();
-    // A stop decision on record ends its trial, even when the engine died before it could kill
-    // the worker and write `final.json`: resuming that trial would train it past its stop.
-    let mut stopped_by_asha: std::collections::BTreeSet<u32> = trials
-        .iter()
-        .filter(|t| {
-            t.decisions
-                .iter()
-                .any(|d| d.stop && d.iteration < p.asha.max_t)
-        })
-        .map(|t| t.id)
-        .collect();
-    for t in trials.iter_mut() {
-        if t.fin.is_none() && stopped_by_asha.contains(&t.id) {
-            let fin = asha_final(t);
-            write_json(&study.trial_dir(t.id).join("final.json"), &fin)?;
-            t.fin = Some(fin);
-        }
-    }
-    let report = |trials: &[TrialState], running: usize| {
-        let done = trials.iter().filter(|t| t.fin.is_some()).count();
-        let early = trials
-            .iter()
-            .filter(|t| {
-                matches!(
-                    t.fin.as_ref().map(|f| f.status.as_str()),
-                    Some("asha" | "stopper")
-                )
-            })
-            .count();
-        let best = trials
-            .iter()
-            .filter(|t| t.fin.is_some())
-            .filter_map(last_metric)
-            .fold(f64::INFINITY, f64::min);
-        ctx.events.progress(
-            done as u64,
-            p.num_samples as u64,
-            &format!(
-                "trials · {running} running · {early} stopped early · best val R {}",
-                if best.is_finite() {
-                    format!("{best:.4e}")
-                } else {
-                    "–".into()
-                }
-            ),
-        );
-    };
     loop {
         // Fill the free slots: unfinished trials first (a resume), then new suggestions.
         while running.len() < slots {
@@ -744,7 +682,7 @@ pub fn run_study(
         if running.is_empty() {
             break;
         }
-        report(&trials, running.len());
+        report_progress(p, ctx, &trials, running.len());
         let msg = rx
             .recv()
             .map_err(|_| StageError::Invalid("the trial workers went away".into()))?;
@@ -758,27 +696,22 @@ pub fn run_study(
                     lr,
                 },
             ) => {
-                // An epoch the worker finished between ASHA's stop and its kill does not count
-                // (it would, or not, depending on how fast the kill lands).
-                if stopped_by_asha.contains(&id) {
-                    continue;
-                }
-                if study
-                    .trial_dir(id)
-                    .join(format!("asha-{epoch:03}.json"))
-                    .exists()
-                {
-                    // Re-sent by a resumed worker: recorded and decided before the crash.
-                    continue;
-                }
                 let rec = EpochRecord {
                     epoch,
                     train_loss,
                     val_rmse,
                     lr,
                 };
-                let dec = record_epoch(p, &study, &mut rungs, &mut trials[id as usize], rec)?;
-                if dec.stop && (epoch as u32) < p.asha.max_t {
+                let stop = on_epoch(
+                    p,
+                    &study,
+                    &mut rungs,
+                    &mut trials,
+                    &stopped_by_asha,
+                    id,
+                    rec,
+                )?;
+                if stop {
                     stopped_by_asha.insert(id);
                     if let Some(r) = running.iter_mut().find(|r| r.id == id) {
                         let _ = r.child.kill();
@@ -793,20 +726,149 @@ pub fn run_study(
                 let mut r = running.swap_remove(pos);
                 let ok = r.child.wait().map(|s| s.success()).unwrap_or(false);
                 let t = &mut trials[id as usize];
-                let fin = final_for(p, t, stopped_by_asha.contains(&id), ok, last_err);
-                ctx.events.log(&format!(
-                    "trial {id}: {} after {} epochs, val R {}",
-                    fin.status,
-                    fin.epochs,
-                    fin.val_rmse.map_or("–".into(), |v| format!("{v:.4e}"))
-                ));
-                write_json(&study.trial_dir(id).join("final.json"), &fin)?;
-                t.fin = Some(fin);
+                finish(
+                    p,
+                    ctx,
+                    &study,
+                    t,
+                    stopped_by_asha.contains(&id),
+                    ok,
+                    last_err,
+                )?;
             }
         }
     }
-    report(&trials, 0);
+    report_progress(p, ctx, &trials, 0);
     Ok(trials)
+}
+
+/// How many trials run at once: `trials_per_gpu` on each GPU, else `max_concurrent`.
+fn trial_slots(p: &TuneParams, ctx: &Context<'_>, gpus: usize) -> usize {
+    if gpus > 0 {
+        ctx.events.log(&format!(
+            "trials on CUDA: {} per GPU × {gpus} GPU(s) at once",
+            p.trials_per_gpu
+        ));
+        p.trials_per_gpu * gpus
+    } else {
+        p.max_concurrent
+    }
+}
+
+/// The study's trials as a killed run left them, and those ASHA stopped. A stop decision on
+/// record ends its trial, even when the engine died before it could kill the worker and write
+/// `final.json`: resuming that trial would train it past its stop.
+fn recover(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    study: &Study,
+) -> Result<(Vec<TrialState>, std::collections::BTreeSet<u32>), StageError> {
+    let mut trials = study.load();
+    let resumed = trials.iter().filter(|t| t.fin.is_some()).count();
+    if !trials.is_empty() {
+        ctx.events.log(&format!(
+            "resuming the study: {resumed} finished trials kept, {} to restart from their checkpoints",
+            trials.len() - resumed
+        ));
+    }
+    let stopped_by_asha: std::collections::BTreeSet<u32> = trials
+        .iter()
+        .filter(|t| {
+            t.decisions
+                .iter()
+                .any(|d| d.stop && d.iteration < p.asha.max_t)
+        })
+        .map(|t| t.id)
+        .collect();
+    for t in trials.iter_mut() {
+        if t.fin.is_none() && stopped_by_asha.contains(&t.id) {
+            let fin = asha_final(t);
+            write_json(&study.trial_dir(t.id).join("final.json"), &fin)?;
+            t.fin = Some(fin);
+        }
+    }
+    Ok((trials, stopped_by_asha))
+}
+
+fn report_progress(p: &TuneParams, ctx: &Context<'_>, trials: &[TrialState], running: usize) {
+    let done = trials.iter().filter(|t| t.fin.is_some()).count();
+    let early = trials
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.fin.as_ref().map(|f| f.status.as_str()),
+                Some("asha" | "stopper")
+            )
+        })
+        .count();
+    let best = trials
+        .iter()
+        .filter(|t| t.fin.is_some())
+        .filter_map(last_metric)
+        .fold(f64::INFINITY, f64::min);
+    ctx.events.progress(
+        done as u64,
+        p.num_samples as u64,
+        &format!(
+            "trials · {running} running · {early} stopped early · best val R {}",
+            if best.is_finite() {
+                format!("{best:.4e}")
+            } else {
+                "–".into()
+            }
+        ),
+    );
+}
+
+/// Records a trial's epoch and ASHA's decision on it; whether ASHA stops the trial now.
+fn on_epoch(
+    p: &TuneParams,
+    study: &Study,
+    rungs: &mut Rungs,
+    trials: &mut [TrialState],
+    stopped_by_asha: &std::collections::BTreeSet<u32>,
+    id: u32,
+    rec: EpochRecord,
+) -> Result<bool, StageError> {
+    // An epoch the worker finished between ASHA's stop and its kill does not count (it would,
+    // or not, depending on how fast the kill lands).
+    if stopped_by_asha.contains(&id) {
+        return Ok(false);
+    }
+    let epoch = rec.epoch;
+    if study
+        .trial_dir(id)
+        .join(format!("asha-{epoch:03}.json"))
+        .exists()
+    {
+        // Re-sent by a resumed worker: recorded and decided before the crash.
+        return Ok(false);
+    }
+    let dec = record_epoch(p, study, rungs, &mut trials[id as usize], rec)?;
+    Ok(dec.stop && (epoch as u32) < p.asha.max_t)
+}
+
+/// Ends a trial whose worker exited: how it ended, said and written to `final.json`.
+fn finish(
+    p: &TuneParams,
+    ctx: &Context<'_>,
+    study: &Study,
+    t: &mut TrialState,
+    stopped_by_asha: bool,
+    ok: bool,
+    last_err: Option<String>,
+) -> Result<(), StageError> {
+    let fin = final_for(p, t, stopped_by_asha, ok, last_err);
+    ctx.events.log(&format!(
+        "trial {}: {} after {} epochs, val R {}",
+        t.id,
+        fin.status,
+        fin.epochs,
+        fin.val_rmse.map_or("–".into(), |v| format!("{v:.4e}"))
+    ));
+    write_json(&study.trial_dir(t.id).join("final.json"), &fin)?;
+    t.fin = Some(fin);
+    Ok(())
 }
 
 fn model_loss(c: &Config) -> (String, String) {
