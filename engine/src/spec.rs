@@ -130,22 +130,7 @@ impl RawSpec {
         let top = doc
             .as_mapping()
             .ok_or_else(|| loc.err(&[], "the pipeline must be a mapping with `stages:`"))?;
-        for k in top.keys() {
-            let k = key_str(k, &loc, &[])?;
-            if !["version", "stages", "variants", "executor"].contains(&k) {
-                return Err(loc.err(
-                    &[k],
-                    &format!(
-                        "unknown top-level key `{k}` (expected stages, variants, executor, version)"
-                    ),
-                ));
-            }
-        }
-        if let Some(v) = top.get("version")
-            && v.as_u64() != Some(1)
-        {
-            return Err(loc.err(&["version"], "only pipeline format version 1 exists"));
-        }
+        check_top(top, &loc)?;
         let stages_map = top
             .get("stages")
             .and_then(Value::as_mapping)
@@ -158,82 +143,7 @@ impl RawSpec {
         let mut stages = Vec::new();
         for (name, body) in stages_map {
             let name = key_str(name, &loc, &["stages"])?.to_string();
-            let at = ["stages", name.as_str()];
-            if !is_name(&name) {
-                return Err(loc.err(&at, "stage names use letters, digits, `_` and `-` only"));
-            }
-            let body = body
-                .as_mapping()
-                .ok_or_else(|| loc.err(&at, "a stage must be a mapping with `kind:`"))?;
-            // Other keys are the kind's own declaration (a command stage's `run:`…); the plan
-            // checks them against the kind, which the syntax does not know yet.
-            let mut decl = Mapping::new();
-            for (k, v) in body {
-                let k = key_str(k, &loc, &at)?;
-                if !STAGE_KEYS.contains(&k) {
-                    let mut v = v.clone();
-                    interpolate(&mut v, &loc, &[at[0], at[1], k])?;
-                    decl.insert(Value::String(k.to_string()), v);
-                }
-            }
-            let kind = match body.get("kind") {
-                None => return Err(loc.err(&at, "stage has no `kind:`")),
-                Some(v) => v
-                    .as_str()
-                    .ok_or_else(|| {
-                        loc.err(
-                            &[at[0], at[1], "kind"],
-                            "`kind:` must be a stage kind's name (see `magpipe kinds`)",
-                        )
-                    })?
-                    .to_string(),
-            };
-            let params = match body.get("params") {
-                None | Some(Value::Null) => Mapping::new(),
-                Some(Value::Mapping(m)) => {
-                    let mut m = m.clone();
-                    for (k, v) in m.iter_mut() {
-                        let k = key_str(k, &loc, &[at[0], at[1], "params"])?.to_string();
-                        interpolate(v, &loc, &[at[0], at[1], "params", &k])?;
-                    }
-                    m
-                }
-                Some(_) => {
-                    return Err(loc.err(&[at[0], at[1], "params"], "`params:` must be a mapping"));
-                }
-            };
-            let inputs = parse_inputs(body.get("inputs"), &loc, &[at[0], at[1], "inputs"])?;
-            let doc = body.get("doc").and_then(Value::as_str).map(str::to_string);
-            let default = match body.get("default") {
-                None => true,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    return Err(loc.err(
-                        &[at[0], at[1], "default"],
-                        "`default:` is true or false (false: only run when named as a target)",
-                    ));
-                }
-            };
-            let priority = match body.get("priority").map(Value::as_i64) {
-                None => 0,
-                Some(Some(p)) => p,
-                Some(None) => {
-                    return Err(loc.err(
-                        &[at[0], at[1], "priority"],
-                        "`priority:` is an integer (of the stages ready at once, higher starts first)",
-                    ));
-                }
-            };
-            stages.push(RawStage {
-                name,
-                kind,
-                params,
-                decl,
-                inputs,
-                doc,
-                default,
-                priority,
-            });
+            stages.push(parse_stage(name, body, &loc)?);
         }
         let mut variants = Vec::new();
         match top.get("variants") {
@@ -241,86 +151,13 @@ impl RawSpec {
             Some(Value::Mapping(vm)) => {
                 for (name, body) in vm {
                     let name = key_str(name, &loc, &["variants"])?.to_string();
-                    let at = ["variants", name.as_str()];
-                    if !is_name(&name) {
-                        return Err(
-                            loc.err(&at, "variant names use letters, digits, `_` and `-` only")
-                        );
-                    }
-                    let body = body
-                        .as_mapping()
-                        .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
-                    let mut doc = None;
-                    let mut extends = Vec::new();
-                    let mut overrides = Vec::new();
-                    let mut rewired = Vec::new();
-                    for (stage, ov) in body {
-                        let stage = key_str(stage, &loc, &at)?.to_string();
-                        if stage == "doc" {
-                            doc = ov.as_str().map(str::to_string);
-                            continue;
-                        }
-                        if stage == "extends" {
-                            extends = parse_extends(ov, &loc, &[at[0], at[1], "extends"])?;
-                            continue;
-                        }
-                        let mut m = ov
-                            .as_mapping()
-                            .ok_or_else(|| {
-                                loc.err(
-                                    &[at[0], at[1], &stage],
-                                    "overrides must be a mapping param → value",
-                                )
-                            })?
-                            .clone();
-                        if let Some(inp) = m.remove("inputs") {
-                            let ins =
-                                parse_inputs(Some(&inp), &loc, &[at[0], at[1], &stage, "inputs"])?;
-                            rewired.push((stage.clone(), ins));
-                        }
-                        for (k, v) in m.iter_mut() {
-                            let k = key_str(k, &loc, &[at[0], at[1], &stage])?.to_string();
-                            interpolate(v, &loc, &[at[0], at[1], &stage, &k])?;
-                        }
-                        overrides.push(Override {
-                            variant: name.clone(),
-                            stage,
-                            params: m,
-                        });
-                    }
-                    variants.push(RawVariant {
-                        name,
-                        doc,
-                        extends,
-                        overrides,
-                        inputs: rewired,
-                    });
+                    variants.push(parse_variant(name, body, &loc)?);
                 }
             }
             Some(_) => return Err(loc.err(&["variants"], "`variants:` must be a mapping")),
         }
         let variants = flatten_extends(&variants, &loc)?;
-        let slurm = match top.get("executor") {
-            None | Some(Value::Null) => None,
-            Some(Value::Mapping(m)) => {
-                for k in m.keys() {
-                    let k = key_str(k, &loc, &["executor"])?;
-                    if k != "slurm" {
-                        return Err(loc.err(
-                            &["executor", k],
-                            &format!("unknown executor `{k}` (the local one needs no settings; expected slurm)"),
-                        ));
-                    }
-                }
-                match m.get("slurm") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => Some(serde_yaml::from_value::<SlurmConfig>(v.clone()).map_err(
-                        |e| loc.err(&["executor", "slurm"], &strip_location(&e.to_string())),
-                    )?),
-                }
-            }
-            Some(_) => return Err(loc.err(&["executor"], "`executor:` must be a mapping")),
-        };
+        let slurm = parse_executor(top.get("executor"), &loc)?;
         Ok(RawSpec {
             file: file.to_path_buf(),
             text: text.to_string(),
@@ -335,6 +172,191 @@ impl RawSpec {
             file: self.file.clone(),
             text: self.text.clone(),
         }
+    }
+}
+
+/// The top level names only keys that exist, and a version that exists.
+fn check_top(top: &Mapping, loc: &Locator) -> Result<(), SpecError> {
+    for k in top.keys() {
+        let k = key_str(k, loc, &[])?;
+        if !["version", "stages", "variants", "executor"].contains(&k) {
+            return Err(loc.err(
+                &[k],
+                &format!(
+                    "unknown top-level key `{k}` (expected stages, variants, executor, version)"
+                ),
+            ));
+        }
+    }
+    if let Some(v) = top.get("version")
+        && v.as_u64() != Some(1)
+    {
+        return Err(loc.err(&["version"], "only pipeline format version 1 exists"));
+    }
+    Ok(())
+}
+
+fn parse_stage(name: String, body: &Value, loc: &Locator) -> Result<RawStage, SpecError> {
+    let at = ["stages", name.as_str()];
+    if !is_name(&name) {
+        return Err(loc.err(&at, "stage names use letters, digits, `_` and `-` only"));
+    }
+    let body = body
+        .as_mapping()
+        .ok_or_else(|| loc.err(&at, "a stage must be a mapping with `kind:`"))?;
+    // Other keys are the kind's own declaration (a command stage's `run:`…); the plan checks
+    // them against the kind, which the syntax does not know yet.
+    let mut decl = Mapping::new();
+    for (k, v) in body {
+        let k = key_str(k, loc, &at)?;
+        if !STAGE_KEYS.contains(&k) {
+            let mut v = v.clone();
+            interpolate(&mut v, loc, &[at[0], at[1], k])?;
+            decl.insert(Value::String(k.to_string()), v);
+        }
+    }
+    let kind = match body.get("kind") {
+        None => return Err(loc.err(&at, "stage has no `kind:`")),
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| {
+                loc.err(
+                    &[at[0], at[1], "kind"],
+                    "`kind:` must be a stage kind's name (see `magpipe kinds`)",
+                )
+            })?
+            .to_string(),
+    };
+    let params = match body.get("params") {
+        None | Some(Value::Null) => Mapping::new(),
+        Some(Value::Mapping(m)) => {
+            let mut m = m.clone();
+            for (k, v) in m.iter_mut() {
+                let k = key_str(k, loc, &[at[0], at[1], "params"])?.to_string();
+                interpolate(v, loc, &[at[0], at[1], "params", &k])?;
+            }
+            m
+        }
+        Some(_) => {
+            return Err(loc.err(&[at[0], at[1], "params"], "`params:` must be a mapping"));
+        }
+    };
+    let inputs = parse_inputs(body.get("inputs"), loc, &[at[0], at[1], "inputs"])?;
+    let doc = body.get("doc").and_then(Value::as_str).map(str::to_string);
+    let default = match body.get("default") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(loc.err(
+                &[at[0], at[1], "default"],
+                "`default:` is true or false (false: only run when named as a target)",
+            ));
+        }
+    };
+    let priority = match body.get("priority").map(Value::as_i64) {
+        None => 0,
+        Some(Some(p)) => p,
+        Some(None) => {
+            return Err(loc.err(
+                &[at[0], at[1], "priority"],
+                "`priority:` is an integer (of the stages ready at once, higher starts first)",
+            ));
+        }
+    };
+    Ok(RawStage {
+        name,
+        kind,
+        params,
+        decl,
+        inputs,
+        doc,
+        default,
+        priority,
+    })
+}
+
+/// A variant as written: its doc, what it extends, and per stage the params it overrides and
+/// the inputs it rewires (the reserved key `inputs:`).
+fn parse_variant(name: String, body: &Value, loc: &Locator) -> Result<RawVariant, SpecError> {
+    let at = ["variants", name.as_str()];
+    if !is_name(&name) {
+        return Err(loc.err(&at, "variant names use letters, digits, `_` and `-` only"));
+    }
+    let body = body
+        .as_mapping()
+        .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
+    let mut doc = None;
+    let mut extends = Vec::new();
+    let mut overrides = Vec::new();
+    let mut rewired = Vec::new();
+    for (stage, ov) in body {
+        let stage = key_str(stage, loc, &at)?.to_string();
+        if stage == "doc" {
+            doc = ov.as_str().map(str::to_string);
+            continue;
+        }
+        if stage == "extends" {
+            extends = parse_extends(ov, loc, &[at[0], at[1], "extends"])?;
+            continue;
+        }
+        let mut m = ov
+            .as_mapping()
+            .ok_or_else(|| {
+                loc.err(
+                    &[at[0], at[1], &stage],
+                    "overrides must be a mapping param → value",
+                )
+            })?
+            .clone();
+        if let Some(inp) = m.remove("inputs") {
+            let ins = parse_inputs(Some(&inp), loc, &[at[0], at[1], &stage, "inputs"])?;
+            rewired.push((stage.clone(), ins));
+        }
+        for (k, v) in m.iter_mut() {
+            let k = key_str(k, loc, &[at[0], at[1], &stage])?.to_string();
+            interpolate(v, loc, &[at[0], at[1], &stage, &k])?;
+        }
+        overrides.push(Override {
+            variant: name.clone(),
+            stage,
+            params: m,
+        });
+    }
+    Ok(RawVariant {
+        name,
+        doc,
+        extends,
+        overrides,
+        inputs: rewired,
+    })
+}
+
+/// `executor:`: only Slurm has settings.
+fn parse_executor(v: Option<&Value>, loc: &Locator) -> Result<Option<SlurmConfig>, SpecError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Mapping(m)) => {
+            for k in m.keys() {
+                let k = key_str(k, loc, &["executor"])?;
+                if k != "slurm" {
+                    return Err(loc.err(
+                        &["executor", k],
+                        &format!(
+                            "unknown executor `{k}` (the local one needs no settings; expected slurm)"
+                        ),
+                    ));
+                }
+            }
+            match m.get("slurm") {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => Ok(Some(
+                    serde_yaml::from_value::<SlurmConfig>(v.clone()).map_err(|e| {
+                        loc.err(&["executor", "slurm"], &strip_location(&e.to_string()))
+                    })?,
+                )),
+            }
+        }
+        Some(_) => Err(loc.err(&["executor"], "`executor:` must be a mapping")),
     }
 }
 
