@@ -137,8 +137,9 @@ pub fn mutate_zip(data: &mut Vec<u8>, choice: u64) {
         return;
     };
     let cd_offset = u32::from_le_bytes(b[eocd + 16..eocd + 20].try_into().expect("4")) as usize;
+    // Only entries whose fixed 46-byte header is whole: the mutations below read its fields.
     let cds: Vec<usize> = (cd_offset.min(eocd)..eocd)
-        .filter(|&i| b.get(i..i + 4) == Some(&[0x50, 0x4b, 0x01, 0x02][..]))
+        .filter(|&i| i + 46 <= b.len() && b.get(i..i + 4) == Some(&[0x50, 0x4b, 0x01, 0x02][..]))
         .collect();
     if cds.is_empty() {
         return;
@@ -153,7 +154,10 @@ pub fn mutate_zip(data: &mut Vec<u8>, choice: u64) {
     };
     let local = |b: &[u8], cd: usize| -> Option<usize> {
         let off = u32::from_le_bytes(b.get(cd + 42..cd + 46)?.try_into().ok()?) as usize;
-        (b.get(off..off + 4) == Some(&[0x50, 0x4b, 0x03, 0x04][..])).then_some(off)
+        // A whole 30-byte local header, whose fields the mutations read.
+        (off.checked_add(30).is_some_and(|end| end <= b.len())
+            && b.get(off..off + 4) == Some(&[0x50, 0x4b, 0x03, 0x04][..]))
+        .then_some(off)
     };
     match choice % 6 {
         // One directory entry pointing at another member's local header.
@@ -293,6 +297,37 @@ mod tests {
             6,
             "mutations that never changed the seed: {kinds:?}"
         );
+    }
+
+    #[test]
+    fn the_mutator_takes_any_archive_cut_short_or_bitten_without_panicking() {
+        // libFuzzer hands the mutator whatever its other mutations made: a directory entry or a
+        // local header cut off by the end of the data among them (a CI run's smoke test found
+        // one indexed past the end).
+        let original = seed();
+        let mut tiny = vec![0u8];
+        tiny.extend_from_slice(&[0x50, 0x4b, 0x01, 0x02]);
+        tiny.extend_from_slice(&[0x50, 0x4b, 0x05, 0x06]);
+        tiny.extend_from_slice(&[0; 18]);
+        let mut inputs = vec![tiny];
+        let eocd = original.len() - 22;
+        for cut in (2..original.len()).step_by(5) {
+            // The archive's first `cut` bytes, with its end record kept so the directory is found.
+            let mut m = original[..cut.min(eocd)].to_vec();
+            m.extend_from_slice(&original[eocd..]);
+            inputs.push(m);
+        }
+        for input in inputs {
+            for k in 0..6u64 {
+                for operands in [0u64, 1, 7, 0xFFFF_FFFF] {
+                    let mut m = input.clone();
+                    mutate_zip(
+                        &mut m,
+                        k | (operands << 8) | (operands << 24) | (operands << 40),
+                    );
+                }
+            }
+        }
     }
 
     #[test]
