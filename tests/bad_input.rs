@@ -777,12 +777,12 @@ fn yaml_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "a stage name that climbs out of the store",
             BASE.replace("  split:\n", "  ../../escape:\n"),
-            vec!["stages.../../escape", "name"],
+            vec!["stages.../../escape", "stage names use letters"],
         ),
         (
             "a variant name with a slash",
             format!("{BASE}variants:\n  ../up:\n    split:\n      seed: 3\n"),
-            vec!["variants.../up", "name"],
+            vec!["variants.../up", "variant names use letters"],
         ),
         (
             "an unsupported version",

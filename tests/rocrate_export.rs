@@ -19,6 +19,14 @@ fn export(p: &Project, extra: &[&str]) -> (std::path::PathBuf, common::Run) {
     (dir.clone(), p.run(&args))
 }
 
+/// Exports the crate of `tables` as a zip named `name` in the project, with the test metadata.
+fn export_zip(p: &Project, name: &str) -> (std::path::PathBuf, common::Run) {
+    let zip = p.path().join(name);
+    let mut args = vec!["export", "crate", "--zip", zip.to_str().unwrap()];
+    args.extend_from_slice(&META);
+    (zip.clone(), p.run(&args))
+}
+
 fn metadata(dir: &Path) -> Vec<Value> {
     let v: Value =
         serde_json::from_slice(&std::fs::read(dir.join("ro-crate-metadata.json")).unwrap())
@@ -416,10 +424,7 @@ fn python_zip(path: &Path, members: &[(&str, &[u8])]) {
 fn a_zipped_crate_verifies_imports_and_audits_and_a_bad_zip_is_refused() {
     let p = results_project();
     p.run(&["run"]).assert_ok();
-    let zip = p.path().join("table2.crate.zip");
-    let mut args = vec!["export", "crate", "--zip", zip.to_str().unwrap()];
-    args.extend_from_slice(&META);
-    let r = p.run(&args);
+    let (zip, r) = export_zip(&p, "table2.crate.zip");
     r.assert_ok();
     assert!(r.stdout.contains("table2.crate.zip"), "{}", r.stdout);
     // The archive's first member is the metadata file, at its root (the spec's convention).
@@ -444,7 +449,7 @@ fn a_zipped_crate_verifies_imports_and_audits_and_a_bad_zip_is_refused() {
     v.assert_ok();
     assert!(v.stdout.trim_end().ends_with(": ok"), "{}", v.stdout);
     // A second export to the same file is refused; the first is untouched.
-    let again = p.run(&args);
+    let (_, again) = export_zip(&p, "table2.crate.zip");
     assert_eq!(again.code(), Some(1), "{}", again.stderr);
     assert!(again.stderr.contains("exists"), "{}", again.stderr);
     assert_eq!(std::fs::read(&zip).unwrap(), bytes);
@@ -604,10 +609,8 @@ fn a_seed_sweep_exports_every_seed_once_with_the_multi_seed_table_and_imports_wh
 fn a_zip_larger_than_the_free_space_is_refused_before_anything_is_unpacked() {
     let p = results_project();
     p.run(&["run"]).assert_ok();
-    let zip = p.path().join("crate.zip");
-    let mut args = vec!["export", "crate", "--zip", zip.to_str().unwrap()];
-    args.extend_from_slice(&META);
-    p.run(&args).assert_ok();
+    let (zip, r) = export_zip(&p, "crate.zip");
+    r.assert_ok();
     let disk = common::Tmpfs::mount(&p.path().join("small-tmp"), 64 * 1024);
     for cmd in [
         vec!["verify", "--crate", zip.to_str().unwrap()],

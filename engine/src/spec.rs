@@ -196,14 +196,28 @@ fn check_top(top: &Mapping, loc: &Locator) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// The body of the stage or variant at `at` (`["stages", name]`), once its name is a valid one
+/// and the body a mapping (`shape` says what it must be otherwise).
+fn named_mapping<'v>(
+    at: &[&str; 2],
+    body: &'v Value,
+    loc: &Locator,
+    shape: &str,
+) -> Result<&'v Mapping, SpecError> {
+    if !is_name(at[1]) {
+        // "stages" → "stage names …", "variants" → "variant names …".
+        let what = at[0].trim_end_matches('s');
+        return Err(loc.err(
+            at,
+            &format!("{what} names use letters, digits, `_` and `-` only"),
+        ));
+    }
+    body.as_mapping().ok_or_else(|| loc.err(at, shape))
+}
+
 fn parse_stage(name: String, body: &Value, loc: &Locator) -> Result<RawStage, SpecError> {
     let at = ["stages", name.as_str()];
-    if !is_name(&name) {
-        return Err(loc.err(&at, "stage names use letters, digits, `_` and `-` only"));
-    }
-    let body = body
-        .as_mapping()
-        .ok_or_else(|| loc.err(&at, "a stage must be a mapping with `kind:`"))?;
+    let body = named_mapping(&at, body, loc, "a stage must be a mapping with `kind:`")?;
     // Other keys are the kind's own declaration (a command stage's `run:`…); the plan checks
     // them against the kind, which the syntax does not know yet.
     let mut decl = Mapping::new();
@@ -279,12 +293,7 @@ fn parse_stage(name: String, body: &Value, loc: &Locator) -> Result<RawStage, Sp
 /// the inputs it rewires (the reserved key `inputs:`).
 fn parse_variant(name: String, body: &Value, loc: &Locator) -> Result<RawVariant, SpecError> {
     let at = ["variants", name.as_str()];
-    if !is_name(&name) {
-        return Err(loc.err(&at, "variant names use letters, digits, `_` and `-` only"));
-    }
-    let body = body
-        .as_mapping()
-        .ok_or_else(|| loc.err(&at, "a variant maps stage → params to override"))?;
+    let body = named_mapping(&at, body, loc, "a variant maps stage → params to override")?;
     let mut doc = None;
     let mut extends = Vec::new();
     let mut overrides = Vec::new();

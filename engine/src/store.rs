@@ -812,13 +812,15 @@ impl Store {
         let racy = racily_clean(&m);
         let (hash, size) = hash_file(&abs)?;
         let mut cache = self.sources.lock().expect("source cache lock");
-        if racy {
-            // Not remembered: a rewrite in the same clock tick would leave every stat the same.
-            cache.entries.remove(&abs);
+        // A racy file is not remembered: a rewrite in the same clock tick would leave every stat
+        // the same. Only a change to the entries is saved.
+        let changed = if racy {
+            cache.entries.remove(&abs).is_some()
         } else {
             cache.entries.insert(abs, stat(hash.clone()));
-        }
-        cache.dirty = true;
+            true
+        };
+        cache.dirty |= changed;
         Ok((hash, size))
     }
 
@@ -924,6 +926,10 @@ mod tests {
         assert!(
             !cached(&s),
             "a file changed just now was remembered by its stat"
+        );
+        assert!(
+            !s.sources.lock().unwrap().dirty,
+            "the cache is saved again though nothing in it changed"
         );
         // Same size, same mtime: on a file system with coarse times nothing else would differ.
         let mtime = fs::metadata(&f).unwrap().modified().unwrap();
