@@ -511,6 +511,11 @@ impl Model {
         self.backward_encoder(trace, dy_top, Some((&dh0, &dc)), grads);
     }
 
+    /// One Adam step on the parameters with `grads` (parallel to [`Model::params`]).
+    pub fn update(&mut self, opt: &mut Adam, grads: &[Vec<f32>]) -> Result<()> {
+        opt.step(&mut self.params, grads)
+    }
+
     /// Predictions (B, P) in evaluation mode: no dropout, no teacher forcing.
     pub fn predict(&self, x: &[f32], batch: usize, steps: usize) -> Result<Vec<f32>> {
         Ok(self.forward(x, batch, steps, false, None)?.pred)
@@ -542,7 +547,7 @@ impl Model {
         let dpred = cfg.loss.grad(trace.pred(), y, batch, p, cfg.loss_scale)?;
         let mut grads = self.backward(&trace, &dpred)?;
         let grad_norm = clip_grad_norm(&mut grads, cfg.clip);
-        opt.step(&mut self.params, &grads)?;
+        self.update(opt, &grads)?;
         Ok(StepReport { loss, grad_norm })
     }
 }
