@@ -76,9 +76,11 @@ pub enum Kernels {
     /// other bytes on a CPU with other instruction sets.
     #[default]
     Native,
-    /// Pinned kernels: the same seed gives the same bytes on every x86-64 CPU with AVX2 and FMA
-    /// (ATen and oneDNN capped at AVX2, MKL in its COMPATIBLE branch, the LSTM through ATen ops
-    /// instead of oneDNN, dropout masks from magpipe's own counter-based generator). CPU only.
+    /// Pinned kernels (ATen and oneDNN capped at AVX2, MKL in its COMPATIBLE branch, the LSTM
+    /// through ATen ops instead of oneDNN, dropout masks from magpipe's own counter-based
+    /// generator). Measured: the same seed gives the same bytes on CPUs of one family at one
+    /// thread count, but an Intel Xeon and an AMD EPYC give other bytes, and the AMD EPYC
+    /// other bytes at 1 and 2 threads (docs/src/guide/reproducing.md lists each CPU). CPU only.
     Portable,
 }
 
@@ -185,9 +187,10 @@ pub struct TrainParams {
     /// study fits a CPU budget; validation always uses every window. Left out of the key at its
     /// default (see `key_params`), so adding it kept every existing training's key.
     pub subsample: f64,
-    /// `native` (libtorch picks kernels for this CPU) or `portable` (the same bytes from the same
-    /// seed on every x86-64 CPU with AVX2 and FMA; CPU only, fp32 only). Left out of the key
-    /// and of model.json at `native`, so existing results keep their keys and bytes.
+    /// `native` (libtorch picks kernels for this CPU) or `portable` (pinned kernels: the same
+    /// bytes from the same seed on CPUs of one family at one thread count, not yet across Intel
+    /// and AMD; CPU only, fp32 only). Left out of the key and of model.json at `native`, so
+    /// existing results keep their keys and bytes.
     pub kernels: Kernels,
 }
 

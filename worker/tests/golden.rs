@@ -1,14 +1,21 @@
-//! The cross-machine proof of `kernels: portable`: a few training steps of each model kind
-//! (dropout, hybrid loss, Adam, clipping, shuffling, teacher forcing) on a generated fixture,
-//! through the worker process as the engine starts it, must give weights whose blake3 is the
-//! constant below, whatever x86-64 CPU runs the test.
+//! What `kernels: portable` gives today, measured per CPU: a few training steps of each model
+//! kind (dropout, hybrid loss, Adam, clipping, shuffling, teacher forcing) on a generated
+//! fixture, through the worker process as the engine starts it, at 1 and 2 threads, must give
+//! weights whose blake3 is the constant measured on that CPU family for that thread count.
 //!
-//! CPUs this test has passed on (model, the instruction sets that matter; add each new one):
-//! - Intel Xeon (AVX2, FMA, AVX-512, AVX512-BF16, AMX; libtorch's native kernels there are AVX-512
-//!   and oneDNN's `avx512_core_amx`), 2026-12-05
+//! The pins do not make vendors agree (docs/src/guide/reproducing.md): MKL honours only its
+//! `AUTO` and `COMPATIBLE` branches on non-Intel CPUs, and promises the same results only at a
+//! fixed thread count; oneDNN and ATen pick code by ISA. So an Intel Xeon and an AMD EPYC give
+//! other weights. A CPU family is its vendor and the instruction sets below that dispatch looks
+//! at. CPUs this test has passed on (add each new one to [`MEASURED`]):
+//! - Intel Xeon (avx2 fma avx512f avx512_bf16 amx_tile), 2026-12-05: 1 and 2 threads agree
+//! - AMD EPYC, Zen 3 (avx2 fma), 2026-12-07: 1 and 2 threads agree on this fixture, while on
+//!   the study's shapes (`lstm_hybrid`, hidden 128, batch 64) they differ
 //!
-//! If it fails on a CPU not in the list, the pins do not make that CPU's kernels agree with the
-//! others': that is a finding about the pins, not a flaky test (docs/src/guide/reproducing.md).
+//! On a CPU family not in the list the test prints its hashes and CPU for the list, and checks
+//! only that each thread count repeats its own bytes (a second training at the same thread
+//! count): whether 1 and 2 threads agree is printed, not asserted, since MKL does not promise
+//! it. One constant for every CPU is what magpipe's own kernels are for.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,9 +25,44 @@ use magpipe_stages::train::{Kernels, WorkerRequest};
 use serde_json::{Value, json};
 use tch::Tensor;
 
-/// blake3 of model.safetensors after training under `portable` (see the module's comment).
-const GOLDEN_LSTM: &str = "cbf8f97eca42798d4f08355aeb262ae9272e1d42ee0f004c9adb3c175cb85ac6";
-const GOLDEN_ENCDEC: &str = "0db8494d0c2e9cf488483c553fe1af278e8f56441612db7dd3ff89f260a84078";
+/// One CPU family's weights (blake3 of model.safetensors) under `portable`, at 1 and 2 threads.
+struct Measured {
+    vendor: &'static str,
+    /// The instruction sets [`isa`] reads, as it prints them.
+    isa: &'static str,
+    name: &'static str,
+    lstm: [&'static str; 2],
+    encdec: [&'static str; 2],
+}
+
+const MEASURED: &[Measured] = &[
+    Measured {
+        vendor: "GenuineIntel",
+        isa: "avx2 fma avx512f avx512_bf16 amx_tile",
+        name: "Intel Xeon, 2026-12-05",
+        lstm: [
+            "cbf8f97eca42798d4f08355aeb262ae9272e1d42ee0f004c9adb3c175cb85ac6",
+            "cbf8f97eca42798d4f08355aeb262ae9272e1d42ee0f004c9adb3c175cb85ac6",
+        ],
+        encdec: [
+            "0db8494d0c2e9cf488483c553fe1af278e8f56441612db7dd3ff89f260a84078",
+            "0db8494d0c2e9cf488483c553fe1af278e8f56441612db7dd3ff89f260a84078",
+        ],
+    },
+    Measured {
+        vendor: "AuthenticAMD",
+        isa: "avx2 fma",
+        name: "AMD EPYC (Zen 3), 2026-12-07",
+        lstm: [
+            "b89bb5e28e73b8b1b88a435b2ddb1a973e5a471e1c734271fd4939bbfdf0bd0c",
+            "b89bb5e28e73b8b1b88a435b2ddb1a973e5a471e1c734271fd4939bbfdf0bd0c",
+        ],
+        encdec: [
+            "79c26b54b617863e263c56f58664d45b434f4af310ed24cd7b43610c3b502b9e",
+            "79c26b54b617863e263c56f58664d45b434f4af310ed24cd7b43610c3b502b9e",
+        ],
+    },
+];
 
 /// Windows whose every value is a multiple of 2⁻²⁴ in [−0.5, 0.5): exact in f32, computed the
 /// same way on any machine (no libm), with targets that follow the inputs' last step so the
@@ -131,54 +173,95 @@ fn train(
     })
 }
 
-fn cpu() -> String {
+/// A field of /proc/cpuinfo's first processor.
+fn cpuinfo(field: &str) -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find(|l| l.starts_with("model name"))
+    info.lines()
+        .find(|l| l.split(':').next().map(str::trim) == Some(field))
         .and_then(|l| l.split_once(':'))
-        .map_or("unknown", |(_, v)| v.trim())
-        .to_string();
-    let flags = info
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .map(|l| {
-            ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]
-                .into_iter()
-                .filter(|f| l.split_whitespace().any(|g| g == *f))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
-    format!("{model} ({flags})")
+        .map_or(String::new(), |(_, v)| v.trim().to_string())
 }
 
-fn golden(model: &str, want: &str) {
+/// The instruction sets that ATen, oneDNN and MKL dispatch on, those this CPU has.
+fn isa() -> String {
+    let flags = cpuinfo("flags");
+    ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|g| g == *f))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cpu() -> String {
+    format!(
+        "{} ({}, {})",
+        cpuinfo("model name"),
+        cpuinfo("vendor_id"),
+        isa()
+    )
+}
+
+fn family() -> Option<&'static Measured> {
+    let (vendor, isa) = (cpuinfo("vendor_id"), isa());
+    MEASURED.iter().find(|m| m.vendor == vendor && m.isa == isa)
+}
+
+/// Weights of a portable training at `threads`.
+fn portable(dir: &Path, model: &str, threads: usize) -> String {
+    let run = train(dir, model, Kernels::Portable, threads, None).unwrap();
+    let kernels = run.facts["hardware"]["kernels"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(kernels.starts_with("portable:"), "{}", run.facts);
+    run.weights
+}
+
+fn golden(model: &str, want: fn(&Measured) -> [&'static str; 2]) {
     let dir = tempfile::tempdir().unwrap();
-    for threads in [1, 2] {
-        let run = train(dir.path(), model, Kernels::Portable, threads, None).unwrap();
-        let kernels = run.facts["hardware"]["kernels"]
-            .as_str()
-            .unwrap_or_default();
-        assert!(kernels.starts_with("portable:"), "{}", run.facts);
-        assert_eq!(
-            run.weights,
-            want,
-            "{model}, portable kernels, {threads} thread(s), on {}: other weights than on the \
-             CPUs listed in worker/tests/golden.rs",
+    let got = [1, 2].map(|threads| portable(dir.path(), model, threads));
+    let agree = if got[0] == got[1] { "agree" } else { "differ" };
+    eprintln!(
+        "{model}, portable, on {}: 1 thread {}, 2 threads {} ({agree})",
+        cpu(),
+        got[0],
+        got[1]
+    );
+    let Some(family) = family() else {
+        // Unknown family: nothing to compare with, so only what must hold on any one machine.
+        for (i, threads) in [1, 2].into_iter().enumerate() {
+            let again = portable(dir.path(), model, threads);
+            assert_eq!(
+                again, got[i],
+                "{model}, portable, {threads} thread(s): two trainings on one CPU differ"
+            );
+        }
+        eprintln!(
+            "{model}: {} is not among the CPUs in worker/tests/golden.rs; checked only that each \
+             thread count repeats its bytes. Add it to MEASURED with the hashes above.",
             cpu()
+        );
+        return;
+    };
+    for (i, threads) in [1, 2].into_iter().enumerate() {
+        assert_eq!(
+            got[i],
+            want(family)[i],
+            "{model}, portable kernels, {threads} thread(s), on {}: other weights than \
+             measured on this CPU family ({})",
+            cpu(),
+            family.name
         );
     }
 }
 
 #[test]
-fn portable_magfluxlstm_gives_the_golden_weights() {
-    golden("MagFluxLSTM", GOLDEN_LSTM);
+fn portable_magfluxlstm_gives_this_cpu_familys_weights() {
+    golden("MagFluxLSTM", |m| m.lstm);
 }
 
 #[test]
-fn portable_magfluxencdec_gives_the_golden_weights() {
-    golden("MagFluxEnc-Dec", GOLDEN_ENCDEC);
+fn portable_magfluxencdec_gives_this_cpu_familys_weights() {
+    golden("MagFluxEnc-Dec", |m| m.encdec);
 }
 
 #[test]
