@@ -3,13 +3,13 @@
 //!
 //! - `value`: MSE(ŷ, y) = (chain over elements in order of d.mul_add(d, acc), from 0) / (B·P) with
 //!   d = ŷ − y.
-//! - `hybrid`: α·MSE(ŷ, y) + (1 − α)·MSE(Δŷ, Δy), with Δz[b][t] = z[b][t+1] − z[b][t] (B·(P − 1)
+//! - `hybrid`: α·MSE(ŷ, y) + (1 − α)·MSE(Δŷ, Δy), with `Δz[b][t] = z[b][t+1] − z[b][t]` (B·(P − 1)
 //!   terms), combined as `α.mul_add(mse, (1 − α) · mse_Δ)`; α and 1 − α are f64 rounded to f32.
 //!
 //! The gradient is that of `scale × loss` (the trainer's loss scale goes in here): with
 //! `k = (2·scale·α / (B·P))` and `k_Δ = (2·scale·(1 − α) / (B·(P − 1)))`, computed in f64 and
 //! rounded to f32, `∂/∂ŷ[b][t] = k.mul_add(d[b][t], k_Δ · (e[b][t−1] − e[b][t]))` where
-//! e = Δŷ − Δy and e[b][−1] = e[b][P−1] = 0; the value loss is `k · d` with α = 1.
+//! e = Δŷ − Δy and `e[b][−1] = e[b][P−1] = 0`; the value loss is `k · d` with α = 1.
 
 use crate::{Error, Result, check_input};
 

@@ -39,9 +39,9 @@ impl LstmWeights<'_> {
 /// then one per step, so `h[t]` is h_{t−1} for step t (the input of its recurrent product).
 #[derive(Debug, Clone)]
 pub struct Tape {
-    pub batch: usize,
-    pub input: usize,
-    pub hidden: usize,
+    batch: usize,
+    input: usize,
+    hidden: usize,
     steps: usize,
     /// Inputs, (T, B, input).
     x: Vec<f32>,
@@ -79,8 +79,9 @@ impl Tape {
         }
     }
 
-    pub fn steps(&self) -> usize {
-        self.steps
+    /// (B, T, input, hidden).
+    pub fn shape(&self) -> (usize, usize, usize, usize) {
+        (self.batch, self.steps, self.input, self.hidden)
     }
 
     /// One step's block of a (·, B, width) buffer.
