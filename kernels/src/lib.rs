@@ -8,8 +8,9 @@
 //!
 //! 1. **f32 everywhere.** Every tensor value and every intermediate is an IEEE binary32 value.
 //!    f64 appears only in scalars derived from hyper-parameters (1/(1−p), bias corrections,
-//!    the loss coefficients), each computed once and rounded to f32 where it meets a tensor, and
-//!    in the gradient norm of [`adam::clip_grad_norm`].
+//!    the loss coefficients), each computed once and rounded to f32 where it meets a tensor, in
+//!    the gradient norm of [`adam::clip_grad_norm`], and in the one product that turns an initial
+//!    weight's random bits into its value ([`rng::init_uniform`]).
 //! 2. **Products are FMA chains in ascending k.** Every element of a dot or matrix product is
 //!    `acc = init; for k in 0..K ascending { acc = a[k].mul_add(b[k], acc) }`: one fused
 //!    multiply-add (a single rounding) per term, with the initial value stated at each use. No
@@ -41,6 +42,10 @@
 //!      `dW_hh[r][k] = chain(dpre[t][b][r] · h_{t−1}[b][k])`; `db_ih = db_hh = Σ dpre[t][b][r]`
 //!      (plain adds, same order). A decoder run step by step is reduced as one sequence: its
 //!      gradients are the same chains as if its steps had been one call.
+//!    - The head ([`linear`]): `y[n][o] = chain_k(x[n][k] · W[o][k], init = b[o])`; its weight
+//!      gradient reduces over its rows (for the Enc-Dec head, row = step·B + b, all steps in one
+//!      chain), `dx = chain_o(dy · W, init = 0)`. Dropout multiplies by the mask (one rounding),
+//!      forward and backward.
 //! 5. **Elementary functions are magpipe's own** ([`math`]): exp and expm1 by Cody–Waite
 //!    reduction `x = n·ln2 + r` (ln 2 split in a 9-bit head and a tail, reduced with FMA), a fixed
 //!    degree-7 polynomial in r evaluated by Horner with `mul_add`, and a scale by 2ⁿ built from
