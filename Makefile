@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator
+.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator aarch64 test-aarch64
 
 all: build
 
@@ -122,9 +122,27 @@ run: build models
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy models s3server rocrate-validator
+test: lint browser numpy models s3server rocrate-validator aarch64
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
+	$(MAKE) --no-print-directory test-aarch64
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# magpipe's own kernels (kernels/) must give the same bits on every CPU: their tests, golden bits
+# included, also run cross-compiled for aarch64 under qemu-user. Debian's qemu-user and cross gcc
+# (about 10 s to install) and rustup's aarch64 standard library.
+AARCH64 := aarch64-unknown-linux-gnu
+aarch64:
+	@command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || { \
+	  echo "installing Debian's qemu-user and gcc-aarch64-linux-gnu for the kernels' aarch64 tests" >&2; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null; }; }
+	@rustup target list --installed | grep -qx $(AARCH64) || rustup target add $(AARCH64)
+
+test-aarch64: aarch64
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+	    cargo test --release --locked -p magpipe-kernels --target $(AARCH64)
 
 # The HTML report is tested in a real headless browser: Debian's chromium (about 20 s to install).
 browser:
