@@ -1,10 +1,16 @@
-//! The reference matrix products. Each output element is one FMA chain over k ascending,
+//! The matrix products. Each output element is one FMA chain over k ascending,
 //! `acc = a.mul_add(b, acc)`, from the initial value each function states; nothing else about the
 //! loops matters to the result, so a faster version may tile, vectorise over i or j, or thread
 //! over i and j freely, but must keep each element's chain whole and in this order.
 //!
+//! The functions at the top level take the path [`simd::active`] names: the packed, blocked
+//! SIMD products of [`crate::simd`] or the plain loops of [`mod@reference`], which are the
+//! specification. Both give the same bits (property tests in `simd`).
+//!
 //! All matrices are row-major slices. These are kernels, not entry points: the callers have
 //! checked the shapes, and a slice shorter than its shape says panics.
+
+use crate::simd::{self, Lhs, PackedB};
 
 /// `c[i][j] = chain_p(a[i][p] · b[j][p], init = bias[j])`: x·Wᵀ + bias with W in PyTorch's
 /// (out × in) layout. a: m×k, b: n×k, bias: n, c: m×n (overwritten).
@@ -17,75 +23,139 @@ pub fn matmul_abt_bias(
     n: usize,
     k: usize,
 ) {
-    for i in 0..m {
-        let a_row = &a[i * k..(i + 1) * k];
-        for j in 0..n {
-            let b_row = &b[j * k..(j + 1) * k];
-            let mut acc = bias[j];
-            for p in 0..k {
-                acc = a_row[p].mul_add(b_row[p], acc);
+    match simd::fast() {
+        Some(f) if m > 0 && n > 0 => {
+            for row in c[..m * n].chunks_exact_mut(n) {
+                row.copy_from_slice(&bias[..n]);
             }
-            c[i * n + j] = acc;
+            simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_nk(b, n, k));
         }
+        _ => reference::matmul_abt_bias(c, a, b, bias, m, n, k),
     }
 }
 
 /// `c[i][j] = chain_p(a[i][p] · b[j][p], init = c[i][j])`: adds a·bᵀ onto what c holds (the LSTM's
 /// recurrent term onto the input projection). a: m×k, b: n×k, c: m×n.
 pub fn matmul_abt_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
-    for i in 0..m {
-        let a_row = &a[i * k..(i + 1) * k];
-        for j in 0..n {
-            let b_row = &b[j * k..(j + 1) * k];
-            let mut acc = c[i * n + j];
-            for p in 0..k {
-                acc = a_row[p].mul_add(b_row[p], acc);
-            }
-            c[i * n + j] = acc;
-        }
+    match simd::fast() {
+        Some(f) => simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_nk(b, n, k)),
+        None => reference::matmul_abt_acc(c, a, b, m, n, k),
     }
 }
 
 /// `c[i][j] = chain_p(a[i][p] · b[p][j], init = c[i][j])`: adds a·b onto what c holds (input
 /// gradients dY·W, K over the layer's output rows). a: m×k, b: k×n, c: m×n.
 pub fn matmul_ab_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
-    for i in 0..m {
-        let c_row = &mut c[i * n..(i + 1) * n];
-        // p outside j: each c[i][j] still sees its terms in ascending p, one FMA each.
-        for p in 0..k {
-            let a_ip = a[i * k + p];
-            let b_row = &b[p * n..(p + 1) * n];
-            for j in 0..n {
-                c_row[j] = a_ip.mul_add(b_row[j], c_row[j]);
-            }
-        }
+    match simd::fast() {
+        Some(f) => simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_kn(b, k, n)),
+        None => reference::matmul_ab_acc(c, a, b, m, n, k),
     }
 }
 
 /// `c[i][j] = chain_p(a[p][i] · b[p][j], init = 0)`: aᵀ·b, the reduction over rows that weight
 /// gradients are (K = t·B + b). a: k×m, b: k×n, c: m×n (overwritten).
 pub fn matmul_atb(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
-    c[..m * n].fill(0.0);
-    // p outermost: every c[i][j] still receives its terms in ascending p, one FMA each.
-    for p in 0..k {
-        let a_row = &a[p * m..(p + 1) * m];
-        let b_row = &b[p * n..(p + 1) * n];
-        for i in 0..m {
-            let c_row = &mut c[i * n..(i + 1) * n];
-            for j in 0..n {
-                c_row[j] = a_row[i].mul_add(b_row[j], c_row[j]);
-            }
+    match simd::fast() {
+        Some(f) => {
+            c[..m * n].fill(0.0);
+            simd::gemm(f, c, n, m, Lhs::Cols(a, m), &PackedB::from_kn(b, k, n));
         }
+        None => reference::matmul_atb(c, a, b, m, n, k),
     }
 }
 
 /// `c[j] = Σ_p a[p][j]` in ascending p from 0.0, plain adds (bias gradients). a: k×n, c: n
 /// (overwritten).
 pub fn sum_rows(c: &mut [f32], a: &[f32], k: usize, n: usize) {
-    c[..n].fill(0.0);
-    for p in 0..k {
-        for j in 0..n {
-            c[j] += a[p * n + j];
+    match simd::fast() {
+        Some(f) => simd::sum_rows(f, c, a, k, n),
+        None => reference::sum_rows(c, a, k, n),
+    }
+}
+
+/// The plain loops: the specification that every faster path reproduces bit for bit.
+pub mod reference {
+    /// `c[i][j] = chain_p(a[i][p] · b[j][p], init = bias[j])`: x·Wᵀ + bias with W in PyTorch's
+    /// (out × in) layout. a: m×k, b: n×k, bias: n, c: m×n (overwritten).
+    pub fn matmul_abt_bias(
+        c: &mut [f32],
+        a: &[f32],
+        b: &[f32],
+        bias: &[f32],
+        m: usize,
+        n: usize,
+        k: usize,
+    ) {
+        for i in 0..m {
+            let a_row = &a[i * k..(i + 1) * k];
+            for j in 0..n {
+                let b_row = &b[j * k..(j + 1) * k];
+                let mut acc = bias[j];
+                for p in 0..k {
+                    acc = a_row[p].mul_add(b_row[p], acc);
+                }
+                c[i * n + j] = acc;
+            }
+        }
+    }
+
+    /// `c[i][j] = chain_p(a[i][p] · b[j][p], init = c[i][j])`: adds a·bᵀ onto what c holds (the LSTM's
+    /// recurrent term onto the input projection). a: m×k, b: n×k, c: m×n.
+    pub fn matmul_abt_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
+        for i in 0..m {
+            let a_row = &a[i * k..(i + 1) * k];
+            for j in 0..n {
+                let b_row = &b[j * k..(j + 1) * k];
+                let mut acc = c[i * n + j];
+                for p in 0..k {
+                    acc = a_row[p].mul_add(b_row[p], acc);
+                }
+                c[i * n + j] = acc;
+            }
+        }
+    }
+
+    /// `c[i][j] = chain_p(a[i][p] · b[p][j], init = c[i][j])`: adds a·b onto what c holds (input
+    /// gradients dY·W, K over the layer's output rows). a: m×k, b: k×n, c: m×n.
+    pub fn matmul_ab_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
+        for i in 0..m {
+            let c_row = &mut c[i * n..(i + 1) * n];
+            // p outside j: each c[i][j] still sees its terms in ascending p, one FMA each.
+            for p in 0..k {
+                let a_ip = a[i * k + p];
+                let b_row = &b[p * n..(p + 1) * n];
+                for j in 0..n {
+                    c_row[j] = a_ip.mul_add(b_row[j], c_row[j]);
+                }
+            }
+        }
+    }
+
+    /// `c[i][j] = chain_p(a[p][i] · b[p][j], init = 0)`: aᵀ·b, the reduction over rows that weight
+    /// gradients are (K = t·B + b). a: k×m, b: k×n, c: m×n (overwritten).
+    pub fn matmul_atb(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
+        c[..m * n].fill(0.0);
+        // p outermost: every c[i][j] still receives its terms in ascending p, one FMA each.
+        for p in 0..k {
+            let a_row = &a[p * m..(p + 1) * m];
+            let b_row = &b[p * n..(p + 1) * n];
+            for i in 0..m {
+                let c_row = &mut c[i * n..(i + 1) * n];
+                for j in 0..n {
+                    c_row[j] = a_row[i].mul_add(b_row[j], c_row[j]);
+                }
+            }
+        }
+    }
+
+    /// `c[j] = Σ_p a[p][j]` in ascending p from 0.0, plain adds (bias gradients). a: k×n, c: n
+    /// (overwritten).
+    pub fn sum_rows(c: &mut [f32], a: &[f32], k: usize, n: usize) {
+        c[..n].fill(0.0);
+        for p in 0..k {
+            for j in 0..n {
+                c[j] += a[p * n + j];
+            }
         }
     }
 }
@@ -96,6 +166,12 @@ mod tests {
 
     #[test]
     fn small_products_by_hand() {
+        for isa in simd::supported_isas() {
+            simd::with_isa(isa, small_products_by_hand_on);
+        }
+    }
+
+    fn small_products_by_hand_on() {
         // a = [[1, 2], [3, 4]], b = [[5, 6], [7, 8]].
         let a = [1.0, 2.0, 3.0, 4.0];
         let b = [5.0, 6.0, 7.0, 8.0];
@@ -136,6 +212,12 @@ mod tests {
     /// term that separate rounding of the product would lose.
     #[test]
     fn chains_are_fused_and_in_ascending_k() {
+        for isa in simd::supported_isas() {
+            simd::with_isa(isa, chains_are_fused_and_in_ascending_k_on);
+        }
+    }
+
+    fn chains_are_fused_and_in_ascending_k_on() {
         let big = 16_777_216.0f32; // 2²⁴
         // [2²⁴, 1, −2²⁴] · [1, 1, 1] from 0: 2²⁴ + 1 rounds to 2²⁴, then − 2²⁴ = 0.
         let mut c = [0.0];

@@ -65,6 +65,17 @@
 //!    from 0, then divided by the element count.
 //! 8. **Adam and clipping** ([`adam`]) follow `magpipe_worker::adam` operation by operation.
 //!
+//! 9. **SIMD paths reproduce the scalar bits** ([`simd`]). The scalar loops ([`mod@gemm::reference`],
+//!    [`math`], the reference step and cell in [`lstm`]) are the specification; AVX2+FMA (x86-64,
+//!    detected at run time) and NEON (aarch64) twins compute the same operations with one output
+//!    element per lane: each element's chain runs over k ascending inside its lane (a chain cut
+//!    into K blocks continues from its stored f32 value, which is exact), never split across
+//!    lanes or threads and never summed horizontally. The vector exp/expm1/tanh/sigmoid use the
+//!    same reduction, polynomial and scaling, with the scalar branches as lane-wise selects, and
+//!    `round` as halves away from zero. Property tests hold every twin equal to its reference
+//!    bit for bit on random shapes and data; `MAGPIPE_KERNELS=scalar` (or [`simd::with_isa`])
+//!    forces the reference path, which gives the same bits.
+//!
 //! Layouts: tensors are flat row-major `Vec<f32>`. The public entry points take batch-first
 //! inputs (B, T, features) like the worker; inside, sequences are time-major (T, B, features)
 //! so one step's rows are contiguous. Transposing moves values and computes nothing.
@@ -81,6 +92,7 @@ pub mod lstm;
 pub mod math;
 pub mod model;
 pub mod rng;
+pub mod simd;
 
 #[cfg(test)]
 mod testutil;

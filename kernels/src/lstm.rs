@@ -4,8 +4,14 @@
 //!
 //! Sequences are time-major inside ((T, B, ·), one step's rows contiguous); [`forward`] and
 //! [`backward`] take and give batch-first (B, T, ·) like the worker.
+//!
+//! Each step has its plain reference (`Tape::step`, `cell_backward_reference`) and, on the
+//! vector paths of [`crate::simd`], a twin that computes the same bits: the forward step fused
+//! (recurrent product over W_hh packed once per call, gates and cell update in registers), the
+//! backward cell vectorised, the per-step product dpre·W_hh over W_hh packed once per call.
 
 use crate::math::{sigmoid, tanh};
+use crate::simd::{self, CellGrad, Fast, Lhs, PackedB, PackedGates, StepIo};
 use crate::{Error, Result, check_input, check_len, gemm, swap_outer};
 
 /// The weights of one layer: `w_ih` (4h × input), `w_hh` (4h × h), `b_ih`, `b_hh` (4h), gate rows
@@ -114,8 +120,47 @@ impl Tape {
         Self::block(&self.c, self.steps, self.batch * self.hidden)
     }
 
+    /// Room for `steps` more steps without reallocating.
+    fn reserve(&mut self, steps: usize) {
+        let (bi, bh) = (self.batch * self.input, self.batch * self.hidden);
+        self.x.reserve(steps * bi);
+        self.h.reserve(steps * bh);
+        self.c.reserve(steps * bh);
+        self.gates.reserve(steps * 4 * bh);
+        self.tanh_c.reserve(steps * bh);
+    }
+
+    /// [`Tape::step`] on a vector path, with W_hh packed by gate: the same bits, computed by
+    /// the fused kernel straight into the tape.
+    fn step_fast(&mut self, f: Fast, w_hh: &PackedGates, x_t: &[f32], pre: &[f32]) {
+        let (b, h) = (self.batch, self.hidden);
+        let (bh, t) = (b * h, self.steps);
+        self.x.extend_from_slice(x_t);
+        self.h.resize((t + 2) * bh, 0.0);
+        self.c.resize((t + 2) * bh, 0.0);
+        self.gates.resize((t + 1) * 4 * bh, 0.0);
+        self.tanh_c.resize((t + 1) * bh, 0.0);
+        let (h_old, h_new) = self.h.split_at_mut((t + 1) * bh);
+        let (c_old, c_new) = self.c.split_at_mut((t + 1) * bh);
+        simd::lstm_step(
+            f,
+            w_hh,
+            StepIo {
+                batch: b,
+                pre,
+                h_prev: &h_old[t * bh..],
+                c_prev: &c_old[t * bh..],
+                gates: &mut self.gates[t * 4 * bh..],
+                c: c_new,
+                tanh_c: &mut self.tanh_c[t * bh..],
+                h: h_new,
+            },
+        );
+        self.steps += 1;
+    }
+
     /// Runs one step on the input projection `xp` of this step (B × 4h, consumed as the
-    /// pre-activations): adds h_{t−1}·W_hhᵀ, then the cell.
+    /// pre-activations): adds h_{t−1}·W_hhᵀ, then the cell. The reference.
     fn step(&mut self, w: LstmWeights<'_>, x_t: &[f32], mut pre: Vec<f32>) {
         let (b, h) = (self.batch, self.hidden);
         let t = self.steps;
@@ -154,7 +199,10 @@ impl Tape {
     /// decoder's way in; the same operations as a whole-sequence [`forward_time_major`].
     pub(crate) fn push(&mut self, w: LstmWeights<'_>, x_t: &[f32]) {
         let xp = input_projection(w, x_t, self.batch);
-        self.step(w, x_t, xp);
+        match simd::fast() {
+            Some(f) => self.step_fast(f, &PackedGates::new(w.w_hh, w.hidden), x_t, &xp),
+            None => self.step(w, x_t, xp),
+        }
     }
 }
 
@@ -225,13 +273,21 @@ pub(crate) fn forward_unchecked(
     state: Option<(&[f32], &[f32])>,
 ) -> Tape {
     let mut tape = Tape::start(batch, w.input, w.hidden, state);
+    tape.reserve(steps);
     // The input projection of all steps in one product: each element's chain is the one a
     // single step would compute.
     let xp = input_projection(w, x, steps * batch);
     let rows = batch * 4 * w.hidden;
+    let fast = simd::fast();
+    // W_hh packed once for all steps.
+    let packed = fast.map(|_| PackedGates::new(w.w_hh, w.hidden));
     for t in 0..steps {
         let x_t = &x[t * batch * w.input..(t + 1) * batch * w.input];
-        tape.step(w, x_t, xp[t * rows..(t + 1) * rows].to_vec());
+        let xp_t = &xp[t * rows..(t + 1) * rows];
+        match (fast, &packed) {
+            (Some(f), Some(p)) => tape.step_fast(f, p, x_t, xp_t),
+            _ => tape.step(w, x_t, xp_t.to_vec()),
+        }
     }
     tape
 }
@@ -312,16 +368,22 @@ pub(crate) fn backward_unchecked(
         }
     }
     let mut dc = dc_n.map_or_else(|| vec![0.0; bh], <[f32]>::to_vec);
+    let fast = simd::fast();
+    // W_hh packed once for the products dpre_t·W_hh of all steps.
+    let packed = fast.map(|_| PackedB::from_kn(w.w_hh, 4 * h, h));
     for t in (0..steps).rev() {
         let dg_t = &mut dg[t * b * 4 * h..(t + 1) * b * 4 * h];
         cell_backward(tape, t, &dh, &mut dc, dg_t);
         // ∂L/∂h_{t−1}: the output gradient of step t−1 (0 for h0), then the recurrence.
-        dh = if t > 0 {
-            Tape::block(dy, t - 1, bh).to_vec()
+        if t > 0 {
+            dh.copy_from_slice(Tape::block(dy, t - 1, bh));
         } else {
-            vec![0.0; bh]
-        };
-        recurrent_grad(w, dg_t, &mut dh, b);
+            dh.fill(0.0);
+        }
+        match (fast, &packed) {
+            (Some(f), Some(p)) => simd::gemm(f, &mut dh, h, b, Lhs::Rows(dg_t, 4 * h), p),
+            _ => recurrent_grad(w, dg_t, &mut dh, b),
+        }
     }
     let (w_ih, w_hh, bias) = param_grads(w, tape, &dg);
     // ∂L/∂x for all steps in one product (each element's chain is the per-step one).
@@ -341,6 +403,29 @@ pub(crate) fn backward_unchecked(
 /// from step t+1 (`dc`), writes ∂L/∂pre_t into `dg` (B × 4h, gate rows i, f, g, o) and leaves
 /// the carry ∂L/∂c_{t−1} in `dc`.
 pub(crate) fn cell_backward(tape: &Tape, t: usize, dh: &[f32], dc: &mut [f32], dg: &mut [f32]) {
+    match simd::fast() {
+        Some(f) => {
+            let (b, h) = (tape.batch, tape.hidden);
+            simd::cell_backward(
+                f,
+                CellGrad {
+                    batch: b,
+                    hidden: h,
+                    gates: Tape::block(&tape.gates, t, b * 4 * h),
+                    c_prev: Tape::block(&tape.c, t, b * h),
+                    tanh_c: Tape::block(&tape.tanh_c, t, b * h),
+                    dh,
+                    dc,
+                    dg,
+                },
+            )
+        }
+        None => cell_backward_reference(tape, t, dh, dc, dg),
+    }
+}
+
+/// [`cell_backward`]'s plain loop: the reference.
+fn cell_backward_reference(tape: &Tape, t: usize, dh: &[f32], dc: &mut [f32], dg: &mut [f32]) {
     let (b, h) = (tape.batch, tape.hidden);
     let gates = Tape::block(&tape.gates, t, b * 4 * h);
     let c_prev = Tape::block(&tape.c, t, b * h);
@@ -543,6 +628,85 @@ mod tests {
             )
             .unwrap();
             assert_eq!(one.output(), all[r * t * hidden..(r + 1) * t * hidden]);
+        }
+    }
+
+    /// Everything a tape holds, as bits.
+    fn tape_bits(t: &Tape) -> Vec<Vec<u32>> {
+        [&t.x, &t.h, &t.c, &t.gates, &t.tanh_c]
+            .iter()
+            .map(|v| v.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    }
+
+    fn grad_bits(g: &LstmGrads) -> Vec<Vec<u32>> {
+        [&g.w_ih, &g.w_hh, &g.b_ih, &g.b_hh, &g.x, &g.h0, &g.c0]
+            .iter()
+            .map(|v| v.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    }
+
+    /// Forward (whole sequence and step by step) and backward on every vector path give the
+    /// scalar reference's bits: random shapes around the tiles (3 batch rows × 8 hidden units in
+    /// the fused step, 6 × 16 in the products), with and without initial states and final-state
+    /// gradients, and pre-activations large enough to reach the gates' saturated branches.
+    #[test]
+    fn vector_paths_equal_the_reference() {
+        let vector: Vec<simd::Isa> = simd::supported_isas()
+            .into_iter()
+            .filter(|&i| i != simd::Isa::Scalar)
+            .collect();
+        let mut seed = 1000u64;
+        for round in 0..60 {
+            let pick = |s: u64, options: &[usize]| {
+                options[(crate::rng::mix(s) % options.len() as u64) as usize]
+            };
+            let b = pick(seed, &[1, 2, 3, 4, 5, 7, 9, 13]);
+            let t = pick(seed + 1, &[1, 2, 3, 6]);
+            let input = pick(seed + 2, &[1, 2, 5, 8, 17]);
+            let hidden = pick(seed + 3, &[1, 3, 7, 8, 9, 16, 17, 24, 33]);
+            // Weights up to ±3 push some pre-activations past the functions' switches.
+            let scale = if round % 3 == 0 { 3.0 } else { 0.6 };
+            let mut l = Layer::new(input, hidden, seed + 4);
+            for v in [&mut l.w_ih, &mut l.w_hh, &mut l.b_ih, &mut l.b_hh] {
+                v.iter_mut().for_each(|x| *x *= scale / 0.6);
+            }
+            let x = values(seed + 5, b * t * input, 2.0);
+            let h0 = values(seed + 6, b * hidden, 1.0);
+            let c0 = values(seed + 7, b * hidden, 4.0);
+            let dy = values(seed + 8, b * t * hidden, 1.0);
+            let dh_n = values(seed + 9, b * hidden, 1.0);
+            let dc_n = values(seed + 10, b * hidden, 1.0);
+            seed += 11;
+            let state = (round % 2 == 0).then_some((h0.as_slice(), c0.as_slice()));
+            let finals = round % 4 < 2;
+            let run = || {
+                let w = l.weights();
+                let tape = forward(w, &x, b, t, state).unwrap();
+                let g = backward(
+                    w,
+                    &tape,
+                    &dy,
+                    finals.then_some(dh_n.as_slice()),
+                    finals.then_some(dc_n.as_slice()),
+                )
+                .unwrap();
+                // The decoder's way: one step at a time from the same state.
+                let x_tm = swap_outer(&x, b, t, input);
+                let mut steps = Tape::start(b, input, hidden, state);
+                for s in 0..t {
+                    steps.push(w, &x_tm[s * b * input..(s + 1) * b * input]);
+                }
+                (tape_bits(&tape), grad_bits(&g), tape_bits(&steps))
+            };
+            let want = simd::with_isa(simd::Isa::Scalar, run);
+            for &isa in &vector {
+                let got = simd::with_isa(isa, run);
+                let what = format!("{} b {b} t {t} in {input} h {hidden}", isa.name());
+                assert_eq!(got.0, want.0, "{what}: forward");
+                assert_eq!(got.1, want.1, "{what}: backward");
+                assert_eq!(got.2, want.2, "{what}: step by step");
+            }
         }
     }
 

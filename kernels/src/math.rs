@@ -8,13 +8,13 @@
 //! whole below 4.2e-9 on |r| ≤ ln2/2), evaluated by Horner with `mul_add`, and scale by 2ⁿ
 //! through the exponent bits. Measured errors against f64 are in the tests.
 
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 = LN2_HI + LN2_LO; LN2_HI = 355/512 has 9 significant bits.
-const LN2_HI: f32 = 355.0 / 512.0;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 355.0 / 512.0;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes `expf`: (e^r − 1 − r) / r² ≈ P(r), highest degree first (its decimal coefficients
 /// rounded to f32; the last, 5.0000001201e-1, is 0.5 in f32).
-const P: [f32; 6] = [
+pub(crate) const P: [f32; 6] = [
     1.987_569_1e-4,
     1.398_199_9e-3,
     8.333_452e-3,

@@ -1,0 +1,499 @@
+//! The SIMD twins of the hot kernels, chosen at run time, and the packing they share.
+//!
+//! Every function here computes exactly what its scalar reference computes ([`crate::gemm`]'s
+//! `reference` loops, [`crate::math`], the cell loops in [`crate::lstm`]), operation for
+//! operation: a vector lane holds one output element, that element's FMA chain runs over k in
+//! ascending order in its lane, and nothing is ever added across lanes. So the vector width
+//! (8 lanes for AVX2, 4 for NEON, 1 for scalar) cannot change a bit; the property tests in this
+//! module and in `lstm` hold each twin equal to its reference on random shapes and data.
+//!
+//! # Dispatch
+//!
+//! [`active`] says which path the kernels take on this thread: the one [`with_isa`] forces, else
+//! `scalar` when the environment variable `MAGPIPE_KERNELS` is `scalar` (read once per process),
+//! else the best the CPU has ([`detected`]): AVX2 with FMA on x86-64, NEON on aarch64 (baseline
+//! there), scalar anywhere else. All give the same bits.
+//!
+//! # Layout
+//!
+//! The general product is Goto's: B packed once into panels of `NR` columns (`PackedB`), A
+//! packed per block of `KC` × `MC` into panels of `MR` rows, and a micro-kernel that loads
+//! an MR × NR tile of C, runs its chains over one K block and stores it back. Storing an f32
+//! accumulator and loading it again is exact, so a chain cut into K blocks processed in ascending
+//! order is the same chain. The LSTM's forward step has a fused kernel over W_hh packed by gate
+//! (`PackedGates`), which takes a tile's four gates of the same hidden units through the cell
+//! update while they are still in registers.
+//!
+//! All `unsafe` of the crate is in this module and its children: raw-pointer loads and stores
+//! in the micro-kernels, and calls of `#[target_feature]` functions, which are made only through
+//! a `Fast` token that exists only after the CPU was checked.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+
+/// A kernel path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// The reference loops ([`crate::gemm::reference`], [`crate::math`]): every target.
+    Scalar,
+    /// 256-bit AVX2 with FMA (x86-64, checked at run time).
+    Avx2Fma,
+    /// 128-bit NEON with FMA (aarch64, where it is baseline).
+    Neon,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2Fma => "avx2+fma",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2Fma => avx2_available(),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_available() -> bool {
+    false
+}
+
+/// The best path this CPU supports.
+pub fn detected() -> Isa {
+    if Isa::Avx2Fma.supported() {
+        Isa::Avx2Fma
+    } else if Isa::Neon.supported() {
+        Isa::Neon
+    } else {
+        Isa::Scalar
+    }
+}
+
+/// Every path this CPU can run, scalar first.
+pub fn supported_isas() -> Vec<Isa> {
+    [Isa::Scalar, Isa::Avx2Fma, Isa::Neon]
+        .into_iter()
+        .filter(|i| i.supported() && implemented(*i))
+        .collect()
+}
+
+/// The process's path: `MAGPIPE_KERNELS=scalar` forces the reference loops, anything else (or
+/// nothing) takes [`detected`].
+fn process_isa() -> Isa {
+    static CHOSEN: OnceLock<Isa> = OnceLock::new();
+    *CHOSEN.get_or_init(|| match std::env::var("MAGPIPE_KERNELS") {
+        Ok(v) if v.trim().eq_ignore_ascii_case("scalar") => Isa::Scalar,
+        _ => detected(),
+    })
+}
+
+thread_local! {
+    static FORCED: Cell<Option<Isa>> = const { Cell::new(None) };
+}
+
+/// The path the kernels take on this thread.
+pub fn active() -> Isa {
+    FORCED.with(Cell::get).unwrap_or_else(process_isa)
+}
+
+/// Runs `f` with the kernels of this thread on `isa` (for tests and benchmarks: the results are
+/// the same bits either way). Panics if the CPU cannot run `isa`.
+pub fn with_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+    assert!(
+        isa.supported(),
+        "this CPU cannot run the {} kernels",
+        isa.name()
+    );
+    struct Restore(Option<Isa>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCED.with(|c| c.replace(Some(isa))));
+    f()
+}
+
+/// Proof that a vector path was checked: only [`fast`] makes one, after the CPU check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fast(Isa);
+
+/// The vector path to take now, or `None` for the reference loops.
+pub(crate) fn fast() -> Option<Fast> {
+    match active() {
+        Isa::Scalar => None,
+        // `active` only returns a path that `supported` accepted (`with_isa` asserts it,
+        // `detected` checks it), and the implementations below exist for each target's own.
+        isa if isa.supported() && implemented(isa) => Some(Fast(isa)),
+        _ => None,
+    }
+}
+
+fn implemented(isa: Isa) -> bool {
+    match isa {
+        Isa::Scalar => true,
+        Isa::Avx2Fma => cfg!(target_arch = "x86_64"),
+        Isa::Neon => cfg!(target_arch = "aarch64"),
+    }
+}
+
+/// Rows of the general micro-kernel's tile.
+pub(crate) const MR: usize = 6;
+/// Columns of the general micro-kernel's tile (two AVX2 vectors, four NEON vectors).
+pub(crate) const NR: usize = 16;
+/// K block: one A panel (MR × KC) and one B panel (KC × NR) stay in L1.
+pub(crate) const KC: usize = 256;
+/// M block: the packed A block (MC × KC) stays in L2.
+pub(crate) const MC: usize = 72;
+/// Hidden units per tile of the fused LSTM step (one AVX2 vector per gate).
+pub(crate) const HB: usize = 8;
+/// Batch rows per tile of the fused LSTM step.
+pub(crate) const RB: usize = 3;
+
+/// A right-hand operand packed into panels of [`NR`] columns, zero-padded: panel q holds, for p
+/// in 0..k ascending, the NR values b(p, q·NR + l).
+#[derive(Debug, Clone)]
+pub(crate) struct PackedB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    fn panels(n: usize) -> usize {
+        n.div_ceil(NR)
+    }
+
+    /// From b stored (n × k), b(p, j) = b[j·k + p]: a weight in PyTorch's (out × in) layout as
+    /// the right-hand side of x·Wᵀ.
+    pub(crate) fn from_nk(b: &[f32], n: usize, k: usize) -> PackedB {
+        let mut data = vec![0.0; Self::panels(n) * k * NR];
+        for (q, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
+            for l in 0..NR.min(n - q * NR) {
+                let row = &b[(q * NR + l) * k..(q * NR + l + 1) * k];
+                for (p, &v) in row.iter().enumerate() {
+                    panel[p * NR + l] = v;
+                }
+            }
+        }
+        PackedB { k, n, data }
+    }
+
+    /// From b stored (k × n), b(p, j) = b[p·n + j].
+    pub(crate) fn from_kn(b: &[f32], k: usize, n: usize) -> PackedB {
+        let mut data = vec![0.0; Self::panels(n) * k * NR];
+        for (q, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
+            let (j0, w) = (q * NR, NR.min(n - q * NR));
+            for p in 0..k {
+                panel[p * NR..p * NR + w].copy_from_slice(&b[p * n + j0..p * n + j0 + w]);
+            }
+        }
+        PackedB { k, n, data }
+    }
+
+    /// Panel q from row p0 on.
+    fn panel(&self, q: usize, p0: usize) -> &[f32] {
+        &self.data[(q * self.k + p0) * NR..(q + 1) * self.k * NR]
+    }
+}
+
+/// A left-hand operand (m × k) as stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lhs<'a> {
+    /// a(i, p) = a[i·ld + p].
+    Rows(&'a [f32], usize),
+    /// a(i, p) = a[p·ld + i]: the transposed operand of a reduction over rows (K = t·B + b).
+    Cols(&'a [f32], usize),
+}
+
+/// Packs rows i0..i0+mc, columns p0..p0+kc of `a` into panels of [`MR`] rows, zero-padded:
+/// panel s holds, for p ascending, a(i0 + s·MR + r, p) for r in 0..MR.
+fn pack_a(dst: &mut [f32], a: Lhs<'_>, i0: usize, mc: usize, p0: usize, kc: usize) {
+    for (s, panel) in dst
+        .chunks_exact_mut(kc * MR)
+        .take(mc.div_ceil(MR))
+        .enumerate()
+    {
+        let rows = MR.min(mc - s * MR);
+        let r0 = i0 + s * MR;
+        if rows < MR {
+            panel.fill(0.0);
+        }
+        match a {
+            Lhs::Rows(a, ld) => {
+                for r in 0..rows {
+                    let row = &a[(r0 + r) * ld + p0..(r0 + r) * ld + p0 + kc];
+                    for (p, &v) in row.iter().enumerate() {
+                        panel[p * MR + r] = v;
+                    }
+                }
+            }
+            Lhs::Cols(a, ld) => {
+                for p in 0..kc {
+                    let col = &a[(p0 + p) * ld + r0..(p0 + p) * ld + r0 + rows];
+                    panel[p * MR..p * MR + rows].copy_from_slice(col);
+                }
+            }
+        }
+    }
+}
+
+/// An MR × NR micro-kernel: `c(r, l) = chain_p(a(r, p) · b(p, l), init = c(r, l))` for p in
+/// 0..kc, with `a` an A panel (MR per p), `b` a B panel (NR per p), c row-major with stride ldc.
+///
+/// # Safety
+/// The CPU runs the kernel's instruction set; `a` holds kc·MR and `b` kc·NR readable values; c
+/// has MR rows of NR writable values at stride ldc.
+type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize);
+
+/// `c(i, j) = chain_p(a(i, p) · b(p, j), init = c(i, j))` for i < m, j < n = b.n, p < k = b.k:
+/// the blocked driver around one micro-kernel. c is row-major with stride ldc ≥ n.
+fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs<'_>, b: &PackedB) {
+    let (n, k) = (b.n, b.k);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C is too small");
+    match a {
+        Lhs::Rows(a, ld) => assert!(ld >= k && a.len() >= (m - 1) * ld + k),
+        Lhs::Cols(a, ld) => assert!(ld >= m && a.len() >= (k - 1) * ld + m),
+    }
+    let mut apack = vec![0.0f32; MC.min(m).div_ceil(MR) * MR * KC.min(k)];
+    let mut tile = [0.0f32; MR * NR];
+    // K blocks in ascending order: each element's chain continues from the value stored.
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        for i0 in (0..m).step_by(MC) {
+            let mc = MC.min(m - i0);
+            pack_a(&mut apack, a, i0, mc, p0, kc);
+            for q in 0..PackedB::panels(n) {
+                let (j0, nr) = (q * NR, NR.min(n - q * NR));
+                let bp = b.panel(q, p0);
+                for (s, ap) in apack
+                    .chunks_exact(kc * MR)
+                    .take(mc.div_ceil(MR))
+                    .enumerate()
+                {
+                    let (r0, mr) = (i0 + s * MR, MR.min(mc - s * MR));
+                    if mr == MR && nr == NR {
+                        let ct = &mut c[r0 * ldc + j0..(r0 + MR - 1) * ldc + j0 + NR];
+                        // SAFETY: `Fast` exists only for a checked CPU (the caller matched it);
+                        // ap holds kc·MR values, bp at least kc·NR, ct MR rows of NR at ldc.
+                        unsafe { kernel(kc, ap.as_ptr(), bp.as_ptr(), ct.as_mut_ptr(), ldc) };
+                    } else {
+                        // An edge tile goes through a full one; the padded lanes are dropped.
+                        for r in 0..mr {
+                            let row = &c[(r0 + r) * ldc + j0..(r0 + r) * ldc + j0 + nr];
+                            tile[r * NR..r * NR + nr].copy_from_slice(row);
+                        }
+                        // SAFETY: as above, with the tile's MR rows of NR at stride NR.
+                        unsafe { kernel(kc, ap.as_ptr(), bp.as_ptr(), tile.as_mut_ptr(), NR) };
+                        for r in 0..mr {
+                            c[(r0 + r) * ldc + j0..(r0 + r) * ldc + j0 + nr]
+                                .copy_from_slice(&tile[r * NR..r * NR + nr]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `c(i, j) = chain_p(a(i, p) · b(p, j), init = c(i, j))` on the vector path `f`.
+pub(crate) fn gemm(f: Fast, c: &mut [f32], ldc: usize, m: usize, a: Lhs<'_>, b: &PackedB) {
+    gemm_blocked(micro_kernel(f), c, ldc, m, a, b);
+}
+
+fn micro_kernel(f: Fast) -> MicroKernel {
+    match f.0 {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => avx2::kernel_6x16,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::kernel_6x16,
+        _ => unreachable!("no vector kernels for {:?} on this target", f.0),
+    }
+}
+
+/// `c[j] = Σ_p a[p][j]` in ascending p from 0.0, plain adds; a: k × n.
+pub(crate) fn sum_rows(f: Fast, c: &mut [f32], a: &[f32], k: usize, n: usize) {
+    assert!(c.len() >= n && a.len() >= k * n);
+    match f.0 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the lengths are asserted.
+        Isa::Avx2Fma => unsafe { avx2::sum_rows(c, a, k, n) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64; the lengths are asserted.
+        Isa::Neon => unsafe { neon::sum_rows(c, a, k, n) },
+        _ => unreachable!(),
+    }
+}
+
+/// W_hh (4h × h, gate rows i, f, g, o) packed for the fused step: for hidden block q of [`HB`]
+/// units and p in 0..h ascending, the 4·HB values W_hh[g·h + q·HB + l][p] (g-major), zero for
+/// units past h.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedGates {
+    hidden: usize,
+    data: Vec<f32>,
+}
+
+impl PackedGates {
+    pub(crate) fn new(w_hh: &[f32], hidden: usize) -> PackedGates {
+        let h = hidden;
+        let blocks = h.div_ceil(HB);
+        let mut data = vec![0.0; blocks * h * 4 * HB];
+        for q in 0..blocks {
+            for g in 0..4 {
+                for l in 0..HB.min(h - q * HB) {
+                    let row = &w_hh[(g * h + q * HB + l) * h..(g * h + q * HB + l + 1) * h];
+                    for (p, &v) in row.iter().enumerate() {
+                        data[((q * h + p) * 4 + g) * HB + l] = v;
+                    }
+                }
+            }
+        }
+        PackedGates { hidden, data }
+    }
+}
+
+/// One LSTM step's buffers, each row-major: `pre` the input projection (B × 4h, the chains'
+/// init), `h_prev`, `c_prev` (B × h); written: `gates` (B × 4h, activated i, f, g, o), `c`,
+/// `tanh_c`, `h` (B × h).
+pub(crate) struct StepIo<'a> {
+    pub batch: usize,
+    pub pre: &'a [f32],
+    pub h_prev: &'a [f32],
+    pub c_prev: &'a [f32],
+    pub gates: &'a mut [f32],
+    pub c: &'a mut [f32],
+    pub tanh_c: &'a mut [f32],
+    pub h: &'a mut [f32],
+}
+
+/// The fused forward step (lib.rs, item 3): pre-activations `chain_k(h_prev · W_hh, init =
+/// pre)`, the gates, the cell and the output, tile by tile.
+pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
+    let (b, h) = (io.batch, w.hidden);
+    assert!(
+        w.data.len() == h.div_ceil(HB) * h * 4 * HB
+            && io.pre.len() == b * 4 * h
+            && io.gates.len() == b * 4 * h
+            && [
+                io.h_prev.len(),
+                io.c_prev.len(),
+                io.c.len(),
+                io.tanh_c.len(),
+                io.h.len()
+            ]
+            .iter()
+            .all(|&l| l == b * h),
+        "step buffers of the wrong size"
+    );
+    match f.0 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted.
+        Isa::Avx2Fma => unsafe { avx2::lstm_step(&w.data, h, io) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64; the sizes are asserted.
+        Isa::Neon => unsafe { neon::lstm_step(&w.data, h, io) },
+        _ => unreachable!(),
+    }
+}
+
+/// One step of backpropagation through time's cell part (lstm.rs's `cell_backward`): from the
+/// saved `gates` (B × 4h), `c_prev`, `tanh_c` and the total `dh` (B × h), writes `dg` (B × 4h)
+/// and turns the carry `dc` into ∂L/∂c_{t−1}.
+pub(crate) struct CellGrad<'a> {
+    pub batch: usize,
+    pub hidden: usize,
+    pub gates: &'a [f32],
+    pub c_prev: &'a [f32],
+    pub tanh_c: &'a [f32],
+    pub dh: &'a [f32],
+    pub dc: &'a mut [f32],
+    pub dg: &'a mut [f32],
+}
+
+pub(crate) fn cell_backward(f: Fast, io: CellGrad<'_>) {
+    let bh = io.batch * io.hidden;
+    assert!(
+        io.gates.len() == 4 * bh
+            && io.dg.len() == 4 * bh
+            && [io.c_prev.len(), io.tanh_c.len(), io.dh.len(), io.dc.len()]
+                .iter()
+                .all(|&l| l == bh),
+        "cell buffers of the wrong size"
+    );
+    match f.0 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted.
+        Isa::Avx2Fma => unsafe { avx2::cell_backward(io) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64; the sizes are asserted.
+        Isa::Neon => unsafe { neon::cell_backward(io) },
+        _ => unreachable!(),
+    }
+}
+
+/// The vector exp, expm1, tanh and sigmoid over a slice (for the tests that hold them equal to
+/// [`crate::math`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MathFn {
+    Exp,
+    Expm1,
+    Tanh,
+    Sigmoid,
+}
+
+impl MathFn {
+    pub const ALL: [MathFn; 4] = [MathFn::Exp, MathFn::Expm1, MathFn::Tanh, MathFn::Sigmoid];
+
+    pub fn scalar(self) -> fn(f32) -> f32 {
+        match self {
+            MathFn::Exp => crate::math::exp,
+            MathFn::Expm1 => crate::math::expm1,
+            MathFn::Tanh => crate::math::tanh,
+            MathFn::Sigmoid => crate::math::sigmoid,
+        }
+    }
+}
+
+/// `out[i] = func(xs[i])` on the active path (the scalar functions when it is scalar).
+pub fn map_math(func: MathFn, xs: &[f32], out: &mut [f32]) {
+    assert_eq!(xs.len(), out.len());
+    match fast().map(|f| f.0) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `fast` returned AVX2 only after the CPU check; the lengths are equal.
+        Some(Isa::Avx2Fma) => unsafe { avx2::map_math(func, xs, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64; the lengths are equal.
+        Some(Isa::Neon) => unsafe { neon::map_math(func, xs, out) },
+        _ => {
+            let f = func.scalar();
+            for (o, &x) in out.iter_mut().zip(xs) {
+                *o = f(x);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
