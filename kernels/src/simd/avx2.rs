@@ -237,10 +237,18 @@ pub(super) unsafe fn map_math(func: MathFn, xs: &[f32], out: &mut [f32]) {
 /// vectors and six broadcasts of A, each accumulator one lane per output element.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` holds kc·6 and `b` kc·16 readable values; `c` has 6 rows of 16
-/// writable values at stride `ldc`.
+/// The CPU has AVX2 and FMA; a(r, p) at `a + r·rsa + p·csa` is readable for r < 6, p < kc; `b`
+/// holds kc·16 readable values; `c` has 6 rows of 16 writable values at stride `ldc`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+pub(super) unsafe fn kernel_6x16(
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
     const { assert!(MR == 6 && NR == 16) };
     // SAFETY: every offset below stays within the extents the caller guarantees.
     unsafe {
@@ -253,7 +261,7 @@ pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mu
             let b0 = _mm256_loadu_ps(b.add(p * NR));
             let b1 = _mm256_loadu_ps(b.add(p * NR + W));
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(p * MR + r));
+                let av = _mm256_broadcast_ss(&*a.add(r * rsa + p * csa));
                 row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(av, b1, row[1]);
             }
@@ -342,17 +350,17 @@ unsafe fn step_tile<const R: usize>(
     for p in 0..h {
         // SAFETY: p < h, so wp + p·32 + 32 ≤ wq's end and hp + r·h + p < (b0 + R)·h (asserted).
         unsafe {
+            // Three broadcasts held, each gate's W vector loaded once and used by every row:
+            // 12 accumulators + 3 + 1 = 16 registers, none spilled.
             let w4 = wp.add(p * 4 * HB);
-            let wg = [
-                _mm256_loadu_ps(w4),
-                _mm256_loadu_ps(w4.add(HB)),
-                _mm256_loadu_ps(w4.add(2 * HB)),
-                _mm256_loadu_ps(w4.add(3 * HB)),
-            ];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let a = _mm256_broadcast_ss(&*hp.add(r * h + p));
-                for g in 0..4 {
-                    row[g] = _mm256_fmadd_ps(a, wg[g], row[g]);
+            let mut a = [_mm256_setzero_ps(); R];
+            for (r, v) in a.iter_mut().enumerate() {
+                *v = _mm256_broadcast_ss(&*hp.add(r * h + p));
+            }
+            for g in 0..4 {
+                let wg = _mm256_loadu_ps(w4.add(g * HB));
+                for (row, &av) in acc.iter_mut().zip(&a) {
+                    row[g] = _mm256_fmadd_ps(av, wg, row[g]);
                 }
             }
         }

@@ -248,8 +248,14 @@ fn pack_a(dst: &mut [f32], a: Lhs<'_>, i0: usize, mc: usize, p0: usize, kc: usiz
             }
             Lhs::Cols(a, ld) => {
                 for p in 0..kc {
-                    let col = &a[(p0 + p) * ld + r0..(p0 + p) * ld + r0 + rows];
-                    panel[p * MR..p * MR + rows].copy_from_slice(col);
+                    let col = &a[(p0 + p) * ld + r0..];
+                    let dst = &mut panel[p * MR..(p + 1) * MR];
+                    if rows == MR {
+                        // A copy of a length known here is a few moves, not a call to memcpy.
+                        dst.copy_from_slice(&col[..MR]);
+                    } else {
+                        dst[..rows].copy_from_slice(&col[..rows]);
+                    }
                 }
             }
         }
@@ -257,12 +263,22 @@ fn pack_a(dst: &mut [f32], a: Lhs<'_>, i0: usize, mc: usize, p0: usize, kc: usiz
 }
 
 /// An MR × NR micro-kernel: `c(r, l) = chain_p(a(r, p) · b(p, l), init = c(r, l))` for p in
-/// 0..kc, with `a` an A panel (MR per p), `b` a B panel (NR per p), c row-major with stride ldc.
+/// 0..kc, with a(r, p) at `a + r·rsa + p·csa` (a packed panel has rsa = 1, csa = MR; rows of a
+/// row-major matrix have rsa = ld, csa = 1), `b` a B panel (NR per p), c row-major with stride
+/// ldc.
 ///
 /// # Safety
-/// The CPU runs the kernel's instruction set; `a` holds kc·MR and `b` kc·NR readable values; c
-/// has MR rows of NR writable values at stride ldc.
-type MicroKernel = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize);
+/// The CPU runs the kernel's instruction set; a(r, p) is readable for r < MR, p < kc; `b` holds
+/// kc·NR readable values; c has MR rows of NR writable values at stride ldc.
+type MicroKernel = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+);
 
 /// `c(i, j) = chain_p(a(i, p) · b(p, j), init = c(i, j))` for i < m, j < n = b.n, p < k = b.k:
 /// the blocked driver around one micro-kernel. c is row-major with stride ldc ≥ n.
@@ -276,6 +292,8 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
         Lhs::Rows(a, ld) => assert!(ld >= k && a.len() >= (m - 1) * ld + k),
         Lhs::Cols(a, ld) => assert!(ld >= m && a.len() >= (k - 1) * ld + m),
     }
+    // Rows of a row-major A are read in place; a transposed A (Cols) is packed per block, and so
+    // is a last panel of fewer than MR rows (zero-padded, so the kernel reads nothing past A).
     let mut apack = vec![0.0f32; MC.min(m).div_ceil(MR) * MR * KC.min(k)];
     let mut tile = [0.0f32; MR * NR];
     // K blocks in ascending order: each element's chain continues from the value stored.
@@ -283,29 +301,41 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
         let kc = KC.min(k - p0);
         for i0 in (0..m).step_by(MC) {
             let mc = MC.min(m - i0);
-            pack_a(&mut apack, a, i0, mc, p0, kc);
+            let panels = mc.div_ceil(MR);
+            match a {
+                Lhs::Cols(..) => pack_a(&mut apack, a, i0, mc, p0, kc),
+                Lhs::Rows(..) if !mc.is_multiple_of(MR) => {
+                    let s = panels - 1;
+                    let edge = &mut apack[s * kc * MR..(s + 1) * kc * MR];
+                    pack_a(edge, a, i0 + s * MR, mc - s * MR, p0, kc);
+                }
+                Lhs::Rows(..) => {}
+            }
             for q in 0..PackedB::panels(n) {
                 let (j0, nr) = (q * NR, NR.min(n - q * NR));
                 let bp = b.panel(q, p0);
-                for (s, ap) in apack
-                    .chunks_exact(kc * MR)
-                    .take(mc.div_ceil(MR))
-                    .enumerate()
-                {
+                for s in 0..panels {
                     let (r0, mr) = (i0 + s * MR, MR.min(mc - s * MR));
+                    let (ap, rsa, csa) = match a {
+                        Lhs::Rows(a, ld) if mr == MR => (a[r0 * ld + p0..].as_ptr(), ld, 1),
+                        _ => (apack[s * kc * MR..(s + 1) * kc * MR].as_ptr(), 1, MR),
+                    };
                     if mr == MR && nr == NR {
                         let ct = &mut c[r0 * ldc + j0..(r0 + MR - 1) * ldc + j0 + NR];
                         // SAFETY: `Fast` exists only for a checked CPU (the caller matched it);
-                        // ap holds kc·MR values, bp at least kc·NR, ct MR rows of NR at ldc.
-                        unsafe { kernel(kc, ap.as_ptr(), bp.as_ptr(), ct.as_mut_ptr(), ldc) };
+                        // a(r, p) for r < MR, p < kc lies inside A (rows r0..r0+MR ≤ m, columns
+                        // p0..p0+kc ≤ k, lengths asserted above) or inside its packed panel; bp
+                        // holds at least kc·NR values; ct has MR rows of NR at stride ldc.
+                        unsafe { kernel(kc, ap, rsa, csa, bp.as_ptr(), ct.as_mut_ptr(), ldc) };
                     } else {
                         // An edge tile goes through a full one; the padded lanes are dropped.
                         for r in 0..mr {
                             let row = &c[(r0 + r) * ldc + j0..(r0 + r) * ldc + j0 + nr];
                             tile[r * NR..r * NR + nr].copy_from_slice(row);
                         }
-                        // SAFETY: as above, with the tile's MR rows of NR at stride NR.
-                        unsafe { kernel(kc, ap.as_ptr(), bp.as_ptr(), tile.as_mut_ptr(), NR) };
+                        // SAFETY: as above, with the tile's MR rows of NR at stride NR (a short
+                        // panel comes from `apack`, zero-padded to MR rows).
+                        unsafe { kernel(kc, ap, rsa, csa, bp.as_ptr(), tile.as_mut_ptr(), NR) };
                         for r in 0..mr {
                             c[(r0 + r) * ldc + j0..(r0 + r) * ldc + j0 + nr]
                                 .copy_from_slice(&tile[r * NR..r * NR + nr]);

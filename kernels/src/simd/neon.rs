@@ -200,10 +200,18 @@ pub(super) unsafe fn map_math(func: MathFn, xs: &[f32], out: &mut [f32]) {
 /// The 6 × 16 micro-kernel with 24 accumulators (see `MicroKernel` for the contract).
 ///
 /// # Safety
-/// `a` holds kc·6 and `b` kc·16 readable values; `c` has 6 rows of 16 writable values at stride
-/// `ldc`.
+/// a(r, p) at `a + r·rsa + p·csa` is readable for r < 6, p < kc; `b` holds kc·16 readable
+/// values; `c` has 6 rows of 16 writable values at stride `ldc`.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+pub(super) unsafe fn kernel_6x16(
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
     const { assert!(MR == 6 && NR == 16) };
     // SAFETY: every offset below stays within the extents the caller guarantees.
     unsafe {
@@ -222,7 +230,7 @@ pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mu
                 vld1q_f32(bp.add(3 * W)),
             ];
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = vld1q_dup_f32(a.add(p * MR + r));
+                let av = vld1q_dup_f32(a.add(r * rsa + p * csa));
                 for v in 0..4 {
                     row[v] = vfmaq_f32(row[v], av, bv[v]);
                 }
