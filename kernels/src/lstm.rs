@@ -11,7 +11,7 @@
 //! backward cell vectorised, the per-step product dpre·W_hh over W_hh packed once per call.
 
 use crate::math::{sigmoid, tanh};
-use crate::simd::{self, CellGrad, Fast, Lhs, PackedB, PackedGates, StepIo};
+use crate::simd::{self, CellGrad, Fast, Lhs, PackedB, PackedGates, StepIo, pool};
 use crate::{Error, Result, check_input, check_len, gemm, swap_outer};
 
 /// The weights of one layer: `w_ih` (4h × input), `w_hh` (4h × h), `b_ih`, `b_hh` (4h), gate rows
@@ -120,14 +120,22 @@ impl Tape {
         Self::block(&self.c, self.steps, self.batch * self.hidden)
     }
 
-    /// Room for `steps` more steps without reallocating.
+    /// Room for `steps` more steps without reallocating, in buffers from the pool.
     fn reserve(&mut self, steps: usize) {
         let (bi, bh) = (self.batch * self.input, self.batch * self.hidden);
-        self.x.reserve(steps * bi);
-        self.h.reserve(steps * bh);
-        self.c.reserve(steps * bh);
-        self.gates.reserve(steps * 4 * bh);
-        self.tanh_c.reserve(steps * bh);
+        for (v, extra) in [
+            (&mut self.x, steps * bi),
+            (&mut self.h, steps * bh),
+            (&mut self.c, steps * bh),
+            (&mut self.gates, steps * 4 * bh),
+            (&mut self.tanh_c, steps * bh),
+        ] {
+            if v.capacity() < v.len() + extra {
+                let mut room = pool::take(v.len() + extra);
+                room.extend_from_slice(v);
+                pool::give(std::mem::replace(v, room));
+            }
+        }
     }
 
     /// [`Tape::step`] on a vector path, with W_hh packed by gate: the same bits, computed by
@@ -206,10 +214,24 @@ impl Tape {
     }
 }
 
+impl Drop for Tape {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.x,
+            &mut self.h,
+            &mut self.c,
+            &mut self.gates,
+            &mut self.tanh_c,
+        ] {
+            pool::give(std::mem::take(v));
+        }
+    }
+}
+
 /// `xp[n][r] = chain_k(x[n][k] · W_ih[r][k], init = b_ih[r] + b_hh[r])` for `rows` input rows.
 fn input_projection(w: LstmWeights<'_>, x: &[f32], rows: usize) -> Vec<f32> {
     let bias: Vec<f32> = w.b_ih.iter().zip(w.b_hh).map(|(a, b)| a + b).collect();
-    let mut xp = vec![0.0; rows * 4 * w.hidden];
+    let mut xp = pool::zeros(rows * 4 * w.hidden);
     gemm::matmul_abt_bias(&mut xp, x, w.w_ih, &bias, rows, 4 * w.hidden, w.input);
     xp
 }
@@ -289,6 +311,7 @@ pub(crate) fn forward_unchecked(
             _ => tape.step(w, x_t, xp_t.to_vec()),
         }
     }
+    pool::give(xp);
     tape
 }
 
@@ -359,7 +382,7 @@ pub(crate) fn backward_unchecked(
 ) -> LstmGrads {
     let (b, h, steps) = (tape.batch, tape.hidden, tape.steps);
     let bh = b * h;
-    let mut dg = vec![0.0; steps * b * 4 * h];
+    let mut dg = pool::zeros(steps * b * 4 * h);
     // The last step's total ∂L/∂h: its output gradient, plus the caller's on the final h if any.
     let mut dh = Tape::block(dy, steps - 1, bh).to_vec();
     if let Some(d) = dh_n {
@@ -388,6 +411,7 @@ pub(crate) fn backward_unchecked(
     let (w_ih, w_hh, bias) = param_grads(w, tape, &dg);
     // ∂L/∂x for all steps in one product (each element's chain is the per-step one).
     let x = input_grad(w, &dg, steps * b);
+    pool::give(dg);
     LstmGrads {
         w_ih,
         w_hh,

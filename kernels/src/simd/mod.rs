@@ -35,6 +35,7 @@ use std::sync::OnceLock;
 pub(crate) mod avx2;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
+pub mod pool;
 
 /// A kernel path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +186,7 @@ impl PackedB {
     /// From b stored (n × k), b(p, j) = b[j·k + p]: a weight in PyTorch's (out × in) layout as
     /// the right-hand side of x·Wᵀ.
     pub(crate) fn from_nk(b: &[f32], n: usize, k: usize) -> PackedB {
-        let mut data = vec![0.0; Self::panels(n) * k * NR];
+        let mut data = pool::zeros(Self::panels(n) * k * NR);
         for (q, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
             for l in 0..NR.min(n - q * NR) {
                 let row = &b[(q * NR + l) * k..(q * NR + l + 1) * k];
@@ -199,7 +200,7 @@ impl PackedB {
 
     /// From b stored (k × n), b(p, j) = b[p·n + j].
     pub(crate) fn from_kn(b: &[f32], k: usize, n: usize) -> PackedB {
-        let mut data = vec![0.0; Self::panels(n) * k * NR];
+        let mut data = pool::zeros(Self::panels(n) * k * NR);
         for (q, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
             let (j0, w) = (q * NR, NR.min(n - q * NR));
             for p in 0..k {
@@ -212,6 +213,12 @@ impl PackedB {
     /// Panel q from row p0 on.
     fn panel(&self, q: usize, p0: usize) -> &[f32] {
         &self.data[(q * self.k + p0) * NR..(q + 1) * self.k * NR]
+    }
+}
+
+impl Drop for PackedB {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.data));
     }
 }
 

@@ -1,0 +1,93 @@
+//! A per-thread pool of large f32 buffers. A training step allocates the same large buffers
+//! every time (tapes, input projections, gate gradients, packed operands: tens of MB per layer
+//! for the Table 1 models). Fresh from the allocator they are fresh pages, and the kernel spent
+//! a fifth of a step faulting and zeroing them; kept here, the next step reuses them warm.
+//! Moving memory cannot change a result.
+//!
+//! Only buffers of at least [`MIN_FLOATS`] values are kept, at most [`MAX_BUFFERS`] of them and
+//! [`MAX_BYTES`] in all; [`release`] frees what this thread holds.
+
+use std::cell::RefCell;
+
+/// Smaller buffers come and go through the allocator as usual (256 KiB).
+const MIN_FLOATS: usize = 1 << 16;
+const MAX_BUFFERS: usize = 64;
+const MAX_BYTES: usize = 1 << 30;
+
+thread_local! {
+    static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for at least `capacity` values: the smallest kept one that fits,
+/// else a new one.
+pub(crate) fn take(capacity: usize) -> Vec<f32> {
+    if capacity >= MIN_FLOATS {
+        let found = FREE.with(|f| {
+            let mut free = f.borrow_mut();
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= capacity)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| free.swap_remove(i))
+        });
+        if let Some(mut v) = found {
+            v.clear();
+            return v;
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// `len` zeros in a buffer from [`take`].
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    let mut v = take(len);
+    v.resize(len, 0.0);
+    v
+}
+
+/// Keeps `v` for a later [`take`] on this thread, if it is large and the pool has room.
+pub(crate) fn give(v: Vec<f32>) {
+    if v.capacity() < MIN_FLOATS {
+        return;
+    }
+    // A thread being torn down drops the buffer instead.
+    let _ = FREE.try_with(|f| {
+        let mut free = f.borrow_mut();
+        let bytes: usize = free.iter().map(|b| b.capacity() * 4).sum();
+        if free.len() < MAX_BUFFERS && bytes + v.capacity() * 4 <= MAX_BYTES {
+            free.push(v);
+        }
+    });
+}
+
+/// Frees every buffer this thread's pool holds.
+pub fn release() {
+    FREE.with(|f| f.borrow_mut().clear());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_the_smallest_that_fits() {
+        release();
+        let (a, b) = (zeros(MIN_FLOATS), zeros(4 * MIN_FLOATS));
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        give(b);
+        give(a);
+        let c = take(MIN_FLOATS + 1);
+        assert_eq!(c.as_ptr(), pb, "only the large one fits");
+        assert!(c.is_empty());
+        let d = zeros(10);
+        assert_ne!(d.as_ptr(), pa, "small requests do not use the pool");
+        let e = zeros(MIN_FLOATS);
+        assert_eq!(e.as_ptr(), pa);
+        assert!(e.iter().all(|&x| x == 0.0));
+        give(vec![0.0; 10]);
+        FREE.with(|f| assert!(f.borrow().is_empty(), "small buffers are not kept"));
+        release();
+    }
+}
