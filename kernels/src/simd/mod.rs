@@ -164,6 +164,7 @@ pub(crate) const NR: usize = 16;
 pub(crate) const KC: usize = 256;
 /// M block: the packed A block (MC × KC) stays in L2.
 pub(crate) const MC: usize = 72;
+const _: () = assert!(MC.is_multiple_of(MR));
 /// Hidden units per tile of the fused LSTM step (one AVX2 vector per gate).
 pub(crate) const HB: usize = 8;
 /// Batch rows per tile of the fused LSTM step.
@@ -301,7 +302,13 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
     }
     // Rows of a row-major A are read in place; a transposed A (Cols) is packed per block, and so
     // is a last panel of fewer than MR rows (zero-padded, so the kernel reads nothing past A).
-    let mut apack = vec![0.0f32; MC.min(m).div_ceil(MR) * MR * KC.min(k)];
+    let packed_panels = match a {
+        Lhs::Cols(..) => MC.min(m).div_ceil(MR),
+        // Only the last M block can end in a short panel (MC is a multiple of MR).
+        Lhs::Rows(..) if !(m % MC).is_multiple_of(MR) => 1,
+        Lhs::Rows(..) => 0,
+    };
+    let mut apack = vec![0.0f32; packed_panels * MR * KC.min(k)];
     let mut tile = [0.0f32; MR * NR];
     // K blocks in ascending order: each element's chain continues from the value stored.
     for p0 in (0..k).step_by(KC) {
@@ -313,8 +320,7 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
                 Lhs::Cols(..) => pack_a(&mut apack, a, i0, mc, p0, kc),
                 Lhs::Rows(..) if !mc.is_multiple_of(MR) => {
                     let s = panels - 1;
-                    let edge = &mut apack[s * kc * MR..(s + 1) * kc * MR];
-                    pack_a(edge, a, i0 + s * MR, mc - s * MR, p0, kc);
+                    pack_a(&mut apack[..kc * MR], a, i0 + s * MR, mc - s * MR, p0, kc);
                 }
                 Lhs::Rows(..) => {}
             }
@@ -325,7 +331,9 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
                     let (r0, mr) = (i0 + s * MR, MR.min(mc - s * MR));
                     let (ap, rsa, csa) = match a {
                         Lhs::Rows(a, ld) if mr == MR => (a[r0 * ld + p0..].as_ptr(), ld, 1),
-                        _ => (apack[s * kc * MR..(s + 1) * kc * MR].as_ptr(), 1, MR),
+                        // The short panel of a row-major A is the one packed panel.
+                        Lhs::Rows(..) => (apack[..kc * MR].as_ptr(), 1, MR),
+                        Lhs::Cols(..) => (apack[s * kc * MR..(s + 1) * kc * MR].as_ptr(), 1, MR),
                     };
                     if mr == MR && nr == NR {
                         let ct = &mut c[r0 * ldc + j0..(r0 + MR - 1) * ldc + j0 + NR];
