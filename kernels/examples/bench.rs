@@ -1,13 +1,14 @@
 //! Training speed of the two Table 1 models on one thread, scalar path against the vector path.
 //!
 //! ```text
-//! cargo run --release -p magpipe-kernels --example bench -- [lstm|encdec|both] [STEPS] [ROUNDS] [PATHS]
+//! cargo run --release -p magpipe-kernels --example bench -- [lstm|encdec|both] [STEPS] [ROUNDS] [PATHS] [THREADS]
 //! ```
 //!
 //! Each round times STEPS training steps (after one untimed warm-up step) of each model on each
 //! path in turn, alternating the paths, and prints windows/s (batch × steps / seconds); the
-//! summary gives min / median / max over the rounds. PATHS is `scalar,fast` (default), `fast`
-//! or `scalar`. Shapes: MagFluxLSTM hybrid (h 128, L 4, batch 64, T 110, 5 inputs, horizon 12,
+//! summary gives min / median / max over the rounds. PATHS is a comma-separated list of
+//! `scalar`, `fast` (the detected vector path) and `fastN` (it on N threads); the default is
+//! `scalar,fast`. THREADS (default 1) applies to `fast`. Shapes: MagFluxLSTM hybrid (h 128, L 4, batch 64, T 110, 5 inputs, horizon 12,
 //! dropout 0.1) and MagFluxEnc-Dec hybrid (h 64, L 4, batch 32, T 110, dropout 0.2, teacher
 //! forcing 0.5); hybrid loss ×100, clipping at 1, Adam.
 
@@ -116,18 +117,34 @@ fn main() {
     let which = args.first().map_or("both", String::as_str);
     let steps: usize = args.get(1).map_or(3, |s| s.parse().expect("STEPS"));
     let rounds: usize = args.get(2).map_or(3, |s| s.parse().expect("ROUNDS"));
-    let paths: Vec<Isa> = args
+    let threads: usize = args.get(4).map_or(1, |s| s.parse().expect("THREADS"));
+    // (path, threads, label)
+    let paths: Vec<(Isa, usize, String)> = args
         .get(3)
         .map_or("scalar,fast", String::as_str)
         .split(',')
         .map(|p| match p {
-            "scalar" => Isa::Scalar,
-            "fast" => simd::detected(),
-            other => panic!("unknown path {other} (scalar or fast)"),
+            "scalar" => (Isa::Scalar, 1, "scalar".to_string()),
+            "fast" => (
+                simd::detected(),
+                threads,
+                format!("{} ×{threads}", simd::detected().name()),
+            ),
+            other => {
+                let n: usize = other
+                    .strip_prefix("fast")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("unknown path {other} (scalar, fast, fastN)"));
+                (
+                    simd::detected(),
+                    n,
+                    format!("{} ×{n}", simd::detected().name()),
+                )
+            }
         })
         .collect();
     println!(
-        "CPU path detected: {}; {steps} steps per round, {rounds} rounds, 1 thread",
+        "CPU path detected: {}; {steps} steps per round, {rounds} rounds; ×N = threads",
         simd::detected().name()
     );
     for case in cases(which) {
@@ -136,13 +153,15 @@ fn main() {
         let mut rates: Vec<[Vec<f64>; 2]> = vec![[Vec::new(), Vec::new()]; paths.len()];
         let windows = (case.batch * steps) as f64;
         for round in 0..rounds {
-            for (i, &isa) in paths.iter().enumerate() {
-                let (wall, cpu) = simd::with_isa(isa, || time_steps(&case, steps));
-                let cpu_rate = cpu.map(|c| windows / c);
+            for (i, (isa, n, label)) in paths.iter().enumerate() {
+                let (wall, cpu) =
+                    simd::with_threads(*n, || simd::with_isa(*isa, || time_steps(&case, steps)));
+                // The calling thread's CPU time counts only its own work: with threads it waits.
+                let cpu_rate = cpu.filter(|_| *n == 1).map(|c| windows / c);
                 println!(
-                    "  {} round {round} {:>9}: {:8.2} windows/s wall ({:.3} s/step), {} on CPU",
+                    "  {} round {round} {:>12}: {:8.2} windows/s wall ({:.3} s/step), {} on CPU",
                     case.name,
-                    isa.name(),
+                    label,
                     windows / wall,
                     wall / steps as f64,
                     cpu_rate.map_or("?".into(), |r| format!("{r:.2} windows/s"))
@@ -151,16 +170,16 @@ fn main() {
                 rates[i][1].extend(cpu_rate);
             }
         }
-        for (isa, r) in paths.iter().zip(&mut rates) {
+        for ((_, _, label), r) in paths.iter().zip(&mut rates) {
             for (clock, r) in ["wall", "CPU"].iter().zip(r.iter_mut()) {
                 if r.is_empty() {
                     continue;
                 }
                 r.sort_by(f64::total_cmp);
                 println!(
-                    "{} {:>9} ({clock:>4}): windows/s min {:.2} median {:.2} max {:.2}",
+                    "{} {:>12} ({clock:>4}): windows/s min {:.2} median {:.2} max {:.2}",
                     case.name,
-                    isa.name(),
+                    label,
                     r[0],
                     r[r.len() / 2],
                     r[r.len() - 1]

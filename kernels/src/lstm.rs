@@ -725,8 +725,12 @@ mod tests {
             };
             let want = simd::with_isa(simd::Isa::Scalar, run);
             for &isa in &vector {
-                let got = simd::with_isa(isa, run);
-                let what = format!("{} b {b} t {t} in {input} h {hidden}", isa.name());
+                let threads = 1 + round % 3;
+                let got = simd::with_threads(threads, || simd::with_isa(isa, run));
+                let what = format!(
+                    "{} on {threads} threads, b {b} t {t} in {input} h {hidden}",
+                    isa.name()
+                );
                 assert_eq!(got.0, want.0, "{what}: forward");
                 assert_eq!(got.1, want.1, "{what}: backward");
                 assert_eq!(got.2, want.2, "{what}: step by step");

@@ -273,15 +273,16 @@ pub(super) unsafe fn kernel_6x16(
     }
 }
 
-/// `c[j] = Σ_p a[p][j]` from 0.0 in ascending p, 8 columns per vector.
+/// `c[j] = Σ_p a[p·lda + j]` for j < n, from 0.0 in ascending p.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `c` holds n values and `a` k·n.
+/// The CPU has AVX2 and FMA; `c` holds n values and `a` (k − 1)·lda + n.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn sum_rows(c: &mut [f32], a: &[f32], k: usize, n: usize) {
+pub(super) unsafe fn sum_rows(c: &mut [f32], a: &[f32], k: usize, n: usize, lda: usize) {
     let c = &mut c[..n];
     c.fill(0.0);
-    for row in a[..k * n].chunks_exact(n) {
+    for p in 0..k {
+        let row = &a[p * lda..p * lda + n];
         for (cc, aa) in c.chunks_mut(W).zip(row.chunks(W)) {
             let w = cc.len();
             let v = _mm256_add_ps(load(cc, w), load(aa, w));

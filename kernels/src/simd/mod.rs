@@ -29,7 +29,8 @@
 //! a `Fast` token that exists only after the CPU was checked.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
@@ -131,6 +132,106 @@ pub fn with_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(FORCED.with(|c| c.replace(Some(isa))));
     f()
+}
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    static FORCED_THREADS: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Sets how many threads the vector kernels use in this process (1 unless set; the scalar
+/// reference is always one thread). Threads split output rows or columns only, never a chain,
+/// so every count gives the same bits.
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The threads the vector kernels use on this thread's calls.
+pub fn threads() -> usize {
+    FORCED_THREADS
+        .with(Cell::get)
+        .unwrap_or_else(|| THREADS.load(Ordering::Relaxed))
+}
+
+/// Runs `f` with the kernels called from this thread using `n` threads.
+pub fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED_THREADS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCED_THREADS.with(|c| c.replace(Some(n.max(1)))));
+    f()
+}
+
+/// The kernels' own pool of `n` threads, built once per count.
+fn thread_pool(n: usize) -> Arc<rayon::ThreadPool> {
+    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(k, _)| *k == n) {
+        return Arc::clone(p);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("magpipe-kernels-{i}"))
+        .build()
+        .expect("the kernels' thread pool");
+    let pool = Arc::new(pool);
+    pools.push((n, Arc::clone(&pool)));
+    pool
+}
+
+/// Runs `work` on every part, the parts on the kernels' threads when there are several. The
+/// parts are disjoint pieces of the output: which thread computes one cannot change its bits.
+fn run_parts<T: Send>(parts: Vec<T>, work: impl Fn(T) + Sync) {
+    if parts.len() <= 1 {
+        parts.into_iter().for_each(work);
+        return;
+    }
+    let pool = thread_pool(parts.len());
+    let work = &work;
+    pool.scope(|s| {
+        for part in parts {
+            s.spawn(move |_| work(part));
+        }
+    });
+}
+
+/// `0..len` cut into `parts` ranges of whole `unit`s, as even as can be (the last takes the
+/// remainder), skipping empty ones.
+fn split(len: usize, parts: usize, unit: usize) -> Vec<(usize, usize)> {
+    let units = len.div_ceil(unit);
+    let parts = parts.clamp(1, units.max(1));
+    (0..parts)
+        .map(|i| {
+            let lo = (units * i / parts * unit).min(len);
+            let hi = (units * (i + 1) / parts * unit).min(len);
+            (lo, hi)
+        })
+        .filter(|(lo, hi)| hi > lo)
+        .collect()
+}
+
+/// `data` cut at the row boundaries of `ranges` (rows of `width` values; the last row may be
+/// shorter, as a strided C's is): one disjoint piece per range.
+fn split_rows<'a>(
+    mut data: &'a mut [f32],
+    ranges: &[(usize, usize)],
+    width: usize,
+) -> Vec<&'a mut [f32]> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(ranges.len());
+    for &(lo, hi) in ranges {
+        debug_assert_eq!(lo, at);
+        let cut = ((hi - lo) * width).min(data.len());
+        let (head, tail) = std::mem::take(&mut data).split_at_mut(cut);
+        out.push(head);
+        data = tail;
+        at = hi;
+    }
+    out
 }
 
 /// Proof that a vector path was checked: only [`fast`] makes one, after the CPU check.
@@ -362,9 +463,32 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
     }
 }
 
-/// `c(i, j) = chain_p(a(i, p) · b(p, j), init = c(i, j))` on the vector path `f`.
+/// `c(i, j) = chain_p(a(i, p) · b(p, j), init = c(i, j))` on the vector path `f`, its rows
+/// shared among [`threads`] threads in runs of whole micro-kernel panels.
 pub(crate) fn gemm(f: Fast, c: &mut [f32], ldc: usize, m: usize, a: Lhs<'_>, b: &PackedB) {
-    gemm_blocked(micro_kernel(f), c, ldc, m, a, b);
+    if m == 0 || b.n == 0 || b.k == 0 {
+        return; // every chain is its init
+    }
+    let kernel = micro_kernel(f);
+    let ranges = split(m, threads(), MR);
+    if ranges.len() <= 1 {
+        gemm_blocked(kernel, c, ldc, m, a, b);
+        return;
+    }
+    let parts: Vec<_> = ranges
+        .iter()
+        .zip(split_rows(c, &ranges, ldc))
+        .map(|(&(lo, hi), c)| {
+            let a = match a {
+                Lhs::Rows(a, ld) => Lhs::Rows(&a[lo * ld..], ld),
+                Lhs::Cols(a, ld) => Lhs::Cols(&a[lo..], ld),
+            };
+            (hi - lo, a, c)
+        })
+        .collect();
+    run_parts(parts, |(rows, a, c)| {
+        gemm_blocked(kernel, c, ldc, rows, a, b)
+    });
 }
 
 fn micro_kernel(f: Fast) -> MicroKernel {
@@ -377,18 +501,25 @@ fn micro_kernel(f: Fast) -> MicroKernel {
     }
 }
 
-/// `c[j] = Σ_p a[p][j]` in ascending p from 0.0, plain adds; a: k × n.
+/// `c[j] = Σ_p a[p][j]` in ascending p from 0.0, plain adds; a: k × n. Threads take runs of
+/// columns.
 pub(crate) fn sum_rows(f: Fast, c: &mut [f32], a: &[f32], k: usize, n: usize) {
     assert!(c.len() >= n && a.len() >= k * n);
-    match f.0 {
+    let ranges = split(n, threads(), 64);
+    let parts: Vec<_> = ranges
+        .iter()
+        .zip(split_rows(&mut c[..n], &ranges, 1))
+        .collect();
+    run_parts(parts, |(&(lo, hi), c)| match f.0 {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the lengths are asserted.
-        Isa::Avx2Fma => unsafe { avx2::sum_rows(c, a, k, n) },
+        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; c holds hi − lo values and
+        // a, read from column lo at stride n, k rows of them.
+        Isa::Avx2Fma => unsafe { avx2::sum_rows(c, &a[lo..], k, hi - lo, n) },
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: NEON is baseline on aarch64; the lengths are asserted.
-        Isa::Neon => unsafe { neon::sum_rows(c, a, k, n) },
+        // SAFETY: NEON is baseline on aarch64; the extents are as above.
+        Isa::Neon => unsafe { neon::sum_rows(c, &a[lo..], k, hi - lo, n) },
         _ => unreachable!(),
-    }
+    });
 }
 
 /// W_hh (4h × h, gate rows i, f, g, o) packed for the fused step: for hidden block q of [`HB`]
@@ -434,7 +565,7 @@ pub(crate) struct StepIo<'a> {
 }
 
 /// The fused forward step (lib.rs, item 3): pre-activations `chain_k(h_prev · W_hh, init =
-/// pre)`, the gates, the cell and the output, tile by tile.
+/// pre)`, the gates, the cell and the output, tile by tile; threads take runs of batch rows.
 pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
     let (b, h) = (io.batch, w.hidden);
     assert!(
@@ -452,15 +583,44 @@ pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
             .all(|&l| l == b * h),
         "step buffers of the wrong size"
     );
-    match f.0 {
+    let ranges = split(b, threads(), RB);
+    let StepIo {
+        pre,
+        h_prev,
+        c_prev,
+        gates,
+        c,
+        tanh_c,
+        h: h_out,
+        ..
+    } = io;
+    let parts: Vec<_> = ranges
+        .iter()
+        .zip(split_rows(gates, &ranges, 4 * h))
+        .zip(split_rows(c, &ranges, h))
+        .zip(split_rows(tanh_c, &ranges, h))
+        .zip(split_rows(h_out, &ranges, h))
+        .map(|((((&(lo, hi), gates), c), tanh_c), h_out)| StepIo {
+            batch: hi - lo,
+            pre: &pre[lo * 4 * h..hi * 4 * h],
+            h_prev: &h_prev[lo * h..hi * h],
+            c_prev: &c_prev[lo * h..hi * h],
+            gates,
+            c,
+            tanh_c,
+            h: h_out,
+        })
+        .collect();
+    run_parts(parts, |io| match f.0 {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted.
+        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted and
+        // each part's buffers are its rows of them.
         Isa::Avx2Fma => unsafe { avx2::lstm_step(&w.data, h, io) },
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: NEON is baseline on aarch64; the sizes are asserted.
+        // SAFETY: NEON is baseline on aarch64; the sizes are as above.
         Isa::Neon => unsafe { neon::lstm_step(&w.data, h, io) },
         _ => unreachable!(),
-    }
+    });
 }
 
 /// One step of backpropagation through time's cell part (lstm.rs's `cell_backward`): from the
@@ -487,15 +647,42 @@ pub(crate) fn cell_backward(f: Fast, io: CellGrad<'_>) {
                 .all(|&l| l == bh),
         "cell buffers of the wrong size"
     );
-    match f.0 {
+    let h = io.hidden;
+    let ranges = split(io.batch, threads(), 1);
+    let CellGrad {
+        gates,
+        c_prev,
+        tanh_c,
+        dh,
+        dc,
+        dg,
+        ..
+    } = io;
+    let parts: Vec<_> = ranges
+        .iter()
+        .zip(split_rows(dc, &ranges, h))
+        .zip(split_rows(dg, &ranges, 4 * h))
+        .map(|((&(lo, hi), dc), dg)| CellGrad {
+            batch: hi - lo,
+            hidden: h,
+            gates: &gates[lo * 4 * h..hi * 4 * h],
+            c_prev: &c_prev[lo * h..hi * h],
+            tanh_c: &tanh_c[lo * h..hi * h],
+            dh: &dh[lo * h..hi * h],
+            dc,
+            dg,
+        })
+        .collect();
+    run_parts(parts, |io| match f.0 {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted.
+        // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted and
+        // each part's buffers are its rows of them.
         Isa::Avx2Fma => unsafe { avx2::cell_backward(io) },
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: NEON is baseline on aarch64; the sizes are asserted.
+        // SAFETY: NEON is baseline on aarch64; the sizes are as above.
         Isa::Neon => unsafe { neon::cell_backward(io) },
         _ => unreachable!(),
-    }
+    });
 }
 
 /// The vector exp, expm1, tanh and sigmoid over a slice (for the tests that hold them equal to

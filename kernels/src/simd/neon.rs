@@ -244,15 +244,16 @@ pub(super) unsafe fn kernel_6x16(
     }
 }
 
-/// `c[j] = Σ_p a[p][j]` from 0.0 in ascending p.
+/// `c[j] = Σ_p a[p·lda + j]` for j < n, from 0.0 in ascending p.
 ///
 /// # Safety
-/// `c` holds n values and `a` k·n.
+/// `c` holds n values and `a` (k − 1)·lda + n.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn sum_rows(c: &mut [f32], a: &[f32], k: usize, n: usize) {
+pub(super) unsafe fn sum_rows(c: &mut [f32], a: &[f32], k: usize, n: usize, lda: usize) {
     let c = &mut c[..n];
     c.fill(0.0);
-    for row in a[..k * n].chunks_exact(n) {
+    for p in 0..k {
+        let row = &a[p * lda..p * lda + n];
         for (cc, aa) in c.chunks_mut(W).zip(row.chunks(W)) {
             let w = cc.len();
             let v = vaddq_f32(load(cc, w), load(aa, w));

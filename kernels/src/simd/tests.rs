@@ -78,22 +78,24 @@ fn products_equal_the_reference() {
         // a read as (k × m).
         reference::matmul_atb(&mut want[3], &a, &b, m, n, k);
         reference::sum_rows(&mut want[4], &b, k, n);
-        for &isa in &vec_isas {
-            with_isa(isa, || {
-                let mut got = [c0.clone(), c0.clone(), c0.clone(), c0.clone(), vec![9.0; n]];
-                gemm::matmul_abt_bias(&mut got[0], &a, &b, &bias, m, n, k);
-                gemm::matmul_abt_acc(&mut got[1], &a, &b, m, n, k);
-                gemm::matmul_ab_acc(&mut got[2], &a, &b, m, n, k);
-                gemm::matmul_atb(&mut got[3], &a, &b, m, n, k);
-                gemm::sum_rows(&mut got[4], &b, k, n);
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(
-                        bits(g),
-                        bits(w),
-                        "{} product {i}, m {m} n {n} k {k}",
-                        isa.name()
-                    );
-                }
+        for (&isa, threads) in vec_isas.iter().flat_map(|i| [(i, 1), (i, 2), (i, 3)]) {
+            with_threads(threads, || {
+                with_isa(isa, || {
+                    let mut got = [c0.clone(), c0.clone(), c0.clone(), c0.clone(), vec![9.0; n]];
+                    gemm::matmul_abt_bias(&mut got[0], &a, &b, &bias, m, n, k);
+                    gemm::matmul_abt_acc(&mut got[1], &a, &b, m, n, k);
+                    gemm::matmul_ab_acc(&mut got[2], &a, &b, m, n, k);
+                    gemm::matmul_atb(&mut got[3], &a, &b, m, n, k);
+                    gemm::sum_rows(&mut got[4], &b, k, n);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            bits(g),
+                            bits(w),
+                            "{} on {threads} threads: product {i}, m {m} n {n} k {k}",
+                            isa.name()
+                        );
+                    }
+                })
             });
             cases += 1;
         }
@@ -249,6 +251,7 @@ fn training_steps_equal_on_every_path() {
             draws += 1;
             (crate::rng::mix(draws) >> 11) as f64 / (1u64 << 53) as f64
         };
+        // Batch 7: two threads take 3 + 4 rows in the fused step, three take 3 + 3 + 1.
         let (batch, steps) = (7, 13);
         let mut rng = Rng(5);
         let mut reports = Vec::new();
@@ -272,8 +275,14 @@ fn training_steps_equal_on_every_path() {
         for hidden in [5, 8, 19] {
             let want = with_isa(Isa::Scalar, || train(arch, hidden));
             for isa in vector_isas() {
-                let got = with_isa(isa, || train(arch, hidden));
-                assert!(got == want, "{arch:?} h {hidden}: {} differs", isa.name());
+                for threads in [1, 2, 3] {
+                    let got = with_threads(threads, || with_isa(isa, || train(arch, hidden)));
+                    assert!(
+                        got == want,
+                        "{arch:?} h {hidden}: {} on {threads} threads differs",
+                        isa.name()
+                    );
+                }
             }
         }
     }
