@@ -139,12 +139,39 @@ fn is_nan(x: __m256) -> __m256 {
     _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x)
 }
 
+/// Whether every lane of `mask` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn all(mask: __m256) -> bool {
+    _mm256_movemask_ps(mask) == 0xff
+}
+
+/// Whether every lane of `x` is in [lo, hi] (NaN is not).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn all_within(x: __m256, lo: f32, hi: f32) -> bool {
+    all(_mm256_and_ps(
+        _mm256_cmp_ps::<_CMP_GE_OQ>(x, splat(lo)),
+        _mm256_cmp_ps::<_CMP_LE_OQ>(x, splat(hi)),
+    ))
+}
+
+// The common cases. Each function below first checks whether every lane lies where only the
+// scalar function's main branch can apply; then the other branches' values, which the selects
+// would all discard, are not computed. Same bits either way (the math property test covers
+// vectors of both kinds).
+
 /// math::exp.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn exp(x: __m256) -> __m256 {
     let (n, r) = reduce(x);
-    let v = scale(_mm256_add_ps(splat(1.0), expm1_reduced(r)), n);
+    let p = _mm256_add_ps(splat(1.0), expm1_reduced(r));
+    // On [−87, 88], n = round(x·log₂e) is in −126..=127: one scale, no clamp, no NaN.
+    if all_within(x, -87.0, 88.0) {
+        return _mm256_mul_ps(p, pow2(n));
+    }
+    let v = scale(p, n);
     let v = _mm256_blendv_ps(v, splat(0.0), _mm256_cmp_ps::<_CMP_LT_OQ>(x, splat(-104.0)));
     let v = _mm256_blendv_ps(
         v,
@@ -163,13 +190,18 @@ pub(super) fn expm1(x: __m256) -> __m256 {
     // 2ⁿ·q + (2ⁿ − 1) for most n; exp(x) = scale(1 + q, n) beyond n = 24; q itself at n = 0.
     let t = pow2(n);
     let v = _mm256_fmadd_ps(t, q, _mm256_sub_ps(t, splat(1.0)));
+    let zero_n = _mm256_cmpeq_epi32(n, _mm256_setzero_si256());
+    // On [−17.5, 16.9], n ≤ 24 and no clamp applies; only ±0 (kept as given) remains.
+    if all_within(x, -17.5, 16.9) {
+        let v = _mm256_blendv_ps(v, q, _mm256_castsi256_ps(zero_n));
+        return _mm256_blendv_ps(v, x, _mm256_cmp_ps::<_CMP_EQ_OQ>(x, _mm256_setzero_ps()));
+    }
     let big = _mm256_cmpgt_epi32(n, _mm256_set1_epi32(24));
     let v = _mm256_blendv_ps(
         v,
         scale(_mm256_add_ps(splat(1.0), q), n),
         _mm256_castsi256_ps(big),
     );
-    let zero_n = _mm256_cmpeq_epi32(n, _mm256_setzero_si256());
     let v = _mm256_blendv_ps(v, q, _mm256_castsi256_ps(zero_n));
     let v = _mm256_blendv_ps(v, splat(-1.0), _mm256_cmp_ps::<_CMP_LT_OQ>(x, splat(-17.5)));
     let v = _mm256_blendv_ps(
@@ -194,6 +226,10 @@ pub(super) fn tanh(x: __m256) -> __m256 {
     let v = _mm256_div_ps(em, _mm256_add_ps(em, splat(2.0)));
     // copysign(v, x)
     let v = _mm256_or_ps(abs(v), sign);
+    // |x| ≤ 9.1 and no NaN: nothing to select.
+    if all(_mm256_cmp_ps::<_CMP_LE_OQ>(a, splat(9.1))) {
+        return v;
+    }
     let v = _mm256_blendv_ps(
         v,
         _mm256_or_ps(splat(1.0), sign),
@@ -207,6 +243,10 @@ pub(super) fn tanh(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn sigmoid(x: __m256) -> __m256 {
     let low = _mm256_cmp_ps::<_CMP_LT_OQ>(x, splat(-80.0));
+    if _mm256_movemask_ps(low) == 0 {
+        // No lane below −80 (NaN included): 1 / (1 + exp(−x)) in every lane.
+        return _mm256_div_ps(splat(1.0), _mm256_add_ps(splat(1.0), exp(neg(x))));
+    }
     let e = exp(_mm256_blendv_ps(neg(x), x, low));
     let v = _mm256_div_ps(splat(1.0), _mm256_add_ps(splat(1.0), e));
     _mm256_blendv_ps(v, e, low)

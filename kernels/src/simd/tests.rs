@@ -195,7 +195,15 @@ fn math_inputs(stride: u32) -> Vec<f32> {
 
 #[test]
 fn math_equals_the_scalar_functions() {
-    let xs = math_inputs(4093);
+    let mut xs = math_inputs(4093);
+    // Then the same inputs shuffled: vectors whose lanes mix the common range (where the vector
+    // functions skip the other branches) with edge values, besides the runs of neighbours above.
+    let mut rng = Rng(3);
+    let mut shuffled = xs.clone();
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, rng.below(i + 1));
+    }
+    xs.extend(shuffled);
     let mut out = vec![0.0; xs.len()];
     for isa in vector_isas() {
         for func in MathFn::ALL {
