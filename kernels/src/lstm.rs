@@ -139,14 +139,15 @@ impl Tape {
     }
 
     /// [`Tape::step`] on a vector path, with W_hh packed by gate: the same bits, computed by
-    /// the fused kernel straight into the tape.
+    /// the fused kernel straight into the tape. As in the reference, the input projection goes
+    /// where the gates will be, and the kernel turns it into them.
     fn step_fast(&mut self, f: Fast, w_hh: &PackedGates, x_t: &[f32], pre: &[f32]) {
         let (b, h) = (self.batch, self.hidden);
         let (bh, t) = (b * h, self.steps);
         self.x.extend_from_slice(x_t);
         self.h.resize((t + 2) * bh, 0.0);
         self.c.resize((t + 2) * bh, 0.0);
-        self.gates.resize((t + 1) * 4 * bh, 0.0);
+        self.gates.extend_from_slice(pre);
         self.tanh_c.resize((t + 1) * bh, 0.0);
         let (h_old, h_new) = self.h.split_at_mut((t + 1) * bh);
         let (c_old, c_new) = self.c.split_at_mut((t + 1) * bh);
@@ -155,7 +156,6 @@ impl Tape {
             w_hh,
             StepIo {
                 batch: b,
-                pre,
                 h_prev: &h_old[t * bh..],
                 c_prev: &c_old[t * bh..],
                 gates: &mut self.gates[t * 4 * bh..],

@@ -379,11 +379,11 @@ unsafe fn step_tile<const R: usize>(
 ) {
     let g4 = 4 * h;
     assert!(wq.len() == h * 4 * HB && (b0 + R) * h <= io.h_prev.len());
-    // The chains' init: the input projection of each gate's rows.
+    // The chains' init: the input projection of each gate's rows, where the gates will go.
     let mut acc = [[_mm256_setzero_ps(); 4]; R];
     for (r, row) in acc.iter_mut().enumerate() {
         for (g, v) in row.iter_mut().enumerate() {
-            *v = load(&io.pre[(b0 + r) * g4 + g * h + j0..], nv);
+            *v = load(&io.gates[(b0 + r) * g4 + g * h + j0..], nv);
         }
     }
     let hp = io.h_prev[b0 * h..].as_ptr();

@@ -550,12 +550,11 @@ impl PackedGates {
     }
 }
 
-/// One LSTM step's buffers, each row-major: `pre` the input projection (B × 4h, the chains'
-/// init), `h_prev`, `c_prev` (B × h); written: `gates` (B × 4h, activated i, f, g, o), `c`,
-/// `tanh_c`, `h` (B × h).
+/// One LSTM step's buffers, each row-major: `gates` (B × 4h) holds the input projection (the
+/// chains' init) on entry and the activated gates i, f, g, o on return; read: `h_prev`,
+/// `c_prev` (B × h); written: `c`, `tanh_c`, `h` (B × h).
 pub(crate) struct StepIo<'a> {
     pub batch: usize,
-    pub pre: &'a [f32],
     pub h_prev: &'a [f32],
     pub c_prev: &'a [f32],
     pub gates: &'a mut [f32],
@@ -565,12 +564,11 @@ pub(crate) struct StepIo<'a> {
 }
 
 /// The fused forward step (lib.rs, item 3): pre-activations `chain_k(h_prev · W_hh, init =
-/// pre)`, the gates, the cell and the output, tile by tile; threads take runs of batch rows.
+/// gates)`, the gates, the cell and the output, tile by tile; threads take runs of batch rows.
 pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
     let (b, h) = (io.batch, w.hidden);
     assert!(
         w.data.len() == h.div_ceil(HB) * h * 4 * HB
-            && io.pre.len() == b * 4 * h
             && io.gates.len() == b * 4 * h
             && [
                 io.h_prev.len(),
@@ -585,7 +583,6 @@ pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
     );
     let ranges = split(b, threads(), RB);
     let StepIo {
-        pre,
         h_prev,
         c_prev,
         gates,
@@ -602,7 +599,6 @@ pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
         .zip(split_rows(h_out, &ranges, h))
         .map(|((((&(lo, hi), gates), c), tanh_c), h_out)| StepIo {
             batch: hi - lo,
-            pre: &pre[lo * 4 * h..hi * 4 * h],
             h_prev: &h_prev[lo * h..hi * h],
             c_prev: &c_prev[lo * h..hi * h],
             gates,

@@ -305,7 +305,7 @@ fn step_tile<const R: usize>(
     let mut acc = [[[splat(0.0); 2]; 4]; R];
     for (r, row) in acc.iter_mut().enumerate() {
         for (g, v) in row.iter_mut().enumerate() {
-            *v = load8(&io.pre[(b0 + r) * g4 + g * h + j0..], nv);
+            *v = load8(&io.gates[(b0 + r) * g4 + g * h + j0..], nv);
         }
     }
     let hp = io.h_prev[b0 * h..].as_ptr();
