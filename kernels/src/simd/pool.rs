@@ -5,7 +5,9 @@
 //! Moving memory cannot change a result.
 //!
 //! Only buffers of at least [`MIN_FLOATS`] values are kept, at most [`MAX_BUFFERS`] of them and
-//! [`MAX_BYTES`] in all; [`release`] frees what this thread holds.
+//! [`MAX_BYTES`] in all, the least recently returned going first (a buffer that is given back
+//! but never asked for again, like a decoder tape's that grew step by step, ages out instead of
+//! crowding out the ones every step reuses); [`release`] frees what this thread holds.
 
 use std::cell::RefCell;
 
@@ -52,12 +54,18 @@ pub(crate) fn give(v: Vec<f32>) {
     if v.capacity() < MIN_FLOATS {
         return;
     }
+    if v.capacity() * 4 > MAX_BYTES {
+        return;
+    }
     // A thread being torn down drops the buffer instead.
     let _ = FREE.try_with(|f| {
         let mut free = f.borrow_mut();
-        let bytes: usize = free.iter().map(|b| b.capacity() * 4).sum();
-        if free.len() < MAX_BUFFERS && bytes + v.capacity() * 4 <= MAX_BYTES {
-            free.push(v);
+        free.push(v);
+        let mut bytes: usize = free.iter().map(|b| b.capacity() * 4).sum();
+        // Oldest first out (`take` removes with swap_remove, so the order is only roughly that
+        // of return; good enough for a cache).
+        while free.len() > MAX_BUFFERS || bytes > MAX_BYTES {
+            bytes -= free.remove(0).capacity() * 4;
         }
     });
 }
@@ -88,6 +96,18 @@ mod tests {
         assert!(e.iter().all(|&x| x == 0.0));
         give(vec![0.0; 10]);
         FREE.with(|f| assert!(f.borrow().is_empty(), "small buffers are not kept"));
+        // A full pool lets its oldest buffer go for a new one.
+        let first = zeros(MIN_FLOATS);
+        let first_ptr = first.as_ptr();
+        give(first);
+        for _ in 0..MAX_BUFFERS {
+            give(Vec::with_capacity(MIN_FLOATS + 1));
+        }
+        FREE.with(|f| {
+            let free = f.borrow();
+            assert_eq!(free.len(), MAX_BUFFERS);
+            assert!(free.iter().all(|b| b.as_ptr() != first_ptr));
+        });
         release();
     }
 }
