@@ -144,8 +144,10 @@ fn main() {
         })
         .collect();
     println!(
-        "CPU path detected: {}; {steps} steps per round, {rounds} rounds; ×N = threads",
-        simd::detected().name()
+        "CPU path detected: {} (the process's default: {}); {steps} steps per round, {rounds} \
+         rounds; ×N = threads",
+        simd::detected().name(),
+        simd::active().name()
     );
     for case in cases(which) {
         // Per path: windows/s by wall clock, and by the thread's own CPU time (which a busy

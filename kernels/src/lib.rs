@@ -74,7 +74,10 @@
 //!    same reduction, polynomial and scaling, with the scalar branches as lane-wise selects, and
 //!    `round` as halves away from zero. Property tests hold every twin equal to its reference
 //!    bit for bit on random shapes and data; `MAGPIPE_KERNELS=scalar` (or [`simd::with_isa`])
-//!    forces the reference path, which gives the same bits.
+//!    forces the reference path, which gives the same bits. Threads ([`simd::set_threads`],
+//!    one unless set) split the vector path's outputs only (GEMM rows in whole 6-row panels,
+//!    batch rows of a step, columns of the bias sums), never a chain, so every thread count
+//!    gives the same bits (tested at 1, 2 and 3).
 //!
 //! Layouts: tensors are flat row-major `Vec<f32>`. The public entry points take batch-first
 //! inputs (B, T, features) like the worker; inside, sequences are time-major (T, B, features)
