@@ -2,7 +2,7 @@
 //! (itself `torch.optim.Adam(weight_decay=λ)`) operation by operation: every tensor operation
 //! there is one rounded f32 operation here, with its f64 scalar rounded to f32 as ATen does.
 
-use crate::model::Param;
+use crate::param::Param;
 use crate::{Error, Result, check_len};
 
 /// Scales all gradients by `max / (G + 1e-6)` when that is below 1, G being their total L2 norm

@@ -94,6 +94,7 @@ pub mod loss;
 pub mod lstm;
 pub mod math;
 pub mod model;
+pub mod param;
 pub mod rng;
 pub mod simd;
 

@@ -21,6 +21,7 @@ use crate::adam::{Adam, clip_grad_norm};
 use crate::linear::{self, LinearWeights};
 use crate::loss::Loss;
 use crate::lstm::{self, LstmWeights, Tape};
+pub use crate::param::Param;
 use crate::rng::{DropoutMasks, init_uniform};
 use crate::{Error, Result, check_input, swap_outer};
 
@@ -90,14 +91,6 @@ impl ModelConfig {
         out.push(("head.bias".into(), vec![self.head_outputs()], k));
         out
     }
-}
-
-/// A named parameter tensor, flat row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Param {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
 }
 
 /// Teacher forcing for one forward pass: targets (B, P), the ratio, and the source of uniform
