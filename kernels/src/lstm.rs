@@ -269,8 +269,10 @@ pub fn forward(
 ) -> Result<Tape> {
     check_run(w, batch, steps)?;
     check_input("LSTM input", x, batch * steps * w.input)?;
+    check_state("initial", state, batch, w.hidden)?;
+    // Checked above: the transposed copy holds the same values, so it is not scanned again.
     let x_tm = swap_outer(x, batch, steps, w.input);
-    forward_time_major(w, &x_tm, batch, steps, state)
+    Ok(forward_unchecked(w, &x_tm, batch, steps, state))
 }
 
 /// [`forward`] for a time-major input (T, B, input).
