@@ -88,23 +88,31 @@
 //! shapes, and never panic on them. The kernels in [`gemm`] trust their callers.
 
 pub mod adam;
+pub mod engine;
 pub mod gemm;
 pub mod linear;
 pub mod loss;
 pub mod lstm;
 pub mod math;
+pub mod metrics;
 pub mod model;
 pub mod param;
 pub mod rng;
+pub mod schedule;
 pub mod simd;
+pub mod splitmix;
+pub mod train;
+pub mod weights;
 
 #[cfg(test)]
 mod testutil;
 
 pub use adam::{Adam, clip_grad_norm};
+pub use engine::NUMERICS;
 pub use loss::Loss;
 pub use model::{Arch, Model, ModelConfig, Param, TeacherForcing, Trace};
 pub use rng::DropoutMasks;
+pub use train::{Trainer, Windows};
 
 /// What the public entry points refuse.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

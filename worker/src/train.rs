@@ -17,27 +17,15 @@ use crate::metrics::{derivative_rmse, zero_slope_rmse};
 use crate::model::{Model, ModelConfig, TeacherForcing, hybrid_loss, value_loss};
 use crate::schedule::{PatienceStopper, PlateauStopper, ReduceLrOnPlateau};
 
+// One stopping rule and one history for both engines (magpipe-kernels' trainer is this one's
+// twin), so model.json, history.parquet and checkpoints read the same from either.
+pub use magpipe_kernels::train::{EarlyStop, Epoch};
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Loss {
     Value,
     Hybrid { alpha: f64 },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "rule", rename_all = "snake_case")]
-pub enum EarlyStop {
-    /// Ray Tune's TrialPlateauStopper, what the study's runs actually did.
-    Plateau {
-        std: f64,
-        num_results: usize,
-        grace: usize,
-    },
-    Patience {
-        patience: usize,
-        min_delta: f64,
-    },
-    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,17 +57,6 @@ impl Windows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Epoch {
-    pub epoch: usize,
-    /// Unscaled training loss, averaged over batches.
-    pub train_loss: f64,
-    pub val_rmse: f64,
-    pub lr: f64,
-    pub seconds: f64,
-    pub windows_per_s: f64,
 }
 
 /// Everything besides tensors that a resumed run needs to continue exactly.
