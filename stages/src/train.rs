@@ -66,39 +66,25 @@ pub enum Precision {
     Bf16Mixed,
 }
 
-/// Which CPU kernels a torch stage's floats come from (docs/src/guide/reproducing.md).
+/// Which kernels a training's or a prediction's floats come from
+/// (docs/src/guide/reproducing.md).
 #[derive(
     schemars::JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
-    /// libtorch's automatic dispatch: the fastest kernels this CPU has. The same seed gives
-    /// other bytes on a CPU with other instruction sets.
+    /// libtorch's automatic dispatch: the fastest kernels this CPU (or GPU) has. The same seed
+    /// gives other bytes on a CPU with other instruction sets.
     #[default]
     Native,
-    /// Pinned kernels (ATen and oneDNN capped at AVX2, MKL in its COMPATIBLE branch, the LSTM
-    /// through ATen ops instead of oneDNN, dropout masks from magpipe's own counter-based
-    /// generator). Measured: the same seed gives the same bytes on CPUs of one family at one
-    /// thread count, but an Intel Xeon and an AMD EPYC give other bytes, and the AMD EPYC
-    /// other bytes at 1 and 2 threads (docs/src/guide/reproducing.md lists each CPU). CPU only.
+    /// magpipe's own engine (the `magpipe-kernels` crate, no libtorch): every floating-point
+    /// operation in an order fixed by the shapes alone, with its own exp and tanh and
+    /// counter-based randomness, so the same seed gives the same bytes on every CPU (Intel, AMD,
+    /// ARM) and at any thread count. Its key names the engine and its numerics version instead
+    /// of libtorch's. Today a scalar reference engine, several times slower than native
+    /// (docs/src/guide/reproducing.md has the measured speed). CPU only, fp32 only.
     Portable,
 }
-
-/// The environment a worker for portable kernels starts with: every dispatcher reads its pin
-/// once, when libtorch first uses it, so it must be there before the process starts. The worker
-/// checks that each one took (`magpipe_worker::host::check_portable`).
-pub const PORTABLE_ENV: &[(&str, &str)] = &[
-    // ATen's own kernels (elementwise, reductions, Adam's arithmetic).
-    ("ATEN_CPU_CAPABILITY", "avx2"),
-    // oneDNN is switched off for portable runs; these pin whatever still reaches it.
-    ("ONEDNN_MAX_CPU_ISA", "AVX2"),
-    ("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT"),
-    // MKL's conditional numerical reproducibility: COMPATIBLE is the one branch MKL honours on
-    // Intel and AMD alike (an AVX2 branch falls back to automatic dispatch on AMD); sgemm (the
-    // LSTM's and the head's matrix products) and the vector maths (tanh) go through it.
-    ("MKL_CBWR", "COMPATIBLE"),
-    ("MKL_DYNAMIC", "FALSE"),
-];
 
 impl Kernels {
     pub fn is_native(&self) -> bool {
@@ -109,14 +95,6 @@ impl Kernels {
         match self {
             Kernels::Native => "native",
             Kernels::Portable => "portable",
-        }
-    }
-
-    /// What a worker for these kernels adds to its environment.
-    pub fn worker_env(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Kernels::Native => &[],
-            Kernels::Portable => PORTABLE_ENV,
         }
     }
 }
@@ -187,10 +165,10 @@ pub struct TrainParams {
     /// study fits a CPU budget; validation always uses every window. Left out of the key at its
     /// default (see `key_params`), so adding it kept every existing training's key.
     pub subsample: f64,
-    /// `native` (libtorch picks kernels for this CPU) or `portable` (pinned kernels: the same
-    /// bytes from the same seed on CPUs of one family at one thread count, not yet across Intel
-    /// and AMD; CPU only, fp32 only). Left out of the key and of model.json at `native`, so
-    /// existing results keep their keys and bytes.
+    /// `native` (libtorch picks kernels for this CPU) or `portable` (magpipe's own engine: the
+    /// same bytes from the same seed on every CPU and at any thread count; CPU only, fp32 only,
+    /// slower). Left out of the key and of model.json at `native`, so existing results keep their
+    /// keys and bytes.
     pub kernels: Kernels,
 }
 
@@ -264,7 +242,7 @@ pub struct WorkerRequest {
     pub out_dir: PathBuf,
     pub checkpoint_dir: PathBuf,
     pub threads: usize,
-    /// The kernels the worker runs with; its environment follows them.
+    /// The kernels the worker runs with: libtorch's, or magpipe's own engine.
     #[serde(default, skip_serializing_if = "Kernels::is_native")]
     pub kernels: Kernels,
 }
@@ -308,7 +286,6 @@ pub fn spawn_worker(
     if let Some(g) = gpu {
         cmd.env("CUDA_VISIBLE_DEVICES", g.to_string());
     }
-    cmd.envs(req.kernels.worker_env().iter().copied());
     let mut child = cmd
         .arg("run-stage")
         .env("MAGPIPE_PARENT_PID", std::process::id().to_string())
@@ -424,6 +401,31 @@ pub fn worker_info(cache_dir: &Path) -> Result<Value, StageError> {
     Ok(v)
 }
 
+/// What computes a training or a prediction, for its key: magpipe's own engine for `portable`
+/// kernels, libtorch for `native` ([`torch_runtime`]).
+pub fn stage_runtime(
+    kernels: Kernels,
+    device: DeviceName,
+    cache_dir: &Path,
+) -> Result<Value, StageError> {
+    match kernels {
+        Kernels::Portable => Ok(portable_runtime()),
+        Kernels::Native => Ok(torch_runtime(&worker_info(cache_dir)?, device)),
+    }
+}
+
+/// What enters the key of a stage on magpipe's own engine: the engine and the version of its
+/// numerics contract, which is bumped whenever the engine's bits change. Nothing of libtorch or
+/// the machine: the engine gives the same bits on every CPU. It never equals a libtorch runtime,
+/// so results of the earlier `portable` (libtorch with pinned kernels) keep keys of their own.
+pub fn portable_runtime() -> Value {
+    json!({
+        "engine": "magpipe-kernels",
+        "numerics": magpipe_kernels::NUMERICS,
+        "device": "cpu",
+    })
+}
+
 /// What of the torch build and the machine enters a torch stage's key: the libtorch version and
 /// the device the stage will run on; on a GPU also the GPU's name and the driver's, CUDA's and
 /// cuDNN's versions, which all change results. The CPU model and instruction set do not enter
@@ -474,8 +476,8 @@ pub fn hardware_facts(info: &Value, cuda: bool) -> Value {
     v
 }
 
-/// Portable kernels are fp32 CPU kernels: a GPU or bf16 (native on some CPUs, emulated on
-/// others) would give other bytes on other machines, so asking for both is an error.
+/// Portable kernels are magpipe's own fp32 CPU engine: it has no GPU or bf16 path, so asking
+/// for either with it is an error.
 pub fn check_kernels(
     kernels: Kernels,
     device: DeviceName,
@@ -488,12 +490,13 @@ pub fn check_kernels(
         })
     };
     match (kernels, device, precision) {
-        (Kernels::Portable, DeviceName::Cuda, _) => {
-            bad("`portable` kernels are CPU kernels; set device: cpu (or auto) or kernels: native")
-        }
+        (Kernels::Portable, DeviceName::Cuda, _) => bad(
+            "`portable` kernels are magpipe's own CPU engine; set device: cpu (or auto) or \
+             kernels: native for a GPU",
+        ),
         (Kernels::Portable, _, Precision::Bf16Mixed) => bad(
-            "`portable` kernels compute in fp32; bf16 is native on some CPUs and emulated on \
-             others, so set precision: fp32 or kernels: native",
+            "`portable` kernels compute in fp32 (magpipe's own engine has no bf16); set \
+             precision: fp32 or kernels: native",
         ),
         _ => Ok(()),
     }
@@ -566,7 +569,8 @@ impl TypedKind for Train {
     const VOLATILE_OUTPUTS: &'static [&'static str] = &["history", "history_md"];
     const SEED_PARAM: Option<&'static str> = Some("seed");
     const DOC: &'static str = "Trains MagFluxLSTM or MagFluxEnc-Dec with the study's procedure in a \
-        libtorch worker process; checkpoints every epoch and resumes after a crash.";
+        worker process (libtorch, or magpipe's own engine with `kernels: portable`); checkpoints \
+        every epoch and resumes after a crash.";
     const INPUTS: &'static [InputSlot] = WINDOW_INPUTS;
     const LIST_INPUTS: &'static [InputSlot] = &[InputSlot {
         name: "study",
@@ -665,7 +669,7 @@ impl TypedKind for Train {
     }
 
     fn runtime(p: &TrainParams, cache_dir: &Path) -> Result<Value, StageError> {
-        Ok(torch_runtime(&worker_info(cache_dir)?, p.device()))
+        stage_runtime(p.kernels, p.device(), cache_dir)
     }
 
     fn metrics(_p: &TrainParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
@@ -700,11 +704,13 @@ impl TypedKind for Train {
 pub struct PredictParams {
     /// Name in tables and figures (default: "<model> <loss>", e.g. "MagFluxLSTM hybrid").
     pub label: Option<String>,
-    /// libtorch intra-op threads of the model run.
+    /// libtorch intra-op threads of the model run (portable kernels give the same bytes at any
+    /// count).
     pub threads: usize,
     /// The kernels of the model run; null: the ones the model was trained with (its
-    /// model.json), so a `portable` training also predicts the same bytes everywhere. Left out
-    /// of the key when null (the model's own kernels are in its model.json, an input).
+    /// model.json), so a `portable` training also predicts on magpipe's own engine, the same
+    /// bytes everywhere. Left out of the key when null (the model's own kernels are in its
+    /// model.json, an input).
     pub kernels: Option<Kernels>,
 }
 
@@ -773,10 +779,17 @@ impl TypedKind for Predict {
         v
     }
 
-    fn runtime(_p: &PredictParams, cache_dir: &Path) -> Result<Value, StageError> {
+    fn runtime(p: &PredictParams, cache_dir: &Path) -> Result<Value, StageError> {
         // Inference over a few hundred windows: the CPU, always, so Table 2 does not depend on
-        // whether a GPU trained the model.
-        Ok(torch_runtime(&worker_info(cache_dir)?, DeviceName::Cpu))
+        // whether a GPU trained the model. With `kernels: null` the engine follows the model's
+        // model.json, which the key holds as an input but this cannot read: the libtorch
+        // runtime stays in such a key, which at worst reruns a portable prediction after a
+        // libtorch upgrade.
+        stage_runtime(
+            p.kernels.unwrap_or(Kernels::Native),
+            DeviceName::Cpu,
+            cache_dir,
+        )
     }
 
     fn metrics(_p: &PredictParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
@@ -832,6 +845,19 @@ mod tests {
         });
         assert_eq!(torch_runtime(&info(true), DeviceName::Auto), gpu);
         assert_eq!(torch_runtime(&info(true), DeviceName::Cuda), gpu);
+    }
+
+    #[test]
+    fn a_portable_key_names_the_engine_and_its_numerics_never_libtorch() {
+        let dir = tempfile::tempdir().unwrap();
+        // No worker is asked: the engine's runtime depends on nothing of libtorch.
+        let r = stage_runtime(Kernels::Portable, DeviceName::Auto, dir.path()).unwrap();
+        assert_eq!(
+            r,
+            json!({"engine": "magpipe-kernels", "numerics": magpipe_kernels::NUMERICS, "device": "cpu"})
+        );
+        assert!(r.get("libtorch").is_none());
+        assert_ne!(r, torch_runtime(&info(false), DeviceName::Cpu));
     }
 
     #[test]

@@ -21,25 +21,3 @@ extern "C" int magpipe_cpu_capability(char* buf, size_t len) {
     return -1;
   }
 }
-
-// at::Context's two mkldnn switches, declared by hand for the same reason: calls by their
-// exported (mangled) names, no virtual functions, no data members touched.
-namespace at {
-class Context {
- public:
-  bool userEnabledMkldnn() const;
-  void setUserEnabledMkldnn(bool e);
-};
-Context& globalContext();
-}  // namespace at
-
-// Switches libtorch's use of oneDNN (the fused CPU LSTM among others) on or off; returns what
-// libtorch then reports (1 on, 0 off), or -1 when it threw.
-extern "C" int magpipe_set_mkldnn(int enabled) {
-  try {
-    at::globalContext().setUserEnabledMkldnn(enabled != 0);
-    return at::globalContext().userEnabledMkldnn() ? 1 : 0;
-  } catch (...) {
-    return -1;
-  }
-}

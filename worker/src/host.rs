@@ -67,16 +67,13 @@ pub struct Cpu {
 unsafe extern "C" {
     // worker/src/host.cpp: at::get_cpu_capability() as a C string.
     fn magpipe_cpu_capability(buf: *mut libc::c_char, len: libc::size_t) -> libc::c_int;
-    // worker/src/host.cpp: at::globalContext().setUserEnabledMkldnn, then what it reports.
-    fn magpipe_set_mkldnn(enabled: libc::c_int) -> libc::c_int;
     // MKL's service function behind mkl_cbwr_get (libtorch links MKL statically and exports
     // only this name): the branch MKL runs in, MKL_CBWR_BRANCH = 1.
     fn mkl_serv_cbwr_get(option: libc::c_int) -> libc::c_int;
 }
 
-/// mkl_service.h's branch numbers.
+/// mkl_service.h's option asking for the branch MKL runs in.
 const MKL_CBWR_BRANCH: libc::c_int = 1;
-const MKL_CBWR_COMPATIBLE: libc::c_int = 3;
 
 fn mkl_branch_name(b: libc::c_int) -> String {
     match b {
@@ -88,83 +85,9 @@ fn mkl_branch_name(b: libc::c_int) -> String {
     }
 }
 
-/// The CPU's feature flags, from /proc/cpuinfo.
-fn cpu_flags() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    info.lines()
-        .find(|l| l.split(':').next().map(str::trim) == Some("flags"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-/// What portable kernels need of a CPU that it may lack, in words ("" when it has everything).
-pub fn portable_missing(flags: &[&str]) -> Vec<&'static str> {
-    ["avx2", "fma"]
-        .into_iter()
-        .filter(|f| !flags.contains(f))
-        .collect()
-}
-
-/// For `kernels: portable`: refuses a CPU without AVX2 and FMA, switches oneDNN off (its LSTM
-/// primitive blocks its loops by the detected cache sizes, so two CPUs with one ISA may still
-/// sum in another order), and checks that every pin took: ATen dispatching to AVX2, MKL in its
-/// COMPATIBLE branch, oneDNN off. A pin that did not take is an error, never a warning: a run
-/// recorded as portable must be. Returns what was pinned, in words, for
-/// `facts.hardware.kernels` (which lineage prints and audit compares).
-pub fn check_portable(cpu: &Cpu) -> Result<Value, String> {
-    let flags = cpu_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let missing = portable_missing(&flags);
-    if !missing.is_empty() {
-        return Err(format!(
-            "kernels: portable needs AVX2 and FMA, and this CPU ({}) has no {}; use kernels: native",
-            cpu.model,
-            missing.join(" and ")
-        ));
-    }
-    for (k, v) in magpipe_stages::train::PORTABLE_ENV {
-        let got = std::env::var(k).ok();
-        if got.as_deref() != Some(v) {
-            return Err(format!(
-                "kernels: portable needs {k}={v} in the worker's environment from its start, \
-                 found {}",
-                got.map_or("it unset".into(), |g| format!("{k}={g}"))
-            ));
-        }
-    }
-    if cpu.aten_capability != "AVX2" {
-        return Err(format!(
-            "kernels: portable pinned ATEN_CPU_CAPABILITY=avx2, but ATen dispatches to {}",
-            cpu.aten_capability
-        ));
-    }
-    // SAFETY: a plain query of MKL's service layer; it initialises MKL if needed.
-    let branch = unsafe { mkl_serv_cbwr_get(MKL_CBWR_BRANCH) };
-    if branch != MKL_CBWR_COMPATIBLE {
-        return Err(format!(
-            "kernels: portable pinned MKL_CBWR=COMPATIBLE, but MKL runs in {}",
-            mkl_branch_name(branch)
-        ));
-    }
-    // SAFETY: sets a flag of libtorch's global context; no tensor op has run yet.
-    let onednn = unsafe { magpipe_set_mkldnn(0) };
-    if onednn != 0 {
-        return Err(format!(
-            "kernels: portable switches oneDNN off, but libtorch reports it {}",
-            if onednn < 0 { "failed" } else { "still on" }
-        ));
-    }
-    Ok(json!(format!(
-        "portable: ATen {}, MKL {}, oneDNN off, dropout masks magpipe's",
-        cpu.aten_capability,
-        mkl_branch_name(branch)
-    )))
-}
-
 /// `facts.hardware.kernels` of a native run: what libtorch chose on this CPU.
 pub fn native_kernels(cpu: &Cpu) -> Value {
-    // SAFETY: as in check_portable.
+    // SAFETY: a plain query of MKL's service layer; it initialises MKL if needed.
     let branch = unsafe { mkl_serv_cbwr_get(MKL_CBWR_BRANCH) };
     json!(format!(
         "native: ATen {}, MKL {}, oneDNN {}",
@@ -424,11 +347,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn portable_kernels_name_what_a_cpu_lacks() {
-        assert!(portable_missing(&["sse4_1", "avx", "avx2", "fma", "avx512f"]).is_empty());
-        assert_eq!(portable_missing(&["sse4_1", "avx", "avx2"]), ["fma"]);
-        assert_eq!(portable_missing(&["sse4_1", "avx"]), ["avx2", "fma"]);
-        assert_eq!(mkl_branch_name(MKL_CBWR_COMPATIBLE), "COMPATIBLE");
+    fn mkl_branches_are_named() {
+        assert_eq!(mkl_branch_name(3), "COMPATIBLE");
         assert_eq!(mkl_branch_name(1), "automatic dispatch");
     }
 

@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod host;
 pub mod model;
+pub mod portable;
 pub mod predict;
 pub mod stage;
 pub mod train;

@@ -134,18 +134,8 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         Some("portable") => Kernels::Portable,
         Some(k) => bail!("unknown kernels `{k}` (native or portable)"),
     };
-    if kernels == Kernels::Portable {
-        if std::env::var_os("ATEN_CPU_CAPABILITY").is_none() {
-            // The pins are read when libtorch first dispatches, so they must be in the
-            // environment the process starts with, as the engine starts a stage's worker.
-            let status = std::process::Command::new(std::env::current_exe()?)
-                .arg("bench-train")
-                .args(args)
-                .envs(kernels.worker_env().iter().copied())
-                .status()?;
-            std::process::exit(status.code().unwrap_or(1));
-        }
-        host::check_portable(&host::cpu()).map_err(|e| anyhow::anyhow!(e))?;
+    if kernels == Kernels::Portable && (bf16 || device != tch::Device::Cpu) {
+        bail!("portable kernels are fp32 CPU kernels");
     }
     tch::set_num_threads(threads);
     // Table 1's best configuration of each model (pipeline.yaml's lstm_hybrid, encdec_hybrid).
@@ -176,6 +166,12 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         early_stop: EarlyStop::None,
         seed: 0,
     };
+    if kernels == Kernels::Portable {
+        // magpipe's own engine, on the same model, batches and step.
+        let rate = magpipe_worker::portable::bench_train(&cfg, threads as usize, steps as usize)?;
+        println!("{rate:.1}");
+        return Ok(());
+    }
     let mut t = Trainer::new(cfg, device);
     let opts = (tch::Kind::Float, device);
     // A pool of 4 batches, as the PyTorch reference uses; 5 warm-up steps, then timed ones.

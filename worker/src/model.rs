@@ -2,8 +2,10 @@
 //! with PyTorch's layout (gates i, f, g, o; two bias vectors per layer) and PyTorch's default
 //! initialisation, so results are comparable with the published code. Dropout follows the call's
 //! `train` flag (tch's `nn::LSTM` freezes it at construction, which is why it is not used).
-//! With portable kernels the layers run one by one and dropout masks come from
-//! [`DropoutMasks`], so no mask depends on which CPU or library drew it.
+//! `kernels: portable` stages do not run this model: they run magpipe's own engine
+//! (worker/src/portable.rs). Configured with portable kernels, this model runs its layers one by
+//! one with magpipe's dropout masks ([`DropoutMasks`]), the engine's masks: libtorch's twin of
+//! the engine, which worker/tests/agreement.rs compares it with.
 
 use std::cell::Cell;
 
@@ -40,9 +42,9 @@ pub struct ModelConfig {
     pub kernels: Kernels,
 }
 
-/// Dropout masks for portable kernels, drawn by magpipe instead of libtorch: libtorch's
-/// `bernoulli_` goes through MKL's generator on Intel CPUs and its own elsewhere, so the same
-/// seed drops other units on another vendor's CPU. Each element's draw is a hash of (the step's
+/// Dropout masks drawn by magpipe instead of libtorch (those of magpipe's own engine, which
+/// `kernels: portable` runs): libtorch's `bernoulli_` goes through MKL's generator on Intel CPUs
+/// and its own elsewhere, so the same seed drops other units on another vendor's CPU. Each element's draw is a hash of (the step's
 /// key, the mask's number within the step, the element's index): it depends on nothing but the
 /// seed, the epoch, the batch and the model's shape (not on threads, CPU or library), and a
 /// resumed run draws what an uninterrupted one would.
@@ -178,8 +180,7 @@ impl Lstm {
 
 impl Lstm {
     /// Portable kernels: one fused single-layer call per layer, with magpipe's dropout between
-    /// layers (the same computation as the L-layer call, whose dropout is libtorch's). fp32 only
-    /// (`kernels: portable` refuses bf16).
+    /// layers (the same computation as the L-layer call, whose dropout is libtorch's). fp32 only.
     fn run_layers(
         &self,
         x: &Tensor,
@@ -247,7 +248,7 @@ pub struct Model {
     encoder: Lstm,
     decoder: Option<Lstm>,
     head: Linear,
-    /// Used by portable kernels only; the trainer keys it per step.
+    /// Used with portable kernels only (see the module's doc); the trainer keys it per step.
     pub masks: DropoutMasks,
 }
 

@@ -16,15 +16,51 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::model::{Model, ModelConfig, param_count};
 
-pub struct Loaded {
+/// A trained model as prediction uses it, on whichever engine the request's kernels name.
+pub trait Predictor {
+    /// The architecture (model.json's `architecture`).
+    fn config(&self) -> &ModelConfig;
+    fn param_count(&self) -> i64;
+    /// Predictions (N, P) for windows `x` (N, W, features), evaluation mode, row-major.
+    fn predict(&self, x: &[f32], rows: usize, steps: usize) -> anyhow::Result<Vec<f32>>;
+}
+
+/// A model on libtorch.
+pub struct TorchModel {
     pub vs: nn::VarStore,
     pub model: Model,
+}
+
+impl Predictor for TorchModel {
+    fn config(&self) -> &ModelConfig {
+        &self.model.config
+    }
+
+    fn param_count(&self) -> i64 {
+        param_count(&self.vs)
+    }
+
+    fn predict(&self, x: &[f32], rows: usize, steps: usize) -> anyhow::Result<Vec<f32>> {
+        let shape = [rows as i64, steps as i64, self.model.config.input as i64];
+        tch::no_grad(|| {
+            let out = self
+                .model
+                .forward(&Tensor::from_slice(x).view(shape), false, None);
+            Vec::<f32>::try_from(out.contiguous().view([-1]).to_kind(Kind::Float))
+                .map_err(|e| anyhow!("{e}"))
+        })
+    }
+}
+
+pub struct Loaded {
+    pub model: Box<dyn Predictor>,
     pub config: Value,
 }
 
 /// Rebuilds the model that `train` wrote: its architecture from model.json, weights from
 /// model.safetensors.
-/// It runs with the request's kernels, which are the training's unless `predict` overrides them.
+/// It runs with the request's kernels, which are the training's unless `predict` overrides them:
+/// libtorch for `native`, magpipe's own engine for `portable` (both read either's weights).
 pub fn load_model(
     weights: &std::path::Path,
     config: &std::path::Path,
@@ -36,15 +72,17 @@ pub fn load_model(
     let mut arch: ModelConfig = serde_json::from_value(cfg["architecture"].clone())
         .with_context(|| format!("{}: no valid `architecture`", config.display()))?;
     arch.kernels = kernels;
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let model = Model::new(&vs.root(), &arch);
-    vs.load(weights)
-        .map_err(|e| anyhow!("{}: {e}", weights.display()))?;
-    Ok(Loaded {
-        vs,
-        model,
-        config: cfg,
-    })
+    let model: Box<dyn Predictor> = match kernels {
+        Kernels::Native => {
+            let mut vs = nn::VarStore::new(Device::Cpu);
+            let model = Model::new(&vs.root(), &arch);
+            vs.load(weights)
+                .map_err(|e| anyhow!("{}: {e}", weights.display()))?;
+            Box::new(TorchModel { vs, model })
+        }
+        Kernels::Portable => Box::new(crate::portable::load_model(weights, &arch)?),
+    };
+    Ok(Loaded { model, config: cfg })
 }
 
 fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a std::path::PathBuf> {
@@ -53,50 +91,52 @@ fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a std::path
         .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
 }
 
+/// The threads of the model run: libtorch's intra-op threads for native kernels, the engine's
+/// for portable ones (which compute the same bits at any count).
+fn set_threads(req: &WorkerRequest) {
+    match req.kernels {
+        Kernels::Native => tch::set_num_threads(req.threads.max(1) as i32),
+        Kernels::Portable => magpipe_kernels::simd::set_threads(req.threads.max(1)),
+    }
+}
+
 pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
     let p: PredictParams = serde_json::from_value(req.params.clone()).context("predict params")?;
-    tch::set_num_threads(req.threads.max(1) as i32);
+    set_threads(req);
     let input = |slot: &str| input(req, slot);
     let m = load_model(input("model")?, input("config")?, req.kernels)?;
     let proto = Protocol::read(input("protocol")?).map_err(|e| anyhow!("{e}"))?;
     let series = SeriesTable::read(input("test")?).map_err(|e| anyhow!("{e}"))?;
     let scaler = Scaler::read(input("scaler")?).map_err(|e| anyhow!("{e}"))?;
-    let horizon = m.model.config.horizon;
+    let horizon = m.model.config().horizon;
     if proto.output_step >= horizon {
         bail!(
             "the protocol uses output step {} but the model predicts {horizon} steps",
             proto.output_step
         );
     }
-    if m.model.config.input != FEATURES.len() {
+    if m.model.config().input != FEATURES.len() {
         bail!(
             "the model was trained on {} features, the test series have {}",
-            m.model.config.input,
+            m.model.config().input,
             FEATURES.len()
         );
     }
     let total: usize = proto.ars.iter().map(|g| g.tiles.len()).sum();
     let mut tiles = Vec::with_capacity(total);
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for g in &proto.ars {
-            for &k in &g.tiles {
-                let x = proto.inputs(g, &series, k);
-                let x = Tensor::from_slice(&x).view([
-                    g.windows as i64,
-                    g.input as i64,
-                    FEATURES.len() as i64,
-                ]);
-                let out = m.model.forward(&x, false, None);
-                let step = out
-                    .select(1, proto.output_step as i64)
-                    .to_kind(Kind::Double);
-                let yhat = Vec::<f64>::try_from(step).map_err(|e| anyhow!("{e}"))?;
-                tiles.push(TileSeries::new(&proto, g, flux(&series, g.ar, k), k, yhat));
-                emit_progress(tiles.len() as u64, total as u64);
-            }
+    for g in &proto.ars {
+        for &k in &g.tiles {
+            let x = proto.inputs(g, &series, k);
+            let out = m.model.predict(&x, g.windows, g.input)?;
+            // Output step `output_step` of every window (f32 → f64 is exact).
+            let yhat: Vec<f64> = out
+                .chunks_exact(horizon)
+                .map(|w| f64::from(w[proto.output_step]))
+                .collect();
+            tiles.push(TileSeries::new(&proto, g, flux(&series, g.ar, k), k, yhat));
+            emit_progress(tiles.len() as u64, total as u64);
         }
-        Ok(())
-    })?;
+    }
     let params = &m.config["params"];
     let model = params["model"].as_str().unwrap_or_default().to_string();
     let loss = match params["loss"].as_str() {
@@ -112,7 +152,7 @@ pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Res
         zero_slope_rmse: m.config["zero_slope_rmse"].as_f64().unwrap_or(f64::NAN),
         collapsed: m.config["collapsed"].as_bool().unwrap_or(false),
         params: params.clone(),
-        param_count: Some(param_count(&m.vs)),
+        param_count: Some(m.model.param_count()),
         epochs_run: m.config["epochs_run"].as_u64().map(|e| e as usize),
         mean_rmse_gauss: BTreeMap::new(),
     };
@@ -136,30 +176,21 @@ pub fn run(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Res
 /// `outputs.safetensors` with `y0`, `y1`, … of (N, horizon). Each batch runs as `predict` runs a
 /// tile, so the same windows give the same numbers.
 pub fn infer(req: &WorkerRequest, emit_progress: &dyn Fn(u64, u64)) -> anyhow::Result<String> {
-    tch::set_num_threads(req.threads.max(1) as i32);
+    set_threads(req);
     let input = |slot: &str| input(req, slot);
     let m = load_model(input("model")?, input("config")?, req.kernels)?;
     let batches =
         magpipe_stages::forecast::read_f32(input("windows")?, "x").map_err(|e| anyhow!(e))?;
-    let features = m.model.config.input;
+    let (features, horizon) = (m.model.config().input, m.model.config().horizon);
     let mut ys = Vec::with_capacity(batches.len());
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for (i, (shape, x)) in batches.iter().enumerate() {
-            if shape.len() != 3 || shape[2] != features {
-                bail!("batch {i} has shape {shape:?}; the model takes (N, W, {features}) windows");
-            }
-            let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            let out = m
-                .model
-                .forward(&Tensor::from_slice(x).view(&shape[..]), false, None);
-            let dims: Vec<usize> = out.size().iter().map(|&d| d as usize).collect();
-            let y = Vec::<f32>::try_from(out.contiguous().view([-1]).to_kind(Kind::Float))
-                .map_err(|e| anyhow!("{e}"))?;
-            ys.push((format!("y{i}"), dims, y));
-            emit_progress(i as u64 + 1, batches.len() as u64);
+    for (i, (shape, x)) in batches.iter().enumerate() {
+        if shape.len() != 3 || shape[2] != features {
+            bail!("batch {i} has shape {shape:?}; the model takes (N, W, {features}) windows");
         }
-        Ok(())
-    })?;
+        let y = m.model.predict(x, shape[0], shape[1])?;
+        ys.push((format!("y{i}"), vec![shape[0], horizon], y));
+        emit_progress(i as u64 + 1, batches.len() as u64);
+    }
     let named: Vec<(String, Vec<usize>, &[f32])> = ys
         .iter()
         .map(|(n, d, y)| (n.clone(), d.clone(), y.as_slice()))

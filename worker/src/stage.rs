@@ -2,7 +2,7 @@
 //! [`WorkerEvent`] JSON lines on stdout (progress, logs, then the report).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use magpipe_stages::train::{
@@ -15,6 +15,7 @@ use tch::{Device, Tensor};
 
 use crate::host;
 use crate::model::{Arch, ModelConfig, param_count};
+use crate::portable::PortableRun;
 use crate::train::{EarlyStop, Epoch, Loss, TrainConfig, Trainer, Windows};
 
 fn emit(e: &WorkerEvent) {
@@ -58,10 +59,10 @@ fn report(summary: String, kernels: Value) -> anyhow::Result<()> {
 }
 
 pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
-    // Before any tensor op: portable kernels switch oneDNN off, and the checks must see the
-    // pins as the process started with them.
+    // What computes the floats, for the record: libtorch's choice on this CPU, or magpipe's
+    // own engine.
     let kernels = match req.kernels {
-        Kernels::Portable => host::check_portable(&host::cpu()).map_err(|e| anyhow!(e))?,
+        Kernels::Portable => crate::portable::kernels_fact(),
         Kernels::Native => host::native_kernels(&host::cpu()),
     };
     match req.kind.as_str() {
@@ -70,6 +71,13 @@ pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
         "infer" => report(crate::predict::infer(&req, &progress)?, kernels),
         k => bail!("unknown worker stage kind `{k}`"),
     }
+}
+
+/// The file wired into an input slot.
+pub(crate) fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a PathBuf> {
+    req.inputs
+        .get(slot)
+        .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
 }
 
 fn load_windows(path: &Path, device: Device) -> anyhow::Result<Windows> {
@@ -153,17 +161,26 @@ pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
     }
 }
 
-/// A fixed, seeded subset of the windows (in their original order).
-fn subsample(w: Windows, fraction: f64, seed: u64) -> Windows {
-    let n = w.len() as usize;
+/// The windows a `subsample` keeps out of `n`: a fixed, seeded subset, in their original order
+/// (the same for both engines).
+pub(crate) fn subsample_indices(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
     let keep = ((n as f64 * fraction).ceil() as usize).clamp(1, n);
     let mut rng = magpipe_stages::tune::tpe::Rng::new(seed ^ 0x5355_4253_414d_504c);
     let mut idx: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         idx.swap(i, rng.below(i + 1));
     }
-    let mut idx: Vec<i64> = idx[..keep].iter().map(|&i| i as i64).collect();
+    idx.truncate(keep);
     idx.sort_unstable();
+    idx
+}
+
+/// A fixed, seeded subset of the windows (in their original order).
+fn subsample(w: Windows, fraction: f64, seed: u64) -> Windows {
+    let idx: Vec<i64> = subsample_indices(w.len() as usize, fraction, seed)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
     let t = Tensor::from_slice(&idx).to_device(w.x.device());
     Windows {
         x: w.x.index_select(0, &t),
@@ -184,32 +201,125 @@ fn fault_pause(epoch: usize) {
     }
 }
 
+/// A training run, whichever engine computes it: what the epoch loop, the checkpoints and the
+/// outputs need of it.
+pub trait Training {
+    /// The run's settings, as model.json records them (the seed resolved).
+    fn config(&self) -> &TrainConfig;
+    fn history(&self) -> &[Epoch];
+    /// Whether the early-stopping rule fired.
+    fn stopped(&self) -> bool;
+    /// Whether the epoch budget is spent or the stopping rule fired.
+    fn done(&self) -> bool;
+    /// The training windows an epoch runs over (after subsampling).
+    fn train_windows(&self) -> usize;
+    /// Runs and records the next epoch; `on_batch(batch, batches, loss)` follows each step.
+    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64)) -> anyhow::Result<Epoch>;
+    fn save_checkpoint(&self, dir: &Path) -> anyhow::Result<()>;
+    /// Restores the checkpoint in `dir`; false when there is none.
+    fn load_checkpoint(&mut self, dir: &Path) -> anyhow::Result<bool>;
+    /// The zero-slope predictor's validation metric, the bar a model must clear.
+    fn zero_slope(&self) -> f64;
+    /// Predictions for every validation window, in order.
+    fn val_predictions(&self) -> anyhow::Result<Vec<f32>>;
+    /// Writes the weights under the VarStore's names.
+    fn save_weights(&self, path: &Path) -> anyhow::Result<()>;
+    fn param_count(&self) -> i64;
+}
+
+/// A training on libtorch, with its windows.
+struct NativeRun {
+    t: Trainer,
+    train: Windows,
+    val: Windows,
+}
+
+impl NativeRun {
+    fn start(req: &WorkerRequest, p: &TrainParams, device: Device) -> anyhow::Result<NativeRun> {
+        let (train, val) = load_inputs(req, p, device)?;
+        let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
+        let t = Trainer::new(config(p, horizon, features), device);
+        Ok(NativeRun { t, train, val })
+    }
+}
+
+impl Training for NativeRun {
+    fn config(&self) -> &TrainConfig {
+        &self.t.cfg
+    }
+
+    fn history(&self) -> &[Epoch] {
+        &self.t.progress.history
+    }
+
+    fn stopped(&self) -> bool {
+        self.t.progress.stopped
+    }
+
+    fn done(&self) -> bool {
+        self.t.done()
+    }
+
+    fn train_windows(&self) -> usize {
+        self.train.len() as usize
+    }
+
+    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64)) -> anyhow::Result<Epoch> {
+        Ok(self.t.epoch(&self.train, &self.val, on_batch))
+    }
+
+    fn save_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
+        self.t
+            .save_checkpoint(dir)
+            .map_err(|e| anyhow!("checkpoint: {e}"))
+    }
+
+    fn load_checkpoint(&mut self, dir: &Path) -> anyhow::Result<bool> {
+        self.t
+            .load_checkpoint(dir)
+            .map_err(|e| anyhow!("checkpoint: {e}"))
+    }
+
+    fn zero_slope(&self) -> f64 {
+        self.t.zero_slope(&self.val)
+    }
+
+    fn val_predictions(&self) -> anyhow::Result<Vec<f32>> {
+        Ok(self.t.predict(&self.val, 4096))
+    }
+
+    fn save_weights(&self, path: &Path) -> anyhow::Result<()> {
+        self.t.vs.save(path).context("model.safetensors")
+    }
+
+    fn param_count(&self) -> i64 {
+        param_count(&self.t.vs)
+    }
+}
+
 fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
     let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
     let (device, cpu, cuda) = choose_device(req, &p)?;
-    let (train, val) = load_inputs(req, &p, device)?;
-    let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
-    let mut t = Trainer::new(config(&p, horizon, features), device);
-    resume(req, &mut t)?;
-    let zero = t.zero_slope(&val);
-    run_epochs(req, &p, &mut t, &train, &val, zero)?;
-    let history = &t.progress.history;
+    let mut t = start(req, &p, device)?;
+    resume(req, t.as_mut())?;
+    let zero = t.zero_slope();
+    run_epochs(req, &p, t.as_mut(), zero)?;
+    let history = t.history();
     let last = history.last().expect("at least one epoch");
-    let (pred_std, collapse) = collapse(&t, &val, last.val_rmse, zero);
+    let (pred_std, collapse) = collapse(&t.val_predictions()?, last.val_rmse, zero);
 
     let out = |f: &str| req.out_dir.join(f);
-    t.vs.save(out("model.safetensors"))
-        .context("model.safetensors")?;
-    write_model_json(req, &p, &t, device, zero, pred_std, &collapse)?;
+    t.save_weights(&out("model.safetensors"))?;
+    write_model_json(req, &p, t.as_ref(), device, zero, pred_std, &collapse)?;
     write_history(history, zero, &out("history.parquet"), &out("history.md"))?;
-    write_loss_curve(&p, &t, zero, collapse.is_some(), &out("loss.png"))?;
+    write_loss_curve(&p, t.as_ref(), zero, collapse.is_some(), &out("loss.png"))?;
 
     let mut summary = format!(
         "{} epochs, val derivative RMSE {:.4e} (zero-slope {:.4e}), {} params",
         history.len(),
         last.val_rmse,
         zero,
-        param_count(&t.vs)
+        t.param_count()
     );
     if let Some(c) = &collapse {
         summary.push_str(&format!(" — COLLAPSED: {c}"));
@@ -222,12 +332,25 @@ fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
             "val_rmse": last.val_rmse,
             "zero_slope_rmse": zero,
             "collapsed": collapse.is_some(),
-            "param_count": param_count(&t.vs),
+            "param_count": t.param_count(),
             "seconds": history.iter().map(|e| e.seconds).sum::<f64>(),
             "hardware": hardware,
         }),
     });
     Ok(())
+}
+
+/// The run, on the engine its kernels name: libtorch for `native`, magpipe's own for
+/// `portable`.
+fn start(
+    req: &WorkerRequest,
+    p: &TrainParams,
+    device: Device,
+) -> anyhow::Result<Box<dyn Training>> {
+    Ok(match p.kernels {
+        Kernels::Native => Box::new(NativeRun::start(req, p, device)?),
+        Kernels::Portable => Box::new(PortableRun::start(req, p)?),
+    })
 }
 
 /// Checks the kernels the request and its params name, sets the threads and picks the device,
@@ -245,20 +368,23 @@ fn choose_device(
     }
     magpipe_stages::train::check_kernels(p.kernels, p.device, p.precision)
         .map_err(|e| anyhow!("{e}"))?;
-    tch::set_num_threads(req.threads.max(1) as i32);
     let (cpu, cuda) = (host::cpu(), host::cuda());
     let (device, why) = host::pick(p.device(), &cuda).map_err(|e| anyhow!(e))?;
-    let why = if p.kernels == Kernels::Portable {
-        "device cpu (portable kernels are CPU kernels)".to_string()
-    } else {
-        why
+    let (why, kernels) = match p.kernels {
+        Kernels::Native => {
+            tch::set_num_threads(req.threads.max(1) as i32);
+            (why, cpu.onednn_isa.clone())
+        }
+        Kernels::Portable => (
+            "device cpu (portable kernels are CPU kernels)".to_string(),
+            magpipe_kernels::engine::describe(),
+        ),
     };
     log(format!(
-        "{why}; {} thread{} on {} ({})",
+        "{why}; {} thread{} on {} ({kernels})",
         req.threads.max(1),
         if req.threads > 1 { "s" } else { "" },
         cpu.model,
-        cpu.onednn_isa
     ));
     if let Some(w) = host::bf16_warning(p.precision == Precision::Bf16Mixed, device, &cpu) {
         log(w);
@@ -272,35 +398,27 @@ fn load_inputs(
     p: &TrainParams,
     device: Device,
 ) -> anyhow::Result<(Windows, Windows)> {
-    let input = |slot: &str| {
-        req.inputs
-            .get(slot)
-            .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
-    };
-    let mut train = load_windows(input("train")?, device)?;
+    let mut train = load_windows(input(req, "train")?, device)?;
     if p.subsample < 1.0 {
         train = subsample(train, p.subsample, p.seed.unwrap_or(0));
     }
-    let val = load_windows(input("val")?, device)?;
+    let val = load_windows(input(req, "val")?, device)?;
     Ok((train, val))
 }
 
 /// Continues from the stage's checkpoint, if it has one.
-fn resume(req: &WorkerRequest, t: &mut Trainer) -> anyhow::Result<()> {
+fn resume(req: &WorkerRequest, t: &mut dyn Training) -> anyhow::Result<()> {
     std::fs::create_dir_all(&req.checkpoint_dir).context("checkpoint folder")?;
-    if !t
-        .load_checkpoint(&req.checkpoint_dir)
-        .map_err(|e| anyhow!("checkpoint: {e}"))?
-    {
+    if !t.load_checkpoint(&req.checkpoint_dir)? {
         return Ok(());
     }
     log(format!(
         "resuming after epoch {} from its checkpoint",
-        t.progress.history.len()
+        t.history().len()
     ));
     // Re-sent in case the driver died before recording them (a tune study skips the ones it
     // has).
-    for e in &t.progress.history {
+    for e in t.history() {
         emit(&WorkerEvent::Epoch {
             epoch: e.epoch,
             train_loss: e.train_loss,
@@ -316,20 +434,17 @@ fn resume(req: &WorkerRequest, t: &mut Trainer) -> anyhow::Result<()> {
 fn run_epochs(
     req: &WorkerRequest,
     p: &TrainParams,
-    t: &mut Trainer,
-    train: &Windows,
-    val: &Windows,
+    t: &mut dyn Training,
     zero: f64,
 ) -> anyhow::Result<()> {
-    let batches = (train.len() as usize).div_ceil(p.batch_size) as u64;
+    let batches = t.train_windows().div_ceil(p.batch_size) as u64;
     let total = batches * p.epochs as u64;
     let step = (batches / 50).max(1);
     while !t.done() {
-        let before = t.progress.history.len() as u64 * batches;
-        let epoch = t.progress.history.len() + 1;
+        let before = t.history().len() as u64 * batches;
+        let epoch = t.history().len() + 1;
         let last = t
-            .progress
-            .history
+            .history()
             .last()
             .map(|e| {
                 format!(
@@ -338,7 +453,7 @@ fn run_epochs(
                 )
             })
             .unwrap_or_default();
-        let e = t.epoch(train, val, &mut |b, _, loss| {
+        let e = t.epoch(&mut |b, _, loss| {
             if (b as u64).is_multiple_of(step) {
                 emit(&WorkerEvent::Progress {
                     done: before + b as u64,
@@ -349,13 +464,12 @@ fn run_epochs(
                     ),
                 });
             }
-        });
+        })?;
         log(format!(
             "epoch {}/{}: train loss {:.4e}, val derivative RMSE {:.4e} (zero-slope {:.4e}), lr {:.3e}, {:.0} windows/s",
             e.epoch, p.epochs, e.train_loss, e.val_rmse, zero, e.lr, e.windows_per_s
         ));
-        t.save_checkpoint(&req.checkpoint_dir)
-            .map_err(|e| anyhow!("checkpoint: {e}"))?;
+        t.save_checkpoint(&req.checkpoint_dir)?;
         emit(&WorkerEvent::Epoch {
             epoch: e.epoch,
             train_loss: e.train_loss,
@@ -370,8 +484,7 @@ fn run_epochs(
 /// The spread of the validation predictions, and why the run collapsed if it did
 /// (docs/src/semantics.md §18): its metric does not beat the zero-slope predictor, or its
 /// predictions barely vary.
-fn collapse(t: &Trainer, val: &Windows, val_rmse: f64, zero: f64) -> (f64, Option<String>) {
-    let preds = t.predict(val, 4096);
+fn collapse(preds: &[f32], val_rmse: f64, zero: f64) -> (f64, Option<String>) {
     let mean = preds.iter().map(|&v| f64::from(v)).sum::<f64>() / preds.len() as f64;
     let pred_std = (preds
         .iter()
@@ -396,13 +509,13 @@ fn collapse(t: &Trainer, val: &Windows, val_rmse: f64, zero: f64) -> (f64, Optio
 fn write_model_json(
     req: &WorkerRequest,
     p: &TrainParams,
-    t: &Trainer,
+    t: &dyn Training,
     device: Device,
     zero: f64,
     pred_std: f64,
     collapse: &Option<String>,
 ) -> anyhow::Result<()> {
-    let history = &t.progress.history;
+    let history = t.history();
     let last = history.last().expect("at least one epoch");
     let mut params = serde_json::to_value(p)?;
     if p.kernels.is_native() {
@@ -411,10 +524,10 @@ fn write_model_json(
     }
     let mut cfg = json!({
         "params": params,
-        "architecture": t.cfg.model,
-        "param_count": param_count(&t.vs),
+        "architecture": t.config().model,
+        "param_count": t.param_count(),
         "epochs_run": history.len(),
-        "stopped_early": t.progress.stopped,
+        "stopped_early": t.stopped(),
         "val_rmse": last.val_rmse,
         "zero_slope_rmse": zero,
         "val_prediction_std": pred_std,
@@ -425,7 +538,7 @@ fn write_model_json(
     });
     if p.seed.is_none() {
         // Only an unseeded run needs its drawn seed written down; seeded runs keep their bytes.
-        cfg["drawn_seed"] = json!(t.cfg.seed);
+        cfg["drawn_seed"] = json!(t.config().seed);
     }
     let path = req.out_dir.join("model.json");
     std::fs::write(path, serde_json::to_string_pretty(&cfg)? + "\n").context("model.json")
@@ -433,14 +546,13 @@ fn write_model_json(
 
 fn write_loss_curve(
     p: &TrainParams,
-    t: &Trainer,
+    t: &dyn Training,
     zero: f64,
     collapsed: bool,
     path: &Path,
 ) -> anyhow::Result<()> {
     let points: Vec<plot::CurvePoint> = t
-        .progress
-        .history
+        .history()
         .iter()
         .map(|e| plot::CurvePoint {
             epoch: e.epoch,
@@ -457,7 +569,7 @@ fn write_loss_curve(
         p.layers,
         p.batch_size,
         p.lr,
-        t.cfg.seed,
+        t.config().seed,
         if collapsed { " — COLLAPSED" } else { "" }
     );
     plot::loss_curve(path, &title, &points, zero)?;

@@ -27,7 +27,7 @@ use crate::kind::{
 use crate::table;
 use crate::train::{
     DeviceName, Kernels, StopRule, TrainParams, WorkerEvent, WorkerRequest, hardware_facts,
-    spawn_worker, torch_runtime, worker_info,
+    spawn_worker, stage_runtime, torch_runtime, worker_info,
 };
 
 #[derive(schemars::JsonSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -500,15 +500,20 @@ fn trial_gpus(p: &TuneParams, cache_dir: &Path) -> Result<usize, StageError> {
     Ok(info["cuda_devices"].as_u64().unwrap_or(0).max(1) as usize)
 }
 
+/// The trials' kernels: `fixed.kernels`, else `train`'s default.
+fn trial_kernels(p: &TuneParams) -> Result<Kernels, StageError> {
+    match p.fixed.get("kernels") {
+        Some(k) => serde_json::from_value(k.clone())
+            .map_err(|e| StageError::Invalid(format!("fixed.kernels: {e}"))),
+        None => Ok(TrainParams::default().kernels),
+    }
+}
+
 /// The trials' `device`: `fixed.device`, else `train`'s default; the CPU for portable kernels
 /// (`fixed.kernels`).
 fn trial_device(p: &TuneParams) -> Result<DeviceName, StageError> {
-    if let Some(k) = p.fixed.get("kernels") {
-        let k: Kernels = serde_json::from_value(k.clone())
-            .map_err(|e| StageError::Invalid(format!("fixed.kernels: {e}")))?;
-        if k == Kernels::Portable {
-            return Ok(DeviceName::Cpu);
-        }
+    if trial_kernels(p)? == Kernels::Portable {
+        return Ok(DeviceName::Cpu);
     }
     match p.fixed.get("device") {
         Some(d) => serde_json::from_value(d.clone())
@@ -986,7 +991,7 @@ impl TypedKind for Tune {
     }
 
     fn runtime(p: &TuneParams, cache_dir: &Path) -> Result<Value, StageError> {
-        Ok(torch_runtime(&worker_info(cache_dir)?, trial_device(p)?))
+        stage_runtime(trial_kernels(p)?, trial_device(p)?, cache_dir)
     }
 
     fn run(p: &TuneParams, ctx: &Context<'_>) -> Result<Report, StageError> {
