@@ -111,3 +111,46 @@ fn bad_input_is_one_line_and_no_output() {
          validation windows 5 and 6"
     );
 }
+
+/// model.safetensors holds the same names and shapes from both engines, so a model trained with
+/// one predicts with the other (`predict`'s `kernels` param), to within rounding.
+#[test]
+fn either_engine_loads_the_others_weights() {
+    use magpipe_worker::predict::load_model;
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = windows(dir.path());
+    let w = magpipe_kernels::Windows::read(&val).unwrap();
+    for model in ["MagFluxLSTM", "MagFluxEnc-Dec"] {
+        for (trained, other) in [
+            (Kernels::Native, Kernels::Portable),
+            (Kernels::Portable, Kernels::Native),
+        ] {
+            let out = tempfile::tempdir_in(dir.path()).unwrap();
+            run(&request(&train, &val, out.path(), model, trained, 1)).unwrap();
+            let (weights, config) = (
+                out.path().join("model.safetensors"),
+                out.path().join("model.json"),
+            );
+            let predict = |kernels| {
+                let m = load_model(&weights, &config, kernels).unwrap();
+                assert_eq!(
+                    m.model.param_count(),
+                    m.config["param_count"].as_i64().unwrap()
+                );
+                m.model.predict(w.x(), w.len(), w.steps()).unwrap()
+            };
+            let (own, theirs) = (predict(trained), predict(other));
+            assert_eq!(own.len(), w.len() * 6);
+            let diff = own
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| f64::from((a - b).abs()))
+                .fold(0.0, f64::max);
+            let scale = own.iter().map(|a| f64::from(a.abs())).fold(0.0, f64::max);
+            assert!(
+                diff <= 1e-4 * scale,
+                "{model} trained {trained:?}, predicted {other:?}: differs by {diff:e} of {scale:e}"
+            );
+        }
+    }
+}
