@@ -240,8 +240,9 @@ def train_bench(a, q, env):
     plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MAGPIPE_MALLOC")}
     tuned = dict(plain, GLIBC_TUNABLES=TUNED)
     glibc = dict(plain, MAGPIPE_MALLOC="default")
-    # magpipe's portable pins (stages/src/train.rs, PORTABLE_ENV) with oneDNN off, for the
-    # PyTorch reference: the ratio to it says what the pins cost and what magpipe's path adds.
+    # The pins the first `portable` kernels put on libtorch (ATen and oneDNN at AVX2, MKL's
+    # COMPATIBLE branch) with oneDNN off, for the PyTorch reference: what pinning libtorch costs.
+    # magpipe's `portable` rows now run magpipe's own engine (magpipe-kernels), no libtorch.
     pinned = dict(plain, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
                   ONEDNN_DEFAULT_FPMATH_MODE="STRICT", MKL_CBWR="COMPATIBLE", MKL_DYNAMIC="FALSE",
                   MAGPIPE_BENCH_NO_MKLDNN="1")

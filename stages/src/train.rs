@@ -81,8 +81,9 @@ pub enum Kernels {
     /// operation in an order fixed by the shapes alone, with its own exp and tanh and
     /// counter-based randomness, so the same seed gives the same bytes on every CPU (Intel, AMD,
     /// ARM) and at any thread count. Its key names the engine and its numerics version instead
-    /// of libtorch's. Today a scalar reference engine, several times slower than native
-    /// (docs/src/guide/reproducing.md has the measured speed). CPU only, fp32 only.
+    /// of libtorch's. Its kernels run on AVX2+FMA or NEON where the CPU has them, else on the
+    /// scalar reference, with the same bits (docs/src/guide/reproducing.md has the measured
+    /// speed). CPU only, fp32 only.
     Portable,
 }
 
@@ -155,7 +156,8 @@ pub struct TrainParams {
     /// `auto`: a CUDA device when the worker is CUDA-linked and one is usable, else the CPU (the
     /// log says which and why); `cuda` fails with the reason when none is usable.
     pub device: DeviceName,
-    /// libtorch intra-op threads of this training (1: run several trainings side by side).
+    /// Threads of this training: libtorch's intra-op threads, or the portable engine's, which
+    /// give the same bytes at any count (1: run several trainings side by side).
     pub threads: usize,
     pub precision: Precision,
     /// Take the model's hyper-parameters from a tuning study's best configuration for this
@@ -166,9 +168,9 @@ pub struct TrainParams {
     /// default (see `key_params`), so adding it kept every existing training's key.
     pub subsample: f64,
     /// `native` (libtorch picks kernels for this CPU) or `portable` (magpipe's own engine: the
-    /// same bytes from the same seed on every CPU and at any thread count; CPU only, fp32 only,
-    /// slower). Left out of the key and of model.json at `native`, so existing results keep their
-    /// keys and bytes.
+    /// same bytes from the same seed on every CPU and at any thread count; CPU only, fp32 only).
+    /// Left out of the key and of model.json at `native`, so existing results keep their keys
+    /// and bytes.
     pub kernels: Kernels,
 }
 
