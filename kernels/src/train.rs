@@ -569,7 +569,7 @@ mod exact_floats {
 mod tests {
     use super::*;
     use crate::model::Arch;
-    use crate::testutil::{fingerprint, values};
+    use crate::testutil::{fingerprint, fnv1a, values};
 
     fn windows(seed: u64, n: usize, steps: usize, horizon: usize) -> Windows {
         Windows::new(
@@ -822,6 +822,53 @@ mod tests {
         let e = Windows::read(&path).unwrap_err().to_string();
         assert!(e.ends_with("no tensor `y`"), "{e}");
     }
+
+    /// Two epochs of each model with everything on (shuffling, dropout, teacher forcing, the
+    /// hybrid loss ×100, clipping, decay, the scheduler and the validation metric), fingerprinted
+    /// with the history's metrics: the bits of the whole procedure, the same on x86-64 and on
+    /// aarch64 (`make test-aarch64`), at every thread count and on every code path.
+    #[test]
+    fn golden_training_run() {
+        let (train, val) = (windows(11, 40, 12, 4), windows(12, 9, 12, 4));
+        let print = |arch, threads| {
+            let mut c = config(arch, 2, EarlyStop::None);
+            c.threads = threads;
+            let mut t = Trainer::new(c).unwrap();
+            run(&mut t, &train, &val);
+            let mut bytes = Vec::new();
+            for p in t.model.params() {
+                bytes.extend(p.data.iter().flat_map(|v| v.to_bits().to_le_bytes()));
+            }
+            for e in &t.progress.history {
+                for v in [e.train_loss, e.val_rmse, e.lr] {
+                    bytes.extend(v.to_bits().to_le_bytes());
+                }
+            }
+            fnv1a(&bytes)
+        };
+        for isa in crate::simd::supported_isas() {
+            for threads in [1, 3] {
+                let prints = crate::simd::with_isa(isa, || {
+                    [print(Arch::Lstm, threads), print(Arch::EncDec, threads)]
+                });
+                println!(
+                    "golden run, {} path, {threads} thread(s): {:#018x} {:#018x}",
+                    isa.name(),
+                    prints[0],
+                    prints[1]
+                );
+                assert_eq!(
+                    prints,
+                    [GOLDEN_RUN_LSTM, GOLDEN_RUN_ENCDEC],
+                    "{}",
+                    isa.name()
+                );
+            }
+        }
+    }
+
+    const GOLDEN_RUN_LSTM: u64 = 0xc103_833c_fea6_e369;
+    const GOLDEN_RUN_ENCDEC: u64 = 0x8f5c_faab_3de4_255d;
 
     #[test]
     fn predictions_do_not_depend_on_how_rows_are_grouped() {

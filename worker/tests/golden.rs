@@ -10,8 +10,9 @@
 //! randomness (the contract is in kernels/src/lib.rs). Nothing in them depends on the CPU's
 //! vendor, its instruction sets, the thread count or libtorch, so a CPU on which these hashes
 //! differ has found a bug in the engine, never a reason for another constant. The engine's own
-//! golden bits (kernels/src/model.rs) also run cross-compiled for aarch64 under qemu
-//! (`make test-aarch64`).
+//! golden bits (kernels/src/model.rs: three training steps; kernels/src/train.rs: two epochs of
+//! the whole procedure) also run cross-compiled for aarch64 under qemu (`make test-aarch64`),
+//! where they gave the same bits on the scalar and NEON paths (2026-12-07).
 //!
 //! CPUs this test has passed on:
 //! - AMD EPYC, Zen 3 (avx2 fma; 2 cores), 2026-12-07: both models, scalar reference at 1 thread
