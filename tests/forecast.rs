@@ -506,3 +506,45 @@ fn a_forecast_needs_the_store_and_the_ar_folder_only() {
         "a forecast leaves the store as it was"
     );
 }
+
+/// With `kernels: portable` the model trains, predicts (`predict` follows its model.json) and
+/// forecasts (`infer`) on magpipe's own engine, and a replay still scores like the pipeline:
+/// both run the same engine on the same windows.
+#[test]
+fn a_portable_model_predicts_and_replays_on_magpipes_engine() {
+    let p = results_project();
+    let pipeline = p.pipeline();
+    let train = "early_stop: none, seed: 3}";
+    assert_eq!(pipeline.matches(train).count(), 1);
+    p.set_pipeline(&pipeline.replace(train, "early_stop: none, seed: 3, kernels: portable}"));
+    p.run(&["run", "alarms"]).assert_ok();
+    for stage in ["train", "predict"] {
+        let l = p.run(&["lineage", stage]);
+        l.assert_ok();
+        let ran_on = l
+            .stdout
+            .lines()
+            .find(|x| x.trim_start().starts_with("ran on "))
+            .unwrap_or_else(|| panic!("{stage}: no `ran on` line: {}", l.stdout));
+        assert!(
+            ran_on.contains("kernels portable: magpipe-kernels "),
+            "{stage}: {ran_on}"
+        );
+    }
+    let t2 = p.run(&["artifact", "alarms", "table2"]);
+    t2.assert_ok();
+    let csv = std::fs::read_to_string(t2.stdout.trim()).unwrap();
+    let out = p.path().join("replay-out");
+    let r = forecast(
+        &p,
+        &[
+            "--replay",
+            &AR.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(replay_rows(&json(&r)), table2_rows(&csv));
+}
