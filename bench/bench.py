@@ -204,21 +204,23 @@ TUNED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073
 
 
 def side_by_side(cmd, env=None, copies=2):
-    """`copies` trainer processes at once: their summed windows/s, system CPU seconds and minor
-    page faults (from wait4, which std's wait does not report)."""
+    """`copies` trainer processes at once: their summed windows/s, system CPU seconds, minor page
+    faults and the largest peak resident set in MiB (from wait4, which std's wait does not
+    report)."""
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(copies)]
-    wps = sys_s = flt = 0.0
+    wps = sys_s = flt = rss = 0.0
     for p in procs:
         out = p.stdout.read()
         _, status, ru = os.wait4(p.pid, 0)
         if status != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({status})")
         wps, sys_s, flt = wps + float(out.strip()), sys_s + ru.ru_stime, flt + ru.ru_minflt
-    return wps, sys_s, flt
+        rss = max(rss, ru.ru_maxrss / 1024)
+    return wps, sys_s, flt, rss
 
 
 def measured(cmd, env=None):
-    """(windows/s, system CPU seconds, minor page faults) of one trainer process."""
+    """(windows/s, system CPU seconds, minor page faults, peak MiB) of one trainer process."""
     return side_by_side(cmd, env, copies=1)
 
 
@@ -231,82 +233,94 @@ def epoch_windows(q, env):
         return json.loads(f.read(n))["x"]["shape"][0]
 
 
-def train_bench(a, q, env):
-    """magpipe's trainer vs PyTorch eager on the same model, alternating within each round.
-    Returns rows (model, trainer, [per-round (windows/s, sys s, faults, windows)], [ratios to
-    that round's PyTorch-as-users-run-it]) and notes on rows not run."""
-    here = os.path.dirname(os.path.abspath(__file__))
+# Row roles: each round's ratios are taken against the PyTorch row and the libtorch-native row
+# with the same thread count, so every ratio compares runs made minutes apart.
+PYTORCH, NATIVE, OTHER = "pytorch", "native", "other"
+
+
+def train_rows(a, here, env_of):
+    """(model, name, threads, role, run) for every row of the training benchmark."""
     steps = str(a.train_steps)
-    plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MAGPIPE_MALLOC")}
-    tuned = dict(plain, GLIBC_TUNABLES=TUNED)
-    glibc = dict(plain, MAGPIPE_MALLOC="default")
-    # The pins the first `portable` kernels put on libtorch (ATen and oneDNN at AVX2, MKL's
-    # COMPATIBLE branch) with oneDNN off, for the PyTorch reference: what pinning libtorch costs.
-    # magpipe's `portable` rows now run magpipe's own engine (magpipe-kernels), no libtorch.
-    pinned = dict(plain, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
-                  ONEDNN_DEFAULT_FPMATH_MODE="STRICT", MKL_CBWR="COMPATIBLE", MKL_DYNAMIC="FALSE",
-                  MAGPIPE_BENCH_NO_MKLDNN="1")
-    ref = lambda m, env: measured([sys.executable, os.path.join(here, "torch_train.py"), "2", steps, m], env)
     w = a.worker
-    variants = {
-        "lstm": [
-            ("PyTorch eager, 2 threads (as users run it)", lambda: ref("lstm", plain)),
-            ("PyTorch eager, 2 threads, magpipe's allocator settings", lambda: ref("lstm", tuned)),
-            ("magpipe fp32, 2 threads, glibc's allocator defaults", lambda: measured([w, "bench-train", "2", steps], glibc)),
-            ("magpipe fp32, 2 threads", lambda: measured([w, "bench-train", "2", steps], plain)),
-            ("magpipe fp32, 2 processes × 1 thread (aggregate)", lambda: side_by_side([w, "bench-train", "1", steps], plain)),
-            ("magpipe fp32, 2 threads, portable kernels",
-             lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "lstm", "portable"], plain)),
-            ("magpipe fp32, 2 processes × 1 thread, portable kernels (aggregate)",
-             lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "lstm", "portable"], plain)),
-            ("PyTorch eager, 2 threads, portable pins and oneDNN off", lambda: ref("lstm", pinned)),
-            ("magpipe bf16-mixed, 2 threads", lambda: measured([w, "bench-train", "2", steps, "bf16-mixed"], plain)),
-            ("magpipe bf16-mixed, 2 processes × 1 thread (aggregate)",
-             lambda: side_by_side([w, "bench-train", "1", steps, "bf16-mixed"], plain)),
-        ],
-        "encdec": [
-            ("PyTorch eager, 2 threads (as users run it)", lambda: ref("encdec", plain)),
-            ("PyTorch eager, 2 threads, magpipe's allocator settings", lambda: ref("encdec", tuned)),
-            ("magpipe fp32, 2 threads, glibc's allocator defaults",
-             lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec"], glibc)),
-            ("magpipe fp32, 2 threads", lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec"], plain)),
-            ("magpipe fp32, 2 processes × 1 thread (aggregate)",
-             lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec"], plain)),
-            ("magpipe fp32, 2 threads, portable kernels",
-             lambda: measured([w, "bench-train", "2", steps, "fp32", "cpu", "encdec", "portable"], plain)),
-            ("magpipe fp32, 2 processes × 1 thread, portable kernels (aggregate)",
-             lambda: side_by_side([w, "bench-train", "1", steps, "fp32", "cpu", "encdec", "portable"], plain)),
-            ("PyTorch eager, 2 threads, portable pins and oneDNN off", lambda: ref("encdec", pinned)),
-        ],
-    }
+    ref = lambda t, m, env: measured([sys.executable, os.path.join(here, "torch_train.py"), str(t), steps, m], env)
+    bt = lambda t, m, prec="fp32", kernels="native": [w, "bench-train", str(t), steps, prec, "cpu", m, kernels]
+    rows = []
+    for m in ("lstm", "encdec"):
+        for t in (1, 2):
+            rows += [
+                (m, f"PyTorch eager, {t} thread{'s' * (t > 1)} (as users run it)", t, PYTORCH,
+                 lambda t=t, m=m: ref(t, m, env_of["plain"])),
+                (m, f"magpipe, libtorch native kernels, {t} thread{'s' * (t > 1)}", t, NATIVE,
+                 lambda t=t, m=m: measured(bt(t, m), env_of["plain"])),
+                (m, f"magpipe, its own engine (portable), {t} thread{'s' * (t > 1)}", t, OTHER,
+                 lambda t=t, m=m: measured(bt(t, m, kernels="portable"), env_of["plain"])),
+            ]
+        rows += [
+            (m, "PyTorch eager, 2 threads, magpipe's allocator settings", 2, OTHER,
+             lambda m=m: ref(2, m, env_of["tuned"])),
+            (m, "magpipe, libtorch native, 2 threads, glibc's allocator defaults", 2, OTHER,
+             lambda m=m: measured(bt(2, m), env_of["glibc"])),
+            (m, "magpipe, libtorch native, 2 processes × 1 thread (aggregate)", 2, OTHER,
+             lambda m=m: side_by_side(bt(1, m), env_of["plain"])),
+            (m, "magpipe, own engine, 2 processes × 1 thread (aggregate)", 2, OTHER,
+             lambda m=m: side_by_side(bt(1, m, kernels="portable"), env_of["plain"])),
+        ]
+        if m == "lstm":
+            rows += [
+                (m, "magpipe bf16-mixed, 2 threads", 2, OTHER, lambda: measured(bt(2, "lstm", "bf16-mixed"), env_of["plain"])),
+                (m, "magpipe bf16-mixed, 2 processes × 1 thread (aggregate)", 2, OTHER,
+                 lambda: side_by_side(bt(1, "lstm", "bf16-mixed"), env_of["plain"])),
+            ]
+    return rows
+
+
+def train_bench(a, q, env):
+    """magpipe's trainers (libtorch native and its own engine) vs PyTorch eager on the same model,
+    alternating within each round. Returns rows (model, name, [per-round (windows/s, sys s,
+    faults, peak MiB, windows)], [ratios to PyTorch], [ratios to libtorch native]) and notes on
+    rows not run."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    plain = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MAGPIPE_MALLOC", "MAGPIPE_KERNELS")}
+    env_of = {"plain": plain, "tuned": dict(plain, GLIBC_TUNABLES=TUNED), "glibc": dict(plain, MAGPIPE_MALLOC="default")}
+    rows = train_rows(a, here, env_of)
     notes = []
-    cpu = json.loads(subprocess.run([w, "info"], capture_output=True, text=True, check=True).stdout)["cpu"]
+    cpu = json.loads(subprocess.run([a.worker, "info"], capture_output=True, text=True, check=True).stdout)["cpu"]
     if not cpu["bf16"]:
         # Emulated bf16 is an order of magnitude slower than fp32 (performance.md); its rows
         # would take most of the bench's time and say only that.
-        variants = {m: [v for v in vs if "bf16" not in v[0]] for m, vs in variants.items()}
+        rows = [r for r in rows if "bf16" not in r[1]]
         notes.append(f"bf16-mixed rows not run: this CPU ({cpu['model']}, oneDNN ISA {cpu['onednn_isa']}) has no "
                      "bf16 instructions, so libtorch emulates bf16 ([Performance](guide/performance.md)).")
+    notes.append(f"CPU: {cpu['model']} (oneDNN ISA {cpu['onednn_isa']}); the own engine's code path: "
+                 f"{engine_path(a.worker)}.")
     batch = {"lstm": 64, "encdec": 32}
-    runs = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
-    ratios = {(m, name): [] for m, vs in variants.items() for name, _ in vs}
+    runs = {(m, name): [] for m, name, *_ in rows}
+    vs_torch = {(m, name): [] for m, name, *_ in rows}
+    vs_native = {(m, name): [] for m, name, *_ in rows}
     for r in range(a.train_rounds):
         print(f"training round {r + 1}/{a.train_rounds}", file=sys.stderr, flush=True)
-        for m, vs in variants.items():
+        base = {}
+        for m, name, t, role, fn in rows:
+            wps, sys_s, flt, rss = fn()
             # Steps (plus 5 warm-up) per process; two processes in the side-by-side rows.
-            base = None
-            for name, fn in vs:
-                wps, sys_s, flt = fn()
-                n = (a.train_steps + 5) * batch[m] * (2 if "aggregate" in name else 1)
-                runs[(m, name)].append((wps, sys_s, flt, n))
-                base = base or wps
-                ratios[(m, name)].append(wps / base)
-    return [(m, name, runs[(m, name)], ratios[(m, name)]) for m, vs in variants.items() for name, _ in vs], notes
+            n = (a.train_steps + 5) * batch[m] * (2 if "aggregate" in name else 1)
+            runs[(m, name)].append((wps, sys_s, flt, rss, n))
+            if role in (PYTORCH, NATIVE):
+                base[(m, t, role)] = wps
+            vs_torch[(m, name)].append(wps / base[(m, t, PYTORCH)])
+            vs_native[(m, name)].append(wps / base[(m, t, NATIVE)] if (m, t, NATIVE) in base else float("nan"))
+    return [(m, name, runs[(m, name)], vs_torch[(m, name)], vs_native[(m, name)]) for m, name, *_ in rows], notes
+
+
+def engine_path(worker):
+    """The code path magpipe's own engine takes on this CPU (avx2+fma, neon or scalar)."""
+    out = subprocess.run([worker, "info"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out).get("kernels", {}).get("path", "unknown")
 
 
 def print_train(rows, per_epoch, notes):
     mmm = lambda xs: f"{min(xs):.0f} / {statistics.median(xs):.0f} / {max(xs):.0f}"
-    rat = lambda xs: f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
+    rat = lambda xs: "–" if any(x != x for x in xs) else f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
     names = {"lstm": "MagFluxLSTM hybrid (h=128 L=4 B=64, W=110)",
              "encdec": "MagFluxEnc-Dec hybrid (h=64 L=4 B=32, W=110, teacher forcing 0.15)"}
     for m in ("lstm", "encdec"):
@@ -314,15 +328,18 @@ def print_train(rows, per_epoch, notes):
         if not sel:
             continue
         print(f"\n| training, {names[m]}: {len(sel[0][2])} alternating rounds | windows/s min / median / max "
-              f"| ratio to PyTorch as users run it, same round: min / median / max "
-              f"| system s per epoch | minor faults per epoch |")
-        print("|---|---|---|---|---|")
-        for _, name, runs, ratios in sel:
-            sys_epoch = statistics.median(s / n for _, s, _, n in runs) * per_epoch
-            flt_epoch = statistics.median(f / n for _, _, f, n in runs) * per_epoch
-            print(f"| {name} | {mmm([r[0] for r in runs])} | {rat(ratios)} | {sys_epoch:.1f} | {flt_epoch:,.0f} |")
+              f"| ratio to PyTorch, same threads, same round | ratio to libtorch native, same threads, same round "
+              f"| peak MiB | system s per epoch | minor faults per epoch |")
+        print("|---|---|---|---|---|---|---|")
+        for _, name, runs, vs_torch, vs_native in sel:
+            sys_epoch = statistics.median(s / n for _, s, _, _, n in runs) * per_epoch
+            flt_epoch = statistics.median(f / n for _, _, f, _, n in runs) * per_epoch
+            rss = statistics.median(r[3] for r in runs)
+            print(f"| {name} | {mmm([r[0] for r in runs])} | {rat(vs_torch)} | {rat(vs_native)} | {rss:.0f} "
+                  f"| {sys_epoch:.1f} | {flt_epoch:,.0f} |")
     print(f"\n(one epoch = the default pipeline's {per_epoch} training windows; system time and faults are "
-          "the whole process's, start-up included, scaled by windows trained)")
+          "the whole process's, start-up included, scaled by windows trained; peak MiB is the largest "
+          "process's maximum resident set)")
     for n in notes:
         print(f"\n{n}")
 

@@ -81,6 +81,8 @@ def main():
         f"bf16 {'yes' if cpu.get('bf16') else 'no'} |",
         f"| magpipe | {out([a.magpipe, '--version'])}, commit {commit}{dirty}, libtorch "
         f"{info.get('libtorch_version', '?')}, CUDA compiled in: {'yes' if info.get('cuda', {}).get('compiled') else 'no'} |",
+        f"| own engine | magpipe-kernels {info.get('kernels', {}).get('version', '?')}, numerics "
+        f"{info.get('kernels', {}).get('numerics', '?')}, code path {info.get('kernels', {}).get('path', '?')} |",
         f"| references | PyTorch {torch_ref or '?'}, DVC {dvc_ref or '?'}, Python {platform.python_version()} |",
         "",
     ]

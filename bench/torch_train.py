@@ -4,11 +4,7 @@ L=4, B=32, teacher forcing 0.15), W=110, hybrid loss x100, Adam with coupled wei
 gradient clipping at 1.0, on a pool of 4 random batches. Prints training windows/s after 5
 warm-up steps.
 
-usage: torch_train.py THREADS STEPS [lstm|encdec]
-
-With MAGPIPE_BENCH_NO_MKLDNN=1 oneDNN is switched off (torch.backends.mkldnn), as magpipe's
-portable kernels switch it off; the bench sets their environment pins around it."""
-import os
+usage: torch_train.py THREADS STEPS [lstm|encdec]"""
 import random
 import sys
 import time
@@ -19,8 +15,6 @@ from torch import nn
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
 arch = sys.argv[3] if len(sys.argv) > 3 else "lstm"
 torch.set_num_threads(threads)
-if os.environ.get("MAGPIPE_BENCH_NO_MKLDNN") == "1":
-    torch.backends.mkldnn.enabled = False
 torch.manual_seed(0)
 random.seed(0)
 
