@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build run test lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator aarch64 test-aarch64
+.PHONY: all setup build build-run run test torchless lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator aarch64 test-aarch64
 
 all: build
 
@@ -40,9 +40,13 @@ check-env:
 	@if [ -n "$${LIBTORCH:-}" ] && [ "$$(realpath -m "$$LIBTORCH")" != "$$(realpath -m $(VENV)/libtorch)" ]; then \
 	  echo "error: LIBTORCH=$$LIBTORCH is exported in your shell, but magpipe builds against its pinned torch $(TORCH_VERSION) in $(VENV)/libtorch. Run: unset LIBTORCH LIBTORCH_USE_PYTORCH" >&2; exit 2; fi
 
-# The slim install: torch without its dependency set (1.2 GB instead of 4.7 GB); see docs/src/install.md.
-$(STAMP):
+# The project's venv: Python for the models' stages (models/ridge.py) and, where installed, torch.
+VENV_STAMP := $(VENV)/bin/python
+$(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
+
+# The slim install: torch without its dependency set (1.2 GB instead of 4.7 GB); see docs/src/install.md.
+$(STAMP): $(VENV_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
 	    torch==$(TORCH_VERSION) $(TORCH_EXTRAS)
 	ln -sfn "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch" $(VENV)/libtorch
@@ -56,7 +60,7 @@ $(CUDA_STAMP): $(STAMP)
 
 setup: check-env $(TORCH_STAMPS)
 
-$(NUMPY_STAMP): $(STAMP)
+$(NUMPY_STAMP): $(VENV_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir numpy==$(NUMPY_VERSION)
 	touch $@
 
@@ -97,8 +101,22 @@ models: $(MODELS_STAMP)
 build: setup
 	cargo build $(CARGO_FLAGS)
 
+# `make run` builds the worker with libtorch only where torch is installed already or asked for
+# (MAGPIPE_TORCH=1, or a machine with an NVIDIA driver): the default pipeline trains and predicts
+# on magpipe's own engine (`kernels: auto`), which needs no torch download. A stage that asks for
+# libtorch (`kernels: native`, `device: cuda`, bf16) says to run `make build`, which adds it.
+MAGPIPE_TORCH ?= $(if $(or $(wildcard $(STAMP)),$(filter 1,$(MAGPIPE_CUDA))),1,0)
+build-run:
+ifeq ($(MAGPIPE_TORCH),1)
+	$(MAKE) --no-print-directory build
+else
+	@echo "building without libtorch: the default pipeline runs on magpipe's own engine (make build adds libtorch)" >&2
+	cargo build --release --locked -p magpipe
+	cargo build --release --locked -p magpipe-worker --no-default-features
+endif
+
 # With a default remote (`magpipe remote add NAME URL --default`), take what it has first.
-run: build models
+run: build-run models
 	@if ./target/release/magpipe remote default >/dev/null 2>&1; then \
 	  echo "pulling from remote $$(./target/release/magpipe remote default) first" >&2; \
 	  ./target/release/magpipe run --pull; \
@@ -122,10 +140,18 @@ run: build models
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy models s3server rocrate-validator aarch64
+test: lint browser numpy models s3server rocrate-validator aarch64 torchless
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	$(MAKE) --no-print-directory test-aarch64
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# The worker as `make run` builds it where torch is not installed, for tests/torchless.rs: built
+# before the suite and kept aside, since a build during it would replace the binary the other
+# tests run (the suite's `cargo test` links target/release/magpipe-worker with libtorch again).
+torchless: setup
+	cargo build --release --locked -p magpipe-worker --no-default-features
+	mkdir -p target/torchless
+	cp target/release/magpipe-worker target/torchless/magpipe-worker
 
 # magpipe's own kernels (kernels/) must give the same bits on every CPU: their tests, golden bits
 # included, also run cross-compiled for aarch64 under qemu-user. Debian's qemu-user and cross gcc
@@ -155,6 +181,7 @@ browser:
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	cargo clippy --release --locked -p magpipe-worker --no-default-features -- -D warnings
 
 bench: build models s3server
 	bash bench/run.sh $(BENCH_ARGS)

@@ -548,3 +548,66 @@ fn a_portable_model_predicts_and_replays_on_magpipes_engine() {
     );
     assert_eq!(replay_rows(&json(&r)), table2_rows(&csv));
 }
+
+/// A model trained on libtorch predicts on magpipe's own engine by default (`predict`'s
+/// `kernels: auto`), so Table 2 is the same on every machine; `kernels: null` predicts on the
+/// kernels it was trained with. Either way a replay scores like the pipeline's `predict`, whose
+/// kernels it follows.
+#[test]
+fn a_native_model_predicts_on_the_engine_by_default_and_on_libtorch_with_null() {
+    let predict = "scaler: scale.scaler}\n  predict_encdec:";
+    for (predict_params, predicted_on) in [
+        ("", "kernels portable: magpipe-kernels "),
+        ("\n    params: {kernels: null}", "kernels native: "),
+    ] {
+        let p = results_project();
+        let pipeline = p.pipeline();
+        let train = "early_stop: none, seed: 3}";
+        assert_eq!(pipeline.matches(train).count(), 1);
+        assert_eq!(pipeline.matches(predict).count(), 1);
+        p.set_pipeline(
+            &pipeline
+                .replace(train, "early_stop: none, seed: 3, kernels: native}")
+                .replace(
+                    predict,
+                    &format!("scaler: scale.scaler}}{predict_params}\n  predict_encdec:"),
+                ),
+        );
+        p.run(&["run", "alarms"]).assert_ok();
+        let ran_on = |stage: &str| {
+            let l = p.run(&["lineage", stage]);
+            l.assert_ok();
+            l.stdout
+                .lines()
+                .find(|x| x.trim_start().starts_with("ran on "))
+                .unwrap_or_else(|| panic!("{stage}: no `ran on` line: {}", l.stdout))
+                .to_string()
+        };
+        assert!(
+            ran_on("train").contains("kernels native: "),
+            "{predict_params}"
+        );
+        let on = ran_on("predict");
+        assert!(on.contains(predicted_on), "{predict_params}: {on}");
+        let t2 = p.run(&["artifact", "alarms", "table2"]);
+        t2.assert_ok();
+        let csv = std::fs::read_to_string(t2.stdout.trim()).unwrap();
+        let out = p.path().join("replay-out");
+        let r = forecast(
+            &p,
+            &[
+                "--replay",
+                &AR.to_string(),
+                "--out",
+                out.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(
+            replay_rows(&json(&r)),
+            table2_rows(&csv),
+            "{predict_params}"
+        );
+    }
+}

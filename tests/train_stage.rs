@@ -35,12 +35,6 @@ fn project() -> Project {
     p
 }
 
-fn model_bytes(p: &Project) -> Vec<u8> {
-    let r = p.run(&["artifact", "train", "model"]);
-    r.assert_ok();
-    std::fs::read(r.stdout.trim()).unwrap()
-}
-
 #[test]
 fn train_writes_its_outputs_and_is_cached() {
     let p = project();
@@ -81,13 +75,13 @@ fn train_writes_its_outputs_and_is_cached() {
 }
 
 #[test]
-fn killed_after_an_epoch_resumes_to_identical_weights() {
-    killed_and_resumed(&[]);
+fn a_killed_native_training_resumes_to_identical_weights() {
+    killed_and_resumed(&["--set", "train.kernels=native"]);
 }
 
 #[test]
-fn a_killed_portable_training_resumes_to_identical_weights() {
-    killed_and_resumed(&["--set", "train.kernels=portable"]);
+fn a_killed_training_on_the_default_kernels_resumes_to_identical_weights() {
+    killed_and_resumed(&[]);
 }
 
 /// A training killed after its first epoch's checkpoint and run again ends with the weights of an
@@ -155,7 +149,8 @@ fn bad_train_params_are_located() {
 #[test]
 fn the_device_choice_is_logged_and_the_hardware_recorded_and_shown_by_lineage() {
     let p = project();
-    let r = p.run(&["run", "train"]);
+    // libtorch picks the device for `device: auto` (the default kernels run on the CPU).
+    let r = p.run(&["run", "--set", "train.kernels=native", "train"]);
     r.assert_ok();
     let logs: Vec<String> = r
         .events
@@ -178,7 +173,7 @@ fn the_device_choice_is_logged_and_the_hardware_recorded_and_shown_by_lineage() 
         "device auto → cpu: "
     };
     assert!(logs.iter().any(|l| l.starts_with(picked)), "{logs:?}");
-    let l = p.run(&["lineage", "train"]);
+    let l = p.run(&["lineage", "--set", "train.kernels=native", "train"]);
     l.assert_ok();
     let ran_on = l
         .stdout
@@ -229,18 +224,44 @@ fn train_key(p: &Project, set: &[&str]) -> String {
 fn portable_kernels_are_their_own_key_are_recorded_and_audit_byte_identical() {
     let p = project();
     let portable = ["--set", "train.kernels=portable"];
+    let native_set = ["--set", "train.kernels=native"];
     // A stage's key is known once its inputs are.
     p.run(&["run", "window"]).assert_ok();
-    let native_key = train_key(&p, &[]);
-    // `native` is the default and stays out of the key: existing results keep theirs.
+    let native_key = train_key(&p, &native_set);
+    // The default (`auto`) settles to `portable` on the CPU, and is keyed as it: one result.
+    assert_eq!(train_key(&p, &[]), train_key(&p, &portable));
     assert_eq!(
-        native_key,
-        train_key(&p, &["--set", "train.kernels=native"])
+        train_key(&p, &["--set", "train.kernels=auto"]),
+        train_key(&p, &portable)
     );
     assert_ne!(native_key, train_key(&p, &portable));
+    // On a GPU or in bf16 it settles to `native`: only libtorch computes there.
+    assert_eq!(
+        train_key(&p, &["--set", "train.precision=bf16-mixed"]),
+        train_key(
+            &p,
+            &[
+                "--set",
+                "train.precision=bf16-mixed",
+                "--set",
+                "train.kernels=native"
+            ]
+        )
+    );
 
-    p.run(&["run", "train"]).assert_ok();
-    let native = model_bytes(&p);
+    p.run(&["run", "--set", "train.kernels=native", "train"])
+        .assert_ok();
+    let native = {
+        let r = p.run(&[
+            "artifact",
+            "--set",
+            "train.kernels=native",
+            "train",
+            "model",
+        ]);
+        r.assert_ok();
+        std::fs::read(r.stdout.trim()).unwrap()
+    };
     let mut run = vec!["run"];
     run.extend_from_slice(&portable);
     run.push("train");

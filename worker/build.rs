@@ -6,6 +6,12 @@
 use std::path::{Path, PathBuf};
 
 fn main() {
+    // Without libtorch (`--no-default-features`) there is nothing to find or link.
+    if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
+        println!("cargo:rustc-env=MAGPIPE_CUDA_BUILD=0");
+        println!("cargo:rustc-env=MAGPIPE_LIBTORCH_DIR=");
+        return;
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=MAGPIPE_ALLOW_FOREIGN_LIBTORCH");

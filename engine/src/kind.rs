@@ -470,6 +470,9 @@ pub trait TypedKind: Send + Sync {
     const INPUT_CONTRACTS: &'static [InputContract] = &[];
     const LIST_AGREEMENTS: &'static [ListAgreement] = &[];
 
+    /// Settles params whose default depends on others (a value that reads `auto`), after typing
+    /// and before [`Self::check`], so the key, the run and `compare` all see what will run.
+    fn settle(_p: &mut Self::Params) {}
     /// Checks across params (or of values serde cannot check), after typing.
     fn check(_p: &Self::Params) -> Result<(), ParamError> {
         Ok(())
@@ -638,7 +641,8 @@ impl<K: TypedKind> Kind for Typed<K> {
         }
         let mut merged = base.clone();
         merged.extend(user.clone());
-        let p: K::Params = typed(&Value::Object(merged))?;
+        let mut p: K::Params = typed(&Value::Object(merged))?;
+        K::settle(&mut p);
         K::check(&p)?;
         // Re-serialising gives the canonical form: every field present, defaults filled in.
         Ok(serde_json::to_value(&p).expect("params serialise"))

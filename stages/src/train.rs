@@ -73,8 +73,15 @@ pub enum Precision {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
+    /// The default: `portable` for a CPU training in fp32, `native` for one on a GPU
+    /// (`device: cuda`) or in `bf16-mixed`. Settled when the pipeline is read, so keys, records
+    /// and `compare` show what ran. A `device: auto` training is a CPU training: the same
+    /// pipeline gives the same bytes whether or not the machine has a GPU.
+    Auto,
     /// libtorch's automatic dispatch: the fastest kernels this CPU (or GPU) has. The same seed
     /// gives other bytes on a CPU with other instruction sets.
+    // The wire formats (a worker request, model.json) leave `native` out, so it stays serde's
+    // default there; params default to `auto` explicitly.
     #[default]
     Native,
     /// magpipe's own engine (the `magpipe-kernels` crate, no libtorch): every floating-point
@@ -94,8 +101,21 @@ impl Kernels {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Kernels::Auto => "auto",
             Kernels::Native => "native",
             Kernels::Portable => "portable",
+        }
+    }
+
+    /// `auto` made concrete for a run on `device` in `precision`: magpipe's own engine wherever
+    /// it can run (the CPU, fp32), libtorch where only libtorch can (a GPU, bf16).
+    pub fn settle(self, device: DeviceName, precision: Precision) -> Kernels {
+        match (self, device, precision) {
+            (Kernels::Auto, DeviceName::Cuda, _) | (Kernels::Auto, _, Precision::Bf16Mixed) => {
+                Kernels::Native
+            }
+            (Kernels::Auto, _, _) => Kernels::Portable,
+            (k, _, _) => k,
         }
     }
 }
@@ -167,10 +187,11 @@ pub struct TrainParams {
     /// study fits a CPU budget; validation always uses every window. Left out of the key at its
     /// default (see `key_params`), so adding it kept every existing training's key.
     pub subsample: f64,
-    /// `native` (libtorch picks kernels for this CPU) or `portable` (magpipe's own engine: the
-    /// same bytes from the same seed on every CPU and at any thread count; CPU only, fp32 only).
-    /// Left out of the key and of model.json at `native`, so existing results keep their keys
-    /// and bytes.
+    /// `auto` (the default: `portable` on the CPU in fp32, `native` on a GPU or in bf16-mixed),
+    /// `portable` (magpipe's own engine: the same bytes from the same seed on every CPU and at
+    /// any thread count; CPU only, fp32 only) or `native` (libtorch picks kernels for this CPU or
+    /// GPU). Settled when the pipeline is read. Left out of the key and of model.json at
+    /// `native`, so native results keep the keys and bytes they had before the engine existed.
     pub kernels: Kernels,
 }
 
@@ -202,7 +223,7 @@ impl Default for TrainParams {
             precision: Precision::Fp32,
             subsample: 1.0,
             from_study: None,
-            kernels: Kernels::Native,
+            kernels: Kernels::Auto,
         }
     }
 }
@@ -210,10 +231,15 @@ impl Default for TrainParams {
 impl TrainParams {
     /// The device the run asks for: portable kernels are CPU kernels, so `auto` means the CPU.
     pub fn device(&self) -> DeviceName {
-        match self.kernels {
-            Kernels::Portable => DeviceName::Cpu,
+        match self.kernels.settle(self.device, self.precision) {
             Kernels::Native => self.device,
+            Kernels::Portable | Kernels::Auto => DeviceName::Cpu,
         }
+    }
+
+    /// The kernels this training runs with (`auto` settled).
+    pub fn kernels(&self) -> Kernels {
+        self.kernels.settle(self.device, self.precision)
     }
 
     pub fn loss_scale(&self) -> f64 {
@@ -412,7 +438,32 @@ pub fn stage_runtime(
 ) -> Result<Value, StageError> {
     match kernels {
         Kernels::Portable => Ok(portable_runtime()),
-        Kernels::Native => Ok(torch_runtime(&worker_info(cache_dir)?, device)),
+        Kernels::Native => {
+            let info = worker_info(cache_dir)?;
+            if info["libtorch_version"].is_null() {
+                return Err(StageError::Invalid(format!(
+                    "{} asks for libtorch, and {}",
+                    needs_libtorch(device),
+                    NO_TORCH
+                )));
+            }
+            Ok(torch_runtime(&info, device))
+        }
+        Kernels::Auto => Err(StageError::Invalid(
+            "kernels `auto` reached the key unsettled (Kernels::settle)".into(),
+        )),
+    }
+}
+
+/// What a worker built without libtorch lacks, and how to get it (the worker says the same).
+const NO_TORCH: &str = "the magpipe-worker here was built without it: `make build` installs \
+    libtorch (1.2 GB) and rebuilds the worker with it";
+
+/// Why a stage needs libtorch, in its params' words.
+fn needs_libtorch(device: DeviceName) -> &'static str {
+    match device {
+        DeviceName::Cuda => "`device: cuda`",
+        _ => "`kernels: native` (or bf16-mixed)",
     }
 }
 
@@ -654,6 +705,10 @@ impl TypedKind for Train {
         check_kernels(p.kernels, p.device, p.precision)
     }
 
+    fn settle(p: &mut TrainParams) {
+        p.kernels = p.kernels();
+    }
+
     fn key_params(p: &TrainParams) -> Value {
         let mut v = serde_json::to_value(p).expect("params serialise");
         let o = v.as_object_mut().expect("a struct");
@@ -671,7 +726,7 @@ impl TypedKind for Train {
     }
 
     fn runtime(p: &TrainParams, cache_dir: &Path) -> Result<Value, StageError> {
-        stage_runtime(p.kernels, p.device(), cache_dir)
+        stage_runtime(p.kernels(), p.device(), cache_dir)
     }
 
     fn metrics(_p: &TrainParams, run: &crate::kind::Finished<'_>) -> Vec<crate::kind::Metric> {
@@ -694,7 +749,7 @@ impl TypedKind for Train {
             out_dir: ctx.out_dir.to_path_buf(),
             checkpoint_dir: ctx.checkpoint_dir.clone(),
             threads: p.threads,
-            kernels: p.kernels,
+            kernels: p.kernels(),
         };
         run_in_worker(&req, ctx)
     }
@@ -709,10 +764,11 @@ pub struct PredictParams {
     /// libtorch intra-op threads of the model run (portable kernels give the same bytes at any
     /// count).
     pub threads: usize,
-    /// The kernels of the model run; null: the ones the model was trained with (its
-    /// model.json), so a `portable` training also predicts on magpipe's own engine, the same
-    /// bytes everywhere. Left out of the key when null (the model's own kernels are in its
-    /// model.json, an input).
+    /// The kernels of the model run: `auto` (the default) and `portable` run it on magpipe's own
+    /// engine, whatever trained it (a prediction always runs on the CPU in fp32), so Table 2 is
+    /// the same bytes on every machine; `native` on libtorch; null on the kernels the model was
+    /// trained with (its model.json). Left out of the key when null (the model's own kernels are
+    /// in its model.json, an input).
     pub kernels: Option<Kernels>,
 }
 
@@ -721,7 +777,7 @@ impl Default for PredictParams {
         PredictParams {
             label: None,
             threads: 1,
-            kernels: None,
+            kernels: Some(Kernels::Auto),
         }
     }
 }
@@ -773,6 +829,12 @@ impl TypedKind for Predict {
         Ok(())
     }
 
+    fn settle(p: &mut PredictParams) {
+        if p.kernels == Some(Kernels::Auto) {
+            p.kernels = Some(Kernels::Portable);
+        }
+    }
+
     fn key_params(p: &PredictParams) -> Value {
         let mut v = serde_json::to_value(p).expect("params serialise");
         if p.kernels.is_none() {
@@ -788,7 +850,9 @@ impl TypedKind for Predict {
         // runtime stays in such a key, which at worst reruns a portable prediction after a
         // libtorch upgrade.
         stage_runtime(
-            p.kernels.unwrap_or(Kernels::Native),
+            p.kernels.map_or(Kernels::Native, |k| {
+                k.settle(DeviceName::Cpu, Precision::Fp32)
+            }),
             DeviceName::Cpu,
             cache_dir,
         )
@@ -800,7 +864,7 @@ impl TypedKind for Predict {
 
     fn run(p: &PredictParams, ctx: &Context<'_>) -> Result<Report, StageError> {
         let kernels = match p.kernels {
-            Some(k) => k,
+            Some(k) => k.settle(DeviceName::Cpu, Precision::Fp32),
             None => trained_kernels(ctx.input("config")?)?,
         };
         let req = WorkerRequest {

@@ -6,6 +6,30 @@ use magpipe_stages::train::{DeviceName, hardware_facts};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+/// Where a stage computes: the CPU or a CUDA device (libtorch's `Device`, which a worker built
+/// without libtorch does not have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Device {
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Device::Cuda(_))
+    }
+}
+
+#[cfg(feature = "torch")]
+impl From<Device> for tch::Device {
+    fn from(d: Device) -> tch::Device {
+        match d {
+            Device::Cpu => tch::Device::Cpu,
+            Device::Cuda(i) => tch::Device::Cuda(i),
+        }
+    }
+}
+
 /// The allocator settings of [`keep_freed_memory`], for `info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Allocator {
@@ -64,6 +88,7 @@ pub struct Cpu {
     pub bf16: bool,
 }
 
+#[cfg(feature = "torch")]
 unsafe extern "C" {
     // worker/src/host.cpp: at::get_cpu_capability() as a C string.
     fn magpipe_cpu_capability(buf: *mut libc::c_char, len: libc::size_t) -> libc::c_int;
@@ -73,8 +98,10 @@ unsafe extern "C" {
 }
 
 /// mkl_service.h's option asking for the branch MKL runs in.
+#[cfg(feature = "torch")]
 const MKL_CBWR_BRANCH: libc::c_int = 1;
 
+#[cfg(feature = "torch")]
 fn mkl_branch_name(b: libc::c_int) -> String {
     match b {
         0 | 1 => "automatic dispatch".into(),
@@ -86,6 +113,7 @@ fn mkl_branch_name(b: libc::c_int) -> String {
 }
 
 /// `facts.hardware.kernels` of a native run: what libtorch chose on this CPU.
+#[cfg(feature = "torch")]
 pub fn native_kernels(cpu: &Cpu) -> Value {
     // SAFETY: a plain query of MKL's service layer; it initialises MKL if needed.
     let branch = unsafe { mkl_serv_cbwr_get(MKL_CBWR_BRANCH) };
@@ -97,6 +125,12 @@ pub fn native_kernels(cpu: &Cpu) -> Value {
     ))
 }
 
+#[cfg(not(feature = "torch"))]
+fn aten_capability() -> String {
+    "none (no libtorch)".into()
+}
+
+#[cfg(feature = "torch")]
 fn aten_capability() -> String {
     let mut buf = [0 as libc::c_char; 64];
     // SAFETY: the shim writes at most `len` bytes, NUL-terminated.
@@ -272,6 +306,9 @@ pub fn cuda() -> Cuda {
         Some((v, d)) => (true, v, d),
         None => (false, None, Vec::new()),
     };
+    #[cfg(not(feature = "torch"))]
+    let (runtime_version, cudnn_version, cudnn_available) = (None, None, false);
+    #[cfg(feature = "torch")]
     let (runtime_version, cudnn_version, cudnn_available) = if compiled {
         let cudnn = tch::Cuda::cudnn_is_available();
         let v = tch::utils::version_cudnn();
@@ -294,31 +331,41 @@ pub fn cuda() -> Cuda {
     }
 }
 
+#[cfg(feature = "torch")]
+fn torch_sees_cuda() -> bool {
+    tch::Cuda::is_available()
+}
+
+#[cfg(not(feature = "torch"))]
+fn torch_sees_cuda() -> bool {
+    false
+}
+
 /// A stage's `device` param resolved: the device, and the sentence its log shows.
-pub fn pick(asked: DeviceName, cuda: &Cuda) -> Result<(tch::Device, String), String> {
+pub fn pick(asked: DeviceName, cuda: &Cuda) -> Result<(Device, String), String> {
     let usable = if !cuda.compiled {
         Err(
             "this worker was built without CUDA (build it on a machine with an NVIDIA driver, or with MAGPIPE_CUDA=1 make build)",
         )
     } else if !cuda.driver {
         Err("no NVIDIA driver (libcuda.so.1 cannot be loaded)")
-    } else if cuda.devices.is_empty() || !tch::Cuda::is_available() {
+    } else if cuda.devices.is_empty() || !torch_sees_cuda() {
         Err("the NVIDIA driver reports no CUDA device")
     } else {
         Ok(())
     };
     match (asked, usable) {
-        (DeviceName::Cpu, _) => Ok((tch::Device::Cpu, "device cpu (asked for)".into())),
+        (DeviceName::Cpu, _) => Ok((Device::Cpu, "device cpu (asked for)".into())),
         (DeviceName::Cuda, Ok(())) => Ok((
-            tch::Device::Cuda(0),
+            Device::Cuda(0),
             format!("device cuda:0, {} (asked for)", cuda.devices[0]),
         )),
         (DeviceName::Cuda, Err(why)) => Err(format!("device: cuda was asked for, but {why}")),
         (DeviceName::Auto, Ok(())) => Ok((
-            tch::Device::Cuda(0),
+            Device::Cuda(0),
             format!("device auto → cuda:0, {}", cuda.devices[0]),
         )),
-        (DeviceName::Auto, Err(why)) => Ok((tch::Device::Cpu, format!("device auto → cpu: {why}"))),
+        (DeviceName::Auto, Err(why)) => Ok((Device::Cpu, format!("device auto → cpu: {why}"))),
     }
 }
 
@@ -326,8 +373,8 @@ pub fn pick(asked: DeviceName, cuda: &Cuda) -> Result<(tch::Device, String), Str
 /// instructions: libtorch then emulates bf16 in software, and a MagFluxLSTM hybrid step ran about 14
 /// times slower than fp32 on an AVX2 EPYC (`bench-train 1`: 13.1–14.3 against 186.7–193.0
 /// windows/s), so a user who chose it for speed should know at once.
-pub fn bf16_warning(bf16: bool, device: tch::Device, cpu: &Cpu) -> Option<String> {
-    (bf16 && device == tch::Device::Cpu && !cpu.bf16).then(|| {
+pub fn bf16_warning(bf16: bool, device: Device, cpu: &Cpu) -> Option<String> {
+    (bf16 && device == Device::Cpu && !cpu.bf16).then(|| {
         format!(
             "warning: precision bf16-mixed on a CPU without bf16 instructions ({}, {}): libtorch \
              emulates bf16 here, which is an order of magnitude slower than fp32 \
@@ -338,7 +385,7 @@ pub fn bf16_warning(bf16: bool, device: tch::Device, cpu: &Cpu) -> Option<String
 }
 
 /// `facts.hardware` of a torch stage run on `device` (see [`hardware_facts`]).
-pub fn hardware(device: tch::Device, cpu: &Cpu, cuda: &Cuda) -> Value {
+pub fn hardware(device: Device, cpu: &Cpu, cuda: &Cuda) -> Value {
     hardware_facts(&json!({ "cpu": cpu, "cuda": cuda }), device.is_cuda())
 }
 
@@ -346,6 +393,7 @@ pub fn hardware(device: tch::Device, cpu: &Cpu, cuda: &Cuda) -> Value {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "torch")]
     #[test]
     fn mkl_branches_are_named() {
         assert_eq!(mkl_branch_name(3), "COMPATIBLE");
@@ -382,12 +430,12 @@ mod tests {
             onednn_isa: "avx2".into(),
             bf16,
         };
-        let w = bf16_warning(true, tch::Device::Cpu, &cpu(false)).expect("a warning");
+        let w = bf16_warning(true, Device::Cpu, &cpu(false)).expect("a warning");
         assert!(w.contains("AMD EPYC, avx2") && w.contains("fp32"), "{w}");
-        assert_eq!(bf16_warning(true, tch::Device::Cpu, &cpu(true)), None);
-        assert_eq!(bf16_warning(false, tch::Device::Cpu, &cpu(false)), None);
+        assert_eq!(bf16_warning(true, Device::Cpu, &cpu(true)), None);
+        assert_eq!(bf16_warning(false, Device::Cpu, &cpu(false)), None);
         // A GPU computes bf16 itself, whatever the host CPU lacks.
-        assert_eq!(bf16_warning(true, tch::Device::Cuda(0), &cpu(false)), None);
+        assert_eq!(bf16_warning(true, Device::Cuda(0), &cpu(false)), None);
     }
 
     #[test]
@@ -431,11 +479,11 @@ mod tests {
                 .contains("no CUDA device")
         );
         let (d, why) = pick(DeviceName::Auto, &no_driver).unwrap();
-        assert_eq!(d, tch::Device::Cpu);
+        assert_eq!(d, Device::Cpu);
         assert!(
             why.starts_with("device auto → cpu: no NVIDIA driver"),
             "{why}"
         );
-        assert_eq!(pick(DeviceName::Cpu, &none).unwrap().0, tch::Device::Cpu);
+        assert_eq!(pick(DeviceName::Cpu, &none).unwrap().0, Device::Cpu);
     }
 }

@@ -13,7 +13,8 @@ use magpipe_worker::host;
 #[derive(Serialize)]
 struct Info {
     worker_version: &'static str,
-    libtorch_version: String,
+    /// null in a worker built without libtorch (it runs `kernels: portable` only).
+    libtorch_version: Option<String>,
     /// A usable CUDA device: compiled in, a driver, and at least one device.
     cuda_available: bool,
     cuda_devices: i64,
@@ -22,8 +23,41 @@ struct Info {
     intra_op_threads: i32,
     cpu_bf16: bool,
     allocator: host::Allocator,
+    /// magpipe's own engine, which `kernels: portable` runs: what a bench or a bug report needs
+    /// to say which of its code paths this CPU takes.
+    kernels: KernelsInfo,
 }
 
+#[derive(Serialize)]
+struct KernelsInfo {
+    version: &'static str,
+    numerics: u32,
+    path: &'static str,
+}
+
+/// libtorch's side of `info`: its version, its CUDA devices and intra-op threads, after a real
+/// tensor op proves the library loaded and runs, not just that it linked.
+#[cfg(feature = "torch")]
+fn libtorch_facts() -> anyhow::Result<(Option<String>, bool, i64, i32)> {
+    let t = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+    let sum = t.sum(tch::Kind::Float).double_value(&[]);
+    if (sum - 6.0).abs() > 1e-6 {
+        bail!("libtorch computed 1+2+3 = {sum}");
+    }
+    Ok((
+        Some(libtorch_version()),
+        tch::Cuda::is_available(),
+        tch::Cuda::device_count(),
+        tch::get_num_threads(),
+    ))
+}
+
+#[cfg(not(feature = "torch"))]
+fn libtorch_facts() -> anyhow::Result<(Option<String>, bool, i64, i32)> {
+    Ok((None, false, 0, 0))
+}
+
+#[cfg(feature = "torch")]
 fn libtorch_version() -> String {
     // tch exposes no version call; the wheel's version.py sits beside the library we link.
     let lib = env!("MAGPIPE_LIBTORCH_DIR");
@@ -71,23 +105,24 @@ fn real_main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("info") => {
             let cpu = host::cpu();
+            let (libtorch_version, cuda_available, cuda_devices, intra_op_threads) =
+                libtorch_facts()?;
             let info = Info {
                 worker_version: env!("CARGO_PKG_VERSION"),
-                libtorch_version: libtorch_version(),
-                cuda_available: tch::Cuda::is_available(),
-                cuda_devices: tch::Cuda::device_count(),
+                libtorch_version,
+                cuda_available,
+                cuda_devices,
                 cuda: host::cuda(),
                 cpu_bf16: cpu.bf16,
                 cpu,
-                intra_op_threads: tch::get_num_threads(),
+                intra_op_threads,
                 allocator,
+                kernels: KernelsInfo {
+                    version: magpipe_kernels::engine::VERSION,
+                    numerics: magpipe_kernels::engine::NUMERICS,
+                    path: magpipe_kernels::engine::code_path(),
+                },
             };
-            // A real tensor op proves the library loaded and runs, not just that it linked.
-            let t = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-            let sum = t.sum(tch::Kind::Float).double_value(&[]);
-            if (sum - 6.0).abs() > 1e-6 {
-                bail!("libtorch computed 1+2+3 = {sum}");
-            }
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(())
         }
@@ -109,19 +144,13 @@ fn real_main() -> anyhow::Result<()> {
 /// random data: the same model and step as bench/torch_train.py, for `make bench`. Prints
 /// windows/s.
 fn bench_train(args: &[String]) -> anyhow::Result<()> {
-    use magpipe_worker::model::{Arch, ModelConfig};
-    use magpipe_worker::train::{EarlyStop, Loss, TrainConfig, Trainer};
-    let threads: i32 = args.first().map_or(Ok(1), |a| a.parse())?;
-    let steps: i64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
+    use magpipe_worker::config::{Arch, EarlyStop, Loss, ModelConfig, TrainConfig};
+    let threads: usize = args.first().map_or(Ok(1), |a| a.parse())?;
+    let steps: usize = args.get(1).map_or(Ok(30), |a| a.parse())?;
     let bf16 = args.get(2).map(String::as_str) == Some("bf16-mixed");
-    let device = match args.get(3).map(String::as_str) {
-        None | Some("cpu") => tch::Device::Cpu,
-        Some("cuda") => {
-            let cuda = host::cuda();
-            host::pick(magpipe_stages::train::DeviceName::Cuda, &cuda)
-                .map_err(|e| anyhow::anyhow!(e))?;
-            tch::Device::Cuda(0)
-        }
+    let cuda = match args.get(3).map(String::as_str) {
+        None | Some("cpu") => false,
+        Some("cuda") => true,
         Some(d) => bail!("unknown device `{d}` (cpu or cuda)"),
     };
     let encdec = match args.get(4).map(String::as_str) {
@@ -134,10 +163,9 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         Some("portable") => Kernels::Portable,
         Some(k) => bail!("unknown kernels `{k}` (native or portable)"),
     };
-    if kernels == Kernels::Portable && (bf16 || device != tch::Device::Cpu) {
+    if kernels == Kernels::Portable && (bf16 || cuda) {
         bail!("portable kernels are fp32 CPU kernels");
     }
-    tch::set_num_threads(threads);
     // Table 1's best configuration of each model (pipeline.yaml's lstm_hybrid, encdec_hybrid).
     let (arch, hidden, dropout, batch, lr, wd, alpha, tf) = if encdec {
         (Arch::EncDec, 64, 0.2, 32, 9.7e-3, 2.5e-5, 0.9, 0.15)
@@ -166,20 +194,41 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         early_stop: EarlyStop::None,
         seed: 0,
     };
-    if kernels == Kernels::Portable {
+    let rate = match kernels {
         // magpipe's own engine, on the same model, batches and step.
-        let rate = magpipe_worker::portable::bench_train(&cfg, threads as usize, steps as usize)?;
-        println!("{rate:.1}");
-        return Ok(());
-    }
+        Kernels::Portable => magpipe_worker::portable::bench_train(&cfg, threads, steps)?,
+        _ => bench_native(cfg, threads, steps, cuda)?,
+    };
+    println!("{rate:.1}");
+    Ok(())
+}
+
+/// libtorch's windows/s for `cfg`: a pool of 4 batches, as the PyTorch reference uses; 5
+/// warm-up steps, then timed ones.
+#[cfg(feature = "torch")]
+fn bench_native(
+    cfg: magpipe_worker::config::TrainConfig,
+    threads: usize,
+    steps: usize,
+    cuda: bool,
+) -> anyhow::Result<f64> {
+    use magpipe_worker::train::Trainer;
+    let device = if cuda {
+        host::pick(magpipe_stages::train::DeviceName::Cuda, &host::cuda())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tch::Device::Cuda(0)
+    } else {
+        tch::Device::Cpu
+    };
+    tch::set_num_threads(threads as i32);
+    let batch = cfg.batch_size as i64;
     let mut t = Trainer::new(cfg, device);
     let opts = (tch::Kind::Float, device);
-    // A pool of 4 batches, as the PyTorch reference uses; 5 warm-up steps, then timed ones.
     let batches: Vec<(tch::Tensor, tch::Tensor)> = (0..4)
         .map(|_| {
             (
-                tch::Tensor::randn([batch as i64, 110, 5], opts),
-                tch::Tensor::randn([batch as i64, 12], opts),
+                tch::Tensor::randn([batch, 110, 5], opts),
+                tch::Tensor::randn([batch, 12], opts),
             )
         })
         .collect();
@@ -189,7 +238,7 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
         t.step(x, y);
     }
     let t0 = std::time::Instant::now();
-    for i in 0..steps as usize {
+    for i in 0..steps {
         let (x, y) = &batches[i % 4];
         t.model.masks.begin_step(0, 1, i as u64);
         t.step(x, y);
@@ -197,7 +246,15 @@ fn bench_train(args: &[String]) -> anyhow::Result<()> {
     if let tch::Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }
-    let secs = t0.elapsed().as_secs_f64();
-    println!("{:.1}", (steps * batch as i64) as f64 / secs);
-    Ok(())
+    Ok((steps as i64 * batch) as f64 / t0.elapsed().as_secs_f64())
+}
+
+#[cfg(not(feature = "torch"))]
+fn bench_native(
+    _cfg: magpipe_worker::config::TrainConfig,
+    _threads: usize,
+    _steps: usize,
+    _cuda: bool,
+) -> anyhow::Result<f64> {
+    bail!(magpipe_worker::NO_TORCH)
 }

@@ -10,37 +10,10 @@
 use std::cell::Cell;
 
 use magpipe_stages::train::Kernels;
-use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// Stacked LSTM, last step of the top layer → Linear(h → P).
-    #[serde(rename = "MagFluxLSTM")]
-    Lstm,
-    /// LSTM encoder whose final states start an LSTM decoder run for P single steps.
-    #[serde(rename = "MagFluxEnc-Dec")]
-    EncDec,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    pub arch: Arch,
-    pub input: usize,
-    pub hidden: usize,
-    pub layers: usize,
-    pub dropout: f64,
-    pub horizon: usize,
-    /// bf16 mixed precision: the LSTMs compute in bf16 from fp32 master weights; the head, the
-    /// loss and the optimiser stay fp32.
-    #[serde(default)]
-    pub bf16: bool,
-    /// Absent from model.json when `native`, so native models keep their bytes.
-    #[serde(default, skip_serializing_if = "Kernels::is_native")]
-    pub kernels: Kernels,
-}
+pub use crate::config::{Arch, ModelConfig};
 
 /// Dropout masks drawn by magpipe instead of libtorch (those of magpipe's own engine, which
 /// `kernels: portable` runs): libtorch's `bernoulli_` goes through MKL's generator on Intel CPUs

@@ -15,10 +15,9 @@ use magpipe_kernels::train::{Trainer, Windows};
 use magpipe_stages::train::{TrainParams, WorkerRequest};
 use serde_json::{Value, json};
 
-use crate::model::{Arch, ModelConfig};
+use crate::config::{Arch, Epoch, Loss, ModelConfig, TrainConfig};
 use crate::predict::Predictor;
 use crate::stage::{Training, input, subsample_indices};
-use crate::train::{Epoch, Loss, TrainConfig};
 
 /// `facts.hardware.kernels` of a portable stage: which engine and code path computed it.
 pub fn kernels_fact() -> Value {

@@ -12,9 +12,8 @@ use magpipe_stages::scale::Scaler;
 use magpipe_stages::table::{FEATURES, SeriesTable};
 use magpipe_stages::train::{Kernels, PredictParams, WorkerRequest};
 use serde_json::Value;
-use tch::{Device, Kind, Tensor, nn};
 
-use crate::model::{Model, ModelConfig, param_count};
+use crate::config::ModelConfig;
 
 /// A trained model as prediction uses it, on whichever engine the request's kernels name.
 pub trait Predictor {
@@ -23,33 +22,6 @@ pub trait Predictor {
     fn param_count(&self) -> i64;
     /// Predictions (N, P) for windows `x` (N, W, features), evaluation mode, row-major.
     fn predict(&self, x: &[f32], rows: usize, steps: usize) -> anyhow::Result<Vec<f32>>;
-}
-
-/// A model on libtorch.
-pub struct TorchModel {
-    pub vs: nn::VarStore,
-    pub model: Model,
-}
-
-impl Predictor for TorchModel {
-    fn config(&self) -> &ModelConfig {
-        &self.model.config
-    }
-
-    fn param_count(&self) -> i64 {
-        param_count(&self.vs)
-    }
-
-    fn predict(&self, x: &[f32], rows: usize, steps: usize) -> anyhow::Result<Vec<f32>> {
-        let shape = [rows as i64, steps as i64, self.model.config.input as i64];
-        tch::no_grad(|| {
-            let out = self
-                .model
-                .forward(&Tensor::from_slice(x).view(shape), false, None);
-            Vec::<f32>::try_from(out.contiguous().view([-1]).to_kind(Kind::Float))
-                .map_err(|e| anyhow!("{e}"))
-        })
-    }
 }
 
 pub struct Loaded {
@@ -73,14 +45,12 @@ pub fn load_model(
         .with_context(|| format!("{}: no valid `architecture`", config.display()))?;
     arch.kernels = kernels;
     let model: Box<dyn Predictor> = match kernels {
-        Kernels::Native => {
-            let mut vs = nn::VarStore::new(Device::Cpu);
-            let model = Model::new(&vs.root(), &arch);
-            vs.load(weights)
-                .map_err(|e| anyhow!("{}: {e}", weights.display()))?;
-            Box::new(TorchModel { vs, model })
-        }
+        #[cfg(feature = "torch")]
+        Kernels::Native => Box::new(crate::native::TorchModel::load(weights, &arch)?),
+        #[cfg(not(feature = "torch"))]
+        Kernels::Native => bail!(crate::NO_TORCH),
         Kernels::Portable => Box::new(crate::portable::load_model(weights, &arch)?),
+        Kernels::Auto => bail!("kernels `auto` reached the worker unsettled"),
     };
     Ok(Loaded { model, config: cfg })
 }
@@ -95,7 +65,10 @@ fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a std::path
 /// for portable ones (which compute the same bits at any count).
 fn set_threads(req: &WorkerRequest) {
     match req.kernels {
-        Kernels::Native => tch::set_num_threads(req.threads.max(1) as i32),
+        #[cfg(feature = "torch")]
+        Kernels::Native | Kernels::Auto => tch::set_num_threads(req.threads.max(1) as i32),
+        #[cfg(not(feature = "torch"))]
+        Kernels::Native | Kernels::Auto => {}
         Kernels::Portable => magpipe_kernels::simd::set_threads(req.threads.max(1)),
     }
 }

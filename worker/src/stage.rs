@@ -11,12 +11,10 @@ use magpipe_stages::train::{
 use magpipe_stages::{plot, table};
 use polars::prelude::*;
 use serde_json::{Value, json};
-use tch::{Device, Tensor};
 
-use crate::host;
-use crate::model::{Arch, ModelConfig, param_count};
+use crate::config::{Arch, EarlyStop, Epoch, Loss, ModelConfig, TrainConfig};
+use crate::host::{self, Device};
 use crate::portable::PortableRun;
-use crate::train::{EarlyStop, Epoch, Loss, TrainConfig, Trainer, Windows};
 
 fn emit(e: &WorkerEvent) {
     let mut out = std::io::stdout().lock();
@@ -59,12 +57,7 @@ fn report(summary: String, kernels: Value) -> anyhow::Result<()> {
 }
 
 pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
-    // What computes the floats, for the record: libtorch's choice on this CPU, or magpipe's
-    // own engine.
-    let kernels = match req.kernels {
-        Kernels::Portable => crate::portable::kernels_fact(),
-        Kernels::Native => host::native_kernels(&host::cpu()),
-    };
+    let kernels = kernels_fact(req.kernels)?;
     match req.kind.as_str() {
         "train" => train(&req, kernels),
         "predict" => report(crate::predict::run(&req, &progress)?, kernels),
@@ -73,32 +66,28 @@ pub fn run(req: WorkerRequest) -> anyhow::Result<()> {
     }
 }
 
+/// What computes the floats, for the record: libtorch's choice on this CPU, or magpipe's own
+/// engine; refuses what this worker cannot run before anything is read.
+fn kernels_fact(kernels: Kernels) -> anyhow::Result<Value> {
+    match kernels {
+        Kernels::Auto => {
+            bail!(
+                "the request's kernels are `auto`: the engine settles them before it starts a worker"
+            )
+        }
+        Kernels::Portable => Ok(crate::portable::kernels_fact()),
+        #[cfg(feature = "torch")]
+        Kernels::Native => Ok(host::native_kernels(&host::cpu())),
+        #[cfg(not(feature = "torch"))]
+        Kernels::Native => bail!(crate::NO_TORCH),
+    }
+}
+
 /// The file wired into an input slot.
-pub(crate) fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a PathBuf> {
+pub fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a PathBuf> {
     req.inputs
         .get(slot)
         .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
-}
-
-fn load_windows(path: &Path, device: Device) -> anyhow::Result<Windows> {
-    let named = Tensor::read_safetensors(path).with_context(|| format!("{}", path.display()))?;
-    let get = |n: &str| {
-        named
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, t)| t.to_device(device))
-            .ok_or_else(|| anyhow!("{}: no tensor `{n}`", path.display()))
-    };
-    let (x, y) = (get("x")?, get("y")?);
-    if x.dim() != 3 || y.dim() != 2 || x.size()[0] != y.size()[0] {
-        bail!(
-            "{}: expected x (N, W, F) and y (N, P), found {:?} and {:?}",
-            path.display(),
-            x.size(),
-            y.size()
-        );
-    }
-    Ok(Windows { x, y })
 }
 
 /// The seed of a run: the param, or one drawn from the OS when the param is `null`.
@@ -163,7 +152,7 @@ pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
 
 /// The windows a `subsample` keeps out of `n`: a fixed, seeded subset, in their original order
 /// (the same for both engines).
-pub(crate) fn subsample_indices(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
+pub fn subsample_indices(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
     let keep = ((n as f64 * fraction).ceil() as usize).clamp(1, n);
     let mut rng = magpipe_stages::tune::tpe::Rng::new(seed ^ 0x5355_4253_414d_504c);
     let mut idx: Vec<usize> = (0..n).collect();
@@ -173,19 +162,6 @@ pub(crate) fn subsample_indices(n: usize, fraction: f64, seed: u64) -> Vec<usize
     idx.truncate(keep);
     idx.sort_unstable();
     idx
-}
-
-/// A fixed, seeded subset of the windows (in their original order).
-fn subsample(w: Windows, fraction: f64, seed: u64) -> Windows {
-    let idx: Vec<i64> = subsample_indices(w.len() as usize, fraction, seed)
-        .into_iter()
-        .map(|i| i as i64)
-        .collect();
-    let t = Tensor::from_slice(&idx).to_device(w.x.device());
-    Windows {
-        x: w.x.index_select(0, &t),
-        y: w.y.index_select(0, &t),
-    }
 }
 
 /// Test hook: `MAGPIPE_FAULT=pause-after-epoch:N` stops after epoch N's checkpoint, so a test can
@@ -225,76 +201,6 @@ pub trait Training {
     /// Writes the weights under the VarStore's names.
     fn save_weights(&self, path: &Path) -> anyhow::Result<()>;
     fn param_count(&self) -> i64;
-}
-
-/// A training on libtorch, with its windows.
-struct NativeRun {
-    t: Trainer,
-    train: Windows,
-    val: Windows,
-}
-
-impl NativeRun {
-    fn start(req: &WorkerRequest, p: &TrainParams, device: Device) -> anyhow::Result<NativeRun> {
-        let (train, val) = load_inputs(req, p, device)?;
-        let (horizon, features) = (train.y.size()[1] as usize, train.x.size()[2] as usize);
-        let t = Trainer::new(config(p, horizon, features), device);
-        Ok(NativeRun { t, train, val })
-    }
-}
-
-impl Training for NativeRun {
-    fn config(&self) -> &TrainConfig {
-        &self.t.cfg
-    }
-
-    fn history(&self) -> &[Epoch] {
-        &self.t.progress.history
-    }
-
-    fn stopped(&self) -> bool {
-        self.t.progress.stopped
-    }
-
-    fn done(&self) -> bool {
-        self.t.done()
-    }
-
-    fn train_windows(&self) -> usize {
-        self.train.len() as usize
-    }
-
-    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64)) -> anyhow::Result<Epoch> {
-        Ok(self.t.epoch(&self.train, &self.val, on_batch))
-    }
-
-    fn save_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
-        self.t
-            .save_checkpoint(dir)
-            .map_err(|e| anyhow!("checkpoint: {e}"))
-    }
-
-    fn load_checkpoint(&mut self, dir: &Path) -> anyhow::Result<bool> {
-        self.t
-            .load_checkpoint(dir)
-            .map_err(|e| anyhow!("checkpoint: {e}"))
-    }
-
-    fn zero_slope(&self) -> f64 {
-        self.t.zero_slope(&self.val)
-    }
-
-    fn val_predictions(&self) -> anyhow::Result<Vec<f32>> {
-        Ok(self.t.predict(&self.val, 4096))
-    }
-
-    fn save_weights(&self, path: &Path) -> anyhow::Result<()> {
-        self.t.vs.save(path).context("model.safetensors")
-    }
-
-    fn param_count(&self) -> i64 {
-        param_count(&self.t.vs)
-    }
 }
 
 fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
@@ -348,7 +254,16 @@ fn start(
     device: Device,
 ) -> anyhow::Result<Box<dyn Training>> {
     Ok(match p.kernels {
-        Kernels::Native => Box::new(NativeRun::start(req, p, device)?),
+        #[cfg(feature = "torch")]
+        Kernels::Native | Kernels::Auto => {
+            Box::new(crate::native::NativeRun::start(req, p, device.into())?)
+        }
+        // Refused by `kernels_fact` before this.
+        #[cfg(not(feature = "torch"))]
+        Kernels::Native | Kernels::Auto => {
+            let _ = device;
+            bail!(crate::NO_TORCH)
+        }
         Kernels::Portable => Box::new(PortableRun::start(req, p)?),
     })
 }
@@ -371,7 +286,8 @@ fn choose_device(
     let (cpu, cuda) = (host::cpu(), host::cuda());
     let (device, why) = host::pick(p.device(), &cuda).map_err(|e| anyhow!(e))?;
     let (why, kernels) = match p.kernels {
-        Kernels::Native => {
+        Kernels::Native | Kernels::Auto => {
+            #[cfg(feature = "torch")]
             tch::set_num_threads(req.threads.max(1) as i32);
             (why, cpu.onednn_isa.clone())
         }
@@ -390,20 +306,6 @@ fn choose_device(
         log(w);
     }
     Ok((device, cpu, cuda))
-}
-
-/// The training windows (subsampled when asked) and the validation windows, on `device`.
-fn load_inputs(
-    req: &WorkerRequest,
-    p: &TrainParams,
-    device: Device,
-) -> anyhow::Result<(Windows, Windows)> {
-    let mut train = load_windows(input(req, "train")?, device)?;
-    if p.subsample < 1.0 {
-        train = subsample(train, p.subsample, p.seed.unwrap_or(0));
-    }
-    let val = load_windows(input(req, "val")?, device)?;
-    Ok((train, val))
 }
 
 /// Continues from the stage's checkpoint, if it has one.

@@ -14,35 +14,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::adam::Adam;
 use crate::metrics::{derivative_rmse, zero_slope_rmse};
-use crate::model::{Model, ModelConfig, TeacherForcing, hybrid_loss, value_loss};
+use crate::model::{Model, TeacherForcing, hybrid_loss, value_loss};
 use crate::schedule::{PatienceStopper, PlateauStopper, ReduceLrOnPlateau};
 
-// One stopping rule and one history for both engines (magpipe-kernels' trainer is this one's
-// twin), so model.json, history.parquet and checkpoints read the same from either.
-pub use magpipe_kernels::train::{EarlyStop, Epoch};
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Loss {
-    Value,
-    Hybrid { alpha: f64 },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub model: ModelConfig,
-    pub batch_size: usize,
-    pub shuffle: bool,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub loss: Loss,
-    /// Multiplies the loss before backward (×100 for hybrid, ×1 for value in the published code).
-    pub loss_scale: f64,
-    pub teacher_forcing_ratio: f64,
-    pub epochs: usize,
-    pub early_stop: EarlyStop,
-    pub seed: u64,
-}
+pub use crate::config::{EarlyStop, Epoch, Loss, TrainConfig};
 
 /// Windows in memory: `x` (N, W, F) and `y` (N, P), f32.
 pub struct Windows {

@@ -17,7 +17,10 @@ use crate::protocol::ProtocolParams;
 use crate::scale::Scaler;
 use crate::solared;
 use crate::table::FLUX;
-use crate::train::{WorkerRequest, run_in_worker_with};
+use crate::train::{
+    DeviceName, Kernels, Precision, PredictParams, WorkerRequest, run_in_worker_with,
+    trained_kernels,
+};
 use crate::window::WindowParams;
 use serde_json::{Value, json};
 
@@ -72,6 +75,9 @@ pub struct Resolved {
     pub label: String,
     /// Why the model is not what `pipeline.yaml` would produce now, when it is not.
     pub stale: Option<String>,
+    /// The kernels the pipeline's `predict` of this model runs on (its `kernels`, settled), so
+    /// the alarms an operator gets are the ones Table 2 was scored from.
+    pub kernels: Kernels,
 }
 
 /// The model's record: the one the plan would produce now when it is in the store, else the
@@ -151,6 +157,25 @@ fn wire_from(plan: &Plan, stage: usize, slot: &str) -> Option<usize> {
         .iter()
         .find(|w| w.slot == slot)
         .map(|w| w.from)
+}
+
+/// The kernels the plan's `predict` of the model at stage `train` runs on: its `kernels`
+/// param, settled; null follows the model (its model.json at `config`). Without a `predict`
+/// stage, `predict`'s default.
+fn predict_kernels(plan: &Plan, train: usize, config: &Path) -> Result<Kernels, Error> {
+    let predict =
+        plan.stages.iter().enumerate().find(|(j, s)| {
+            s.kind.name() == "predict" && wire_from(plan, *j, "model") == Some(train)
+        });
+    let params: PredictParams = match predict {
+        Some((_, s)) => serde_json::from_value(s.params.clone())
+            .map_err(|e| usage(format!("predict params: {e}")))?,
+        None => PredictParams::default(),
+    };
+    match params.kernels {
+        Some(k) => Ok(k.settle(DeviceName::Cpu, Precision::Fp32)),
+        None => trained_kernels(config).map_err(|e| Error::Forecast(e.to_string())),
+    }
 }
 
 /// The train stage behind Table 2's primary predictor (the `score_alarms` stage's `primary`,
@@ -347,7 +372,9 @@ pub fn resolve(
         val_rmse: cfg["val_rmse"].as_f64(),
         collapsed: cfg["collapsed"].as_bool().unwrap_or(false),
     };
+    let kernels = predict_kernels(&plan, i, &config)?;
     Ok(Resolved {
+        kernels,
         stale,
         label: format!("{model_name} {loss}"),
         info,
@@ -432,9 +459,7 @@ fn infer(
         out_dir: tmp.path().to_path_buf(),
         checkpoint_dir: tmp.path().to_path_buf(),
         threads,
-        // The alarms an operator gets are the ones Table 2 was scored from.
-        kernels: crate::train::trained_kernels(&res.config)
-            .map_err(|e| Error::Forecast(e.to_string()))?,
+        kernels: res.kernels,
     };
     run_in_worker_with(&req, events).map_err(|e| Error::Forecast(e.to_string()))?;
     let ys = fc::read_f32(&tmp.path().join("outputs.safetensors"), "y").map_err(Error::Forecast)?;

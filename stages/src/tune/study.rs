@@ -357,13 +357,14 @@ fn spawn(
     params
         .entry("seed".to_string())
         .or_insert(json!(p.seed.wrapping_add(u64::from(t.id))));
-    let train: TrainParams =
+    let mut train: TrainParams =
         serde_json::from_value(Value::Object(params.clone())).map_err(|e| {
             StageError::Invalid(format!(
                 "trial {}: not a valid training configuration: {e}",
                 t.id
             ))
         })?;
+    train.kernels = train.kernels();
     let out = d.join("out");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(|e| StageError::io(&out, e))?;
@@ -500,26 +501,37 @@ fn trial_gpus(p: &TuneParams, cache_dir: &Path) -> Result<usize, StageError> {
     Ok(info["cuda_devices"].as_u64().unwrap_or(0).max(1) as usize)
 }
 
-/// The trials' kernels: `fixed.kernels`, else `train`'s default.
+/// The trials' kernels: `fixed.kernels`, else `train`'s default, settled as `train` settles
+/// them (by `fixed.device` and `fixed.precision`).
 fn trial_kernels(p: &TuneParams) -> Result<Kernels, StageError> {
-    match p.fixed.get("kernels") {
+    let kernels = match p.fixed.get("kernels") {
         Some(k) => serde_json::from_value(k.clone())
-            .map_err(|e| StageError::Invalid(format!("fixed.kernels: {e}"))),
-        None => Ok(TrainParams::default().kernels),
-    }
+            .map_err(|e| StageError::Invalid(format!("fixed.kernels: {e}")))?,
+        None => TrainParams::default().kernels,
+    };
+    let precision = match p.fixed.get("precision") {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| StageError::Invalid(format!("fixed.precision: {e}")))?,
+        None => TrainParams::default().precision,
+    };
+    Ok(kernels.settle(fixed_device(p)?, precision))
 }
 
-/// The trials' `device`: `fixed.device`, else `train`'s default; the CPU for portable kernels
-/// (`fixed.kernels`).
-fn trial_device(p: &TuneParams) -> Result<DeviceName, StageError> {
-    if trial_kernels(p)? == Kernels::Portable {
-        return Ok(DeviceName::Cpu);
-    }
+/// `fixed.device`, else `train`'s default.
+fn fixed_device(p: &TuneParams) -> Result<DeviceName, StageError> {
     match p.fixed.get("device") {
         Some(d) => serde_json::from_value(d.clone())
             .map_err(|e| StageError::Invalid(format!("fixed.device: {e}"))),
         None => Ok(TrainParams::default().device),
     }
+}
+
+/// The trials' `device`: the CPU for portable kernels, else `fixed.device`.
+fn trial_device(p: &TuneParams) -> Result<DeviceName, StageError> {
+    if trial_kernels(p)? == Kernels::Portable {
+        return Ok(DeviceName::Cpu);
+    }
+    fixed_device(p)
 }
 
 /// The GPU running the fewest trials (the lowest index on a tie).
