@@ -104,10 +104,9 @@ fn the_forecast_json_keeps_its_schema() {
     let series = v["tiles"][0]["series"].as_array().unwrap();
     assert_eq!(series.len(), 50 + 2 - 30);
     assert_eq!(series.last().unwrap()["time"], time_at(&p, 54));
-    // Every float and hash is redacted, so the snapshot holds on any CPU. The categories left
-    // (collapsed, no alarm, NO PRED) come from a natively trained fixture model that sits far
-    // from the collapse and emergence thresholds: the same on the Intel Xeon and the AMD EPYC
-    // listed in worker/tests/golden.rs, where native kernels give other floats.
+    // Every float and hash is redacted. The categories left (collapsed, an alarm, its lead)
+    // come from a fixture model trained and run on magpipe's own engine (the default kernels),
+    // whose bits are the same on every CPU, so they hold on any machine.
     let root = p.path().display().to_string();
     let mut v = normalise(&v, &root);
     v["model"]["trained_at"] = Value::String("[time]".into());

@@ -204,7 +204,9 @@ pub trait Training {
 }
 
 fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
-    let p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
+    let mut p: TrainParams = serde_json::from_value(req.params.clone()).context("train params")?;
+    // The engine sends them settled; a request written by hand may leave `kernels` out.
+    p.kernels = p.kernels();
     let (device, cpu, cuda) = choose_device(req, &p)?;
     let mut t = start(req, &p, device)?;
     resume(req, t.as_mut())?;
