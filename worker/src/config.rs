@@ -1,7 +1,7 @@
 //! A training's settings as model.json records them, the same for both engines and free of
 //! libtorch, so a worker built without it (`--no-default-features`) still reads and writes them.
 
-use magpipe_stages::train::Kernels;
+use magpipe_stages::train::{Kernels, LossName, ModelName, Precision, StopRule, TrainParams};
 use serde::{Deserialize, Serialize};
 
 // One stopping rule and one history for both engines (magpipe-kernels' trainer is libtorch's
@@ -57,4 +57,64 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub early_stop: EarlyStop,
     pub seed: u64,
+}
+
+/// The seed of a run: the param, or one drawn from the OS when the param is `null`.
+pub fn run_seed(p: &TrainParams) -> u64 {
+    p.seed.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        if std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+            .is_err()
+        {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            b = (t ^ u64::from(std::process::id())).to_le_bytes();
+        }
+        u64::from_le_bytes(b)
+    })
+}
+
+pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
+    TrainConfig {
+        model: ModelConfig {
+            arch: match p.model {
+                ModelName::MagFluxLstm => Arch::Lstm,
+                ModelName::MagFluxEncDec => Arch::EncDec,
+            },
+            input: features,
+            hidden: p.hidden,
+            layers: p.layers,
+            dropout: p.dropout,
+            horizon,
+            bf16: p.precision == Precision::Bf16Mixed,
+            kernels: p.kernels,
+        },
+        batch_size: p.batch_size,
+        shuffle: p.shuffle,
+        lr: p.lr,
+        weight_decay: p.weight_decay,
+        loss: match p.loss {
+            LossName::Value => Loss::Value,
+            LossName::Hybrid => Loss::Hybrid { alpha: p.alpha },
+        },
+        loss_scale: p.loss_scale(),
+        teacher_forcing_ratio: p.teacher_forcing_ratio,
+        epochs: p.epochs,
+        early_stop: match p.early_stop {
+            StopRule::Plateau => EarlyStop::Plateau {
+                std: p.stop_std,
+                num_results: p.stop_num_results,
+                grace: p.stop_grace,
+            },
+            StopRule::Patience => EarlyStop::Patience {
+                patience: p.patience,
+                min_delta: p.min_delta,
+            },
+            StopRule::None => EarlyStop::None,
+        },
+        seed: run_seed(p),
+    }
 }

@@ -3,6 +3,7 @@
 //! for `kernels: portable`. Only the `magpipe-worker` process links this; the engine never does.
 
 pub mod config;
+pub mod engines;
 pub mod host;
 pub mod portable;
 pub mod predict;

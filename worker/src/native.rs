@@ -7,9 +7,9 @@ use anyhow::{Context as _, anyhow, bail};
 use magpipe_stages::train::{TrainParams, WorkerRequest};
 use tch::{Device, Kind, Tensor, nn};
 
+use crate::config::config;
+use crate::engines::{Predictor, Training, input, subsample_indices};
 use crate::model::{Model, ModelConfig, param_count};
-use crate::predict::Predictor;
-use crate::stage::{Training, config, input, subsample_indices};
 use crate::train::{Epoch, TrainConfig, Trainer, Windows};
 
 pub fn load_windows(path: &Path, device: Device) -> anyhow::Result<Windows> {

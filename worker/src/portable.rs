@@ -16,8 +16,7 @@ use magpipe_stages::train::{TrainParams, WorkerRequest};
 use serde_json::{Value, json};
 
 use crate::config::{Arch, Epoch, Loss, ModelConfig, TrainConfig};
-use crate::predict::Predictor;
-use crate::stage::{Training, input, subsample_indices};
+use crate::engines::{Predictor, Training, input, subsample_indices};
 
 /// `facts.hardware.kernels` of a portable stage: which engine and code path computed it.
 pub fn kernels_fact() -> Value {
@@ -39,7 +38,7 @@ fn engine_model(m: &ModelConfig) -> engine::ModelConfig {
     }
 }
 
-/// The engine's settings for the worker's (`stage::config`, which resolves the seed).
+/// The engine's settings for the worker's (`config::config`, which resolves the seed).
 fn engine_config(c: &TrainConfig, threads: usize) -> engine::train::TrainConfig {
     engine::train::TrainConfig {
         model: engine_model(&c.model),
@@ -84,7 +83,7 @@ impl PortableRun {
             ));
         }
         let val = read("val")?;
-        let config = crate::stage::config(p, train.horizon(), train.features());
+        let config = crate::config::config(p, train.horizon(), train.features());
         let trainer = Trainer::new(engine_config(&config, req.threads.max(1)))
             .map_err(|e| anyhow!("kernels: portable: {e}"))?;
         trainer.check(&train, &val).map_err(|e| match e {

@@ -14,15 +14,8 @@ use magpipe_stages::train::{Kernels, PredictParams, WorkerRequest};
 use serde_json::Value;
 
 use crate::config::ModelConfig;
-
-/// A trained model as prediction uses it, on whichever engine the request's kernels name.
-pub trait Predictor {
-    /// The architecture (model.json's `architecture`).
-    fn config(&self) -> &ModelConfig;
-    fn param_count(&self) -> i64;
-    /// Predictions (N, P) for windows `x` (N, W, features), evaluation mode, row-major.
-    fn predict(&self, x: &[f32], rows: usize, steps: usize) -> anyhow::Result<Vec<f32>>;
-}
+pub use crate::engines::Predictor;
+use crate::engines::input;
 
 pub struct Loaded {
     pub model: Box<dyn Predictor>,
@@ -53,12 +46,6 @@ pub fn load_model(
         Kernels::Auto => bail!("kernels `auto` reached the worker unsettled"),
     };
     Ok(Loaded { model, config: cfg })
-}
-
-fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a std::path::PathBuf> {
-    req.inputs
-        .get(slot)
-        .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
 }
 
 /// The threads of the model run: libtorch's intra-op threads for native kernels, the engine's

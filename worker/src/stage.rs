@@ -2,17 +2,16 @@
 //! [`WorkerEvent`] JSON lines on stdout (progress, logs, then the report).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
-use magpipe_stages::train::{
-    Kernels, LossName, ModelName, Precision, StopRule, TrainParams, WorkerEvent, WorkerRequest,
-};
+use magpipe_stages::train::{Kernels, Precision, TrainParams, WorkerEvent, WorkerRequest};
 use magpipe_stages::{plot, table};
 use polars::prelude::*;
 use serde_json::{Value, json};
 
-use crate::config::{Arch, EarlyStop, Epoch, Loss, ModelConfig, TrainConfig};
+use crate::config::Epoch;
+use crate::engines::Training;
 use crate::host::{self, Device};
 use crate::portable::PortableRun;
 
@@ -83,87 +82,6 @@ fn kernels_fact(kernels: Kernels) -> anyhow::Result<Value> {
     }
 }
 
-/// The file wired into an input slot.
-pub fn input<'a>(req: &'a WorkerRequest, slot: &str) -> anyhow::Result<&'a PathBuf> {
-    req.inputs
-        .get(slot)
-        .ok_or_else(|| anyhow!("input `{slot}` is not connected"))
-}
-
-/// The seed of a run: the param, or one drawn from the OS when the param is `null`.
-pub fn run_seed(p: &TrainParams) -> u64 {
-    p.seed.unwrap_or_else(|| {
-        let mut b = [0u8; 8];
-        if std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-            .is_err()
-        {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            b = (t ^ u64::from(std::process::id())).to_le_bytes();
-        }
-        u64::from_le_bytes(b)
-    })
-}
-
-pub fn config(p: &TrainParams, horizon: usize, features: usize) -> TrainConfig {
-    TrainConfig {
-        model: ModelConfig {
-            arch: match p.model {
-                ModelName::MagFluxLstm => Arch::Lstm,
-                ModelName::MagFluxEncDec => Arch::EncDec,
-            },
-            input: features,
-            hidden: p.hidden,
-            layers: p.layers,
-            dropout: p.dropout,
-            horizon,
-            bf16: p.precision == Precision::Bf16Mixed,
-            kernels: p.kernels,
-        },
-        batch_size: p.batch_size,
-        shuffle: p.shuffle,
-        lr: p.lr,
-        weight_decay: p.weight_decay,
-        loss: match p.loss {
-            LossName::Value => Loss::Value,
-            LossName::Hybrid => Loss::Hybrid { alpha: p.alpha },
-        },
-        loss_scale: p.loss_scale(),
-        teacher_forcing_ratio: p.teacher_forcing_ratio,
-        epochs: p.epochs,
-        early_stop: match p.early_stop {
-            StopRule::Plateau => EarlyStop::Plateau {
-                std: p.stop_std,
-                num_results: p.stop_num_results,
-                grace: p.stop_grace,
-            },
-            StopRule::Patience => EarlyStop::Patience {
-                patience: p.patience,
-                min_delta: p.min_delta,
-            },
-            StopRule::None => EarlyStop::None,
-        },
-        seed: run_seed(p),
-    }
-}
-
-/// The windows a `subsample` keeps out of `n`: a fixed, seeded subset, in their original order
-/// (the same for both engines).
-pub fn subsample_indices(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
-    let keep = ((n as f64 * fraction).ceil() as usize).clamp(1, n);
-    let mut rng = magpipe_stages::tune::tpe::Rng::new(seed ^ 0x5355_4253_414d_504c);
-    let mut idx: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        idx.swap(i, rng.below(i + 1));
-    }
-    idx.truncate(keep);
-    idx.sort_unstable();
-    idx
-}
-
 /// Test hook: `MAGPIPE_FAULT=pause-after-epoch:N` stops after epoch N's checkpoint, so a test can
 /// kill the worker there.
 fn fault_pause(epoch: usize) {
@@ -175,32 +93,6 @@ fn fault_pause(epoch: usize) {
         log(format!("paused after epoch {epoch} (MAGPIPE_FAULT)"));
         std::thread::sleep(std::time::Duration::from_secs(600));
     }
-}
-
-/// A training run, whichever engine computes it: what the epoch loop, the checkpoints and the
-/// outputs need of it.
-pub trait Training {
-    /// The run's settings, as model.json records them (the seed resolved).
-    fn config(&self) -> &TrainConfig;
-    fn history(&self) -> &[Epoch];
-    /// Whether the early-stopping rule fired.
-    fn stopped(&self) -> bool;
-    /// Whether the epoch budget is spent or the stopping rule fired.
-    fn done(&self) -> bool;
-    /// The training windows an epoch runs over (after subsampling).
-    fn train_windows(&self) -> usize;
-    /// Runs and records the next epoch; `on_batch(batch, batches, loss)` follows each step.
-    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64)) -> anyhow::Result<Epoch>;
-    fn save_checkpoint(&self, dir: &Path) -> anyhow::Result<()>;
-    /// Restores the checkpoint in `dir`; false when there is none.
-    fn load_checkpoint(&mut self, dir: &Path) -> anyhow::Result<bool>;
-    /// The zero-slope predictor's validation metric, the bar a model must clear.
-    fn zero_slope(&self) -> f64;
-    /// Predictions for every validation window, in order.
-    fn val_predictions(&self) -> anyhow::Result<Vec<f32>>;
-    /// Writes the weights under the VarStore's names.
-    fn save_weights(&self, path: &Path) -> anyhow::Result<()>;
-    fn param_count(&self) -> i64;
 }
 
 fn train(req: &WorkerRequest, kernels: Value) -> anyhow::Result<()> {
