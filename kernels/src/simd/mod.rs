@@ -29,14 +29,15 @@
 //! a `Fast` token that exists only after the CPU was checked.
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 pub mod pool;
+mod team;
 
 /// A kernel path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,38 +167,7 @@ pub fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The kernels' own pool of `n` threads, built once per count.
-fn thread_pool(n: usize) -> Arc<rayon::ThreadPool> {
-    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
-    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, p)) = pools.iter().find(|(k, _)| *k == n) {
-        return Arc::clone(p);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .thread_name(|i| format!("magpipe-kernels-{i}"))
-        .build()
-        .expect("the kernels' thread pool");
-    let pool = Arc::new(pool);
-    pools.push((n, Arc::clone(&pool)));
-    pool
-}
-
-/// Runs `work` on every part, the parts on the kernels' threads when there are several. The
-/// parts are disjoint pieces of the output: which thread computes one cannot change its bits.
-fn run_parts<T: Send>(parts: Vec<T>, work: impl Fn(T) + Sync) {
-    if parts.len() <= 1 {
-        parts.into_iter().for_each(work);
-        return;
-    }
-    let pool = thread_pool(parts.len());
-    let work = &work;
-    pool.scope(|s| {
-        for part in parts {
-            s.spawn(move |_| work(part));
-        }
-    });
-}
+use team::run_parts;
 
 /// `0..len` cut into `parts` ranges of whole `unit`s, as even as can be (the last takes the
 /// remainder), skipping empty ones.
