@@ -28,7 +28,7 @@ pub fn matmul_abt_bias(
             for row in c[..m * n].chunks_exact_mut(n) {
                 row.copy_from_slice(&bias[..n]);
             }
-            simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_nk(b, n, k));
+            simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_nk(f, b, n, k));
         }
         _ => reference::matmul_abt_bias(c, a, b, bias, m, n, k),
     }
@@ -38,7 +38,7 @@ pub fn matmul_abt_bias(
 /// recurrent term onto the input projection). a: m×k, b: n×k, c: m×n.
 pub fn matmul_abt_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
     match simd::fast() {
-        Some(f) => simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_nk(b, n, k)),
+        Some(f) => simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_nk(f, b, n, k)),
         None => reference::matmul_abt_acc(c, a, b, m, n, k),
     }
 }
@@ -47,7 +47,7 @@ pub fn matmul_abt_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k
 /// gradients dY·W, K over the layer's output rows). a: m×k, b: k×n, c: m×n.
 pub fn matmul_ab_acc(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
     match simd::fast() {
-        Some(f) => simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_kn(b, k, n)),
+        Some(f) => simd::gemm(f, c, n, m, Lhs::Rows(a, k), &PackedB::from_kn(f, b, k, n)),
         None => reference::matmul_ab_acc(c, a, b, m, n, k),
     }
 }
@@ -58,7 +58,7 @@ pub fn matmul_atb(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: us
     match simd::fast() {
         Some(f) => {
             c[..m * n].fill(0.0);
-            simd::gemm(f, c, n, m, Lhs::Cols(a, m), &PackedB::from_kn(b, k, n));
+            simd::gemm(f, c, n, m, Lhs::Cols(a, m), &PackedB::from_kn(f, b, k, n));
         }
         None => reference::matmul_atb(c, a, b, m, n, k),
     }

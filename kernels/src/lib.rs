@@ -66,8 +66,8 @@
 //! 8. **Adam and clipping** ([`adam`]) follow `magpipe_worker::adam` operation by operation.
 //!
 //! 9. **SIMD paths reproduce the scalar bits** ([`simd`]). The scalar loops ([`mod@gemm::reference`],
-//!    [`math`], the reference step and cell in [`lstm`]) are the specification; AVX2+FMA (x86-64,
-//!    detected at run time) and NEON (aarch64) twins compute the same operations with one output
+//!    [`math`], the reference step and cell in [`lstm`]) are the specification; AVX-512F and
+//!    AVX2+FMA (x86-64, detected at run time) and NEON (aarch64) twins compute the same operations with one output
 //!    element per lane: each element's chain runs over k ascending inside its lane (a chain cut
 //!    into K blocks continues from its stored f32 value, which is exact), never split across
 //!    lanes or threads and never summed horizontally. The vector exp/expm1/tanh/sigmoid use the

@@ -208,7 +208,7 @@ impl Tape {
     pub(crate) fn push(&mut self, w: LstmWeights<'_>, x_t: &[f32]) {
         let xp = input_projection(w, x_t, self.batch);
         match simd::fast() {
-            Some(f) => self.step_fast(f, &PackedGates::new(w.w_hh, w.hidden), x_t, &xp),
+            Some(f) => self.step_fast(f, &PackedGates::new(f, w.w_hh, w.hidden), x_t, &xp),
             None => self.step(w, x_t, xp),
         }
     }
@@ -304,7 +304,7 @@ pub(crate) fn forward_unchecked(
     let rows = batch * 4 * w.hidden;
     let fast = simd::fast();
     // W_hh packed once for all steps.
-    let packed = fast.map(|_| PackedGates::new(w.w_hh, w.hidden));
+    let packed = fast.map(|f| PackedGates::new(f, w.w_hh, w.hidden));
     for t in 0..steps {
         let x_t = &x[t * batch * w.input..(t + 1) * batch * w.input];
         let xp_t = &xp[t * rows..(t + 1) * rows];
@@ -395,7 +395,7 @@ pub(crate) fn backward_unchecked(
     let mut dc = dc_n.map_or_else(|| vec![0.0; bh], <[f32]>::to_vec);
     let fast = simd::fast();
     // W_hh packed once for the products dpre_t·W_hh of all steps.
-    let packed = fast.map(|_| PackedB::from_kn(w.w_hh, 4 * h, h));
+    let packed = fast.map(|f| PackedB::from_kn(f, w.w_hh, 4 * h, h));
     for t in (0..steps).rev() {
         let dg_t = &mut dg[t * b * 4 * h..(t + 1) * b * 4 * h];
         cell_backward(tape, t, &dh, &mut dc, dg_t);

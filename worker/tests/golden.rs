@@ -17,6 +17,8 @@
 //! CPUs this test has passed on:
 //! - AMD EPYC, Zen 3 (avx2 fma; 2 cores), 2026-12-07: both models, scalar reference at 1 thread
 //!   and avx2+fma at 1 and 2 threads
+//! - AMD EPYC, Zen 5 (family 26; avx2 fma avx512f avx512_bf16; 2 cores), 2026-12-07: both
+//!   models, avx512f at 1 and 2 threads, avx2+fma and the scalar reference at 1 thread
 
 mod fixture;
 
@@ -48,16 +50,20 @@ fn cpu() -> String {
     )
 }
 
-/// Trains `model` at 1 and 2 threads on the CPU's fastest path, and at 1 thread on the scalar
-/// reference (`MAGPIPE_KERNELS=scalar`): every run must give `want`.
+/// Trains `model` at 1 and 2 threads on the CPU's fastest path, and at 1 thread on every other
+/// path it runs (`MAGPIPE_KERNELS=scalar`, the reference; `avx2+fma` on an AVX-512 CPU): every
+/// run must give `want`.
 fn golden(model: &str, want: &str) {
     let dir = tempfile::tempdir().unwrap();
-    for (threads, env) in [
-        (1, &[][..]),
-        (2, &[][..]),
-        (1, &[("MAGPIPE_KERNELS", "scalar")][..]),
-    ] {
-        let run = train_with(dir.path(), model, Kernels::Portable, threads, env).unwrap();
+    let fastest = magpipe_kernels::simd::detected();
+    let mut runs: Vec<(usize, Vec<(&str, &str)>)> = vec![(1, vec![]), (2, vec![])];
+    for isa in magpipe_kernels::simd::supported_isas() {
+        if isa != fastest {
+            runs.push((1, vec![("MAGPIPE_KERNELS", isa.name())]));
+        }
+    }
+    for (threads, env) in runs {
+        let run = train_with(dir.path(), model, Kernels::Portable, threads, &env).unwrap();
         let path = run.facts["hardware"]["kernels"]
             .as_str()
             .unwrap_or_default()

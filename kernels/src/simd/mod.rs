@@ -10,9 +10,10 @@
 //! # Dispatch
 //!
 //! [`active`] says which path the kernels take on this thread: the one [`with_isa`] forces, else
-//! `scalar` when the environment variable `MAGPIPE_KERNELS` is `scalar` (read once per process),
-//! else the best the CPU has ([`detected`]): AVX2 with FMA on x86-64, NEON on aarch64 (baseline
-//! there), scalar anywhere else. All give the same bits.
+//! the one the environment variable `MAGPIPE_KERNELS` names (`scalar`, `avx2+fma`, `avx512f`,
+//! `neon`; read once per process), else the best the CPU has ([`detected`]): AVX-512F, else AVX2
+//! with FMA on x86-64, NEON on aarch64 (baseline there), scalar anywhere else. All give the same
+//! bits.
 //!
 //! # Layout
 //!
@@ -34,6 +35,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 pub mod pool;
@@ -46,6 +49,9 @@ pub enum Isa {
     Scalar,
     /// 256-bit AVX2 with FMA (x86-64, checked at run time).
     Avx2Fma,
+    /// 512-bit AVX-512F (x86-64, checked at run time): twice AVX2's work per instruction, which
+    /// pays on cores with full-width units (Zen 5, Intel Xeon).
+    Avx512,
     /// 128-bit NEON with FMA (aarch64, where it is baseline).
     Neon,
 }
@@ -55,6 +61,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2Fma => "avx2+fma",
+            Isa::Avx512 => "avx512f",
             Isa::Neon => "neon",
         }
     }
@@ -64,6 +71,7 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             Isa::Avx2Fma => avx2_available(),
+            Isa::Avx512 => avx512_available(),
             Isa::Neon => cfg!(target_arch = "aarch64"),
         }
     }
@@ -79,9 +87,21 @@ fn avx2_available() -> bool {
     false
 }
 
+#[cfg(target_arch = "x86_64")]
+fn avx512_available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_available() -> bool {
+    false
+}
+
 /// The best path this CPU supports.
 pub fn detected() -> Isa {
-    if Isa::Avx2Fma.supported() {
+    if Isa::Avx512.supported() {
+        Isa::Avx512
+    } else if Isa::Avx2Fma.supported() {
         Isa::Avx2Fma
     } else if Isa::Neon.supported() {
         Isa::Neon
@@ -92,19 +112,23 @@ pub fn detected() -> Isa {
 
 /// Every path this CPU can run, scalar first.
 pub fn supported_isas() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2Fma, Isa::Neon]
+    [Isa::Scalar, Isa::Avx2Fma, Isa::Avx512, Isa::Neon]
         .into_iter()
         .filter(|i| i.supported() && implemented(*i))
         .collect()
 }
 
-/// The process's path: `MAGPIPE_KERNELS=scalar` forces the reference loops, anything else (or
-/// nothing) takes [`detected`].
+/// The process's path: `MAGPIPE_KERNELS` may name one ([`Isa::name`], e.g. `scalar` for the
+/// reference loops or `avx2+fma` to compare with AVX-512 on the same CPU) that this CPU runs;
+/// anything else (or nothing) takes [`detected`]. Every path gives the same bits.
 fn process_isa() -> Isa {
     static CHOSEN: OnceLock<Isa> = OnceLock::new();
-    *CHOSEN.get_or_init(|| match std::env::var("MAGPIPE_KERNELS") {
-        Ok(v) if v.trim().eq_ignore_ascii_case("scalar") => Isa::Scalar,
-        _ => detected(),
+    *CHOSEN.get_or_init(|| {
+        let asked = std::env::var("MAGPIPE_KERNELS").unwrap_or_default();
+        supported_isas()
+            .into_iter()
+            .find(|i| i.name().eq_ignore_ascii_case(asked.trim()))
+            .unwrap_or_else(detected)
     })
 }
 
@@ -222,69 +246,106 @@ pub(crate) fn fast() -> Option<Fast> {
 fn implemented(isa: Isa) -> bool {
     match isa {
         Isa::Scalar => true,
-        Isa::Avx2Fma => cfg!(target_arch = "x86_64"),
+        Isa::Avx2Fma | Isa::Avx512 => cfg!(target_arch = "x86_64"),
         Isa::Neon => cfg!(target_arch = "aarch64"),
+    }
+}
+
+impl Fast {
+    /// Columns of a packed B panel, the micro-kernel's tile width.
+    fn nr(self) -> usize {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::NR,
+            _ => NR,
+        }
+    }
+
+    /// Hidden units per block of [`PackedGates`].
+    fn hb(self) -> usize {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::HB,
+            _ => HB,
+        }
+    }
+
+    /// Batch rows per tile of the fused step (threads take runs of whole tiles).
+    fn rb(self) -> usize {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::RB,
+            _ => RB,
+        }
     }
 }
 
 /// Rows of the general micro-kernel's tile.
 pub(crate) const MR: usize = 6;
-/// Columns of the general micro-kernel's tile (two AVX2 vectors, four NEON vectors).
+/// Columns of the general micro-kernel's tile (two AVX2 vectors, four NEON vectors; AVX-512's
+/// is [`avx512::NR`]).
 pub(crate) const NR: usize = 16;
+/// The widest tile of any path, for the edge tile's buffer.
+const NR_MAX: usize = 32;
 /// K block: one A panel (MR × KC) and one B panel (KC × NR) stay in L1.
 pub(crate) const KC: usize = 256;
 /// M block: the packed A block (MC × KC) stays in L2.
 pub(crate) const MC: usize = 72;
 const _: () = assert!(MC.is_multiple_of(MR));
-/// Hidden units per tile of the fused LSTM step (one AVX2 vector per gate).
+/// Hidden units per tile of the fused LSTM step (one AVX2 vector per gate; AVX-512's is
+/// [`avx512::HB`]).
 pub(crate) const HB: usize = 8;
 /// Batch rows per tile of the fused LSTM step.
 pub(crate) const RB: usize = 3;
 
-/// A right-hand operand packed into panels of [`NR`] columns, zero-padded: panel q holds, for p
-/// in 0..k ascending, the NR values b(p, q·NR + l).
+/// A right-hand operand packed into panels of `nr` columns (the micro-kernel's width on the
+/// path it was packed for), zero-padded: panel q holds, for p in 0..k ascending, the nr values
+/// b(p, q·nr + l).
 #[derive(Debug, Clone)]
 pub(crate) struct PackedB {
     k: usize,
     n: usize,
+    nr: usize,
     data: Vec<f32>,
 }
 
 impl PackedB {
-    fn panels(n: usize) -> usize {
-        n.div_ceil(NR)
+    fn panels(&self) -> usize {
+        self.n.div_ceil(self.nr)
     }
 
     /// From b stored (n × k), b(p, j) = b[j·k + p]: a weight in PyTorch's (out × in) layout as
     /// the right-hand side of x·Wᵀ.
-    pub(crate) fn from_nk(b: &[f32], n: usize, k: usize) -> PackedB {
-        let mut data = pool::zeros(Self::panels(n) * k * NR);
-        for (q, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
-            for l in 0..NR.min(n - q * NR) {
-                let row = &b[(q * NR + l) * k..(q * NR + l + 1) * k];
+    pub(crate) fn from_nk(f: Fast, b: &[f32], n: usize, k: usize) -> PackedB {
+        let nr = f.nr();
+        let mut data = pool::zeros(n.div_ceil(nr) * k * nr);
+        for (q, panel) in data.chunks_exact_mut((k * nr).max(1)).enumerate() {
+            for l in 0..nr.min(n - q * nr) {
+                let row = &b[(q * nr + l) * k..(q * nr + l + 1) * k];
                 for (p, &v) in row.iter().enumerate() {
-                    panel[p * NR + l] = v;
+                    panel[p * nr + l] = v;
                 }
             }
         }
-        PackedB { k, n, data }
+        PackedB { k, n, nr, data }
     }
 
     /// From b stored (k × n), b(p, j) = b[p·n + j].
-    pub(crate) fn from_kn(b: &[f32], k: usize, n: usize) -> PackedB {
-        let mut data = pool::zeros(Self::panels(n) * k * NR);
-        for (q, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
-            let (j0, w) = (q * NR, NR.min(n - q * NR));
+    pub(crate) fn from_kn(f: Fast, b: &[f32], k: usize, n: usize) -> PackedB {
+        let nr = f.nr();
+        let mut data = pool::zeros(n.div_ceil(nr) * k * nr);
+        for (q, panel) in data.chunks_exact_mut((k * nr).max(1)).enumerate() {
+            let (j0, w) = (q * nr, nr.min(n - q * nr));
             for p in 0..k {
-                panel[p * NR..p * NR + w].copy_from_slice(&b[p * n + j0..p * n + j0 + w]);
+                panel[p * nr..p * nr + w].copy_from_slice(&b[p * n + j0..p * n + j0 + w]);
             }
         }
-        PackedB { k, n, data }
+        PackedB { k, n, nr, data }
     }
 
     /// Panel q from row p0 on.
     fn panel(&self, q: usize, p0: usize) -> &[f32] {
-        &self.data[(q * self.k + p0) * NR..(q + 1) * self.k * NR]
+        &self.data[(q * self.k + p0) * self.nr..(q + 1) * self.k * self.nr]
     }
 }
 
@@ -341,14 +402,14 @@ fn pack_a(dst: &mut [f32], a: Lhs<'_>, i0: usize, mc: usize, p0: usize, kc: usiz
     }
 }
 
-/// An MR × NR micro-kernel: `c(r, l) = chain_p(a(r, p) · b(p, l), init = c(r, l))` for p in
-/// 0..kc, with a(r, p) at `a + r·rsa + p·csa` (a packed panel has rsa = 1, csa = MR; rows of a
-/// row-major matrix have rsa = ld, csa = 1), `b` a B panel (NR per p), c row-major with stride
-/// ldc.
+/// An MR × nr micro-kernel (nr: its path's panel width, [`Fast::nr`]): `c(r, l) = chain_p(a(r,
+/// p) · b(p, l), init = c(r, l))` for p in 0..kc, with a(r, p) at `a + r·rsa + p·csa` (a packed
+/// panel has rsa = 1, csa = MR; rows of a row-major matrix have rsa = ld, csa = 1), `b` a B
+/// panel (nr per p), c row-major with stride ldc.
 ///
 /// # Safety
 /// The CPU runs the kernel's instruction set; a(r, p) is readable for r < MR, p < kc; `b` holds
-/// kc·NR readable values; c has MR rows of NR writable values at stride ldc.
+/// kc·nr readable values; c has MR rows of nr writable values at stride ldc.
 type MicroKernel = unsafe fn(
     kc: usize,
     a: *const f32,
@@ -380,7 +441,8 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
         Lhs::Rows(..) => 0,
     };
     let mut apack = vec![0.0f32; packed_panels * MR * KC.min(k)];
-    let mut tile = [0.0f32; MR * NR];
+    let nr_full = b.nr;
+    let mut tile = [0.0f32; MR * NR_MAX];
     // K blocks in ascending order: each element's chain continues from the value stored.
     for p0 in (0..k).step_by(KC) {
         let kc = KC.min(k - p0);
@@ -395,8 +457,8 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
                 }
                 Lhs::Rows(..) => {}
             }
-            for q in 0..PackedB::panels(n) {
-                let (j0, nr) = (q * NR, NR.min(n - q * NR));
+            for q in 0..b.panels() {
+                let (j0, nr) = (q * nr_full, nr_full.min(n - q * nr_full));
                 let bp = b.panel(q, p0);
                 for s in 0..panels {
                     let (r0, mr) = (i0 + s * MR, MR.min(mc - s * MR));
@@ -406,25 +468,26 @@ fn gemm_blocked(kernel: MicroKernel, c: &mut [f32], ldc: usize, m: usize, a: Lhs
                         Lhs::Rows(..) => (apack[..kc * MR].as_ptr(), 1, MR),
                         Lhs::Cols(..) => (apack[s * kc * MR..(s + 1) * kc * MR].as_ptr(), 1, MR),
                     };
-                    if mr == MR && nr == NR {
-                        let ct = &mut c[r0 * ldc + j0..(r0 + MR - 1) * ldc + j0 + NR];
+                    if mr == MR && nr == nr_full {
+                        let ct = &mut c[r0 * ldc + j0..(r0 + MR - 1) * ldc + j0 + nr_full];
                         // SAFETY: `Fast` exists only for a checked CPU (the caller matched it);
                         // a(r, p) for r < MR, p < kc lies inside A (rows r0..r0+MR ≤ m, columns
                         // p0..p0+kc ≤ k, lengths asserted above) or inside its packed panel; bp
-                        // holds at least kc·NR values; ct has MR rows of NR at stride ldc.
+                        // holds at least kc·nr values; ct has MR rows of nr at stride ldc.
                         unsafe { kernel(kc, ap, rsa, csa, bp.as_ptr(), ct.as_mut_ptr(), ldc) };
                     } else {
                         // An edge tile goes through a full one; the padded lanes are dropped.
+                        let w = nr_full;
                         for r in 0..mr {
                             let row = &c[(r0 + r) * ldc + j0..(r0 + r) * ldc + j0 + nr];
-                            tile[r * NR..r * NR + nr].copy_from_slice(row);
+                            tile[r * w..r * w + nr].copy_from_slice(row);
                         }
-                        // SAFETY: as above, with the tile's MR rows of NR at stride NR (a short
-                        // panel comes from `apack`, zero-padded to MR rows).
-                        unsafe { kernel(kc, ap, rsa, csa, bp.as_ptr(), tile.as_mut_ptr(), NR) };
+                        // SAFETY: as above, with the tile's MR rows of nr_full ≤ NR_MAX at stride
+                        // nr_full (a short panel comes from `apack`, zero-padded to MR rows).
+                        unsafe { kernel(kc, ap, rsa, csa, bp.as_ptr(), tile.as_mut_ptr(), w) };
                         for r in 0..mr {
                             c[(r0 + r) * ldc + j0..(r0 + r) * ldc + j0 + nr]
-                                .copy_from_slice(&tile[r * NR..r * NR + nr]);
+                                .copy_from_slice(&tile[r * w..r * w + nr]);
                         }
                     }
                 }
@@ -439,6 +502,7 @@ pub(crate) fn gemm(f: Fast, c: &mut [f32], ldc: usize, m: usize, a: Lhs<'_>, b: 
     if m == 0 || b.n == 0 || b.k == 0 {
         return; // every chain is its init
     }
+    assert_eq!(b.nr, f.nr(), "B was packed for another path");
     let kernel = micro_kernel(f);
     let ranges = split(m, threads(), MR);
     if ranges.len() <= 1 {
@@ -465,6 +529,8 @@ fn micro_kernel(f: Fast) -> MicroKernel {
     match f.0 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => avx2::kernel_6x16,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::kernel_6x32,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::kernel_6x16,
         _ => unreachable!("no vector kernels for {:?} on this target", f.0),
@@ -485,6 +551,9 @@ pub(crate) fn sum_rows(f: Fast, c: &mut [f32], a: &[f32], k: usize, n: usize) {
         // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; c holds hi − lo values and
         // a, read from column lo at stride n, k rows of them.
         Isa::Avx2Fma => unsafe { avx2::sum_rows(c, &a[lo..], k, hi - lo, n) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fast(Avx512)` exists only after the CPU check; extents as above.
+        Isa::Avx512 => unsafe { avx512::sum_rows(c, &a[lo..], k, hi - lo, n) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is baseline on aarch64; the extents are as above.
         Isa::Neon => unsafe { neon::sum_rows(c, &a[lo..], k, hi - lo, n) },
@@ -492,31 +561,32 @@ pub(crate) fn sum_rows(f: Fast, c: &mut [f32], a: &[f32], k: usize, n: usize) {
     });
 }
 
-/// W_hh (4h × h, gate rows i, f, g, o) packed for the fused step: for hidden block q of [`HB`]
-/// units and p in 0..h ascending, the 4·HB values W_hh[g·h + q·HB + l][p] (g-major), zero for
-/// units past h.
+/// W_hh (4h × h, gate rows i, f, g, o) packed for the fused step on path `f`: for hidden block
+/// q of hb units ([`Fast::hb`]) and p in 0..h ascending, the 4·hb values W_hh[g·h + q·hb + l][p]
+/// (g-major), zero for units past h.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedGates {
     hidden: usize,
+    hb: usize,
     data: Vec<f32>,
 }
 
 impl PackedGates {
-    pub(crate) fn new(w_hh: &[f32], hidden: usize) -> PackedGates {
-        let h = hidden;
-        let blocks = h.div_ceil(HB);
-        let mut data = vec![0.0; blocks * h * 4 * HB];
+    pub(crate) fn new(f: Fast, w_hh: &[f32], hidden: usize) -> PackedGates {
+        let (h, hb) = (hidden, f.hb());
+        let blocks = h.div_ceil(hb);
+        let mut data = vec![0.0; blocks * h * 4 * hb];
         for q in 0..blocks {
             for g in 0..4 {
-                for l in 0..HB.min(h - q * HB) {
-                    let row = &w_hh[(g * h + q * HB + l) * h..(g * h + q * HB + l + 1) * h];
+                for l in 0..hb.min(h - q * hb) {
+                    let row = &w_hh[(g * h + q * hb + l) * h..(g * h + q * hb + l + 1) * h];
                     for (p, &v) in row.iter().enumerate() {
-                        data[((q * h + p) * 4 + g) * HB + l] = v;
+                        data[((q * h + p) * 4 + g) * hb + l] = v;
                     }
                 }
             }
         }
-        PackedGates { hidden, data }
+        PackedGates { hidden, hb, data }
     }
 }
 
@@ -538,7 +608,8 @@ pub(crate) struct StepIo<'a> {
 pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
     let (b, h) = (io.batch, w.hidden);
     assert!(
-        w.data.len() == h.div_ceil(HB) * h * 4 * HB
+        w.hb == f.hb()
+            && w.data.len() == h.div_ceil(w.hb) * h * 4 * w.hb
             && io.gates.len() == b * 4 * h
             && [
                 io.h_prev.len(),
@@ -551,7 +622,7 @@ pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
             .all(|&l| l == b * h),
         "step buffers of the wrong size"
     );
-    let ranges = split(b, threads(), RB);
+    let ranges = split(b, threads(), f.rb());
     let StepIo {
         h_prev,
         c_prev,
@@ -582,6 +653,10 @@ pub(crate) fn lstm_step(f: Fast, w: &PackedGates, io: StepIo<'_>) {
         // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted and
         // each part's buffers are its rows of them.
         Isa::Avx2Fma => unsafe { avx2::lstm_step(&w.data, h, io) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fast(Avx512)` exists only after the CPU check; W_hh was packed for it
+        // (asserted) and the buffers are as above.
+        Isa::Avx512 => unsafe { avx512::lstm_step(&w.data, h, io) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is baseline on aarch64; the sizes are as above.
         Isa::Neon => unsafe { neon::lstm_step(&w.data, h, io) },
@@ -644,6 +719,9 @@ pub(crate) fn cell_backward(f: Fast, io: CellGrad<'_>) {
         // SAFETY: `Fast(Avx2Fma)` exists only after the CPU check; the sizes are asserted and
         // each part's buffers are its rows of them.
         Isa::Avx2Fma => unsafe { avx2::cell_backward(io) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Fast(Avx512)` exists only after the CPU check; sizes as above.
+        Isa::Avx512 => unsafe { avx512::cell_backward(io) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is baseline on aarch64; the sizes are as above.
         Isa::Neon => unsafe { neon::cell_backward(io) },
@@ -681,6 +759,9 @@ pub fn map_math(func: MathFn, xs: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `fast` returned AVX2 only after the CPU check; the lengths are equal.
         Some(Isa::Avx2Fma) => unsafe { avx2::map_math(func, xs, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `fast` returned AVX-512 only after the CPU check; the lengths are equal.
+        Some(Isa::Avx512) => unsafe { avx512::map_math(func, xs, out) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is baseline on aarch64; the lengths are equal.
         Some(Isa::Neon) => unsafe { neon::map_math(func, xs, out) },

@@ -122,7 +122,7 @@ fn strided_c_is_left_alone_outside_the_product() {
             ldc,
             m,
             Lhs::Rows(&a, k),
-            &PackedB::from_kn(&b, k, n),
+            &PackedB::from_kn(f, &b, k, n),
         );
         for i in 0..m {
             let mut want = c0[i * ldc..i * ldc + n].to_vec();
