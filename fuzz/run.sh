@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(npz npy pickle pipeline_yaml)
+[ ${#targets[@]} -gt 0 ] || targets=(npz npy pickle pipeline_yaml remote_config)
 
 # cargo fuzz passes -Z flags (sanitizer, coverage); these machines have only the stable toolchain,
 # and RUSTC_BOOTSTRAP lets it accept them.

@@ -5,11 +5,12 @@ use std::path::Path;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 5] = [
     ("npz", magpipe_stages::solared::fuzzing::npz),
     ("npy", magpipe_stages::solared::fuzzing::npy),
     ("pickle", magpipe_stages::solared::fuzzing::pickle),
     ("pipeline_yaml", magpipe_stages::fuzz_pipeline_yaml),
+    ("remote_config", magpipe_engine::fuzzing::remote_config),
 ];
 
 fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -541,7 +541,8 @@ fn remotes_are_checked_and_named_in_every_error() {
     );
     let r = u.run(&p, &["pull", "--remote", "lbb"]);
     assert!(
-        r.stderr.contains("no remote `lbb` (remotes: lab)"),
+        r.stderr
+            .contains("no remote `lbb` (did you mean `lab`?); remotes: lab"),
         "{}",
         r.stderr
     );
@@ -921,4 +922,270 @@ fn a_hostile_remote_cannot_write_outside_the_store_and_pulled_work_keeps_its_sig
     );
     assert!(!d.path().join("escape.md").exists());
     assert!(!d.store().join("escape.md").exists());
+}
+
+/// The mistakes a new user made sharing results (issue 40), each a one-line error that names the
+/// remote and the fix, exit 1, nothing written: an endpoint without a scheme (a panic before),
+/// a bad bucket name, a misspelt remote in --remote or MAGPIPE_REMOTE (before: a warning and a
+/// 40-minute recompute), a bucket that does not exist (before: "not on remote" for every stage,
+/// and push created the bucket), a wrong port (before: a retry chain).
+#[test]
+fn sharing_mistakes_are_one_line_errors_that_name_the_fix() {
+    let p = results_project();
+    let u = User::new();
+    let config = p.path().join(".magpipe/config.yaml");
+    let refused = |r: &Run, says: &[&str]| {
+        assert_eq!(r.code(), Some(1), "{}", r.stderr);
+        let err = r.error_lines();
+        assert_eq!(err.len(), 1, "{}", r.stderr);
+        for s in says {
+            assert!(err[0].contains(s), "{s:?} not in: {}", err[0]);
+        }
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    };
+    for (args, says) in [
+        (
+            vec!["s3://team/magflux", "--endpoint", "127.0.0.1:8333"],
+            vec![
+                "remote `noscheme`",
+                "no scheme; write http://127.0.0.1:8333",
+            ],
+        ),
+        (
+            vec!["s3://team/magflux", "--endpoint", "http://127.0.0.1:99999"],
+            vec!["port `99999`"],
+        ),
+        (
+            vec!["s3://Team_Lab/magflux"],
+            vec!["`Team_Lab` is not a bucket name"],
+        ),
+        (vec!["gs://team/magflux"], vec!["unknown scheme `gs://`"]),
+        (
+            vec!["/some/folder", "--endpoint", "http://127.0.0.1:8333"],
+            vec!["--endpoint is for s3:// remotes only"],
+        ),
+        (
+            vec![
+                "s3://team/magflux",
+                "--endpoint",
+                "http://127.0.0.1:8333",
+                "--credentials",
+                "imds",
+            ],
+            vec!["instance metadata service"],
+        ),
+    ] {
+        let mut full = vec!["remote", "add", "noscheme"];
+        full.extend(args);
+        refused(&u.run(&p, &full), &says);
+        assert!(!config.exists(), "a refused remote was written");
+    }
+    // A hand-edited config is held to the same rules, without a panic.
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        "remotes:\n  noscheme:\n    url: s3://team/magflux\n    endpoint: 127.0.0.1:8333\n",
+    )
+    .unwrap();
+    refused(
+        &u.run(&p, &["pull", "--remote", "noscheme", "ingest"]),
+        &["remote `noscheme`", "no scheme"],
+    );
+    std::fs::remove_file(&config).unwrap();
+
+    let team = Where::s3();
+    team.add(&u, &p, "team", true);
+    let listed = u.run(&p, &["remote", "list"]);
+    listed.assert_ok();
+    assert!(
+        listed
+            .stdout
+            .contains(&format!("(endpoint http://127.0.0.1:{})", s3_server().s3)),
+        "{}",
+        listed.stdout
+    );
+    // A misspelt remote is an error in every command, wherever the name came from.
+    for cmd in [
+        vec!["run", "--pull", "--remote", "tema"],
+        vec!["pull", "--remote", "tema"],
+        vec!["push", "--remote", "tema"],
+        vec!["status", "--remote", "tema"],
+    ] {
+        refused(
+            &u.run(&p, &cmd),
+            &["no remote `tema` (did you mean `team`?)"],
+        );
+    }
+    for cmd in [vec!["run", "--pull"], vec!["status"], vec!["pull"]] {
+        let r = Run::from(
+            p.cmd(&cmd)
+                .env("MAGPIPE_CONFIG_DIR", u.0.path())
+                .env("MAGPIPE_REMOTE", "teem")
+                .output()
+                .unwrap(),
+        );
+        refused(
+            &r,
+            &["no remote `teem` (from MAGPIPE_REMOTE) (did you mean `team`?)"],
+        );
+        assert!(
+            r.stages("stage_finished").is_empty(),
+            "a refused run computed"
+        );
+    }
+
+    // A bucket that does not exist is named, and push does not create it.
+    let typo = format!("s3://teem/{}", std::process::id());
+    let endpoint = format!("http://127.0.0.1:{}", s3_server().s3);
+    u.run(
+        &p,
+        &["remote", "add", "typo", &typo, "--endpoint", &endpoint],
+    )
+    .assert_ok();
+    for cmd in [
+        vec!["pull", "--remote", "typo"],
+        vec!["push", "--remote", "typo"],
+    ] {
+        refused(
+            &u.run(&p, &cmd),
+            &["remote `typo`", "there is no bucket `teem`"],
+        );
+    }
+    refused(
+        &u.run(&p, &["run", "--pull", "--remote", "typo"]),
+        &["there is no bucket `teem`"],
+    );
+    assert_eq!(
+        http("GET", s3_server().filer, "/buckets/teem/", b"").0,
+        404,
+        "push created the misspelt bucket"
+    );
+
+    // A wrong port: "connection refused", not a retry chain; on `run --pull` that is the offline
+    // laptop, a warning at the start and at the end of a run that computes.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    u.run(
+        &p,
+        &[
+            "remote",
+            "add",
+            "down",
+            "s3://test/down",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ],
+    )
+    .assert_ok();
+    refused(
+        &u.run(&p, &["pull", "--remote", "down"]),
+        &["remote `down`", "cannot connect to", "connection refused"],
+    );
+    let r = u.run(&p, &["run", "--pull", "--remote", "down", "ingest"]);
+    r.assert_ok();
+    let warnings: Vec<_> = r
+        .error_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{}", r.stderr);
+    assert!(
+        warnings[0].contains("connection refused")
+            && warnings[0].contains("computing everything here")
+    );
+    assert!(warnings[1].contains("nothing was pulled"));
+    assert_eq!(r.stages("stage_finished"), ["ingest"], "{}", r.stderr);
+}
+
+/// With no credentials anywhere (no AWS_* keys, no ~/.aws), an S3 remote is a one-line error
+/// naming the remote and what to set, and magpipe connects nowhere: in a network namespace of
+/// the test's own whose loopback also answers at the EC2 metadata address, nothing arrives
+/// there (object_store's default chain called it before).
+#[test]
+fn missing_s3_credentials_are_one_line_and_no_metadata_service_is_called() {
+    let p = results_project();
+    let u = User::new();
+    let home = tempfile::tempdir().unwrap();
+    u.run(
+        &p,
+        &[
+            "remote",
+            "add",
+            "team",
+            "s3://team/magflux",
+            "--endpoint",
+            "http://127.0.0.1:8333",
+        ],
+    )
+    .assert_ok();
+    u.run(
+        &p,
+        &[
+            "remote",
+            "add",
+            "aws",
+            "s3://team/magflux",
+            "--region",
+            "eu-west-1",
+        ],
+    )
+    .assert_ok();
+    let seen = home.path().join("metadata-connections");
+    let listener = "import socket,sys\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('169.254.169.254', 80)); s.listen(8); open(sys.argv[1]+'.up','w').close()\n\
+         while True:\n    c,_=s.accept(); open(sys.argv[1],'a').write('connection\\n'); c.close()\n";
+    for remote in ["team", "aws"] {
+        let script = format!(
+            "ip link set lo up && ip addr add 169.254.169.254/32 dev lo || exit 90\n\
+             python3 -c \"$LISTENER\" {seen} & l=$!\n\
+             for i in $(seq 100); do [ -e {seen}.up ] && break; sleep 0.05; done\n\
+             \"$@\"; rc=$?; sleep 0.3; kill $l; exit $rc",
+            seen = seen.display()
+        );
+        let cmd = p.cmd(&["pull", "--remote", remote, "ingest"]);
+        let prog = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let out = std::process::Command::new("unshare")
+            .args(["-rn", "sh", "-c", &script, "sh"])
+            .arg(prog)
+            .args(args)
+            .current_dir(p.path())
+            .env("LISTENER", listener)
+            .env("HOME", home.path())
+            .env("MAGPIPE_CONFIG_DIR", u.0.path())
+            .env("SOLARED_DIR", common::solared_dir())
+            .env_remove("MAGPIPE_REMOTE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .output()
+            .unwrap();
+        let r = Run::from(out);
+        assert_ne!(
+            r.code(),
+            Some(90),
+            "no network namespace here: {}",
+            r.stderr
+        );
+        assert_eq!(r.code(), Some(1), "{}", r.stderr);
+        let err = r.error_lines();
+        assert_eq!(err.len(), 1, "{}", r.stderr);
+        assert!(
+            err[0].contains(&format!("remote `{remote}`"))
+                && err[0].contains("no S3 credentials")
+                && err[0].contains("AWS_ACCESS_KEY_ID")
+                && !err[0].contains("169.254"),
+            "{}",
+            err[0]
+        );
+        assert!(
+            !seen.exists(),
+            "`pull --remote {remote}` connected to the metadata address"
+        );
+    }
 }

@@ -102,14 +102,21 @@ fn all_records(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     Ok(out)
 }
 
-/// The remote a command names (or the default), checked: for writing when `write` is set (an
-/// S3 server must honour create-only writes), else for reading only.
-pub fn open_remote(ctx: &Ctx, name: Option<&str>, write: bool) -> anyhow::Result<Remote> {
+/// The remote a command names (or the default), as configured, not yet contacted: an unknown
+/// name (from --remote or MAGPIPE_REMOTE), a bad URL or missing credentials are errors here.
+pub fn configured_remote(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<Remote> {
     let Some(remote) = Remote::open(&ctx.project_dir(), name)? else {
         bail!(
             "no remote: name one with --remote or MAGPIPE_REMOTE, or make one the default (`magpipe remote add NAME URL --default`)"
         );
     };
+    Ok(remote)
+}
+
+/// The remote a command names (or the default), checked: for writing when `write` is set (an
+/// S3 server must honour create-only writes), else for reading only.
+pub fn open_remote(ctx: &Ctx, name: Option<&str>, write: bool) -> anyhow::Result<Remote> {
+    let remote = configured_remote(ctx, name)?;
     if write {
         remote.check_writes()?;
     } else {

@@ -28,6 +28,10 @@ enum Sub {
         /// The S3 bucket's region.
         #[arg(long)]
         region: Option<String>,
+        /// Another source of S3 credentials than the environment and ~/.aws: `imds` (an AWS
+        /// machine's instance role; never with --endpoint) or `anonymous` (a public bucket).
+        #[arg(long)]
+        credentials: Option<config::Credentials>,
         /// Make it the remote `push`, `pull` and `run --pull` use when none is named.
         #[arg(long)]
         default: bool,
@@ -65,6 +69,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
             url,
             endpoint,
             region,
+            credentials,
             default,
             local: to_local,
         } => {
@@ -76,15 +81,16 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
             if config::load(&dir)?.remotes.contains_key(name) {
                 bail!("remote `{name}` exists already; `magpipe remote remove {name}` first");
             }
-            c.remotes.insert(
-                name.clone(),
-                RemoteConfig {
-                    url: url.clone(),
-                    endpoint: endpoint.clone(),
-                    region: region.clone(),
-                    trusted_keys: Vec::new(),
-                },
-            );
+            let rc = RemoteConfig {
+                url: url.clone(),
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                trusted_keys: Vec::new(),
+                credentials: *credentials,
+            };
+            rc.validate()
+                .map_err(|e| anyhow::anyhow!("remote `{name}`: {e}"))?;
+            c.remotes.insert(name.clone(), rc);
             if *default {
                 c.default_remote = Some(name.clone());
             }
@@ -106,7 +112,17 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                     0 => "trusts anyone".to_string(),
                     n => format!("trusts {n} key(s)"),
                 };
-                println!("{mark} {name}\t{}\t{trust}", r.url);
+                let mut at = r.url.clone();
+                if let Some(e) = &r.endpoint {
+                    at.push_str(&format!(" (endpoint {e})"));
+                }
+                if let Some(g) = &r.region {
+                    at.push_str(&format!(" (region {g})"));
+                }
+                if let Some(c) = r.credentials {
+                    at.push_str(&format!(" (credentials {})", c.name()));
+                }
+                println!("{mark} {name}\t{at}\t{trust}");
             }
         }
         Sub::Remove {

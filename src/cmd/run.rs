@@ -8,6 +8,7 @@ use magpipe_engine::error::RunError;
 use magpipe_engine::events::Sink;
 use magpipe_engine::exec::{self, Outcome, RunOptions};
 use magpipe_engine::plan::Plan;
+use magpipe_engine::remote::{Remote, RemoteError};
 use magpipe_engine::{provenance, sweep};
 
 use super::{Ctx, Select, default_jobs};
@@ -65,6 +66,26 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     run_sweep(ctx, a, jobs, points)
 }
 
+/// The remote of `run --pull`. Only a remote that cannot be reached (an offline laptop) is a
+/// warning and a run that computes; a mistake in naming or configuring it (an unknown name, a
+/// missing bucket, no credentials) is an error, before a long run computes what it meant to pull.
+fn pull_remote(
+    ctx: &Ctx,
+    a: &Args,
+    unreachable: &mut Option<String>,
+) -> anyhow::Result<Option<std::sync::Arc<Remote>>> {
+    let remote = super::push::configured_remote(ctx, a.remote.as_deref())?;
+    match remote.check() {
+        Ok(()) => Ok(Some(std::sync::Arc::new(remote))),
+        Err(RemoteError::Unreachable(why)) => {
+            eprintln!("warning: {why}; computing everything here");
+            *unreachable = Some(why);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Runs one plan and logs it; prints the reports of the stages that ran when `print` is set.
 fn run_one(
     ctx: &Ctx,
@@ -74,6 +95,7 @@ fn run_one(
     sink: &dyn Sink,
     print: bool,
 ) -> anyhow::Result<exec::RunResult> {
+    let mut unreachable = None;
     let remote = if a.push {
         Some(std::sync::Arc::new(super::push::open_remote(
             ctx,
@@ -81,14 +103,7 @@ fn run_one(
             true,
         )?))
     } else if a.pull {
-        // A remote that cannot be reached only costs the time of computing: said, not fatal.
-        match super::push::open_remote(ctx, a.remote.as_deref(), false) {
-            Ok(r) => Some(std::sync::Arc::new(r)),
-            Err(e) => {
-                eprintln!("warning: {e:#}; computing everything here");
-                None
-            }
-        }
+        pull_remote(ctx, a, &mut unreachable)?
     } else {
         None
     };
@@ -102,7 +117,12 @@ fn run_one(
         pull_only: false,
     };
     let started = std::time::SystemTime::now();
-    let result = exec::run(plan, &ctx.store, &opts, sink)?;
+    let result = exec::run(plan, &ctx.store, &opts, sink);
+    if let Some(why) = &unreachable {
+        // Said again at the end, where a long run's user looks.
+        eprintln!("warning: nothing was pulled: {why}");
+    }
+    let result = result?;
     provenance::log_run(
         plan,
         &ctx.store,

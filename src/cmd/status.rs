@@ -42,10 +42,14 @@ fn on_remote(
     a: &Args,
     rows: &[(usize, Freshness)],
 ) -> anyhow::Result<Option<(String, Vec<bool>)>> {
+    // A remote named here or in MAGPIPE_REMOTE that is unknown or misconfigured is an error, as
+    // in every command; the default remote's trouble only leaves the column out, with a note.
+    let named =
+        a.remote.is_some() || std::env::var_os("MAGPIPE_REMOTE").is_some_and(|v| !v.is_empty());
     let remote = match Remote::open(&ctx.project_dir(), a.remote.as_deref()) {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(None),
-        Err(e) if a.remote.is_some() => return Err(e.into()),
+        Err(e) if named => return Err(e.into()),
         Err(e) => {
             eprintln!("note: {e}");
             return Ok(None);

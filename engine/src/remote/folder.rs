@@ -82,6 +82,9 @@ impl Backend for Folder {
                 "{} is not a folder",
                 self.root.display()
             ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RemoteError::Unreachable(
+                format!("{}: no such folder", self.root.display()),
+            )),
             Err(e) => Err(self.err(&self.root, e)),
         }
     }

@@ -37,6 +37,10 @@ pub enum RemoteError {
     Io(String),
     #[error("{0}")]
     Config(String),
+    /// The remote could not be reached at all (no connection, a folder not mounted): on
+    /// `run --pull` a warning and a run that computes, as on an offline laptop.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{0}")]
     Key(String),
     #[error("{0}")]
@@ -187,6 +191,7 @@ impl Remote {
         let env = std::env::var("MAGPIPE_REMOTE")
             .ok()
             .filter(|s| !s.is_empty());
+        let from_env = name.is_none() && env.is_some();
         let Some(name) = name
             .map(str::to_string)
             .or(env)
@@ -195,11 +200,19 @@ impl Remote {
             return Ok(None);
         };
         let rc = c.remotes.get(&name).ok_or_else(|| {
+            let from = if from_env {
+                " (from MAGPIPE_REMOTE)"
+            } else {
+                ""
+            };
+            let hint = crate::suggest::did_you_mean(&name, c.remotes.keys().map(String::as_str));
             RemoteError::Config(format!(
-                "no remote `{name}` (remotes: {})",
+                "no remote `{name}`{from}{hint}; remotes: {}",
                 config::names(&c)
             ))
         })?;
+        rc.validate()
+            .map_err(|e| RemoteError::Config(format!("remote `{name}`: {e}")))?;
         for k in &rc.trusted_keys {
             sign::check_public(k)
                 .map_err(|e| RemoteError::Config(format!("remote `{name}`: trusted_keys: {e}")))?;
@@ -229,6 +242,7 @@ impl Remote {
         match e {
             RemoteError::Io(m) => RemoteError::Io(named(m)),
             RemoteError::Config(m) => RemoteError::Config(named(m)),
+            RemoteError::Unreachable(m) => RemoteError::Unreachable(named(m)),
             RemoteError::Key(m) => RemoteError::Key(named(m)),
             RemoteError::Store(e) => RemoteError::Io(named(e.to_string())),
         }
@@ -566,6 +580,7 @@ fn backend_for(
             url: url.to_string(),
             endpoint: rc.endpoint.clone(),
             region: rc.region.clone(),
+            credentials: rc.credentials,
         })
         .map_err(named)?;
         return Ok(Box::new(s));

@@ -17,6 +17,7 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 
+use super::config::Credentials;
 use super::{Backend, Put, RemoteError};
 
 /// Objects up to this size go in one PUT; larger ones in parts of this size.
@@ -27,6 +28,7 @@ pub struct S3Settings {
     pub url: String,
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    pub credentials: Option<Credentials>,
 }
 
 pub struct S3 {
@@ -34,6 +36,9 @@ pub struct S3 {
     rt: tokio::runtime::Runtime,
     prefix: String,
     url: String,
+    bucket: String,
+    /// The server, for messages: the endpoint, or AWS.
+    server: String,
 }
 
 /// The access key from `~/.aws/credentials` (or `$AWS_SHARED_CREDENTIALS_FILE`), profile
@@ -62,10 +67,76 @@ fn shared_credentials() -> Option<(String, String, Option<String>)> {
     Some((id?, secret?, token))
 }
 
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// The credentials a remote uses, from the sources the user set up and no others: the
+/// environment's keys, then `~/.aws/credentials`, then a provider the environment names (web
+/// identity, a container's credentials); the instance metadata service only when the remote's
+/// config says `credentials: imds`. Without any, a one-line error before any request, instead of
+/// object_store's fallback to 169.254.169.254.
+fn with_credentials(b: AmazonS3Builder, s: &S3Settings) -> Result<AmazonS3Builder, RemoteError> {
+    if s.credentials == Some(Credentials::Anonymous) {
+        return Ok(b.with_skip_signature(true));
+    }
+    if env_set("AWS_ACCESS_KEY_ID") && env_set("AWS_SECRET_ACCESS_KEY") {
+        return Ok(b); // from_env read them
+    }
+    if let Some((id, secret, token)) = shared_credentials() {
+        let b = b.with_access_key_id(id).with_secret_access_key(secret);
+        return Ok(match token {
+            Some(t) => b.with_token(t),
+            None => b,
+        });
+    }
+    let named_provider = (env_set("AWS_WEB_IDENTITY_TOKEN_FILE") && env_set("AWS_ROLE_ARN"))
+        || env_set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || env_set("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    if named_provider || (s.credentials == Some(Credentials::Imds) && s.endpoint.is_none()) {
+        return Ok(b);
+    }
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    Err(RemoteError::Config(format!(
+        "{}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give profile `{profile}` keys in ~/.aws/credentials (AWS_PROFILE picks another){}",
+        s.url,
+        if s.endpoint.is_none() {
+            "; on an AWS machine, `magpipe remote add … --credentials imds` uses its instance role"
+        } else {
+            ""
+        }
+    )))
+}
+
 impl S3 {
+    /// The client alone, without its runtime: what the `remote_config` fuzz property builds.
+    pub fn client(s: &S3Settings) -> Result<(), RemoteError> {
+        Self::store(s).map(drop)
+    }
+
     pub fn new(s: &S3Settings) -> Result<S3, RemoteError> {
+        let store = Self::store(s)?;
         let rest = s.url.strip_prefix("s3://").unwrap_or(&s.url);
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("magpipe-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Io(format!("cannot start the S3 client: {e}")))?;
+        Ok(S3 {
+            store: Arc::new(store),
+            rt,
+            prefix: prefix.trim_matches('/').to_string(),
+            url: s.url.clone(),
+            bucket: bucket.to_string(),
+            server: s.endpoint.clone().unwrap_or_else(|| "AWS".into()),
+        })
+    }
+
+    fn store(s: &S3Settings) -> Result<AmazonS3, RemoteError> {
+        let rest = s.url.strip_prefix("s3://").unwrap_or(&s.url);
+        let (bucket, _) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(RemoteError::Config(format!(
                 "{}: no bucket (s3://BUCKET/PREFIX)",
@@ -79,14 +150,7 @@ impl S3 {
                 retry_timeout: Duration::from_secs(20),
                 ..RetryConfig::default()
             });
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-            && let Some((id, secret, token)) = shared_credentials()
-        {
-            b = b.with_access_key_id(id).with_secret_access_key(secret);
-            if let Some(t) = token {
-                b = b.with_token(t);
-            }
-        }
+        b = with_credentials(b, s)?;
         if let Some(r) = &s.region {
             b = b.with_region(r);
         }
@@ -100,21 +164,8 @@ impl S3 {
                 b = b.with_region("us-east-1");
             }
         }
-        let store = b
-            .build()
-            .map_err(|e| RemoteError::Config(format!("{}: {}", s.url, one_line(&e))))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("magpipe-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| RemoteError::Io(format!("cannot start the S3 client: {e}")))?;
-        Ok(S3 {
-            store: Arc::new(store),
-            rt,
-            prefix: prefix.trim_matches('/').to_string(),
-            url: s.url.clone(),
-        })
+        b.build()
+            .map_err(|e| RemoteError::Config(format!("{}: {}", s.url, one_line(&e))))
     }
 
     fn path(&self, key: &str) -> StorePath {
@@ -126,15 +177,49 @@ impl S3 {
     }
 
     fn err(&self, key: &str, e: object_store::Error) -> RemoteError {
-        RemoteError::Io(match &e {
+        let text = one_line(&e);
+        let chain = causes(&e);
+        if text.contains("NoSuchBucket") {
+            return self.no_bucket();
+        }
+        if let Some(why) = connect_failure(&chain) {
+            return RemoteError::Unreachable(format!(
+                "{}: cannot connect to {}: {why}",
+                self.url, self.server
+            ));
+        }
+        let denied = matches!(
+            e,
             object_store::Error::Unauthenticated { .. }
-            | object_store::Error::PermissionDenied { .. } => format!(
+                | object_store::Error::PermissionDenied { .. }
+        ) || text.contains("403 Forbidden")
+            || s3_code(&text).is_some_and(|c| {
+                matches!(
+                    c,
+                    "AccessDenied" | "SignatureDoesNotMatch" | "InvalidAccessKeyId"
+                )
+            });
+        let at = if key.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}/{key}", self.url)
+        };
+        RemoteError::Io(if denied {
+            format!(
                 "{}: access denied ({}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials) to a key this bucket accepts",
                 self.url,
-                s3_code(&one_line(&e)).unwrap_or("403")
-            ),
-            _ => format!("{}/{key}: {}", self.url, one_line(&e)),
+                s3_code(&text).unwrap_or("403")
+            )
+        } else {
+            format!("{at}: {text}")
         })
+    }
+
+    fn no_bucket(&self) -> RemoteError {
+        RemoteError::Config(format!(
+            "{}: there is no bucket `{}` on {}; check the name, or create it (magpipe never creates buckets)",
+            self.url, self.bucket, self.server
+        ))
     }
 
     fn put_create(&self, key: &str, payload: PutPayload) -> Result<Put, RemoteError> {
@@ -152,6 +237,36 @@ impl S3 {
             Err(e) => Err(self.err(key, e)),
         }
     }
+}
+
+/// An error with its causes, on one line (object_store's own message stops at "error sending
+/// request"; the cause that says why is further down).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = one_line(&e.to_string());
+    let mut next = e.source();
+    while let Some(c) = next {
+        out.push_str(": ");
+        out.push_str(&one_line(&c.to_string()));
+        next = c.source();
+    }
+    out
+}
+
+/// What stopped a connection, from an error's chain of causes (a wrong port, a host that does
+/// not resolve), instead of the whole retry chain.
+fn connect_failure(text: &str) -> Option<&'static str> {
+    let t = text.to_ascii_lowercase();
+    [
+        ("connection refused", "connection refused"),
+        ("dns error", "the host name does not resolve"),
+        ("failed to lookup address", "the host name does not resolve"),
+        ("no route to host", "no route to host"),
+        ("network is unreachable", "the network is unreachable"),
+        ("timed out", "the connection timed out"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| t.contains(needle))
+    .map(|(_, why)| why)
 }
 
 /// The S3 error code in a server's reply (`SignatureDoesNotMatch`, `InvalidAccessKeyId`).
@@ -174,9 +289,19 @@ impl Backend for S3 {
         self.url.clone()
     }
 
-    /// Reachable and the credentials accepted: a HEAD of a name that is not there.
+    /// Reachable, the bucket there and the credentials accepted: a listing of the prefix (a HEAD
+    /// cannot tell a missing bucket from a missing name). Never creates the bucket: a misspelt
+    /// one is an error, not a new empty cache.
     fn check(&self) -> Result<(), RemoteError> {
-        self.exists("tmp/magpipe-reachability").map(drop)
+        let base = self.path("");
+        match self
+            .rt
+            .block_on(self.store.list_with_delimiter(Some(&base)))
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(self.no_bucket()),
+            Err(e) => Err(self.err("", e)),
+        }
     }
 
     /// Create-only writes honoured: a second create-only PUT of one name must fail, or two
