@@ -88,9 +88,9 @@ pub enum Kernels {
     /// operation in an order fixed by the shapes alone, with its own exp and tanh and
     /// counter-based randomness, so the same seed gives the same bytes on every CPU (Intel, AMD,
     /// ARM) and at any thread count. Its key names the engine and its numerics version instead
-    /// of libtorch's. Its kernels run on AVX2+FMA or NEON where the CPU has them, else on the
-    /// scalar reference, with the same bits (docs/src/guide/reproducing.md has the measured
-    /// speed). CPU only, fp32 only.
+    /// of libtorch's. Its kernels run on AVX-512F, AVX2+FMA or NEON where the CPU has them,
+    /// else on the scalar reference, with the same bits (docs/src/guide/reproducing.md has the
+    /// measured speed). CPU only, fp32 only.
     Portable,
 }
 
