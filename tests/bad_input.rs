@@ -314,6 +314,20 @@ fn set_overrides_are_checked() {
     assert!(r.stderr.contains("no stage `nosuchstage`"), "{}", r.stderr);
 }
 
+/// `--variant default` is the pipeline as written in every command that takes `--variant`, as
+/// `compare default quick` already says (`status` and `artifact` refused it).
+#[test]
+fn variant_default_is_the_pipeline_as_written() {
+    let p = fixture_project(&TRAIN, &VAL, &TEST, 72);
+    p.run(&["run", "split"]).assert_ok();
+    let r = p.run(&["status", "--variant", "default"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.stdout, p.run(&["status"]).stdout);
+    let r = p.run(&["artifact", "--variant", "default", "split", "splits"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.stdout, p.run(&["artifact", "split", "splits"]).stdout);
+}
+
 #[test]
 fn split_naming_an_ar_that_is_not_in_the_data() {
     let p = fixture_project(&TRAIN, &VAL, &TEST, 72);

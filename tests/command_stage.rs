@@ -711,7 +711,7 @@ fn kinds_lists_the_command_kind_and_every_contract_field_by_field() {
     r.assert_ok();
     for want in [
         "command (v1)",
-        "  key    sandbox      default \"strict\"",
+        "  key    sandbox      default \"strict\", one of strict | off",
         "  param  params       default {}",
         "magpipe.predictions/1 (Parquet)",
         "predicted_gauss",

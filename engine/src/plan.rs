@@ -295,6 +295,11 @@ fn chosen_variant<'s>(
     let Some(name) = variant else {
         return Ok(None);
     };
+    // `default` names the pipeline as written, as `compare default quick` and sweeps already
+    // call it, unless the file declares a variant of that name.
+    if name == crate::compare::DEFAULT && !spec.variants.iter().any(|v| v.name == name) {
+        return Ok(None);
+    }
     spec.variants
         .iter()
         .find(|v| v.name == name)
@@ -304,7 +309,8 @@ fn chosen_variant<'s>(
             line: None,
             path: String::new(),
             msg: format!(
-                "no variant `{name}` (variants: {})",
+                "no variant `{name}`{} (variants: default, {})",
+                did_you_mean(name, spec.variants.iter().map(|v| v.name.as_str())),
                 spec.variants
                     .iter()
                     .map(|v| v.name.as_str())

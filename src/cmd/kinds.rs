@@ -68,10 +68,19 @@ fn text(registry: &Registry) -> String {
             let _ = writeln!(s, "  output {:<12} {} — {}{c}", o.name, o.file, o.doc);
         }
         let defaults = k.defaults();
+        let schema = k.params_schema();
+        let one_of = |name: &str| {
+            schema
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .and_then(|p| choices(p, &schema))
+                .map(|c| format!(", one of {c}"))
+                .unwrap_or_default()
+        };
         for key in k.stage_keys() {
             match defaults.get(*key) {
                 Some(v) => {
-                    let _ = writeln!(s, "  key    {key:<12} default {v}");
+                    let _ = writeln!(s, "  key    {key:<12} default {v}{}", one_of(key));
                 }
                 None => {
                     let _ = writeln!(s, "  key    {key}");
@@ -83,7 +92,7 @@ fn text(registry: &Registry) -> String {
                 .iter()
                 .filter(|(n, _)| !k.stage_keys().contains(&n.as_str()))
             {
-                let _ = writeln!(s, "  param  {name:<12} default {v}");
+                let _ = writeln!(s, "  param  {name:<12} default {v}{}", one_of(name));
             }
         }
         s.push('\n');
@@ -330,6 +339,37 @@ fn resolve<'a>(v: &'a Value, root: &'a Value) -> &'a Value {
             .and_then(|name| root.get("$defs")?.get(name))
             .unwrap_or(v),
         None => v,
+    }
+}
+
+/// The values an enumerated param takes (`auto | native | portable`), or `None` for any other
+/// type; `null` is left out (the default says when it is allowed).
+fn choices(v: &Value, root: &Value) -> Option<String> {
+    let d = resolve(v, root);
+    let mut out: Vec<String> = Vec::new();
+    if let Some(values) = d.get("enum").and_then(Value::as_array) {
+        out.extend(values.iter().filter(|v| !v.is_null()).map(plain));
+    } else if let Some(c) = d.get("const") {
+        out.push(plain(c));
+    } else {
+        let options = ["anyOf", "oneOf"]
+            .iter()
+            .find_map(|alt| d.get(*alt).and_then(Value::as_array))?;
+        for o in options {
+            let r = resolve(o, root);
+            if r.get("type").and_then(Value::as_str) == Some("null") {
+                continue;
+            }
+            out.push(choices(o, root)?);
+        }
+    }
+    (!out.is_empty()).then(|| out.join(" | "))
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -14,7 +14,8 @@ pub struct Args {
     /// The variant to report (default: none); give more to compare them in the report.
     #[arg(long = "variant", value_name = "VARIANT")]
     variants: Vec<String>,
-    /// Where to write it (default: `report.html` in the store).
+    /// Where to write it (default: `report.html` in the store, `report-VARIANT.html` for a
+    /// variant, so one variant's report never overwrites another's).
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
