@@ -120,14 +120,16 @@ impl Tape {
         Self::block(&self.c, self.steps, self.batch * self.hidden)
     }
 
-    /// Room for `steps` more steps without reallocating, in buffers from the pool.
-    fn reserve(&mut self, steps: usize) {
+    /// Room for `steps` more steps without reallocating, in buffers from the pool (the gates'
+    /// too unless `gates_placed`: the caller put every step's input projection there already).
+    fn reserve(&mut self, steps: usize, gates_placed: bool) {
         let (bi, bh) = (self.batch * self.input, self.batch * self.hidden);
+        let gates_extra = if gates_placed { 0 } else { steps * 4 * bh };
         for (v, extra) in [
             (&mut self.x, steps * bi),
             (&mut self.h, steps * bh),
             (&mut self.c, steps * bh),
-            (&mut self.gates, steps * 4 * bh),
+            (&mut self.gates, gates_extra),
             (&mut self.tanh_c, steps * bh),
         ] {
             if v.capacity() < v.len() + extra {
@@ -140,14 +142,18 @@ impl Tape {
 
     /// [`Tape::step`] on a vector path, with W_hh packed by gate: the same bits, computed by
     /// the fused kernel straight into the tape. As in the reference, the input projection goes
-    /// where the gates will be, and the kernel turns it into them.
-    fn step_fast(&mut self, f: Fast, w_hh: &PackedGates, x_t: &[f32], pre: &[f32]) {
+    /// where the gates will be (`pre`; `None`: the caller put it there already), and the kernel
+    /// turns it into them.
+    fn step_fast(&mut self, f: Fast, w_hh: &PackedGates, x_t: &[f32], pre: Option<&[f32]>) {
         let (b, h) = (self.batch, self.hidden);
         let (bh, t) = (b * h, self.steps);
         self.x.extend_from_slice(x_t);
         self.h.resize((t + 2) * bh, 0.0);
         self.c.resize((t + 2) * bh, 0.0);
-        self.gates.extend_from_slice(pre);
+        match pre {
+            Some(pre) => self.gates.extend_from_slice(pre),
+            None => assert!(self.gates.len() >= (t + 1) * 4 * bh, "no input projection"),
+        }
         self.tanh_c.resize((t + 1) * bh, 0.0);
         let (h_old, h_new) = self.h.split_at_mut((t + 1) * bh);
         let (c_old, c_new) = self.c.split_at_mut((t + 1) * bh);
@@ -158,7 +164,7 @@ impl Tape {
                 batch: b,
                 h_prev: &h_old[t * bh..],
                 c_prev: &c_old[t * bh..],
-                gates: &mut self.gates[t * 4 * bh..],
+                gates: &mut self.gates[t * 4 * bh..(t + 1) * 4 * bh],
                 c: c_new,
                 tanh_c: &mut self.tanh_c[t * bh..],
                 h: h_new,
@@ -208,7 +214,7 @@ impl Tape {
     pub(crate) fn push(&mut self, w: LstmWeights<'_>, x_t: &[f32]) {
         let xp = input_projection(w, x_t, self.batch);
         match simd::fast() {
-            Some(f) => self.step_fast(f, &PackedGates::new(f, w.w_hh, w.hidden), x_t, &xp),
+            Some(f) => self.step_fast(f, &PackedGates::new(f, w.w_hh, w.hidden), x_t, Some(&xp)),
             None => self.step(w, x_t, xp),
         }
     }
@@ -230,10 +236,16 @@ impl Drop for Tape {
 
 /// `xp[n][r] = chain_k(x[n][k] · W_ih[r][k], init = b_ih[r] + b_hh[r])` for `rows` input rows.
 fn input_projection(w: LstmWeights<'_>, x: &[f32], rows: usize) -> Vec<f32> {
-    let bias: Vec<f32> = w.b_ih.iter().zip(w.b_hh).map(|(a, b)| a + b).collect();
-    let mut xp = pool::zeros(rows * 4 * w.hidden);
-    gemm::matmul_abt_bias(&mut xp, x, w.w_ih, &bias, rows, 4 * w.hidden, w.input);
+    // Every value is written (the product starts from the bias), so stale ones do not matter.
+    let mut xp = pool::scratch(rows * 4 * w.hidden);
+    project_into(w, x, rows, &mut xp);
     xp
+}
+
+/// [`input_projection`] into `out` (rows × 4h, every value written).
+fn project_into(w: LstmWeights<'_>, x: &[f32], rows: usize, out: &mut [f32]) {
+    let bias: Vec<f32> = w.b_ih.iter().zip(w.b_hh).map(|(a, b)| a + b).collect();
+    gemm::matmul_abt_bias(out, x, w.w_ih, &bias, rows, 4 * w.hidden, w.input);
 }
 
 fn check_run(w: LstmWeights<'_>, batch: usize, steps: usize) -> Result<()> {
@@ -297,21 +309,27 @@ pub(crate) fn forward_unchecked(
     state: Option<(&[f32], &[f32])>,
 ) -> Tape {
     let mut tape = Tape::start(batch, w.input, w.hidden, state);
-    tape.reserve(steps);
+    let rows = batch * 4 * w.hidden;
+    let x_t = |t: usize| &x[t * batch * w.input..(t + 1) * batch * w.input];
     // The input projection of all steps in one product: each element's chain is the one a
     // single step would compute.
-    let xp = input_projection(w, x, steps * batch);
-    let rows = batch * 4 * w.hidden;
-    let fast = simd::fast();
-    // W_hh packed once for all steps.
-    let packed = fast.map(|f| PackedGates::new(f, w.w_hh, w.hidden));
-    for t in 0..steps {
-        let x_t = &x[t * batch * w.input..(t + 1) * batch * w.input];
-        let xp_t = &xp[t * rows..(t + 1) * rows];
-        match (fast, &packed) {
-            (Some(f), Some(p)) => tape.step_fast(f, p, x_t, xp_t),
-            _ => tape.step(w, x_t, xp_t.to_vec()),
+    if let Some(f) = simd::fast() {
+        // Straight into the tape, where the fused step turns each step's block into its gates.
+        let mut gates = pool::scratch(steps * rows);
+        project_into(w, x, steps * batch, &mut gates);
+        pool::give(std::mem::replace(&mut tape.gates, gates));
+        tape.reserve(steps, true);
+        // W_hh packed once for all steps.
+        let packed = PackedGates::new(f, w.w_hh, w.hidden);
+        for t in 0..steps {
+            tape.step_fast(f, &packed, x_t(t), None);
         }
+        return tape;
+    }
+    tape.reserve(steps, false);
+    let xp = input_projection(w, x, steps * batch);
+    for t in 0..steps {
+        tape.step(w, x_t(t), xp[t * rows..(t + 1) * rows].to_vec());
     }
     pool::give(xp);
     tape
@@ -384,7 +402,8 @@ pub(crate) fn backward_unchecked(
 ) -> LstmGrads {
     let (b, h, steps) = (tape.batch, tape.hidden, tape.steps);
     let bh = b * h;
-    let mut dg = pool::zeros(steps * b * 4 * h);
+    // Every step's block is written by its cell backward before anything reads it.
+    let mut dg = pool::scratch(steps * b * 4 * h);
     // The last step's total ∂L/∂h: its output gradient, plus the caller's on the final h if any.
     let mut dh = Tape::block(dy, steps - 1, bh).to_vec();
     if let Some(d) = dh_n {

@@ -42,6 +42,31 @@ pub(crate) fn take(capacity: usize) -> Vec<f32> {
     Vec::with_capacity(capacity)
 }
 
+/// A buffer of `len` values for a caller that writes every one of them before reading any: its
+/// values are whatever the buffer last held (zeros past that), so the pool's warm buffers are not
+/// cleared first only to be overwritten (a training step's input projections and gate gradients
+/// are tens of megabytes).
+pub(crate) fn scratch(len: usize) -> Vec<f32> {
+    if len >= MIN_FLOATS {
+        let found = FREE.with(|f| {
+            let mut free = f.borrow_mut();
+            let best = free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| free.swap_remove(i))
+        });
+        if let Some(mut v) = found {
+            v.truncate(len);
+            v.resize(len, 0.0);
+            return v;
+        }
+    }
+    vec![0.0; len]
+}
+
 /// `len` zeros in a buffer from [`take`].
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
     let mut v = take(len);
@@ -94,6 +119,19 @@ mod tests {
         let e = zeros(MIN_FLOATS);
         assert_eq!(e.as_ptr(), pa);
         assert!(e.iter().all(|&x| x == 0.0));
+        // A scratch buffer is a kept one at the length asked, its old values kept.
+        let mut f = zeros(2 * MIN_FLOATS);
+        f.fill(7.0);
+        let pf = f.as_ptr();
+        give(f);
+        let g = scratch(MIN_FLOATS + 3);
+        assert_eq!((g.as_ptr(), g.len()), (pf, MIN_FLOATS + 3));
+        assert!(g.iter().all(|&x| x == 7.0));
+        give(g);
+        let h = scratch(2 * MIN_FLOATS);
+        assert!(h[..MIN_FLOATS + 3].iter().all(|&x| x == 7.0));
+        assert!(h[MIN_FLOATS + 3..].iter().all(|&x| x == 0.0));
+        drop(h);
         give(vec![0.0; 10]);
         FREE.with(|f| assert!(f.borrow().is_empty(), "small buffers are not kept"));
         // A full pool lets its oldest buffer go for a new one.
