@@ -410,6 +410,21 @@ fn results_travel(remote: Where) {
     carol
         .run(&c, &["remote", "trust", "lab", &carol_key])
         .assert_ok();
+    // `status` says "on remote" only for what pull would take, and why not for the rest.
+    let st = carol.run(&c, &["status"]);
+    st.assert_ok();
+    let ingest = st
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ingest "))
+        .unwrap();
+    assert!(
+        !ingest.contains("`magpipe pull` takes it")
+            && ingest.contains("remote `lab` has a record pull would refuse: signed by")
+            && ingest.contains("which is not among trusted_keys"),
+        "{}",
+        st.stdout
+    );
     let r = carol.run(&c, &["pull", "--explain"]);
     r.assert_ok();
     assert!(r.stages("stage_pulled").is_empty(), "{}", r.stderr);

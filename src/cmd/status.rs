@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use magpipe_engine::error::RunError;
 use magpipe_engine::exec::{self, Freshness};
 use magpipe_engine::key::short;
-use magpipe_engine::remote::Remote;
+use magpipe_engine::remote::{Miss, Remote};
 
 use super::{Ctx, Select};
 
@@ -35,13 +35,24 @@ pub struct Args {
     remote: Option<String>,
 }
 
-/// Per stale stage whose key is known: whether the remote holds a record for it. `None` without
-/// a remote; a remote that cannot be read is said on stderr and treated as none.
+/// What the remote holds for a stale stage.
+enum OnRemote {
+    /// Nothing (or the stage's key is not known yet).
+    No,
+    /// A record `magpipe pull` would take.
+    Takable,
+    /// A record a pull would refuse, and why (an untrusted signer, a bad signature).
+    Refused(String),
+}
+
+/// Per stale stage whose key is known: what the remote holds for it, judged as a pull would
+/// judge the record (only one it would take is "on the remote"). `None` without a remote; a
+/// remote that cannot be read is said on stderr and treated as none.
 fn on_remote(
     ctx: &Ctx,
     a: &Args,
     rows: &[(usize, Freshness)],
-) -> anyhow::Result<Option<(String, Vec<bool>)>> {
+) -> anyhow::Result<Option<(String, Vec<OnRemote>)>> {
     // A remote named here or in MAGPIPE_REMOTE that is unknown or misconfigured is an error, as
     // in every command; the default remote's trouble only leaves the column out, with a note.
     let named =
@@ -58,14 +69,16 @@ fn on_remote(
     let mut has = Vec::with_capacity(rows.len());
     for (_, f) in rows {
         let found = match f {
-            Freshness::Stale { key: Some(k), .. } => match remote.has_record(k) {
-                Ok(h) => h,
+            Freshness::Stale { key: Some(k), .. } => match remote.takable(k) {
+                Ok(Ok(())) => OnRemote::Takable,
+                Ok(Err(Miss::Absent)) => OnRemote::No,
+                Ok(Err(why)) => OnRemote::Refused(why.to_string()),
                 Err(e) => {
                     eprintln!("note: {e}; not looking further");
                     return Ok(None);
                 }
             },
-            _ => false,
+            _ => OnRemote::No,
         };
         has.push(found);
     }
@@ -80,8 +93,14 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let there = |n: usize| -> Option<&str> {
         remote
             .as_ref()
-            .filter(|(_, has)| has[n])
+            .filter(|(_, has)| matches!(has[n], OnRemote::Takable))
             .map(|(name, _)| name.as_str())
+    };
+    let refused = |n: usize| -> Option<(&str, &str)> {
+        remote.as_ref().and_then(|(name, has)| match &has[n] {
+            OnRemote::Refused(why) => Some((name.as_str(), why.as_str())),
+            _ => None,
+        })
     };
     if a.format == StatusFormat::Json {
         let v: Vec<serde_json::Value> = rows
@@ -100,6 +119,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                     "key": key,
                     "reasons": why.iter().map(magpipe_engine::stale::to_json).collect::<Vec<_>>(),
                     "on_remote": there(n),
+                    "refused_on_remote": refused(n).map(|(r, why)| serde_json::json!({"remote": r, "why": why})),
                 }),
             })
             .collect();
@@ -122,9 +142,13 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                 let k = key
                     .as_deref()
                     .map_or("-".repeat(12), |k| short(k).to_string());
-                let pull = there(n)
-                    .map(|r| format!("; on remote `{r}` (`magpipe pull` takes it)"))
-                    .unwrap_or_default();
+                let pull = match (there(n), refused(n)) {
+                    (Some(r), _) => format!("; on remote `{r}` (`magpipe pull` takes it)"),
+                    (None, Some((r, why))) => {
+                        format!("; remote `{r}` has a record pull would refuse: {why}")
+                    }
+                    _ => String::new(),
+                };
                 println!(
                     "{:<width$}  stale  {k}  {}{pull}",
                     s.name,

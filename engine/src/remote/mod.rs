@@ -381,6 +381,13 @@ impl Remote {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether a pull would take the record `key`: it is there, readable, signed as it says and
+    /// by a trusted key (its objects are checked when it is pulled). `Ok(Err(Miss::Absent))`
+    /// when there is none; another miss says why a pull would refuse it.
+    pub fn takable(&self, key: &str) -> Result<Result<(), Miss>, RemoteError> {
+        Ok(self.read_record(key, true)?.map(drop))
+    }
+
     /// The record `key` without touching the store, its signature checked, and its signer
     /// checked against trusted_keys when `trust` is set: the record with its verified
     /// (signer, signature), or why not.
