@@ -68,6 +68,35 @@ fn toy() -> Project {
     p
 }
 
+/// A placeholder that names no wired input is a plan error in every command that builds the plan
+/// (`status` too), located in pipeline.yaml, with a did-you-mean; before, only `run` failed, and
+/// only when it reached the stage.
+#[test]
+fn a_placeholder_naming_no_input_is_a_plan_error() {
+    let p = toy();
+    let text = std::fs::read_to_string(p.path().join("pipeline.yaml"))
+        .unwrap()
+        .replace(
+            "run: [python, double.py]",
+            "run: [python, double.py, \"{inputs.dta}\"]",
+        );
+    p.set_pipeline(&text);
+    for cmd in [vec!["status"], vec!["run", "make"]] {
+        let r = p.run(&cmd);
+        assert_eq!(r.code(), Some(2), "{cmd:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("pipeline.yaml")
+                && r.stderr.contains("`{inputs.dta}` names no input of this stage (did you mean `data`?) (its inputs: data)"),
+            "{cmd:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        !p.store().join("records").exists(),
+        "a refused plan ran a stage"
+    );
+}
+
 fn explain(p: &Project, stage: &str) -> String {
     let r = p.run(&["status", "--explain", stage]);
     r.assert_ok();
@@ -258,12 +287,20 @@ fn an_undeclared_read_or_a_write_outside_the_scratch_folder_is_denied_by_the_san
         let r = p.run(&["run"]);
         assert!(!r.ok(), "{what}: {}", r.stderr);
         let err = r.error_lines().join("\n");
+        // A denied write gets the advice for a write (issue 41): the scratch folder or an output.
+        let advice = if what.contains("write") {
+            format!(
+                "the command was denied writing {}, outside its scratch folder (sandbox); write it under the scratch folder ({{scratch}}, $TMPDIR) or declare it as an output",
+                path.display()
+            )
+        } else {
+            format!(
+                "the command was denied a file it did not declare (sandbox): {}; declare it under inputs or code, or set sandbox: off",
+                path.display()
+            )
+        };
         assert!(
-            err.contains("stage `double`")
-                && err.contains(&format!(
-                    "the command was denied a file it did not declare (sandbox): {}; declare it under inputs or code, or set sandbox: off",
-                    path.display()
-                )),
+            err.contains("stage `double`") && err.contains(&advice),
             "{what}: {err}"
         );
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);

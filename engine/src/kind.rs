@@ -444,6 +444,13 @@ pub trait Kind: Send + Sync {
     fn open_inputs(&self) -> bool {
         false
     }
+    /// Checks the resolved params against the input slots the stage wires (`slots`), when the
+    /// plan is built: a kind whose params name inputs (the command kind's `{inputs.NAME}`)
+    /// refuses one that is not wired, as a plan error rather than when the stage runs.
+    fn check_wires(&self, params: &Value, slots: &[&str]) -> Result<(), String> {
+        let _ = (params, slots);
+        Ok(())
+    }
     /// The JSON Schema of the params (types, allowed values, the doc comments of the param
     /// struct's fields), from which `magpipe kinds --format md` writes the reference; `null`
     /// when a kind's params are free-form.

@@ -165,6 +165,9 @@ impl Plan {
         for (i, (raw, (k, resolved))) in spec.stages.iter().zip(typed).enumerate() {
             let raw_inputs = rewired_inputs(raw, chosen);
             let inputs = wire_stage(raw, k.as_ref(), &raw_inputs, &declared, &names, &loc)?;
+            let slots: Vec<&str> = inputs.iter().map(|w| w.slot.as_str()).collect();
+            k.check_wires(&resolved, &slots)
+                .map_err(|m| loc.err(&["stages", raw.name.as_str()], &m))?;
             lists.push(raw_inputs);
             stages.push(Stage {
                 name: raw.name.clone(),

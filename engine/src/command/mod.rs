@@ -219,7 +219,7 @@ impl CommandParams {
                 let known = match g.as_str() {
                     "params" => self.params.contains_key(&n),
                     "outputs" => self.outputs.contains_key(&n),
-                    // Inputs are wired by the plan; an unknown one fails when the stage runs.
+                    // Inputs are wired by the plan, which checks them (`check_wires`).
                     "inputs" => !n.is_empty(),
                     "threads" | "seed" | "scratch" => n.is_empty(),
                     _ => false,
@@ -463,6 +463,33 @@ impl Kind for CommandKind {
     }
     fn open_inputs(&self) -> bool {
         true
+    }
+    fn check_wires(&self, params: &Value, slots: &[&str]) -> Result<(), String> {
+        let Ok(p) = Self::typed(params) else {
+            return Ok(()); // the params' own check names what is wrong with them
+        };
+        let words: Vec<&str> = match (&p.run, &p.shell) {
+            (Some(argv), _) => argv.iter().map(String::as_str).collect(),
+            (_, Some(line)) => vec![line.as_str()],
+            _ => Vec::new(),
+        };
+        let at = if p.run.is_some() { "run" } else { "shell" };
+        for w in words {
+            for (g, n) in placeholders(w) {
+                if g == "inputs" && !slots.contains(&n.as_str()) {
+                    let wired = if slots.is_empty() {
+                        "it wires none".to_string()
+                    } else {
+                        format!("its inputs: {}", slots.join(", "))
+                    };
+                    return Err(format!(
+                        "{at}: `{{inputs.{n}}}` names no input of this stage{} ({wired})",
+                        crate::suggest::did_you_mean(&n, slots.iter().copied())
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
     fn stage_keys(&self) -> &'static [&'static str] {
         DECLARATION
@@ -1076,6 +1103,16 @@ fn failure(
         .then(|| denied_path(&last, granted))
         .flatten();
     match denied {
+        // A write: the file system is read-only there (EROFS), or the file does not exist yet.
+        Some(path)
+            if last.contains("Read-only file system")
+                || last.contains("EROFS")
+                || !Path::new(&path).exists() =>
+        {
+            format!(
+                "the command was denied writing {path}, outside its scratch folder (sandbox); write it under the scratch folder ({{scratch}}, $TMPDIR) or declare it as an output ({how}: {last})"
+            )
+        }
         Some(path) => format!(
             "the command was denied a file it did not declare (sandbox): {path}; declare it under inputs or code, or set sandbox: off ({how}: {last})"
         ),
