@@ -97,6 +97,95 @@ fn a_placeholder_naming_no_input_is_a_plan_error() {
     );
 }
 
+const SOCKETS: &str = r#"
+import multiprocessing as mp, os, sys
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    print("TMPDIR", os.environ["TMPDIR"], file=sys.stderr)
+    # A Manager listens on a Unix socket under TMPDIR, and so does the forkserver a Pool starts
+    # from (PyTorch's DataLoader workers share tensors the same way).
+    with mp.Manager() as m:
+        shared = m.dict(n=3)
+        n = shared["n"]
+    with mp.get_context("forkserver").Pool(2) as pool:
+        total = sum(pool.map(square, range(10)))
+    with open(sys.argv[1], "w") as f:
+        f.write(f"{n} {total}\n")
+"#;
+
+/// Python's multiprocessing binds Unix sockets under `TMPDIR`, whose paths may not pass 107
+/// bytes: with a store at a deep path (so the scratch folder's path is long) a Manager and a
+/// forkserver Pool both finish, sandboxed and not (issue 41: a DataLoader with workers hung,
+/// `AF_UNIX path too long`). A time limit far below the hang stops the test, not the suite.
+#[test]
+fn multiprocessing_sockets_work_from_a_store_at_a_deep_path() {
+    let py = Project::python();
+    // Outside /tmp the sandbox gives the stage a private /tmp (TMPDIR /tmp/w); a project under
+    // /tmp keeps the machine's, and TMPDIR is a link made there for the run.
+    for (sandbox, outside_tmp) in [("strict", true), ("strict", false), ("off", true)] {
+        let make = if outside_tmp {
+            Project::outside_tmp
+        } else {
+            Project::new
+        };
+        let p = make(&format!(
+            "version: 1\nstages:\n  pool:\n    kind: command\n    sandbox: {sandbox}\n    run: [python, sockets.py, \"{{outputs.out}}\"]\n    code: [sockets.py]\n    env: {{python: {}}}\n    outputs: {{out: {{path: out.txt}}}}\n",
+            py.display()
+        ));
+        std::fs::write(p.path().join("sockets.py"), SOCKETS).unwrap();
+        let deep = p
+            .path()
+            .join("a-store-at-a-deep-path-as-on-a-cluster-file-system/project/with/more/levels");
+        let mut child = p
+            .cmd(&["run"])
+            .env("MAGPIPE_STORE", &deep)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sandbox {sandbox}, outside /tmp {outside_tmp}: the stage hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let r = common::Run::from(child.wait_with_output().unwrap());
+        assert!(
+            r.ok(),
+            "sandbox {sandbox}, outside /tmp {outside_tmp}: {}",
+            r.stderr
+        );
+        let short = if sandbox == "strict" && outside_tmp {
+            "TMPDIR /tmp/w"
+        } else {
+            "TMPDIR /tmp/magpipe-"
+        };
+        assert!(r.stderr.contains(short), "{short:?} not in {}", r.stderr);
+        let at = common::Run::from(
+            p.cmd(&["artifact", "pool", "out"])
+                .env("MAGPIPE_STORE", &deep)
+                .output()
+                .unwrap(),
+        );
+        at.assert_ok();
+        assert_eq!(
+            std::fs::read_to_string(at.stdout.trim()).unwrap(),
+            "3 285\n",
+            "sandbox {sandbox}"
+        );
+        assert!(
+            !r.stderr.contains("AF_UNIX path too long"),
+            "sandbox {sandbox}: {}",
+            r.stderr
+        );
+    }
+}
+
 fn explain(p: &Project, stage: &str) -> String {
     let r = p.run(&["status", "--explain", stage]);
     r.assert_ok();

@@ -730,11 +730,12 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
             enforcement.missing.join("; ")
         ));
     }
+    let tmpdir = ShortTmp::new(&lay.tmp, enforcement.private_tmp);
     let mut cmd = std::process::Command::new(&argv.program_path);
     cmd.args(&argv.args)
         .current_dir(&lay.work)
         .env_clear()
-        .envs(environment(p, &lay))
+        .envs(environment(p, &lay, &tmpdir.dir))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -980,6 +981,7 @@ fn confine(
         write: &write,
         private_tmp: !read.iter().chain(&write).any(under_tmp),
         writable: Some(lay.out_dir.clone()),
+        tmp_link: Some(lay.tmp.clone()),
     })
     .map_err(StageError::Invalid)?;
     let mut granted = read;
@@ -993,8 +995,85 @@ fn confine(
     Ok((prepared, granted))
 }
 
+/// The program's `TMPDIR`: a short name for its scratch folder's `tmp`, so the Unix sockets
+/// Python's multiprocessing binds under it fit the 107-byte limit however deep the store lies:
+/// [`sandbox::PRIVATE_TMPDIR`] under a private `/tmp`, else a link in the machine's `/tmp`
+/// made for this run (removed with this value), else the scratch path itself.
+struct ShortTmp {
+    dir: String,
+    link: Option<PathBuf>,
+}
+
+impl ShortTmp {
+    fn new(scratch_tmp: &Path, private_tmp: bool) -> ShortTmp {
+        if private_tmp {
+            return ShortTmp {
+                dir: sandbox::PRIVATE_TMPDIR.into(),
+                link: None,
+            };
+        }
+        Self::sweep(scratch_tmp);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        for attempt in 0..8u64 {
+            let tag = &blake3::hash(format!("{}-{nanos}-{attempt}", std::process::id()).as_bytes())
+                .to_hex()[..12];
+            let link = PathBuf::from(format!("/tmp/magpipe-{tag}"));
+            if std::os::unix::fs::symlink(scratch_tmp, &link).is_ok() {
+                return ShortTmp {
+                    dir: link.display().to_string(),
+                    link: Some(link),
+                };
+            }
+        }
+        ShortTmp {
+            dir: scratch_tmp.display().to_string(),
+            link: None,
+        }
+    }
+}
+
+impl ShortTmp {
+    /// Removes this user's links of killed runs (a killed magpipe removes none): those whose
+    /// scratch folder is gone.
+    fn sweep(ours: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        // The scratch folder is this process's, so its owner is this user.
+        let Ok(uid) = std::fs::metadata(ours).map(|m| m.uid()) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let is_ours = name
+                .to_str()
+                .is_some_and(|n| n.len() == "magpipe-".len() + 12 && n.starts_with("magpipe-"));
+            let path = e.path();
+            if is_ours
+                && std::fs::symlink_metadata(&path)
+                    .is_ok_and(|m| m.file_type().is_symlink() && m.uid() == uid)
+                && std::fs::metadata(&path).is_err()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+impl Drop for ShortTmp {
+    fn drop(&mut self) {
+        if let Some(l) = &self.link {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+}
+
 /// The program's whole environment: nothing of magpipe's but `PATH`.
-fn environment(p: &CommandParams, lay: &Layout) -> Vec<(String, String)> {
+fn environment(p: &CommandParams, lay: &Layout, tmpdir: &str) -> Vec<(String, String)> {
     let threads = p.threads.to_string();
     let mut envs: Vec<(String, String)> = vec![
         (
@@ -1003,7 +1082,7 @@ fn environment(p: &CommandParams, lay: &Layout) -> Vec<(String, String)> {
         ),
         ("LANG".into(), "C.UTF-8".into()),
         ("HOME".into(), lay.work.display().to_string()),
-        ("TMPDIR".into(), lay.tmp.display().to_string()),
+        ("TMPDIR".into(), tmpdir.to_string()),
         ("PYTHONNOUSERSITE".into(), "1".into()),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ("PYTHONHASHSEED".into(), "0".into()),

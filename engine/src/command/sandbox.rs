@@ -140,7 +140,16 @@ pub struct Ask<'a> {
     /// The one folder of the machine's that stays writable in the namespace, where every other
     /// mount is made read-only (Landlock has no right for chmod, chown or utimes).
     pub writable: Option<PathBuf>,
+    /// A folder that the private `/tmp` names [`PRIVATE_TMPDIR`] (a symbolic link made there
+    /// when the tmpfs is mounted), so the program's `TMPDIR` can be short.
+    pub tmp_link: Option<PathBuf>,
 }
+
+/// The program's `TMPDIR` under a private `/tmp`: a link to its scratch folder's `tmp`. Unix
+/// socket paths are limited to 107 bytes, and Python's multiprocessing (PyTorch's DataLoader
+/// workers, a Manager, the forkserver) binds its sockets under `TMPDIR`: under a store's scratch
+/// path they did not fit, and the DataLoader hung.
+pub const PRIVATE_TMPDIR: &str = "/tmp/w";
 
 /// Everything the child side needs, built before `fork`.
 pub struct Prepared {
@@ -175,6 +184,8 @@ struct NsPlan {
     /// Landlock rules for what is mounted in the namespace (`/proc`, the private tmpfs): added
     /// there, after the mounts, since a rule made outside is on the folder the mount hides.
     late_rules: Vec<(CString, u64)>,
+    /// (target, link): the link G makes in the private `/tmp` after mounting it.
+    tmp_link: Option<(CString, CString)>,
 }
 
 /// This process's argv and environment areas, from `/proc/self/stat` (fields 48–51).
@@ -231,6 +242,7 @@ impl NsPlan {
             tmp_opts: c("mode=1777"),
             scrub: own_strings(),
             late_rules: Vec::new(),
+            tmp_link: None,
         }
     }
 }
@@ -283,12 +295,21 @@ pub fn prepare(ask: &Ask<'_>) -> Result<Prepared, String> {
         Ok(()) => {
             enforcement.namespaces = true;
             enforcement.private_tmp = ask.strict && ask.private_tmp;
-            Some(NsPlan::new(
+            let mut plan = NsPlan::new(
                 ask.network || !ask.strict,
                 ask.strict,
                 enforcement.private_tmp,
                 ask.writable.as_deref().filter(|_| ask.strict),
-            ))
+            );
+            if enforcement.private_tmp
+                && let Some(target) = &ask.tmp_link
+            {
+                plan.tmp_link = Some((
+                    CString::new(target.as_os_str().as_encoded_bytes()).expect("a path has no NUL"),
+                    CString::new(PRIVATE_TMPDIR).expect("no NUL"),
+                ));
+            }
+            Some(plan)
         }
         Err(why) => {
             enforcement.missing.push(format!(
@@ -627,6 +648,9 @@ impl ChildHook {
                         ns.tmp_opts.as_ptr().cast(),
                     ))?;
                 }
+            }
+            if let Some((target, link)) = &ns.tmp_link {
+                check(libc::symlink(target.as_ptr(), link.as_ptr()))?;
             }
             let p = libc::fork();
             check(p)?;
