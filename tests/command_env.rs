@@ -91,6 +91,25 @@ fn the_environment_is_keyed_by_what_is_installed_wherever_it_lives() {
         err.contains("env `lock` (model.lock) pins six==1.16.0, but 1.17.0 is installed"),
         "{err}"
     );
+    // The advice is a command pip accepts for this lock: a `pip freeze` lock has no hashes, and
+    // pip refuses --require-hashes for it (issue 41); a hashed lock keeps it.
+    assert!(
+        err.contains("-m pip install --no-deps -r model.lock`")
+            && !err.contains("--require-hashes"),
+        "{err}"
+    );
+    std::fs::write(
+        p.path().join("model.lock"),
+        "six==1.16.0 \\\n    --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n",
+    )
+    .unwrap();
+    let r = p.run(&["run"]);
+    let err = r.error_lines().join("\n");
+    assert!(
+        err.contains("-m pip install --no-deps --require-hashes -r model.lock`"),
+        "{err}"
+    );
+    std::fs::write(p.path().join("model.lock"), "six==1.16.0\n").unwrap();
     // Updated lock: the key is not the old one, though nothing magpipe reads besides the venv
     // and the lock changed; the lock alone would not tell (it changed by one line here).
     std::fs::write(p.path().join("model.lock"), "six==1.17.0\n").unwrap();

@@ -710,9 +710,16 @@ fn check_locks(
         }
         let text = std::fs::read_to_string(file).map_err(|e| StageError::io(file, e))?;
         if let Some(why) = pyenv::unmet(&text, installed) {
+            // pip refuses --require-hashes for a lock without hashes (a `pip freeze`), which the
+            // docs allow: the advice is the command that installs this lock.
+            let hashes = if text.contains("--hash") {
+                " --require-hashes"
+            } else {
+                ""
+            };
             return Err(StageError::Invalid(format!(
                 "env `{name}` ({path}) {why} in the environment of {interpreter}; install the lock \
-                 (`{interpreter} -m pip install --no-deps --require-hashes -r {path}`) or update it"
+                 (`{interpreter} -m pip install --no-deps{hashes} -r {path}`) or update it"
             )));
         }
     }
