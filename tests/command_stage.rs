@@ -186,6 +186,28 @@ fn multiprocessing_sockets_work_from_a_store_at_a_deep_path() {
     }
 }
 
+/// Piped output (no terminal, no JSON log) shows a running stage's progress as lines, not
+/// nothing (issue 40: minutes of silence inside an epoch): its first report at once, then at
+/// most one line each 30 s. `double` reports 3 steps in well under that: one line.
+#[test]
+fn piped_progress_is_a_line_not_silence() {
+    let p = toy();
+    let out = Command::new(common::bin())
+        .current_dir(p.path())
+        .args(["run"])
+        .env("SOLARED_DIR", common::solared_dir())
+        .env_remove("MAGPIPE_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("double: ")).collect();
+    let progress: Vec<&&str> = lines.iter().filter(|l| l.contains("/3 steps")).collect();
+    assert_eq!(progress.len(), 1, "{err}");
+    assert!(progress[0].contains("double: 1/3 steps"), "{err}");
+}
+
 fn explain(p: &Project, stage: &str) -> String {
     let r = p.run(&["status", "--explain", stage]);
     r.assert_ok();

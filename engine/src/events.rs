@@ -88,8 +88,15 @@ pub struct HumanSink {
     multi: Option<MultiProgress>,
     total: Mutex<Option<ProgressBar>>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Without a terminal: when each running stage last had a progress line.
+    said: Mutex<HashMap<String, std::time::Instant>>,
     quiet: bool,
 }
+
+/// Without a terminal (a pipe, a CI log, a Slurm job's output), a running stage's progress is a
+/// line at its first report and then at most every this often, so a long epoch is never minutes
+/// of silence (a training also logs a line per epoch).
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 impl HumanSink {
     pub fn new(quiet: bool) -> HumanSink {
@@ -98,6 +105,7 @@ impl HumanSink {
             multi: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             total: Mutex::new(None),
             bars: Mutex::new(HashMap::new()),
+            said: Mutex::new(HashMap::new()),
             quiet,
         }
     }
@@ -123,6 +131,7 @@ impl HumanSink {
     }
 
     fn end_bar(&self, stage: &str) {
+        self.said.lock().expect("progress lock").remove(stage);
         if let Some(b) = self.bars.lock().expect("bar lock").remove(stage) {
             b.finish_and_clear();
             if let Some(m) = &self.multi {
@@ -195,6 +204,17 @@ impl Sink for HumanSink {
                     b.set_length(total);
                     b.set_position(done);
                     b.set_message(unit);
+                } else if self.multi.is_none() {
+                    let now = std::time::Instant::now();
+                    let mut said = self.said.lock().expect("progress lock");
+                    let due = said
+                        .get(&stage)
+                        .is_none_or(|t| now.duration_since(*t) >= PLAIN_PROGRESS_EVERY);
+                    if due {
+                        said.insert(stage.clone(), now);
+                        drop(said);
+                        self.line(&format!("  {stage}: {done}/{total} {unit}"));
+                    }
                 }
             }
             Event::StageLog { stage, msg } => self.line(&format!("  {stage}: {msg}")),
