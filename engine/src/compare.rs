@@ -15,7 +15,7 @@ use crate::plan::Plan;
 use crate::store::{Record, Store};
 
 /// `default` names the pipeline without a variant.
-pub const DEFAULT: &str = "default";
+pub const DEFAULT: &str = crate::plan::DEFAULT_VARIANT;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {

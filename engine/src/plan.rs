@@ -290,6 +290,10 @@ fn check_every_variant(
     Ok(())
 }
 
+/// The name of the pipeline as written, where a variant's name is expected (`compare default
+/// quick`, `--variant default`, sweep points).
+pub const DEFAULT_VARIANT: &str = "default";
+
 /// The variant named by `--variant`, if any.
 fn chosen_variant<'s>(
     spec: &'s RawSpec,
@@ -300,7 +304,7 @@ fn chosen_variant<'s>(
     };
     // `default` names the pipeline as written, as `compare default quick` and sweeps already
     // call it, unless the file declares a variant of that name.
-    if name == crate::compare::DEFAULT && !spec.variants.iter().any(|v| v.name == name) {
+    if name == DEFAULT_VARIANT && !spec.variants.iter().any(|v| v.name == name) {
         return Ok(None);
     }
     spec.variants
