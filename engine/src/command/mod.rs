@@ -154,6 +154,16 @@ fn env_name(s: &str) -> String {
 }
 
 impl CommandParams {
+    /// The key the command is under (`run` or `shell`) and its words, where placeholders are.
+    fn command_words(&self) -> (&'static str, Vec<&str>) {
+        let words = match (&self.run, &self.shell) {
+            (Some(argv), _) => argv.iter().map(String::as_str).collect(),
+            (_, Some(line)) => vec![line.as_str()],
+            _ => Vec::new(),
+        };
+        (if self.run.is_some() { "run" } else { "shell" }, words)
+    }
+
     fn check(&self) -> Result<(), ParamError> {
         match (&self.run, &self.shell) {
             (Some(_), Some(_)) => {
@@ -208,12 +218,7 @@ impl CommandParams {
                 return Err(invalid("code", "an empty path"));
             }
         }
-        let words: Vec<&str> = match (&self.run, &self.shell) {
-            (Some(argv), _) => argv.iter().map(String::as_str).collect(),
-            (_, Some(line)) => vec![line.as_str()],
-            _ => Vec::new(),
-        };
-        let at = if self.run.is_some() { "run" } else { "shell" };
+        let (at, words) = self.command_words();
         for w in words {
             for (g, n) in placeholders(w) {
                 let known = match g.as_str() {
@@ -468,12 +473,7 @@ impl Kind for CommandKind {
         let Ok(p) = Self::typed(params) else {
             return Ok(()); // the params' own check names what is wrong with them
         };
-        let words: Vec<&str> = match (&p.run, &p.shell) {
-            (Some(argv), _) => argv.iter().map(String::as_str).collect(),
-            (_, Some(line)) => vec![line.as_str()],
-            _ => Vec::new(),
-        };
-        let at = if p.run.is_some() { "run" } else { "shell" };
+        let (at, words) = p.command_words();
         for w in words {
             for (g, n) in placeholders(w) {
                 if g == "inputs" && !slots.contains(&n.as_str()) {

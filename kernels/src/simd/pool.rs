@@ -20,26 +20,34 @@ thread_local! {
     static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The smallest kept buffer with room for `capacity` values, taken out of the pool, as it was
+/// given back (its old values kept).
+fn kept(capacity: usize) -> Option<Vec<f32>> {
+    if capacity < MIN_FLOATS {
+        return None;
+    }
+    FREE.with(|f| {
+        let mut free = f.borrow_mut();
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= capacity)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        best.map(|i| free.swap_remove(i))
+    })
+}
+
 /// An empty buffer with room for at least `capacity` values: the smallest kept one that fits,
 /// else a new one.
 pub(crate) fn take(capacity: usize) -> Vec<f32> {
-    if capacity >= MIN_FLOATS {
-        let found = FREE.with(|f| {
-            let mut free = f.borrow_mut();
-            let best = free
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= capacity)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i);
-            best.map(|i| free.swap_remove(i))
-        });
-        if let Some(mut v) = found {
+    match kept(capacity) {
+        Some(mut v) => {
             v.clear();
-            return v;
+            v
         }
+        None => Vec::with_capacity(capacity),
     }
-    Vec::with_capacity(capacity)
 }
 
 /// A buffer of `len` values for a caller that writes every one of them before reading any: its
@@ -47,24 +55,14 @@ pub(crate) fn take(capacity: usize) -> Vec<f32> {
 /// cleared first only to be overwritten (a training step's input projections and gate gradients
 /// are tens of megabytes).
 pub(crate) fn scratch(len: usize) -> Vec<f32> {
-    if len >= MIN_FLOATS {
-        let found = FREE.with(|f| {
-            let mut free = f.borrow_mut();
-            let best = free
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i);
-            best.map(|i| free.swap_remove(i))
-        });
-        if let Some(mut v) = found {
+    match kept(len) {
+        Some(mut v) => {
             v.truncate(len);
             v.resize(len, 0.0);
-            return v;
+            v
         }
+        None => vec![0.0; len],
     }
-    vec![0.0; len]
 }
 
 /// `len` zeros in a buffer from [`take`].
