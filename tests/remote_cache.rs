@@ -884,8 +884,17 @@ fn a_hostile_remote_cannot_write_outside_the_store_and_pulled_work_keeps_its_sig
     bob.run(&b, &["pull", "window"]).assert_ok();
     let second = Where::folder();
     second.add(&bob, &b, "second", false);
-    bob.run(&b, &["push", "window", "--remote", "second"])
-        .assert_ok();
+    let r = bob.run(&b, &["push", "window", "--remote", "second"]);
+    r.assert_ok();
+    // The push says whose signatures the records keep, not bob's (issue 40).
+    assert!(
+        !r.stdout.contains("signed by bob")
+            && r.stdout.contains(
+                "pulled record(s) relayed with their signers' own signatures (alice@lab ×"
+            ),
+        "{}",
+        r.stdout
+    );
     let carol = User::new();
     let c = clone_of(&b);
     carol

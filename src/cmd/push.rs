@@ -157,10 +157,26 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let report = remote.push(&ctx.store, records, &|n| bar.inc(n))?;
     remote.push_refs(&planned.variant, &planned.refs)?;
     bar.finish_and_clear();
-    let signed = match &report.signer {
-        Some(k) => format!(", signed by {}", k.split(':').next().unwrap_or(k)),
-        None => ", unsigned (`magpipe key generate NAME` makes a signing key)".to_string(),
+    let name = |k: &str| k.split(':').next().unwrap_or(k).to_string();
+    let relayed: usize = report.relayed.values().sum();
+    // Only this user's own results carry this user's signature; pulled ones keep their signers'.
+    let own = records.len() - relayed - report.left_out;
+    let mut signed = match (&report.signer, own) {
+        (_, 0) => String::new(),
+        (Some(k), _) => format!(", signed by {}", name(k)),
+        (None, _) => ", unsigned (`magpipe key generate NAME` makes a signing key)".to_string(),
     };
+    if relayed > 0 {
+        let who: Vec<String> = report
+            .relayed
+            .iter()
+            .map(|(k, n)| format!("{} ×{n}", name(k)))
+            .collect();
+        signed.push_str(&format!(
+            "; {relayed} pulled record(s) relayed with their signers' own signatures ({})",
+            who.join(", ")
+        ));
+    }
     if report.left_out > 0 {
         println!(
             "left out {} pulled record(s) whose signature no longer covers them (not re-signed as yours)",

@@ -137,6 +137,9 @@ pub struct PushReport {
     pub signer: Option<String>,
     /// Pulled records whose signature no longer matches their bytes: not pushed.
     pub left_out: usize,
+    /// Pulled records pushed on with the signature they came with, by signer (`unsigned` for
+    /// those that came without): not this user's work, and not said to be.
+    pub relayed: std::collections::BTreeMap<String, usize>,
     pub records: usize,
     pub records_existing: usize,
     pub objects: usize,
@@ -314,9 +317,13 @@ impl Remote {
             let (signer, signature) = match &pulled {
                 Some(p) => match (&p.signer, &p.signature) {
                     (Some(k), Some(sig)) if sign::verify(k, text.as_bytes(), sig) => {
+                        *report.relayed.entry(k.clone()).or_default() += 1;
                         (Some(k.clone()), Some(sig.clone()))
                     }
-                    (None, _) => (None, None),
+                    (None, _) => {
+                        *report.relayed.entry("unsigned".into()).or_default() += 1;
+                        (None, None)
+                    }
                     _ => {
                         report.left_out += 1;
                         continue;
