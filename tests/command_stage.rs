@@ -208,6 +208,29 @@ fn piped_progress_is_a_line_not_silence() {
     assert!(progress[0].contains("double: 1/3 steps"), "{err}");
 }
 
+/// On a terminal a stage that has not reported progress yet shows a spinner and its time, not an
+/// empty bar drawn full as `0/0` (issue 41). `script` gives magpipe a terminal.
+#[test]
+fn a_stage_without_progress_yet_draws_no_empty_bar() {
+    let p = toy();
+    p.set_pipeline(&p.pipeline().replace(
+        "params: {n: 5, seed: 0}",
+        "params: {n: 5, seed: 0, sleep: 1}",
+    ));
+    let out = Command::new("script")
+        .args(["-qec", &format!("{} run make", common::bin()), "/dev/null"])
+        .current_dir(p.path())
+        .env("SOLARED_DIR", common::solared_dir())
+        .env_remove("MAGPIPE_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("make"), "{shown}");
+    assert!(!shown.contains("0/0"), "an empty bar: {shown}");
+}
+
 fn explain(p: &Project, stage: &str) -> String {
     let r = p.run(&["status", "--explain", stage]);
     r.assert_ok();

@@ -181,9 +181,11 @@ impl Sink for HumanSink {
             Event::StageStarted { stage, key } => {
                 if let Some(m) = &self.multi {
                     let b = m.insert_from_back(1, ProgressBar::new(0));
+                    // No bar until the stage reports how far it is: an empty one is drawn full,
+                    // as `0/0`.
                     b.set_style(
                         ProgressStyle::with_template(
-                            "{prefix:>8} {spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {msg}",
+                            "{prefix:>8} {spinner} [{elapsed_precise}] {msg}",
                         )
                         .expect("template"),
                     );
@@ -201,6 +203,14 @@ impl Sink for HumanSink {
                 unit,
             } => {
                 if let Some(b) = self.bars.lock().expect("bar lock").get(&stage) {
+                    if b.length() == Some(0) {
+                        b.set_style(
+                            ProgressStyle::with_template(
+                                "{prefix:>8} {spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {msg}",
+                            )
+                            .expect("template"),
+                        );
+                    }
                     b.set_length(total);
                     b.set_position(done);
                     b.set_message(unit);
