@@ -1044,8 +1044,13 @@ impl ShortTmp {
 
 impl ShortTmp {
     /// Removes this user's links of killed runs (a killed magpipe removes none): those whose
-    /// scratch folder is gone.
+    /// scratch folder is gone. Once per process: a run of many stages reads /tmp once.
     fn sweep(ours: &Path) {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| Self::sweep_now(ours));
+    }
+
+    fn sweep_now(ours: &Path) {
         use std::os::unix::fs::MetadataExt;
         // The scratch folder is this process's, so its owner is this user.
         let Ok(uid) = std::fs::metadata(ours).map(|m| m.uid()) else {

@@ -381,13 +381,6 @@ impl Remote {
         Ok(())
     }
 
-    /// Whether the remote holds a record under `key` (not yet verified).
-    pub fn has_record(&self, key: &str) -> Result<bool, RemoteError> {
-        self.backend
-            .exists(&record_key(key))
-            .map_err(|e| self.err(e))
-    }
-
     /// Whether a pull would take the record `key`: it is there, readable, signed as it says and
     /// by a trusted key (its objects are checked when it is pulled). `Ok(Err(Miss::Absent))`
     /// when there is none; another miss says why a pull would refuse it.

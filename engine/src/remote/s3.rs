@@ -108,6 +108,12 @@ fn with_credentials(b: AmazonS3Builder, s: &S3Settings) -> Result<AmazonS3Builde
     )))
 }
 
+/// `s3://BUCKET/PREFIX` as (bucket, prefix).
+fn bucket_and_prefix(url: &str) -> (&str, &str) {
+    let rest = url.strip_prefix("s3://").unwrap_or(url);
+    rest.split_once('/').unwrap_or((rest, ""))
+}
+
 impl S3 {
     /// The client alone, without its runtime: what the `remote_config` fuzz property builds.
     pub fn client(s: &S3Settings) -> Result<(), RemoteError> {
@@ -116,8 +122,7 @@ impl S3 {
 
     pub fn new(s: &S3Settings) -> Result<S3, RemoteError> {
         let store = Self::store(s)?;
-        let rest = s.url.strip_prefix("s3://").unwrap_or(&s.url);
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, prefix) = bucket_and_prefix(&s.url);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("magpipe-s3")
@@ -135,8 +140,7 @@ impl S3 {
     }
 
     fn store(s: &S3Settings) -> Result<AmazonS3, RemoteError> {
-        let rest = s.url.strip_prefix("s3://").unwrap_or(&s.url);
-        let (bucket, _) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, _) = bucket_and_prefix(&s.url);
         if bucket.is_empty() {
             return Err(RemoteError::Config(format!(
                 "{}: no bucket (s3://BUCKET/PREFIX)",
