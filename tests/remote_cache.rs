@@ -1165,6 +1165,7 @@ fn missing_s3_credentials_are_one_line_and_no_metadata_service_is_called() {
             "ip link set lo up && ip addr add 169.254.169.254/32 dev lo || exit 90\n\
              python3 -c \"$LISTENER\" {seen} & l=$!\n\
              for i in $(seq 100); do [ -e {seen}.up ] && break; sleep 0.05; done\n\
+             [ -e {seen}.up ] || exit 91\n\
              \"$@\"; rc=$?; sleep 0.3; kill $l; exit $rc",
             seen = seen.display()
         );
@@ -1194,6 +1195,13 @@ fn missing_s3_credentials_are_one_line_and_no_metadata_service_is_called() {
             r.code(),
             Some(90),
             "no network namespace here: {}",
+            r.stderr
+        );
+        // Without a listener at the metadata address the check below could not fail.
+        assert_ne!(
+            r.code(),
+            Some(91),
+            "the metadata listener did not start: {}",
             r.stderr
         );
         assert_eq!(r.code(), Some(1), "{}", r.stderr);
