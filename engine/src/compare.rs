@@ -65,7 +65,7 @@ fn fresh_records(
 /// The metrics of one fully run variant, by name (`stage: metric`), each with whether it is a
 /// detail: what each stage's kind says of it ([`Kind::metrics`](crate::kind::Kind::metrics)) and
 /// what the contracts of its outputs say of them.
-fn metrics(
+pub fn metrics(
     plan: &Plan,
     store: &Store,
     recs: &BTreeMap<usize, Record>,
