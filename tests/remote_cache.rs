@@ -207,6 +207,53 @@ impl Where {
         }
     }
 
+    /// Every record file on the remote (`ac/<key>/<signer>.json`, and the old `ac/<key>.json`).
+    fn records(&self) -> Vec<String> {
+        match self {
+            Where::Folder(d) => {
+                let mut out = Vec::new();
+                let mut todo = vec![d.path().join("ac")];
+                while let Some(dir) = todo.pop() {
+                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if e.file_type().unwrap().is_dir() {
+                            todo.push(e.path());
+                        } else {
+                            let rel = e.path().strip_prefix(d.path()).unwrap().to_owned();
+                            out.push(rel.to_string_lossy().to_string());
+                        }
+                    }
+                }
+                out.sort();
+                out
+            }
+            Where::S3(prefix) => {
+                let mut out = Vec::new();
+                let mut todo = vec![Self::filer_path(prefix, "ac")];
+                while let Some(dir) = todo.pop() {
+                    let (_, json) = http(
+                        "GET",
+                        s3_server().filer,
+                        &format!("{dir}/?limit=10000"),
+                        b"",
+                    );
+                    let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+                    for e in v["Entries"].as_array().into_iter().flatten() {
+                        let path = e["FullPath"].as_str().unwrap().to_string();
+                        // The filer marks a folder with Go's os.ModeDir bit.
+                        if e["Mode"].as_u64().unwrap_or(0) & (1 << 31) != 0 {
+                            todo.push(path);
+                        } else {
+                            let base = Self::filer_path(prefix, "");
+                            out.push(path.strip_prefix(&base).unwrap().to_string());
+                        }
+                    }
+                }
+                out.sort();
+                out
+            }
+        }
+    }
+
     fn read(&self, key: &str) -> Vec<u8> {
         match self {
             Where::Folder(d) => std::fs::read(d.path().join(key)).unwrap(),
@@ -348,7 +395,7 @@ fn results_travel(remote: Where) {
 
     let pushed = alice.run(&a, &["push"]);
     pushed.assert_ok();
-    let records = remote.names("ac");
+    let records = remote.records();
     let stages = std::fs::read_dir(a.store().join("records"))
         .unwrap()
         .count();
@@ -504,20 +551,34 @@ fn corrupted_or_missing(remote: Where) {
     assert_eq!(hash_of(&b, "window", "train"), train);
     bob.run(&b, &["verify"]).assert_ok();
 
-    // `verify --remote` finds the damage, naming the object and its record.
+    // Bob pushes his window beside alice's: his record names the same (damaged) object.
+    bob.key(&b, "bob@lab");
+    bob.run(&b, &["push", "window"]).assert_ok();
+
+    // `verify --remote` finds the damage, naming the object and every record that names it.
     let v = alice.run(&a, &["verify", "--remote"]);
     assert_eq!(v.code(), Some(1), "{}", v.stdout);
+    let line = v
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("object {}", &train[..12])))
+        .unwrap_or_else(|| panic!("{}", v.stdout));
     assert!(
-        v.stdout
-            .contains(&format!("object {} of record", &train[..12]))
-            && v.stdout.contains("(window) does not hash to its name"),
+        line.contains("does not hash to its name; it is named by record")
+            && line.contains("(window, unsigned)")
+            && line.contains("(window, bob@lab)"),
         "{}",
         v.stdout
     );
     // An object missing on the remote: the same.
     remote.delete(&blob);
     let v = alice.run(&a, &["verify", "--remote", "lab"]);
-    assert!(v.stdout.contains("(window) is missing"), "{}", v.stdout);
+    assert!(
+        v.stdout.contains(" is missing; it is named by record")
+            && v.stdout.contains("(window, bob@lab)"),
+        "{}",
+        v.stdout
+    );
     let c = clone_of(&a);
     let r = bob.run(&c, &["pull", "window"]);
     r.assert_ok();
@@ -731,7 +792,9 @@ fn two_pushers(remote: Where) {
     let stages = std::fs::read_dir(a.store().join("records"))
         .unwrap()
         .count();
+    // Each signed their own record of every key, beside the other's; the objects are shared.
     assert_eq!(remote.names("ac").len(), stages);
+    assert_eq!(remote.records().len(), 2 * stages, "{:?}", remote.records());
     alice.run(&a, &["verify", "--remote"]).assert_ok();
     // Nothing half-written is left visible.
     for f in remote.names("cas") {
@@ -755,13 +818,13 @@ fn remote_gc(remote: Where) {
     alice.run(&a, &["run"]).assert_ok();
     remote.add(&alice, &a, "lab", true);
     alice.run(&a, &["push"]).assert_ok();
-    let kept = remote.names("ac").len();
+    let kept = remote.records().len();
     // A one-off experiment pushed with --all: its records have no ref of their own.
     alice
         .run(&a, &["run", "--set", "alarms.sustain=5"])
         .assert_ok();
     alice.run(&a, &["push", "--all"]).assert_ok();
-    let all = remote.names("ac").len();
+    let all = remote.records().len();
     assert!(all > kept, "{all} records after the one-off, {kept} before");
 
     // Young things are kept whatever reaches them; --dry-run removes nothing.
@@ -780,7 +843,7 @@ fn remote_gc(remote: Where) {
         "{}",
         r.stdout
     );
-    assert_eq!(remote.names("ac").len(), all);
+    assert_eq!(remote.records().len(), all);
 
     let r = alice.run(&a, &["gc", "--remote", "--grace", "0"]);
     r.assert_ok();
@@ -792,7 +855,7 @@ fn remote_gc(remote: Where) {
         "{}",
         r.stdout
     );
-    assert_eq!(remote.names("ac").len(), kept);
+    assert_eq!(remote.records().len(), kept);
     alice.run(&a, &["verify", "--remote"]).assert_ok();
     // What the refs reach still pulls whole into a fresh clone.
     let bob = User::new();
@@ -807,6 +870,7 @@ fn a_server_that_stops_in_the_middle_of_a_push_leaves_nothing_half_published() {
     let alice = User::new();
     let a = Project::real();
     alice.run(&a, &["run", "window"]).assert_ok();
+    alice.key(&a, "alice@lab");
     // A server of this test's own, which it stops.
     let dir = common::outside_tmp();
     let base = 20000 + (std::process::id() % 400) as u16 * 20 + 10;
@@ -916,13 +980,15 @@ fn a_hostile_remote_cannot_write_outside_the_store_and_pulled_work_keeps_its_sig
         unreachable!()
     };
     let ingest = hash_of(&a, "ingest", "inventory");
-    let key = std::fs::read_dir(dir.path().join("ac"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| std::fs::read_to_string(p).unwrap().contains(&ingest))
+    let name = remote
+        .records()
+        .into_iter()
+        .find(|n| {
+            let t = std::fs::read_to_string(dir.path().join(n)).unwrap();
+            t.contains(&ingest) && t.contains("\\\"file\\\": \\\"inventory.md\\\"")
+        })
         .unwrap();
-    let text = std::fs::read_to_string(&key).unwrap();
+    let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
     let hostile = text.replace(
         "\\\"file\\\": \\\"inventory.md\\\"",
         "\\\"file\\\": \\\"../../../escape.md\\\"",
@@ -932,10 +998,14 @@ fn a_hostile_remote_cannot_write_outside_the_store_and_pulled_work_keeps_its_sig
     let mut env: serde_json::Value = serde_json::from_str(&hostile).unwrap();
     env["signer"] = serde_json::Value::Null;
     env["signature"] = serde_json::Value::Null;
-    remote.overwrite(
-        &format!("ac/{}", key.file_name().unwrap().to_string_lossy()),
-        serde_json::to_string(&env).unwrap().as_bytes(),
-    );
+    // Filed as the old layout's one record of the key, which any pusher could have written.
+    let key = name.split('/').nth(1).unwrap();
+    std::fs::write(
+        dir.path().join(format!("ac/{key}.json")),
+        serde_json::to_string(&env).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join(&name)).unwrap();
     let d = clone_of(&a);
     let r = carol.run(&d, &["pull", "--explain", "ingest"]);
     r.assert_ok();
@@ -1220,4 +1290,286 @@ fn missing_s3_credentials_are_one_line_and_no_metadata_service_is_called() {
             "`pull --remote {remote}` connected to the metadata address"
         );
     }
+}
+
+#[test]
+fn an_untrusted_first_push_never_blocks_the_trusted_one_on_a_folder() {
+    untrusted_first(Where::folder());
+}
+
+#[test]
+fn an_untrusted_first_push_never_blocks_the_trusted_one_on_s3() {
+    untrusted_first(Where::s3());
+}
+
+/// Issue 40: records were create-only per key, so whoever pushed a key first owned it, trusted
+/// or not; alice's later push sent nothing and a store trusting only her could not pull. Now each
+/// signer has a record of their own, a pull takes the trusted one, and the untrusted one is
+/// listed by `verify --remote` and dropped by `gc --remote --untrusted`.
+fn untrusted_first(remote: Where) {
+    let alice = User::new();
+    let a = results_project();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    remote.add(&alice, &a, "lab", true);
+    let alice_key = alice.key(&a, "alice@lab");
+    let stages = std::fs::read_dir(a.store().join("records"))
+        .unwrap()
+        .count();
+
+    // A teammate whose key nobody trusts pushes the same keys first.
+    let carol = User::new();
+    let c = clone_of(&a);
+    let carol_key = carol.key(&c, "carol@labC");
+    carol.run(&c, &["run", "window"]).assert_ok();
+    carol.run(&c, &["push", "window"]).assert_ok();
+    assert_eq!(remote.records().len(), stages);
+
+    let r = alice.run(&a, &["push", "window"]);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains(&format!("pushed {stages} record(s)")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(remote.records().len(), 2 * stages);
+
+    // A clone that trusts only alice sees her records on the remote and takes them.
+    let bob = User::new();
+    let b = clone_of(&a);
+    bob.run(&b, &["remote", "trust", "lab", &alice_key])
+        .assert_ok();
+    let st = bob.run(&b, &["status", "window"]);
+    st.assert_ok();
+    let ingest = st
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ingest "))
+        .unwrap();
+    assert!(
+        ingest.contains("on remote `lab` (`magpipe pull` takes alice@lab's record)"),
+        "{}",
+        st.stdout
+    );
+    let r = bob.run(&b, &["pull", "--explain", "window"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_pulled").len(), stages, "{}", r.stderr);
+    let ingest = r.stdout.lines().find(|l| l.starts_with("ingest ")).unwrap();
+    assert!(
+        ingest.contains(&format!("pulled, signed by {alice_key}"))
+            && ingest.contains(&format!("the remote also has: signed by {carol_key}"))
+            && ingest.contains("which is not among trusted_keys"),
+        "{}",
+        r.stdout
+    );
+    let l = bob.run(&b, &["lineage", "window"]);
+    assert!(
+        l.stdout.contains(&format!("signed by {alice_key}")) && !l.stdout.contains("carol"),
+        "{}",
+        l.stdout
+    );
+
+    // verify --remote names carol's records without calling them damage; gc drops them.
+    let v = bob.run(&b, &["verify", "--remote"]);
+    v.assert_ok();
+    assert_eq!(
+        v.stdout
+            .lines()
+            .filter(|l| l.starts_with("untrusted: "))
+            .count(),
+        stages,
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout
+            .contains(&format!("({stages} signed by nobody in trusted_keys")),
+        "{}",
+        v.stdout
+    );
+    let g = bob.run(&b, &["gc", "--remote", "--untrusted"]);
+    g.assert_ok();
+    assert!(
+        g.stdout.starts_with(&format!(
+            "removed {stages} records ({stages} signed by nobody trusted)"
+        )),
+        "{}",
+        g.stdout
+    );
+    assert_eq!(remote.records().len(), stages);
+    let v = bob.run(&b, &["verify", "--remote"]);
+    v.assert_ok();
+    assert!(!v.stdout.contains("untrusted"), "{}", v.stdout);
+    // A remote that trusts anyone has nothing to call untrusted.
+    let r = alice.run(&a, &["gc", "--remote", "--untrusted"]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr);
+    assert!(
+        r.error_lines()[0].contains("lists no trusted_keys"),
+        "{}",
+        r.stderr
+    );
+}
+
+const DRAW: &str = r#"
+import os, sys
+open(sys.argv[1], "w").write(os.urandom(16).hex() + "\n")
+"#;
+
+#[test]
+fn two_honest_pushers_of_one_key_with_different_bytes_both_keep_their_record_on_a_folder() {
+    two_honest(Where::folder());
+}
+
+#[test]
+fn two_honest_pushers_of_one_key_with_different_bytes_both_keep_their_record_on_s3() {
+    two_honest(Where::s3());
+}
+
+/// Two members compute the same key and get different bytes (as two CPUs' native trainings
+/// do): both records stay, and each clone takes the one its trusted_keys puts first.
+fn two_honest(remote: Where) {
+    let pipeline = format!(
+        "version: 1\nstages:\n  draw:\n    kind: command\n    run: [python, draw.py, \"{{outputs.out}}\"]\n    code: [draw.py]\n    env: {{python: {}}}\n    outputs: {{out: {{path: out.txt}}}}\n",
+        Project::python().display()
+    );
+    let a = Project::new(&pipeline);
+    std::fs::write(a.path().join("draw.py"), DRAW).unwrap();
+    let alice = User::new();
+    remote.add(&alice, &a, "lab", true);
+    let b = clone_of(&a);
+    std::fs::write(b.path().join("draw.py"), DRAW).unwrap();
+    let bob = User::new();
+    let alice_key = alice.key(&a, "alice@lab");
+    let bob_key = bob.key(&b, "bob@lab");
+    alice.run(&a, &["run"]).assert_ok();
+    bob.run(&b, &["run"]).assert_ok();
+    let (ha, hb) = (hash_of(&a, "draw", "out"), hash_of(&b, "draw", "out"));
+    assert_ne!(ha, hb, "the stage draws random bytes");
+    alice.run(&a, &["push"]).assert_ok();
+    let r = bob.run(&b, &["push"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("pushed 1 record(s)"), "{}", r.stdout);
+    assert_eq!(remote.records().len(), 2);
+
+    let pull = |trust: &[&str]| {
+        let u = User::new();
+        let p = clone_of(&a);
+        std::fs::write(p.path().join("draw.py"), DRAW).unwrap();
+        for k in trust {
+            u.run(&p, &["remote", "trust", "lab", k]).assert_ok();
+        }
+        let r = u.run(&p, &["pull", "--explain"]);
+        r.assert_ok();
+        (hash_of(&p, "draw", "out"), r.stdout)
+    };
+    let (h, out) = pull(&[&bob_key, &alice_key]);
+    assert_eq!(h, hb, "{out}");
+    assert!(
+        out.contains(&format!("pulled, signed by {bob_key}"))
+            && out.contains(&format!(
+                "the remote also has: signed by {alice_key}, pushed from "
+            ))
+            && out.contains("(takable too, ranked after the one taken)"),
+        "{out}"
+    );
+    assert_eq!(pull(&[&alice_key, &bob_key]).0, ha);
+    assert_eq!(pull(&[&alice_key]).0, ha);
+    // Trusting anyone: the earliest pushed, as before records per signer.
+    assert_eq!(pull(&[]).0, ha);
+}
+
+/// A remote written before records per signer (`ac/<key>.json`) is read as it is: its records
+/// pull, verify and collect like the new ones.
+#[test]
+fn a_remote_in_the_old_layout_is_read_as_it_is() {
+    let alice = User::new();
+    let a = results_project();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    let remote = Where::folder();
+    remote.add(&alice, &a, "lab", true);
+    let alice_key = alice.key(&a, "alice@lab");
+    alice.run(&a, &["push", "window"]).assert_ok();
+    let Where::Folder(dir) = &remote else {
+        unreachable!()
+    };
+    for name in remote.records() {
+        let key = name.split('/').nth(1).unwrap();
+        std::fs::rename(
+            dir.path().join(&name),
+            dir.path().join(format!("ac/{key}.json")),
+        )
+        .unwrap();
+        std::fs::remove_dir(dir.path().join(format!("ac/{key}"))).unwrap();
+    }
+    let stages = std::fs::read_dir(a.store().join("records"))
+        .unwrap()
+        .count();
+    assert!(remote.records().iter().all(|n| n.matches('/').count() == 1));
+    let bob = User::new();
+    let b = clone_of(&a);
+    bob.run(&b, &["remote", "trust", "lab", &alice_key])
+        .assert_ok();
+    let r = bob.run(&b, &["pull", "window"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_pulled").len(), stages, "{}", r.stderr);
+    let v = bob.run(&b, &["verify", "--remote"]);
+    v.assert_ok();
+    assert!(
+        v.stdout.contains(&format!("{stages} records")),
+        "{}",
+        v.stdout
+    );
+    // Alice's next push files her records in the new layout beside the old ones; a ref reaches
+    // both, so gc keeps both.
+    alice.run(&a, &["push", "window"]).assert_ok();
+    assert_eq!(remote.records().len(), 2 * stages);
+    let r = alice.run(&a, &["gc", "--remote", "--grace", "0"]);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains(&format!("kept {} records", 2 * stages)),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Issue 40: an unsigned push succeeded with only a hint, though a remote that lists
+/// trusted_keys never lets anyone pull what it pushed. Now that is an error, before anything
+/// is sent (and before `run --push` computes); `--unsigned` pushes anyway, and a remote that
+/// trusts anyone gets a warning.
+#[test]
+fn an_unsigned_push_to_a_remote_that_trusts_keys_is_refused() {
+    let a = results_project();
+    let alice = User::new();
+    let remote = Where::folder();
+    remote.add(&alice, &a, "lab", true);
+    let nobody = User::new();
+    alice.run(&a, &["run", "split"]).assert_ok();
+    let r = nobody.run(&a, &["push", "split"]);
+    r.assert_ok();
+    assert!(
+        r.stderr
+            .contains("warning: pushing unsigned records to remote `lab`"),
+        "{}",
+        r.stderr
+    );
+    let before = remote.records();
+
+    let alice_key = alice.key(&a, "alice@lab");
+    alice
+        .run(&a, &["remote", "trust", "lab", &alice_key])
+        .assert_ok();
+    let r = nobody.run(&a, &["push", "split"]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr);
+    let err = r.error_lines();
+    assert_eq!(err.len(), 1, "{}", r.stderr);
+    assert!(
+        err[0].contains("remote `lab`: takes only records signed by its trusted_keys")
+            && err[0].contains("magpipe key generate"),
+        "{}",
+        r.stderr
+    );
+    let r = nobody.run(&a, &["run", "--push", "window"]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr);
+    assert!(r.stages("stage_finished").is_empty(), "{}", r.stderr);
+    assert_eq!(remote.records(), before);
+    nobody.run(&a, &["push", "split", "--unsigned"]).assert_ok();
 }

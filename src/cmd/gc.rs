@@ -21,15 +21,24 @@ pub struct Args {
     /// what no pushed ref of any variant reaches and is older than --grace.
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
     remote: Option<String>,
+    /// With --remote: also remove records that no key of the remote's trusted_keys signed,
+    /// whatever reaches them and however young (a pull never takes them).
+    #[arg(long, requires = "remote")]
+    untrusted: bool,
 }
 
 fn gc_remote(ctx: &Ctx, a: &Args, name: &str) -> anyhow::Result<ExitCode> {
     let remote = super::push::open_remote(ctx, Some(name).filter(|n| !n.is_empty()), false)?;
-    let rep = remote.gc(a.grace, a.dry_run)?;
+    let rep = remote.gc(a.grace, a.dry_run, a.untrusted)?;
     println!(
-        "{} {} records, {} objects and {} unfinished uploads on {}; kept {} records reached by a pushed ref{}",
+        "{} {} records{}, {} objects and {} unfinished uploads on {}; kept {} records reached by a pushed ref{}",
         if a.dry_run { "would remove" } else { "removed" },
         rep.removed_records,
+        if a.untrusted {
+            format!(" ({} signed by nobody trusted)", rep.removed_untrusted)
+        } else {
+            String::new()
+        },
         rep.removed_objects,
         rep.removed_unfinished,
         remote.describe(),

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use magpipe_engine::exec::{self, Outcome, RunOptions};
+use magpipe_engine::remote::Remote;
+use magpipe_engine::store::Record;
 
 use super::{Ctx, Select, default_jobs};
 
@@ -24,6 +26,29 @@ pub struct Args {
     explain: bool,
 }
 
+/// The other records the remote holds for a pulled stage's key, and why they were not taken
+/// (another signer later in trusted_keys, an untrusted one, a damaged one).
+fn others(remote: &Remote, taken: &Record) -> String {
+    let signer = taken.pulled.as_ref().and_then(|p| p.signer.clone());
+    let held = match remote.holdings(&taken.key) {
+        Ok(h) => h,
+        Err(e) => return format!("; the remote's other records could not be listed ({e})"),
+    };
+    let rest: Vec<String> = held
+        .iter()
+        .filter(|h| h.signer != signer || h.verdict.is_err())
+        .map(|h| match &h.verdict {
+            Ok(()) => format!("{} (takable too, ranked after the one taken)", h.who()),
+            Err(m) => format!("{} (not taken: {m})", h.who()),
+        })
+        .collect();
+    if rest.is_empty() {
+        String::new()
+    } else {
+        format!("; the remote also has: {}", rest.join("; "))
+    }
+}
+
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let remote = Arc::new(super::push::open_remote(ctx, a.remote.as_deref(), false)?);
     let plan = ctx.plan(Some(&a.select))?;
@@ -40,11 +65,12 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         for (i, o) in &result.outcomes {
             let what = match o {
                 Outcome::Pulled(r) => format!(
-                    "pulled, {}",
+                    "pulled, {}{}",
                     match r.pulled.as_ref().and_then(|p| p.signer.as_deref()) {
                         Some(k) => format!("signed by {k}"),
                         None => "unsigned".to_string(),
-                    }
+                    },
+                    others(&remote, r)
                 ),
                 Outcome::Cached(_) | Outcome::Ran(..) => "already here".to_string(),
                 Outcome::Skipped(why) => format!("not pulled: {why}"),

@@ -23,6 +23,10 @@ pub struct Args {
     /// The remote (default: $MAGPIPE_REMOTE, else the project's default remote).
     #[arg(long)]
     remote: Option<String>,
+    /// Push without a signing key, even to a remote that lists trusted_keys (whose pulls will
+    /// not take the records).
+    #[arg(long)]
+    unsigned: bool,
 }
 
 /// A bar over bytes on stderr, hidden with `-q` or `--log-format json`.
@@ -127,6 +131,9 @@ pub fn open_remote(ctx: &Ctx, name: Option<&str>, write: bool) -> anyhow::Result
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let remote = open_remote(ctx, a.remote.as_deref(), true)?;
+    if let Some(w) = remote.check_signing(a.unsigned)? {
+        eprintln!("warning: {w}");
+    }
     let planned = if a.all {
         Planned {
             records: all_records(ctx)?,
@@ -164,7 +171,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let mut signed = match (&report.signer, own) {
         (_, 0) => String::new(),
         (Some(k), _) => format!(", signed by {}", name(k)),
-        (None, _) => ", unsigned (`magpipe key generate NAME` makes a signing key)".to_string(),
+        (None, _) => ", unsigned".to_string(),
     };
     if relayed > 0 {
         let who: Vec<String> = report

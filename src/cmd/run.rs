@@ -97,11 +97,12 @@ fn run_one(
 ) -> anyhow::Result<exec::RunResult> {
     let mut unreachable = None;
     let remote = if a.push {
-        Some(std::sync::Arc::new(super::push::open_remote(
-            ctx,
-            a.remote.as_deref(),
-            true,
-        )?))
+        let remote = super::push::open_remote(ctx, a.remote.as_deref(), true)?;
+        // Refused before the run, not after it has computed for an hour.
+        if let Some(w) = remote.check_signing(false)? {
+            eprintln!("warning: {w}");
+        }
+        Some(std::sync::Arc::new(remote))
     } else if a.pull {
         pull_remote(ctx, a, &mut unreachable)?
     } else {

@@ -39,8 +39,8 @@ pub struct Args {
 enum OnRemote {
     /// Nothing (or the stage's key is not known yet).
     No,
-    /// A record `magpipe pull` would take.
-    Takable,
+    /// A record `magpipe pull` would take, and who signed it.
+    Takable(Option<String>),
     /// A record a pull would refuse, and why (an untrusted signer, a bad signature).
     Refused(String),
 }
@@ -70,7 +70,7 @@ fn on_remote(
     for (_, f) in rows {
         let found = match f {
             Freshness::Stale { key: Some(k), .. } => match remote.takable(k) {
-                Ok(Ok(())) => OnRemote::Takable,
+                Ok(Ok(signer)) => OnRemote::Takable(signer),
                 Ok(Err(Miss::Absent)) => OnRemote::No,
                 Ok(Err(why)) => OnRemote::Refused(why.to_string()),
                 Err(e) => {
@@ -90,11 +90,11 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let selected = plan.select(&a.targets).map_err(RunError::Usage)?;
     let rows = exec::status(&plan, &ctx.store, &selected)?;
     let remote = on_remote(ctx, a, &rows)?;
-    let there = |n: usize| -> Option<&str> {
-        remote
-            .as_ref()
-            .filter(|(_, has)| matches!(has[n], OnRemote::Takable))
-            .map(|(name, _)| name.as_str())
+    let there = |n: usize| -> Option<(&str, Option<&str>)> {
+        remote.as_ref().and_then(|(name, has)| match &has[n] {
+            OnRemote::Takable(signer) => Some((name.as_str(), signer.as_deref())),
+            _ => None,
+        })
     };
     let refused = |n: usize| -> Option<(&str, &str)> {
         remote.as_ref().and_then(|(name, has)| match &has[n] {
@@ -118,7 +118,8 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                     "state": "stale",
                     "key": key,
                     "reasons": why.iter().map(magpipe_engine::stale::to_json).collect::<Vec<_>>(),
-                    "on_remote": there(n),
+                    "on_remote": there(n).map(|(r, _)| r),
+                    "on_remote_signer": there(n).and_then(|(_, k)| k),
                     "refused_on_remote": refused(n).map(|(r, why)| serde_json::json!({"remote": r, "why": why})),
                 }),
             })
@@ -143,7 +144,13 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                     .as_deref()
                     .map_or("-".repeat(12), |k| short(k).to_string());
                 let pull = match (there(n), refused(n)) {
-                    (Some(r), _) => format!("; on remote `{r}` (`magpipe pull` takes it)"),
+                    (Some((r, signer)), _) => format!(
+                        "; on remote `{r}` (`magpipe pull` takes {})",
+                        signer.map_or("it, unsigned".to_string(), |k| format!(
+                            "{}'s record",
+                            k.rsplit_once(':').map_or(k, |(n, _)| n)
+                        ))
+                    ),
                     (None, Some((r, why))) => {
                         format!("; remote `{r}` has a record pull would refuse: {why}")
                     }

@@ -29,7 +29,18 @@ fn verify_remote(ctx: &Ctx, name: &str) -> anyhow::Result<ExitCode> {
     let rep = remote.verify(&scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     let rep = rep?;
-    let what = format!("{}: {} records", remote.describe(), rep.records);
+    // Not damage, so no failure: but a pull never takes them, and they should not pass unseen.
+    for u in &rep.untrusted {
+        println!("untrusted: {u}");
+    }
+    let untrusted = match rep.untrusted.len() {
+        0 => String::new(),
+        n => format!(
+            " ({n} signed by nobody in trusted_keys: pulls skip them, `magpipe gc --remote {} --untrusted` drops them)",
+            remote.name
+        ),
+    };
+    let what = format!("{}: {} records{untrusted}", remote.describe(), rep.records);
     print_report(&what, &rep.problems, rep.objects, "objects", rep.bytes)
 }
 

@@ -55,7 +55,13 @@ impl Folder {
             fs::create_dir_all(parent).map_err(|e| self.err(parent, e))?;
         }
         let _ = fs::set_permissions(tmp, fs::Permissions::from_mode(0o444));
-        let linked = fs::hard_link(tmp, &dest);
+        let mut linked = fs::hard_link(tmp, &dest);
+        // A concurrent gc may have removed the record folder, empty, since it was made.
+        if matches!(&linked, Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+            && let Some(parent) = dest.parent()
+        {
+            linked = fs::create_dir_all(parent).and_then(|()| fs::hard_link(tmp, &dest));
+        }
         let _ = fs::remove_file(tmp);
         match linked {
             Ok(()) => {
@@ -189,7 +195,15 @@ impl Backend for Folder {
     fn delete(&self, key: &str) -> Result<(), RemoteError> {
         let p = self.path(key);
         match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A key's record folder goes with its last record (it fails while not empty).
+                if key.starts_with("ac/")
+                    && let Some(parent) = p.parent().filter(|d| *d != self.root.join("ac"))
+                {
+                    let _ = fs::remove_dir(parent);
+                }
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.err(&p, e)),
         }

@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! cas/<blake3>        file contents (a folder output: each of its files), by hash
-//! ac/<key>.json       a record in its envelope: the record's exact bytes, signer, signature
+//! ac/<key>/<signer>.json  a record in its envelope, one per signer (records.rs): the record's
+//!                     exact bytes, signer, signature
 //! refs/<variant>/<stage>  the key the last push of that variant published (gc --remote's roots)
 //! tmp/                a folder remote's writes in progress
 //! ```
 //!
-//! A record is published only after every object it names is there, and create-only, so a
-//! reader sees a whole record with its objects, or nothing. A pull re-hashes every byte before it
+//! A record is published only after every object it names is there, and create-only per key and
+//! signer, so a reader sees a whole record with its objects, or nothing, and no pusher's record
+//! can block another's. A pull re-hashes every byte before it
 //! enters the store; a record that does not verify (a corrupted or missing object, a bad or
 //! untrusted signature, a key that does not match its pre-image) is a miss with a warning, never
 //! an error that stops a run, and never enters the store.
@@ -18,6 +20,7 @@
 pub mod config;
 pub mod folder;
 mod maintain;
+mod records;
 pub mod s3;
 pub mod sign;
 
@@ -25,9 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use maintain::{RemoteGc, RemoteReport};
+use records::{ENVELOPE_FORMAT, Envelope, record_name};
+pub use records::{Holding, signer_id};
 
 use crate::store::{OutputRecord, Pulled, Record, Store, hash_file};
 
@@ -84,27 +89,8 @@ pub trait Backend: Send + Sync {
 /// A verified (signer `name:base64`, signature) pair.
 type Signed = (String, String);
 
-const ENVELOPE_FORMAT: &str = "magpipe.remote-record/1";
-
-/// A record as a remote holds it: its exact bytes, so the signature covers what is read.
-#[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
-    format: String,
-    record: String,
-    #[serde(default)]
-    signer: Option<String>,
-    #[serde(default)]
-    signature: Option<String>,
-    pushed_unix: f64,
-    pushed_from: String,
-}
-
 fn blob_key(hash: &str) -> String {
     format!("cas/{hash}")
-}
-
-fn record_key(key: &str) -> String {
-    format!("ac/{key}.json")
 }
 
 /// `refs/<variant>/<stage>`: the key a push of that variant last published for the stage; what
@@ -160,6 +146,19 @@ pub enum Miss {
     MissingObject(String),
     /// An object's bytes do not hash to its name.
     CorruptObject(String),
+    /// The remote holds several records of the key and takes none of them: why, for each.
+    Several(Vec<Miss>),
+}
+
+impl Miss {
+    /// Why none of several records was taken (`Absent` for none, the one miss for one).
+    fn all(mut misses: Vec<Miss>) -> Miss {
+        match misses.len() {
+            0 => Miss::Absent,
+            1 => misses.pop().expect("one"),
+            _ => Miss::Several(misses),
+        }
+    }
 }
 
 impl std::fmt::Display for Miss {
@@ -173,6 +172,13 @@ impl std::fmt::Display for Miss {
             Miss::MissingObject(h) => write!(f, "its object {h} is missing on the remote"),
             Miss::CorruptObject(h) => {
                 write!(f, "its object {h} on the remote does not hash to its name")
+            }
+            Miss::Several(all) => {
+                write!(f, "{} records, none taken: ", all.len())?;
+                for (i, m) in all.iter().enumerate() {
+                    write!(f, "{}{m}", if i > 0 { "; " } else { "" })?;
+                }
+                Ok(())
             }
         }
     }
@@ -263,6 +269,25 @@ impl Remote {
         self.backend.check_writes().map_err(|e| self.err(e))
     }
 
+    /// Before a push (and before a `run --push` computes anything): without a signing key the
+    /// records go unsigned, which a remote listing trusted_keys never lets anyone pull. That is
+    /// an error there unless `unsigned_ok`; elsewhere the warning to show.
+    pub fn check_signing(&self, unsigned_ok: bool) -> Result<Option<String>, RemoteError> {
+        if sign::Signer::load().map_err(|e| self.err(e))?.is_some() || unsigned_ok {
+            return Ok(None);
+        }
+        if self.trusted.is_empty() {
+            return Ok(Some(format!(
+                "pushing unsigned records to remote `{}`: anyone could have written them, and a pull that trusts keys will not take them (`magpipe key generate you@lab` makes a signing key)",
+                self.name
+            )));
+        }
+        Err(self.err(RemoteError::Key(
+            "takes only records signed by its trusted_keys, and you have no signing key: `magpipe key generate you@lab` makes one (and `magpipe remote trust` adds its public half), or push --unsigned to push them anyway"
+                .into(),
+        )))
+    }
+
     /// Uploads records and everything they name: objects first (those the remote lacks), then
     /// each record, create-only. `progress` is told the bytes of each object sent.
     pub fn push(
@@ -334,6 +359,7 @@ impl Remote {
                     signer.as_ref().map(|s| s.sign(text.as_bytes())),
                 ),
             };
+            let name = record_name(&r.key, signer.as_deref());
             let env = Envelope {
                 format: ENVELOPE_FORMAT.into(),
                 signature,
@@ -345,7 +371,7 @@ impl Remote {
             let bytes = serde_json::to_vec_pretty(&env).expect("an envelope serialises");
             match self
                 .backend
-                .put_bytes(&record_key(&r.key), &bytes)
+                .put_bytes(&name, &bytes)
                 .map_err(|e| self.err(e))?
             {
                 Put::Created => report.records += 1,
@@ -381,73 +407,14 @@ impl Remote {
         Ok(())
     }
 
-    /// Whether a pull would take the record `key`: it is there, readable, signed as it says and
-    /// by a trusted key (its objects are checked when it is pulled). `Ok(Err(Miss::Absent))`
-    /// when there is none; another miss says why a pull would refuse it.
-    pub fn takable(&self, key: &str) -> Result<Result<(), Miss>, RemoteError> {
-        Ok(self.read_record(key, true)?.map(drop))
-    }
-
-    /// The record `key` without touching the store, its signature checked, and its signer
-    /// checked against trusted_keys when `trust` is set: the record with its verified
-    /// (signer, signature), or why not.
-    fn read_record(
-        &self,
-        key: &str,
-        trust: bool,
-    ) -> Result<Result<(Record, Option<Signed>), Miss>, RemoteError> {
-        let Some(bytes) = self
-            .backend
-            .get_bytes(&record_key(key))
-            .map_err(|e| self.err(e))?
-        else {
-            return Ok(Err(Miss::Absent));
-        };
-        let env: Envelope = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(e) => return Ok(Err(Miss::BadRecord(e.to_string()))),
-        };
-        if env.format != ENVELOPE_FORMAT {
-            return Ok(Err(Miss::BadRecord(format!(
-                "unknown format `{}`",
-                env.format
-            ))));
-        }
-        match (&env.signer, &env.signature) {
-            (Some(k), Some(sig)) => {
-                if !sign::verify(k, env.record.as_bytes(), sig) {
-                    return Ok(Err(Miss::BadSignature(k.clone())));
-                }
-                if trust && !self.trusted.is_empty() && !self.trusted.contains(k) {
-                    return Ok(Err(Miss::Untrusted(k.clone())));
-                }
-            }
-            (None, None) if trust && !self.trusted.is_empty() => {
-                return Ok(Err(Miss::Unsigned));
-            }
-            (None, None) => {}
-            // A signer with no signature (or the reverse) claims what it cannot show.
-            _ => {
-                return Ok(Err(Miss::BadRecord(
-                    "a signer without a signature, or a signature without a signer".into(),
-                )));
-            }
-        }
-        let rec: Record = match serde_json::from_str(&env.record) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(Miss::BadRecord(e.to_string()))),
-        };
-        if let Err(why) = rec.check_paths() {
-            return Ok(Err(Miss::BadRecord(why)));
-        }
-        if rec.key != key || rec.preimage.key() != key {
-            return Ok(Err(Miss::BadRecord(format!(
-                "filed under {} but its pre-image hashes to {}",
-                crate::stale::short(key),
-                crate::stale::short(&rec.preimage.key())
-            ))));
-        }
-        Ok(Ok((rec, env.signer.zip(env.signature))))
+    /// Whether a pull would take a record of `key`: one is there, readable, signed as it says
+    /// and by a trusted key (its objects are checked when it is pulled). `Ok(Ok(signer))` names
+    /// whose record it would take; `Ok(Err(Miss::Absent))` when there is none; another miss says
+    /// why a pull would refuse what is there.
+    pub fn takable(&self, key: &str) -> Result<Result<Option<String>, Miss>, RemoteError> {
+        Ok(self
+            .candidates(key)?
+            .map(|c| c.into_iter().next().and_then(|(_, s)| s.map(|(k, _)| k))))
     }
 
     /// Once per command, for the first record taken from a remote that trusts anyone: the note
@@ -471,10 +438,30 @@ impl Remote {
         expect: &dyn Fn(&Record) -> Result<(), String>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Result<Record, Miss>, RemoteError> {
-        let (mut rec, signed) = match self.read_record(key, true)? {
-            Ok(r) => r,
+        let candidates = match self.candidates(key)? {
+            Ok(c) => c,
             Err(m) => return Ok(Err(m)),
         };
+        // The best record whose objects are all sound; a damaged one gives way to the next.
+        let mut misses = Vec::new();
+        for (rec, signed) in candidates {
+            match self.fetch_one(store, rec, signed, expect, progress)? {
+                Ok(rec) => return Ok(Ok(rec)),
+                Err(m) => misses.push(m),
+            }
+        }
+        Ok(Err(Miss::all(misses)))
+    }
+
+    /// One record's objects into the store, then the record, marked as pulled.
+    fn fetch_one(
+        &self,
+        store: &Store,
+        mut rec: Record,
+        signed: Option<Signed>,
+        expect: &dyn Fn(&Record) -> Result<(), String>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Result<Record, Miss>, RemoteError> {
         if let Err(why) = expect(&rec) {
             return Ok(Err(Miss::BadRecord(why)));
         }
