@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build build-run run test torchless lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator aarch64 test-aarch64
+.PHONY: all setup build build-run run test torchless lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator notebook wheel aarch64 test-aarch64
 
 all: build
 
@@ -89,6 +89,36 @@ $(ROCV_STAMP): tests/support/rocrate/requirements.lock
 
 rocrate-validator: $(ROCV_STAMP)
 
+# The Python package's frame libraries, matplotlib and a real Jupyter kernel with nbclient, for
+# tests/python_api.rs (the API checks and docs/notebooks/compare-variants.ipynb): a venv of its
+# own, pinned with hashes, reinstalled when the lock changes.
+NBV := .venv-notebook
+NBV_STAMP := $(NBV)/.lock
+$(NBV_STAMP): docs/notebooks/requirements.lock
+	rm -rf $(NBV)
+	$(PYTHON) -m venv $(NBV)
+	$(NBV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r docs/notebooks/requirements.lock
+	cp docs/notebooks/requirements.lock $@
+
+notebook: $(NBV_STAMP)
+
+# The wheel (python/pyproject.toml): the CLI and the Python package, built by maturin (pinned in
+# python/build.lock, in a venv of its own) into target/wheels/. It builds in this checkout's
+# target/ with the release profile, so only the magpipe crate itself is compiled again (maturin
+# links it stripped of debug info; the next cargo build links it back).
+BUILDV := .venv-build
+BUILDV_STAMP := $(BUILDV)/.lock
+$(BUILDV_STAMP): python/build.lock
+	rm -rf $(BUILDV)
+	$(PYTHON) -m venv $(BUILDV)
+	$(BUILDV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r python/build.lock
+	cp python/build.lock $@
+
+wheel: $(BUILDV_STAMP)
+	rm -f target/wheels/magpipe-*.whl
+	cd python && ../$(BUILDV)/bin/maturin build --release --locked --quiet --out ../target/wheels
+	@ls -l target/wheels/magpipe-*.whl
+
 # What the Python model stages import (models/ridge.py): pinned, with hashes, in the lock file
 # that enters their keys; reinstalled when the lock changes.
 MODELS_STAMP := $(VENV)/.models-lock
@@ -140,7 +170,7 @@ run: build-run models
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy models s3server rocrate-validator aarch64 torchless
+test: lint browser numpy models s3server rocrate-validator notebook wheel aarch64 torchless
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	$(MAKE) --no-print-directory test-aarch64
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)

@@ -29,6 +29,7 @@ __all__ = [
     "binary",
     "compare",
     "lineage",
+    "load",
     "read",
     "run",
     "runs",
@@ -278,6 +279,12 @@ def _safetensors(path: Path) -> dict[str, Any]:
         dt = np.dtype(dtypes[t["dtype"]]).newbyteorder("<")
         out[name] = np.frombuffer(body[lo:hi], dtype=dt).reshape(t["shape"]).copy()
     return out
+
+
+def load(path, to: str = "polars"):
+    """A file as `read` gives a stage's output, by its suffix: for the files inside a folder
+    output (a model's safetensors weights, say)."""
+    return _load(Path(path), to)
 
 
 def _load(path: Path, to: str):
