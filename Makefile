@@ -213,7 +213,7 @@ lint: setup
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
 	cargo clippy --release --locked -p magpipe-worker --no-default-features -- -D warnings
 
-bench: build models s3server
+bench: build models s3server notebook
 	bash bench/run.sh $(BENCH_ARGS)
 
 # What a GPU machine must pass (bench/gpu-check.sh); forces the CUDA build.

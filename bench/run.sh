@@ -25,11 +25,14 @@ trap 'rm -rf "$work"' EXIT
   --dvc "$PWD/$BV/bin/dvc" --pipeline "$PWD/pipeline.yaml" --data "$(realpath "$SOLARED_DIR")" \
   --weed "$PWD/.venv/bin/weed" ${REMOTE_BENCH:-} \
   | tee "$work/remote.md"
+# magpipe.runs() in Python over a store of 100 sweep points (the notebook venv's polars and pandas).
+.venv-notebook/bin/python bench/python_runs.py --magpipe "$PWD/target/release/magpipe" \
+  --repo "$PWD" --data "$(realpath "$SOLARED_DIR")" --work "$work" | tee "$work/python.md"
 # The book's measurements page is this run's output, with when and where it ran
 # (MEASUREMENTS= to write it elsewhere, MEASUREMENTS=none not at all).
 out=${MEASUREMENTS:-docs/src/measurements.md}
 if [ "$out" != none ]; then
   "$BV/bin/python" bench/page.py --out "$out" --worker "$PWD/target/release/magpipe-worker" \
     --magpipe "$PWD/target/release/magpipe" --args "$*" "$work/bench.md" "$work/command.md" \
-    "$work/remote.md"
+    "$work/remote.md" "$work/python.md"
 fi
