@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -397,5 +396,3 @@ def __getattr__(name: str):
             return "0+unknown"
     raise AttributeError(name)
 
-
-del os
