@@ -1573,3 +1573,107 @@ fn an_unsigned_push_to_a_remote_that_trusts_keys_is_refused() {
     assert_eq!(remote.records(), before);
     nobody.run(&a, &["push", "split", "--unsigned"]).assert_ok();
 }
+
+/// Issue 40: who computed a pulled result was lost in publication: the crate credited every run
+/// to the exporter, and after `import crate` lineage showed no origin. Now a pulled run's agent
+/// is its signer, the exporter is the crate's author, the remote and time are in the run's
+/// environment, and `import crate` gives them back to `lineage`.
+#[test]
+fn a_pulled_result_keeps_its_signer_through_a_crate() {
+    let alice = User::new();
+    let a = results_project();
+    alice.run(&a, &["run", "window"]).assert_ok();
+    let alice_key = alice.key(&a, "alice@lab");
+    let remote = Where::folder();
+    remote.add(&alice, &a, "lab", true);
+    alice.run(&a, &["push", "window"]).assert_ok();
+
+    let bob = User::new();
+    let b = clone_of(&a);
+    bob.run(&b, &["pull", "window"]).assert_ok();
+    let out = b.path().join("crate");
+    let r = bob.run(
+        &b,
+        &[
+            "export",
+            "crate",
+            "window",
+            "-o",
+            out.to_str().unwrap(),
+            "--license",
+            "CC-BY-4.0",
+            "--author",
+            "Bob Exporter",
+            "--url",
+            "https://example.org/magpipe",
+            "--publisher",
+            "Example Lab=https://example.org/",
+        ],
+    );
+    r.assert_ok();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ro-crate-metadata.json")).unwrap())
+            .unwrap();
+    let graph = meta["@graph"].as_array().unwrap();
+    let by_id = |i: &str| graph.iter().find(|e| e["@id"] == i).unwrap();
+    let root = by_id("./");
+    let author = by_id(root["author"]["@id"].as_str().unwrap());
+    assert_eq!(author["name"], "Bob Exporter");
+    let runs: Vec<&serde_json::Value> = graph
+        .iter()
+        .filter(|e| e["@type"] == "CreateAction")
+        .collect();
+    // The workflow run (`#run`) is the exporter's own account of the chain.
+    let whole = runs.iter().find(|e| e["@id"] == "#run").unwrap();
+    assert_eq!(whole["agent"], root["author"]);
+    let runs: Vec<_> = runs.into_iter().filter(|e| e["@id"] != "#run").collect();
+    assert!(!runs.is_empty());
+    for run in &runs {
+        let agent = by_id(run["agent"]["@id"].as_str().unwrap());
+        assert_eq!(agent["@type"], "Person", "{run}");
+        assert_eq!(agent["identifier"], alice_key.as_str(), "{run}");
+        assert_eq!(agent["name"], "alice@lab");
+        let env: Vec<&serde_json::Value> = run["environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| by_id(e["@id"].as_str().unwrap()))
+            .collect();
+        let fact = |n: &str| {
+            env.iter()
+                .find(|e| e["name"] == n)
+                .map(|e| e["value"].as_str().unwrap().to_string())
+        };
+        assert_eq!(fact("pulled.remote").as_deref(), Some("lab"));
+        assert_eq!(fact("pulled.signer").as_deref(), Some(alice_key.as_str()));
+        assert!(fact("pulled.time").is_some());
+    }
+    // The count export prints is the count verify checks.
+    let wrote = r.stdout.split(" files").next().unwrap();
+    let wrote: usize = wrote.rsplit(' ').next().unwrap().parse().unwrap();
+    let v = bob.run(&b, &["verify", "--crate", out.to_str().unwrap()]);
+    v.assert_ok();
+    assert!(
+        v.stdout.contains(&format!(", {wrote} files")),
+        "export: {} verify: {}",
+        r.stdout,
+        v.stdout
+    );
+    let (ok, issues) = common::validate_crate(&out);
+    assert!(ok, "{issues}");
+
+    // Imported elsewhere, lineage still says who computed it and where it was pulled from.
+    let carol = User::new();
+    let c = clone_of(&a);
+    carol
+        .run(&c, &["import", "crate", out.to_str().unwrap()])
+        .assert_ok();
+    let l = carol.run(&c, &["lineage", "window"]);
+    l.assert_ok();
+    assert!(
+        l.stdout.contains("pulled from lab")
+            && l.stdout.contains(&format!("signed by {alice_key}")),
+        "{}",
+        l.stdout
+    );
+}

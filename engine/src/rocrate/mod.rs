@@ -697,11 +697,12 @@ fn root_entities(
         b.graph.push(e);
         authors.push(id(&pid));
     }
-    // Who ran it: the first author, on every action.
+    // Who ran it: the first author, on every action not computed elsewhere (a pulled run's
+    // agent is its signer; the exporter is the crate's author).
     if let Some(first) = authors.first() {
         for e in b.graph.iter_mut() {
             let t = e["@type"].as_str().unwrap_or_default();
-            if t == "CreateAction" || t == "OrganizeAction" {
+            if (t == "CreateAction" || t == "OrganizeAction") && e.get("agent").is_none() {
                 e["agent"] = first.clone();
             }
         }
@@ -777,8 +778,9 @@ fn write_metadata(
     )
     .map_err(io(&path))?;
     Ok(Written {
-        // The files with entities, and the metadata file.
-        files: b.files + 1,
+        // The files listed with their digests, as `verify --crate` counts them (the metadata
+        // file lists them and is not one of them).
+        files: b.files,
         bytes: b.bytes,
         identifier,
     })
@@ -851,9 +853,8 @@ fn record_files(b: &mut Builder<'_>, runs: &Runs<'_>, store: &Store) -> Result<(
         let rel = format!("magpipe/records/{}.json", st.key);
         let path = b.out.join(&rel);
         std::fs::create_dir_all(path.parent().expect("in records/")).map_err(io(&path))?;
-        let mut rec = rec;
-        // Where this store pulled it from is this store's business, not the crate's.
-        rec.pulled = None;
+        // A pulled record keeps where it came from and its signature, so `import crate` gives
+        // the signer back to `lineage` (the signature still verifies over the record without it).
         let bytes = serde_json::to_vec_pretty(&rec).expect("serialises");
         std::fs::write(&path, &bytes).map_err(io(&path))?;
         b.placed(&rel, json!({
@@ -1016,8 +1017,30 @@ fn stage_entities(
     if !results.is_empty() {
         action["result"] = one_or_many(results);
     }
+    if let Some(agent) = signer_entity(b, s) {
+        action["agent"] = agent;
+    }
     b.graph.push(action);
     Ok((run, outs))
+}
+
+/// The Person who computed a pulled run: the key that signed its record (once per key), as
+/// the run's agent. `None` for a run computed here (its agent is the crate's first author) or
+/// pulled unsigned (nobody vouches for it; its environment says so).
+fn signer_entity(b: &mut Builder<'_>, s: &LineageStage) -> Option<Value> {
+    let key = s.pulled.as_ref()?.signer.as_deref()?;
+    let pid = format!("#signer-{}", crate::remote::signer_id(key));
+    if !b.graph.iter().any(|e| e["@id"] == pid.as_str()) {
+        let name = key.rsplit_once(':').map_or(key, |(n, _)| n);
+        b.graph.push(json!({
+            "@id": pid,
+            "@type": "Person",
+            "name": name,
+            "identifier": key,
+            "description": "the holder of this ed25519 public key (name:base64), whose signature over the run's record verified when it was pulled",
+        }));
+    }
+    Some(id(&pid))
 }
 
 /// What changed the floats of a run (its key, magpipe's commit, the runtime and the hardware),
@@ -1033,6 +1056,19 @@ fn environment(b: &mut Builder<'_>, s: &LineageStage, tag: &str) -> Vec<Value> {
     }
     if let Some(h) = s.hardware.as_ref().and_then(Value::as_object) {
         facts.extend(h.iter().map(|(k, v)| (format!("hardware.{k}"), v.clone())));
+    }
+    // A pulled result was computed elsewhere: by whom (the signer) and how it came here.
+    if let Some(p) = &s.pulled {
+        facts.push(("pulled.remote".into(), Value::String(p.remote.clone())));
+        facts.push(("pulled.url".into(), Value::String(p.url.clone())));
+        facts.push((
+            "pulled.time".into(),
+            Value::String(crate::time::utc(p.pulled_unix)),
+        ));
+        facts.push((
+            "pulled.signer".into(),
+            Value::String(p.signer.clone().unwrap_or_else(|| "unsigned".into())),
+        ));
     }
     for (k, v) in facts {
         let eid = format!("#env-{}{tag}-{}", s.stage, k.replace('.', "-"));
