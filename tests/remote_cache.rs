@@ -1350,6 +1350,19 @@ fn untrusted_first(remote: Where) {
         "{}",
         st.stdout
     );
+    // --explain lists every record there, whose it is, and what a pull does with it.
+    let st = bob.run(&b, &["status", "--explain", "ingest"]);
+    st.assert_ok();
+    assert!(
+        st.stdout.contains(&format!(
+            "on remote `lab`: signed by {alice_key}, pushed from "
+        )) && st.stdout.contains("(`magpipe pull` takes it)")
+            && st.stdout.contains(&format!(
+                "(a pull refuses it: signed by {carol_key}, which is not among trusted_keys)"
+            )),
+        "{}",
+        st.stdout
+    );
     let r = bob.run(&b, &["pull", "--explain", "window"]);
     r.assert_ok();
     assert_eq!(r.stages("stage_pulled").len(), stages, "{}", r.stderr);

@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use magpipe_engine::error::RunError;
 use magpipe_engine::exec::{self, Freshness};
 use magpipe_engine::key::short;
-use magpipe_engine::remote::{Miss, Remote};
+use magpipe_engine::remote::{Holding, Miss, Remote};
 
 use super::{Ctx, Select};
 
@@ -24,7 +24,8 @@ pub struct Args {
     targets: Vec<String>,
     #[command(flatten)]
     select: Select,
-    /// Say why each stale stage is stale.
+    /// Say why each stale stage is stale, and every record the remote holds for it: whose, and
+    /// whether a pull would take it.
     #[arg(long)]
     explain: bool,
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
@@ -45,6 +46,9 @@ enum OnRemote {
     Refused(String),
 }
 
+/// The remote's name, and per row what it holds (with --explain, every record, judged).
+type RemoteView = (String, Vec<(OnRemote, Vec<Holding>)>);
+
 /// Per stale stage whose key is known: what the remote holds for it, judged as a pull would
 /// judge the record (only one it would take is "on the remote"). `None` without a remote; a
 /// remote that cannot be read is said on stderr and treated as none.
@@ -52,7 +56,7 @@ fn on_remote(
     ctx: &Ctx,
     a: &Args,
     rows: &[(usize, Freshness)],
-) -> anyhow::Result<Option<(String, Vec<OnRemote>)>> {
+) -> anyhow::Result<Option<RemoteView>> {
     // A remote named here or in MAGPIPE_REMOTE that is unknown or misconfigured is an error, as
     // in every command; the default remote's trouble only leaves the column out, with a note.
     let named =
@@ -80,9 +84,42 @@ fn on_remote(
             },
             _ => OnRemote::No,
         };
-        has.push(found);
+        let held = match f {
+            Freshness::Stale { key: Some(k), .. } if a.explain => match remote.holdings(k) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("note: {e}; not looking further");
+                    return Ok(None);
+                }
+            },
+            _ => Vec::new(),
+        };
+        has.push((found, held));
     }
     Ok(Some((remote.name.clone(), has)))
+}
+
+/// With --explain, one line per record the remote holds for row `n`: whose, and what a pull
+/// does with it.
+fn listed(remote: &Option<RemoteView>, n: usize) -> Vec<String> {
+    let Some((name, has)) = remote else {
+        return Vec::new();
+    };
+    let (found, held) = &has[n];
+    let taken = match found {
+        OnRemote::Takable(signer) => Some(signer),
+        _ => None,
+    };
+    held.iter()
+        .map(|h| {
+            let what = match &h.verdict {
+                Ok(()) if taken == Some(&h.signer) => "`magpipe pull` takes it".to_string(),
+                Ok(()) => "takable too, ranked after the one pull takes".to_string(),
+                Err(m) => format!("a pull refuses it: {m}"),
+            };
+            format!("on remote `{name}`: {} ({what})", h.who())
+        })
+        .collect()
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
@@ -92,13 +129,13 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
     let remote = on_remote(ctx, a, &rows)?;
     let there = |n: usize| -> Option<(&str, Option<&str>)> {
         remote.as_ref().and_then(|(name, has)| match &has[n] {
-            OnRemote::Takable(signer) => Some((name.as_str(), signer.as_deref())),
+            (OnRemote::Takable(signer), _) => Some((name.as_str(), signer.as_deref())),
             _ => None,
         })
     };
     let refused = |n: usize| -> Option<(&str, &str)> {
         remote.as_ref().and_then(|(name, has)| match &has[n] {
-            OnRemote::Refused(why) => Some((name.as_str(), why.as_str())),
+            (OnRemote::Refused(why), _) => Some((name.as_str(), why.as_str())),
             _ => None,
         })
     };
@@ -164,6 +201,9 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
                 if a.explain {
                     for w in why.iter().skip(1) {
                         println!("{:<width$}         {:12}  {w}", "", "");
+                    }
+                    for line in listed(&remote, n) {
+                        println!("{:<width$}         {:12}  {line}", "", "");
                     }
                 }
             }
