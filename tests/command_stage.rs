@@ -996,7 +996,8 @@ fn a_set_of_a_param_the_stage_does_not_have_is_refused_unless_added() {
     assert!(
         err.contains(
             "--set make.seeed=3: stage `make` has no param `seeed` (did you mean `seed`?) \
-             (params: n, seed; stage keys: run, shell, code, env, outputs, threads, sandbox, network)"
+             (params: n, seed; stage keys: run, shell, code, env, outputs, threads, sandbox, network, \
+             timeout, stall_warning)"
         ) && err.contains("to add one, write --set +make.seeed=…"),
         "{err}"
     );
@@ -1030,4 +1031,131 @@ fn a_set_of_a_param_the_stage_does_not_have_is_refused_unless_added() {
     r.assert_ok();
     assert_eq!(r.stages("stage_finished"), ["make"]);
     assert_eq!(r.stages("stage_cached"), ["double"]);
+}
+
+const HANG: &str = r#"
+import subprocess, sys, time
+# A helper it started, which must go with it; the marker finds it in /proc.
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", sys.argv[1]])
+print("loaded 3 ARs, training", file=sys.stderr, flush=True)
+while True:
+    time.sleep(1)
+"#;
+
+/// The processes whose command line holds `marker`, seen from the host's /proc.
+fn with_marker(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(marker)
+        {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Issue 41: a command that hangs (a DataLoader waiting forever) ran until someone pressed
+/// Ctrl-C. Past its `timeout:` it is killed with everything it started, and the error names the
+/// limit and its last line; sandboxed (namespaces) and not (a process group).
+#[test]
+fn a_command_past_its_timeout_is_killed_with_its_whole_tree() {
+    let py = Project::python();
+    for sandbox in ["strict", "off"] {
+        let marker = format!("magpipe-hang-{}-{sandbox}", std::process::id());
+        let p = Project::new(&format!(
+            "version: 1\nstages:\n  hang:\n    kind: command\n    sandbox: {sandbox}\n    timeout: 3s\n    run: [python, hang.py, {marker}]\n    code: [hang.py]\n    env: {{python: {}}}\n    outputs: {{out: {{path: out.txt}}}}\n",
+            py.display()
+        ));
+        std::fs::write(p.path().join("hang.py"), HANG).unwrap();
+        let mut child = p
+            .cmd(&["run"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Far below "forever", far above the limit: this stops the test, not the suite.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sandbox {sandbox}: the stage ran past its timeout and was not stopped");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let r = common::Run::from(child.wait_with_output().unwrap());
+        assert_eq!(r.code(), Some(1), "sandbox {sandbox}: {}", r.stderr);
+        let err = r.error_lines();
+        assert!(
+            err.iter().any(|l| l.contains("stage `hang`")
+                && l.contains("ran past its timeout of 3s and was killed")
+                && l.contains("its last line: loaded 3 ARs, training")),
+            "sandbox {sandbox}: {}",
+            r.stderr
+        );
+        // The helper it started is gone too (the kernel may take a moment to reap it).
+        let t = std::time::Instant::now();
+        while !with_marker(&marker).is_empty() && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            with_marker(&marker).is_empty(),
+            "sandbox {sandbox}: left running: {:?}",
+            with_marker(&marker)
+        );
+    }
+}
+
+const QUIET: &str = r#"
+import sys, time
+print("epoch 1 done", file=sys.stderr, flush=True)
+time.sleep(4)
+open(sys.argv[1], "w").write("ok\n")
+"#;
+
+/// A command silent for its stall period gets a warning in the log with its last line, and
+/// goes on; `timeout:` and `stall_warning:` are not in the key, and a bad one is a plan error.
+#[test]
+fn a_silent_command_gets_a_stall_warning_and_limits_stay_out_of_the_key() {
+    let py = Project::python();
+    let stage = |extra: &str| {
+        format!(
+            "version: 1\nstages:\n  quiet:\n    kind: command\n{extra}    run: [python, quiet.py, \"{{outputs.out}}\"]\n    code: [quiet.py]\n    env: {{python: {}}}\n    outputs: {{out: {{path: out.txt}}}}\n",
+            py.display()
+        )
+    };
+    let p = Project::new(&stage("    stall_warning: 2s\n"));
+    std::fs::write(p.path().join("quiet.py"), QUIET).unwrap();
+    let r = p.run(&["run"]);
+    r.assert_ok();
+    assert!(
+        r.stderr
+            .contains("warning: the command has printed nothing for 2s since `epoch 1 done`"),
+        "{}",
+        r.stderr
+    );
+    // Other limits, the same key: cached.
+    p.set_pipeline(&stage("    stall_warning: none\n    timeout: 2h\n"));
+    let r = p.run(&["run"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_cached"), ["quiet"], "{}", r.stderr);
+    for (bad, says) in [
+        ("    timeout: 2 hours\n", "timeout"),
+        ("    timeout: 0s\n", "must be longer than 0s"),
+        ("    stall_warning: soon\n", "stall_warning"),
+    ] {
+        p.set_pipeline(&stage(bad));
+        let r = p.run(&["status"]);
+        // A plan error: exit 2, as for every mistake in pipeline.yaml.
+        assert_eq!(r.code(), Some(2), "{bad}: {}", r.stderr);
+        assert!(
+            r.error_lines().iter().any(|l| l.contains(says)),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
 }

@@ -66,3 +66,56 @@ mod tests {
         assert_eq!(utc(-1.0), "1969-12-31 23:59:59Z");
     }
 }
+
+/// `90s`, `15m`, `2h`, `1d` (or a bare number of seconds) as a duration.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: a number with s, m, h or d (`15m`)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("`{s}`: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// A duration as the user would write it: `2h`, `90s`, `1h30m`.
+pub fn duration_text(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_print_back() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("2h", 7200),
+            ("1d", 86_400),
+            ("5", 5),
+        ] {
+            assert_eq!(parse_duration(text).unwrap().as_secs(), secs, "{text}");
+        }
+        assert!(parse_duration("2 hours").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(duration_text(std::time::Duration::from_secs(5400)), "1h30m");
+        assert_eq!(duration_text(std::time::Duration::from_secs(90)), "1m30s");
+        assert_eq!(duration_text(std::time::Duration::from_secs(86_400)), "24h");
+    }
+}

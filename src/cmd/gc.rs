@@ -12,7 +12,7 @@ pub struct Args {
     keep_runs: usize,
     /// Keep records and objects younger than this (`0`, `90s`, `15m`, `1h`, `2d`), whatever
     /// reaches them: a safety margin for a process that holds no lease (see the store page).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = magpipe_engine::time::parse_duration)]
     grace: std::time::Duration,
     /// Say what would be removed, remove nothing.
     #[arg(long)]
@@ -54,21 +54,6 @@ fn gc_remote(ctx: &Ctx, a: &Args, name: &str) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: a number with s, m, h or d (`15m`)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("`{s}`: the unit is s, m, h or d")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
 }
 
 pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {

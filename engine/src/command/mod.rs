@@ -33,8 +33,24 @@ use sandbox::Enforcement;
 
 /// The stage keys of a command stage (beside `kind`, `params`, `inputs`, `doc`, `default`).
 pub const DECLARATION: &[&str] = &[
-    "run", "shell", "code", "env", "outputs", "threads", "sandbox", "network",
+    "run",
+    "shell",
+    "code",
+    "env",
+    "outputs",
+    "threads",
+    "sandbox",
+    "network",
+    "timeout",
+    "stall_warning",
 ];
+
+/// How long a command stage may run when its `timeout:` says nothing: long enough for any
+/// training this tool runs on one node, short enough that a hung program ends within a day.
+pub const DEFAULT_TIMEOUT: &str = "24h";
+
+/// How long a command may print nothing before the log says it seems stalled.
+pub const DEFAULT_STALL_WARNING: &str = "10m";
 
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -93,6 +109,14 @@ pub struct CommandParams {
     /// `lineage`; not part of the key (a result does not depend on being allowed to connect).
     #[serde(default)]
     pub network: bool,
+    /// How long the program may run (`90s`, `30m`, `2h`, `1d`; `none`: no limit). Past it the program and everything it started are killed and the stage fails
+    /// with the limit and the program's last line. Not part of the key.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// After this long with no line on stdout or stderr the log warns that the program seems
+    /// stalled, with its last line (`none`: never). Not part of the key.
+    #[serde(default = "default_stall")]
+    pub stall_warning: String,
     /// The program's own params, passed on as they are.
     #[serde(default)]
     pub params: serde_json::Map<String, Value>,
@@ -100,6 +124,14 @@ pub struct CommandParams {
 
 fn one() -> usize {
     1
+}
+
+fn default_timeout() -> String {
+    DEFAULT_TIMEOUT.into()
+}
+
+fn default_stall() -> String {
+    DEFAULT_STALL_WARNING.into()
 }
 
 impl Default for CommandParams {
@@ -113,6 +145,8 @@ impl Default for CommandParams {
             threads: 1,
             sandbox: SandboxMode::Strict,
             network: false,
+            timeout: default_timeout(),
+            stall_warning: default_stall(),
             params: serde_json::Map::new(),
         }
     }
@@ -213,6 +247,7 @@ impl CommandParams {
         if self.threads == 0 {
             return Err(invalid("threads", "must be at least 1"));
         }
+        self.limits()?;
         for p in &self.code {
             if p.is_empty() {
                 return Err(invalid("code", "an empty path"));
@@ -245,6 +280,24 @@ impl CommandParams {
             }
         }
         Ok(())
+    }
+
+    /// The timeout and the stall warning, each `None` when switched off.
+    fn limits(&self) -> Result<Limits, ParamError> {
+        let one = |name: &str, v: &str| match v {
+            "none" => Ok(None),
+            t => match crate::time::parse_duration(t) {
+                Ok(d) if d.is_zero() => {
+                    Err(invalid(name, "must be longer than 0s (`none`: no limit)"))
+                }
+                Ok(d) => Ok(Some(d)),
+                Err(e) => Err(invalid(name, format!("{e}, or `none`"))),
+            },
+        };
+        Ok(Limits {
+            timeout: one("timeout", &self.timeout)?,
+            stall: one("stall_warning", &self.stall_warning)?,
+        })
     }
 
     fn seed(&self) -> Value {
@@ -423,6 +476,13 @@ impl CommandKind {
     }
 }
 
+/// A command's time limits (`None`: off).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    timeout: Option<std::time::Duration>,
+    stall: Option<std::time::Duration>,
+}
+
 /// The last non-empty lines a command printed, for its error.
 struct Tail(Mutex<VecDeque<String>>);
 
@@ -584,7 +644,10 @@ impl Kind for CommandKind {
             decl.into_iter()
                 // The env files enter by content (sources) and version (runtime), not by path.
                 .filter(|(name, _)| {
-                    !matches!(name.as_str(), "params" | "sandbox" | "network" | "env")
+                    !matches!(
+                        name.as_str(),
+                        "params" | "sandbox" | "network" | "env" | "timeout" | "stall_warning"
+                    )
                 }),
         );
         Value::Object(k)
@@ -752,8 +815,20 @@ fn run_command(p: &CommandParams, ctx: &Context<'_>) -> Result<Report, StageErro
         enforcement.describe()
     ));
     let t0 = std::time::Instant::now();
-    let (ended, lines) = run_streaming(&prepared, &mut cmd, &argv.program, ctx.events)?;
+    let limits = p.limits().map_err(|e| StageError::Invalid(e.to_string()))?;
+    let Streamed {
+        ended,
+        lines,
+        timed_out,
+    } = run_streaming(&prepared, &mut cmd, &argv.program, limits, ctx.events)?;
     let seconds = t0.elapsed().as_secs_f64();
+    if let Some(limit) = timed_out {
+        return Err(StageError::Invalid(format!(
+            "the command ran past its timeout of {} and was killed, with everything it started (`timeout:` in the stage sets the limit, `none` removes it); its last line: {}",
+            crate::time::duration_text(limit),
+            lines.last().map_or("(none)", String::as_str)
+        )));
+    }
     if ended.killed > 0 {
         ctx.events.log(&format!(
             "the command left {} process{} running when it exited; killed before its outputs were read",
@@ -1126,14 +1201,43 @@ fn environment(p: &CommandParams, lay: &Layout, tmpdir: &str) -> Vec<(String, St
     envs
 }
 
+/// How a confined program's run ended, as the watcher saw it.
+struct Streamed {
+    ended: sandbox::Ended,
+    /// The last lines that judge a failure (stderr's, else stdout's).
+    lines: Vec<String>,
+    /// Killed for running past this limit.
+    timed_out: Option<std::time::Duration>,
+}
+
+/// The moment of the last line a program printed, and that line, shared by the readers and
+/// the watcher.
+struct LastLine(Mutex<(std::time::Instant, String)>);
+
+impl LastLine {
+    fn saw(&self, line: &str) {
+        let mut l = self.0.lock().expect("last line lock");
+        l.0 = std::time::Instant::now();
+        if !line.trim().is_empty() {
+            l.1 = line.to_string();
+        }
+    }
+    fn get(&self) -> (std::time::Instant, String) {
+        self.0.lock().expect("last line lock").clone()
+    }
+}
+
 /// Starts the program confined, streams its stdout and stderr into the stage's log (progress
-/// lines move the bar), and waits until it and everything it started are gone.
+/// lines move the bar), and waits until it and everything it started are gone: killed, all of
+/// them, once it runs past its timeout; a warning in the log whenever it prints nothing for
+/// the stall period.
 fn run_streaming(
     prepared: &sandbox::Prepared,
     cmd: &mut std::process::Command,
     program: &str,
+    limits: Limits,
     events: &dyn Events,
-) -> Result<(sandbox::Ended, Vec<String>), StageError> {
+) -> Result<Streamed, StageError> {
     let mut running = prepared
         .spawn(cmd)
         .map_err(|e| StageError::Invalid(format!("cannot start `{program}`: {e}")))?;
@@ -1141,11 +1245,15 @@ fn run_streaming(
     // a program's error is on stderr; stdout's last line counts only when stderr has none.
     let out_tail = Tail(Mutex::new(VecDeque::new()));
     let err_tail = Tail(Mutex::new(VecDeque::new()));
+    let last = LastLine(Mutex::new((std::time::Instant::now(), String::new())));
     let stdout = running.child.stdout.take().expect("piped");
     let stderr = running.child.stderr.take().expect("piped");
+    let killer = running.killer();
+    let mut timed_out = None;
     let ended = std::thread::scope(|s| {
         s.spawn(|| {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                last.saw(&line);
                 events.log(&line);
                 if !line.trim().is_empty() {
                     out_tail.push(&line);
@@ -1154,6 +1262,7 @@ fn run_streaming(
         });
         s.spawn(|| {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                last.saw(&line);
                 if let Some((done, total, unit)) = progress_line(&line) {
                     events.progress(done, total, &unit);
                     continue;
@@ -1164,14 +1273,75 @@ fn run_streaming(
                 }
             }
         });
-        running.wait()
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(running.wait());
+        });
+        watch(&rx, &killer, limits, &last, events, &mut timed_out)
     })
     .map_err(|e| StageError::Invalid(format!("waiting for `{program}`: {e}")))?;
     let lines = match err_tail.lines() {
         l if l.is_empty() => out_tail.lines(),
         l => l,
     };
-    Ok((ended, lines))
+    Ok(Streamed {
+        ended,
+        lines,
+        timed_out,
+    })
+}
+
+/// Waits for the program's end (from `rx`), checking once a second whether it ran past its
+/// timeout (then kills it and everything it started, and keeps waiting for the end) or has
+/// been silent for the stall period (then says so, once per silence).
+fn watch(
+    rx: &std::sync::mpsc::Receiver<std::io::Result<sandbox::Ended>>,
+    killer: &sandbox::Killer,
+    limits: Limits,
+    last: &LastLine,
+    events: &dyn Events,
+    timed_out: &mut Option<std::time::Duration>,
+) -> std::io::Result<sandbox::Ended> {
+    let t0 = std::time::Instant::now();
+    let mut warned_at: Option<std::time::Instant> = None;
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(ended) => return ended,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(std::io::Error::other("the waiting thread ended"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(limit) = limits.timeout
+            && timed_out.is_none()
+            && t0.elapsed() >= limit
+        {
+            *timed_out = Some(limit);
+            killer.kill();
+            continue;
+        }
+        if let Some(stall) = limits.stall {
+            let (at, line) = last.get();
+            if at.elapsed() >= stall && warned_at != Some(at) {
+                warned_at = Some(at);
+                let left = limits.timeout.map_or(String::new(), |l| {
+                    format!(
+                        "; it is killed at its timeout, in {}",
+                        crate::time::duration_text(l.saturating_sub(t0.elapsed()))
+                    )
+                });
+                events.log(&format!(
+                    "warning: the command has printed nothing for {}{}{left} (stall_warning: sets this period)",
+                    crate::time::duration_text(at.elapsed()),
+                    if line.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" since `{line}`")
+                    }
+                ));
+            }
+        }
+    }
 }
 
 /// The one line a failed command gets: its own last error, or, when that error says a path was

@@ -413,7 +413,59 @@ pub struct Ended {
     pub killed: u32,
 }
 
+/// Kills a running program and everything it started, from another thread than the one
+/// waiting for it.
+pub struct Killer {
+    /// A pidfd of C, so the signal cannot reach another process that took its pid after it was
+    /// reaped; `None` where the kernel has no pidfd_open (then C's pid).
+    pidfd: Option<OwnedFd>,
+    pid: libc::pid_t,
+    group: bool,
+}
+
+impl Killer {
+    /// SIGKILL to C: with namespaces its death kills G (PR_SET_PDEATHSIG), and G's, as the PID
+    /// namespace's init, every process inside; without, the program's process group goes too.
+    pub fn kill(&self) {
+        match &self.pidfd {
+            // SAFETY: pidfd_send_signal with a pidfd owned here and no siginfo.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            },
+            // SAFETY: kill of C, still unreaped (the waiter has not returned).
+            None => unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+            },
+        }
+        if self.group {
+            // SAFETY: kill of the process group the program led (setpgid in the child).
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+    }
+}
+
 impl Running {
+    /// What kills this program and its whole tree, for a watcher thread.
+    pub fn killer(&self) -> Killer {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: pidfd_open of our own child, which is not reaped before `wait`.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        Killer {
+            pidfd: (fd >= 0).then(|| {
+                // SAFETY: a fresh fd the syscall returned, owned from here.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) }
+            }),
+            pid,
+            group: self.group,
+        }
+    }
+
     /// Waits for the program and for everything it started to be gone.
     pub fn wait(&mut self) -> std::io::Result<Ended> {
         use std::io::Read;
