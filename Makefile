@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build build-run run test torchless lint bench fuzz clean check-env browser numpy models gpu-check docs install s3server rocrate-validator notebook wheel aarch64 test-aarch64
+.PHONY: all setup build build-run run test torchless lint bench fuzz clean check-env browser numpy models models-torch gpu-check docs install s3server rocrate-validator notebook wheel aarch64 test-aarch64
 
 all: build
 
@@ -128,6 +128,19 @@ $(MODELS_STAMP): models/requirements.lock $(NUMPY_STAMP)
 
 models: $(MODELS_STAMP)
 
+# `import torch` in .venv, for PyTorch model stages (models/torch_gru.py, tests/pytorch_stage.rs):
+# on top of the slim torch, the CUDA libraries torch's Python extension links (the CPU loads them
+# too) and torch's pure-Python requirements, pinned with hashes in models/torch.lock. pip skips
+# what is installed, so this adds 2.5 GB (26–34 s on a 2-core AMD EPYC), where a venv of its own
+# from the same lock takes 4.0 GB and 50 s (docs/src/guide/own-stage.md, "Where torch comes from").
+MODELS_TORCH_STAMP := $(VENV)/.models-torch-lock
+$(MODELS_TORCH_STAMP): models/torch.lock $(STAMP) $(MODELS_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r models/torch.lock
+	$(VENV)/bin/python -c 'import torch'
+	cp models/torch.lock $@
+
+models-torch: $(MODELS_TORCH_STAMP)
+
 build: setup
 	cargo build $(CARGO_FLAGS)
 
@@ -170,7 +183,7 @@ run: build-run models
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
 # short coverage-guided fuzzing run of every fuzz target ends the suite.
-test: lint browser numpy models s3server rocrate-validator notebook wheel aarch64 torchless
+test: lint browser numpy models models-torch s3server rocrate-validator notebook wheel aarch64 torchless
 	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
 	$(MAKE) --no-print-directory test-aarch64
 	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
