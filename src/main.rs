@@ -11,7 +11,11 @@ use cmd::Cli;
 
 fn main() -> ExitCode {
     quiet_on_a_closed_stdout();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Err(e) = cli.global.enter_project() {
+        eprintln!("error: the pipeline file's folder: {e}");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("MAGPIPE_LOG"))

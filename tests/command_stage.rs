@@ -1159,3 +1159,66 @@ fn a_silent_command_gets_a_stall_warning_and_limits_stay_out_of_the_key() {
         );
     }
 }
+
+/// Issue 41: `magpipe -f other/pipeline.yaml run` from another folder looked for a command
+/// stage's `code:` in the current folder (`m.py: file is missing`). The pipeline's paths now
+/// mean the same from anywhere, as in DVC and Snakemake, while paths on the command line keep
+/// meaning what they mean where the user typed them.
+#[test]
+fn a_pipeline_run_from_another_folder_finds_its_own_files() {
+    let p = toy();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let rel = pathdiff(p.path(), elsewhere.path()).join("pipeline.yaml");
+    let magpipe = |args: &[&str]| {
+        common::Run::from(
+            Command::new(common::bin())
+                .current_dir(elsewhere.path())
+                .args(["--log-format", "json", "-f", rel.to_str().unwrap()])
+                .args(args)
+                .env("SOLARED_DIR", common::solared_dir())
+                .env_remove("MAGPIPE_STORE")
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = magpipe(&["run"]);
+    r.assert_ok();
+    assert_eq!(r.stages("stage_finished").len(), 2, "{}", r.stderr);
+    // The same results as a run in the project's own folder: all cached there.
+    let here = p.run(&["run"]);
+    assert_eq!(here.stages("stage_cached").len(), 2, "{}", here.stderr);
+    assert!(!elsewhere.path().join("artifacts").exists());
+    // A path on the command line is where the user typed it.
+    magpipe(&[
+        "export",
+        "crate",
+        "double",
+        "-o",
+        "mine",
+        "--license",
+        "CC0-1.0",
+    ])
+    .assert_ok();
+    assert!(
+        elsewhere
+            .path()
+            .join("mine/ro-crate-metadata.json")
+            .is_file()
+    );
+    assert!(!p.path().join("mine").exists());
+}
+
+/// `to` as a relative path from `from` (both absolute): `../../x/y`.
+fn pathdiff(to: &std::path::Path, from: &std::path::Path) -> std::path::PathBuf {
+    let to: Vec<_> = to.components().collect();
+    let from: Vec<_> = from.components().collect();
+    let common = to.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
+}

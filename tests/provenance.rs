@@ -228,6 +228,19 @@ fn variants_differing_in_scoring_share_everything_upstream_and_compare_side_by_s
     let c = p.run(&["compare", "default", "published-code-lead"]);
     c.assert_ok();
     insta::assert_snapshot!("compare_lead_offset", c.stdout);
+    // Not only the primary predictor's Table 2: each other predictor's successes are shown, and
+    // its cells where they differ (issue 41: a model's changed alarms were hidden).
+    assert!(
+        c.stdout.contains(
+            "| alarms: successful ARs (linear trend (6 h), lead ≥ 4 h) | 4/5 | **5/5** |"
+        ) && c.stdout.contains(
+            "| alarms: Table 2 (linear trend (6 h)) AR11698 Emergence | 6h Alarm | **7h Alarm** |"
+        ) && c
+            .stdout
+            .contains("per-cell results that are the same in every variant are not listed"),
+        "{}",
+        c.stdout
+    );
     let csv = p.run(&[
         "compare",
         "default",

@@ -26,6 +26,8 @@ pub struct Comparison {
     pub metrics: Vec<(String, Vec<Option<String>>)>,
     /// Per variant, the stages that are not up to date (their results are left out).
     pub stale: Vec<Vec<String>>,
+    /// Where the details (per-cell results) start in `metrics`: the summaries come first.
+    pub first_detail: usize,
 }
 
 /// The fresh records of a variant, and the names of its stale stages.
@@ -156,6 +158,10 @@ pub fn compare(plans: &[(String, Plan)], store: &Store) -> Result<Comparison, Ru
     }
     let mut names: Vec<(&String, bool)> = names.into_iter().collect();
     names.sort_by_key(|(n, detail)| (*detail, (*n).clone()));
+    let first_detail = names
+        .iter()
+        .position(|(_, detail)| *detail)
+        .unwrap_or(names.len());
     let metrics = names
         .into_iter()
         .map(|(n, _)| {
@@ -172,6 +178,7 @@ pub fn compare(plans: &[(String, Plan)], store: &Store) -> Result<Comparison, Ru
         params,
         metrics,
         stale,
+        first_detail,
     })
 }
 
@@ -208,9 +215,16 @@ pub fn markdown(c: &Comparison) -> String {
     out.push_str("\n## Results (**bold**: differs from the first variant)\n\n");
     out.push_str(&head("metric"));
     let mut differing = 0;
-    for (name, vals) in &c.metrics {
+    let mut same_details = 0;
+    for (i, (name, vals)) in c.metrics.iter().enumerate() {
         let differs = vals.iter().any(|v| v != &vals[0]);
         differing += differs as usize;
+        // Every predictor's Table 2 cells are details: listed where they differ, counted where
+        // they do not (the CSV and JSON list them all).
+        if i >= c.first_detail && !differs && c.variants.len() > 1 {
+            same_details += 1;
+            continue;
+        }
         let cells: Vec<String> = vals
             .iter()
             .enumerate()
@@ -225,8 +239,15 @@ pub fn markdown(c: &Comparison) -> String {
         out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
     }
     out.push_str(&format!(
-        "\n{differing} of {} results differ.\n",
-        c.metrics.len()
+        "\n{differing} of {} results differ.{}\n",
+        c.metrics.len(),
+        if same_details > 0 {
+            format!(
+                " The {same_details} per-cell results that are the same in every variant are not listed (`--format csv` lists them)."
+            )
+        } else {
+            String::new()
+        }
     ));
     for (v, s) in c.variants.iter().zip(&c.stale) {
         if !s.is_empty() {

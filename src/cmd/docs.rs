@@ -31,7 +31,7 @@ enum Action {
     /// page there differs from what this binary generates.
     Write {
         /// Where the pages go.
-        #[arg(default_value = "docs/src/reference")]
+        #[arg(default_value = "docs/src/reference", value_parser = super::cli_path)]
         dir: PathBuf,
         /// Compare only; exit 1 naming every page that differs.
         #[arg(long)]

@@ -37,10 +37,10 @@ struct CrateArgs {
     #[arg(default_value = "tables")]
     stage: String,
     /// The folder to write (new or empty).
-    #[arg(short = 'o', long = "out", default_value = "crate")]
+    #[arg(short = 'o', long = "out", default_value = "crate", value_parser = super::cli_path)]
     out: PathBuf,
     /// Write the crate as one zip file instead of a folder (what Zenodo and WorkflowHub take).
-    #[arg(long, value_name = "FILE", conflicts_with = "out")]
+    #[arg(long, value_name = "FILE", conflicts_with = "out", value_parser = super::cli_path)]
     zip: Option<PathBuf>,
     /// The licence of the results: an SPDX id (CC-BY-4.0) or a URL (default: export.license in
     /// .magpipe/config.yaml; a crate needs one).

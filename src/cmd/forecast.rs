@@ -36,7 +36,8 @@ pub struct Args {
         long,
         value_name = "DIR",
         required_unless_present = "replay",
-        conflicts_with = "replay"
+        conflicts_with = "replay",
+        value_parser = super::cli_path
     )]
     ar: Option<PathBuf>,
     /// Use only the hours up to TIME (`YYYY-MM-DD HH:MM[:SS]`, which covers that minute or
@@ -63,7 +64,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ForecastFormat::Text)]
     format: ForecastFormat,
     /// Where a replay writes its files (default: `forecasts/<stage>/replay/` in the store).
-    #[arg(short, long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR", value_parser = super::cli_path)]
     out: Option<PathBuf>,
 }
 

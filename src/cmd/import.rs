@@ -21,6 +21,7 @@ enum What {
     /// store before the record that names it.
     Crate {
         /// The crate: its folder, or its zip.
+        #[arg(value_parser = super::cli_path)]
         dir: PathBuf,
     },
 }

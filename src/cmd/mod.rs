@@ -69,7 +69,8 @@ pub struct Global {
         global = true,
         help_heading = "Global options",
         env = "MAGPIPE_STORE",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = cli_path
     )]
     pub store: Option<PathBuf>,
     /// How progress and logs are written to stderr.
@@ -289,6 +290,34 @@ impl<'a> Ctx<'a> {
             ExecutorFlag::Local => Choice::Local,
             ExecutorFlag::Slurm => Choice::Slurm(plan.slurm.clone()),
         }
+    }
+}
+
+/// A path given on the command line, made absolute against the folder magpipe was started in:
+/// magpipe then works in the pipeline file's folder (`Global::enter_project`).
+pub fn cli_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("an empty path".into());
+    }
+    std::path::absolute(s).map_err(|e| format!("{s}: {e}"))
+}
+
+impl Global {
+    /// With `-f` naming a pipeline file in another folder, works from that folder, as DVC and
+    /// Snakemake do: the paths in the pipeline (a command stage's `code:` and `env:`, data
+    /// folders, the published table) mean the same wherever magpipe is started. Paths given on
+    /// the command line were made absolute as they were parsed.
+    pub fn enter_project(&mut self) -> std::io::Result<()> {
+        let Some(dir) = self.file.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        let dir = std::path::absolute(dir)?;
+        if std::env::current_dir().is_ok_and(|cwd| cwd == dir) {
+            return Ok(());
+        }
+        self.file = std::path::absolute(&self.file)?;
+        std::env::set_current_dir(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
     }
 }
 

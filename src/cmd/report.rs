@@ -16,7 +16,7 @@ pub struct Args {
     variants: Vec<String>,
     /// Where to write it (default: `report.html` in the store, `report-VARIANT.html` for a
     /// variant, so one variant's report never overwrites another's).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = super::cli_path)]
     output: Option<PathBuf>,
 }
 

@@ -19,7 +19,7 @@ pub struct Args {
     /// Check an exported RO-Crate (its folder or its zip) instead, without a store: every file
     /// it lists re-hashed (size, sha256, blake3), and every stage run's inputs traced to a raw
     /// file or an earlier run's result.
-    #[arg(long = "crate", value_name = "DIR|ZIP", conflicts_with = "remote")]
+    #[arg(long = "crate", value_name = "DIR|ZIP", conflicts_with = "remote", value_parser = super::cli_path)]
     krate: Option<std::path::PathBuf>,
 }
 

@@ -482,6 +482,9 @@ impl TypedKind for ScoreAlarms {
                 format!("{gt}/{n}"),
             ));
         }
+        if let Some(path) = run.outputs.get("alarms") {
+            out.extend(others_metrics(path, delay));
+        }
         out
     }
 
@@ -557,6 +560,69 @@ impl TypedKind for ScoreAlarms {
             }),
         })
     }
+}
+
+/// Every predictor's Table 2 but the primary's (which `table2.csv` holds), from
+/// `alarms.parquet`: so `compare` shows a change in a model's alarms even when it is not the one
+/// Table 2 is scored on. Per predictor its successes, then each cell as a detail.
+fn others_metrics(path: &std::path::Path, delay: i64) -> Vec<crate::kind::Metric> {
+    use crate::kind::Metric;
+    let Ok(df) = table::read_parquet(path) else {
+        return Vec::new();
+    };
+    let cols = (
+        df.column("predictor").and_then(|c| c.str().cloned()),
+        df.column("primary").and_then(|c| c.bool().cloned()),
+        df.column("ar").and_then(|c| c.u32().cloned()),
+        df.column("tile").and_then(|c| c.u32().cloned()),
+        df.column("category").and_then(|c| c.str().cloned()),
+        df.column("lead_h").and_then(|c| c.i64().cloned()),
+    );
+    let (Ok(pred), Ok(primary), Ok(ar), Ok(tile), Ok(cat), Ok(lead)) = cols else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    // predictor → (lead ≥ delay, lead > delay, emergences), in the order they were scored.
+    let mut counts: Vec<(String, usize, usize, usize)> = Vec::new();
+    for i in 0..df.height() {
+        if primary.get(i).unwrap_or(true) {
+            continue;
+        }
+        let (Some(label), Some(a), Some(c)) = (pred.get(i), ar.get(i), cat.get(i)) else {
+            continue;
+        };
+        let where_ = tile
+            .get(i)
+            .map_or("Emergence".to_string(), |t| t.to_string());
+        out.push(Metric::detail(
+            format!("Table 2 ({label}) AR{a} {where_}"),
+            c.to_string(),
+        ));
+        if tile.get(i).is_none() {
+            let at = match counts.iter().position(|(l, ..)| l == label) {
+                Some(at) => at,
+                None => {
+                    counts.push((label.to_string(), 0, 0, 0));
+                    counts.len() - 1
+                }
+            };
+            let l = lead.get(i);
+            counts[at].1 += l.is_some_and(|l| l >= delay) as usize;
+            counts[at].2 += l.is_some_and(|l| l > delay) as usize;
+            counts[at].3 += 1;
+        }
+    }
+    for (label, ge, gt, n) in counts {
+        out.push(Metric::summary(
+            format!("successful ARs ({label}, lead ≥ {delay} h)"),
+            format!("{ge}/{n}"),
+        ));
+        out.push(Metric::summary(
+            format!("successful ARs ({label}, lead > {delay} h)"),
+            format!("{gt}/{n}"),
+        ));
+    }
+    out
 }
 
 pub fn success_line(s: &Scored, delay: i64) -> String {
