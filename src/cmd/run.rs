@@ -86,6 +86,22 @@ fn pull_remote(
     }
 }
 
+/// The stages whose reports a run prints: the targets named, else the run's last stages (those
+/// no other stage of the run reads). What ran only because a target needs it (the data
+/// inventory behind a model) stays in the log.
+fn reported(
+    plan: &Plan,
+    targets: &[String],
+    result: &exec::RunResult,
+) -> std::collections::BTreeSet<usize> {
+    if !targets.is_empty() {
+        return targets.iter().filter_map(|t| plan.index(t)).collect();
+    }
+    let ran: std::collections::BTreeSet<usize> = result.outcomes.iter().map(|(i, _)| *i).collect();
+    let read: std::collections::BTreeSet<usize> = ran.iter().flat_map(|&i| plan.deps(i)).collect();
+    ran.difference(&read).copied().collect()
+}
+
 /// Runs one plan and logs it; prints the reports of the stages that ran when `print` is set.
 fn run_one(
     ctx: &Ctx,
@@ -134,9 +150,11 @@ fn run_one(
         std::env::args().collect(),
     );
     if print {
-        for (_, o) in &result.outcomes {
+        let shown = reported(plan, &a.targets, &result);
+        for (i, o) in &result.outcomes {
             if let Outcome::Ran(_, report) = o
                 && let Some(text) = &report.stdout
+                && shown.contains(i)
             {
                 println!("{text}");
             }
