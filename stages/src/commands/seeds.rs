@@ -182,6 +182,46 @@ pub fn predictors_markdown(leads: &[(u64, Leads)], delay: i64) -> String {
     out
 }
 
+/// The seeds in a file name: each listed (`1_2_7`) while that stays short, else runs of
+/// consecutive seeds as ranges (`1-100`), and past that the first and last with the count and
+/// a hash of them all: a name never passes the file system's 255 bytes (`--seeds 1..100` did).
+fn seeds_label(seeds: &[u64]) -> String {
+    let listed = seeds
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join("_");
+    if listed.len() <= 40 {
+        return listed;
+    }
+    let mut runs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seeds.len() {
+        let mut j = i;
+        while j + 1 < seeds.len() && seeds[j + 1] == seeds[j] + 1 {
+            j += 1;
+        }
+        runs.push(if j > i {
+            format!("{}-{}", seeds[i], seeds[j])
+        } else {
+            seeds[i].to_string()
+        });
+        i = j + 1;
+    }
+    let ranged = runs.join("_");
+    if ranged.len() <= 40 {
+        return ranged;
+    }
+    let hash = blake3::hash(listed.as_bytes()).to_hex();
+    format!(
+        "{}-to-{}-n{}-{}",
+        seeds[0],
+        seeds[seeds.len() - 1],
+        seeds.len(),
+        &hash[..12]
+    )
+}
+
 /// The multi-seed Table 2 of a finished seed sweep, from each seed's (first) alarms stage, written
 /// to the store's `reports/`: its Markdown and path, or `None` when no point scored alarms.
 pub fn seeds_table(
@@ -210,18 +250,32 @@ pub fn seeds_table(
     let md = seeds_markdown(&tables, delay) + &predictors_markdown(&leads, delay);
     let dir = store.root.join("reports");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let seeds: Vec<u64> = tables.iter().map(|(s, _)| *s).collect();
     let name = format!(
         "seeds-{}-{}.md",
         base.unwrap_or("default"),
-        tables
-            .iter()
-            .map(|(s, _)| s.to_string())
-            .collect::<Vec<_>>()
-            .join("_")
+        seeds_label(&seeds)
     );
     let path = dir.join(name);
     std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Some((md, path)))
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::seeds_label;
+
+    #[test]
+    fn a_seed_list_names_a_file_of_bounded_length() {
+        assert_eq!(seeds_label(&[1, 2]), "1_2");
+        assert_eq!(seeds_label(&[1, 2, 3]), "1_2_3");
+        let hundred: Vec<u64> = (1..=100).collect();
+        assert_eq!(seeds_label(&hundred), "1-100");
+        let odd: Vec<u64> = (1..=400).step_by(2).collect();
+        let l = seeds_label(&odd);
+        assert!(l.starts_with("1-to-399-n200-") && l.len() < 60, "{l}");
+        assert_ne!(l, seeds_label(&odd[..199]));
+    }
 }
 
 #[cfg(test)]
