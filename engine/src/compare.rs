@@ -17,7 +17,8 @@ use crate::store::{Record, Store};
 /// `default` names the pipeline without a variant.
 pub const DEFAULT: &str = crate::plan::DEFAULT_VARIANT;
 
-#[derive(Debug, Clone, Serialize)]
+/// Variants side by side, as `magpipe compare --format json` writes them.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Comparison {
     pub variants: Vec<String>,
     /// `stage.param` → value per variant (only where they differ).

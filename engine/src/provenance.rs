@@ -750,7 +750,7 @@ pub fn chain_records(
 }
 
 /// One `magpipe run`, as the run log keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunLog {
     pub started_unix: f64,
     pub seconds: f64,

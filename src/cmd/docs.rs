@@ -180,6 +180,19 @@ fn schemas_page() -> String {
         schemars::schema_for!(report::ReplayReport),
     );
     one(
+        "Runs with their results",
+        "`magpipe runs --json --results`: a list, one object per run of the store's run log, \
+         oldest first, with each stage's record as the run left it (what the Python package's \
+         `magpipe.runs()` reads).",
+        schemars::schema_for!(Vec<super::runs::RunResults<'static>>),
+    );
+    one(
+        "Comparison",
+        "`magpipe compare A B … --format json`: variants side by side (what `magpipe.compare()` \
+         reads).",
+        schemars::schema_for!(magpipe_engine::compare::Comparison),
+    );
+    one(
         "Events",
         "`magpipe --log-format json run …`: one JSON object per line on stderr, tagged by \
          `event`.",

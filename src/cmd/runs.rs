@@ -27,8 +27,8 @@ pub struct Args {
 }
 
 /// A run log entry with what its stages produced.
-#[derive(Serialize)]
-struct RunResults<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RunResults<'a> {
     #[serde(flatten)]
     log: &'a RunLog,
     /// The variant without a sweep point's label (`default` for none).
@@ -40,7 +40,8 @@ struct RunResults<'a> {
     results: Vec<StageResult>,
 }
 
-#[derive(Clone, Serialize)]
+/// One stage of a run, as its record has it.
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 struct StageResult {
     stage: String,
     /// `ran`, `cached` or `pulled`, as the run log has it.
@@ -57,7 +58,8 @@ struct StageResult {
     metrics: Vec<MetricOut>,
 }
 
-#[derive(Clone, Serialize)]
+/// A result `compare` shows: a summary, or a detail (one Table 2 cell).
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 struct MetricOut {
     name: String,
     value: String,
