@@ -173,14 +173,18 @@ fn the_kinds_page_documents_every_param_of_every_kind_with_its_type() {
 }
 
 #[test]
-fn the_schemas_page_holds_valid_json_schemas_of_what_forecast_writes() {
+fn the_schemas_page_holds_valid_json_schemas_of_what_forecast_runs_and_compare_write() {
     let page = magpipe(&["docs", "print", "schemas"]);
     let blocks: Vec<serde_json::Value> = page
         .split("```json\n")
         .skip(1)
         .map(|b| serde_json::from_str(b.split("\n```").next().unwrap()).expect("valid JSON"))
         .collect();
-    assert_eq!(blocks.len(), 3, "forecast, replay, events");
+    assert_eq!(
+        blocks.len(),
+        5,
+        "forecast, replay, runs, comparison, events"
+    );
     let fields = |s: &serde_json::Value| -> BTreeSet<String> {
         s["properties"]
             .as_object()
@@ -205,7 +209,25 @@ fn the_schemas_page_holds_valid_json_schemas_of_what_forecast_writes() {
         );
     }
     assert!(fields(&blocks[1]).contains("successes"));
-    let events = blocks[2].to_string();
+    // What the Python package reads: a run with its stages' results, and a comparison.
+    let run = fields(&blocks[2]["$defs"]["RunResults"]);
+    for f in [
+        "variant",
+        "base_variant",
+        "overrides",
+        "results",
+        "started_unix",
+    ] {
+        assert!(run.contains(f), "runs schema lacks {f}: {run:?}");
+    }
+    let comparison = fields(&blocks[3]);
+    for f in ["variants", "params", "metrics", "stale", "first_detail"] {
+        assert!(
+            comparison.contains(f),
+            "comparison schema lacks {f}: {comparison:?}"
+        );
+    }
+    let events = blocks[4].to_string();
     for e in ["stage_started", "stage_finished", "run_finished"] {
         assert!(events.contains(e), "events schema lacks {e}");
     }
