@@ -182,8 +182,8 @@ fn the_schemas_page_holds_valid_json_schemas_of_what_forecast_runs_and_compare_w
         .collect();
     assert_eq!(
         blocks.len(),
-        5,
-        "forecast, replay, runs, comparison, events"
+        7,
+        "forecast, replay, runs, comparison, status, lineage, events"
     );
     let fields = |s: &serde_json::Value| -> BTreeSet<String> {
         s["properties"]
@@ -227,7 +227,12 @@ fn the_schemas_page_holds_valid_json_schemas_of_what_forecast_runs_and_compare_w
             "comparison schema lacks {f}: {comparison:?}"
         );
     }
-    let events = blocks[4].to_string();
+    assert!(blocks[4].to_string().contains("on_remote_signer"));
+    let lineage = fields(&blocks[5]);
+    for f in ["target", "stages", "raw_files", "lineage_hash"] {
+        assert!(lineage.contains(f), "lineage schema lacks {f}: {lineage:?}");
+    }
+    let events = blocks[6].to_string();
     for e in ["stage_started", "stage_finished", "run_finished"] {
         assert!(events.contains(e), "events schema lacks {e}");
     }

@@ -15,7 +15,7 @@ use crate::store::{OutputRecord, Record, Store, hash_file};
 
 pub use crate::time::utc;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LineageInput {
     pub slot: String,
     pub from_stage: String,
@@ -23,7 +23,7 @@ pub struct LineageInput {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LineageStage {
     pub stage: String,
     pub kind: String,
@@ -89,7 +89,7 @@ fn hardware_line(h: &Value) -> Option<String> {
     )
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RawFile {
     pub name: String,
     pub path: String,
@@ -98,7 +98,7 @@ pub struct RawFile {
     pub read_by: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Lineage {
     pub target: String,
     pub output: Option<OutputRecord>,

@@ -34,7 +34,7 @@ use crate::fsutil::{fsync_dir, hostname, write_atomic};
 use crate::key::PreImage;
 use crate::lease::{GcLock, Lease};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputRecord {
     pub file: String,
     /// The file's blake3, or for a folder the hash of its tree (see [`tree_hash`]).
@@ -50,7 +50,7 @@ pub struct OutputRecord {
 }
 
 /// One file of a folder output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TreeFile {
     /// `/`-separated, relative to the folder.
     pub path: String,
@@ -178,7 +178,7 @@ impl Record {
 }
 
 /// A record pulled from a remote: which, and who signed it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pulled {
     pub remote: String,
     pub url: String,
@@ -191,14 +191,14 @@ pub struct Pulled {
 }
 
 /// How a stage ran, kept in its record when that was not in-process.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecInfo {
     pub executor: String,
     /// Every attempt, the successful one last.
     pub attempts: Vec<Attempt>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     pub job_id: String,
     pub state: String,

@@ -152,8 +152,9 @@ fn cli_page() -> String {
     s
 }
 
-/// The JSON Schemas of what magpipe writes for programs to read: the forecast documents and the
-/// events of `--log-format json`.
+/// The JSON Schemas of what magpipe writes for programs to read: the forecast documents, the
+/// outputs the Python package reads (runs, compare, status, lineage) and the events of
+/// `--log-format json`.
 fn schemas_page() -> String {
     use magpipe_engine::events::Event;
     use magpipe_stages::forecast::{REPLAY_SCHEMA, SCHEMA, report};
@@ -191,6 +192,18 @@ fn schemas_page() -> String {
         "`magpipe compare A B … --format json`: variants side by side (what `magpipe.compare()` \
          reads).",
         schemars::schema_for!(magpipe_engine::compare::Comparison),
+    );
+    one(
+        "Status",
+        "`magpipe status --format json`: one object per stage, `fresh` or `stale` (what \
+         `magpipe.status()` reads).",
+        schemars::schema_for!(Vec<super::status::StatusRow>),
+    );
+    one(
+        "Lineage",
+        "`magpipe lineage STAGE [OUTPUT] --format json`: the chain from the raw files to a \
+         stage's output (what `magpipe.lineage()` reads).",
+        schemars::schema_for!(magpipe_engine::provenance::Lineage),
     );
     one(
         "Events",

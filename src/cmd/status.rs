@@ -36,6 +36,39 @@ pub struct Args {
     remote: Option<String>,
 }
 
+/// One stage as `status --format json` writes it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StatusRow {
+    /// Its record is current: the store has what a run would compute.
+    Fresh {
+        stage: String,
+        key: String,
+        summary: String,
+    },
+    /// A run would compute it.
+    Stale {
+        stage: String,
+        /// Its key, when its inputs are known (every upstream stage fresh).
+        key: Option<String>,
+        /// Why, most telling first (`status --explain` prints them all).
+        reasons: Vec<serde_json::Value>,
+        /// The remote that has a record `magpipe pull` would take.
+        on_remote: Option<String>,
+        /// The key that signed that record.
+        on_remote_signer: Option<String>,
+        /// A record the remote has that a pull would refuse, and why.
+        refused_on_remote: Option<Refused>,
+    },
+}
+
+/// A remote's record that a pull would refuse.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Refused {
+    remote: String,
+    why: String,
+}
+
 /// What the remote holds for a stale stage.
 enum OnRemote {
     /// Nothing (or the stage's key is not known yet).
@@ -140,25 +173,26 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         })
     };
     if a.format == StatusFormat::Json {
-        let v: Vec<serde_json::Value> = rows
+        let v: Vec<StatusRow> = rows
             .iter()
             .enumerate()
             .map(|(n, (i, f))| match f {
-                Freshness::Fresh(r) => serde_json::json!({
-                    "stage": plan.stages[*i].name,
-                    "state": "fresh",
-                    "key": r.key,
-                    "summary": r.summary,
-                }),
-                Freshness::Stale { key, why } => serde_json::json!({
-                    "stage": plan.stages[*i].name,
-                    "state": "stale",
-                    "key": key,
-                    "reasons": why.iter().map(magpipe_engine::stale::to_json).collect::<Vec<_>>(),
-                    "on_remote": there(n).map(|(r, _)| r),
-                    "on_remote_signer": there(n).and_then(|(_, k)| k),
-                    "refused_on_remote": refused(n).map(|(r, why)| serde_json::json!({"remote": r, "why": why})),
-                }),
+                Freshness::Fresh(r) => StatusRow::Fresh {
+                    stage: plan.stages[*i].name.clone(),
+                    key: r.key.clone(),
+                    summary: r.summary.clone(),
+                },
+                Freshness::Stale { key, why } => StatusRow::Stale {
+                    stage: plan.stages[*i].name.clone(),
+                    key: key.clone(),
+                    reasons: why.iter().map(magpipe_engine::stale::to_json).collect(),
+                    on_remote: there(n).map(|(r, _)| r.to_string()),
+                    on_remote_signer: there(n).and_then(|(_, k)| k).map(str::to_string),
+                    refused_on_remote: refused(n).map(|(r, why)| Refused {
+                        remote: r.to_string(),
+                        why: why.to_string(),
+                    }),
+                },
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
