@@ -128,15 +128,19 @@ $(MODELS_STAMP): models/requirements.lock $(NUMPY_STAMP)
 
 models: $(MODELS_STAMP)
 
-# `import torch` in .venv, for PyTorch model stages (models/torch_gru.py, tests/pytorch_stage.rs):
-# on top of the slim torch, the CUDA libraries torch's Python extension links (the CPU loads them
-# too) and torch's pure-Python requirements, pinned with hashes in models/torch.lock. pip skips
-# what is installed, so this adds 2.5 GB (26–34 s on a 2-core AMD EPYC), where a venv of its own
-# from the same lock takes 4.0 GB and 50 s (docs/src/guide/own-stage.md, "Where torch comes from").
-MODELS_TORCH_STAMP := $(VENV)/.models-torch-lock
-$(MODELS_TORCH_STAMP): models/torch.lock $(STAMP) $(MODELS_STAMP)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r models/torch.lock
-	$(VENV)/bin/python -c 'import torch'
+# A venv of its own for PyTorch model stages (models/torch_gru.py, tests/pytorch_stage.rs):
+# torch 2.13.0, the CUDA libraries torch's Python extension links (the CPU loads them too),
+# torch's pure-Python requirements and ridge's pins, all hashed in models/torch.lock (4.0 GB,
+# about 50 s on a 2-core AMD EPYC). Not in .venv: every package there enters the key of every
+# stage its Python runs, so adding torch's would change ridge's key (and Table 2's) between
+# machines that ran `make test` and those that ran only `make run`.
+TORCHV := .venv-torch
+MODELS_TORCH_STAMP := $(TORCHV)/.lock
+$(MODELS_TORCH_STAMP): models/torch.lock
+	rm -rf $(TORCHV)
+	$(PYTHON) -m venv $(TORCHV)
+	$(TORCHV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r models/torch.lock
+	$(TORCHV)/bin/python -c 'import torch'
 	cp models/torch.lock $@
 
 models-torch: $(MODELS_TORCH_STAMP)

@@ -1,5 +1,5 @@
 //! The PyTorch example of docs/src/guide/own-stage.md run as a user would (issue 41): the page's
-//! stage declaration and models/torch_gru.py, in the project's `.venv` (`make models-torch`), on
+//! stage declaration and models/torch_gru.py, in the venv `make models-torch` makes (`.venv-torch`), on
 //! the real data in the `quick` variant, scored with `--set alarms.primary=gru` so Table 2 is
 //! the GRU's own.
 
@@ -35,7 +35,7 @@ fn pins(lock: &str) -> Vec<String> {
 }
 
 /// What the page shows is what the suite runs, and the example's lock agrees with ridge's on
-/// the packages both install into `.venv`, so installing one never breaks the other's check.
+/// the packages both pin, so the two models read and write their files with the same versions.
 #[test]
 fn the_page_shows_the_tested_example_and_its_lock_keeps_ridges_pins() {
     let page = own_stage_page();
@@ -69,21 +69,21 @@ fn the_page_shows_the_tested_example_and_its_lock_keeps_ridges_pins() {
 
 #[test]
 fn the_pytorch_example_runs_in_quick_and_scores_its_own_table_2() {
-    let py = Project::python();
+    let py = repo().join(".venv-torch/bin/python");
     let import = std::process::Command::new(&py)
         .args(["-c", "import torch"])
-        .output()
-        .unwrap();
+        .output();
     assert!(
-        import.status.success(),
-        "`import torch` fails in .venv: run `make models-torch`\n{}",
-        String::from_utf8_lossy(&import.stderr)
+        matches!(&import, Ok(o) if o.status.success()),
+        "`import torch` fails in .venv-torch: run `make models-torch`\n{import:?}"
     );
 
     // The repository's pipeline scoring ridge and the baselines instead of the four trained
     // models (their hour of training is not what this tests), with the page's `gru` stage added
     // and listed where the page says a predictor goes.
     let p = Project::real_scoring("ridge");
+    // The page's stage names the venv `make models-torch` makes, beside the project's `.venv`.
+    std::os::unix::fs::symlink(repo().join(".venv-torch"), p.path().join(".venv-torch")).unwrap();
     let text = p.pipeline();
     let lists = "[ridge, persistence, linear_trend, zero_slope, ridge]";
     assert_eq!(text.matches(lists).count(), 3, "{text}");
