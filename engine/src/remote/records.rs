@@ -138,6 +138,12 @@ impl Remote {
     /// Every record the remote holds for `key`, each judged as a pull would judge it; the
     /// earliest pushed first.
     pub fn holdings(&self, key: &str) -> Result<Vec<Holding>, RemoteError> {
+        Ok(self.held(key)?.into_iter().map(|(h, _)| h).collect())
+    }
+
+    /// [`Remote::holdings`], each with the record as read when it is sound, so a caller that
+    /// takes one does not read it again.
+    fn held(&self, key: &str) -> Result<Vec<(Holding, Option<Read>)>, RemoteError> {
         let mut names = self
             .backend
             .list(&format!("ac/{key}"))
@@ -147,27 +153,31 @@ impl Remote {
         for name in names {
             let h = match self.read_at(&name, key)? {
                 Err(Miss::Absent) => continue,
-                Err(m) => Holding {
-                    name,
-                    signer: None,
-                    pushed_unix: 0.0,
-                    pushed_from: String::new(),
-                    verdict: Err(m),
-                },
+                Err(m) => (
+                    Holding {
+                        name,
+                        signer: None,
+                        pushed_unix: 0.0,
+                        pushed_from: String::new(),
+                        verdict: Err(m),
+                    },
+                    None,
+                ),
                 Ok(r) => {
                     let signer = r.signed.as_ref().map(|(k, _)| k.clone());
-                    Holding {
+                    let h = Holding {
                         verdict: self.trusts(signer.as_deref()),
                         name,
                         signer,
                         pushed_unix: r.pushed_unix,
-                        pushed_from: r.pushed_from,
-                    }
+                        pushed_from: r.pushed_from.clone(),
+                    };
+                    (h, Some(r))
                 }
             };
             out.push(h);
         }
-        out.sort_by(|a, b| a.pushed_unix.total_cmp(&b.pushed_unix));
+        out.sort_by(|a, b| a.0.pushed_unix.total_cmp(&b.0.pushed_unix));
         Ok(out)
     }
 
@@ -201,16 +211,14 @@ impl Remote {
                 return Ok(Ok(found));
             }
         }
-        let held = self.holdings(key)?;
         let mut found = Vec::new();
         let mut misses = Vec::new();
-        for h in held {
-            match h.verdict {
-                Ok(()) => match self.read_at(&h.name, key)? {
-                    Ok(r) => found.push((r.record, r.signed)),
-                    Err(m) => misses.push(m),
-                },
-                Err(m) => misses.push(m),
+        for (h, read) in self.held(key)? {
+            // A holding is judged `Ok` only when its record was read.
+            match (h.verdict, read) {
+                (Ok(()), Some(r)) => found.push((r.record, r.signed)),
+                (Err(m), _) => misses.push(m),
+                (Ok(()), None) => {}
             }
         }
         if !found.is_empty() {
