@@ -77,15 +77,22 @@ $(SEAWEED_STAMP): $(STAMP)
 
 s3server: $(SEAWEED_STAMP)
 
+# A venv made afresh from a hashed lock file, the rule's first prerequisite: its target is
+# VENV/.lock, a copy of the lock it was made from, so a changed lock remakes it.
+# $(call venv_from_lock,VENV)
+define venv_from_lock
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r $<
+endef
+
 # The RO-Crate community's validator, which the tests run offline on exported crates
 # (tests/support/rocrate/README.md): a venv of its own, so its pins never meet the models'.
 ROCV := .venv-rocrate
 ROCV_STAMP := $(ROCV)/.lock
 $(ROCV_STAMP): tests/support/rocrate/requirements.lock
-	rm -rf $(ROCV)
-	$(PYTHON) -m venv $(ROCV)
-	$(ROCV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r tests/support/rocrate/requirements.lock
-	cp tests/support/rocrate/requirements.lock $@
+	$(call venv_from_lock,$(ROCV))
+	cp $< $@
 
 rocrate-validator: $(ROCV_STAMP)
 
@@ -95,10 +102,8 @@ rocrate-validator: $(ROCV_STAMP)
 NBV := .venv-notebook
 NBV_STAMP := $(NBV)/.lock
 $(NBV_STAMP): docs/notebooks/requirements.lock
-	rm -rf $(NBV)
-	$(PYTHON) -m venv $(NBV)
-	$(NBV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r docs/notebooks/requirements.lock
-	cp docs/notebooks/requirements.lock $@
+	$(call venv_from_lock,$(NBV))
+	cp $< $@
 
 notebook: $(NBV_STAMP)
 
@@ -109,10 +114,8 @@ notebook: $(NBV_STAMP)
 BUILDV := .venv-build
 BUILDV_STAMP := $(BUILDV)/.lock
 $(BUILDV_STAMP): python/build.lock
-	rm -rf $(BUILDV)
-	$(PYTHON) -m venv $(BUILDV)
-	$(BUILDV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r python/build.lock
-	cp python/build.lock $@
+	$(call venv_from_lock,$(BUILDV))
+	cp $< $@
 
 wheel: $(BUILDV_STAMP)
 	rm -f target/wheels/magpipe-*.whl
@@ -137,11 +140,9 @@ models: $(MODELS_STAMP)
 TORCHV := .venv-torch
 MODELS_TORCH_STAMP := $(TORCHV)/.lock
 $(MODELS_TORCH_STAMP): models/torch.lock
-	rm -rf $(TORCHV)
-	$(PYTHON) -m venv $(TORCHV)
-	$(TORCHV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps --require-hashes -r models/torch.lock
+	$(call venv_from_lock,$(TORCHV))
 	$(TORCHV)/bin/python -c 'import torch'
-	cp models/torch.lock $@
+	cp $< $@
 
 models-torch: $(MODELS_TORCH_STAMP)
 
