@@ -110,7 +110,8 @@ notebook: $(NBV_STAMP)
 # The wheel (python/pyproject.toml): the CLI and the Python package, built by maturin (pinned in
 # python/build.lock, in a venv of its own) into target/wheels/. It builds in this checkout's
 # target/ with the release profile, so only the magpipe crate itself is compiled again (maturin
-# links it stripped of debug info; the next cargo build links it back).
+# links it stripped of debug info; the next cargo build links it back): hack/Cargo.toml gives a
+# build of the CLI alone the suite's features of its dependencies (tests/build_shares.rs).
 BUILDV := .venv-build
 BUILDV_STAMP := $(BUILDV)/.lock
 $(BUILDV_STAMP): python/build.lock
@@ -196,6 +197,8 @@ test: lint browser numpy models models-torch s3server rocrate-validator notebook
 # The worker as `make run` builds it where torch is not installed, for tests/torchless.rs: built
 # before the suite and kept aside, since a build during it would replace the binary the other
 # tests run (the suite's `cargo test` links target/release/magpipe-worker with libtorch again).
+# It shares every compiled dependency with the suite's build (hack/Cargo.toml), so only the
+# worker crate itself is compiled for it.
 torchless: setup
 	cargo build --release --locked -p magpipe-worker --no-default-features
 	mkdir -p target/torchless
