@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use magpipe_engine::provenance;
+use magpipe_engine::time::duration_text;
 
 use super::Ctx;
 
@@ -47,7 +48,7 @@ fn gc_remote(ctx: &Ctx, a: &Args, name: &str) -> anyhow::Result<ExitCode> {
             format!(
                 ", and {} younger than --grace {}",
                 rep.kept_young,
-                humantime(a.grace)
+                duration_text(a.grace)
             )
         } else {
             String::new()
@@ -74,7 +75,7 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         kept.push_str(&format!(
             "; {} younger than --grace {}",
             rep.kept_young,
-            humantime(a.grace)
+            duration_text(a.grace)
         ));
     }
     println!(
@@ -93,15 +94,4 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn humantime(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "0".into(),
-        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
-        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
-        _ => format!("{s}s"),
-    }
 }

@@ -105,27 +105,27 @@ fn on_remote(
     };
     let mut has = Vec::with_capacity(rows.len());
     for (_, f) in rows {
-        let found = match f {
-            Freshness::Stale { key: Some(k), .. } => match remote.takable(k) {
-                Ok(Ok(signer)) => OnRemote::Takable(signer),
-                Ok(Err(Miss::Absent)) => OnRemote::No,
-                Ok(Err(why)) => OnRemote::Refused(why.to_string()),
-                Err(e) => {
-                    eprintln!("note: {e}; not looking further");
-                    return Ok(None);
-                }
-            },
-            _ => OnRemote::No,
+        let Freshness::Stale { key: Some(k), .. } = f else {
+            has.push((OnRemote::No, Vec::new()));
+            continue;
         };
-        let held = match f {
-            Freshness::Stale { key: Some(k), .. } if a.explain => match remote.holdings(k) {
-                Ok(h) => h,
-                Err(e) => {
-                    eprintln!("note: {e}; not looking further");
-                    return Ok(None);
-                }
-            },
-            _ => Vec::new(),
+        // With --explain every record is listed, and the one a pull takes is found among them.
+        let judged = if a.explain {
+            remote.judged(k)
+        } else {
+            remote.takable(k).map(|t| (t, Vec::new()))
+        };
+        let (taken, held) = match judged {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("note: {e}; not looking further");
+                return Ok(None);
+            }
+        };
+        let found = match taken {
+            Ok(signer) => OnRemote::Takable(signer),
+            Err(Miss::Absent) => OnRemote::No,
+            Err(why) => OnRemote::Refused(why.to_string()),
         };
         has.push((found, held));
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::records::parse_name;
+use super::records::{Read, parse_name};
 use super::{Remote, RemoteError, blob_key, hash_file};
 use crate::store::Record;
 
@@ -178,10 +178,12 @@ impl Remote {
             |t: &std::time::SystemTime| now.duration_since(*t).map(|d| d >= grace).unwrap_or(false);
         let mut rep = RemoteGc::default();
         let (records, _) = listed_records(self.backend.list_times("ac").map_err(|e| self.err(e))?);
-        let dropped = if untrusted {
+        // With --untrusted every record is read to judge its signer; the walk below then takes
+        // the kept ones from here instead of asking the remote again.
+        let (dropped, mut read) = if untrusted {
             self.untrusted_records(&records)?
         } else {
-            BTreeSet::new()
+            Default::default()
         };
         // The records of each key that stay, to walk from.
         let mut by_key: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
@@ -209,7 +211,12 @@ impl Remote {
                 continue;
             }
             for l in by_key.get(k.as_str()).into_iter().flatten() {
-                if let Ok(r) = self.read_at(&l.name, &l.key)? {
+                let r = match read.remove(&l.name) {
+                    Some(r) => Ok(r),
+                    None if untrusted => continue,
+                    None => self.read_at(&l.name, &l.key)?,
+                };
+                if let Ok(r) = r {
                     blobs_kept.extend(record_blobs(&r.record).into_iter().map(|(h, _)| h));
                     todo.extend(r.record.upstream.values().cloned());
                 }
@@ -258,18 +265,27 @@ impl Remote {
         Ok(rep)
     }
 
-    /// The names of the records that are sound but signed by nobody in trusted_keys.
-    fn untrusted_records(&self, records: &[Listed]) -> Result<BTreeSet<String>, RemoteError> {
-        let mut out = BTreeSet::new();
+    /// The names of the records that are sound but signed by nobody in trusted_keys, and the
+    /// sound records of trusted signers, read.
+    fn untrusted_records(
+        &self,
+        records: &[Listed],
+    ) -> Result<(BTreeSet<String>, BTreeMap<String, Read>), RemoteError> {
+        let mut untrusted = BTreeSet::new();
+        let mut trusted = BTreeMap::new();
         for l in records {
-            if let Ok(r) = self.read_at(&l.name, &l.key)?
-                && self
-                    .trusts(r.signed.as_ref().map(|(k, _)| k.as_str()))
-                    .is_err()
+            let Ok(r) = self.read_at(&l.name, &l.key)? else {
+                continue;
+            };
+            if self
+                .trusts(r.signed.as_ref().map(|(k, _)| k.as_str()))
+                .is_err()
             {
-                out.insert(l.name.clone());
+                untrusted.insert(l.name.clone());
+            } else {
+                trusted.insert(l.name.clone(), r);
             }
         }
-        Ok(out)
+        Ok((untrusted, trusted))
     }
 }

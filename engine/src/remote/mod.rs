@@ -32,7 +32,7 @@ use serde::Serialize;
 
 pub use maintain::{RemoteGc, RemoteReport};
 use records::{ENVELOPE_FORMAT, Envelope, record_name};
-pub use records::{Holding, signer_id};
+pub use records::{Holding, Judged, signer_id};
 
 use crate::store::{OutputRecord, Pulled, Record, Store, hash_file};
 

@@ -102,6 +102,10 @@ impl Holding {
 /// A record a pull may take, with its verified signature.
 pub(super) type Candidate = (Record, Option<Signed>);
 
+/// What [`Remote::judged`] says of a key: the signer of the record a pull would take (`None`:
+/// unsigned), else why none; and every record held for it.
+pub type Judged = (Result<Option<String>, Miss>, Vec<Holding>);
+
 /// A record read and checked (not yet for trust): the record, its verified signature, and what
 /// its envelope says of where it came from.
 pub(super) struct Read {
@@ -211,20 +215,58 @@ impl Remote {
                 return Ok(Ok(found));
             }
         }
+        Ok(self.in_pull_order(self.held(key)?).map(|found| {
+            found
+                .into_iter()
+                .map(|(_, r)| (r.record, r.signed))
+                .collect()
+        }))
+    }
+
+    /// Every record the remote holds for `key`, judged (as [`Remote::holdings`]), and the signer
+    /// of the one a pull would take (as [`Remote::takable`]), from one reading of the remote.
+    pub fn judged(&self, key: &str) -> Result<Judged, RemoteError> {
+        let held = self.held(key)?;
+        let holdings = held.iter().map(|(h, _)| h.clone()).collect();
+        let taken = self
+            .in_pull_order(held)
+            .map(|found| found.into_iter().next().and_then(|(h, _)| h.signer));
+        Ok((taken, holdings))
+    }
+
+    /// Of `held` (as [`Remote::held`] lists them), those a pull may take, in the order
+    /// [`Remote::candidates`] says; else why none.
+    fn in_pull_order(
+        &self,
+        held: Vec<(Holding, Option<Read>)>,
+    ) -> Result<Vec<(Holding, Read)>, Miss> {
         let mut found = Vec::new();
         let mut misses = Vec::new();
-        for (h, read) in self.held(key)? {
+        for (h, read) in held {
             // A holding is judged `Ok` only when its record was read.
-            match (h.verdict, read) {
-                (Ok(()), Some(r)) => found.push((r.record, r.signed)),
-                (Err(m), _) => misses.push(m),
+            match (&h.verdict, read) {
+                (Ok(()), Some(r)) => found.push((h, r)),
+                (Err(m), _) => misses.push(m.clone()),
                 (Ok(()), None) => {}
             }
         }
-        if !found.is_empty() {
-            return Ok(Ok(found));
+        if !self.trusted.is_empty() {
+            // trusted_keys' order, then the old layout's record; a stable sort, so otherwise
+            // the earliest pushed first.
+            found.sort_by_key(|(h, _)| {
+                let legacy = matches!(parse_name(&h.name), Ok((_, None)));
+                let rank = self
+                    .trusted
+                    .iter()
+                    .position(|t| Some(t.as_str()) == h.signer.as_deref());
+                (legacy, rank)
+            });
         }
-        Ok(Err(Miss::all(misses)))
+        if found.is_empty() {
+            Err(Miss::all(misses))
+        } else {
+            Ok(found)
+        }
     }
 }
 
