@@ -187,12 +187,11 @@ run: build-run models
 
 # fmt and clippy are part of the suite, so CI keeps the code as clean as the review asks. The
 # Slurm executor's tests need a real Slurm: a single-node cluster on localhost is installed (Debian
-# packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). A
-# short coverage-guided fuzzing run of every fuzz target ends the suite.
+# packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). The
+# fuzz targets build beside the tests (.ci/suite.sh says why), and a short coverage-guided
+# fuzzing run of each ends the suite.
 test: lint browser numpy models models-torch s3server rocrate-validator notebook wheel aarch64 torchless
-	eval "$$(bash .ci/slurm/start.sh)" && trap 'bash .ci/slurm/stop.sh' EXIT && cargo test $(CARGO_FLAGS)
-	$(MAKE) --no-print-directory test-aarch64
-	FUZZ_FLAGS="--dev -s none" bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+	CARGO_FLAGS="$(CARGO_FLAGS)" FUZZ_FLAGS="--dev -s none" bash .ci/suite.sh $(FUZZ_SMOKE_SECONDS)
 
 # The worker as `make run` builds it where torch is not installed, for tests/torchless.rs: built
 # before the suite and kept aside, since a build during it would replace the binary the other

@@ -6,6 +6,7 @@
 # `make test` replays it (tests/fuzz_replay.rs).
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
+#   fuzz/run.sh build          (only build the targets: `make test` builds them beside its tests)
 #
 # FUZZ_FLAGS picks the build: by default optimised, with AddressSanitizer and debug assertions
 # (integer overflow panics); `make test` uses "--dev -s none", which builds in about 4 minutes
@@ -24,6 +25,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 read -r -a flags <<<"${FUZZ_FLAGS:--O -a}"
 # The fuzz build shares nothing with the workspace's (other flags): coverage instrumentation.
 cargo fuzz build "${flags[@]}"
+[ "$secs" != build ] || exit 0
 
 summary=()
 for t in "${targets[@]}"; do
