@@ -30,7 +30,7 @@ export SOLARED_DIR
 
 CARGO_FLAGS := --release --workspace --locked
 
-.PHONY: all setup build build-run run test torchless lint bench fuzz clean check-env browser numpy models models-torch gpu-check docs install s3server rocrate-validator notebook wheel aarch64 test-aarch64
+.PHONY: all setup build build-run run test disk-check torchless lint bench fuzz clean check-env browser numpy models models-torch gpu-check docs install s3server rocrate-validator notebook wheel aarch64 test-aarch64
 
 all: build
 
@@ -190,8 +190,15 @@ run: build-run models
 # packages, about 10 s the first time) and started around them, then stopped (.ci/slurm/). The
 # fuzz targets build beside the tests (.ci/suite.sh says why), and a short coverage-guided
 # fuzzing run of each ends the suite.
-test: lint browser numpy models models-torch s3server rocrate-validator notebook wheel aarch64 torchless
+test: disk-check lint browser numpy models models-torch s3server rocrate-validator notebook wheel aarch64 torchless
 	CARGO_FLAGS="$(CARGO_FLAGS)" FUZZ_FLAGS="--dev -s none" bash .ci/suite.sh $(FUZZ_SMOKE_SECONDS)
+
+# A first `make test` writes about 30 GB (measured from a fresh clone: target/ 15 GB, fuzz/target/
+# 8.1 GB, the venvs 6.5 GB) and fails half an hour in when the disk fills: it says so first.
+TEST_DISK_GB := 32
+DISK_CHECK ?= 1
+disk-check:
+	@[ "$(DISK_CHECK)" = 0 ] || bash .ci/disk-check.sh $(TEST_DISK_GB)
 
 # The worker as `make run` builds it where torch is not installed, for tests/torchless.rs: built
 # before the suite and kept aside, since a build during it would replace the binary the other
