@@ -35,8 +35,12 @@ fn foreign_libtorch_in_the_shell_is_refused_with_the_fix() {
 
 fn disk_check(vars: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new("make");
+    // Not as a sub-make of `make test`: make's own lines would say make[1].
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-s", "disk-check"]);
+        .args(["-s", "--no-print-directory", "disk-check"])
+        .env_remove("MAKELEVEL")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS");
     for (k, v) in vars {
         c.arg(format!("{k}={v}"));
     }
@@ -52,7 +56,7 @@ fn make_test_says_first_when_the_disk_cannot_hold_what_it_builds() {
     assert!(!out.status.success(), "{stderr}");
     // The cause in one line; make adds its own "Error 1" line after it.
     assert_eq!(
-        stderr.lines().filter(|l| !l.starts_with("make: ")).count(),
+        stderr.lines().filter(|l| !l.starts_with("make")).count(),
         1,
         "{stderr}"
     );
